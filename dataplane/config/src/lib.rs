@@ -1,0 +1,546 @@
+//! Configuration schema of the ragplane data plane.
+//!
+//! The data plane parses this schema (from a TOML file, environment and flags) and the operator
+//! renders it into a ConfigMap, so both halves share one definition of its shape. The crate keeps
+//! to light dependencies (serde and thiserror) so that the operator can depend on it too.
+//!
+//! Every section has defaults that make a zero-configuration process work: SQLite metadata, a
+//! local object store, the embedded vector index, the SQLite queue and the in-process cache, all
+//! under [`Config::data_dir`].
+
+#![forbid(unsafe_code)]
+
+mod secret;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use secret::Secret;
+pub use validate::{ConfigError, ValidationErrors};
+
+/// The whole data-plane configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory holding every embedded backend's files.
+    pub data_dir: PathBuf,
+    /// HTTP server settings.
+    pub server: ServerConfig,
+    /// Authentication settings.
+    pub auth: AuthConfig,
+    /// Request and payload limits.
+    pub limits: LimitsConfig,
+    /// Metadata store (tenants, keys, collections, documents).
+    pub metadata: MetadataConfig,
+    /// Object store for original documents.
+    pub objects: ObjectStoreConfig,
+    /// Vector index.
+    pub vectors: VectorIndexConfig,
+    /// Job queue.
+    pub queue: QueueConfig,
+    /// Caches for embeddings and query results.
+    pub cache: CacheConfig,
+    /// Embedding model and its execution.
+    pub embedding: EmbeddingConfig,
+    /// Answer generation.
+    pub generation: GenerationConfig,
+    /// Document chunking.
+    pub chunking: ChunkingConfig,
+    /// In-process queue workers.
+    pub workers: WorkerConfig,
+    /// Logging.
+    pub telemetry: TelemetryConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("ragplane-data"),
+            server: ServerConfig::default(),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            metadata: MetadataConfig::default(),
+            objects: ObjectStoreConfig::default(),
+            vectors: VectorIndexConfig::default(),
+            queue: QueueConfig::default(),
+            cache: CacheConfig::default(),
+            embedding: EmbeddingConfig::default(),
+            generation: GenerationConfig::default(),
+            chunking: ChunkingConfig::default(),
+            workers: WorkerConfig::default(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Seconds to wait for in-flight requests on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Turns authentication off: every request acts as the default tenant's admin. Only for
+    /// local use.
+    pub disabled: bool,
+    /// Admin key to create on first start instead of a random one. When absent a random key
+    /// is generated and printed once.
+    pub admin_key: Option<Secret>,
+}
+
+/// Limits that keep memory and latency bounded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body, in bytes (uploads included).
+    pub max_body_bytes: usize,
+    /// Requests served at once; beyond this the server answers 503 with Retry-After.
+    pub max_concurrent_requests: usize,
+    /// Largest `top_k` accepted by search and query.
+    pub max_top_k: usize,
+    /// Longest query text, in bytes.
+    pub max_query_bytes: usize,
+    /// Per-request timeout, in seconds.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 32 * 1024 * 1024,
+            max_concurrent_requests: 2048,
+            max_top_k: 100,
+            max_query_bytes: 8 * 1024,
+            request_timeout_secs: 120,
+        }
+    }
+}
+
+/// Metadata store selection.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MetadataConfig {
+    /// SQLite file, embedded.
+    Sqlite {
+        /// Database file; defaults to `<data_dir>/metadata.db`.
+        #[serde(default)]
+        path: Option<PathBuf>,
+    },
+}
+
+impl Default for MetadataConfig {
+    fn default() -> Self {
+        Self::Sqlite { path: None }
+    }
+}
+
+/// Object store selection.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ObjectStoreConfig {
+    /// A local directory.
+    Local {
+        /// Root directory; defaults to `<data_dir>/objects`.
+        #[serde(default)]
+        dir: Option<PathBuf>,
+    },
+}
+
+impl Default for ObjectStoreConfig {
+    fn default() -> Self {
+        Self::Local { dir: None }
+    }
+}
+
+/// Vector index selection.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
+pub enum VectorIndexConfig {
+    /// The embedded HNSW index, persisted under the data directory.
+    Embedded(EmbeddedIndexConfig),
+}
+
+impl Default for VectorIndexConfig {
+    fn default() -> Self {
+        Self::Embedded(EmbeddedIndexConfig::default())
+    }
+}
+
+/// Settings of the embedded HNSW index.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddedIndexConfig {
+    /// Directory; defaults to `<data_dir>/vectors`.
+    pub dir: Option<PathBuf>,
+    /// HNSW graph degree (M).
+    pub m: usize,
+    /// Candidate list size while building.
+    pub ef_construction: usize,
+    /// Candidate list size while searching.
+    pub ef_search: usize,
+    /// Write-ahead log size, in bytes, after which a snapshot is written and the log truncated.
+    pub snapshot_after_bytes: u64,
+}
+
+impl Default for EmbeddedIndexConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            m: 16,
+            ef_construction: 128,
+            ef_search: 64,
+            snapshot_after_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Job queue selection.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
+pub enum QueueConfig {
+    /// Durable queue in the SQLite metadata database.
+    Sqlite(SqliteQueueConfig),
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self::Sqlite(SqliteQueueConfig::default())
+    }
+}
+
+/// Settings of the SQLite queue.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqliteQueueConfig {
+    /// Seconds a claimed job stays invisible before another worker may reclaim it.
+    pub visibility_timeout_secs: u64,
+    /// Attempts before a job is dead-lettered with its last error.
+    pub max_attempts: u32,
+    /// Base of the exponential retry backoff, in milliseconds.
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for SqliteQueueConfig {
+    fn default() -> Self {
+        Self {
+            visibility_timeout_secs: 300,
+            max_attempts: 5,
+            retry_backoff_ms: 500,
+        }
+    }
+}
+
+/// Cache settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Cache query embeddings and chunk embeddings.
+    pub embeddings: bool,
+    /// Largest number of cached embeddings in process.
+    pub embedding_capacity: u64,
+    /// Seconds an embedding stays cached.
+    pub embedding_ttl_secs: u64,
+    /// Cache search results (invalidated by collection version).
+    pub results: bool,
+    /// Largest number of cached search results in process.
+    pub result_capacity: u64,
+    /// Seconds a search result stays cached.
+    pub result_ttl_secs: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            embeddings: true,
+            embedding_capacity: 100_000,
+            embedding_ttl_secs: 3600,
+            results: true,
+            result_capacity: 10_000,
+            result_ttl_secs: 300,
+        }
+    }
+}
+
+/// Embedding model and execution settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddingConfig {
+    /// Directory holding `model.onnx` and `tokenizer.json`. Defaults to the directory the
+    /// setup script fills: `$RAGPLANE_CACHE/models/all-minilm-l6-v2-int8`.
+    pub model_dir: Option<PathBuf>,
+    /// Path of the ONNX Runtime shared library. Defaults to
+    /// `$RAGPLANE_CACHE/onnxruntime/libonnxruntime.so`.
+    pub ort_library: Option<PathBuf>,
+    /// Name reported for the model and used in cache keys.
+    pub model_name: String,
+    /// Dimension of the model's vectors.
+    pub dimension: usize,
+    /// Inference threads (each owns one ONNX Runtime session).
+    pub sessions: usize,
+    /// Intra-op threads of each session; 0 means the number of cores divided by `sessions`.
+    pub intra_threads: usize,
+    /// Cap on padded tokens (batch size times longest sequence) in one batch.
+    pub max_batch_tokens: usize,
+    /// Longest input in tokens, special tokens included; longer inputs are truncated.
+    pub max_seq_len: usize,
+    /// Requests waiting for inference; beyond this callers get 429.
+    pub queue_capacity: usize,
+}
+
+impl Default for EmbeddingConfig {
+    fn default() -> Self {
+        Self {
+            model_dir: None,
+            ort_library: None,
+            model_name: "all-MiniLM-L6-v2-int8".into(),
+            dimension: 384,
+            sessions: 1,
+            intra_threads: 0,
+            max_batch_tokens: 16_384,
+            max_seq_len: 256,
+            queue_capacity: 1024,
+        }
+    }
+}
+
+/// Answer generation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(tag = "provider", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GenerationConfig {
+    /// No generator: `/v1/query` returns sources only.
+    #[default]
+    None,
+    /// An Ollama server, native `/api/chat`.
+    Ollama(GeneratorEndpoint),
+    /// An OpenAI-compatible server, `/v1/chat/completions`.
+    Openai(GeneratorEndpoint),
+}
+
+/// One generation endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorEndpoint {
+    /// Base URL, for example `http://127.0.0.1:11434` or `http://127.0.0.1:8000/v1`.
+    pub url: String,
+    /// Model name sent to the server.
+    pub model: String,
+    /// Bearer token, if the server needs one.
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// Seconds allowed for the whole generation.
+    #[serde(default = "default_generation_timeout")]
+    pub timeout_secs: u64,
+    /// Largest number of tokens to generate.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+}
+
+fn default_generation_timeout() -> u64 {
+    120
+}
+
+fn default_max_tokens() -> u32 {
+    512
+}
+
+/// Document chunking.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChunkingConfig {
+    /// Tokens per chunk (model tokens, special tokens excluded).
+    pub chunk_tokens: usize,
+    /// Tokens shared by consecutive chunks.
+    pub overlap_tokens: usize,
+    /// Largest extracted text per document, in bytes.
+    pub max_document_bytes: usize,
+}
+
+impl Default for ChunkingConfig {
+    fn default() -> Self {
+        Self {
+            chunk_tokens: 200,
+            overlap_tokens: 40,
+            max_document_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// In-process workers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Run queue workers inside `ragplane serve`.
+    pub enabled: bool,
+    /// Jobs processed at once.
+    pub concurrency: usize,
+    /// Milliseconds between polls of an empty queue.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            concurrency: 2,
+            poll_interval_ms: 500,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Output format.
+    pub log_format: LogFormat,
+    /// Filter in `tracing-subscriber` EnvFilter syntax; can be changed at run time.
+    pub log_filter: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Text,
+            log_filter: "info".into(),
+        }
+    }
+}
+
+/// Root of the directory the setup script fills with the model and ONNX Runtime:
+/// `$RAGPLANE_CACHE`, else `$HOME/.cache/ragplane`.
+pub fn default_cache_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("RAGPLANE_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".cache").join("ragplane")
+}
+
+impl Config {
+    /// File of the SQLite metadata database.
+    pub fn sqlite_path(&self) -> PathBuf {
+        match &self.metadata {
+            MetadataConfig::Sqlite { path } => self.under_data_dir(path.as_deref(), "metadata.db"),
+        }
+    }
+
+    /// Root of the local object store, when that backend is selected.
+    pub fn objects_dir(&self) -> PathBuf {
+        match &self.objects {
+            ObjectStoreConfig::Local { dir } => self.under_data_dir(dir.as_deref(), "objects"),
+        }
+    }
+
+    /// Directory of the embedded vector index.
+    pub fn vectors_dir(&self) -> PathBuf {
+        match &self.vectors {
+            VectorIndexConfig::Embedded(c) => self.under_data_dir(c.dir.as_deref(), "vectors"),
+        }
+    }
+
+    fn under_data_dir(&self, explicit: Option<&Path>, default: &str) -> PathBuf {
+        explicit.map_or_else(|| self.data_dir.join(default), Path::to_path_buf)
+    }
+}
+
+impl EmbeddingConfig {
+    /// Directory of the model files, defaulted from the cache root.
+    pub fn resolved_model_dir(&self) -> PathBuf {
+        self.model_dir
+            .clone()
+            .unwrap_or_else(|| default_cache_root().join("models").join("all-minilm-l6-v2-int8"))
+    }
+
+    /// Path of the ONNX Runtime library, defaulted from the cache root.
+    pub fn resolved_ort_library(&self) -> PathBuf {
+        self.ort_library
+            .clone()
+            .unwrap_or_else(|| default_cache_root().join("onnxruntime").join("libonnxruntime.so"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_toml_gives_defaults() {
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.sqlite_path(), PathBuf::from("ragplane-data/metadata.db"));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn sections_parse_from_toml() {
+        let c: Config = toml::from_str(
+            r#"
+            data_dir = "/var/lib/ragplane"
+            [server]
+            listen = "0.0.0.0:9000"
+            [generation]
+            provider = "ollama"
+            url = "http://127.0.0.1:11434"
+            model = "gemma3"
+            api_key = "s3cret"
+            [vectors]
+            backend = "embedded"
+            ef_search = 128
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.vectors_dir(), PathBuf::from("/var/lib/ragplane/vectors"));
+        let GenerationConfig::Ollama(ep) = &c.generation else {
+            panic!("expected ollama, got {:?}", c.generation)
+        };
+        assert_eq!(ep.timeout_secs, 120);
+        assert!(!format!("{c:?}").contains("s3cret"), "secrets must be redacted in Debug");
+        let VectorIndexConfig::Embedded(v) = &c.vectors;
+        assert_eq!(v.ef_search, 128);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = toml::from_str::<Config>("[server]\nlisten_addr = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn serialises_and_reads_back() {
+        let c = Config::default();
+        let text = toml::to_string(&c).unwrap();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+    }
+}

@@ -1,0 +1,74 @@
+//! Collection endpoints.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ErrorBody};
+use super::{ApiJson, AppState, Auth};
+use crate::metadata::Collection;
+
+/// Body of `POST /v1/collections`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCollection {
+    /// Name, unique per tenant: 1-64 of a-z, 0-9, '-', '_'.
+    pub name: String,
+    /// Free-form description.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A collection with its current point count.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CollectionInfo {
+    /// The collection.
+    #[serde(flatten)]
+    pub collection: Collection,
+    /// Points (indexed chunks) in the vector index.
+    pub points: u64,
+}
+
+/// Creates a collection.
+#[utoipa::path(post, path = "/v1/collections", request_body = CreateCollection,
+    responses((status = 201, body = Collection), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    ApiJson(body): ApiJson<CreateCollection>,
+) -> Result<(StatusCode, ApiJson<Collection>), ApiError> {
+    Ok((StatusCode::CREATED, ApiJson(app.create_collection(&p, &body.name, &body.description).await?)))
+}
+
+/// Lists the caller's collections.
+#[utoipa::path(get, path = "/v1/collections", responses((status = 200, body = Vec<Collection>)))]
+pub async fn list(State(app): State<AppState>, Auth(p): Auth) -> Result<ApiJson<Vec<Collection>>, ApiError> {
+    Ok(ApiJson(app.list_collections(&p).await?))
+}
+
+/// Reads a collection.
+#[utoipa::path(get, path = "/v1/collections/{collection}",
+    params(("collection" = String, Path, description = "Collection name")),
+    responses((status = 200, body = CollectionInfo), (status = 404, body = ErrorBody)))]
+pub async fn get_one(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(name): Path<String>,
+) -> Result<ApiJson<CollectionInfo>, ApiError> {
+    let collection = app.collection(&p, &name).await?;
+    let points = app.vectors.count(&crate::app::key_of(&collection), None).await.map_err(crate::error::Error::from)?;
+    Ok(ApiJson(CollectionInfo { collection, points }))
+}
+
+/// Deletes a collection with all its documents.
+#[utoipa::path(delete, path = "/v1/collections/{collection}",
+    params(("collection" = String, Path, description = "Collection name")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    app.delete_collection(&p, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,125 @@
+//! The one place where errors become HTTP responses: domain error → `{error, type}` JSON →
+//! status code, with `Retry-After` on 429 and 503. Extractor rejections (bad JSON, body too
+//! large, wrong content type) are mapped here too, so every error body has the same shape.
+
+use axum::extract::multipart::{MultipartError, MultipartRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// The JSON body of every error response.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Human-readable message naming what was wrong.
+    pub error: String,
+    /// Machine-readable kind, for example `invalid_request` or `not_found`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// An error on its way to becoming a response.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        Self(e)
+    }
+}
+
+/// Status, type label and Retry-After of an error.
+pub fn classify(e: &Error) -> (StatusCode, &'static str, Option<u64>) {
+    match e {
+        Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", None),
+        Error::Conflict { .. } => (StatusCode::CONFLICT, "conflict", None),
+        Error::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
+        Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", None),
+        Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
+        Error::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", None),
+        Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+        Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
+        Error::Overloaded { retry_after_secs, .. } => {
+            (StatusCode::TOO_MANY_REQUESTS, "overloaded", Some(*retry_after_secs))
+        }
+        Error::Unavailable { retry_after_secs, .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(*retry_after_secs))
+        }
+        Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, retry_after) = classify(&self.0);
+        if status.is_server_error() {
+            tracing::error!(error = %self.0, "request failed");
+        }
+        let body = ErrorBody { error: self.0.to_string(), kind: kind.to_string() };
+        let mut resp = (status, axum::Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+/// Maps a rejection's status to the matching domain error.
+fn from_status(status: StatusCode, message: String) -> Error {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => Error::TooLarge(message),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::UnsupportedMediaType(message),
+        StatusCode::UNPROCESSABLE_ENTITY => Error::Invalid { field: "body".into(), message },
+        _ => Error::BadRequest(message),
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        Self(from_status(r.status(), r.body_text()))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        Self(Error::invalid("query string", r.body_text()))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        Self(Error::BadRequest(r.body_text()))
+    }
+}
+
+impl From<MultipartRejection> for ApiError {
+    fn from(r: MultipartRejection) -> Self {
+        Self(from_status(r.status(), r.body_text()))
+    }
+}
+
+impl From<MultipartError> for ApiError {
+    fn from(r: MultipartError) -> Self {
+        Self(from_status(r.status(), format!("failed to read multipart body: {}", r.body_text())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overload_and_unavailable_carry_retry_after() {
+        let r = ApiError(Error::Overloaded { message: "busy".into(), retry_after_secs: 3 }).into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "3");
+        let r = ApiError(Error::Unavailable { message: "down".into(), retry_after_secs: 7 }).into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "7");
+    }
+}

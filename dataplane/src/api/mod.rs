@@ -1,0 +1,161 @@
+//! The HTTP API (axum): routes under `/v1`, service endpoints, and the middleware that bounds
+//! concurrency and body size and records request metrics.
+
+mod admin;
+mod collections;
+mod documents;
+pub mod error;
+mod search;
+mod service;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use utoipa::OpenApi;
+
+use crate::app::{App, Principal};
+use crate::error::Error;
+use error::ApiError;
+
+/// Shared state of every handler.
+pub type AppState = Arc<App>;
+
+/// JSON body extractor whose rejections become `{error, type}` responses.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// The authenticated caller, from `Authorization: Bearer <key>`.
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        Ok(Self(app.authenticate(bearer).await?))
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "ragplane", description = "Retrieval-augmented generation API"),
+    paths(
+        admin::create_tenant, admin::list_tenants, admin::issue_key,
+        collections::create, collections::list, collections::get_one, collections::delete,
+        documents::upload, documents::list, documents::get_one, documents::delete, documents::reindex,
+        documents::job, search::search, search::query,
+    ),
+    components(schemas(error::ErrorBody)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// Builds the router with all middleware.
+pub fn router(app: AppState) -> Router {
+    let limits = app.config.limits.clone();
+    let v1 = Router::new()
+        .route("/tenants", post(admin::create_tenant).get(admin::list_tenants))
+        .route("/tenants/{tenant}/keys", post(admin::issue_key))
+        .route("/collections", post(collections::create).get(collections::list))
+        .route("/collections/{collection}", get(collections::get_one).delete(collections::delete))
+        .route("/collections/{collection}/documents", post(documents::upload).get(documents::list))
+        .route(
+            "/collections/{collection}/documents/{document}",
+            get(documents::get_one).delete(documents::delete),
+        )
+        .route("/collections/{collection}/documents/{document}/reindex", post(documents::reindex))
+        .route("/jobs/{job}", get(documents::job))
+        .route("/search", post(search::search))
+        .route("/query", post(search::query))
+        .fallback(not_found);
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(service::healthz))
+        .route("/readyz", get(service::readyz))
+        .route("/metrics", get(service::metrics))
+        .route("/openapi.json", get(service::openapi_json))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_requests)),
+            shed_load,
+        ))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(limits.request_timeout_secs),
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            ApiError(Error::Internal("the request handler panicked".into())).into_response()
+        }))
+        .with_state(app)
+}
+
+async fn not_found() -> ApiError {
+    ApiError(Error::not_found("route", "this path"))
+}
+
+/// Answers 503 with Retry-After at once when every request slot is taken, instead of queueing.
+async fn shed_load(State(slots): State<Arc<tokio::sync::Semaphore>>, req: Request, next: Next) -> Response {
+    match slots.try_acquire() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => ApiError(Error::Unavailable {
+            message: "the server is at its concurrent request limit; retry shortly".into(),
+            retry_after_secs: 1,
+        })
+        .into_response(),
+    }
+}
+
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    let labels = [route.as_str(), method.as_str(), status.as_str()];
+    crate::metrics::HTTP_REQUESTS.with_label_values(&labels).inc();
+    crate::metrics::HTTP_DURATION.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
+    resp
+}

@@ -1,0 +1,534 @@
+//! The application core: backends wired together from configuration, and the operations the
+//! HTTP API and workers perform (auth, collections, documents, search, query). Handlers stay
+//! thin; everything tenant-scoped is resolved here, so isolation lives in one place.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::distr::{Alphanumeric, SampleString};
+use ragplane_config::{Config, GenerationConfig, QueueConfig, VectorIndexConfig};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::cache::{Cache, MemoryCache};
+use crate::embed::onnx::OnnxEmbedder;
+use crate::embed::tokenizer::TextTokenizer;
+use crate::embed::{CachedEmbedder, Embedder};
+use crate::error::{Error, Result};
+use crate::generate::ollama::OllamaGenerator;
+use crate::generate::openai::OpenAiGenerator;
+use crate::generate::{prompt, Generator, Usage};
+use crate::ingest::parse::Format;
+use crate::metadata::{Collection, Document, MetadataStore, NewDocument, SqliteStore, Tenant};
+use crate::objects::{LocalStore, ObjectStore};
+use crate::queue::{Job, JobQueue, SqliteQueue, Task, DOCUMENTS};
+use crate::vectors::{CollectionKey, EmbeddedIndex, Filter, VectorIndex};
+
+/// Name of the tenant created on first start, which the first admin key belongs to.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Who is calling: resolved from the API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Tenant id.
+    pub tenant_id: String,
+    /// Whether the key may manage tenants and keys.
+    pub admin: bool,
+}
+
+/// Every backend, wired from configuration.
+pub struct App {
+    /// The configuration in force.
+    pub config: Arc<Config>,
+    /// Tenants, keys, collections, documents.
+    pub metadata: Arc<dyn MetadataStore>,
+    /// Document originals.
+    pub objects: Arc<dyn ObjectStore>,
+    /// Vectors.
+    pub vectors: Arc<dyn VectorIndex>,
+    /// Jobs.
+    pub queue: Arc<dyn JobQueue>,
+    /// Embeddings (with the embedding cache in front).
+    pub embedder: Arc<dyn Embedder>,
+    /// The model's tokenizer, for token-aware chunking.
+    pub tokenizer: TextTokenizer,
+    /// Search result cache.
+    pub results: Option<Arc<dyn Cache>>,
+    /// Answer generator, when configured.
+    pub generator: Option<Arc<dyn Generator>>,
+    /// The default tenant's id.
+    pub default_tenant: String,
+}
+
+/// A new API key, shown once.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct IssuedKey {
+    /// Key id.
+    pub id: String,
+    /// The key itself; store it, it cannot be shown again.
+    pub key: String,
+    /// Its first characters, shown in listings.
+    pub prefix: String,
+    /// Tenant name.
+    pub tenant: String,
+    /// Whether it is an admin key.
+    pub admin: bool,
+}
+
+/// Hashes an API key for storage and lookup.
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+fn generate_key() -> String {
+    format!("rp_{}", Alphanumeric.sample_string(&mut rand::rng(), 40))
+}
+
+/// Names of tenants and collections: 1–64 of `[a-z0-9_-]`, starting alphanumeric.
+pub fn validate_name(field: &str, name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(field, format!("{name:?} must be 1-64 characters of a-z, 0-9, '-' or '_', starting with a letter or digit")))
+    }
+}
+
+/// One retrieved chunk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SearchHit {
+    /// Cosine similarity to the query.
+    pub score: f32,
+    /// Document id.
+    pub document_id: String,
+    /// Document title.
+    pub title: String,
+    /// Chunk index in the document.
+    pub chunk: u32,
+    /// Chunk text.
+    pub text: String,
+}
+
+/// A search request, shared by `/v1/search` and `/v1/query`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    /// Collection name.
+    pub collection: String,
+    /// Query text.
+    pub query: String,
+    /// Number of chunks to return (default 5).
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+    /// Only chunks of documents whose metadata has all these key/value pairs.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Only chunks of these documents.
+    #[serde(default)]
+    pub document_ids: Option<Vec<String>>,
+}
+
+fn default_top_k() -> usize {
+    5
+}
+
+/// Result of `/v1/query`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QueryAnswer {
+    /// The generated answer; `null` when generation is not configured.
+    pub answer: Option<String>,
+    /// `generated`, or `not_configured` when no generator is set up (sources only).
+    pub generation: String,
+    /// Model that answered.
+    pub model: Option<String>,
+    /// Retrieved sources, numbered from 1 in this order in the prompt.
+    pub sources: Vec<SearchHit>,
+    /// Numbers (1-based) of the sources the answer cites.
+    pub cited: Vec<usize>,
+    /// Token counts reported by the generator.
+    pub usage: Option<Usage>,
+}
+
+/// A document upload, already read from JSON or multipart.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// Title (defaults to the file name).
+    pub title: String,
+    /// File name or source URI.
+    pub source: Option<String>,
+    /// Format of `body`.
+    pub format: Format,
+    /// The original bytes.
+    pub body: Bytes,
+    /// Client metadata.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A document accepted for ingestion.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Accepted {
+    /// The document.
+    pub document: Document,
+    /// The ingestion job.
+    pub job_id: String,
+}
+
+impl App {
+    /// Opens every backend named by `config` and loads the embedding model.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.validate()?;
+        crate::metrics::init();
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| anyhow::anyhow!("failed to create data directory {}: {e}", config.data_dir.display()))?;
+        let store = SqliteStore::open(&config.sqlite_path()).await?;
+        store.migrate().await?;
+        let QueueConfig::Sqlite(qcfg) = &config.queue;
+        let queue = SqliteQueue::open(store.pool().clone(), qcfg).await?;
+        let objects = LocalStore::open(config.objects_dir())?;
+        let VectorIndexConfig::Embedded(vcfg) = &config.vectors;
+        let vectors = EmbeddedIndex::open(config.vectors_dir(), vcfg.clone()).await?;
+
+        let ecfg = config.embedding.clone();
+        let onnx = tokio::task::spawn_blocking(move || OnnxEmbedder::start(&ecfg)).await??;
+        let files = crate::embed::onnx::ModelFiles::from_config(&config.embedding)?;
+        let tokenizer = TextTokenizer::from_file(&files.tokenizer, config.embedding.max_seq_len)?;
+        let c = &config.cache;
+        let embedding_cache: Option<Arc<dyn Cache>> = c.embeddings.then(|| {
+            Arc::new(MemoryCache::new(c.embedding_capacity, Duration::from_secs(c.embedding_ttl_secs))) as Arc<dyn Cache>
+        });
+        let results: Option<Arc<dyn Cache>> = c.results.then(|| {
+            Arc::new(MemoryCache::new(c.result_capacity, Duration::from_secs(c.result_ttl_secs))) as Arc<dyn Cache>
+        });
+        let embedder: Arc<dyn Embedder> = Arc::new(CachedEmbedder::new(Arc::new(onnx), embedding_cache));
+        let generator: Option<Arc<dyn Generator>> = match &config.generation {
+            GenerationConfig::None => None,
+            GenerationConfig::Ollama(ep) => Some(Arc::new(OllamaGenerator::new(ep.clone()))),
+            GenerationConfig::Openai(ep) => Some(Arc::new(OpenAiGenerator::new(ep.clone()))),
+        };
+        let metadata: Arc<dyn MetadataStore> = Arc::new(store);
+        let default_tenant = match metadata.tenant_by_name(DEFAULT_TENANT).await? {
+            Some(t) => t.id,
+            None => metadata.create_tenant(DEFAULT_TENANT).await?.id,
+        };
+        Ok(Self {
+            config: Arc::new(config),
+            metadata,
+            objects: Arc::new(objects),
+            vectors: Arc::new(vectors),
+            queue: Arc::new(queue),
+            embedder,
+            tokenizer,
+            results,
+            generator,
+            default_tenant,
+        })
+    }
+
+    /// Creates the first admin key when there is none: the configured one, or a random one that
+    /// is returned so the caller can print it once.
+    pub async fn bootstrap_admin_key(&self) -> Result<Option<String>> {
+        if self.metadata.count_admin_keys().await? > 0 {
+            return Ok(None);
+        }
+        let (key, generated) = match &self.config.auth.admin_key {
+            Some(k) => (k.expose().to_string(), false),
+            None => (generate_key(), true),
+        };
+        let prefix: String = key.chars().take(10).collect();
+        self.metadata.create_api_key(&self.default_tenant, "admin", &hash_key(&key), &prefix, true).await?;
+        Ok(generated.then_some(key))
+    }
+
+    /// Resolves a bearer token to a principal.
+    pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Principal> {
+        if self.config.auth.disabled {
+            return Ok(Principal { tenant_id: self.default_tenant.clone(), admin: true });
+        }
+        let key = bearer.ok_or_else(|| Error::Unauthorized("missing API key: send Authorization: Bearer <key>".into()))?;
+        let found = self.metadata.api_key_by_hash(&hash_key(key)).await?;
+        let k = found.ok_or_else(|| Error::Unauthorized("unknown or revoked API key".into()))?;
+        Ok(Principal { tenant_id: k.tenant_id, admin: k.admin })
+    }
+
+    fn require_admin(p: &Principal) -> Result<()> {
+        if p.admin {
+            Ok(())
+        } else {
+            Err(Error::Forbidden("this operation needs an admin API key".into()))
+        }
+    }
+
+    /// Creates a tenant (admin only).
+    pub async fn create_tenant(&self, p: &Principal, name: &str) -> Result<Tenant> {
+        Self::require_admin(p)?;
+        validate_name("name", name)?;
+        Ok(self.metadata.create_tenant(name).await?)
+    }
+
+    /// Lists tenants (admin only).
+    pub async fn list_tenants(&self, p: &Principal) -> Result<Vec<Tenant>> {
+        Self::require_admin(p)?;
+        Ok(self.metadata.list_tenants().await?)
+    }
+
+    /// Issues a key for a tenant (admin only).
+    pub async fn issue_key(&self, p: &Principal, tenant: &str, name: &str, admin: bool) -> Result<IssuedKey> {
+        Self::require_admin(p)?;
+        let t = self.metadata.tenant_by_name(tenant).await?.ok_or_else(|| Error::not_found("tenant", tenant))?;
+        let key = generate_key();
+        let prefix: String = key.chars().take(10).collect();
+        let k = self.metadata.create_api_key(&t.id, name, &hash_key(&key), &prefix, admin).await?;
+        Ok(IssuedKey { id: k.id, key, prefix, tenant: t.name, admin })
+    }
+
+    /// Creates a collection for the caller's tenant.
+    pub async fn create_collection(&self, p: &Principal, name: &str, description: &str) -> Result<Collection> {
+        validate_name("name", name)?;
+        if description.len() > 4096 {
+            return Err(Error::invalid("description", "must be at most 4096 bytes"));
+        }
+        let dim = self.embedder.dimension();
+        let c = self.metadata.create_collection(&p.tenant_id, name, description, dim as i64).await?;
+        self.vectors.ensure_collection(&key_of(&c), dim).await?;
+        Ok(c)
+    }
+
+    /// Lists the caller's collections.
+    pub async fn list_collections(&self, p: &Principal) -> Result<Vec<Collection>> {
+        Ok(self.metadata.list_collections(&p.tenant_id).await?)
+    }
+
+    /// Finds one of the caller's collections; 404 for other tenants' collections too.
+    pub async fn collection(&self, p: &Principal, name: &str) -> Result<Collection> {
+        self.metadata
+            .collection_by_name(&p.tenant_id, name)
+            .await?
+            .ok_or_else(|| Error::not_found("collection", name))
+    }
+
+    /// Deletes a collection with its documents, points and originals.
+    pub async fn delete_collection(&self, p: &Principal, name: &str) -> Result<()> {
+        let c = self.collection(p, name).await?;
+        self.vectors.drop_collection(&key_of(&c)).await?;
+        self.objects.delete_prefix(&format!("{}/{}", c.tenant_id, c.id)).await?;
+        self.metadata.delete_collection(&c.id).await?;
+        Ok(())
+    }
+
+    /// Stores an upload and queues its ingestion.
+    pub async fn add_document(&self, p: &Principal, collection: &str, upload: Upload) -> Result<Accepted> {
+        let c = self.collection(p, collection).await?;
+        if upload.body.is_empty() {
+            return Err(Error::invalid("content", "document is empty"));
+        }
+        if upload.title.len() > 1024 {
+            return Err(Error::invalid("title", "must be at most 1024 bytes"));
+        }
+        validate_metadata(&upload.metadata)?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let object_key = format!("{}/{}/{}", c.tenant_id, c.id, id);
+        let sha256 = hex::encode(Sha256::digest(&upload.body));
+        let size = upload.body.len() as i64;
+        self.objects.put(&object_key, upload.body).await?;
+        let doc = self
+            .metadata
+            .insert_document(NewDocument {
+                id,
+                tenant_id: c.tenant_id.clone(),
+                collection_id: c.id.clone(),
+                title: upload.title,
+                source: upload.source,
+                content_type: upload.format.media_type().to_string(),
+                size_bytes: size,
+                sha256,
+                metadata: upload.metadata,
+                object_key,
+            })
+            .await?;
+        let job = self.queue.enqueue(&c.tenant_id, DOCUMENTS, Task::IngestDocument { document_id: doc.id.clone() }).await?;
+        Ok(Accepted { document: doc, job_id: job.id })
+    }
+
+    /// Finds one of the caller's documents in a collection.
+    pub async fn document(&self, p: &Principal, collection: &str, id: &str) -> Result<(Collection, Document)> {
+        let c = self.collection(p, collection).await?;
+        let d = self
+            .metadata
+            .document(id)
+            .await?
+            .filter(|d| d.collection_id == c.id && d.tenant_id == p.tenant_id)
+            .ok_or_else(|| Error::not_found("document", id))?;
+        Ok((c, d))
+    }
+
+    /// Lists a collection's documents, `limit` at a time after the cursor.
+    pub async fn list_documents(
+        &self,
+        p: &Principal,
+        collection: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Document>> {
+        if !(1..=1000).contains(&limit) {
+            return Err(Error::invalid("limit", "must be between 1 and 1000"));
+        }
+        let c = self.collection(p, collection).await?;
+        Ok(self.metadata.list_documents(&c.id, after, limit).await?)
+    }
+
+    /// Deletes a document with its points and original.
+    pub async fn delete_document(&self, p: &Principal, collection: &str, id: &str) -> Result<()> {
+        let (c, d) = self.document(p, collection, id).await?;
+        self.vectors.delete_document(&key_of(&c), &d.id).await?;
+        self.metadata.bump_collection_version(&c.id).await?;
+        self.objects.delete(&d.object_key).await?;
+        self.metadata.delete_document(&d.id).await?;
+        Ok(())
+    }
+
+    /// Queues a document for indexing again (its points are replaced).
+    pub async fn reindex_document(&self, p: &Principal, collection: &str, id: &str) -> Result<Accepted> {
+        let (c, d) = self.document(p, collection, id).await?;
+        self.metadata.set_document_status(&d.id, crate::metadata::DocumentStatus::Queued, None, d.chunk_count).await?;
+        let job = self.queue.enqueue(&c.tenant_id, DOCUMENTS, Task::IngestDocument { document_id: d.id.clone() }).await?;
+        let document = self.metadata.document(&d.id).await?.unwrap_or(d);
+        Ok(Accepted { document, job_id: job.id })
+    }
+
+    /// Reads one of the caller's jobs.
+    pub async fn job(&self, p: &Principal, id: &str) -> Result<Job> {
+        self.queue.get(id).await?.filter(|j| j.tenant_id == p.tenant_id).ok_or_else(|| Error::not_found("job", id))
+    }
+
+    /// Retrieval: embeds the query and searches the collection, through the result cache.
+    pub async fn search(&self, p: &Principal, req: &SearchRequest) -> Result<Vec<SearchHit>> {
+        let limits = &self.config.limits;
+        if req.query.trim().is_empty() {
+            return Err(Error::invalid("query", "must not be empty"));
+        }
+        if req.query.len() > limits.max_query_bytes {
+            return Err(Error::invalid("query", format!("must be at most {} bytes", limits.max_query_bytes)));
+        }
+        if req.top_k == 0 || req.top_k > limits.max_top_k {
+            return Err(Error::invalid("top_k", format!("must be between 1 and {}", limits.max_top_k)));
+        }
+        if let Some(f) = &req.filter {
+            validate_metadata(f).map_err(|e| match e {
+                Error::Invalid { message, .. } => Error::invalid("filter", message),
+                other => other,
+            })?;
+        }
+        let c = self.collection(p, &req.collection).await?;
+        let cache_key = self.results.as_ref().map(|_| result_cache_key(&c, req));
+        if let (Some(cache), Some(key)) = (&self.results, &cache_key) {
+            let hit = cache.get(key).await.and_then(|b| serde_json::from_slice::<Vec<SearchHit>>(&b).ok());
+            crate::metrics::cache_lookup("results", cache.layer(), usize::from(hit.is_some()), usize::from(hit.is_none()));
+            if let Some(hits) = hit {
+                return Ok(hits);
+            }
+        }
+        let mut documents: Option<HashSet<String>> = req.document_ids.as_ref().map(|ids| ids.iter().cloned().collect());
+        if let Some(f) = req.filter.as_ref().filter(|f| !f.is_empty()) {
+            let matching: HashSet<String> = self.metadata.documents_matching(&c.id, f).await?.into_iter().collect();
+            documents = Some(match documents {
+                Some(d) => d.intersection(&matching).cloned().collect(),
+                None => matching,
+            });
+        }
+        if documents.as_ref().is_some_and(HashSet::is_empty) {
+            return Ok(Vec::new());
+        }
+        let vector = self.embedder.embed(vec![req.query.clone()]).await?.pop().unwrap_or_default();
+        let filter = Filter { tenant: c.tenant_id.clone(), collection: c.id.clone(), documents };
+        let hits = self.vectors.search(vector, req.top_k, filter).await?;
+        let mut titles = std::collections::HashMap::new();
+        let mut out = Vec::with_capacity(hits.len());
+        for h in hits {
+            if !titles.contains_key(&h.payload.document) {
+                let title = self.metadata.document(&h.payload.document).await?.map(|d| d.title);
+                titles.insert(h.payload.document.clone(), title);
+            }
+            // A point whose document row is gone (deleted mid-search) is not returned.
+            let Some(Some(title)) = titles.get(&h.payload.document) else { continue };
+            out.push(SearchHit {
+                score: h.score,
+                document_id: h.payload.document,
+                title: title.clone(),
+                chunk: h.payload.chunk,
+                text: h.payload.text,
+            });
+        }
+        if let (Some(cache), Some(key)) = (&self.results, &cache_key) {
+            if let Ok(b) = serde_json::to_vec(&out) {
+                cache.put(key, Bytes::from(b)).await;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Retrieval plus generation. Without a generator, returns the sources and says so.
+    pub async fn query(&self, p: &Principal, req: &SearchRequest) -> Result<QueryAnswer> {
+        let sources = self.search(p, req).await?;
+        let Some(generator) = &self.generator else {
+            return Ok(QueryAnswer {
+                answer: None,
+                generation: "not_configured".into(),
+                model: None,
+                sources,
+                cited: Vec::new(),
+                usage: None,
+            });
+        };
+        let texts: Vec<&str> = sources.iter().map(|s| s.text.as_str()).collect();
+        let messages = prompt::build(&req.query, &texts);
+        let g = generator.generate(&messages).await?;
+        let cited = prompt::cited(&g.text, sources.len());
+        Ok(QueryAnswer {
+            answer: Some(g.text),
+            generation: "generated".into(),
+            model: Some(g.model),
+            sources,
+            cited,
+            usage: Some(g.usage),
+        })
+    }
+
+    /// Checks that the stores answer.
+    pub async fn ready(&self) -> Result<()> {
+        self.metadata.ping().await?;
+        self.objects.ping().await?;
+        Ok(())
+    }
+}
+
+/// The vector-index key of a collection.
+pub fn key_of(c: &Collection) -> CollectionKey {
+    CollectionKey { tenant: c.tenant_id.clone(), collection: c.id.clone() }
+}
+
+fn result_cache_key(c: &Collection, req: &SearchRequest) -> String {
+    let body = serde_json::to_vec(req).unwrap_or_default();
+    format!("res:{}:{}:{}:{}", c.tenant_id, c.id, c.version, hex::encode(Sha256::digest(&body)))
+}
+
+/// Metadata keys are 1–64 of `[A-Za-z0-9_.-]`; values are scalars.
+fn validate_metadata(m: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    if m.len() > 64 {
+        return Err(Error::invalid("metadata", "at most 64 keys"));
+    }
+    for (k, v) in m {
+        let key_ok = (1..=64).contains(&k.len()) && k.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !key_ok {
+            return Err(Error::invalid("metadata", format!("key {k:?} must be 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'")));
+        }
+        if v.is_object() || v.is_array() {
+            return Err(Error::invalid("metadata", format!("value of {k:?} must be a string, number, boolean or null")));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! `ragplane eval DIR`: retrieval quality on a BEIR-format folder (`corpus.jsonl`,
+//! `queries.jsonl`, `qrels/test.tsv`). The corpus is uploaded to a fresh collection, indexed,
+//! and every query with judgements is searched; results are deduplicated by document (a
+//! document ranks at its best chunk) and scored with nDCG@10 and recall@k.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::client::{Client, ConnArgs};
+use super::ingest::wait_indexed;
+
+/// Flags of `ragplane eval`.
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    /// Server connection.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Collection to create for the corpus (must not exist yet).
+    #[arg(long, short, default_value = "eval")]
+    pub collection: String,
+    /// Cut-off for recall@k.
+    #[arg(long, short = 'k', default_value_t = 10)]
+    pub k: usize,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The BEIR folder.
+    pub dir: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct CorpusDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    #[serde(default)]
+    title: String,
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct QueryLine {
+    #[serde(rename = "_id")]
+    id: String,
+    text: String,
+}
+
+fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{}: invalid line", path.display(), i + 1)))
+        .collect()
+}
+
+/// Relevance judgements: query id → document id → grade.
+pub type Qrels = HashMap<String, HashMap<String, f64>>;
+
+/// Reads `qrels/test.tsv` (`query-id corpus-id score`, with a header line).
+pub fn read_qrels(path: &Path) -> anyhow::Result<Qrels> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))?;
+    let mut out: Qrels = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if i == 0 && cols.first().is_some_and(|c| c.contains("query")) {
+            continue;
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let [q, d, s] = cols[..] else { bail!("{}:{}: expected 3 tab-separated columns", path.display(), i + 1) };
+        let grade: f64 = s.trim().parse().with_context(|| format!("{}:{}: bad score", path.display(), i + 1))?;
+        out.entry(q.to_string()).or_default().insert(d.to_string(), grade);
+    }
+    Ok(out)
+}
+
+/// nDCG@k of a ranking against graded judgements (linear gain, log2 discount).
+pub fn ndcg_at_k(ranked: &[String], rel: &HashMap<String, f64>, k: usize) -> f64 {
+    let dcg: f64 = ranked
+        .iter()
+        .take(k)
+        .enumerate()
+        .map(|(i, d)| rel.get(d).copied().unwrap_or(0.0) / ((i + 2) as f64).log2())
+        .sum();
+    let mut ideal: Vec<f64> = rel.values().copied().filter(|g| *g > 0.0).collect();
+    ideal.sort_by(|a, b| b.total_cmp(a));
+    let idcg: f64 = ideal.iter().take(k).enumerate().map(|(i, g)| g / ((i + 2) as f64).log2()).sum();
+    if idcg == 0.0 {
+        0.0
+    } else {
+        dcg / idcg
+    }
+}
+
+/// Fraction of relevant documents found in the top `k`.
+pub fn recall_at_k(ranked: &[String], rel: &HashMap<String, f64>, k: usize) -> f64 {
+    let relevant = rel.values().filter(|g| **g > 0.0).count();
+    if relevant == 0 {
+        return 0.0;
+    }
+    let found = ranked.iter().take(k).filter(|d| rel.get(*d).is_some_and(|g| *g > 0.0)).count();
+    found as f64 / relevant as f64
+}
+
+/// Runs the command.
+pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let corpus: Vec<CorpusDoc> = read_jsonl(&args.dir.join("corpus.jsonl"))?;
+    let queries: Vec<QueryLine> = read_jsonl(&args.dir.join("queries.jsonl"))?;
+    let qrels = read_qrels(&args.dir.join("qrels").join("test.tsv"))?;
+    if corpus.is_empty() || qrels.is_empty() {
+        bail!("{} has an empty corpus or no judgements", args.dir.display());
+    }
+    let client = Client::new(&args.conn)?;
+    let _: Value = client
+        .send(client.request(reqwest::Method::POST, "/v1/collections").json(&json!({ "name": args.collection })))
+        .await
+        .context("failed to create the evaluation collection")?;
+    let path = format!("/v1/collections/{}/documents", args.collection);
+    let mut by_doc_id: HashMap<String, String> = HashMap::new();
+    let mut ids = Vec::new();
+    for d in &corpus {
+        let text = if d.title.is_empty() { d.text.clone() } else { format!("{}\n\n{}", d.title, d.text) };
+        let body = json!({ "text": text, "title": d.title, "source": d.id, "metadata": { "beir_id": d.id } });
+        let v: Value = client.send(client.request(reqwest::Method::POST, &path).json(&body)).await?;
+        let id = v["document"]["id"].as_str().unwrap_or_default().to_string();
+        by_doc_id.insert(id.clone(), d.id.clone());
+        ids.push(id);
+    }
+    let failed = wait_indexed(&client, &args.collection, &ids, Duration::from_secs(3600)).await?;
+    if failed > 0 {
+        bail!("{failed} corpus documents failed to index");
+    }
+    let depth = args.k.max(10);
+    let (mut ndcg, mut recall, mut n) = (0.0, 0.0, 0usize);
+    for q in queries.iter().filter(|q| qrels.contains_key(&q.id)) {
+        let body = json!({ "collection": args.collection, "query": q.text, "top_k": depth * 4 });
+        let v: Value = client.send(client.request(reqwest::Method::POST, "/v1/search").json(&body)).await?;
+        let mut ranked: Vec<String> = Vec::new();
+        for h in v["hits"].as_array().into_iter().flatten() {
+            let doc = h["document_id"].as_str().and_then(|id| by_doc_id.get(id)).cloned().unwrap_or_default();
+            if !ranked.contains(&doc) {
+                ranked.push(doc);
+            }
+        }
+        let rel = &qrels[&q.id];
+        ndcg += ndcg_at_k(&ranked, rel, 10);
+        recall += recall_at_k(&ranked, rel, args.k);
+        n += 1;
+    }
+    if n == 0 {
+        bail!("no query in queries.jsonl has judgements in qrels/test.tsv");
+    }
+    let (ndcg, recall) = (ndcg / n as f64, recall / n as f64);
+    if args.json {
+        println!("{}", json!({ "queries": n, "documents": corpus.len(), "ndcg@10": ndcg, format!("recall@{}", args.k): recall }));
+    } else {
+        println!("queries: {n}  documents: {}", corpus.len());
+        println!("nDCG@10:   {ndcg:.4}");
+        println!("recall@{}: {recall:.4}", args.k);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rel(pairs: &[(&str, f64)]) -> HashMap<String, f64> {
+        pairs.iter().map(|(d, g)| (d.to_string(), *g)).collect()
+    }
+
+    fn ranked(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn perfect_ranking_scores_one() {
+        let r = rel(&[("a", 2.0), ("b", 1.0)]);
+        assert!((ndcg_at_k(&ranked(&["a", "b", "c"]), &r, 10) - 1.0).abs() < 1e-12);
+        assert_eq!(recall_at_k(&ranked(&["a", "b"]), &r, 10), 1.0);
+    }
+
+    #[test]
+    fn ndcg_matches_a_hand_computation() {
+        // Relevant doc at rank 2 only: DCG = 1/log2(3), IDCG = 1/log2(2) = 1.
+        let r = rel(&[("a", 1.0)]);
+        let v = ndcg_at_k(&ranked(&["x", "a"]), &r, 10);
+        assert!((v - 1.0 / 3f64.log2()).abs() < 1e-12, "{v}");
+        assert_eq!(ndcg_at_k(&ranked(&["x", "a"]), &r, 1), 0.0);
+    }
+
+    #[test]
+    fn recall_counts_only_the_cutoff() {
+        let r = rel(&[("a", 1.0), ("b", 1.0), ("z", 0.0)]);
+        assert_eq!(recall_at_k(&ranked(&["a", "x", "b"]), &r, 2), 0.5);
+    }
+
+    #[test]
+    fn qrels_header_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("test.tsv");
+        std::fs::write(&p, "query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td2\t2\n").unwrap();
+        let q = read_qrels(&p).unwrap();
+        assert_eq!(q["q1"]["d2"], 2.0);
+        std::fs::write(&p, "q1 d1\n").unwrap();
+        assert!(read_qrels(&p).is_err());
+    }
+}

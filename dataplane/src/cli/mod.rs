@@ -1,0 +1,213 @@
+//! Command line: `serve`, `migrate`, and the HTTP clients `ingest`, `search`, `query`, `eval`.
+//!
+//! Configuration is layered: built-in defaults, then the TOML file (`--config`), then
+//! `RAGPLANE__SECTION__KEY` environment variables, then flags (each also readable from its own
+//! `RAGPLANE_*` variable).
+
+mod client;
+mod eval;
+mod ingest;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use ragplane_config::{Config, GenerationConfig, GeneratorEndpoint, LogFormat, Secret};
+
+pub use client::Client;
+
+/// ragplane: retrieval-augmented generation at scale.
+#[derive(Debug, Parser)]
+#[command(name = "ragplane", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API (and, unless disabled, the queue workers).
+    Serve(ServeArgs),
+    /// Create or upgrade the metadata database schema, then exit.
+    Migrate(ConfigArgs),
+    /// Upload files or directories (recursively) to a collection.
+    Ingest(ingest::IngestArgs),
+    /// Retrieve the chunks nearest to a query.
+    Search(SearchArgs),
+    /// Answer a question from a collection, with sources.
+    Query(SearchArgs),
+    /// Measure retrieval quality (nDCG@10, recall@k) on a BEIR-format folder.
+    Eval(eval::EvalArgs),
+}
+
+/// Where the configuration comes from, and the settings most often overridden.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "RAGPLANE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for all embedded data (default ./ragplane-data).
+    #[arg(long, env = "RAGPLANE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Flags of `ragplane serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Configuration source.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, env = "RAGPLANE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory with model.onnx and tokenizer.json.
+    #[arg(long, env = "RAGPLANE_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// Path of libonnxruntime.so.
+    #[arg(long, env = "RAGPLANE_ORT_LIBRARY")]
+    pub ort_library: Option<PathBuf>,
+    /// Turn authentication off (local use only).
+    #[arg(long, env = "RAGPLANE_DISABLE_AUTH")]
+    pub disable_auth: bool,
+    /// Admin key to create on first start instead of a random one.
+    #[arg(long, env = "RAGPLANE_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// Do not run queue workers in this process.
+    #[arg(long, env = "RAGPLANE_NO_WORKERS")]
+    pub no_workers: bool,
+    /// Generation provider: `ollama` or `openai`.
+    #[arg(long, env = "RAGPLANE_GENERATOR", requires_all = ["generator_url", "generator_model"])]
+    pub generator: Option<String>,
+    /// Base URL of the generation server.
+    #[arg(long, env = "RAGPLANE_GENERATOR_URL")]
+    pub generator_url: Option<String>,
+    /// Model name for the generation server.
+    #[arg(long, env = "RAGPLANE_GENERATOR_MODEL")]
+    pub generator_model: Option<String>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "RAGPLANE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Log filter, for example `info,ragplane=debug`.
+    #[arg(long, env = "RAGPLANE_LOG")]
+    pub log_filter: Option<String>,
+}
+
+/// Flags of `ragplane search` and `ragplane query`.
+#[derive(Debug, Clone, Args)]
+pub struct SearchArgs {
+    /// Server connection.
+    #[command(flatten)]
+    pub conn: client::ConnArgs,
+    /// Collection to search.
+    #[arg(long, short, env = "RAGPLANE_COLLECTION", default_value = "default")]
+    pub collection: String,
+    /// Number of chunks.
+    #[arg(long, short = 'k', default_value_t = 5)]
+    pub top_k: usize,
+    /// Print the raw JSON response.
+    #[arg(long)]
+    pub json: bool,
+    /// The query text.
+    #[arg(required = true, num_args = 1..)]
+    pub text: Vec<String>,
+}
+
+/// Loads the layered configuration.
+pub fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(path) = &args.config {
+        anyhow::ensure!(path.exists(), "configuration file {} does not exist", path.display());
+        fig = fig.merge(Toml::file(path));
+    }
+    fig = fig.merge(Env::prefixed("RAGPLANE__").split("__"));
+    let mut config: Config = fig.extract().context("failed to read the configuration")?;
+    if let Some(dir) = &args.data_dir {
+        config.data_dir.clone_from(dir);
+    }
+    Ok(config)
+}
+
+impl ServeArgs {
+    /// The configuration with this command's flags applied.
+    pub fn into_config(self) -> anyhow::Result<Config> {
+        let mut c = load_config(&self.config)?;
+        if let Some(l) = self.listen {
+            c.server.listen = l;
+        }
+        if self.model_dir.is_some() {
+            c.embedding.model_dir = self.model_dir;
+        }
+        if self.ort_library.is_some() {
+            c.embedding.ort_library = self.ort_library;
+        }
+        if self.disable_auth {
+            c.auth.disabled = true;
+        }
+        if let Some(k) = self.admin_key {
+            c.auth.admin_key = Some(Secret::new(k));
+        }
+        if self.no_workers {
+            c.workers.enabled = false;
+        }
+        if let (Some(p), Some(url), Some(model)) = (self.generator, self.generator_url, self.generator_model) {
+            let ep = GeneratorEndpoint { url, model, api_key: None, timeout_secs: 120, max_tokens: 512 };
+            c.generation = match p.as_str() {
+                "ollama" => GenerationConfig::Ollama(ep),
+                "openai" => GenerationConfig::Openai(ep),
+                other => anyhow::bail!("--generator must be ollama or openai, got {other:?}"),
+            };
+        }
+        if let Some(f) = self.log_format {
+            c.telemetry.log_format = match f.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => anyhow::bail!("--log-format must be text or json, got {other:?}"),
+            };
+        }
+        if let Some(f) = self.log_filter {
+            c.telemetry.log_filter = f;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// Sets up logging to stderr.
+pub fn init_logging(format: LogFormat, filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.into_config()?;
+            init_logging(config.telemetry.log_format, &config.telemetry.log_filter);
+            crate::server::run(config).await
+        }
+        Command::Migrate(args) => {
+            init_logging(LogFormat::Text, "info");
+            let config = load_config(&args)?;
+            use crate::metadata::MetadataStore;
+            let store = crate::metadata::SqliteStore::open(&config.sqlite_path()).await?;
+            store.migrate().await?;
+            println!("metadata database {} is up to date", config.sqlite_path().display());
+            Ok(())
+        }
+        Command::Ingest(args) => ingest::run(args).await,
+        Command::Search(args) => client::search(args, false).await,
+        Command::Query(args) => client::search(args, true).await,
+        Command::Eval(args) => eval::run(args).await,
+    }
+}

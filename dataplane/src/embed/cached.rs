@@ -1,0 +1,62 @@
+//! The embedding cache in front of any [`Embedder`]: texts seen before skip inference.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+
+use super::{Embedder, Result};
+use crate::cache::{pack_f32, unpack_f32, Cache};
+use crate::metrics;
+
+/// Wraps an embedder with a cache keyed by model and text hash.
+pub struct CachedEmbedder {
+    inner: Arc<dyn Embedder>,
+    cache: Option<Arc<dyn Cache>>,
+}
+
+impl CachedEmbedder {
+    /// Caches vectors in `cache`; `None` passes everything through.
+    pub fn new(inner: Arc<dyn Embedder>, cache: Option<Arc<dyn Cache>>) -> Self {
+        Self { inner, cache }
+    }
+
+    fn key(&self, text: &str) -> String {
+        let digest = Sha256::digest(text.as_bytes());
+        format!("emb:{}:{}", self.inner.model(), hex::encode(digest))
+    }
+}
+
+#[async_trait]
+impl Embedder for CachedEmbedder {
+    fn model(&self) -> &str {
+        self.inner.model()
+    }
+
+    fn dimension(&self) -> usize {
+        self.inner.dimension()
+    }
+
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+        let Some(cache) = &self.cache else {
+            return self.inner.embed(texts).await;
+        };
+        let keys: Vec<String> = texts.iter().map(|t| self.key(t)).collect();
+        let mut out: Vec<Option<Vec<f32>>> = Vec::with_capacity(texts.len());
+        for k in &keys {
+            let hit = cache.get(k).await.and_then(|b| unpack_f32(&b)).filter(|v| v.len() == self.dimension());
+            out.push(hit);
+        }
+        let missing: Vec<usize> = (0..texts.len()).filter(|&i| out[i].is_none()).collect();
+        metrics::cache_lookup("embedding", cache.layer(), texts.len() - missing.len(), missing.len());
+        if !missing.is_empty() {
+            let todo: Vec<String> = missing.iter().map(|&i| texts[i].clone()).collect();
+            let vectors = self.inner.embed(todo).await?;
+            for (&i, v) in missing.iter().zip(vectors) {
+                cache.put(&keys[i], pack_f32(&v)).await;
+                out[i] = Some(v);
+            }
+        }
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+    }
+}

@@ -1,0 +1,47 @@
+//! Text embeddings: the [`Embedder`] trait, the ONNX Runtime backend and the caching wrapper.
+
+mod cached;
+pub mod onnx;
+pub mod pooling;
+pub mod tokenizer;
+
+use async_trait::async_trait;
+
+pub use cached::CachedEmbedder;
+
+/// Errors of an embedding backend.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// The inference queue is full; the caller should retry later.
+    #[error("failed to embed: the inference queue is full ({capacity} requests waiting)")]
+    Overloaded {
+        /// Queue capacity that was reached.
+        capacity: usize,
+    },
+    /// The model files or runtime could not be loaded.
+    #[error("failed to load the embedding model: {0}")]
+    Load(String),
+    /// Tokenisation failed.
+    #[error("failed to tokenize input: {0}")]
+    Tokenize(String),
+    /// ONNX Runtime failed while running the model.
+    #[error("failed to run the embedding model: {0}")]
+    Inference(String),
+    /// The inference threads are gone (shutdown).
+    #[error("failed to embed: the inference threads have stopped")]
+    Stopped,
+}
+
+/// Result alias for embedding operations.
+pub type Result<T, E = EmbedError> = std::result::Result<T, E>;
+
+/// Turns texts into L2-normalised vectors.
+#[async_trait]
+pub trait Embedder: Send + Sync {
+    /// Name of the model, used in cache keys and reported by the API.
+    fn model(&self) -> &str;
+    /// Dimension of every returned vector.
+    fn dimension(&self) -> usize;
+    /// Embeds `texts`, returning one vector per text in the same order.
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>>;
+}

@@ -1,0 +1,92 @@
+//! The ingestion pipeline for one document: read the original, extract text, chunk by tokens,
+//! embed in batches (through the embedding cache), replace the document's points, and mark it
+//! indexed. Point ids derive from (document, chunk), so running it twice is harmless.
+
+use std::time::Duration;
+
+use crate::app::{key_of, App};
+use crate::embed::EmbedError;
+use crate::error::{Error, Result};
+use crate::ingest::chunk::chunk_by_tokens;
+use crate::ingest::parse::{extract_text, Format};
+use crate::metadata::DocumentStatus;
+use crate::vectors::{point_id, Payload, Point};
+
+/// Chunks embedded per request to the embedder; the embedder batches further by tokens.
+const EMBED_REQUEST_CHUNKS: usize = 256;
+
+/// Indexes document `id`; returns its number of chunks. Errors that retrying cannot fix
+/// (bad format, no text) come back as not retryable.
+pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
+    let Some(doc) = app.metadata.document(id).await? else {
+        // Deleted after it was queued: nothing to do.
+        return Ok(0);
+    };
+    let Some(collection) = app.metadata.collection_by_id(&doc.collection_id).await? else {
+        return Ok(0);
+    };
+    app.metadata.set_document_status(&doc.id, DocumentStatus::Processing, None, doc.chunk_count).await?;
+    let body = app.objects.get(&doc.object_key).await?;
+    let format = Format::from_media_type(&doc.content_type).map_err(|e| Error::invalid("content_type", e.to_string()))?;
+    let max_bytes = app.config.chunking.max_document_bytes;
+    let tokenizer = app.tokenizer.clone();
+    let chunking = app.config.chunking.clone();
+    // Parsing and tokenising a large document is CPU work: keep it off the async threads.
+    let chunks = tokio::task::spawn_blocking(move || -> Result<_> {
+        let text = extract_text(format, &body).map_err(|e| Error::invalid("content", e.to_string()))?;
+        if text.len() > max_bytes {
+            return Err(Error::invalid(
+                "content",
+                format!("extracted text is {} bytes, more than chunking.max_document_bytes ({max_bytes})", text.len()),
+            ));
+        }
+        let offsets = tokenizer.token_offsets(&text).map_err(|e| Error::invalid("content", e.to_string()))?;
+        Ok(chunk_by_tokens(&text, &offsets, chunking.chunk_tokens, chunking.overlap_tokens))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("chunking task failed: {e}")))??;
+
+    let key = key_of(&collection);
+    app.vectors.ensure_collection(&key, app.embedder.dimension()).await?;
+    // Replace, not merge: a re-indexed document may have fewer chunks than before.
+    app.vectors.delete_document(&key, &doc.id).await?;
+    for group in chunks.chunks(EMBED_REQUEST_CHUNKS) {
+        let texts: Vec<String> = group.iter().map(|c| c.text.clone()).collect();
+        let vectors = embed_waiting(app, texts).await?;
+        let points = group
+            .iter()
+            .zip(vectors)
+            .map(|(c, vector)| Point {
+                id: point_id(&doc.id, c.index),
+                vector,
+                payload: Payload {
+                    tenant: doc.tenant_id.clone(),
+                    collection: collection.id.clone(),
+                    document: doc.id.clone(),
+                    chunk: c.index,
+                    text: c.text.clone(),
+                },
+            })
+            .collect();
+        app.vectors.upsert(&key, points).await?;
+        crate::metrics::CHUNKS_INDEXED.inc_by(group.len() as u64);
+    }
+    app.metadata.set_document_status(&doc.id, DocumentStatus::Indexed, None, chunks.len() as i64).await?;
+    app.metadata.bump_collection_version(&collection.id).await?;
+    Ok(chunks.len())
+}
+
+/// Workers wait for room in the inference queue instead of failing: the queue's 429 is for
+/// interactive callers.
+async fn embed_waiting(app: &App, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+    let mut delay = Duration::from_millis(20);
+    loop {
+        match app.embedder.embed(texts.clone()).await {
+            Err(EmbedError::Overloaded { .. }) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            other => return other.map_err(Error::from),
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! ragplane data plane: the HTTP API, queue workers and CLI clients of a retrieval-augmented
+//! generation service.
+//!
+//! Each concern sits behind one trait (metadata, objects, vectors, queue, cache, embedder,
+//! generator); [`app::App`] wires the implementations chosen by configuration, and the API and
+//! workers only ever see the traits.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod cache;
+pub mod cli;
+pub mod embed;
+pub mod error;
+pub mod generate;
+pub mod ingest;
+pub mod metadata;
+pub mod metrics;
+pub mod objects;
+pub mod queue;
+pub mod server;
+pub mod testing;
+pub mod vectors;
+pub mod worker;

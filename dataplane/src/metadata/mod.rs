@@ -1,0 +1,248 @@
+//! Metadata store: tenants, API keys, collections and documents behind the [`MetadataStore`]
+//! trait, with the SQLite implementation for the embedded data plane.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use sqlite::SqliteStore;
+
+/// Errors of a metadata backend.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    /// The database failed.
+    #[error("failed to {action}: {source}")]
+    Database {
+        /// What was being done.
+        action: &'static str,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// Applying migrations failed.
+    #[error("failed to migrate the metadata database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A unique name is taken.
+    #[error("{kind} {name:?} already exists")]
+    Conflict {
+        /// Kind of object.
+        kind: &'static str,
+        /// The name that is taken.
+        name: String,
+    },
+}
+
+/// Result alias for metadata operations.
+pub type Result<T, E = MetadataError> = std::result::Result<T, E>;
+
+/// Maps a driver error, naming the operation.
+pub(crate) fn db(action: &'static str) -> impl FnOnce(sqlx::Error) -> MetadataError {
+    move |source| MetadataError::Database { action, source }
+}
+
+/// A tenant: the unit of isolation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Tenant {
+    /// Tenant id.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+}
+
+/// An API key as stored: only its hash is kept.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ApiKey {
+    /// Key id.
+    pub id: String,
+    /// Tenant the key acts for.
+    pub tenant_id: String,
+    /// The first characters of the key, for recognising it.
+    pub prefix: String,
+    /// Human-readable name.
+    pub name: String,
+    /// Whether the key may manage tenants and keys.
+    pub admin: bool,
+}
+
+/// A collection of documents sharing one vector space.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Collection {
+    /// Collection id.
+    pub id: String,
+    /// Owning tenant.
+    #[serde(skip)]
+    pub tenant_id: String,
+    /// Name, unique per tenant.
+    pub name: String,
+    /// Free-form description.
+    pub description: String,
+    /// Vector dimension.
+    pub dimension: i64,
+    /// Bumped on every change to the collection's points; part of result-cache keys.
+    pub version: i64,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+}
+
+/// Life cycle of a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentStatus {
+    /// Stored and waiting for a worker.
+    Queued,
+    /// A worker is parsing, embedding and indexing it.
+    Processing,
+    /// Searchable.
+    Indexed,
+    /// Ingestion failed; `error` says why.
+    Failed,
+}
+
+impl DocumentStatus {
+    /// The stored text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Processing => "processing",
+            Self::Indexed => "indexed",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "processing" => Self::Processing,
+            "indexed" => Self::Indexed,
+            "failed" => Self::Failed,
+            _ => Self::Queued,
+        }
+    }
+}
+
+/// A document and its ingestion state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Document {
+    /// Document id.
+    pub id: String,
+    /// Owning tenant.
+    #[serde(skip)]
+    pub tenant_id: String,
+    /// Collection id.
+    pub collection_id: String,
+    /// Title (file name or given title).
+    pub title: String,
+    /// Where it came from (upload file name or client-given source).
+    pub source: Option<String>,
+    /// Media type of the original.
+    pub content_type: String,
+    /// Size of the original in bytes.
+    pub size_bytes: i64,
+    /// SHA-256 of the original.
+    pub sha256: String,
+    /// Client metadata, usable in search filters.
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Key of the original in the object store.
+    #[serde(skip)]
+    pub object_key: String,
+    /// Ingestion status.
+    pub status: DocumentStatus,
+    /// Why ingestion failed, when it did.
+    pub error: Option<String>,
+    /// Number of indexed chunks.
+    pub chunk_count: i64,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+}
+
+/// Fields of a new document.
+#[derive(Debug, Clone)]
+pub struct NewDocument {
+    /// Id chosen by the caller (so the object can be stored under it first).
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Collection id.
+    pub collection_id: String,
+    /// Title.
+    pub title: String,
+    /// Source.
+    pub source: Option<String>,
+    /// Media type.
+    pub content_type: String,
+    /// Size in bytes.
+    pub size_bytes: i64,
+    /// SHA-256 hex.
+    pub sha256: String,
+    /// Client metadata.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Object store key.
+    pub object_key: String,
+}
+
+/// Stores tenants, keys, collections and documents.
+#[async_trait]
+pub trait MetadataStore: Send + Sync {
+    /// Brings the schema up to date.
+    async fn migrate(&self) -> Result<()>;
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Creates a tenant; `Conflict` when the name is taken.
+    async fn create_tenant(&self, name: &str) -> Result<Tenant>;
+    /// Finds a tenant by name.
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>>;
+    /// Lists tenants by name.
+    async fn list_tenants(&self) -> Result<Vec<Tenant>>;
+
+    /// Stores a key's hash for a tenant.
+    async fn create_api_key(&self, tenant_id: &str, name: &str, key_hash: &str, prefix: &str, admin: bool)
+        -> Result<ApiKey>;
+    /// Finds a live key by its hash.
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>>;
+    /// Number of live admin keys.
+    async fn count_admin_keys(&self) -> Result<i64>;
+
+    /// Creates a collection; `Conflict` when the tenant already has that name.
+    async fn create_collection(&self, tenant_id: &str, name: &str, description: &str, dimension: i64)
+        -> Result<Collection>;
+    /// Lists a tenant's collections by name.
+    async fn list_collections(&self, tenant_id: &str) -> Result<Vec<Collection>>;
+    /// Finds a tenant's collection by name.
+    async fn collection_by_name(&self, tenant_id: &str, name: &str) -> Result<Option<Collection>>;
+    /// Finds a collection by id (any tenant; for workers).
+    async fn collection_by_id(&self, id: &str) -> Result<Option<Collection>>;
+    /// Deletes a collection and its documents.
+    async fn delete_collection(&self, id: &str) -> Result<()>;
+    /// Increments the collection's version; returns the new one.
+    async fn bump_collection_version(&self, id: &str) -> Result<i64>;
+
+    /// Inserts a document with status `queued`.
+    async fn insert_document(&self, doc: NewDocument) -> Result<Document>;
+    /// Finds a document by id (any tenant; for workers).
+    async fn document(&self, id: &str) -> Result<Option<Document>>;
+    /// Lists a collection's documents in id order, after `after` when given.
+    async fn list_documents(&self, collection_id: &str, after: Option<&str>, limit: i64) -> Result<Vec<Document>>;
+    /// Sets a document's status, error and chunk count.
+    async fn set_document_status(&self, id: &str, status: DocumentStatus, error: Option<&str>, chunks: i64)
+        -> Result<()>;
+    /// Deletes a document row.
+    async fn delete_document(&self, id: &str) -> Result<()>;
+    /// Ids of the collection's documents whose metadata has every given key with the given value.
+    async fn documents_matching(
+        &self,
+        collection_id: &str,
+        filter: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Vec<String>>;
+    /// Documents left `queued` or `processing` with no live job (after a crash between steps).
+    async fn orphaned_documents(&self) -> Result<Vec<Document>>;
+}
+
+/// Current time as RFC 3339 with milliseconds.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

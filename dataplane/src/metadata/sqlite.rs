@@ -1,0 +1,382 @@
+//! SQLite implementation of [`MetadataStore`] (and the pool shared with the SQLite queue).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use super::{
+    db, now_rfc3339, ApiKey, Collection, Document, DocumentStatus, MetadataError, MetadataStore, NewDocument, Result,
+    Tenant,
+};
+
+/// The embedded metadata store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database file at `path`.
+    pub async fn open(path: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| db("create the data directory")(sqlx::Error::Io(e)))?;
+        }
+        let url = format!("sqlite://{}", path.display());
+        let options = SqliteConnectOptions::from_str(&url)
+            .map_err(db("parse the SQLite path"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL with NORMAL survives a process crash; only an OS crash may lose the last commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(db("open the SQLite database"))?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool, shared with the SQLite queue.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+fn document_from_row(row: &sqlx::sqlite::SqliteRow) -> std::result::Result<Document, sqlx::Error> {
+    let metadata: String = row.try_get("metadata")?;
+    let status: String = row.try_get("status")?;
+    Ok(Document {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        collection_id: row.try_get("collection_id")?,
+        title: row.try_get("title")?,
+        source: row.try_get("source")?,
+        content_type: row.try_get("content_type")?,
+        size_bytes: row.try_get("size_bytes")?,
+        sha256: row.try_get("sha256")?,
+        metadata: serde_json::from_str(&metadata).unwrap_or_default(),
+        object_key: row.try_get("object_key")?,
+        status: DocumentStatus::parse(&status),
+        error: row.try_get("error")?,
+        chunk_count: row.try_get("chunk_count")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+#[async_trait]
+impl MetadataStore for SqliteStore {
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db("ping the database"))?;
+        Ok(())
+    }
+
+    async fn create_tenant(&self, name: &str) -> Result<Tenant> {
+        let t = Tenant { id: new_id(), name: name.to_string(), created_at: now_rfc3339() };
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)")
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(&t.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    MetadataError::Conflict { kind: "tenant", name: name.to_string() }
+                } else {
+                    db("create tenant")(e)
+                }
+            })?;
+        Ok(t)
+    }
+
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
+        sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("read tenant"))
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        sqlx::query_as("SELECT id, name, created_at FROM tenants ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("list tenants"))
+    }
+
+    async fn create_api_key(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        key_hash: &str,
+        prefix: &str,
+        admin: bool,
+    ) -> Result<ApiKey> {
+        let k = ApiKey {
+            id: new_id(),
+            tenant_id: tenant_id.to_string(),
+            prefix: prefix.to_string(),
+            name: name.to_string(),
+            admin,
+        };
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, name, admin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&k.id)
+        .bind(tenant_id)
+        .bind(key_hash)
+        .bind(prefix)
+        .bind(name)
+        .bind(admin)
+        .bind(now_rfc3339())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                MetadataError::Conflict { kind: "api key", name: prefix.to_string() }
+            } else {
+                db("create api key")(e)
+            }
+        })?;
+        Ok(k)
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>> {
+        sqlx::query_as(
+            "SELECT id, tenant_id, prefix, name, admin FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("read api key"))
+    }
+
+    async fn count_admin_keys(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE admin = 1 AND revoked_at IS NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("count admin keys"))
+    }
+
+    async fn create_collection(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        description: &str,
+        dimension: i64,
+    ) -> Result<Collection> {
+        let c = Collection {
+            id: new_id(),
+            tenant_id: tenant_id.to_string(),
+            name: name.to_string(),
+            description: description.to_string(),
+            dimension,
+            version: 0,
+            created_at: now_rfc3339(),
+        };
+        sqlx::query(
+            "INSERT INTO collections (id, tenant_id, name, description, dimension, version, created_at) \
+             VALUES (?, ?, ?, ?, ?, 0, ?)",
+        )
+        .bind(&c.id)
+        .bind(tenant_id)
+        .bind(name)
+        .bind(description)
+        .bind(dimension)
+        .bind(&c.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                MetadataError::Conflict { kind: "collection", name: name.to_string() }
+            } else {
+                db("create collection")(e)
+            }
+        })?;
+        Ok(c)
+    }
+
+    async fn list_collections(&self, tenant_id: &str) -> Result<Vec<Collection>> {
+        sqlx::query_as("SELECT * FROM collections WHERE tenant_id = ? ORDER BY name")
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("list collections"))
+    }
+
+    async fn collection_by_name(&self, tenant_id: &str, name: &str) -> Result<Option<Collection>> {
+        sqlx::query_as("SELECT * FROM collections WHERE tenant_id = ? AND name = ?")
+            .bind(tenant_id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("read collection"))
+    }
+
+    async fn collection_by_id(&self, id: &str) -> Result<Option<Collection>> {
+        sqlx::query_as("SELECT * FROM collections WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("read collection"))
+    }
+
+    async fn delete_collection(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM collections WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db("delete collection"))?;
+        Ok(())
+    }
+
+    async fn bump_collection_version(&self, id: &str) -> Result<i64> {
+        sqlx::query_scalar("UPDATE collections SET version = version + 1 WHERE id = ? RETURNING version")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("bump collection version"))
+            .map(Option::unwrap_or_default)
+    }
+
+    async fn insert_document(&self, d: NewDocument) -> Result<Document> {
+        let now = now_rfc3339();
+        let metadata = serde_json::Value::Object(d.metadata.clone()).to_string();
+        sqlx::query(
+            "INSERT INTO documents (id, tenant_id, collection_id, title, source, content_type, size_bytes, sha256, \
+             metadata, object_key, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+        )
+        .bind(&d.id)
+        .bind(&d.tenant_id)
+        .bind(&d.collection_id)
+        .bind(&d.title)
+        .bind(&d.source)
+        .bind(&d.content_type)
+        .bind(d.size_bytes)
+        .bind(&d.sha256)
+        .bind(&metadata)
+        .bind(&d.object_key)
+        .bind(&now)
+        .bind(&now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                MetadataError::Conflict { kind: "document", name: d.id.clone() }
+            } else {
+                db("insert document")(e)
+            }
+        })?;
+        Ok(Document {
+            id: d.id,
+            tenant_id: d.tenant_id,
+            collection_id: d.collection_id,
+            title: d.title,
+            source: d.source,
+            content_type: d.content_type,
+            size_bytes: d.size_bytes,
+            sha256: d.sha256,
+            metadata: d.metadata,
+            object_key: d.object_key,
+            status: DocumentStatus::Queued,
+            error: None,
+            chunk_count: 0,
+            created_at: now.clone(),
+            updated_at: now,
+        })
+    }
+
+    async fn document(&self, id: &str) -> Result<Option<Document>> {
+        let row = sqlx::query("SELECT * FROM documents WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("read document"))?;
+        row.as_ref().map(document_from_row).transpose().map_err(db("decode document"))
+    }
+
+    async fn list_documents(&self, collection_id: &str, after: Option<&str>, limit: i64) -> Result<Vec<Document>> {
+        let rows = sqlx::query("SELECT * FROM documents WHERE collection_id = ? AND id > ? ORDER BY id LIMIT ?")
+            .bind(collection_id)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("list documents"))?;
+        rows.iter().map(document_from_row).collect::<std::result::Result<_, _>>().map_err(db("decode document"))
+    }
+
+    async fn set_document_status(
+        &self,
+        id: &str,
+        status: DocumentStatus,
+        error: Option<&str>,
+        chunks: i64,
+    ) -> Result<()> {
+        sqlx::query("UPDATE documents SET status = ?, error = ?, chunk_count = ?, updated_at = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(error)
+            .bind(chunks)
+            .bind(now_rfc3339())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db("update document status"))?;
+        Ok(())
+    }
+
+    async fn delete_document(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM documents WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db("delete document"))?;
+        Ok(())
+    }
+
+    async fn documents_matching(
+        &self,
+        collection_id: &str,
+        filter: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Vec<String>> {
+        let mut sql = String::from("SELECT id FROM documents WHERE collection_id = ?");
+        for _ in filter {
+            sql.push_str(" AND json_extract(metadata, ?) IS json_extract(?, '$')");
+        }
+        let mut q = sqlx::query_scalar(&sql).bind(collection_id);
+        for (k, v) in filter {
+            q = q.bind(format!("$.\"{}\"", k.replace('"', "\\\""))).bind(v.to_string());
+        }
+        q.fetch_all(&self.pool).await.map_err(db("filter documents by metadata"))
+    }
+
+    async fn orphaned_documents(&self) -> Result<Vec<Document>> {
+        let rows = sqlx::query(
+            "SELECT * FROM documents d WHERE d.status IN ('queued', 'processing') AND NOT EXISTS \
+             (SELECT 1 FROM jobs j WHERE j.document_id = d.id AND j.status IN ('queued', 'running'))",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("find orphaned documents"))?;
+        rows.iter().map(document_from_row).collect::<std::result::Result<_, _>>().map_err(db("decode document"))
+    }
+}

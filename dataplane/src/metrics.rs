@@ -1,0 +1,101 @@
+//! Prometheus metrics, all named `ragplane_*`, and their text exposition for `/metrics`.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// The registry every ragplane metric is registered in.
+pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(metric: T) -> T {
+    // Registration only fails for duplicate names, which is a programming error caught by tests.
+    #[allow(clippy::expect_used)]
+    REGISTRY.register(Box::new(metric.clone())).expect("metric names are unique");
+    metric
+}
+
+fn latency_buckets() -> Vec<f64> {
+    exponential_buckets(0.0005, 2.0, 16).unwrap_or_default()
+}
+
+macro_rules! metric {
+    ($name:ident: $ty:ty = $init:expr) => {
+        #[doc = concat!("The `", stringify!($name), "` metric.")]
+        pub static $name: LazyLock<$ty> = LazyLock::new(|| register($init.unwrap_or_else(|e| panic!("{e}"))));
+    };
+}
+
+metric!(HTTP_REQUESTS: IntCounterVec = IntCounterVec::new(
+    Opts::new("ragplane_http_requests_total", "HTTP requests by route, method and status"),
+    &["route", "method", "status"]));
+metric!(HTTP_DURATION: HistogramVec = HistogramVec::new(
+    HistogramOpts::new("ragplane_http_request_duration_seconds", "HTTP request latency by route, method and status")
+        .buckets(latency_buckets()),
+    &["route", "method", "status"]));
+metric!(QUEUE_DEPTH: IntGaugeVec = IntGaugeVec::new(
+    Opts::new("ragplane_queue_depth", "Jobs waiting plus in flight, by queue"), &["queue"]));
+metric!(QUEUE_IN_FLIGHT: IntGaugeVec = IntGaugeVec::new(
+    Opts::new("ragplane_queue_in_flight", "Jobs claimed by a worker and not yet finished, by queue"), &["queue"]));
+metric!(QUEUE_DEAD: IntGaugeVec = IntGaugeVec::new(
+    Opts::new("ragplane_queue_dead_letter", "Jobs dead-lettered after their last attempt, by queue"), &["queue"]));
+metric!(JOBS: IntCounterVec = IntCounterVec::new(
+    Opts::new("ragplane_jobs_total", "Finished job attempts by queue and outcome"), &["queue", "outcome"]));
+metric!(JOB_DURATION: HistogramVec = HistogramVec::new(
+    HistogramOpts::new("ragplane_job_duration_seconds", "Job processing time by queue").buckets(latency_buckets()),
+    &["queue"]));
+metric!(EMBED_BATCH_SIZE: Histogram = Histogram::with_opts(
+    HistogramOpts::new("ragplane_embed_batch_size", "Texts per model run")
+        .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0])));
+metric!(EMBED_BATCH_SECONDS: Histogram = Histogram::with_opts(
+    HistogramOpts::new("ragplane_embed_batch_seconds", "Model run time per batch").buckets(latency_buckets())));
+metric!(EMBED_QUEUE_WAIT: Histogram = Histogram::with_opts(
+    HistogramOpts::new("ragplane_embed_queue_wait_seconds", "Time a request waited for an inference thread")
+        .buckets(latency_buckets())));
+metric!(EMBED_QUEUE_DEPTH: IntGauge = IntGauge::new(
+    "ragplane_embed_queue_depth", "Embedding requests waiting for an inference thread"));
+metric!(EMBEDDINGS_TOTAL: IntCounter = IntCounter::new(
+    "ragplane_embeddings_total", "Texts embedded by the model (cache hits excluded)"));
+metric!(CACHE_REQUESTS: IntCounterVec = IntCounterVec::new(
+    Opts::new("ragplane_cache_requests_total", "Cache lookups by cache, layer and result"),
+    &["cache", "layer", "result"]));
+metric!(SEARCH_SECONDS: Histogram = Histogram::with_opts(
+    HistogramOpts::new("ragplane_vector_search_seconds", "Vector index search latency").buckets(latency_buckets())));
+metric!(CHUNKS_INDEXED: IntCounter = IntCounter::new(
+    "ragplane_chunks_indexed_total", "Chunks embedded and written to the vector index"));
+
+/// Counts a batch of cache lookups.
+pub fn cache_lookup(cache: &str, layer: &str, hits: usize, misses: usize) {
+    CACHE_REQUESTS.with_label_values(&[cache, layer, "hit"]).inc_by(hits as u64);
+    CACHE_REQUESTS.with_label_values(&[cache, layer, "miss"]).inc_by(misses as u64);
+}
+
+/// Forces registration of every metric so that `/metrics` lists them before first use.
+pub fn init() {
+    LazyLock::force(&HTTP_REQUESTS);
+    LazyLock::force(&HTTP_DURATION);
+    LazyLock::force(&QUEUE_DEPTH);
+    LazyLock::force(&QUEUE_IN_FLIGHT);
+    LazyLock::force(&QUEUE_DEAD);
+    LazyLock::force(&JOBS);
+    LazyLock::force(&JOB_DURATION);
+    LazyLock::force(&EMBED_BATCH_SIZE);
+    LazyLock::force(&EMBED_BATCH_SECONDS);
+    LazyLock::force(&EMBED_QUEUE_WAIT);
+    LazyLock::force(&EMBED_QUEUE_DEPTH);
+    LazyLock::force(&EMBEDDINGS_TOTAL);
+    LazyLock::force(&CACHE_REQUESTS);
+    LazyLock::force(&SEARCH_SECONDS);
+    LazyLock::force(&CHUNKS_INDEXED);
+}
+
+/// Renders every metric in the Prometheus text format.
+pub fn render() -> String {
+    let mut buf = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&REGISTRY.gather(), &mut buf) {
+        tracing::warn!(error = %e, "failed to encode metrics");
+    }
+    String::from_utf8(buf).unwrap_or_default()
+}

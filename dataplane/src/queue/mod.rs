@@ -1,0 +1,169 @@
+//! Job queues: the [`JobQueue`] trait and the durable SQLite implementation.
+//!
+//! Delivery is at least once. A claimed job is invisible for the visibility timeout; if its
+//! worker dies, the job becomes claimable again when the lease runs out. A failed attempt is
+//! retried with exponential backoff until `max_attempts`, after which the job is dead-lettered
+//! with its last error.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use sqlite::SqliteQueue;
+
+/// The queue that carries document ingestion jobs.
+pub const DOCUMENTS: &str = "documents";
+
+/// Errors of a queue backend.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The database failed.
+    #[error("failed to {action}: {source}")]
+    Database {
+        /// What was being done.
+        action: &'static str,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// A job's payload could not be encoded or decoded.
+    #[error("failed to encode job payload: {0}")]
+    Payload(#[from] serde_json::Error),
+}
+
+/// Result alias for queue operations.
+pub type Result<T, E = QueueError> = std::result::Result<T, E>;
+
+/// State of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Waiting to be claimed (possibly after a failed attempt).
+    Queued,
+    /// Claimed by a worker.
+    Running,
+    /// Finished successfully.
+    Succeeded,
+    /// Out of attempts; kept with its last error.
+    Dead,
+}
+
+impl JobStatus {
+    /// The stored text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Dead => "dead",
+        }
+    }
+
+    /// Parses the stored text form.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            "dead" => Self::Dead,
+            _ => Self::Queued,
+        }
+    }
+}
+
+/// What a job asks a worker to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Task {
+    /// Parse, chunk, embed and index a document (replacing its previous points).
+    IngestDocument {
+        /// Document id.
+        document_id: String,
+    },
+}
+
+impl Task {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::IngestDocument { .. } => "ingest_document",
+        }
+    }
+
+    fn document_id(&self) -> Option<&str> {
+        match self {
+            Self::IngestDocument { document_id } => Some(document_id),
+        }
+    }
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Job {
+    /// Job id.
+    pub id: String,
+    /// Tenant the job works for.
+    #[serde(skip)]
+    pub tenant_id: String,
+    /// Queue name.
+    pub queue: String,
+    /// Kind of task.
+    pub kind: String,
+    /// Document the job concerns, if any.
+    pub document_id: Option<String>,
+    /// Current state.
+    pub status: JobStatus,
+    /// Attempts started so far.
+    pub attempts: i64,
+    /// Attempts allowed before dead-lettering.
+    pub max_attempts: i64,
+    /// Error of the last failed attempt.
+    pub last_error: Option<String>,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+    /// The task.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub task: Option<Task>,
+}
+
+/// Per-queue counts for metrics and autoscaling.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Queue name.
+    pub queue: String,
+    /// Waiting to be claimed.
+    pub waiting: i64,
+    /// Claimed and unfinished.
+    pub in_flight: i64,
+    /// Dead-lettered.
+    pub dead: i64,
+}
+
+/// What became of a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOutcome {
+    /// Queued again for a later attempt.
+    Retrying,
+    /// Out of attempts (or not retryable): dead-lettered.
+    Dead,
+}
+
+/// A durable job queue.
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Adds a job for `tenant_id` to `queue`.
+    async fn enqueue(&self, tenant_id: &str, queue: &str, task: Task) -> Result<Job>;
+    /// Claims the oldest runnable job of `queue` for `worker`, if any.
+    async fn claim(&self, queue: &str, worker: &str) -> Result<Option<Job>>;
+    /// Marks a claimed job done.
+    async fn complete(&self, job_id: &str) -> Result<()>;
+    /// Records a failed attempt; retries with backoff unless out of attempts or not retryable.
+    async fn fail(&self, job_id: &str, error: &str, retryable: bool) -> Result<FailOutcome>;
+    /// Gives claimed jobs back at once (graceful shutdown of `worker`).
+    async fn release(&self, worker: &str) -> Result<u64>;
+    /// Reads a job.
+    async fn get(&self, job_id: &str) -> Result<Option<Job>>;
+    /// Counts per queue.
+    async fn stats(&self) -> Result<Vec<QueueStats>>;
+}

@@ -1,0 +1,332 @@
+//! The durable queue of the embedded data plane: a `jobs` table in the SQLite metadata database.
+//!
+//! Claiming is one `UPDATE … RETURNING` statement, so two workers can never hold the same job.
+//! The embedded queue serves one process: on open it gives back every job that an earlier,
+//! crashed process had claimed, instead of waiting for their leases to run out.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ragplane_config::SqliteQueueConfig;
+use sqlx::{Row, SqlitePool};
+
+use super::{FailOutcome, Job, JobQueue, JobStatus, QueueError, QueueStats, Result, Task};
+use crate::metadata::now_rfc3339;
+
+/// SQLite-backed [`JobQueue`].
+#[derive(Clone)]
+pub struct SqliteQueue {
+    pool: SqlitePool,
+    visibility: Duration,
+    max_attempts: u32,
+    backoff: Duration,
+}
+
+fn db(action: &'static str) -> impl FnOnce(sqlx::Error) -> QueueError {
+    move |source| QueueError::Database { action, source }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> std::result::Result<Job, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    let payload: String = row.try_get("payload")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        queue: row.try_get("queue")?,
+        kind: row.try_get("kind")?,
+        document_id: row.try_get("document_id")?,
+        status: JobStatus::parse(&status),
+        attempts: row.try_get("attempts")?,
+        max_attempts: row.try_get("max_attempts")?,
+        last_error: row.try_get("last_error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        task: serde_json::from_str(&payload).ok(),
+    })
+}
+
+/// Exponential backoff for attempt `attempt` (1-based), capped at five minutes.
+pub fn backoff_for(base: Duration, attempt: u32) -> Duration {
+    let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(16)).unwrap_or(u32::MAX);
+    base.saturating_mul(factor).min(Duration::from_secs(300))
+}
+
+impl SqliteQueue {
+    /// Uses the metadata database's pool; gives back jobs claimed by earlier processes.
+    pub async fn open(pool: SqlitePool, cfg: &SqliteQueueConfig) -> Result<Self> {
+        let q = Self {
+            pool,
+            visibility: Duration::from_secs(cfg.visibility_timeout_secs),
+            max_attempts: cfg.max_attempts,
+            backoff: Duration::from_millis(cfg.retry_backoff_ms),
+        };
+        let recovered = sqlx::query(
+            "UPDATE jobs SET status = 'queued', lease_until = NULL, worker = NULL, run_at = ?, updated_at = ? \
+             WHERE status = 'running'",
+        )
+        .bind(now_ms())
+        .bind(now_rfc3339())
+        .execute(&q.pool)
+        .await
+        .map_err(db("recover abandoned jobs"))?
+        .rows_affected();
+        if recovered > 0 {
+            tracing::warn!(recovered, "requeued jobs left running by an earlier process");
+        }
+        Ok(q)
+    }
+}
+
+#[async_trait]
+impl JobQueue for SqliteQueue {
+    async fn enqueue(&self, tenant_id: &str, queue: &str, task: Task) -> Result<Job> {
+        let now = now_rfc3339();
+        let job = Job {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant_id: tenant_id.to_string(),
+            queue: queue.to_string(),
+            kind: task.kind().to_string(),
+            document_id: task.document_id().map(str::to_string),
+            status: JobStatus::Queued,
+            attempts: 0,
+            max_attempts: i64::from(self.max_attempts),
+            last_error: None,
+            created_at: now.clone(),
+            updated_at: now.clone(),
+            task: Some(task.clone()),
+        };
+        sqlx::query(
+            "INSERT INTO jobs (id, tenant_id, queue, kind, document_id, payload, status, attempts, max_attempts, \
+             run_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?)",
+        )
+        .bind(&job.id)
+        .bind(tenant_id)
+        .bind(queue)
+        .bind(&job.kind)
+        .bind(&job.document_id)
+        .bind(serde_json::to_string(&task)?)
+        .bind(job.max_attempts)
+        .bind(now_ms())
+        .bind(&now)
+        .bind(&now)
+        .execute(&self.pool)
+        .await
+        .map_err(db("enqueue job"))?;
+        Ok(job)
+    }
+
+    async fn claim(&self, queue: &str, worker: &str) -> Result<Option<Job>> {
+        let now = now_ms();
+        let lease = now + i64::try_from(self.visibility.as_millis()).unwrap_or(i64::MAX / 2);
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = ?, worker = ?, updated_at = ? \
+             WHERE id = (SELECT id FROM jobs WHERE queue = ? AND \
+                ((status = 'queued' AND run_at <= ?) OR (status = 'running' AND lease_until < ?)) \
+                ORDER BY run_at, id LIMIT 1) \
+             RETURNING *",
+        )
+        .bind(lease)
+        .bind(worker)
+        .bind(now_rfc3339())
+        .bind(queue)
+        .bind(now)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("claim job"))?;
+        row.as_ref().map(job_from_row).transpose().map_err(db("decode job"))
+    }
+
+    async fn complete(&self, job_id: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET status = 'succeeded', lease_until = NULL, last_error = NULL, updated_at = ? WHERE id = ?",
+        )
+        .bind(now_rfc3339())
+        .bind(job_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db("complete job"))?;
+        Ok(())
+    }
+
+    async fn fail(&self, job_id: &str, error: &str, retryable: bool) -> Result<FailOutcome> {
+        let attempts: Option<i64> = sqlx::query_scalar("SELECT attempts FROM jobs WHERE id = ?")
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("read job"))?;
+        let attempts = attempts.unwrap_or(i64::from(self.max_attempts));
+        let outcome = if retryable && attempts < i64::from(self.max_attempts) {
+            FailOutcome::Retrying
+        } else {
+            FailOutcome::Dead
+        };
+        let (status, run_at) = match outcome {
+            FailOutcome::Retrying => {
+                let delay = backoff_for(self.backoff, u32::try_from(attempts).unwrap_or(u32::MAX));
+                ("queued", now_ms() + i64::try_from(delay.as_millis()).unwrap_or(0))
+            }
+            FailOutcome::Dead => ("dead", now_ms()),
+        };
+        sqlx::query(
+            "UPDATE jobs SET status = ?, run_at = ?, lease_until = NULL, worker = NULL, last_error = ?, updated_at = ? \
+             WHERE id = ?",
+        )
+        .bind(status)
+        .bind(run_at)
+        .bind(error)
+        .bind(now_rfc3339())
+        .bind(job_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db("record job failure"))?;
+        Ok(outcome)
+    }
+
+    async fn release(&self, worker: &str) -> Result<u64> {
+        // A released attempt did not fail, so it does not count against the job, and the job
+        // keeps its place in the queue.
+        let r = sqlx::query(
+            "UPDATE jobs SET status = 'queued', attempts = MAX(attempts - 1, 0), lease_until = NULL, worker = NULL, \
+             updated_at = ? WHERE status = 'running' AND worker = ?",
+        )
+        .bind(now_rfc3339())
+        .bind(worker)
+        .execute(&self.pool)
+        .await
+        .map_err(db("release jobs"))?;
+        Ok(r.rows_affected())
+    }
+
+    async fn get(&self, job_id: &str) -> Result<Option<Job>> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = ?")
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("read job"))?;
+        row.as_ref().map(job_from_row).transpose().map_err(db("decode job"))
+    }
+
+    async fn stats(&self) -> Result<Vec<QueueStats>> {
+        let rows = sqlx::query(
+            "SELECT queue, \
+               SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END) AS waiting, \
+               SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END) AS in_flight, \
+               SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END) AS dead \
+             FROM jobs WHERE status IN ('queued', 'running', 'dead') GROUP BY queue",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("count jobs"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(QueueStats {
+                    queue: r.try_get("queue")?,
+                    waiting: r.try_get("waiting")?,
+                    in_flight: r.try_get("in_flight")?,
+                    dead: r.try_get("dead")?,
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(db("decode job counts"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{MetadataStore, SqliteStore};
+
+    async fn queue(max_attempts: u32, visibility_secs: u64) -> (tempfile::TempDir, SqliteStore, SqliteQueue) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).await.unwrap();
+        store.migrate().await.unwrap();
+        let cfg = SqliteQueueConfig { max_attempts, visibility_timeout_secs: visibility_secs, retry_backoff_ms: 0 };
+        let q = SqliteQueue::open(store.pool().clone(), &cfg).await.unwrap();
+        (dir, store, q)
+    }
+
+    fn task(d: &str) -> Task {
+        Task::IngestDocument { document_id: d.into() }
+    }
+
+    #[tokio::test]
+    async fn a_job_is_claimed_once_and_completed() {
+        let (_d, _s, q) = queue(3, 60).await;
+        let job = q.enqueue("t", "documents", task("d1")).await.unwrap();
+        let claimed = q.claim("documents", "w1").await.unwrap().unwrap();
+        assert_eq!(claimed.id, job.id);
+        assert_eq!(claimed.task, Some(task("d1")));
+        assert_eq!(claimed.attempts, 1);
+        assert!(q.claim("documents", "w2").await.unwrap().is_none(), "a leased job is invisible");
+        let stats = q.stats().await.unwrap();
+        assert_eq!((stats[0].waiting, stats[0].in_flight), (0, 1));
+        q.complete(&job.id).await.unwrap();
+        assert_eq!(q.get(&job.id).await.unwrap().unwrap().status, JobStatus::Succeeded);
+        assert!(q.stats().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn failures_retry_then_dead_letter_with_the_error() {
+        let (_d, _s, q) = queue(2, 60).await;
+        let job = q.enqueue("t", "documents", task("d1")).await.unwrap();
+        q.claim("documents", "w").await.unwrap().unwrap();
+        assert_eq!(q.fail(&job.id, "boom 1", true).await.unwrap(), FailOutcome::Retrying);
+        q.claim("documents", "w").await.unwrap().unwrap();
+        assert_eq!(q.fail(&job.id, "boom 2", true).await.unwrap(), FailOutcome::Dead);
+        let dead = q.get(&job.id).await.unwrap().unwrap();
+        assert_eq!(dead.status, JobStatus::Dead);
+        assert_eq!(dead.last_error.as_deref(), Some("boom 2"));
+        assert!(q.claim("documents", "w").await.unwrap().is_none());
+        assert_eq!(q.stats().await.unwrap()[0].dead, 1);
+    }
+
+    #[tokio::test]
+    async fn permanent_failure_dead_letters_at_once() {
+        let (_d, _s, q) = queue(5, 60).await;
+        let job = q.enqueue("t", "documents", task("d1")).await.unwrap();
+        q.claim("documents", "w").await.unwrap().unwrap();
+        assert_eq!(q.fail(&job.id, "unsupported", false).await.unwrap(), FailOutcome::Dead);
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_is_reclaimed() {
+        let (_d, _s, q) = queue(3, 0).await;
+        let job = q.enqueue("t", "documents", task("d1")).await.unwrap();
+        q.claim("documents", "dead-worker").await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let again = q.claim("documents", "w2").await.unwrap().unwrap();
+        assert_eq!(again.id, job.id);
+        assert_eq!(again.attempts, 2);
+    }
+
+    #[tokio::test]
+    async fn reopening_requeues_jobs_of_a_crashed_process_and_release_gives_jobs_back() {
+        let (_d, store, q) = queue(3, 3600).await;
+        let a = q.enqueue("t", "documents", task("a")).await.unwrap();
+        let b = q.enqueue("t", "documents", task("b")).await.unwrap();
+        q.claim("documents", "w1").await.unwrap().unwrap();
+        assert_eq!(q.release("w1").await.unwrap(), 1);
+        let again = q.claim("documents", "w1").await.unwrap().unwrap();
+        assert_eq!((again.id.as_str(), again.attempts), (a.id.as_str(), 1));
+        // Simulate a crash: a new queue on the same database takes the job back.
+        let q2 = SqliteQueue::open(store.pool().clone(), &SqliteQueueConfig::default()).await.unwrap();
+        let ids: Vec<String> = [q2.claim("documents", "w").await.unwrap(), q2.claim("documents", "w").await.unwrap()]
+            .into_iter()
+            .map(|j| j.unwrap().id)
+            .collect();
+        assert!(ids.contains(&a.id) && ids.contains(&b.id));
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let base = Duration::from_millis(500);
+        assert_eq!(backoff_for(base, 1), Duration::from_millis(500));
+        assert_eq!(backoff_for(base, 3), Duration::from_millis(2000));
+        assert_eq!(backoff_for(base, 40), Duration::from_secs(300));
+    }
+}

@@ -1,0 +1,174 @@
+//! Vector index: the [`VectorIndex`] trait and its embedded implementation.
+//!
+//! Points carry a deterministic id derived from (document, chunk index), so re-running an
+//! ingest job overwrites the same points instead of adding duplicates. Every search is
+//! filtered by tenant and collection; a document filter narrows it further.
+
+pub mod embedded;
+mod wal;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use embedded::EmbeddedIndex;
+
+/// Errors of a vector index backend.
+#[derive(Debug, thiserror::Error)]
+pub enum VectorError {
+    /// Reading or writing the index files failed.
+    #[error("failed to {action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// Which file.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The index library reported an error.
+    #[error("vector index error in collection {collection}: {message}")]
+    Index {
+        /// Collection concerned.
+        collection: String,
+        /// The library's message.
+        message: String,
+    },
+    /// A vector has the wrong dimension.
+    #[error("vector has dimension {got}, collection {collection} expects {expected}")]
+    Dimension {
+        /// Collection concerned.
+        collection: String,
+        /// Its dimension.
+        expected: usize,
+        /// The vector's dimension.
+        got: usize,
+    },
+    /// A persisted file is damaged beyond the recoverable torn tail.
+    #[error("vector index file {path} is corrupt: {message}")]
+    Corrupt {
+        /// Which file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Maps an I/O error, naming the action and file.
+pub(crate) fn io(action: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> VectorError {
+    let path = path.display().to_string();
+    move |source| VectorError::Io { action, path, source }
+}
+
+/// Result alias for vector index operations.
+pub type Result<T, E = VectorError> = std::result::Result<T, E>;
+
+/// What each point carries besides its vector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payload {
+    /// Tenant that owns the point.
+    pub tenant: String,
+    /// Collection id.
+    pub collection: String,
+    /// Document id.
+    pub document: String,
+    /// Chunk index inside the document.
+    pub chunk: u32,
+    /// The chunk's text.
+    pub text: String,
+}
+
+/// A point to upsert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// Deterministic id; see [`point_id`].
+    pub id: u64,
+    /// Unit-length embedding.
+    pub vector: Vec<f32>,
+    /// Payload.
+    pub payload: Payload,
+}
+
+/// Which points a search may return.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this tenant's points (always set by the API).
+    pub tenant: String,
+    /// Only this collection's points.
+    pub collection: String,
+    /// When set, only points of these documents.
+    pub documents: Option<std::collections::HashSet<String>>,
+}
+
+impl Filter {
+    /// Whether `p` passes the filter.
+    pub fn matches(&self, p: &Payload) -> bool {
+        p.tenant == self.tenant
+            && p.collection == self.collection
+            && self.documents.as_ref().is_none_or(|d| d.contains(&p.document))
+    }
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// Point id.
+    pub id: u64,
+    /// Cosine similarity to the query.
+    pub score: f32,
+    /// The point's payload.
+    pub payload: Payload,
+}
+
+/// Identifies a collection inside the index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CollectionKey {
+    /// Owning tenant.
+    pub tenant: String,
+    /// Collection id.
+    pub collection: String,
+}
+
+/// Stores vectors with payloads and answers filtered nearest-neighbour queries.
+#[async_trait]
+pub trait VectorIndex: Send + Sync {
+    /// Creates the collection if it does not exist yet.
+    async fn ensure_collection(&self, key: &CollectionKey, dimension: usize) -> Result<()>;
+    /// Removes the collection and all its points.
+    async fn drop_collection(&self, key: &CollectionKey) -> Result<()>;
+    /// Inserts or replaces points by id.
+    async fn upsert(&self, key: &CollectionKey, points: Vec<Point>) -> Result<()>;
+    /// Removes every point of `document`; returns how many were removed.
+    async fn delete_document(&self, key: &CollectionKey, document: &str) -> Result<u64>;
+    /// The `k` nearest points to `query` that pass `filter`, best first.
+    async fn search(&self, query: Vec<f32>, k: usize, filter: Filter) -> Result<Vec<Hit>>;
+    /// Number of points in the collection, or of one document when given.
+    async fn count(&self, key: &CollectionKey, document: Option<&str>) -> Result<u64>;
+    /// Persists everything in memory so that the next open is fast.
+    async fn flush(&self) -> Result<()>;
+}
+
+/// The id of a document's chunk: stable across retries, so upserts are idempotent.
+pub fn point_id(document: &str, chunk: u32) -> u64 {
+    let mut h = Sha256::new();
+    h.update(document.as_bytes());
+    h.update(chunk.to_le_bytes());
+    let digest = h.finalize();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    // Keep the top bit clear so ids stay valid for stores that use signed 64-bit integers.
+    u64::from_le_bytes(bytes) & (u64::MAX >> 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn point_ids_are_deterministic_and_distinct() {
+        assert_eq!(point_id("doc-a", 3), point_id("doc-a", 3));
+        assert_ne!(point_id("doc-a", 3), point_id("doc-a", 4));
+        assert_ne!(point_id("doc-a", 3), point_id("doc-b", 3));
+        assert!(point_id("doc-a", 3) < 1 << 63);
+    }
+}

@@ -1,0 +1,185 @@
+//! Shared helpers for the end-to-end tests: find and start the `ragplane` binary on a free
+//! port with its own data directory, wait for it, talk to it, stop or kill it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+/// The admin key every test server is started with.
+pub const ADMIN_KEY: &str = "rp_e2e_admin_key_000000000000";
+
+/// The `ragplane` binary: `$RAGPLANE_BIN`, else next to the test executable's target dir.
+pub fn ragplane_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("RAGPLANE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/ragplane
+    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("ragplane")).expect("target dir");
+    assert!(bin.exists(), "{} does not exist: run `cargo build -p ragplane` first (or set RAGPLANE_BIN)", bin.display());
+    bin
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+}
+
+/// Whether the model files exist; prints why when skipping, panics under RAGPLANE_REQUIRE_MODEL=1.
+pub fn model_available() -> bool {
+    let cache = std::env::var_os("RAGPLANE_CACHE").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/ragplane"),
+        PathBuf::from,
+    );
+    let ok = cache.join("models/all-minilm-l6-v2-int8/model.onnx").exists()
+        && cache.join("onnxruntime/libonnxruntime.so").exists();
+    if !ok {
+        let why = format!("model not found under {}; run scripts/setup-model.sh", cache.display());
+        assert!(std::env::var("RAGPLANE_REQUIRE_MODEL").as_deref() != Ok("1"), "{why}");
+        eprintln!("SKIPPED: {why}");
+    }
+    ok
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// A running `ragplane serve`.
+pub struct Server {
+    child: Option<Child>,
+    /// Base URL.
+    pub url: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts a server on `data_dir` (a new port each time unless `port` is given) and waits
+    /// until it is ready.
+    pub fn start(data_dir: &Path, port: Option<u16>, extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let port = port.unwrap_or_else(free_port);
+        let log = data_dir.with_extension("log");
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let mut cmd = Command::new(ragplane_bin());
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("RAGPLANE_ADMIN_KEY", ADMIN_KEY)
+            .env("RAGPLANE__WORKERS__POLL_INTERVAL_MS", "50")
+            .stdout(Stdio::from(out.try_clone()?))
+            .stderr(Stdio::from(out));
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().context("failed to start ragplane")?;
+        let mut s = Self { child: Some(child), url: format!("http://127.0.0.1:{port}"), data_dir: data_dir.into(), port, log };
+        s.wait_ready(Duration::from_secs(60))?;
+        Ok(s)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!("ragplane exited with {status} before becoming ready; log:\n{}", self.log_tail());
+                }
+            }
+            if http_status(self.port, "/readyz") == Some(200) {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                bail!("ragplane not ready after {timeout:?}; log:\n{}", self.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The last lines of the server's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            Command::new("kill").args(["-TERM", &pid]).status()?;
+            let status = child.wait()?;
+            if !status.success() {
+                bail!("ragplane exited with {status} on SIGTERM; log:\n{}", self.log_tail());
+            }
+        }
+        Ok(())
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs a `ragplane` client command against this server; returns stdout.
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(ragplane_bin())
+            .args(args)
+            .env("RAGPLANE_URL", &self.url)
+            .env("RAGPLANE_API_KEY", ADMIN_KEY)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "ragplane {args:?} failed: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// A JSON request with the admin key.
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
+        let mut req = reqwest::Client::new().request(method, format!("{}{path}", self.url)).bearer_auth(ADMIN_KEY);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    }
+}
+
+/// Status code of a plain `GET path` on loopback, without an HTTP client library.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test of the project on this machine, installing what the tests need first.
+# This is README command 2, and what CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+SECONDS=0
+
+step "model and ONNX Runtime (PyPI)"
+bash scripts/setup-model.sh
+
+step "format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build"
+cargo build --workspace --locked --bins
+
+step "tests"
+# Tests that need the model fail instead of skipping when it is missing.
+export RAGPLANE_REQUIRE_MODEL=1
+cargo test --workspace --locked --no-fail-fast
+
+echo "all checks passed in ${SECONDS}s"
