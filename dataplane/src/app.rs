@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rand::distr::{Alphanumeric, SampleString};
 use ragplane_config::{Config, GenerationConfig, QueueConfig, VectorIndexConfig};
+use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -89,8 +89,13 @@ fn generate_key() -> String {
 /// Names of tenants and collections: 1–64 of `[a-z0-9_-]`, starting alphanumeric.
 pub fn validate_name(field: &str, name: &str) -> Result<()> {
     let ok = (1..=64).contains(&name.len())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
     if ok {
         Ok(())
     } else {
@@ -183,8 +188,12 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
         crate::metrics::init();
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| anyhow::anyhow!("failed to create data directory {}: {e}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "failed to create data directory {}: {e}",
+                config.data_dir.display()
+            )
+        })?;
         let store = SqliteStore::open(&config.sqlite_path()).await?;
         store.migrate().await?;
         let QueueConfig::Sqlite(qcfg) = &config.queue;
@@ -199,12 +208,19 @@ impl App {
         let tokenizer = TextTokenizer::from_file(&files.tokenizer, config.embedding.max_seq_len)?;
         let c = &config.cache;
         let embedding_cache: Option<Arc<dyn Cache>> = c.embeddings.then(|| {
-            Arc::new(MemoryCache::new(c.embedding_capacity, Duration::from_secs(c.embedding_ttl_secs))) as Arc<dyn Cache>
+            Arc::new(MemoryCache::new(
+                c.embedding_capacity,
+                Duration::from_secs(c.embedding_ttl_secs),
+            )) as Arc<dyn Cache>
         });
         let results: Option<Arc<dyn Cache>> = c.results.then(|| {
-            Arc::new(MemoryCache::new(c.result_capacity, Duration::from_secs(c.result_ttl_secs))) as Arc<dyn Cache>
+            Arc::new(MemoryCache::new(
+                c.result_capacity,
+                Duration::from_secs(c.result_ttl_secs),
+            )) as Arc<dyn Cache>
         });
-        let embedder: Arc<dyn Embedder> = Arc::new(CachedEmbedder::new(Arc::new(onnx), embedding_cache));
+        let embedder: Arc<dyn Embedder> =
+            Arc::new(CachedEmbedder::new(Arc::new(onnx), embedding_cache));
         let generator: Option<Arc<dyn Generator>> = match &config.generation {
             GenerationConfig::None => None,
             GenerationConfig::Ollama(ep) => Some(Arc::new(OllamaGenerator::new(ep.clone()))),
@@ -240,26 +256,44 @@ impl App {
             None => (generate_key(), true),
         };
         let prefix: String = key.chars().take(10).collect();
-        self.metadata.create_api_key(&self.default_tenant, "admin", &hash_key(&key), &prefix, true).await?;
+        self.metadata
+            .create_api_key(
+                &self.default_tenant,
+                "admin",
+                &hash_key(&key),
+                &prefix,
+                true,
+            )
+            .await?;
         Ok(generated.then_some(key))
     }
 
     /// Resolves a bearer token to a principal.
     pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Principal> {
         if self.config.auth.disabled {
-            return Ok(Principal { tenant_id: self.default_tenant.clone(), admin: true });
+            return Ok(Principal {
+                tenant_id: self.default_tenant.clone(),
+                admin: true,
+            });
         }
-        let key = bearer.ok_or_else(|| Error::Unauthorized("missing API key: send Authorization: Bearer <key>".into()))?;
+        let key = bearer.ok_or_else(|| {
+            Error::Unauthorized("missing API key: send Authorization: Bearer <key>".into())
+        })?;
         let found = self.metadata.api_key_by_hash(&hash_key(key)).await?;
         let k = found.ok_or_else(|| Error::Unauthorized("unknown or revoked API key".into()))?;
-        Ok(Principal { tenant_id: k.tenant_id, admin: k.admin })
+        Ok(Principal {
+            tenant_id: k.tenant_id,
+            admin: k.admin,
+        })
     }
 
     fn require_admin(p: &Principal) -> Result<()> {
         if p.admin {
             Ok(())
         } else {
-            Err(Error::Forbidden("this operation needs an admin API key".into()))
+            Err(Error::Forbidden(
+                "this operation needs an admin API key".into(),
+            ))
         }
     }
 
@@ -277,23 +311,50 @@ impl App {
     }
 
     /// Issues a key for a tenant (admin only).
-    pub async fn issue_key(&self, p: &Principal, tenant: &str, name: &str, admin: bool) -> Result<IssuedKey> {
+    pub async fn issue_key(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        name: &str,
+        admin: bool,
+    ) -> Result<IssuedKey> {
         Self::require_admin(p)?;
-        let t = self.metadata.tenant_by_name(tenant).await?.ok_or_else(|| Error::not_found("tenant", tenant))?;
+        let t = self
+            .metadata
+            .tenant_by_name(tenant)
+            .await?
+            .ok_or_else(|| Error::not_found("tenant", tenant))?;
         let key = generate_key();
         let prefix: String = key.chars().take(10).collect();
-        let k = self.metadata.create_api_key(&t.id, name, &hash_key(&key), &prefix, admin).await?;
-        Ok(IssuedKey { id: k.id, key, prefix, tenant: t.name, admin })
+        let k = self
+            .metadata
+            .create_api_key(&t.id, name, &hash_key(&key), &prefix, admin)
+            .await?;
+        Ok(IssuedKey {
+            id: k.id,
+            key,
+            prefix,
+            tenant: t.name,
+            admin,
+        })
     }
 
     /// Creates a collection for the caller's tenant.
-    pub async fn create_collection(&self, p: &Principal, name: &str, description: &str) -> Result<Collection> {
+    pub async fn create_collection(
+        &self,
+        p: &Principal,
+        name: &str,
+        description: &str,
+    ) -> Result<Collection> {
         validate_name("name", name)?;
         if description.len() > 4096 {
             return Err(Error::invalid("description", "must be at most 4096 bytes"));
         }
         let dim = self.embedder.dimension();
-        let c = self.metadata.create_collection(&p.tenant_id, name, description, dim as i64).await?;
+        let c = self
+            .metadata
+            .create_collection(&p.tenant_id, name, description, dim as i64)
+            .await?;
         self.vectors.ensure_collection(&key_of(&c), dim).await?;
         Ok(c)
     }
@@ -315,13 +376,20 @@ impl App {
     pub async fn delete_collection(&self, p: &Principal, name: &str) -> Result<()> {
         let c = self.collection(p, name).await?;
         self.vectors.drop_collection(&key_of(&c)).await?;
-        self.objects.delete_prefix(&format!("{}/{}", c.tenant_id, c.id)).await?;
+        self.objects
+            .delete_prefix(&format!("{}/{}", c.tenant_id, c.id))
+            .await?;
         self.metadata.delete_collection(&c.id).await?;
         Ok(())
     }
 
     /// Stores an upload and queues its ingestion.
-    pub async fn add_document(&self, p: &Principal, collection: &str, upload: Upload) -> Result<Accepted> {
+    pub async fn add_document(
+        &self,
+        p: &Principal,
+        collection: &str,
+        upload: Upload,
+    ) -> Result<Accepted> {
         let c = self.collection(p, collection).await?;
         if upload.body.is_empty() {
             return Err(Error::invalid("content", "document is empty"));
@@ -350,12 +418,29 @@ impl App {
                 object_key,
             })
             .await?;
-        let job = self.queue.enqueue(&c.tenant_id, DOCUMENTS, Task::IngestDocument { document_id: doc.id.clone() }).await?;
-        Ok(Accepted { document: doc, job_id: job.id })
+        let job = self
+            .queue
+            .enqueue(
+                &c.tenant_id,
+                DOCUMENTS,
+                Task::IngestDocument {
+                    document_id: doc.id.clone(),
+                },
+            )
+            .await?;
+        Ok(Accepted {
+            document: doc,
+            job_id: job.id,
+        })
     }
 
     /// Finds one of the caller's documents in a collection.
-    pub async fn document(&self, p: &Principal, collection: &str, id: &str) -> Result<(Collection, Document)> {
+    pub async fn document(
+        &self,
+        p: &Principal,
+        collection: &str,
+        id: &str,
+    ) -> Result<(Collection, Document)> {
         let c = self.collection(p, collection).await?;
         let d = self
             .metadata
@@ -392,17 +477,45 @@ impl App {
     }
 
     /// Queues a document for indexing again (its points are replaced).
-    pub async fn reindex_document(&self, p: &Principal, collection: &str, id: &str) -> Result<Accepted> {
+    pub async fn reindex_document(
+        &self,
+        p: &Principal,
+        collection: &str,
+        id: &str,
+    ) -> Result<Accepted> {
         let (c, d) = self.document(p, collection, id).await?;
-        self.metadata.set_document_status(&d.id, crate::metadata::DocumentStatus::Queued, None, d.chunk_count).await?;
-        let job = self.queue.enqueue(&c.tenant_id, DOCUMENTS, Task::IngestDocument { document_id: d.id.clone() }).await?;
+        self.metadata
+            .set_document_status(
+                &d.id,
+                crate::metadata::DocumentStatus::Queued,
+                None,
+                d.chunk_count,
+            )
+            .await?;
+        let job = self
+            .queue
+            .enqueue(
+                &c.tenant_id,
+                DOCUMENTS,
+                Task::IngestDocument {
+                    document_id: d.id.clone(),
+                },
+            )
+            .await?;
         let document = self.metadata.document(&d.id).await?.unwrap_or(d);
-        Ok(Accepted { document, job_id: job.id })
+        Ok(Accepted {
+            document,
+            job_id: job.id,
+        })
     }
 
     /// Reads one of the caller's jobs.
     pub async fn job(&self, p: &Principal, id: &str) -> Result<Job> {
-        self.queue.get(id).await?.filter(|j| j.tenant_id == p.tenant_id).ok_or_else(|| Error::not_found("job", id))
+        self.queue
+            .get(id)
+            .await?
+            .filter(|j| j.tenant_id == p.tenant_id)
+            .ok_or_else(|| Error::not_found("job", id))
     }
 
     /// Retrieval: embeds the query and searches the collection, through the result cache.
@@ -412,10 +525,16 @@ impl App {
             return Err(Error::invalid("query", "must not be empty"));
         }
         if req.query.len() > limits.max_query_bytes {
-            return Err(Error::invalid("query", format!("must be at most {} bytes", limits.max_query_bytes)));
+            return Err(Error::invalid(
+                "query",
+                format!("must be at most {} bytes", limits.max_query_bytes),
+            ));
         }
         if req.top_k == 0 || req.top_k > limits.max_top_k {
-            return Err(Error::invalid("top_k", format!("must be between 1 and {}", limits.max_top_k)));
+            return Err(Error::invalid(
+                "top_k",
+                format!("must be between 1 and {}", limits.max_top_k),
+            ));
         }
         if let Some(f) = &req.filter {
             validate_metadata(f).map_err(|e| match e {
@@ -426,15 +545,31 @@ impl App {
         let c = self.collection(p, &req.collection).await?;
         let cache_key = self.results.as_ref().map(|_| result_cache_key(&c, req));
         if let (Some(cache), Some(key)) = (&self.results, &cache_key) {
-            let hit = cache.get(key).await.and_then(|b| serde_json::from_slice::<Vec<SearchHit>>(&b).ok());
-            crate::metrics::cache_lookup("results", cache.layer(), usize::from(hit.is_some()), usize::from(hit.is_none()));
+            let hit = cache
+                .get(key)
+                .await
+                .and_then(|b| serde_json::from_slice::<Vec<SearchHit>>(&b).ok());
+            crate::metrics::cache_lookup(
+                "results",
+                cache.layer(),
+                usize::from(hit.is_some()),
+                usize::from(hit.is_none()),
+            );
             if let Some(hits) = hit {
                 return Ok(hits);
             }
         }
-        let mut documents: Option<HashSet<String>> = req.document_ids.as_ref().map(|ids| ids.iter().cloned().collect());
+        let mut documents: Option<HashSet<String>> = req
+            .document_ids
+            .as_ref()
+            .map(|ids| ids.iter().cloned().collect());
         if let Some(f) = req.filter.as_ref().filter(|f| !f.is_empty()) {
-            let matching: HashSet<String> = self.metadata.documents_matching(&c.id, f).await?.into_iter().collect();
+            let matching: HashSet<String> = self
+                .metadata
+                .documents_matching(&c.id, f)
+                .await?
+                .into_iter()
+                .collect();
             documents = Some(match documents {
                 Some(d) => d.intersection(&matching).cloned().collect(),
                 None => matching,
@@ -443,18 +578,33 @@ impl App {
         if documents.as_ref().is_some_and(HashSet::is_empty) {
             return Ok(Vec::new());
         }
-        let vector = self.embedder.embed(vec![req.query.clone()]).await?.pop().unwrap_or_default();
-        let filter = Filter { tenant: c.tenant_id.clone(), collection: c.id.clone(), documents };
+        let vector = self
+            .embedder
+            .embed(vec![req.query.clone()])
+            .await?
+            .pop()
+            .unwrap_or_default();
+        let filter = Filter {
+            tenant: c.tenant_id.clone(),
+            collection: c.id.clone(),
+            documents,
+        };
         let hits = self.vectors.search(vector, req.top_k, filter).await?;
         let mut titles = std::collections::HashMap::new();
         let mut out = Vec::with_capacity(hits.len());
         for h in hits {
             if !titles.contains_key(&h.payload.document) {
-                let title = self.metadata.document(&h.payload.document).await?.map(|d| d.title);
+                let title = self
+                    .metadata
+                    .document(&h.payload.document)
+                    .await?
+                    .map(|d| d.title);
                 titles.insert(h.payload.document.clone(), title);
             }
             // A point whose document row is gone (deleted mid-search) is not returned.
-            let Some(Some(title)) = titles.get(&h.payload.document) else { continue };
+            let Some(Some(title)) = titles.get(&h.payload.document) else {
+                continue;
+            };
             out.push(SearchHit {
                 score: h.score,
                 document_id: h.payload.document,
@@ -508,12 +658,21 @@ impl App {
 
 /// The vector-index key of a collection.
 pub fn key_of(c: &Collection) -> CollectionKey {
-    CollectionKey { tenant: c.tenant_id.clone(), collection: c.id.clone() }
+    CollectionKey {
+        tenant: c.tenant_id.clone(),
+        collection: c.id.clone(),
+    }
 }
 
 fn result_cache_key(c: &Collection, req: &SearchRequest) -> String {
     let body = serde_json::to_vec(req).unwrap_or_default();
-    format!("res:{}:{}:{}:{}", c.tenant_id, c.id, c.version, hex::encode(Sha256::digest(&body)))
+    format!(
+        "res:{}:{}:{}:{}",
+        c.tenant_id,
+        c.id,
+        c.version,
+        hex::encode(Sha256::digest(&body))
+    )
 }
 
 /// Metadata keys are 1–64 of `[A-Za-z0-9_.-]`; values are scalars.
@@ -522,12 +681,20 @@ fn validate_metadata(m: &serde_json::Map<String, serde_json::Value>) -> Result<(
         return Err(Error::invalid("metadata", "at most 64 keys"));
     }
     for (k, v) in m {
-        let key_ok = (1..=64).contains(&k.len()) && k.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        let key_ok = (1..=64).contains(&k.len())
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
         if !key_ok {
-            return Err(Error::invalid("metadata", format!("key {k:?} must be 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'")));
+            return Err(Error::invalid(
+                "metadata",
+                format!("key {k:?} must be 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'"),
+            ));
         }
         if v.is_object() || v.is_array() {
-            return Err(Error::invalid("metadata", format!("value of {k:?} must be a string, number, boolean or null")));
+            return Err(Error::invalid(
+                "metadata",
+                format!("value of {k:?} must be a string, number, boolean or null"),
+            ));
         }
     }
     Ok(())

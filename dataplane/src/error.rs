@@ -77,17 +77,26 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// Shorthand for [`Error::Invalid`].
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        Self::Invalid { field: field.to_string(), message: message.into() }
+        Self::Invalid {
+            field: field.to_string(),
+            message: message.into(),
+        }
     }
 
     /// Shorthand for [`Error::NotFound`].
     pub fn not_found(kind: &'static str, name: impl Into<String>) -> Self {
-        Self::NotFound { kind, name: name.into() }
+        Self::NotFound {
+            kind,
+            name: name.into(),
+        }
     }
 
     /// Whether retrying the same work later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Overloaded { .. } | Self::Unavailable { .. } | Self::Internal(_))
+        matches!(
+            self,
+            Self::Overloaded { .. } | Self::Unavailable { .. } | Self::Internal(_)
+        )
     }
 }
 
@@ -95,9 +104,13 @@ impl From<MetadataError> for Error {
     fn from(e: MetadataError) -> Self {
         match e {
             MetadataError::Conflict { kind, name } => Self::Conflict { kind, name },
-            MetadataError::Database { source: sqlx::Error::PoolTimedOut | sqlx::Error::Io(_), .. } => {
-                Self::Unavailable { message: e.to_string(), retry_after_secs: 2 }
-            }
+            MetadataError::Database {
+                source: sqlx::Error::PoolTimedOut | sqlx::Error::Io(_),
+                ..
+            } => Self::Unavailable {
+                message: e.to_string(),
+                retry_after_secs: 2,
+            },
             other => Self::Internal(other.to_string()),
         }
     }
@@ -127,8 +140,14 @@ impl From<VectorError> for Error {
 impl From<EmbedError> for Error {
     fn from(e: EmbedError) -> Self {
         match e {
-            EmbedError::Overloaded { .. } => Self::Overloaded { message: e.to_string(), retry_after_secs: 1 },
-            EmbedError::Stopped => Self::Unavailable { message: e.to_string(), retry_after_secs: 5 },
+            EmbedError::Overloaded { .. } => Self::Overloaded {
+                message: e.to_string(),
+                retry_after_secs: 1,
+            },
+            EmbedError::Stopped => Self::Unavailable {
+                message: e.to_string(),
+                retry_after_secs: 5,
+            },
             other => Self::Internal(other.to_string()),
         }
     }
@@ -136,6 +155,9 @@ impl From<EmbedError> for Error {
 
 impl From<GenerateError> for Error {
     fn from(e: GenerateError) -> Self {
-        Self::Unavailable { message: e.to_string(), retry_after_secs: 5 }
+        Self::Unavailable {
+            message: e.to_string(),
+            retry_after_secs: 5,
+        }
     }
 }

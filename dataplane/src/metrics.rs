@@ -3,8 +3,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The registry every ragplane metric is registered in.
@@ -13,7 +13,9 @@ pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
 fn register<T: prometheus::core::Collector + Clone + 'static>(metric: T) -> T {
     // Registration only fails for duplicate names, which is a programming error caught by tests.
     #[allow(clippy::expect_used)]
-    REGISTRY.register(Box::new(metric.clone())).expect("metric names are unique");
+    REGISTRY
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique");
     metric
 }
 
@@ -24,7 +26,8 @@ fn latency_buckets() -> Vec<f64> {
 macro_rules! metric {
     ($name:ident: $ty:ty = $init:expr) => {
         #[doc = concat!("The `", stringify!($name), "` metric.")]
-        pub static $name: LazyLock<$ty> = LazyLock::new(|| register($init.unwrap_or_else(|e| panic!("{e}"))));
+        pub static $name: LazyLock<$ty> =
+            LazyLock::new(|| register($init.unwrap_or_else(|e| panic!("{e}"))));
     };
 }
 
@@ -68,8 +71,12 @@ metric!(CHUNKS_INDEXED: IntCounter = IntCounter::new(
 
 /// Counts a batch of cache lookups.
 pub fn cache_lookup(cache: &str, layer: &str, hits: usize, misses: usize) {
-    CACHE_REQUESTS.with_label_values(&[cache, layer, "hit"]).inc_by(hits as u64);
-    CACHE_REQUESTS.with_label_values(&[cache, layer, "miss"]).inc_by(misses as u64);
+    CACHE_REQUESTS
+        .with_label_values(&[cache, layer, "hit"])
+        .inc_by(hits as u64);
+    CACHE_REQUESTS
+        .with_label_values(&[cache, layer, "miss"])
+        .inc_by(misses as u64);
 }
 
 /// Forces registration of every metric so that `/metrics` lists them before first use.

@@ -21,13 +21,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         println!("admin API key (shown once, store it now): {key}");
     }
     if app.config.auth.disabled {
-        tracing::warn!("authentication is disabled: every request acts as the default tenant's admin");
+        tracing::warn!(
+            "authentication is disabled: every request acts as the default tenant's admin"
+        );
     }
     let shutdown = CancellationToken::new();
     let mut workers = None;
     if workers_enabled {
         crate::worker::requeue_orphans(&app).await?;
-        workers = Some(crate::worker::spawn_workers(app.clone(), concurrency, shutdown.clone()));
+        workers = Some(crate::worker::spawn_workers(
+            app.clone(),
+            concurrency,
+            shutdown.clone(),
+        ));
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -45,7 +51,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(mut set) = workers {
         // Workers finish the job they hold; whatever is still running at the deadline is
         // abandoned and will be re-queued on the next start.
-        if tokio::time::timeout(grace, async { while set.join_next().await.is_some() {} }).await.is_err() {
+        if tokio::time::timeout(grace, async { while set.join_next().await.is_some() {} })
+            .await
+            .is_err()
+        {
             tracing::warn!("workers did not finish within the grace period");
         }
     }

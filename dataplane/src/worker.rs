@@ -12,10 +12,14 @@ use crate::error::Error;
 use crate::ingest::pipeline::ingest_document;
 use crate::metadata::DocumentStatus;
 use crate::metrics;
-use crate::queue::{FailOutcome, Job, Task, DOCUMENTS};
+use crate::queue::{FailOutcome, Job, Task, DOCUMENTS, QUEUES};
 
 /// Starts `concurrency` workers on the `documents` queue; they stop when `shutdown` fires.
-pub fn spawn_workers(app: Arc<App>, concurrency: usize, shutdown: CancellationToken) -> JoinSet<()> {
+pub fn spawn_workers(
+    app: Arc<App>,
+    concurrency: usize,
+    shutdown: CancellationToken,
+) -> JoinSet<()> {
     let instance = uuid::Uuid::new_v4().simple().to_string();
     let mut set = JoinSet::new();
     for i in 0..concurrency {
@@ -52,12 +56,19 @@ pub async fn run_job(app: &App, job: Job) {
     let started = Instant::now();
     let result = match &job.task {
         Some(Task::IngestDocument { document_id }) => ingest_document(app, document_id).await,
-        None => Err(Error::invalid("payload", format!("job {} has an unreadable payload", job.id))),
+        None => Err(Error::invalid(
+            "payload",
+            format!("job {} has an unreadable payload", job.id),
+        )),
     };
-    metrics::JOB_DURATION.with_label_values(&[&job.queue]).observe(started.elapsed().as_secs_f64());
+    metrics::JOB_DURATION
+        .with_label_values(&[&job.queue])
+        .observe(started.elapsed().as_secs_f64());
     match result {
         Ok(chunks) => {
-            metrics::JOBS.with_label_values(&[&job.queue, "succeeded"]).inc();
+            metrics::JOBS
+                .with_label_values(&[&job.queue, "succeeded"])
+                .inc();
             tracing::info!(job = %job.id, document = ?job.document_id, chunks, "job succeeded");
             if let Err(e) = app.queue.complete(&job.id).await {
                 tracing::warn!(job = %job.id, error = %e, "failed to mark job complete; it will run again");
@@ -74,7 +85,11 @@ pub async fn run_job(app: &App, job: Job) {
             metrics::JOBS.with_label_values(&[&job.queue, label]).inc();
             tracing::warn!(job = %job.id, error = %message, outcome = label, "job failed");
             if let (Ok(FailOutcome::Dead), Some(doc)) = (outcome, &job.document_id) {
-                if let Err(e) = app.metadata.set_document_status(doc, DocumentStatus::Failed, Some(&message), 0).await {
+                if let Err(e) = app
+                    .metadata
+                    .set_document_status(doc, DocumentStatus::Failed, Some(&message), 0)
+                    .await
+                {
                     tracing::error!(document = %doc, error = %e, "failed to mark document failed");
                 }
             }
@@ -86,7 +101,15 @@ pub async fn run_job(app: &App, job: Job) {
 pub async fn requeue_orphans(app: &App) -> crate::error::Result<usize> {
     let orphans = app.metadata.orphaned_documents().await?;
     for d in &orphans {
-        app.queue.enqueue(&d.tenant_id, DOCUMENTS, Task::IngestDocument { document_id: d.id.clone() }).await?;
+        app.queue
+            .enqueue(
+                &d.tenant_id,
+                DOCUMENTS,
+                Task::IngestDocument {
+                    document_id: d.id.clone(),
+                },
+            )
+            .await?;
     }
     if !orphans.is_empty() {
         tracing::warn!(count = orphans.len(), "re-queued documents that had no job");
@@ -100,10 +123,18 @@ async fn refresh_queue_metrics(app: Arc<App>, shutdown: CancellationToken) {
             metrics::QUEUE_DEPTH.reset();
             metrics::QUEUE_IN_FLIGHT.reset();
             metrics::QUEUE_DEAD.reset();
-            for q in [DOCUMENTS] {
-                let s = stats.iter().find(|s| s.queue == q).cloned().unwrap_or_default();
-                metrics::QUEUE_DEPTH.with_label_values(&[q]).set(s.waiting + s.in_flight);
-                metrics::QUEUE_IN_FLIGHT.with_label_values(&[q]).set(s.in_flight);
+            for &q in QUEUES {
+                let s = stats
+                    .iter()
+                    .find(|s| s.queue == q)
+                    .cloned()
+                    .unwrap_or_default();
+                metrics::QUEUE_DEPTH
+                    .with_label_values(&[q])
+                    .set(s.waiting + s.in_flight);
+                metrics::QUEUE_IN_FLIGHT
+                    .with_label_values(&[q])
+                    .set(s.in_flight);
                 metrics::QUEUE_DEAD.with_label_values(&[q]).set(s.dead);
             }
         }

@@ -1,6 +1,8 @@
 //! HTTP API tests in-process (tower `oneshot`) on the embedded backends and the real model:
 //! the ingest → search → query flow, tenant isolation on every route, and every error code.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on the first unexpected error.
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,7 +43,12 @@ async fn env(tweak: impl FnOnce(&mut Config)) -> Option<Env> {
     let router = ragplane::api::router(app.clone());
     // The JoinSet is detached: the workers stop on `shutdown`.
     std::mem::forget(_workers);
-    Some(Env { _dir: dir, app, router, shutdown })
+    Some(Env {
+        _dir: dir,
+        app,
+        router,
+        shutdown,
+    })
 }
 
 struct Resp {
@@ -55,8 +62,13 @@ async fn send(router: &Router, req: Request<Body>) -> Resp {
     let status = resp.status();
     let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-    Resp { status, headers, body }
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn req(method: Method, uri: &str, key: Option<&str>, body: Option<Value>) -> Request<Body> {
@@ -65,7 +77,10 @@ fn req(method: Method, uri: &str, key: Option<&str>, body: Option<Value>) -> Req
         b = b.header(header::AUTHORIZATION, format!("Bearer {k}"));
     }
     match body {
-        Some(v) => b.header(header::CONTENT_TYPE, "application/json").body(Body::from(v.to_string())).unwrap(),
+        Some(v) => b
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(v.to_string()))
+            .unwrap(),
         None => b.body(Body::empty()).unwrap(),
     }
 }
@@ -93,7 +108,14 @@ fn multipart(name: &str, ctype: &str, content: &[u8]) -> (String, Vec<u8>) {
 
 async fn wait_status(router: &Router, key: &str, collection: &str, id: &str, want: &str) -> Value {
     for _ in 0..600 {
-        let r = call(router, Method::GET, &format!("/v1/collections/{collection}/documents/{id}"), key, None).await;
+        let r = call(
+            router,
+            Method::GET,
+            &format!("/v1/collections/{collection}/documents/{id}"),
+            key,
+            None,
+        )
+        .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         if r.body["status"] == want {
             return r.body;
@@ -108,7 +130,13 @@ async fn wait_status(router: &Router, key: &str, collection: &str, id: &str, wan
     panic!("document {id} never became {want}");
 }
 
-async fn upload_text(router: &Router, key: &str, collection: &str, text: &str, title: &str) -> (String, String) {
+async fn upload_text(
+    router: &Router,
+    key: &str,
+    collection: &str,
+    text: &str,
+    title: &str,
+) -> (String, String) {
     let r = call(
         router,
         Method::POST,
@@ -118,18 +146,35 @@ async fn upload_text(router: &Router, key: &str, collection: &str, text: &str, t
     )
     .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
-    (r.body["document"]["id"].as_str().unwrap().to_string(), r.body["job_id"].as_str().unwrap().to_string())
+    (
+        r.body["document"]["id"].as_str().unwrap().to_string(),
+        r.body["job_id"].as_str().unwrap().to_string(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_search_query_reindex_delete() {
     let Some(e) = env(|_| {}).await else { return };
     let r = &e.router;
-    let c = call(r, Method::POST, "/v1/collections", ADMIN, Some(json!({ "name": "docs" }))).await;
+    let c = call(
+        r,
+        Method::POST,
+        "/v1/collections",
+        ADMIN,
+        Some(json!({ "name": "docs" })),
+    )
+    .await;
     assert_eq!(c.status, StatusCode::CREATED, "{:?}", c.body);
     assert_eq!(c.body["dimension"], 384);
 
-    let (bees, job) = upload_text(r, ADMIN, "docs", "Honeybees perform a waggle dance to tell nestmates where flowers are.", "bees").await;
+    let (bees, job) = upload_text(
+        r,
+        ADMIN,
+        "docs",
+        "Honeybees perform a waggle dance to tell nestmates where flowers are.",
+        "bees",
+    )
+    .await;
     let (md_ctype, md_body) = multipart(
         "lighthouse.md",
         "text/markdown",
@@ -153,7 +198,9 @@ async fn ingest_search_query_reindex_delete() {
         Request::post("/v1/collections/docs/documents?title=Bread")
             .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
             .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-            .body(Body::from("<html><body><p>Sourdough bread needs a starter of wild yeast.</p></body></html>"))
+            .body(Body::from(
+                "<html><body><p>Sourdough bread needs a starter of wild yeast.</p></body></html>",
+            ))
             .unwrap(),
     )
     .await;
@@ -166,57 +213,154 @@ async fn ingest_search_query_reindex_delete() {
         assert!(d["chunk_count"].as_i64().unwrap() >= 1);
     }
     let j = call(r, Method::GET, &format!("/v1/jobs/{job}"), ADMIN, None).await;
-    assert_eq!((j.status, j.body["status"].as_str()), (StatusCode::OK, Some("succeeded")));
+    assert_eq!(
+        (j.status, j.body["status"].as_str()),
+        (StatusCode::OK, Some("succeeded"))
+    );
 
     let s = call(r, Method::POST, "/v1/search", ADMIN, Some(json!({ "collection": "docs", "query": "how far can the lighthouse lamp be seen?", "top_k": 3 }))).await;
     assert_eq!(s.status, StatusCode::OK, "{:?}", s.body);
     assert_eq!(s.body["hits"][0]["document_id"], lighthouse.as_str());
     assert_eq!(s.body["hits"].as_array().unwrap().len(), 3);
     // A metadata filter narrows the search.
-    let f = call(r, Method::POST, "/v1/search", ADMIN, Some(json!({ "collection": "docs", "query": "lighthouse", "filter": { "topic": "bees" } }))).await;
+    let f = call(
+        r,
+        Method::POST,
+        "/v1/search",
+        ADMIN,
+        Some(json!({ "collection": "docs", "query": "lighthouse", "filter": { "topic": "bees" } })),
+    )
+    .await;
     let hits = f.body["hits"].as_array().unwrap();
-    assert!(!hits.is_empty() && hits.iter().all(|h| h["document_id"] == bees.as_str()), "{:?}", f.body);
+    assert!(
+        !hits.is_empty() && hits.iter().all(|h| h["document_id"] == bees.as_str()),
+        "{:?}",
+        f.body
+    );
 
-    let q = call(r, Method::POST, "/v1/query", ADMIN, Some(json!({ "collection": "docs", "query": "what do bees dance for?" }))).await;
+    let q = call(
+        r,
+        Method::POST,
+        "/v1/query",
+        ADMIN,
+        Some(json!({ "collection": "docs", "query": "what do bees dance for?" })),
+    )
+    .await;
     assert_eq!(q.status, StatusCode::OK);
     assert_eq!(q.body["generation"], "not_configured");
     assert!(q.body["answer"].is_null());
     assert_eq!(q.body["sources"][0]["document_id"], bees.as_str());
 
     // Pagination walks every document exactly once.
-    let p1 = call(r, Method::GET, "/v1/collections/docs/documents?limit=2", ADMIN, None).await;
+    let p1 = call(
+        r,
+        Method::GET,
+        "/v1/collections/docs/documents?limit=2",
+        ADMIN,
+        None,
+    )
+    .await;
     assert_eq!(p1.body["documents"].as_array().unwrap().len(), 2);
     let cursor = p1.body["next_cursor"].as_str().unwrap();
-    let p2 = call(r, Method::GET, &format!("/v1/collections/docs/documents?limit=2&cursor={cursor}"), ADMIN, None).await;
+    let p2 = call(
+        r,
+        Method::GET,
+        &format!("/v1/collections/docs/documents?limit=2&cursor={cursor}"),
+        ADMIN,
+        None,
+    )
+    .await;
     assert_eq!(p2.body["documents"].as_array().unwrap().len(), 1);
     assert!(p2.body["next_cursor"].is_null());
 
-    let ri = call(r, Method::POST, &format!("/v1/collections/docs/documents/{bees}/reindex"), ADMIN, None).await;
+    let ri = call(
+        r,
+        Method::POST,
+        &format!("/v1/collections/docs/documents/{bees}/reindex"),
+        ADMIN,
+        None,
+    )
+    .await;
     assert_eq!(ri.status, StatusCode::ACCEPTED);
     wait_status(r, ADMIN, "docs", &bees, "indexed").await;
-    let key = ragplane::app::key_of(&e.app.metadata.collection_by_name(&e.app.default_tenant, "docs").await.unwrap().unwrap());
-    assert_eq!(e.app.vectors.count(&key, None).await.unwrap(), 3, "re-indexing replaces points, never duplicates");
+    let key = ragplane::app::key_of(
+        &e.app
+            .metadata
+            .collection_by_name(&e.app.default_tenant, "docs")
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    assert_eq!(
+        e.app.vectors.count(&key, None).await.unwrap(),
+        3,
+        "re-indexing replaces points, never duplicates"
+    );
 
-    let d = call(r, Method::DELETE, &format!("/v1/collections/docs/documents/{lighthouse}"), ADMIN, None).await;
+    let d = call(
+        r,
+        Method::DELETE,
+        &format!("/v1/collections/docs/documents/{lighthouse}"),
+        ADMIN,
+        None,
+    )
+    .await;
     assert_eq!(d.status, StatusCode::NO_CONTENT);
     let s = call(r, Method::POST, "/v1/search", ADMIN, Some(json!({ "collection": "docs", "query": "how far can the lighthouse lamp be seen?", "top_k": 10 }))).await;
-    assert!(s.body["hits"].as_array().unwrap().iter().all(|h| h["document_id"] != lighthouse.as_str()), "deleted document is gone, cache included");
+    assert!(
+        s.body["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["document_id"] != lighthouse.as_str()),
+        "deleted document is gone, cache included"
+    );
 
     let del = call(r, Method::DELETE, "/v1/collections/docs", ADMIN, None).await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
-    assert_eq!(call(r, Method::GET, "/v1/collections/docs", ADMIN, None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        call(r, Method::GET, "/v1/collections/docs", ADMIN, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_tenants_get_404_on_every_route() {
     let Some(e) = env(|_| {}).await else { return };
     let r = &e.router;
-    assert_eq!(call(r, Method::POST, "/v1/tenants", ADMIN, Some(json!({ "name": "b" }))).await.status, StatusCode::CREATED);
-    let k = call(r, Method::POST, "/v1/tenants/b/keys", ADMIN, Some(json!({ "name": "b-app" }))).await;
+    assert_eq!(
+        call(
+            r,
+            Method::POST,
+            "/v1/tenants",
+            ADMIN,
+            Some(json!({ "name": "b" }))
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    let k = call(
+        r,
+        Method::POST,
+        "/v1/tenants/b/keys",
+        ADMIN,
+        Some(json!({ "name": "b-app" })),
+    )
+    .await;
     assert_eq!(k.status, StatusCode::CREATED, "{:?}", k.body);
     let b = k.body["key"].as_str().unwrap().to_string();
 
-    call(r, Method::POST, "/v1/collections", ADMIN, Some(json!({ "name": "secret" }))).await;
+    call(
+        r,
+        Method::POST,
+        "/v1/collections",
+        ADMIN,
+        Some(json!({ "name": "secret" })),
+    )
+    .await;
     let (doc, job) = upload_text(r, ADMIN, "secret", "The vault code is 4711.", "vault").await;
     wait_status(r, ADMIN, "secret", &doc, "indexed").await;
 
@@ -225,98 +369,247 @@ async fn other_tenants_get_404_on_every_route() {
         (Method::GET, "/v1/collections/secret".into(), None),
         (Method::DELETE, "/v1/collections/secret".into(), None),
         (Method::GET, "/v1/collections/secret/documents".into(), None),
-        (Method::POST, "/v1/collections/secret/documents".into(), Some(json!({ "text": "intruder" }))),
-        (Method::GET, format!("/v1/collections/secret/documents/{doc}"), None),
-        (Method::DELETE, format!("/v1/collections/secret/documents/{doc}"), None),
-        (Method::POST, format!("/v1/collections/secret/documents/{doc}/reindex"), None),
+        (
+            Method::POST,
+            "/v1/collections/secret/documents".into(),
+            Some(json!({ "text": "intruder" })),
+        ),
+        (
+            Method::GET,
+            format!("/v1/collections/secret/documents/{doc}"),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/collections/secret/documents/{doc}"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/v1/collections/secret/documents/{doc}/reindex"),
+            None,
+        ),
         (Method::GET, format!("/v1/jobs/{job}"), None),
         (Method::POST, "/v1/search".into(), Some(search.clone())),
         (Method::POST, "/v1/query".into(), Some(search.clone())),
     ];
     for (m, uri, body) in &routes {
         let resp = call(r, m.clone(), uri, &b, body.clone()).await;
-        assert_eq!(resp.status, StatusCode::NOT_FOUND, "{m} {uri}: {:?}", resp.body);
+        assert_eq!(
+            resp.status,
+            StatusCode::NOT_FOUND,
+            "{m} {uri}: {:?}",
+            resp.body
+        );
         assert_eq!(resp.body["type"], "not_found");
     }
     let list = call(r, Method::GET, "/v1/collections", &b, None).await;
     assert_eq!(list.body, json!([]));
     // Tenant B may use the same name; its collection is separate.
-    assert_eq!(call(r, Method::POST, "/v1/collections", &b, Some(json!({ "name": "secret" }))).await.status, StatusCode::CREATED);
+    assert_eq!(
+        call(
+            r,
+            Method::POST,
+            "/v1/collections",
+            &b,
+            Some(json!({ "name": "secret" }))
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
     let s = call(r, Method::POST, "/v1/search", &b, Some(search)).await;
-    assert_eq!((s.status, s.body["hits"].clone()), (StatusCode::OK, json!([])));
+    assert_eq!(
+        (s.status, s.body["hits"].clone()),
+        (StatusCode::OK, json!([]))
+    );
     // A's document is untouched by all of the above.
-    let d = call(r, Method::GET, &format!("/v1/collections/secret/documents/{doc}"), ADMIN, None).await;
+    let d = call(
+        r,
+        Method::GET,
+        &format!("/v1/collections/secret/documents/{doc}"),
+        ADMIN,
+        None,
+    )
+    .await;
     assert_eq!(d.body["status"], "indexed");
     // B is not an admin.
-    let t = call(r, Method::POST, "/v1/tenants", &b, Some(json!({ "name": "c" }))).await;
+    let t = call(
+        r,
+        Method::POST,
+        "/v1/tenants",
+        &b,
+        Some(json!({ "name": "c" })),
+    )
+    .await;
     assert_eq!(t.status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_the_right_status_and_a_json_error() {
-    let Some(e) = env(|c| c.limits.max_body_bytes = 4096).await else { return };
+    let Some(e) = env(|c| c.limits.max_body_bytes = 4096).await else {
+        return;
+    };
     let r = &e.router;
-    call(r, Method::POST, "/v1/collections", ADMIN, Some(json!({ "name": "docs" }))).await;
+    call(
+        r,
+        Method::POST,
+        "/v1/collections",
+        ADMIN,
+        Some(json!({ "name": "docs" })),
+    )
+    .await;
 
     let check = |resp: Resp, status: StatusCode, kind: &str, needle: &str| {
         assert_eq!(resp.status, status, "{:?}", resp.body);
         assert_eq!(resp.body["type"], kind, "{:?}", resp.body);
         let msg = resp.body["error"].as_str().unwrap_or_default().to_string();
-        assert!(msg.contains(needle), "error {msg:?} should mention {needle:?}");
+        assert!(
+            msg.contains(needle),
+            "error {msg:?} should mention {needle:?}"
+        );
     };
 
-    check(send(r, req(Method::GET, "/v1/collections", None, None)).await, StatusCode::UNAUTHORIZED, "unauthorized", "missing API key");
-    check(call(r, Method::GET, "/v1/collections", "rp_wrong", None).await, StatusCode::UNAUTHORIZED, "unauthorized", "unknown");
+    check(
+        send(r, req(Method::GET, "/v1/collections", None, None)).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "missing API key",
+    );
+    check(
+        call(r, Method::GET, "/v1/collections", "rp_wrong", None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "unknown",
+    );
     let malformed = Request::post("/v1/search")
         .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from("{not json"))
         .unwrap();
-    check(send(r, malformed).await, StatusCode::BAD_REQUEST, "bad_request", "JSON");
     check(
-        call(r, Method::POST, "/v1/search", ADMIN, Some(json!({ "collection": "docs", "query": "x", "top_k": 0 }))).await,
-        StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "top_k",
+        send(r, malformed).await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "JSON",
     );
     check(
-        call(r, Method::POST, "/v1/search", ADMIN, Some(json!({ "collection": "docs", "qeury": "typo" }))).await,
-        StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "qeury",
+        call(
+            r,
+            Method::POST,
+            "/v1/search",
+            ADMIN,
+            Some(json!({ "collection": "docs", "query": "x", "top_k": 0 })),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+        "top_k",
     );
     check(
-        call(r, Method::POST, "/v1/collections", ADMIN, Some(json!({ "name": "Bad Name!" }))).await,
-        StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "name",
+        call(
+            r,
+            Method::POST,
+            "/v1/search",
+            ADMIN,
+            Some(json!({ "collection": "docs", "qeury": "typo" })),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+        "qeury",
     );
     check(
-        call(r, Method::POST, "/v1/collections", ADMIN, Some(json!({ "name": "docs" }))).await,
-        StatusCode::CONFLICT, "conflict", "already exists",
+        call(
+            r,
+            Method::POST,
+            "/v1/collections",
+            ADMIN,
+            Some(json!({ "name": "Bad Name!" })),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+        "name",
+    );
+    check(
+        call(
+            r,
+            Method::POST,
+            "/v1/collections",
+            ADMIN,
+            Some(json!({ "name": "docs" })),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "conflict",
+        "already exists",
     );
     let big = Request::post("/v1/collections/docs/documents")
         .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
         .header(header::CONTENT_TYPE, "text/plain")
         .body(Body::from("x".repeat(10_000)))
         .unwrap();
-    check(send(r, big).await, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "");
-    let big_json = call(r, Method::POST, "/v1/collections/docs/documents", ADMIN, Some(json!({ "text": "y".repeat(10_000) }))).await;
-    check(big_json, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "");
+    check(
+        send(r, big).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "",
+    );
+    let big_json = call(
+        r,
+        Method::POST,
+        "/v1/collections/docs/documents",
+        ADMIN,
+        Some(json!({ "text": "y".repeat(10_000) })),
+    )
+    .await;
+    check(
+        big_json,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "",
+    );
     let zip = Request::post("/v1/collections/docs/documents")
         .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
         .header(header::CONTENT_TYPE, "application/zip")
         .body(Body::from("PK"))
         .unwrap();
-    check(send(r, zip).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "application/zip");
+    check(
+        send(r, zip).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "application/zip",
+    );
     let (ctype, body) = multipart("archive.bin", "application/octet-stream", b"\x00\x01");
     let mp = Request::post("/v1/collections/docs/documents")
         .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
         .header(header::CONTENT_TYPE, ctype)
         .body(Body::from(body))
         .unwrap();
-    check(send(r, mp).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "archive.bin");
+    check(
+        send(r, mp).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "archive.bin",
+    );
     let search_form = Request::post("/v1/search")
         .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Body::from("q=1"))
         .unwrap();
-    check(send(r, search_form).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "");
-    check(call(r, Method::GET, "/v1/nope", ADMIN, None).await, StatusCode::NOT_FOUND, "not_found", "");
+    check(
+        send(r, search_form).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "",
+    );
+    check(
+        call(r, Method::GET, "/v1/nope", ADMIN, None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "",
+    );
 
     // A document that cannot be parsed ends `failed` with its reason.
     let pdf = Request::post("/v1/collections/docs/documents")
@@ -329,7 +622,14 @@ async fn bad_input_gets_the_right_status_and_a_json_error() {
     let id = up.body["document"]["id"].as_str().unwrap().to_string();
     let d = wait_status(r, ADMIN, "docs", &id, "failed").await;
     assert!(d["error"].as_str().unwrap().contains("PDF"), "{d:?}");
-    let job = call(r, Method::GET, &format!("/v1/jobs/{}", up.body["job_id"].as_str().unwrap()), ADMIN, None).await;
+    let job = call(
+        r,
+        Method::GET,
+        &format!("/v1/jobs/{}", up.body["job_id"].as_str().unwrap()),
+        ADMIN,
+        None,
+    )
+    .await;
     assert_eq!(job.body["status"], "dead");
 }
 
@@ -346,13 +646,26 @@ async fn overload_answers_429_and_503_with_retry_after() {
         return;
     };
     let r = &e.router;
-    call(r, Method::POST, "/v1/collections", ADMIN, Some(json!({ "name": "docs" }))).await;
+    call(
+        r,
+        Method::POST,
+        "/v1/collections",
+        ADMIN,
+        Some(json!({ "name": "docs" })),
+    )
+    .await;
     let long = "lorem ipsum dolor ".repeat(60);
     let tasks: Vec<_> = (0..48)
         .map(|i| {
             let router = r.clone();
             let body = json!({ "collection": "docs", "query": format!("{long} {i}") });
-            tokio::spawn(async move { send(&router, req(Method::POST, "/v1/search", Some(ADMIN), Some(body))).await })
+            tokio::spawn(async move {
+                send(
+                    &router,
+                    req(Method::POST, "/v1/search", Some(ADMIN), Some(body)),
+                )
+                .await
+            })
         })
         .collect();
     let mut saw_429 = false;
@@ -368,10 +681,15 @@ async fn overload_answers_429_and_503_with_retry_after() {
             other => panic!("unexpected {other}: {:?}", resp.body),
         }
     }
-    assert!(saw_429, "48 concurrent uncached searches against an inference queue of 1 must see 429");
+    assert!(
+        saw_429,
+        "48 concurrent uncached searches against an inference queue of 1 must see 429"
+    );
 
     // The request limit: one request holds the only slot while its body trickles in.
-    let Some(e2) = env(|c| c.limits.max_concurrent_requests = 1).await else { return };
+    let Some(e2) = env(|c| c.limits.max_concurrent_requests = 1).await else {
+        return;
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
     let slow = Request::post("/v1/collections")
         .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
@@ -382,14 +700,26 @@ async fn overload_answers_429_and_503_with_retry_after() {
     let held = tokio::spawn(async move { send(&router, slow).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let shed = call(&e2.router, Method::GET, "/v1/collections", ADMIN, None).await;
-    assert_eq!(shed.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", shed.body);
+    assert_eq!(
+        shed.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        shed.body
+    );
     assert_eq!(shed.headers[header::RETRY_AFTER], "1");
-    tx.send(Ok(bytes::Bytes::from_static(br#"{"name":"later"}"#))).await.unwrap();
+    tx.send(Ok(bytes::Bytes::from_static(br#"{"name":"later"}"#)))
+        .await
+        .unwrap();
     drop(tx);
     assert_eq!(held.await.unwrap().status, StatusCode::CREATED);
 
     // Readiness fails with 503 once the metadata store is gone.
-    assert_eq!(send(&e2.router, req(Method::GET, "/readyz", None, None)).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&e2.router, req(Method::GET, "/readyz", None, None))
+            .await
+            .status,
+        StatusCode::OK
+    );
     e2.app.metadata.ping().await.unwrap();
     lose_object_store(&e2.app).await;
     let not_ready = send(&e2.router, req(Method::GET, "/readyz", None, None)).await;
@@ -412,12 +742,35 @@ fn tokio_stream_from(
 async fn service_endpoints() {
     let Some(e) = env(|_| {}).await else { return };
     let r = &e.router;
-    assert_eq!(send(r, req(Method::GET, "/healthz", None, None)).await.status, StatusCode::OK);
+    assert_eq!(
+        send(r, req(Method::GET, "/healthz", None, None))
+            .await
+            .status,
+        StatusCode::OK
+    );
     let o = send(r, req(Method::GET, "/openapi.json", None, None)).await;
     assert_eq!(o.status, StatusCode::OK);
-    assert!(o.body["paths"]["/v1/search"]["post"].is_object(), "{:?}", o.body["paths"]);
-    call(r, Method::POST, "/v1/collections", ADMIN, Some(json!({ "name": "docs" }))).await;
-    call(r, Method::POST, "/v1/search", ADMIN, Some(json!({ "collection": "docs", "query": "anything" }))).await;
+    assert!(
+        o.body["paths"]["/v1/search"]["post"].is_object(),
+        "{:?}",
+        o.body["paths"]
+    );
+    call(
+        r,
+        Method::POST,
+        "/v1/collections",
+        ADMIN,
+        Some(json!({ "name": "docs" })),
+    )
+    .await;
+    call(
+        r,
+        Method::POST,
+        "/v1/search",
+        ADMIN,
+        Some(json!({ "collection": "docs", "query": "anything" })),
+    )
+    .await;
     let m = send(r, req(Method::GET, "/metrics", None, None)).await;
     let text = m.body.as_str().unwrap().to_string();
     for name in [
@@ -431,5 +784,8 @@ async fn service_endpoints() {
     ] {
         assert!(text.contains(name), "metrics lack {name}");
     }
-    assert!(text.contains(r#"route="/v1/search""#), "requests are labelled by route");
+    assert!(
+        text.contains(r#"route="/v1/search""#),
+        "requests are labelled by route"
+    );
 }

@@ -2,6 +2,8 @@
 //! (Python onnxruntime + numpy pooling; see scripts/make-reference-embeddings.py), plus batching
 //! order and backpressure.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on the first unexpected error.
+
 use std::sync::Arc;
 
 use ragplane::embed::onnx::OnnxEmbedder;
@@ -16,14 +18,21 @@ struct Reference {
 }
 
 fn reference() -> Reference {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/reference_embeddings.json"))
-        .expect("reference data");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/reference_embeddings.json"
+    ))
+    .expect("reference data");
     serde_json::from_str(&text).expect("reference json")
 }
 
 fn config() -> Option<EmbeddingConfig> {
     let (dir, lib) = ragplane::testing::model_files()?;
-    Some(EmbeddingConfig { model_dir: Some(dir), ort_library: Some(lib), ..Default::default() })
+    Some(EmbeddingConfig {
+        model_dir: Some(dir),
+        ort_library: Some(lib),
+        ..Default::default()
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,14 +46,28 @@ async fn vectors_match_the_reference_implementation() {
     for (i, (g, want)) in got.iter().zip(&r.vectors).enumerate() {
         assert_eq!(g.len(), 384);
         let cos = dot(g, want);
-        let max_diff = g.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(cos > 0.9999, "sentence {i} {:?}: cosine {cos}", r.sentences[i]);
-        assert!(max_diff < 2e-3, "sentence {i}: max abs difference {max_diff}");
+        let max_diff = g
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            cos > 0.9999,
+            "sentence {i} {:?}: cosine {cos}",
+            r.sentences[i]
+        );
+        assert!(
+            max_diff < 2e-3,
+            "sentence {i}: max abs difference {max_diff}"
+        );
         assert!((dot(g, g) - 1.0).abs() < 1e-4, "unit length");
     }
     // Related sentences are closer than unrelated ones.
     let related = embedder
-        .embed(vec!["A man is playing a guitar.".into(), "Someone plays an acoustic guitar.".into()])
+        .embed(vec![
+            "A man is playing a guitar.".into(),
+            "Someone plays an acoustic guitar.".into(),
+        ])
         .await
         .unwrap();
     assert!(dot(&related[0], &related[1]) > dot(&related[0], &got[2]) + 0.3);
@@ -60,14 +83,23 @@ async fn concurrent_requests_get_their_own_vectors_in_order() {
         for (i, s) in r.sentences.iter().enumerate() {
             let e = embedder.clone();
             // Requests of different sizes and orders, so batches mix them.
-            let texts = if round % 2 == 0 { vec![s.clone()] } else { vec![s.clone(), r.sentences[0].clone()] };
-            tasks.push(tokio::spawn(async move { (i, round, e.embed(texts).await) }));
+            let texts = if round % 2 == 0 {
+                vec![s.clone()]
+            } else {
+                vec![s.clone(), r.sentences[0].clone()]
+            };
+            tasks.push(tokio::spawn(
+                async move { (i, round, e.embed(texts).await) },
+            ));
         }
     }
     for t in tasks {
         let (i, round, out) = t.await.unwrap();
         let out = out.expect("embeds");
-        assert!(dot(&out[0], &r.vectors[i]) > 0.9999, "request for sentence {i} got another vector");
+        assert!(
+            dot(&out[0], &r.vectors[i]) > 0.9999,
+            "request for sentence {i} got another vector"
+        );
         if round % 2 == 1 {
             assert!(dot(&out[1], &r.vectors[0]) > 0.9999);
         }
@@ -99,7 +131,10 @@ async fn a_full_queue_is_reported_as_overload_not_a_hang() {
             Err(e) => panic!("unexpected error {e}"),
         }
     }
-    assert!(overloaded > 0, "64 concurrent requests against a queue of 1 must overflow");
+    assert!(
+        overloaded > 0,
+        "64 concurrent requests against a queue of 1 must overflow"
+    );
     assert!(ok > 0);
 }
 

@@ -18,14 +18,25 @@ pub fn ragplane_bin() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/ragplane
-    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("ragplane")).expect("target dir");
-    assert!(bin.exists(), "{} does not exist: run `cargo build -p ragplane` first (or set RAGPLANE_BIN)", bin.display());
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("ragplane"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} does not exist: run `cargo build -p ragplane` first (or set RAGPLANE_BIN)",
+        bin.display()
+    );
     bin
 }
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
 }
 
 /// Whether the model files exist; prints why when skipping, panics under RAGPLANE_REQUIRE_MODEL=1.
@@ -34,11 +45,19 @@ pub fn model_available() -> bool {
         || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/ragplane"),
         PathBuf::from,
     );
-    let ok = cache.join("models/all-minilm-l6-v2-int8/model.onnx").exists()
+    let ok = cache
+        .join("models/all-minilm-l6-v2-int8/model.onnx")
+        .exists()
         && cache.join("onnxruntime/libonnxruntime.so").exists();
     if !ok {
-        let why = format!("model not found under {}; run scripts/setup-model.sh", cache.display());
-        assert!(std::env::var("RAGPLANE_REQUIRE_MODEL").as_deref() != Ok("1"), "{why}");
+        let why = format!(
+            "model not found under {}; run scripts/setup-model.sh",
+            cache.display()
+        );
+        assert!(
+            std::env::var("RAGPLANE_REQUIRE_MODEL").as_deref() != Ok("1"),
+            "{why}"
+        );
         eprintln!("SKIPPED: {why}");
     }
     ok
@@ -46,7 +65,10 @@ pub fn model_available() -> bool {
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// A running `ragplane serve`.
@@ -63,10 +85,17 @@ pub struct Server {
 impl Server {
     /// Starts a server on `data_dir` (a new port each time unless `port` is given) and waits
     /// until it is ready.
-    pub fn start(data_dir: &Path, port: Option<u16>, extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
+    pub fn start(
+        data_dir: &Path,
+        port: Option<u16>,
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let port = port.unwrap_or_else(free_port);
         let log = data_dir.with_extension("log");
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let mut cmd = Command::new(ragplane_bin());
         cmd.arg("serve")
             .arg("--listen")
@@ -81,7 +110,13 @@ impl Server {
             cmd.env(k, v);
         }
         let child = cmd.spawn().context("failed to start ragplane")?;
-        let mut s = Self { child: Some(child), url: format!("http://127.0.0.1:{port}"), data_dir: data_dir.into(), port, log };
+        let mut s = Self {
+            child: Some(child),
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir: data_dir.into(),
+            port,
+            log,
+        };
         s.wait_ready(Duration::from_secs(60))?;
         Ok(s)
     }
@@ -96,14 +131,20 @@ impl Server {
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Some(status) = child.try_wait()? {
-                    bail!("ragplane exited with {status} before becoming ready; log:\n{}", self.log_tail());
+                    bail!(
+                        "ragplane exited with {status} before becoming ready; log:\n{}",
+                        self.log_tail()
+                    );
                 }
             }
             if http_status(self.port, "/readyz") == Some(200) {
                 return Ok(());
             }
             if start.elapsed() > timeout {
-                bail!("ragplane not ready after {timeout:?}; log:\n{}", self.log_tail());
+                bail!(
+                    "ragplane not ready after {timeout:?}; log:\n{}",
+                    self.log_tail()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -123,7 +164,10 @@ impl Server {
             Command::new("kill").args(["-TERM", &pid]).status()?;
             let status = child.wait()?;
             if !status.success() {
-                bail!("ragplane exited with {status} on SIGTERM; log:\n{}", self.log_tail());
+                bail!(
+                    "ragplane exited with {status} on SIGTERM; log:\n{}",
+                    self.log_tail()
+                );
             }
         }
         Ok(())
@@ -155,15 +199,25 @@ impl Server {
     }
 
     /// A JSON request with the admin key.
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
-        let mut req = reqwest::Client::new().request(method, format!("{}{path}", self.url)).bearer_auth(ADMIN_KEY);
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut req = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(ADMIN_KEY);
         if let Some(b) = body {
             req = req.json(&b);
         }
         let resp = req.send().await?;
         let status = resp.status().as_u16();
         let text = resp.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
     }
 }
 

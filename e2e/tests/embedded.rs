@@ -1,6 +1,8 @@
 //! End-to-end tests of `ragplane serve` on embedded defaults, driven as a user would: the CLI
 //! and the HTTP API against the real binary, with restarts and a kill -9 mid-ingestion.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on the first unexpected error.
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -10,7 +12,10 @@ use serde_json::{json, Value};
 
 fn top_title(out: &str) -> String {
     let v: Value = serde_json::from_str(out).expect("search --json prints JSON");
-    v["hits"][0]["title"].as_str().unwrap_or_default().to_string()
+    v["hits"][0]["title"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[test]
@@ -21,20 +26,48 @@ fn examples_are_ingested_and_known_facts_rank_first() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(&dir.path().join("data"), None, &[]).unwrap();
     let corpus = repo_root().join("examples/corpus");
-    let out = server.cli(&["ingest", "--collection", "examples", corpus.to_str().unwrap()]).unwrap();
+    let out = server
+        .cli(&[
+            "ingest",
+            "--collection",
+            "examples",
+            corpus.to_str().unwrap(),
+        ])
+        .unwrap();
     assert!(out.contains("indexed 5 documents"), "{out}");
 
     let cases = [
-        ("How far away can the Skerry Point light be seen?", "skerry-point-lighthouse.md"),
-        ("How long does the space station take to orbit the Earth?", "orbital-mechanics.pdf"),
-        ("What does the waggle dance of bees encode?", "honeybees.html"),
-        ("What is the hydration of the sourdough loaf?", "sourdough-basics.txt"),
+        (
+            "How far away can the Skerry Point light be seen?",
+            "skerry-point-lighthouse.md",
+        ),
+        (
+            "How long does the space station take to orbit the Earth?",
+            "orbital-mechanics.pdf",
+        ),
+        (
+            "What does the waggle dance of bees encode?",
+            "honeybees.html",
+        ),
+        (
+            "What is the hydration of the sourdough loaf?",
+            "sourdough-basics.txt",
+        ),
     ];
     for (question, want) in cases {
-        let out = server.cli(&["search", "--json", "--collection", "examples", question]).unwrap();
+        let out = server
+            .cli(&["search", "--json", "--collection", "examples", question])
+            .unwrap();
         assert_eq!(top_title(&out), want, "question {question:?}\n{out}");
     }
-    let answer = server.cli(&["query", "--collection", "examples", "When was Skerry Point Lighthouse completed?"]).unwrap();
+    let answer = server
+        .cli(&[
+            "query",
+            "--collection",
+            "examples",
+            "When was Skerry Point Lighthouse completed?",
+        ])
+        .unwrap();
     assert!(answer.contains("generation is not configured"), "{answer}");
     assert!(answer.contains("skerry-point-lighthouse.md"), "{answer}");
     server.stop().unwrap();
@@ -43,7 +76,12 @@ fn examples_are_ingested_and_known_facts_rank_first() {
 #[test]
 fn cli_errors_exit_non_zero_with_a_message() {
     let out = std::process::Command::new(ragplane_e2e::ragplane_bin())
-        .args(["ingest", "--url", "http://127.0.0.1:9", "/definitely/not/here"])
+        .args([
+            "ingest",
+            "--url",
+            "http://127.0.0.1:9",
+            "/definitely/not/here",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -70,17 +108,32 @@ fn cli_errors_exit_non_zero_with_a_message() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("chunking.overlap_tokens"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("chunking.overlap_tokens"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
-async fn wait_all_indexed(server: &Server, collection: &str, ids: &[String], timeout: Duration) -> i64 {
+async fn wait_all_indexed(
+    server: &Server,
+    collection: &str,
+    ids: &[String],
+    timeout: Duration,
+) -> i64 {
     let start = Instant::now();
     loop {
         let mut chunks = 0;
         let mut done = 0;
         for id in ids {
-            let (status, d) =
-                server.call(Method::GET, &format!("/v1/collections/{collection}/documents/{id}"), None).await.unwrap();
+            let (status, d) = server
+                .call(
+                    Method::GET,
+                    &format!("/v1/collections/{collection}/documents/{id}"),
+                    None,
+                )
+                .await
+                .unwrap();
             assert_eq!(status, 200, "{d:?}");
             assert_ne!(d["status"], "failed", "{d:?}");
             if d["status"] == "indexed" {
@@ -91,7 +144,12 @@ async fn wait_all_indexed(server: &Server, collection: &str, ids: &[String], tim
         if done == ids.len() {
             return chunks;
         }
-        assert!(start.elapsed() < timeout, "{done}/{} indexed after {timeout:?}\n{}", ids.len(), server.log_tail());
+        assert!(
+            start.elapsed() < timeout,
+            "{done}/{} indexed after {timeout:?}\n{}",
+            ids.len(),
+            server.log_tail()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -119,11 +177,22 @@ async fn restart_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut server = Server::start(&data, None, &[]).unwrap();
-    server.call(Method::POST, "/v1/collections", Some(json!({ "name": "keep" }))).await.unwrap();
+    server
+        .call(
+            Method::POST,
+            "/v1/collections",
+            Some(json!({ "name": "keep" })),
+        )
+        .await
+        .unwrap();
     let mut ids = Vec::new();
     for i in 0..3 {
         let (s, v) = server
-            .call(Method::POST, "/v1/collections/keep/documents", Some(json!({ "text": document_text(i), "title": format!("r{i}") })))
+            .call(
+                Method::POST,
+                "/v1/collections/keep/documents",
+                Some(json!({ "text": document_text(i), "title": format!("r{i}") })),
+            )
             .await
             .unwrap();
         assert_eq!(s, 202, "{v:?}");
@@ -131,17 +200,39 @@ async fn restart_keeps_everything() {
     }
     let chunks = wait_all_indexed(&server, "keep", &ids, Duration::from_secs(120)).await;
     let query = json!({ "collection": "keep", "query": "figure 201", "top_k": 5 });
-    let (_, before) = server.call(Method::POST, "/v1/search", Some(query.clone())).await.unwrap();
+    let (_, before) = server
+        .call(Method::POST, "/v1/search", Some(query.clone()))
+        .await
+        .unwrap();
     server.stop().unwrap();
 
     let server = Server::start(&data, None, &[]).unwrap();
-    let (s, c) = server.call(Method::GET, "/v1/collections/keep", None).await.unwrap();
+    let (s, c) = server
+        .call(Method::GET, "/v1/collections/keep", None)
+        .await
+        .unwrap();
     assert_eq!(s, 200, "{c:?}");
     assert_eq!(c["points"].as_i64().unwrap(), chunks);
-    assert_eq!(wait_all_indexed(&server, "keep", &ids, Duration::from_secs(5)).await, chunks);
-    let (_, after) = server.call(Method::POST, "/v1/search", Some(query)).await.unwrap();
+    assert_eq!(
+        wait_all_indexed(&server, "keep", &ids, Duration::from_secs(5)).await,
+        chunks
+    );
+    let (_, after) = server
+        .call(Method::POST, "/v1/search", Some(query))
+        .await
+        .unwrap();
     let strip = |v: &Value| -> Vec<(String, i64)> {
-        v["hits"].as_array().unwrap().iter().map(|h| (h["document_id"].as_str().unwrap().to_string(), h["chunk"].as_i64().unwrap())).collect()
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["document_id"].as_str().unwrap().to_string(),
+                    h["chunk"].as_i64().unwrap(),
+                )
+            })
+            .collect()
     };
     assert_eq!(strip(&before), strip(&after), "same results after restart");
 }
@@ -155,11 +246,22 @@ async fn kill_9_during_ingestion_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut server = Server::start(&data, None, &[]).unwrap();
-    server.call(Method::POST, "/v1/collections", Some(json!({ "name": "crash" }))).await.unwrap();
+    server
+        .call(
+            Method::POST,
+            "/v1/collections",
+            Some(json!({ "name": "crash" })),
+        )
+        .await
+        .unwrap();
     let mut ids = Vec::new();
     for i in 0..N {
         let (s, v) = server
-            .call(Method::POST, "/v1/collections/crash/documents", Some(json!({ "text": document_text(i), "title": format!("r{i}") })))
+            .call(
+                Method::POST,
+                "/v1/collections/crash/documents",
+                Some(json!({ "text": document_text(i), "title": format!("r{i}") })),
+            )
             .await
             .unwrap();
         assert_eq!(s, 202, "{v:?}");
@@ -168,38 +270,89 @@ async fn kill_9_during_ingestion_loses_and_duplicates_nothing() {
     // Let some, but not all, documents finish; then kill without warning.
     let start = Instant::now();
     loop {
-        let (_, page) = server.call(Method::GET, "/v1/collections/crash/documents?limit=1000", None).await.unwrap();
-        let indexed = page["documents"].as_array().unwrap().iter().filter(|d| d["status"] == "indexed").count();
+        let (_, page) = server
+            .call(
+                Method::GET,
+                "/v1/collections/crash/documents?limit=1000",
+                None,
+            )
+            .await
+            .unwrap();
+        let indexed = page["documents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["status"] == "indexed")
+            .count();
         if indexed >= 2 {
-            assert!(indexed < N, "ingestion finished before the kill; the test needs a slower corpus");
+            assert!(
+                indexed < N,
+                "ingestion finished before the kill; the test needs a slower corpus"
+            );
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "nothing indexed\n{}", server.log_tail());
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "nothing indexed\n{}",
+            server.log_tail()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     server.kill9();
 
     let server = Server::start(&data, None, &[]).unwrap();
     let chunks = wait_all_indexed(&server, "crash", &ids, Duration::from_secs(300)).await;
-    let (_, c) = server.call(Method::GET, "/v1/collections/crash", None).await.unwrap();
-    assert_eq!(c["points"].as_i64().unwrap(), chunks, "points equal the sum of chunk counts: no duplicates, none lost");
+    let (_, c) = server
+        .call(Method::GET, "/v1/collections/crash", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        c["points"].as_i64().unwrap(),
+        chunks,
+        "points equal the sum of chunk counts: no duplicates, none lost"
+    );
     // Each document is searchable, and no (document, chunk) pair appears twice.
     let (_, hits) = server
-        .call(Method::POST, "/v1/search", Some(json!({ "collection": "crash", "query": "report figure", "top_k": 100 })))
+        .call(
+            Method::POST,
+            "/v1/search",
+            Some(json!({ "collection": "crash", "query": "report figure", "top_k": 100 })),
+        )
         .await
         .unwrap();
     let mut seen = HashSet::new();
     for h in hits["hits"].as_array().unwrap() {
-        assert!(seen.insert((h["document_id"].to_string(), h["chunk"].as_i64())), "duplicate hit {h:?}");
+        assert!(
+            seen.insert((h["document_id"].to_string(), h["chunk"].as_i64())),
+            "duplicate hit {h:?}"
+        );
     }
     // No job is stuck: every queue is empty.
-    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let metrics_later = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    let metrics_later = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics_later.contains(r#"ragplane_queue_depth{queue="documents"} 0"#),
         "queue not empty:\n{}\n{}",
-        metrics.lines().filter(|l| l.starts_with("ragplane_queue")).collect::<Vec<_>>().join("\n"),
-        metrics_later.lines().filter(|l| l.starts_with("ragplane_queue")).collect::<Vec<_>>().join("\n")
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("ragplane_queue"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        metrics_later
+            .lines()
+            .filter(|l| l.starts_with("ragplane_queue"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }

@@ -476,16 +476,20 @@ impl Config {
 impl EmbeddingConfig {
     /// Directory of the model files, defaulted from the cache root.
     pub fn resolved_model_dir(&self) -> PathBuf {
-        self.model_dir
-            .clone()
-            .unwrap_or_else(|| default_cache_root().join("models").join("all-minilm-l6-v2-int8"))
+        self.model_dir.clone().unwrap_or_else(|| {
+            default_cache_root()
+                .join("models")
+                .join("all-minilm-l6-v2-int8")
+        })
     }
 
     /// Path of the ONNX Runtime library, defaulted from the cache root.
     pub fn resolved_ort_library(&self) -> PathBuf {
-        self.ort_library
-            .clone()
-            .unwrap_or_else(|| default_cache_root().join("onnxruntime").join("libonnxruntime.so"))
+        self.ort_library.clone().unwrap_or_else(|| {
+            default_cache_root()
+                .join("onnxruntime")
+                .join("libonnxruntime.so")
+        })
     }
 }
 
@@ -525,7 +529,10 @@ mod tests {
             panic!("expected ollama, got {:?}", c.generation)
         };
         assert_eq!(ep.timeout_secs, 120);
-        assert!(!format!("{c:?}").contains("s3cret"), "secrets must be redacted in Debug");
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "secrets must be redacted in Debug"
+        );
         let VectorIndexConfig::Embedded(v) = &c.vectors;
         assert_eq!(v.ef_search, 128);
     }

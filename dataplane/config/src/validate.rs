@@ -22,7 +22,10 @@ struct Checker(Vec<ConfigError>);
 impl Checker {
     fn check(&mut self, ok: bool, field: &str, message: impl Into<String>) {
         if !ok {
-            self.0.push(ConfigError { field: field.into(), message: message.into() });
+            self.0.push(ConfigError {
+                field: field.into(),
+                message: message.into(),
+            });
         }
     }
 }
@@ -32,50 +35,124 @@ impl Config {
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut c = Checker(Vec::new());
         let l = &self.limits;
-        c.check(l.max_body_bytes >= 1024, "limits.max_body_bytes", "must be at least 1024");
-        c.check(l.max_concurrent_requests >= 1, "limits.max_concurrent_requests", "must be at least 1");
+        c.check(
+            l.max_body_bytes >= 1024,
+            "limits.max_body_bytes",
+            "must be at least 1024",
+        );
+        c.check(
+            l.max_concurrent_requests >= 1,
+            "limits.max_concurrent_requests",
+            "must be at least 1",
+        );
         c.check(l.max_top_k >= 1, "limits.max_top_k", "must be at least 1");
-        c.check(l.max_query_bytes >= 1, "limits.max_query_bytes", "must be at least 1");
-        c.check(l.request_timeout_secs >= 1, "limits.request_timeout_secs", "must be at least 1");
+        c.check(
+            l.max_query_bytes >= 1,
+            "limits.max_query_bytes",
+            "must be at least 1",
+        );
+        c.check(
+            l.request_timeout_secs >= 1,
+            "limits.request_timeout_secs",
+            "must be at least 1",
+        );
 
         let e = &self.embedding;
-        c.check(e.dimension >= 1, "embedding.dimension", "must be at least 1");
+        c.check(
+            e.dimension >= 1,
+            "embedding.dimension",
+            "must be at least 1",
+        );
         c.check(e.sessions >= 1, "embedding.sessions", "must be at least 1");
-        c.check((8..=512).contains(&e.max_seq_len), "embedding.max_seq_len", "must be between 8 and 512");
+        c.check(
+            (8..=512).contains(&e.max_seq_len),
+            "embedding.max_seq_len",
+            "must be between 8 and 512",
+        );
         c.check(
             e.max_batch_tokens >= e.max_seq_len,
             "embedding.max_batch_tokens",
             format!("must be at least embedding.max_seq_len ({})", e.max_seq_len),
         );
-        c.check(e.queue_capacity >= 1, "embedding.queue_capacity", "must be at least 1");
+        c.check(
+            e.queue_capacity >= 1,
+            "embedding.queue_capacity",
+            "must be at least 1",
+        );
 
         let k = &self.chunking;
-        c.check(k.chunk_tokens >= 8, "chunking.chunk_tokens", "must be at least 8");
+        c.check(
+            k.chunk_tokens >= 8,
+            "chunking.chunk_tokens",
+            "must be at least 8",
+        );
         c.check(
             k.chunk_tokens + 2 <= e.max_seq_len,
             "chunking.chunk_tokens",
-            format!("must leave room for 2 special tokens within embedding.max_seq_len ({})", e.max_seq_len),
+            format!(
+                "must leave room for 2 special tokens within embedding.max_seq_len ({})",
+                e.max_seq_len
+            ),
         );
         c.check(
             k.overlap_tokens < k.chunk_tokens,
             "chunking.overlap_tokens",
-            format!("must be smaller than chunking.chunk_tokens ({})", k.chunk_tokens),
+            format!(
+                "must be smaller than chunking.chunk_tokens ({})",
+                k.chunk_tokens
+            ),
         );
-        c.check(k.max_document_bytes >= 1, "chunking.max_document_bytes", "must be at least 1");
+        c.check(
+            k.max_document_bytes >= 1,
+            "chunking.max_document_bytes",
+            "must be at least 1",
+        );
 
         let VectorIndexConfig::Embedded(v) = &self.vectors;
-        c.check((2..=128).contains(&v.m), "vectors.m", "must be between 2 and 128");
-        c.check(v.ef_construction >= v.m, "vectors.ef_construction", "must be at least vectors.m");
+        c.check(
+            (2..=128).contains(&v.m),
+            "vectors.m",
+            "must be between 2 and 128",
+        );
+        c.check(
+            v.ef_construction >= v.m,
+            "vectors.ef_construction",
+            "must be at least vectors.m",
+        );
         c.check(v.ef_search >= 1, "vectors.ef_search", "must be at least 1");
 
         let QueueConfig::Sqlite(q) = &self.queue;
-        c.check(q.visibility_timeout_secs >= 1, "queue.visibility_timeout_secs", "must be at least 1");
-        c.check(q.max_attempts >= 1, "queue.max_attempts", "must be at least 1");
+        c.check(
+            q.visibility_timeout_secs >= 1,
+            "queue.visibility_timeout_secs",
+            "must be at least 1",
+        );
+        c.check(
+            q.max_attempts >= 1,
+            "queue.max_attempts",
+            "must be at least 1",
+        );
 
-        c.check(self.workers.concurrency >= 1, "workers.concurrency", "must be at least 1");
-        c.check(self.workers.poll_interval_ms >= 1, "workers.poll_interval_ms", "must be at least 1");
-        c.check(self.cache.embedding_capacity >= 1, "cache.embedding_capacity", "must be at least 1");
-        c.check(self.cache.result_capacity >= 1, "cache.result_capacity", "must be at least 1");
+        c.check(
+            self.workers.concurrency >= 1,
+            "workers.concurrency",
+            "must be at least 1",
+        );
+        c.check(
+            self.workers.poll_interval_ms >= 1,
+            "workers.poll_interval_ms",
+            "must be at least 1",
+        );
+        c.check(
+            self.cache.embedding_capacity >= 1,
+            "cache.embedding_capacity",
+            "must be at least 1",
+        );
+        c.check(
+            self.cache.result_capacity >= 1,
+            "cache.result_capacity",
+            "must be at least 1",
+        );
 
         if let GenerationConfig::Ollama(ep) | GenerationConfig::Openai(ep) = &self.generation {
             c.check(
@@ -83,8 +160,16 @@ impl Config {
                 "generation.url",
                 format!("must be an http:// or https:// URL, got {:?}", ep.url),
             );
-            c.check(!ep.model.is_empty(), "generation.model", "must not be empty");
-            c.check(ep.timeout_secs >= 1, "generation.timeout_secs", "must be at least 1");
+            c.check(
+                !ep.model.is_empty(),
+                "generation.model",
+                "must not be empty",
+            );
+            c.check(
+                ep.timeout_secs >= 1,
+                "generation.timeout_secs",
+                "must be at least 1",
+            );
         }
 
         if c.0.is_empty() {
@@ -107,7 +192,11 @@ mod tests {
         let err = c.validate().unwrap_err();
         let fields: Vec<_> = err.0.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["embedding.sessions", "chunking.overlap_tokens"]);
-        assert!(err.to_string().contains("must be smaller than chunking.chunk_tokens (200)"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("must be smaller than chunking.chunk_tokens (200)"),
+            "{err}"
+        );
     }
 
     #[test]

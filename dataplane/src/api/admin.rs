@@ -37,12 +37,18 @@ pub async fn create_tenant(
     Auth(p): Auth,
     ApiJson(body): ApiJson<CreateTenant>,
 ) -> Result<(StatusCode, ApiJson<Tenant>), ApiError> {
-    Ok((StatusCode::CREATED, ApiJson(app.create_tenant(&p, &body.name).await?)))
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(app.create_tenant(&p, &body.name).await?),
+    ))
 }
 
 /// Lists tenants.
 #[utoipa::path(get, path = "/v1/tenants", responses((status = 200, body = Vec<Tenant>)))]
-pub async fn list_tenants(State(app): State<AppState>, Auth(p): Auth) -> Result<ApiJson<Vec<Tenant>>, ApiError> {
+pub async fn list_tenants(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+) -> Result<ApiJson<Vec<Tenant>>, ApiError> {
     Ok(ApiJson(app.list_tenants(&p).await?))
 }
 
@@ -57,5 +63,8 @@ pub async fn issue_key(
     ApiJson(body): ApiJson<CreateKey>,
 ) -> Result<(StatusCode, ApiJson<IssuedKey>), ApiError> {
     let name = body.name.unwrap_or_else(|| "key".into());
-    Ok((StatusCode::CREATED, ApiJson(app.issue_key(&p, &tenant, &name, body.admin).await?)))
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(app.issue_key(&p, &tenant, &name, body.admin).await?),
+    ))
 }

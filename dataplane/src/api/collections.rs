@@ -37,12 +37,21 @@ pub async fn create(
     Auth(p): Auth,
     ApiJson(body): ApiJson<CreateCollection>,
 ) -> Result<(StatusCode, ApiJson<Collection>), ApiError> {
-    Ok((StatusCode::CREATED, ApiJson(app.create_collection(&p, &body.name, &body.description).await?)))
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(
+            app.create_collection(&p, &body.name, &body.description)
+                .await?,
+        ),
+    ))
 }
 
 /// Lists the caller's collections.
 #[utoipa::path(get, path = "/v1/collections", responses((status = 200, body = Vec<Collection>)))]
-pub async fn list(State(app): State<AppState>, Auth(p): Auth) -> Result<ApiJson<Vec<Collection>>, ApiError> {
+pub async fn list(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+) -> Result<ApiJson<Vec<Collection>>, ApiError> {
     Ok(ApiJson(app.list_collections(&p).await?))
 }
 
@@ -56,7 +65,11 @@ pub async fn get_one(
     Path(name): Path<String>,
 ) -> Result<ApiJson<CollectionInfo>, ApiError> {
     let collection = app.collection(&p, &name).await?;
-    let points = app.vectors.count(&crate::app::key_of(&collection), None).await.map_err(crate::error::Error::from)?;
+    let points = app
+        .vectors
+        .count(&crate::app::key_of(&collection), None)
+        .await
+        .map_err(crate::error::Error::from)?;
     Ok(ApiJson(CollectionInfo { collection, points }))
 }
 

@@ -67,7 +67,10 @@ fn format_named(name: &str) -> Result<Format, Error> {
         "text" | "txt" | "plain" => Ok(Format::Text),
         "markdown" | "md" => Ok(Format::Markdown),
         "html" => Ok(Format::Html),
-        other => Err(Error::invalid("format", format!("{other:?} is not one of text, markdown, html"))),
+        other => Err(Error::invalid(
+            "format",
+            format!("{other:?} is not one of text, markdown, html"),
+        )),
     }
 }
 
@@ -86,15 +89,25 @@ async fn read_multipart(mut mp: Multipart) -> Result<Upload, ApiError> {
             "metadata" => {
                 let text = field.text().await?;
                 let m: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
-                    .map_err(|e| Error::invalid("metadata", format!("must be a JSON object: {e}")))?;
+                    .map_err(|e| {
+                        Error::invalid("metadata", format!("must be a JSON object: {e}"))
+                    })?;
                 metadata = Some(m);
             }
-            other => return Err(Error::invalid("multipart", format!("unexpected field {other:?}")).into()),
+            other => {
+                return Err(
+                    Error::invalid("multipart", format!("unexpected field {other:?}")).into(),
+                )
+            }
         }
     }
-    let (name, ctype, body) = file.ok_or_else(|| Error::invalid("file", "multipart body has no \"file\" field"))?;
+    let (name, ctype, body) =
+        file.ok_or_else(|| Error::invalid("file", "multipart body has no \"file\" field"))?;
     // The declared type wins when it names a supported format; otherwise the file extension.
-    let by_type = ctype.as_deref().filter(|t| *t != "application/octet-stream").map(Format::from_media_type);
+    let by_type = ctype
+        .as_deref()
+        .filter(|t| *t != "application/octet-stream")
+        .map(Format::from_media_type);
     let format = match (by_type, name.as_deref().and_then(Format::from_file_name)) {
         (Some(Ok(f)), _) | (None, Some(f)) => f,
         (Some(Err(e)), _) => return Err(Error::UnsupportedMediaType(e.to_string()).into()),
@@ -107,7 +120,9 @@ async fn read_multipart(mut mp: Multipart) -> Result<Upload, ApiError> {
         }
     };
     Ok(Upload {
-        title: title.or_else(|| name.clone()).unwrap_or_else(|| "untitled".into()),
+        title: title
+            .or_else(|| name.clone())
+            .unwrap_or_else(|| "untitled".into()),
         source: name,
         format,
         body,
@@ -141,9 +156,15 @@ pub async fn upload(
     let upload = match essence.as_str() {
         "application/json" => {
             let ApiJson(body) = ApiJson::<TextUpload>::from_request(req, &app).await?;
-            let format = body.format.as_deref().map_or(Ok(Format::Text), format_named)?;
+            let format = body
+                .format
+                .as_deref()
+                .map_or(Ok(Format::Text), format_named)?;
             Upload {
-                title: body.title.or_else(|| body.source.clone()).unwrap_or_else(|| "untitled".into()),
+                title: body
+                    .title
+                    .or_else(|| body.source.clone())
+                    .unwrap_or_else(|| "untitled".into()),
                 source: body.source,
                 format,
                 body: Bytes::from(body.text.into_bytes()),
@@ -151,14 +172,14 @@ pub async fn upload(
             }
         }
         "multipart/form-data" => read_multipart(Multipart::from_request(req, &app).await?).await?,
-        "" => {
-            return Err(Error::UnsupportedMediaType(
-                "missing Content-Type; send application/json, multipart/form-data, or a document type".into(),
-            )
-            .into())
-        }
+        "" => return Err(Error::UnsupportedMediaType(
+            "missing Content-Type; send application/json, multipart/form-data, or a document type"
+                .into(),
+        )
+        .into()),
         other => {
-            let format = Format::from_media_type(other).map_err(|e| Error::UnsupportedMediaType(e.to_string()))?;
+            let format = Format::from_media_type(other)
+                .map_err(|e| Error::UnsupportedMediaType(e.to_string()))?;
             let Query(params) = Query::<RawParams>::try_from_uri(req.uri())?;
             let body = Bytes::from_request(req, &app).await.map_err(|e| {
                 let status = e.status();
@@ -178,7 +199,10 @@ pub async fn upload(
             }
         }
     };
-    Ok((StatusCode::ACCEPTED, ApiJson(app.add_document(&p, &collection, upload).await?)))
+    Ok((
+        StatusCode::ACCEPTED,
+        ApiJson(app.add_document(&p, &collection, upload).await?),
+    ))
 }
 
 /// Lists a collection's documents, paginated.
@@ -193,9 +217,16 @@ pub async fn list(
 ) -> Result<ApiJson<DocumentPage>, ApiError> {
     let Query(page) = page?;
     let limit = page.limit.unwrap_or(100);
-    let documents = app.list_documents(&p, &collection, page.cursor.as_deref(), limit).await?;
-    let next_cursor = (documents.len() as i64 == limit).then(|| documents.last().map(|d| d.id.clone())).flatten();
-    Ok(ApiJson(DocumentPage { documents, next_cursor }))
+    let documents = app
+        .list_documents(&p, &collection, page.cursor.as_deref(), limit)
+        .await?;
+    let next_cursor = (documents.len() as i64 == limit)
+        .then(|| documents.last().map(|d| d.id.clone()))
+        .flatten();
+    Ok(ApiJson(DocumentPage {
+        documents,
+        next_cursor,
+    }))
 }
 
 /// Reads a document's status, chunk count and error.
@@ -232,7 +263,10 @@ pub async fn reindex(
     Auth(p): Auth,
     Path((collection, document)): Path<(String, String)>,
 ) -> Result<(StatusCode, ApiJson<Accepted>), ApiError> {
-    Ok((StatusCode::ACCEPTED, ApiJson(app.reindex_document(&p, &collection, &document).await?)))
+    Ok((
+        StatusCode::ACCEPTED,
+        ApiJson(app.reindex_document(&p, &collection, &document).await?),
+    ))
 }
 
 /// Reads a job's status.

@@ -38,15 +38,27 @@ pub fn classify(e: &Error) -> (StatusCode, &'static str, Option<u64>) {
         Error::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
         Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", None),
         Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
-        Error::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", None),
+        Error::UnsupportedMediaType(_) => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            None,
+        ),
         Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
         Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
-        Error::Overloaded { retry_after_secs, .. } => {
-            (StatusCode::TOO_MANY_REQUESTS, "overloaded", Some(*retry_after_secs))
-        }
-        Error::Unavailable { retry_after_secs, .. } => {
-            (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(*retry_after_secs))
-        }
+        Error::Overloaded {
+            retry_after_secs, ..
+        } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "overloaded",
+            Some(*retry_after_secs),
+        ),
+        Error::Unavailable {
+            retry_after_secs, ..
+        } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            Some(*retry_after_secs),
+        ),
         Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
     }
 }
@@ -57,13 +69,18 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %self.0, "request failed");
         }
-        let body = ErrorBody { error: self.0.to_string(), kind: kind.to_string() };
+        let body = ErrorBody {
+            error: self.0.to_string(),
+            kind: kind.to_string(),
+        };
         let mut resp = (status, axum::Json(body)).into_response();
         if let Some(secs) = retry_after {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     }
@@ -74,7 +91,10 @@ fn from_status(status: StatusCode, message: String) -> Error {
     match status {
         StatusCode::PAYLOAD_TOO_LARGE => Error::TooLarge(message),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::UnsupportedMediaType(message),
-        StatusCode::UNPROCESSABLE_ENTITY => Error::Invalid { field: "body".into(), message },
+        StatusCode::UNPROCESSABLE_ENTITY => Error::Invalid {
+            field: "body".into(),
+            message,
+        },
         _ => Error::BadRequest(message),
     }
 }
@@ -105,7 +125,10 @@ impl From<MultipartRejection> for ApiError {
 
 impl From<MultipartError> for ApiError {
     fn from(r: MultipartError) -> Self {
-        Self(from_status(r.status(), format!("failed to read multipart body: {}", r.body_text())))
+        Self(from_status(
+            r.status(),
+            format!("failed to read multipart body: {}", r.body_text()),
+        ))
     }
 }
 
@@ -115,10 +138,18 @@ mod tests {
 
     #[test]
     fn overload_and_unavailable_carry_retry_after() {
-        let r = ApiError(Error::Overloaded { message: "busy".into(), retry_after_secs: 3 }).into_response();
+        let r = ApiError(Error::Overloaded {
+            message: "busy".into(),
+            retry_after_secs: 3,
+        })
+        .into_response();
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.headers()[header::RETRY_AFTER], "3");
-        let r = ApiError(Error::Unavailable { message: "down".into(), retry_after_secs: 7 }).into_response();
+        let r = ApiError(Error::Unavailable {
+            message: "down".into(),
+            retry_after_secs: 7,
+        })
+        .into_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "7");
     }

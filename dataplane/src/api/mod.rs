@@ -44,12 +44,18 @@ pub struct Auth(pub Principal);
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let bearer = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim);
         Ok(Self(app.authenticate(bearer).await?))
     }
@@ -92,16 +98,31 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(app: AppState) -> Router {
     let limits = app.config.limits.clone();
     let v1 = Router::new()
-        .route("/tenants", post(admin::create_tenant).get(admin::list_tenants))
+        .route(
+            "/tenants",
+            post(admin::create_tenant).get(admin::list_tenants),
+        )
         .route("/tenants/{tenant}/keys", post(admin::issue_key))
-        .route("/collections", post(collections::create).get(collections::list))
-        .route("/collections/{collection}", get(collections::get_one).delete(collections::delete))
-        .route("/collections/{collection}/documents", post(documents::upload).get(documents::list))
+        .route(
+            "/collections",
+            post(collections::create).get(collections::list),
+        )
+        .route(
+            "/collections/{collection}",
+            get(collections::get_one).delete(collections::delete),
+        )
+        .route(
+            "/collections/{collection}/documents",
+            post(documents::upload).get(documents::list),
+        )
         .route(
             "/collections/{collection}/documents/{document}",
             get(documents::get_one).delete(documents::delete),
         )
-        .route("/collections/{collection}/documents/{document}/reindex", post(documents::reindex))
+        .route(
+            "/collections/{collection}/documents/{document}/reindex",
+            post(documents::reindex),
+        )
         .route("/jobs/{job}", get(documents::job))
         .route("/search", post(search::search))
         .route("/query", post(search::query))
@@ -134,7 +155,11 @@ async fn not_found() -> ApiError {
 }
 
 /// Answers 503 with Retry-After at once when every request slot is taken, instead of queueing.
-async fn shed_load(State(slots): State<Arc<tokio::sync::Semaphore>>, req: Request, next: Next) -> Response {
+async fn shed_load(
+    State(slots): State<Arc<tokio::sync::Semaphore>>,
+    req: Request,
+    next: Next,
+) -> Response {
     match slots.try_acquire() {
         Ok(_permit) => next.run(req).await,
         Err(_) => ApiError(Error::Unavailable {
@@ -155,7 +180,11 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
     let labels = [route.as_str(), method.as_str(), status.as_str()];
-    crate::metrics::HTTP_REQUESTS.with_label_values(&labels).inc();
-    crate::metrics::HTTP_DURATION.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
+    crate::metrics::HTTP_REQUESTS
+        .with_label_values(&labels)
+        .inc();
+    crate::metrics::HTTP_DURATION
+        .with_label_values(&labels)
+        .observe(started.elapsed().as_secs_f64());
     resp
 }

@@ -23,7 +23,9 @@ pub async fn search(
     Auth(p): Auth,
     ApiJson(req): ApiJson<SearchRequest>,
 ) -> Result<ApiJson<SearchResponse>, ApiError> {
-    Ok(ApiJson(SearchResponse { hits: app.search(&p, &req).await? }))
+    Ok(ApiJson(SearchResponse {
+        hits: app.search(&p, &req).await?,
+    }))
 }
 
 /// Answers the query from retrieved sources, citing them. Without a configured generator,

@@ -15,14 +15,21 @@ pub async fn healthz() -> &'static str {
 /// Readiness: the model is loaded (the server only listens after that) and the stores answer.
 pub async fn readyz(State(app): State<AppState>) -> Result<&'static str, ApiError> {
     app.ready().await.map_err(|e| {
-        ApiError(crate::error::Error::Unavailable { message: format!("not ready: {e}"), retry_after_secs: 2 })
+        ApiError(crate::error::Error::Unavailable {
+            message: format!("not ready: {e}"),
+            retry_after_secs: 2,
+        })
     })?;
     Ok("ready")
 }
 
 /// Prometheus text exposition.
 pub async fn metrics() -> impl IntoResponse {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render())
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(),
+    )
 }
 
 /// The OpenAPI 3 document.

@@ -30,7 +30,12 @@ pub struct MemoryCache {
 impl MemoryCache {
     /// Holds up to `capacity` entries, each for at most `ttl`.
     pub fn new(capacity: u64, ttl: Duration) -> Self {
-        Self { inner: Moka::builder().max_capacity(capacity).time_to_live(ttl).build() }
+        Self {
+            inner: Moka::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+        }
     }
 }
 
@@ -63,7 +68,11 @@ pub fn unpack_f32(b: &[u8]) -> Option<Vec<f32>> {
     if b.len() % 4 != 0 {
         return None;
     }
-    Some(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    Some(
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -35,7 +35,11 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(300))
             .build()?;
-        Ok(Self { http, base: conn.url.trim_end_matches('/').to_string(), key: conn.api_key.clone() })
+        Ok(Self {
+            http,
+            base: conn.url.trim_end_matches('/').to_string(),
+            key: conn.api_key.clone(),
+        })
     }
 
     /// A request to `path` (relative to the base URL) with the API key.
@@ -48,8 +52,14 @@ impl Client {
     }
 
     /// Sends and decodes, turning error responses into errors carrying the server's message.
-    pub async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
-        let resp = req.send().await.with_context(|| format!("failed to reach ragplane at {}", self.base))?;
+    pub async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> anyhow::Result<T> {
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("failed to reach ragplane at {}", self.base))?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
@@ -59,17 +69,24 @@ impl Client {
                 .unwrap_or(text);
             bail!("server answered {status}: {message}");
         }
-        serde_json::from_str(&text).with_context(|| format!("failed to decode the server's answer: {text}"))
+        serde_json::from_str(&text)
+            .with_context(|| format!("failed to decode the server's answer: {text}"))
     }
 
     /// Creates the collection unless it exists.
     pub async fn ensure_collection(&self, name: &str) -> anyhow::Result<()> {
-        let exists = self.request(reqwest::Method::GET, &format!("/v1/collections/{name}")).send().await;
+        let exists = self
+            .request(reqwest::Method::GET, &format!("/v1/collections/{name}"))
+            .send()
+            .await;
         if exists.as_ref().is_ok_and(|r| r.status().is_success()) {
             return Ok(());
         }
         let _: Value = self
-            .send(self.request(reqwest::Method::POST, "/v1/collections").json(&json!({ "name": name })))
+            .send(
+                self.request(reqwest::Method::POST, "/v1/collections")
+                    .json(&json!({ "name": name })),
+            )
             .await?;
         Ok(())
     }
@@ -78,9 +95,12 @@ impl Client {
 /// `ragplane search` / `ragplane query`.
 pub async fn search(args: SearchArgs, generate: bool) -> anyhow::Result<()> {
     let client = Client::new(&args.conn)?;
-    let body = json!({ "collection": args.collection, "query": args.text.join(" "), "top_k": args.top_k });
+    let body =
+        json!({ "collection": args.collection, "query": args.text.join(" "), "top_k": args.top_k });
     let path = if generate { "/v1/query" } else { "/v1/search" };
-    let v: Value = client.send(client.request(reqwest::Method::POST, path).json(&body)).await?;
+    let v: Value = client
+        .send(client.request(reqwest::Method::POST, path).json(&body))
+        .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -95,8 +115,13 @@ pub async fn search(args: SearchArgs, generate: bool) -> anyhow::Result<()> {
     for (i, h) in hits.as_array().into_iter().flatten().enumerate() {
         let text = h["text"].as_str().unwrap_or("").replace('\n', " ");
         let short: String = text.chars().take(160).collect();
-        println!("[{}] {:.3}  {}  (chunk {})\n    {short}", i + 1, h["score"].as_f64().unwrap_or(0.0),
-            h["title"].as_str().unwrap_or(""), h["chunk"]);
+        println!(
+            "[{}] {:.3}  {}  (chunk {})\n    {short}",
+            i + 1,
+            h["score"].as_f64().unwrap_or(0.0),
+            h["title"].as_str().unwrap_or(""),
+            h["chunk"]
+        );
     }
     Ok(())
 }

@@ -51,11 +51,15 @@ struct QueryLine {
 }
 
 fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{}: invalid line", path.display(), i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{}:{}: invalid line", path.display(), i + 1))
+        })
         .collect()
 }
 
@@ -64,7 +68,8 @@ pub type Qrels = HashMap<String, HashMap<String, f64>>;
 
 /// Reads `qrels/test.tsv` (`query-id corpus-id score`, with a header line).
 pub fn read_qrels(path: &Path) -> anyhow::Result<Qrels> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
     let mut out: Qrels = HashMap::new();
     for (i, line) in text.lines().enumerate() {
         let cols: Vec<&str> = line.split('\t').collect();
@@ -74,9 +79,20 @@ pub fn read_qrels(path: &Path) -> anyhow::Result<Qrels> {
         if line.trim().is_empty() {
             continue;
         }
-        let [q, d, s] = cols[..] else { bail!("{}:{}: expected 3 tab-separated columns", path.display(), i + 1) };
-        let grade: f64 = s.trim().parse().with_context(|| format!("{}:{}: bad score", path.display(), i + 1))?;
-        out.entry(q.to_string()).or_default().insert(d.to_string(), grade);
+        let [q, d, s] = cols[..] else {
+            bail!(
+                "{}:{}: expected 3 tab-separated columns",
+                path.display(),
+                i + 1
+            )
+        };
+        let grade: f64 = s
+            .trim()
+            .parse()
+            .with_context(|| format!("{}:{}: bad score", path.display(), i + 1))?;
+        out.entry(q.to_string())
+            .or_default()
+            .insert(d.to_string(), grade);
     }
     Ok(out)
 }
@@ -91,7 +107,12 @@ pub fn ndcg_at_k(ranked: &[String], rel: &HashMap<String, f64>, k: usize) -> f64
         .sum();
     let mut ideal: Vec<f64> = rel.values().copied().filter(|g| *g > 0.0).collect();
     ideal.sort_by(|a, b| b.total_cmp(a));
-    let idcg: f64 = ideal.iter().take(k).enumerate().map(|(i, g)| g / ((i + 2) as f64).log2()).sum();
+    let idcg: f64 = ideal
+        .iter()
+        .take(k)
+        .enumerate()
+        .map(|(i, g)| g / ((i + 2) as f64).log2())
+        .sum();
     if idcg == 0.0 {
         0.0
     } else {
@@ -105,7 +126,11 @@ pub fn recall_at_k(ranked: &[String], rel: &HashMap<String, f64>, k: usize) -> f
     if relevant == 0 {
         return 0.0;
     }
-    let found = ranked.iter().take(k).filter(|d| rel.get(*d).is_some_and(|g| *g > 0.0)).count();
+    let found = ranked
+        .iter()
+        .take(k)
+        .filter(|d| rel.get(*d).is_some_and(|g| *g > 0.0))
+        .count();
     found as f64 / relevant as f64
 }
 
@@ -115,20 +140,33 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     let queries: Vec<QueryLine> = read_jsonl(&args.dir.join("queries.jsonl"))?;
     let qrels = read_qrels(&args.dir.join("qrels").join("test.tsv"))?;
     if corpus.is_empty() || qrels.is_empty() {
-        bail!("{} has an empty corpus or no judgements", args.dir.display());
+        bail!(
+            "{} has an empty corpus or no judgements",
+            args.dir.display()
+        );
     }
     let client = Client::new(&args.conn)?;
     let _: Value = client
-        .send(client.request(reqwest::Method::POST, "/v1/collections").json(&json!({ "name": args.collection })))
+        .send(
+            client
+                .request(reqwest::Method::POST, "/v1/collections")
+                .json(&json!({ "name": args.collection })),
+        )
         .await
         .context("failed to create the evaluation collection")?;
     let path = format!("/v1/collections/{}/documents", args.collection);
     let mut by_doc_id: HashMap<String, String> = HashMap::new();
     let mut ids = Vec::new();
     for d in &corpus {
-        let text = if d.title.is_empty() { d.text.clone() } else { format!("{}\n\n{}", d.title, d.text) };
+        let text = if d.title.is_empty() {
+            d.text.clone()
+        } else {
+            format!("{}\n\n{}", d.title, d.text)
+        };
         let body = json!({ "text": text, "title": d.title, "source": d.id, "metadata": { "beir_id": d.id } });
-        let v: Value = client.send(client.request(reqwest::Method::POST, &path).json(&body)).await?;
+        let v: Value = client
+            .send(client.request(reqwest::Method::POST, &path).json(&body))
+            .await?;
         let id = v["document"]["id"].as_str().unwrap_or_default().to_string();
         by_doc_id.insert(id.clone(), d.id.clone());
         ids.push(id);
@@ -141,10 +179,20 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     let (mut ndcg, mut recall, mut n) = (0.0, 0.0, 0usize);
     for q in queries.iter().filter(|q| qrels.contains_key(&q.id)) {
         let body = json!({ "collection": args.collection, "query": q.text, "top_k": depth * 4 });
-        let v: Value = client.send(client.request(reqwest::Method::POST, "/v1/search").json(&body)).await?;
+        let v: Value = client
+            .send(
+                client
+                    .request(reqwest::Method::POST, "/v1/search")
+                    .json(&body),
+            )
+            .await?;
         let mut ranked: Vec<String> = Vec::new();
         for h in v["hits"].as_array().into_iter().flatten() {
-            let doc = h["document_id"].as_str().and_then(|id| by_doc_id.get(id)).cloned().unwrap_or_default();
+            let doc = h["document_id"]
+                .as_str()
+                .and_then(|id| by_doc_id.get(id))
+                .cloned()
+                .unwrap_or_default();
             if !ranked.contains(&doc) {
                 ranked.push(doc);
             }
@@ -159,7 +207,10 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     let (ndcg, recall) = (ndcg / n as f64, recall / n as f64);
     if args.json {
-        println!("{}", json!({ "queries": n, "documents": corpus.len(), "ndcg@10": ndcg, format!("recall@{}", args.k): recall }));
+        println!(
+            "{}",
+            json!({ "queries": n, "documents": corpus.len(), "ndcg@10": ndcg, format!("recall@{}", args.k): recall })
+        );
     } else {
         println!("queries: {n}  documents: {}", corpus.len());
         println!("nDCG@10:   {ndcg:.4}");

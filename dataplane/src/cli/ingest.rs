@@ -73,12 +73,22 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 }
 
 async fn upload(client: &Client, collection: &str, path: &Path) -> anyhow::Result<String> {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let format = Format::from_file_name(&name).unwrap_or(Format::Text);
     let bytes = tokio::fs::read(path).await?;
-    let part = reqwest::multipart::Part::bytes(bytes).file_name(name).mime_str(format.media_type())?;
+    let part = reqwest::multipart::Part::bytes(bytes)
+        .file_name(name)
+        .mime_str(format.media_type())?;
     let form = reqwest::multipart::Form::new().part("file", part);
-    let req = client.request(reqwest::Method::POST, &format!("/v1/collections/{collection}/documents")).multipart(form);
+    let req = client
+        .request(
+            reqwest::Method::POST,
+            &format!("/v1/collections/{collection}/documents"),
+        )
+        .multipart(form);
     let v: Value = client.send(req).await?;
     Ok(v["document"]["id"].as_str().unwrap_or_default().to_string())
 }
@@ -118,14 +128,24 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             }
         }
     }
-    println!("uploaded {} documents to {:?} ({skipped} files of other types skipped)", ids.len(), args.collection);
+    println!(
+        "uploaded {} documents to {:?} ({skipped} files of other types skipped)",
+        ids.len(),
+        args.collection
+    );
     if args.no_wait {
         if upload_errors > 0 {
             bail!("{upload_errors} uploads failed");
         }
         return Ok(());
     }
-    let failed = wait_indexed(&client, &args.collection, &ids, Duration::from_secs(args.timeout_secs)).await?;
+    let failed = wait_indexed(
+        &client,
+        &args.collection,
+        &ids,
+        Duration::from_secs(args.timeout_secs),
+    )
+    .await?;
     if upload_errors + failed > 0 {
         bail!("{upload_errors} uploads failed and {failed} documents failed to index");
     }
@@ -133,7 +153,12 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
 }
 
 /// Polls until every document is `indexed` or `failed`; prints failures; returns their count.
-pub async fn wait_indexed(client: &Client, collection: &str, ids: &[String], timeout: Duration) -> anyhow::Result<usize> {
+pub async fn wait_indexed(
+    client: &Client,
+    collection: &str,
+    ids: &[String],
+    timeout: Duration,
+) -> anyhow::Result<usize> {
     let pb = bar(ids.len() as u64, "indexing");
     let deadline = tokio::time::Instant::now() + timeout;
     let mut pending: Vec<String> = ids.to_vec();
@@ -141,12 +166,17 @@ pub async fn wait_indexed(client: &Client, collection: &str, ids: &[String], tim
     let mut chunks = 0;
     while !pending.is_empty() {
         if tokio::time::Instant::now() > deadline {
-            bail!("{} documents still not indexed after {timeout:?}", pending.len());
+            bail!(
+                "{} documents still not indexed after {timeout:?}",
+                pending.len()
+            );
         }
         let mut still = Vec::new();
         for id in pending {
             let path = format!("/v1/collections/{collection}/documents/{id}");
-            let d: Value = client.send(client.request(reqwest::Method::GET, &path)).await?;
+            let d: Value = client
+                .send(client.request(reqwest::Method::GET, &path))
+                .await?;
             match d["status"].as_str() {
                 Some("indexed") => {
                     chunks += d["chunk_count"].as_i64().unwrap_or(0);
@@ -155,7 +185,11 @@ pub async fn wait_indexed(client: &Client, collection: &str, ids: &[String], tim
                 Some("failed") => {
                     failed += 1;
                     pb.inc(1);
-                    pb.println(format!("{} failed: {}", d["title"].as_str().unwrap_or(&id), d["error"].as_str().unwrap_or("")));
+                    pb.println(format!(
+                        "{} failed: {}",
+                        d["title"].as_str().unwrap_or(&id),
+                        d["error"].as_str().unwrap_or("")
+                    ));
                 }
                 _ => still.push(id),
             }
@@ -166,6 +200,9 @@ pub async fn wait_indexed(client: &Client, collection: &str, ids: &[String], tim
         }
     }
     pb.finish_with_message(format!("{chunks} chunks"));
-    println!("indexed {} documents ({chunks} chunks), {failed} failed", ids.len() - failed);
+    println!(
+        "indexed {} documents ({chunks} chunks), {failed} failed",
+        ids.len() - failed
+    );
     Ok(failed)
 }

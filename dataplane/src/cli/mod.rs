@@ -121,7 +121,11 @@ pub struct SearchArgs {
 pub fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
     let mut fig = Figment::from(Serialized::defaults(Config::default()));
     if let Some(path) = &args.config {
-        anyhow::ensure!(path.exists(), "configuration file {} does not exist", path.display());
+        anyhow::ensure!(
+            path.exists(),
+            "configuration file {} does not exist",
+            path.display()
+        );
         fig = fig.merge(Toml::file(path));
     }
     fig = fig.merge(Env::prefixed("RAGPLANE__").split("__"));
@@ -154,8 +158,16 @@ impl ServeArgs {
         if self.no_workers {
             c.workers.enabled = false;
         }
-        if let (Some(p), Some(url), Some(model)) = (self.generator, self.generator_url, self.generator_model) {
-            let ep = GeneratorEndpoint { url, model, api_key: None, timeout_secs: 120, max_tokens: 512 };
+        if let (Some(p), Some(url), Some(model)) =
+            (self.generator, self.generator_url, self.generator_model)
+        {
+            let ep = GeneratorEndpoint {
+                url,
+                model,
+                api_key: None,
+                timeout_secs: 120,
+                max_tokens: 512,
+            };
             c.generation = match p.as_str() {
                 "ollama" => GenerationConfig::Ollama(ep),
                 "openai" => GenerationConfig::Openai(ep),
@@ -181,7 +193,9 @@ impl ServeArgs {
 pub fn init_logging(format: LogFormat, filter: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -202,7 +216,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             use crate::metadata::MetadataStore;
             let store = crate::metadata::SqliteStore::open(&config.sqlite_path()).await?;
             store.migrate().await?;
-            println!("metadata database {} is up to date", config.sqlite_path().display());
+            println!(
+                "metadata database {} is up to date",
+                config.sqlite_path().display()
+            );
             Ok(())
         }
         Command::Ingest(args) => ingest::run(args).await,

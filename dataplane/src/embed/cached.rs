@@ -44,11 +44,20 @@ impl Embedder for CachedEmbedder {
         let keys: Vec<String> = texts.iter().map(|t| self.key(t)).collect();
         let mut out: Vec<Option<Vec<f32>>> = Vec::with_capacity(texts.len());
         for k in &keys {
-            let hit = cache.get(k).await.and_then(|b| unpack_f32(&b)).filter(|v| v.len() == self.dimension());
+            let hit = cache
+                .get(k)
+                .await
+                .and_then(|b| unpack_f32(&b))
+                .filter(|v| v.len() == self.dimension());
             out.push(hit);
         }
         let missing: Vec<usize> = (0..texts.len()).filter(|&i| out[i].is_none()).collect();
-        metrics::cache_lookup("embedding", cache.layer(), texts.len() - missing.len(), missing.len());
+        metrics::cache_lookup(
+            "embedding",
+            cache.layer(),
+            texts.len() - missing.len(),
+            missing.len(),
+        );
         if !missing.is_empty() {
             let todo: Vec<String> = missing.iter().map(|&i| texts[i].clone()).collect();
             let vectors = self.inner.embed(todo).await?;

@@ -42,7 +42,12 @@ pub fn init_runtime(library: &Path) -> Result<&'static ort::environment::Environ
         )));
     }
     let env = ort::init_from(library)
-        .map_err(|e| EmbedError::Load(format!("failed to load ONNX Runtime from {}: {e}", library.display())))?
+        .map_err(|e| {
+            EmbedError::Load(format!(
+                "failed to load ONNX Runtime from {}: {e}",
+                library.display()
+            ))
+        })?
         .with_name("ragplane")
         .build()
         .map_err(|e| EmbedError::Load(e.to_string()))?;
@@ -102,9 +107,18 @@ impl OnnxModel {
             .with_inter_threads(1)
             .map_err(load)?
             .commit_from_file(&files.model)
-            .map_err(|e| EmbedError::Load(format!("failed to load {}: {e}", files.model.display())))?;
-        let wants_token_types = session.inputs().iter().any(|i| i.name() == "token_type_ids");
-        Ok(Self { session, wants_token_types, dimension })
+            .map_err(|e| {
+                EmbedError::Load(format!("failed to load {}: {e}", files.model.display()))
+            })?;
+        let wants_token_types = session
+            .inputs()
+            .iter()
+            .any(|i| i.name() == "token_type_ids");
+        Ok(Self {
+            session,
+            wants_token_types,
+            dimension,
+        })
     }
 
     /// Runs one padded batch and returns pooled, normalised vectors in input order.
@@ -118,7 +132,13 @@ impl OnnxModel {
         let mut mask = vec![0i64; batch * seq];
         let mut types = vec![0i64; batch * seq];
         for (b, enc) in encodings.iter().enumerate() {
-            for (t, ((id, m), ty)) in enc.get_ids().iter().zip(enc.get_attention_mask()).zip(enc.get_type_ids()).enumerate() {
+            for (t, ((id, m), ty)) in enc
+                .get_ids()
+                .iter()
+                .zip(enc.get_attention_mask())
+                .zip(enc.get_type_ids())
+                .enumerate()
+            {
                 ids[b * seq + t] = i64::from(*id);
                 mask[b * seq + t] = i64::from(*m);
                 types[b * seq + t] = i64::from(*ty);
@@ -134,7 +154,9 @@ impl OnnxModel {
                 .run(ort::inputs!["input_ids" => ids_t, "attention_mask" => mask_t, "token_type_ids" => types_t])
                 .map_err(infer)?
         } else {
-            self.session.run(ort::inputs!["input_ids" => ids_t, "attention_mask" => mask_t]).map_err(infer)?
+            self.session
+                .run(ort::inputs!["input_ids" => ids_t, "attention_mask" => mask_t])
+                .map_err(infer)?
         };
         let (out_shape, hidden) = outputs[0].try_extract_tensor::<f32>().map_err(infer)?;
         let dim = usize::try_from(out_shape[2]).unwrap_or(0);
@@ -150,13 +172,18 @@ impl OnnxModel {
 
 /// Groups `lengths` (indices sorted by length) into batches whose padded size stays under
 /// `max_batch_tokens`. Returns index ranges into the sorted order.
-pub fn plan_batches(sorted_lengths: &[usize], max_batch_tokens: usize) -> Vec<std::ops::Range<usize>> {
+pub fn plan_batches(
+    sorted_lengths: &[usize],
+    max_batch_tokens: usize,
+) -> Vec<std::ops::Range<usize>> {
     let mut batches = Vec::new();
     let mut start = 0;
     while start < sorted_lengths.len() {
         let mut end = start + 1;
         // Lengths ascend, so the last one added is the longest of the batch.
-        while end < sorted_lengths.len() && (end - start + 1) * sorted_lengths[end] <= max_batch_tokens {
+        while end < sorted_lengths.len()
+            && (end - start + 1) * sorted_lengths[end] <= max_batch_tokens
+        {
             end += 1;
         }
         batches.push(start..end);
@@ -186,7 +213,11 @@ impl OnnxEmbedder {
         let files = ModelFiles::from_config(cfg)?;
         let tokenizer = TextTokenizer::from_file(&files.tokenizer, cfg.max_seq_len)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let intra = if cfg.intra_threads == 0 { (cores / cfg.sessions).max(1) } else { cfg.intra_threads };
+        let intra = if cfg.intra_threads == 0 {
+            (cores / cfg.sessions).max(1)
+        } else {
+            cfg.intra_threads
+        };
         let (tx, rx) = mpsc::channel::<Request>(cfg.queue_capacity);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..cfg.sessions {
@@ -228,9 +259,15 @@ impl Embedder for OnnxEmbedder {
             return Ok(Vec::new());
         }
         let (reply, rx) = oneshot::channel();
-        let req = Request { texts, reply, enqueued: Instant::now() };
+        let req = Request {
+            texts,
+            reply,
+            enqueued: Instant::now(),
+        };
         self.tx.try_send(req).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => EmbedError::Overloaded { capacity: self.capacity },
+            mpsc::error::TrySendError::Full(_) => EmbedError::Overloaded {
+                capacity: self.capacity,
+            },
             mpsc::error::TrySendError::Closed(_) => EmbedError::Stopped,
         })?;
         metrics::EMBED_QUEUE_DEPTH.inc();
@@ -250,7 +287,9 @@ impl InferenceThread {
         loop {
             let requests = {
                 let Ok(mut rx) = self.rx.lock() else { return };
-                let Some(first) = rx.blocking_recv() else { return };
+                let Some(first) = rx.blocking_recv() else {
+                    return;
+                };
                 let mut requests = vec![first];
                 while let Ok(more) = rx.try_recv() {
                     requests.push(more);

@@ -3,7 +3,13 @@
 /// Averages each sequence's token vectors where `mask` is 1, then L2-normalises the result.
 ///
 /// `hidden` is `[batch, seq, dim]` row-major and `mask` is `[batch, seq]`.
-pub fn mean_pool_normalize(hidden: &[f32], mask: &[i64], batch: usize, seq: usize, dim: usize) -> Vec<Vec<f32>> {
+pub fn mean_pool_normalize(
+    hidden: &[f32],
+    mask: &[i64],
+    batch: usize,
+    seq: usize,
+    dim: usize,
+) -> Vec<Vec<f32>> {
     debug_assert_eq!(hidden.len(), batch * seq * dim);
     debug_assert_eq!(mask.len(), batch * seq);
     (0..batch)

@@ -20,13 +20,18 @@ pub struct TextTokenizer {
 impl TextTokenizer {
     /// Loads `tokenizer.json`, truncating embedding inputs to `max_seq_len` tokens.
     pub fn from_file(path: &Path, max_seq_len: usize) -> Result<Self> {
-        let mut full = Tokenizer::from_file(path)
-            .map_err(|e| EmbedError::Load(format!("failed to read tokenizer {}: {e}", path.display())))?;
+        let mut full = Tokenizer::from_file(path).map_err(|e| {
+            EmbedError::Load(format!("failed to read tokenizer {}: {e}", path.display()))
+        })?;
         full.with_padding(None);
-        full.with_truncation(None).map_err(|e| EmbedError::Load(e.to_string()))?;
+        full.with_truncation(None)
+            .map_err(|e| EmbedError::Load(e.to_string()))?;
         let mut truncating = full.clone();
         truncating
-            .with_truncation(Some(TruncationParams { max_length: max_seq_len, ..Default::default() }))
+            .with_truncation(Some(TruncationParams {
+                max_length: max_seq_len,
+                ..Default::default()
+            }))
             .map_err(|e| EmbedError::Load(e.to_string()))?;
         Ok(Self { truncating, full })
     }
@@ -40,13 +45,19 @@ impl TextTokenizer {
 
     /// Byte offsets of every token of `text`, without special tokens or truncation.
     pub fn token_offsets(&self, text: &str) -> Result<Vec<(usize, usize)>> {
-        let enc = self.full.encode(text, false).map_err(|e| EmbedError::Tokenize(e.to_string()))?;
+        let enc = self
+            .full
+            .encode(text, false)
+            .map_err(|e| EmbedError::Tokenize(e.to_string()))?;
         Ok(enc.get_offsets().to_vec())
     }
 
     /// Number of tokens in `text`, without special tokens.
     pub fn count_tokens(&self, text: &str) -> Result<usize> {
-        let enc = self.full.encode_fast(text, false).map_err(|e| EmbedError::Tokenize(e.to_string()))?;
+        let enc = self
+            .full
+            .encode_fast(text, false)
+            .map_err(|e| EmbedError::Tokenize(e.to_string()))?;
         Ok(enc.len())
     }
 }

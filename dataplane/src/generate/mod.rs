@@ -49,7 +49,10 @@ pub struct ChatMessage {
 impl ChatMessage {
     /// A message with `role`.
     pub fn new(role: &str, content: impl Into<String>) -> Self {
-        Self { role: role.into(), content: content.into() }
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 }
 
@@ -94,10 +97,10 @@ pub(crate) async fn send_json<T: for<'de> Deserialize<'de>>(
     req: reqwest::RequestBuilder,
     url: &str,
 ) -> Result<T> {
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| GenerateError::Unavailable { url: url.to_string(), message: e.to_string() })?;
+    let resp = req.send().await.map_err(|e| GenerateError::Unavailable {
+        url: url.to_string(),
+        message: e.to_string(),
+    })?;
     let status = resp.status();
     if !status.is_success() {
         let body = resp.text().await.unwrap_or_default();
@@ -107,5 +110,7 @@ pub(crate) async fn send_json<T: for<'de> Deserialize<'de>>(
             body: body.chars().take(500).collect(),
         });
     }
-    resp.json::<T>().await.map_err(|e| GenerateError::Decode(e.to_string()))
+    resp.json::<T>()
+        .await
+        .map_err(|e| GenerateError::Decode(e.to_string()))
 }

@@ -18,7 +18,11 @@ impl OllamaGenerator {
     /// Client for `endpoint`; its URL is the server root, for example `http://host:11434`.
     pub fn new(endpoint: GeneratorEndpoint) -> Self {
         let url = format!("{}/api/chat", endpoint.url.trim_end_matches('/'));
-        Self { client: http_client(endpoint.timeout_secs), url, endpoint }
+        Self {
+            client: http_client(endpoint.timeout_secs),
+            url,
+            endpoint,
+        }
     }
 }
 
@@ -49,7 +53,10 @@ impl Generator for OllamaGenerator {
         Ok(Generation {
             text: r.message.content,
             model: r.model.unwrap_or_else(|| self.endpoint.model.clone()),
-            usage: Usage { prompt_tokens: r.prompt_eval_count, completion_tokens: r.eval_count },
+            usage: Usage {
+                prompt_tokens: r.prompt_eval_count,
+                completion_tokens: r.eval_count,
+            },
         })
     }
 }

@@ -5,7 +5,9 @@ use ragplane_config::GeneratorEndpoint;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{http_client, send_json, ChatMessage, GenerateError, Generation, Generator, Result, Usage};
+use super::{
+    http_client, send_json, ChatMessage, GenerateError, Generation, Generator, Result, Usage,
+};
 
 /// An OpenAI-compatible chat server (vLLM, llama.cpp, Ollama's `/v1`, …).
 pub struct OpenAiGenerator {
@@ -18,7 +20,11 @@ impl OpenAiGenerator {
     /// Client for `endpoint`; its URL is the API base, for example `http://host:8000/v1`.
     pub fn new(endpoint: GeneratorEndpoint) -> Self {
         let url = format!("{}/chat/completions", endpoint.url.trim_end_matches('/'));
-        Self { client: http_client(endpoint.timeout_secs), url, endpoint }
+        Self {
+            client: http_client(endpoint.timeout_secs),
+            url,
+            endpoint,
+        }
     }
 }
 
@@ -51,7 +57,11 @@ impl Generator for OpenAiGenerator {
             req = req.bearer_auth(key.expose());
         }
         let c: Completion = send_json(req, &self.url).await?;
-        let choice = c.choices.into_iter().next().ok_or_else(|| GenerateError::Decode("no choices".into()))?;
+        let choice = c
+            .choices
+            .into_iter()
+            .next()
+            .ok_or_else(|| GenerateError::Decode("no choices".into()))?;
         Ok(Generation {
             text: choice.message.content,
             model: c.model.unwrap_or_else(|| self.endpoint.model.clone()),

@@ -46,12 +46,20 @@ mod tests {
     fn sources_are_numbered_from_one() {
         let m = build("why?", &["alpha", " beta "]);
         assert_eq!(m[0].role, "system");
-        assert!(m[1].content.contains("[1] alpha\n\n[2] beta\n\nQuestion: why?"), "{}", m[1].content);
+        assert!(
+            m[1].content
+                .contains("[1] alpha\n\n[2] beta\n\nQuestion: why?"),
+            "{}",
+            m[1].content
+        );
     }
 
     #[test]
     fn citations_are_parsed_deduplicated_and_bounded() {
-        assert_eq!(cited("A [2]. B [1][2]. C [3, 1]. D [9] [x]", 3), vec![2, 1, 3]);
+        assert_eq!(
+            cited("A [2]. B [1][2]. C [3, 1]. D [9] [x]", 3),
+            vec![2, 1, 3]
+        );
         assert!(cited("no citations", 3).is_empty());
         assert!(cited("unclosed [1", 3).is_empty());
     }

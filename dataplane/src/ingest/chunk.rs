@@ -22,7 +22,12 @@ pub struct Chunk {
 ///
 /// `offsets` are the byte ranges of the text's tokens in order (from the model's tokenizer).
 /// Requires `overlap < size`.
-pub fn chunk_by_tokens(text: &str, offsets: &[(usize, usize)], size: usize, overlap: usize) -> Vec<Chunk> {
+pub fn chunk_by_tokens(
+    text: &str,
+    offsets: &[(usize, usize)],
+    size: usize,
+    overlap: usize,
+) -> Vec<Chunk> {
     assert!(overlap < size && size > 0, "chunk size must exceed overlap");
     let mut chunks = Vec::new();
     let n = offsets.len();
@@ -51,7 +56,13 @@ pub fn chunk_by_tokens(text: &str, offsets: &[(usize, usize)], size: usize, over
 
 /// Moves `end_tok` back to just after a token that ends a sentence or paragraph, looking only
 /// in the last quarter of the window.
-fn pull_back_to_boundary(text: &str, offsets: &[(usize, usize)], start_tok: usize, end_tok: usize, size: usize) -> usize {
+fn pull_back_to_boundary(
+    text: &str,
+    offsets: &[(usize, usize)],
+    start_tok: usize,
+    end_tok: usize,
+    size: usize,
+) -> usize {
     let earliest = start_tok + size * 3 / 4;
     let mut best = None;
     for t in (earliest.max(start_tok + 1)..end_tok).rev() {
@@ -61,7 +72,10 @@ fn pull_back_to_boundary(text: &str, offsets: &[(usize, usize)], start_tok: usiz
         if gap.contains("\n\n") {
             return t;
         }
-        if best.is_none() && gap.contains(['\n', ' ']) && text[..tok_end].ends_with(['.', '!', '?', ':', ';']) {
+        if best.is_none()
+            && gap.contains(['\n', ' '])
+            && text[..tok_end].ends_with(['.', '!', '?', ':', ';'])
+        {
             best = Some(t);
         }
     }
@@ -118,10 +132,18 @@ mod tests {
 
     #[test]
     fn windows_end_at_sentence_boundaries_when_close() {
-        let text = "one two three four five six seven eight nine. ten eleven twelve thirteen fourteen";
+        let text =
+            "one two three four five six seven eight nine. ten eleven twelve thirteen fourteen";
         let chunks = chunk_by_tokens(text, &words(text), 10, 2);
-        assert_eq!(chunks[0].text, "one two three four five six seven eight nine.");
-        assert!(chunks[1].text.starts_with("eight nine. ten"), "{}", chunks[1].text);
+        assert_eq!(
+            chunks[0].text,
+            "one two three four five six seven eight nine."
+        );
+        assert!(
+            chunks[1].text.starts_with("eight nine. ten"),
+            "{}",
+            chunks[1].text
+        );
     }
 
     #[test]

@@ -46,7 +46,12 @@ impl fmt::Display for Format {
 impl Format {
     /// Reads a media type (parameters such as `charset` are ignored).
     pub fn from_media_type(media_type: &str) -> Result<Self, ParseError> {
-        let essence = media_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = media_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match essence.as_str() {
             "text/plain" => Ok(Self::Text),
             "text/markdown" | "text/x-markdown" => Ok(Self::Markdown),
@@ -106,7 +111,13 @@ fn markdown_to_text(md: &str) -> String {
             Event::SoftBreak => out.push(' '),
             Event::HardBreak | Event::Rule => out.push('\n'),
             Event::Start(Tag::Item) => out.push_str("- "),
-            Event::End(TagEnd::Paragraph | TagEnd::Heading(_) | TagEnd::Item | TagEnd::CodeBlock | TagEnd::TableRow) => {
+            Event::End(
+                TagEnd::Paragraph
+                | TagEnd::Heading(_)
+                | TagEnd::Item
+                | TagEnd::CodeBlock
+                | TagEnd::TableRow,
+            ) => {
                 out.push_str("\n\n");
             }
             Event::End(TagEnd::TableCell) => out.push_str(" | "),
@@ -119,8 +130,25 @@ fn markdown_to_text(md: &str) -> String {
 fn html_to_text(html: &str) -> String {
     const SKIP: &[&str] = &["script", "style", "noscript", "template", "head"];
     const BLOCK: &[&str] = &[
-        "p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section", "article", "pre", "blockquote",
-        "title", "table", "ul", "ol",
+        "p",
+        "div",
+        "br",
+        "li",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "tr",
+        "section",
+        "article",
+        "pre",
+        "blockquote",
+        "title",
+        "table",
+        "ul",
+        "ol",
     ];
     let doc = Html::parse_document(html);
     let mut out = String::with_capacity(html.len() / 2);
@@ -192,19 +220,29 @@ mod tests {
     #[test]
     fn invalid_utf8_is_an_error() {
         let err = extract_text(Format::Text, &[0xff, 0xfe, 0x00]).unwrap_err();
-        assert!(err.to_string().starts_with("failed to read text/plain document"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("failed to read text/plain document"),
+            "{err}"
+        );
     }
 
     #[test]
     fn empty_document_is_an_error() {
-        assert!(matches!(extract_text(Format::Markdown, b"   \n  "), Err(ParseError::Empty)));
+        assert!(matches!(
+            extract_text(Format::Markdown, b"   \n  "),
+            Err(ParseError::Empty)
+        ));
     }
 
     #[test]
     fn markdown_markup_is_removed() {
         let md = "# Title\n\nSome *emphasis* and `code` and a [link](http://x).\n\n- one\n- two\n";
         let t = extract_text(Format::Markdown, md.as_bytes()).unwrap();
-        assert_eq!(t, "Title\n\nSome emphasis and code and a link.\n\n- one\n\n- two");
+        assert_eq!(
+            t,
+            "Title\n\nSome emphasis and code and a link.\n\n- one\n\n- two"
+        );
     }
 
     #[test]
@@ -230,8 +268,14 @@ mod tests {
 
     #[test]
     fn media_types_and_extensions() {
-        assert_eq!(Format::from_media_type("text/markdown; charset=utf-8").unwrap(), Format::Markdown);
-        assert!(matches!(Format::from_media_type("application/zip"), Err(ParseError::Unsupported(_))));
+        assert_eq!(
+            Format::from_media_type("text/markdown; charset=utf-8").unwrap(),
+            Format::Markdown
+        );
+        assert!(matches!(
+            Format::from_media_type("application/zip"),
+            Err(ParseError::Unsupported(_))
+        ));
         assert_eq!(Format::from_file_name("a/b/report.PDF"), Some(Format::Pdf));
         assert_eq!(Format::from_file_name("notes.htm"), Some(Format::Html));
         assert_eq!(Format::from_file_name("archive.zip"), None);

@@ -25,9 +25,12 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     let Some(collection) = app.metadata.collection_by_id(&doc.collection_id).await? else {
         return Ok(0);
     };
-    app.metadata.set_document_status(&doc.id, DocumentStatus::Processing, None, doc.chunk_count).await?;
+    app.metadata
+        .set_document_status(&doc.id, DocumentStatus::Processing, None, doc.chunk_count)
+        .await?;
     let body = app.objects.get(&doc.object_key).await?;
-    let format = Format::from_media_type(&doc.content_type).map_err(|e| Error::invalid("content_type", e.to_string()))?;
+    let format = Format::from_media_type(&doc.content_type)
+        .map_err(|e| Error::invalid("content_type", e.to_string()))?;
     let max_bytes = app.config.chunking.max_document_bytes;
     let tokenizer = app.tokenizer.clone();
     let chunking = app.config.chunking.clone();
@@ -47,7 +50,9 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     .map_err(|e| Error::Internal(format!("chunking task failed: {e}")))??;
 
     let key = key_of(&collection);
-    app.vectors.ensure_collection(&key, app.embedder.dimension()).await?;
+    app.vectors
+        .ensure_collection(&key, app.embedder.dimension())
+        .await?;
     // Replace, not merge: a re-indexed document may have fewer chunks than before.
     app.vectors.delete_document(&key, &doc.id).await?;
     for group in chunks.chunks(EMBED_REQUEST_CHUNKS) {
@@ -71,7 +76,9 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
         app.vectors.upsert(&key, points).await?;
         crate::metrics::CHUNKS_INDEXED.inc_by(group.len() as u64);
     }
-    app.metadata.set_document_status(&doc.id, DocumentStatus::Indexed, None, chunks.len() as i64).await?;
+    app.metadata
+        .set_document_status(&doc.id, DocumentStatus::Indexed, None, chunks.len() as i64)
+        .await?;
     app.metadata.bump_collection_version(&collection.id).await?;
     Ok(chunks.len())
 }

@@ -200,16 +200,27 @@ pub trait MetadataStore: Send + Sync {
     async fn list_tenants(&self) -> Result<Vec<Tenant>>;
 
     /// Stores a key's hash for a tenant.
-    async fn create_api_key(&self, tenant_id: &str, name: &str, key_hash: &str, prefix: &str, admin: bool)
-        -> Result<ApiKey>;
+    async fn create_api_key(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        key_hash: &str,
+        prefix: &str,
+        admin: bool,
+    ) -> Result<ApiKey>;
     /// Finds a live key by its hash.
     async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>>;
     /// Number of live admin keys.
     async fn count_admin_keys(&self) -> Result<i64>;
 
     /// Creates a collection; `Conflict` when the tenant already has that name.
-    async fn create_collection(&self, tenant_id: &str, name: &str, description: &str, dimension: i64)
-        -> Result<Collection>;
+    async fn create_collection(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        description: &str,
+        dimension: i64,
+    ) -> Result<Collection>;
     /// Lists a tenant's collections by name.
     async fn list_collections(&self, tenant_id: &str) -> Result<Vec<Collection>>;
     /// Finds a tenant's collection by name.
@@ -226,10 +237,20 @@ pub trait MetadataStore: Send + Sync {
     /// Finds a document by id (any tenant; for workers).
     async fn document(&self, id: &str) -> Result<Option<Document>>;
     /// Lists a collection's documents in id order, after `after` when given.
-    async fn list_documents(&self, collection_id: &str, after: Option<&str>, limit: i64) -> Result<Vec<Document>>;
+    async fn list_documents(
+        &self,
+        collection_id: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Document>>;
     /// Sets a document's status, error and chunk count.
-    async fn set_document_status(&self, id: &str, status: DocumentStatus, error: Option<&str>, chunks: i64)
-        -> Result<()>;
+    async fn set_document_status(
+        &self,
+        id: &str,
+        status: DocumentStatus,
+        error: Option<&str>,
+        chunks: i64,
+    ) -> Result<()>;
     /// Deletes a document row.
     async fn delete_document(&self, id: &str) -> Result<()>;
     /// Ids of the collection's documents whose metadata has every given key with the given value.

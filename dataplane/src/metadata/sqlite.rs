@@ -9,8 +9,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    db, now_rfc3339, ApiKey, Collection, Document, DocumentStatus, MetadataError, MetadataStore, NewDocument, Result,
-    Tenant,
+    db, now_rfc3339, ApiKey, Collection, Document, DocumentStatus, MetadataError, MetadataStore,
+    NewDocument, Result, Tenant,
 };
 
 /// The embedded metadata store.
@@ -23,7 +23,8 @@ impl SqliteStore {
     /// Opens (creating when missing) the database file at `path`.
     pub async fn open(path: &Path) -> Result<Self> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| db("create the data directory")(sqlx::Error::Io(e)))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| db("create the data directory")(sqlx::Error::Io(e)))?;
         }
         let url = format!("sqlite://{}", path.display());
         let options = SqliteConnectOptions::from_str(&url)
@@ -81,17 +82,26 @@ fn document_from_row(row: &sqlx::sqlite::SqliteRow) -> std::result::Result<Docum
 #[async_trait]
 impl MetadataStore for SqliteStore {
     async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db("ping the database"))?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db("ping the database"))?;
         Ok(())
     }
 
     async fn create_tenant(&self, name: &str) -> Result<Tenant> {
-        let t = Tenant { id: new_id(), name: name.to_string(), created_at: now_rfc3339() };
+        let t = Tenant {
+            id: new_id(),
+            name: name.to_string(),
+            created_at: now_rfc3339(),
+        };
         sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)")
             .bind(&t.id)
             .bind(&t.name)
@@ -100,7 +110,10 @@ impl MetadataStore for SqliteStore {
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
-                    MetadataError::Conflict { kind: "tenant", name: name.to_string() }
+                    MetadataError::Conflict {
+                        kind: "tenant",
+                        name: name.to_string(),
+                    }
                 } else {
                     db("create tenant")(e)
                 }
@@ -250,12 +263,14 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn bump_collection_version(&self, id: &str) -> Result<i64> {
-        sqlx::query_scalar("UPDATE collections SET version = version + 1 WHERE id = ? RETURNING version")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("bump collection version"))
-            .map(Option::unwrap_or_default)
+        sqlx::query_scalar(
+            "UPDATE collections SET version = version + 1 WHERE id = ? RETURNING version",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("bump collection version"))
+        .map(Option::unwrap_or_default)
     }
 
     async fn insert_document(&self, d: NewDocument) -> Result<Document> {
@@ -311,18 +326,31 @@ impl MetadataStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db("read document"))?;
-        row.as_ref().map(document_from_row).transpose().map_err(db("decode document"))
+        row.as_ref()
+            .map(document_from_row)
+            .transpose()
+            .map_err(db("decode document"))
     }
 
-    async fn list_documents(&self, collection_id: &str, after: Option<&str>, limit: i64) -> Result<Vec<Document>> {
-        let rows = sqlx::query("SELECT * FROM documents WHERE collection_id = ? AND id > ? ORDER BY id LIMIT ?")
-            .bind(collection_id)
-            .bind(after.unwrap_or(""))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("list documents"))?;
-        rows.iter().map(document_from_row).collect::<std::result::Result<_, _>>().map_err(db("decode document"))
+    async fn list_documents(
+        &self,
+        collection_id: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Document>> {
+        let rows = sqlx::query(
+            "SELECT * FROM documents WHERE collection_id = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(collection_id)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("list documents"))?;
+        rows.iter()
+            .map(document_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(db("decode document"))
     }
 
     async fn set_document_status(
@@ -364,9 +392,13 @@ impl MetadataStore for SqliteStore {
         }
         let mut q = sqlx::query_scalar(&sql).bind(collection_id);
         for (k, v) in filter {
-            q = q.bind(format!("$.\"{}\"", k.replace('"', "\\\""))).bind(v.to_string());
+            q = q
+                .bind(format!("$.\"{}\"", k.replace('"', "\\\"")))
+                .bind(v.to_string());
         }
-        q.fetch_all(&self.pool).await.map_err(db("filter documents by metadata"))
+        q.fetch_all(&self.pool)
+            .await
+            .map_err(db("filter documents by metadata"))
     }
 
     async fn orphaned_documents(&self) -> Result<Vec<Document>> {
@@ -377,6 +409,9 @@ impl MetadataStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db("find orphaned documents"))?;
-        rows.iter().map(document_from_row).collect::<std::result::Result<_, _>>().map_err(db("decode document"))
+        rows.iter()
+            .map(document_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(db("decode document"))
     }
 }

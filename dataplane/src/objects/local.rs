@@ -32,7 +32,11 @@ impl LocalStore {
 
 fn io(action: &'static str, key: &str) -> impl FnOnce(std::io::Error) -> ObjectError {
     let key = key.to_string();
-    move |source| ObjectError::Io { action, key, source }
+    move |source| ObjectError::Io {
+        action,
+        key,
+        source,
+    }
 }
 
 #[async_trait]
@@ -40,11 +44,17 @@ impl ObjectStore for LocalStore {
     async fn put(&self, key: &str, body: Bytes) -> Result<()> {
         let path = self.path(key)?;
         if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(io("create directory for", key))?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(io("create directory for", key))?;
         }
         let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
-        tokio::fs::write(&tmp, &body).await.map_err(io("write", key))?;
-        tokio::fs::rename(&tmp, &path).await.map_err(io("rename", key))?;
+        tokio::fs::write(&tmp, &body)
+            .await
+            .map_err(io("write", key))?;
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(io("rename", key))?;
         Ok(())
     }
 
@@ -52,7 +62,9 @@ impl ObjectStore for LocalStore {
         let path = self.path(key)?;
         match tokio::fs::read(&path).await {
             Ok(b) => Ok(Bytes::from(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ObjectError::NotFound(key.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(ObjectError::NotFound(key.to_string()))
+            }
             Err(e) => Err(io("read", key)(e)),
         }
     }
@@ -74,7 +86,10 @@ impl ObjectStore for LocalStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        tokio::fs::metadata(&self.root).await.map(|_| ()).map_err(io("stat", "root"))
+        tokio::fs::metadata(&self.root)
+            .await
+            .map(|_| ())
+            .map_err(io("stat", "root"))
     }
 }
 
@@ -86,16 +101,32 @@ mod tests {
     async fn put_get_delete() {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStore::open(dir.path().join("objects")).unwrap();
-        s.put("t1/c1/d1", Bytes::from_static(b"hello")).await.unwrap();
-        assert_eq!(s.get("t1/c1/d1").await.unwrap(), Bytes::from_static(b"hello"));
-        s.put("t1/c1/d1", Bytes::from_static(b"again")).await.unwrap();
-        assert_eq!(s.get("t1/c1/d1").await.unwrap(), Bytes::from_static(b"again"));
+        s.put("t1/c1/d1", Bytes::from_static(b"hello"))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get("t1/c1/d1").await.unwrap(),
+            Bytes::from_static(b"hello")
+        );
+        s.put("t1/c1/d1", Bytes::from_static(b"again"))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get("t1/c1/d1").await.unwrap(),
+            Bytes::from_static(b"again")
+        );
         s.delete("t1/c1/d1").await.unwrap();
-        assert!(matches!(s.get("t1/c1/d1").await, Err(ObjectError::NotFound(_))));
+        assert!(matches!(
+            s.get("t1/c1/d1").await,
+            Err(ObjectError::NotFound(_))
+        ));
         s.delete("t1/c1/d1").await.unwrap();
         s.put("t1/c2/x", Bytes::from_static(b"1")).await.unwrap();
         s.delete_prefix("t1/c2").await.unwrap();
-        assert!(matches!(s.get("t1/c2/x").await, Err(ObjectError::NotFound(_))));
+        assert!(matches!(
+            s.get("t1/c2/x").await,
+            Err(ObjectError::NotFound(_))
+        ));
     }
 
     #[tokio::test]
@@ -103,7 +134,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStore::open(dir.path().to_path_buf()).unwrap();
         for bad in ["../x", "/etc/passwd", "a//b", "a/./b", ""] {
-            assert!(matches!(s.put(bad, Bytes::new()).await, Err(ObjectError::InvalidKey(_))), "{bad}");
+            assert!(
+                matches!(
+                    s.put(bad, Bytes::new()).await,
+                    Err(ObjectError::InvalidKey(_))
+                ),
+                "{bad}"
+            );
         }
     }
 }

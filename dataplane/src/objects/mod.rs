@@ -51,7 +51,11 @@ pub trait ObjectStore: Send + Sync {
 pub fn validate_key(key: &str) -> Result<()> {
     let ok = !key.is_empty()
         && key.split('/').all(|s| {
-            !s.is_empty() && s != "." && s != ".." && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            !s.is_empty()
+                && s != "."
+                && s != ".."
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         });
     if ok {
         Ok(())

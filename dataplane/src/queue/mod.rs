@@ -15,6 +15,9 @@ pub use sqlite::SqliteQueue;
 /// The queue that carries document ingestion jobs.
 pub const DOCUMENTS: &str = "documents";
 
+/// Every queue this build knows; metrics report each, empty ones included.
+pub const QUEUES: &[&str] = &[DOCUMENTS];
+
 /// Errors of a queue backend.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {

@@ -51,7 +51,9 @@ fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> std::result::Result<Job, sqlx:
 
 /// Exponential backoff for attempt `attempt` (1-based), capped at five minutes.
 pub fn backoff_for(base: Duration, attempt: u32) -> Duration {
-    let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(16)).unwrap_or(u32::MAX);
+    let factor = 1u32
+        .checked_shl(attempt.saturating_sub(1).min(16))
+        .unwrap_or(u32::MAX);
     base.saturating_mul(factor).min(Duration::from_secs(300))
 }
 
@@ -75,7 +77,10 @@ impl SqliteQueue {
         .map_err(db("recover abandoned jobs"))?
         .rows_affected();
         if recovered > 0 {
-            tracing::warn!(recovered, "requeued jobs left running by an earlier process");
+            tracing::warn!(
+                recovered,
+                "requeued jobs left running by an earlier process"
+            );
         }
         Ok(q)
     }
@@ -138,7 +143,10 @@ impl JobQueue for SqliteQueue {
         .fetch_optional(&self.pool)
         .await
         .map_err(db("claim job"))?;
-        row.as_ref().map(job_from_row).transpose().map_err(db("decode job"))
+        row.as_ref()
+            .map(job_from_row)
+            .transpose()
+            .map_err(db("decode job"))
     }
 
     async fn complete(&self, job_id: &str) -> Result<()> {
@@ -168,7 +176,10 @@ impl JobQueue for SqliteQueue {
         let (status, run_at) = match outcome {
             FailOutcome::Retrying => {
                 let delay = backoff_for(self.backoff, u32::try_from(attempts).unwrap_or(u32::MAX));
-                ("queued", now_ms() + i64::try_from(delay.as_millis()).unwrap_or(0))
+                (
+                    "queued",
+                    now_ms() + i64::try_from(delay.as_millis()).unwrap_or(0),
+                )
             }
             FailOutcome::Dead => ("dead", now_ms()),
         };
@@ -208,7 +219,10 @@ impl JobQueue for SqliteQueue {
             .fetch_optional(&self.pool)
             .await
             .map_err(db("read job"))?;
-        row.as_ref().map(job_from_row).transpose().map_err(db("decode job"))
+        row.as_ref()
+            .map(job_from_row)
+            .transpose()
+            .map_err(db("decode job"))
     }
 
     async fn stats(&self) -> Result<Vec<QueueStats>> {
@@ -241,17 +255,26 @@ mod tests {
     use super::*;
     use crate::metadata::{MetadataStore, SqliteStore};
 
-    async fn queue(max_attempts: u32, visibility_secs: u64) -> (tempfile::TempDir, SqliteStore, SqliteQueue) {
+    async fn queue(
+        max_attempts: u32,
+        visibility_secs: u64,
+    ) -> (tempfile::TempDir, SqliteStore, SqliteQueue) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("m.db")).await.unwrap();
         store.migrate().await.unwrap();
-        let cfg = SqliteQueueConfig { max_attempts, visibility_timeout_secs: visibility_secs, retry_backoff_ms: 0 };
+        let cfg = SqliteQueueConfig {
+            max_attempts,
+            visibility_timeout_secs: visibility_secs,
+            retry_backoff_ms: 0,
+        };
         let q = SqliteQueue::open(store.pool().clone(), &cfg).await.unwrap();
         (dir, store, q)
     }
 
     fn task(d: &str) -> Task {
-        Task::IngestDocument { document_id: d.into() }
+        Task::IngestDocument {
+            document_id: d.into(),
+        }
     }
 
     #[tokio::test]
@@ -262,11 +285,17 @@ mod tests {
         assert_eq!(claimed.id, job.id);
         assert_eq!(claimed.task, Some(task("d1")));
         assert_eq!(claimed.attempts, 1);
-        assert!(q.claim("documents", "w2").await.unwrap().is_none(), "a leased job is invisible");
+        assert!(
+            q.claim("documents", "w2").await.unwrap().is_none(),
+            "a leased job is invisible"
+        );
         let stats = q.stats().await.unwrap();
         assert_eq!((stats[0].waiting, stats[0].in_flight), (0, 1));
         q.complete(&job.id).await.unwrap();
-        assert_eq!(q.get(&job.id).await.unwrap().unwrap().status, JobStatus::Succeeded);
+        assert_eq!(
+            q.get(&job.id).await.unwrap().unwrap().status,
+            JobStatus::Succeeded
+        );
         assert!(q.stats().await.unwrap().is_empty());
     }
 
@@ -275,9 +304,15 @@ mod tests {
         let (_d, _s, q) = queue(2, 60).await;
         let job = q.enqueue("t", "documents", task("d1")).await.unwrap();
         q.claim("documents", "w").await.unwrap().unwrap();
-        assert_eq!(q.fail(&job.id, "boom 1", true).await.unwrap(), FailOutcome::Retrying);
+        assert_eq!(
+            q.fail(&job.id, "boom 1", true).await.unwrap(),
+            FailOutcome::Retrying
+        );
         q.claim("documents", "w").await.unwrap().unwrap();
-        assert_eq!(q.fail(&job.id, "boom 2", true).await.unwrap(), FailOutcome::Dead);
+        assert_eq!(
+            q.fail(&job.id, "boom 2", true).await.unwrap(),
+            FailOutcome::Dead
+        );
         let dead = q.get(&job.id).await.unwrap().unwrap();
         assert_eq!(dead.status, JobStatus::Dead);
         assert_eq!(dead.last_error.as_deref(), Some("boom 2"));
@@ -290,7 +325,10 @@ mod tests {
         let (_d, _s, q) = queue(5, 60).await;
         let job = q.enqueue("t", "documents", task("d1")).await.unwrap();
         q.claim("documents", "w").await.unwrap().unwrap();
-        assert_eq!(q.fail(&job.id, "unsupported", false).await.unwrap(), FailOutcome::Dead);
+        assert_eq!(
+            q.fail(&job.id, "unsupported", false).await.unwrap(),
+            FailOutcome::Dead
+        );
     }
 
     #[tokio::test]
@@ -314,11 +352,16 @@ mod tests {
         let again = q.claim("documents", "w1").await.unwrap().unwrap();
         assert_eq!((again.id.as_str(), again.attempts), (a.id.as_str(), 1));
         // Simulate a crash: a new queue on the same database takes the job back.
-        let q2 = SqliteQueue::open(store.pool().clone(), &SqliteQueueConfig::default()).await.unwrap();
-        let ids: Vec<String> = [q2.claim("documents", "w").await.unwrap(), q2.claim("documents", "w").await.unwrap()]
-            .into_iter()
-            .map(|j| j.unwrap().id)
-            .collect();
+        let q2 = SqliteQueue::open(store.pool().clone(), &SqliteQueueConfig::default())
+            .await
+            .unwrap();
+        let ids: Vec<String> = [
+            q2.claim("documents", "w").await.unwrap(),
+            q2.claim("documents", "w").await.unwrap(),
+        ]
+        .into_iter()
+        .map(|j| j.unwrap().id)
+        .collect();
         assert!(ids.contains(&a.id) && ids.contains(&b.id));
     }
 

@@ -61,14 +61,21 @@ struct CollectionIndex {
 /// Runs blocking index work off the async runtime.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(VectorError::Index { collection: String::new(), message: format!("index task failed: {e}") })
+        Err(VectorError::Index {
+            collection: String::new(),
+            message: format!("index task failed: {e}"),
+        })
     })
 }
 
 impl EmbeddedIndex {
     /// Opens every collection under `root`, replaying write-ahead logs.
     pub async fn open(root: PathBuf, cfg: EmbeddedIndexConfig) -> Result<Self> {
-        let this = Self { root: root.clone(), cfg: cfg.clone(), collections: RwLock::new(HashMap::new()) };
+        let this = Self {
+            root: root.clone(),
+            cfg: cfg.clone(),
+            collections: RwLock::new(HashMap::new()),
+        };
         let opened = blocking(move || {
             std::fs::create_dir_all(&root).map_err(io("create", &root))?;
             let mut out = HashMap::new();
@@ -79,7 +86,10 @@ impl EmbeddedIndex {
                     continue;
                 }
                 let meta: Meta = read_json(&meta_path)?;
-                let key = CollectionKey { tenant: meta.tenant.clone(), collection: meta.collection.clone() };
+                let key = CollectionKey {
+                    tenant: meta.tenant.clone(),
+                    collection: meta.collection.clone(),
+                };
                 let c = CollectionIndex::open(&dir, &meta, &cfg)?;
                 out.insert(key, Arc::new(c));
             }
@@ -93,7 +103,11 @@ impl EmbeddedIndex {
     }
 
     fn get(&self, key: &CollectionKey) -> Option<Arc<CollectionIndex>> {
-        self.collections.read().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+        self.collections
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
     }
 
     fn get_or_missing(&self, key: &CollectionKey) -> Result<Arc<CollectionIndex>> {
@@ -104,24 +118,34 @@ impl EmbeddedIndex {
     }
 
     fn dir_for(&self, key: &CollectionKey) -> PathBuf {
-        self.root.join(format!("{}.{}", hex::encode(&key.tenant), hex::encode(&key.collection)))
+        self.root.join(format!(
+            "{}.{}",
+            hex::encode(&key.tenant),
+            hex::encode(&key.collection)
+        ))
     }
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).map_err(io("read", path))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| VectorError::Corrupt { path: path.display().to_string(), message: e.to_string() })
+    serde_json::from_slice(&bytes).map_err(|e| VectorError::Corrupt {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// Writes `bytes` to `path` atomically: temporary file, fsync, rename.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).map_err(io("write", &tmp))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io("sync", &tmp))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io("sync", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io("rename", path))?;
     if let Some(parent) = path.parent() {
-        std::fs::File::open(parent).and_then(|f| f.sync_all()).map_err(io("sync", parent))?;
+        std::fs::File::open(parent)
+            .and_then(|f| f.sync_all())
+            .map_err(io("sync", parent))?;
     }
     Ok(())
 }
@@ -143,7 +167,10 @@ fn new_index(dimension: usize, cfg: &EmbeddedIndexConfig, name: &str) -> Result<
 }
 
 fn index_err(collection: &str, e: impl std::fmt::Display) -> VectorError {
-    VectorError::Index { collection: collection.to_string(), message: e.to_string() }
+    VectorError::Index {
+        collection: collection.to_string(),
+        message: e.to_string(),
+    }
 }
 
 impl CollectionIndex {
@@ -163,22 +190,32 @@ impl CollectionIndex {
         let snap = dir.join(format!("snap-{generation}"));
         if generation > 0 {
             let index_path = snap.join("index.usearch");
-            index.load(&index_path.to_string_lossy()).map_err(|e| index_err(&name, e))?;
+            index
+                .load(&index_path.to_string_lossy())
+                .map_err(|e| index_err(&name, e))?;
             // `load` replaces the search expansion with the stored one; use the configured value.
             index.change_expansion_search(cfg.ef_search);
             let payload_path = snap.join("payloads.bin");
             let bytes = std::fs::read(&payload_path).map_err(io("read", &payload_path))?;
-            let list: Vec<(u64, Payload)> = postcard::from_bytes(&bytes).map_err(|e| VectorError::Corrupt {
-                path: payload_path.display().to_string(),
-                message: e.to_string(),
-            })?;
+            let list: Vec<(u64, Payload)> =
+                postcard::from_bytes(&bytes).map_err(|e| VectorError::Corrupt {
+                    path: payload_path.display().to_string(),
+                    message: e.to_string(),
+                })?;
             payloads = list.into_iter().collect();
         }
         let mut by_document: HashMap<String, HashSet<u64>> = HashMap::new();
         for (id, p) in &payloads {
-            by_document.entry(p.document.clone()).or_default().insert(*id);
+            by_document
+                .entry(p.document.clone())
+                .or_default()
+                .insert(*id);
         }
-        let mut state = State { index, payloads, by_document };
+        let mut state = State {
+            index,
+            payloads,
+            by_document,
+        };
         let wal_path = dir.join(format!("wal-{generation}.log"));
         let records = wal::replay(&wal_path)?;
         let replayed = records.len();
@@ -201,7 +238,11 @@ impl CollectionIndex {
     }
 
     fn len(&self) -> usize {
-        self.state.read().unwrap_or_else(|e| e.into_inner()).payloads.len()
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .payloads
+            .len()
     }
 
     /// Logs then applies a change; snapshots when the log has grown past the threshold.
@@ -228,8 +269,13 @@ impl CollectionIndex {
         {
             let state = self.state.read().unwrap_or_else(|e| e.into_inner());
             let index_path = snap.join("index.usearch");
-            state.index.save(&index_path.to_string_lossy()).map_err(|e| index_err(&self.name, e))?;
-            std::fs::File::open(&index_path).and_then(|f| f.sync_all()).map_err(io("sync", &index_path))?;
+            state
+                .index
+                .save(&index_path.to_string_lossy())
+                .map_err(|e| index_err(&self.name, e))?;
+            std::fs::File::open(&index_path)
+                .and_then(|f| f.sync_all())
+                .map_err(io("sync", &index_path))?;
             let list: Vec<(&u64, &Payload)> = state.payloads.iter().collect();
             let bytes = postcard::to_stdvec(&list).map_err(|e| index_err(&self.name, e))?;
             write_atomic(&snap.join("payloads.bin"), &bytes)?;
@@ -260,9 +306,9 @@ impl CollectionIndex {
         let matches = match &filter.documents {
             // Every point of this graph belongs to one tenant and collection; a document filter
             // is pushed into the graph walk so that k results still come back.
-            Some(_) => state
-                .index
-                .filtered_search(query, k, |id| state.payloads.get(&id).is_some_and(|p| filter.matches(p))),
+            Some(_) => state.index.filtered_search(query, k, |id| {
+                state.payloads.get(&id).is_some_and(|p| filter.matches(p))
+            }),
             None => state.index.search(query, k),
         }
         .map_err(|e| index_err(&self.name, e))?;
@@ -272,7 +318,11 @@ impl CollectionIndex {
             .zip(&matches.distances)
             .filter_map(|(id, d)| {
                 let payload = state.payloads.get(id).filter(|p| filter.matches(p))?;
-                Some(Hit { id: *id, score: 1.0 - d, payload: payload.clone() })
+                Some(Hit {
+                    id: *id,
+                    score: 1.0 - d,
+                    payload: payload.clone(),
+                })
             })
             .collect())
     }
@@ -286,7 +336,9 @@ impl State {
                 let needed = self.index.size() + points.len();
                 if needed > self.index.capacity() {
                     let capacity = needed.max(self.index.capacity() * 2);
-                    self.index.reserve(capacity).map_err(|e| index_err(name, e))?;
+                    self.index
+                        .reserve(capacity)
+                        .map_err(|e| index_err(name, e))?;
                 }
                 let n = points.len() as u64;
                 for p in points {
@@ -300,8 +352,13 @@ impl State {
                     if self.index.contains(p.id) {
                         self.index.remove(p.id).map_err(|e| index_err(name, e))?;
                     }
-                    self.index.add(p.id, &p.vector).map_err(|e| index_err(name, e))?;
-                    self.by_document.entry(p.payload.document.clone()).or_default().insert(p.id);
+                    self.index
+                        .add(p.id, &p.vector)
+                        .map_err(|e| index_err(name, e))?;
+                    self.by_document
+                        .entry(p.payload.document.clone())
+                        .or_default()
+                        .insert(p.id);
                     self.payloads.insert(p.id, p.payload);
                 }
                 Ok(n)
@@ -320,16 +377,25 @@ impl State {
 
 /// Removes snapshot directories and logs of generations other than `keep`.
 fn remove_stale_generations(dir: &Path, keep: u64) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         let generation = name
             .strip_prefix("snap-")
-            .or_else(|| name.strip_prefix("wal-").and_then(|n| n.strip_suffix(".log")))
+            .or_else(|| {
+                name.strip_prefix("wal-")
+                    .and_then(|n| n.strip_suffix(".log"))
+            })
             .and_then(|g| g.parse::<u64>().ok());
         if generation.is_some_and(|g| g != keep) {
             let path = entry.path();
-            let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
         }
     }
 }
@@ -341,13 +407,18 @@ impl VectorIndex for EmbeddedIndex {
             return Ok(());
         }
         let dir = self.dir_for(key);
-        let meta = Meta { tenant: key.tenant.clone(), collection: key.collection.clone(), dimension };
+        let meta = Meta {
+            tenant: key.tenant.clone(),
+            collection: key.collection.clone(),
+            dimension,
+        };
         let cfg = self.cfg.clone();
         let c = blocking(move || {
             std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
             let meta_path = dir.join("meta.json");
             if !meta_path.exists() {
-                let bytes = serde_json::to_vec(&meta).map_err(|e| index_err(&meta.collection, e))?;
+                let bytes =
+                    serde_json::to_vec(&meta).map_err(|e| index_err(&meta.collection, e))?;
                 write_atomic(&meta_path, &bytes)?;
             }
             CollectionIndex::open(&dir, &meta, &cfg)
@@ -362,7 +433,11 @@ impl VectorIndex for EmbeddedIndex {
     }
 
     async fn drop_collection(&self, key: &CollectionKey) -> Result<()> {
-        let removed = self.collections.write().unwrap_or_else(|e| e.into_inner()).remove(key);
+        let removed = self
+            .collections
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
         let dir = self.dir_for(key);
         drop(removed);
         blocking(move || match std::fs::remove_dir_all(&dir) {
@@ -388,8 +463,13 @@ impl VectorIndex for EmbeddedIndex {
     }
 
     async fn search(&self, query: Vec<f32>, k: usize, filter: Filter) -> Result<Vec<Hit>> {
-        let key = CollectionKey { tenant: filter.tenant.clone(), collection: filter.collection.clone() };
-        let Some(c) = self.get(&key) else { return Ok(Vec::new()) };
+        let key = CollectionKey {
+            tenant: filter.tenant.clone(),
+            collection: filter.collection.clone(),
+        };
+        let Some(c) = self.get(&key) else {
+            return Ok(Vec::new());
+        };
         let _timer = metrics::SEARCH_SECONDS.start_timer();
         blocking(move || c.search(&query, k, &filter)).await
     }
@@ -404,8 +484,13 @@ impl VectorIndex for EmbeddedIndex {
     }
 
     async fn flush(&self) -> Result<()> {
-        let all: Vec<Arc<CollectionIndex>> =
-            self.collections.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let all: Vec<Arc<CollectionIndex>> = self
+            .collections
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
         blocking(move || {
             for c in all {
                 let mut wal = c.wal.lock().unwrap_or_else(|e| e.into_inner());
@@ -426,7 +511,9 @@ mod tests {
 
     fn unit(seed: u64, dim: usize) -> Vec<f32> {
         // A deterministic spread of unit vectors.
-        let mut v: Vec<f32> = (0..dim).map(|i| ((seed * 31 + i as u64 * 17) % 97) as f32 - 48.0).collect();
+        let mut v: Vec<f32> = (0..dim)
+            .map(|i| ((seed * 31 + i as u64 * 17) % 97) as f32 - 48.0)
+            .collect();
         crate::embed::pooling::l2_normalize(&mut v);
         v
     }
@@ -452,22 +539,34 @@ mod tests {
     }
 
     fn key(t: &str, c: &str) -> CollectionKey {
-        CollectionKey { tenant: t.into(), collection: c.into() }
+        CollectionKey {
+            tenant: t.into(),
+            collection: c.into(),
+        }
     }
 
     fn filter(k: &CollectionKey) -> Filter {
-        Filter { tenant: k.tenant.clone(), collection: k.collection.clone(), documents: None }
+        Filter {
+            tenant: k.tenant.clone(),
+            collection: k.collection.clone(),
+            documents: None,
+        }
     }
 
     fn cfg(snapshot_after_bytes: u64) -> EmbeddedIndexConfig {
-        EmbeddedIndexConfig { snapshot_after_bytes, ..Default::default() }
+        EmbeddedIndexConfig {
+            snapshot_after_bytes,
+            ..Default::default()
+        }
     }
 
     #[tokio::test]
     async fn upsert_search_delete_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let k = key("tenant-a", "col-1");
-        let idx = EmbeddedIndex::open(dir.path().to_path_buf(), cfg(u64::MAX)).await.unwrap();
+        let idx = EmbeddedIndex::open(dir.path().to_path_buf(), cfg(u64::MAX))
+            .await
+            .unwrap();
         idx.ensure_collection(&k, 8).await.unwrap();
         idx.upsert(&k, points(&k, "doc1", 20, 8)).await.unwrap();
         idx.upsert(&k, points(&k, "doc22", 10, 8)).await.unwrap();
@@ -489,7 +588,9 @@ mod tests {
         assert_eq!(idx.delete_document(&k, "doc1").await.unwrap(), 20);
         drop(idx);
 
-        let idx = EmbeddedIndex::open(dir.path().to_path_buf(), cfg(u64::MAX)).await.unwrap();
+        let idx = EmbeddedIndex::open(dir.path().to_path_buf(), cfg(u64::MAX))
+            .await
+            .unwrap();
         assert_eq!(idx.count(&k, None).await.unwrap(), 10);
         let hits = idx.search(q, 30, filter(&k)).await.unwrap();
         assert_eq!(hits.len(), 10);
@@ -501,43 +602,72 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let k = key("t", "c");
         // A tiny threshold forces a snapshot after every write.
-        let idx = EmbeddedIndex::open(dir.path().to_path_buf(), cfg(1)).await.unwrap();
+        let idx = EmbeddedIndex::open(dir.path().to_path_buf(), cfg(1))
+            .await
+            .unwrap();
         idx.ensure_collection(&k, 8).await.unwrap();
         idx.upsert(&k, points(&k, "a", 5, 8)).await.unwrap();
         idx.upsert(&k, points(&k, "bb", 5, 8)).await.unwrap();
         drop(idx);
-        let snaps: Vec<_> = std::fs::read_dir(dir.path().join(format!("{}.{}", hex::encode("t"), hex::encode("c"))))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-            .filter(|n| n.starts_with("snap-"))
-            .collect();
-        assert_eq!(snaps, vec!["snap-2".to_string()], "old generations are removed");
+        let snaps: Vec<_> = std::fs::read_dir(dir.path().join(format!(
+            "{}.{}",
+            hex::encode("t"),
+            hex::encode("c")
+        )))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("snap-"))
+        .collect();
+        assert_eq!(
+            snaps,
+            vec!["snap-2".to_string()],
+            "old generations are removed"
+        );
 
         // Reopen with a large threshold: the next write only goes to the log.
-        let idx = EmbeddedIndex::open(dir.path().to_path_buf(), cfg(u64::MAX)).await.unwrap();
+        let idx = EmbeddedIndex::open(dir.path().to_path_buf(), cfg(u64::MAX))
+            .await
+            .unwrap();
         idx.upsert(&k, points(&k, "ccc", 5, 8)).await.unwrap();
         drop(idx);
-        let idx = EmbeddedIndex::open(dir.path().to_path_buf(), cfg(u64::MAX)).await.unwrap();
+        let idx = EmbeddedIndex::open(dir.path().to_path_buf(), cfg(u64::MAX))
+            .await
+            .unwrap();
         assert_eq!(idx.count(&k, None).await.unwrap(), 15);
         assert_eq!(idx.count(&k, Some("ccc")).await.unwrap(), 5);
         idx.flush().await.unwrap();
         drop(idx);
-        let idx = EmbeddedIndex::open(dir.path().to_path_buf(), cfg(u64::MAX)).await.unwrap();
+        let idx = EmbeddedIndex::open(dir.path().to_path_buf(), cfg(u64::MAX))
+            .await
+            .unwrap();
         assert_eq!(idx.count(&k, None).await.unwrap(), 15);
     }
 
     #[tokio::test]
     async fn collections_are_isolated() {
         let dir = tempfile::tempdir().unwrap();
-        let idx = EmbeddedIndex::open(dir.path().to_path_buf(), cfg(u64::MAX)).await.unwrap();
+        let idx = EmbeddedIndex::open(dir.path().to_path_buf(), cfg(u64::MAX))
+            .await
+            .unwrap();
         let a = key("ta", "c");
         let b = key("tb", "c");
         idx.ensure_collection(&a, 8).await.unwrap();
         idx.ensure_collection(&b, 8).await.unwrap();
         idx.upsert(&a, points(&a, "doc", 5, 8)).await.unwrap();
-        assert!(idx.search(unit(1, 8), 5, filter(&b)).await.unwrap().is_empty());
-        assert_eq!(idx.search(unit(1, 8), 5, filter(&a)).await.unwrap().len(), 5);
+        assert!(idx
+            .search(unit(1, 8), 5, filter(&b))
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            idx.search(unit(1, 8), 5, filter(&a)).await.unwrap().len(),
+            5
+        );
         idx.drop_collection(&a).await.unwrap();
-        assert!(idx.search(unit(1, 8), 5, filter(&a)).await.unwrap().is_empty());
+        assert!(idx
+            .search(unit(1, 8), 5, filter(&a))
+            .await
+            .unwrap()
+            .is_empty());
     }
 }

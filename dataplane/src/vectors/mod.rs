@@ -55,9 +55,16 @@ pub enum VectorError {
 }
 
 /// Maps an I/O error, naming the action and file.
-pub(crate) fn io(action: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> VectorError {
+pub(crate) fn io(
+    action: &'static str,
+    path: &std::path::Path,
+) -> impl FnOnce(std::io::Error) -> VectorError {
     let path = path.display().to_string();
-    move |source| VectorError::Io { action, path, source }
+    move |source| VectorError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 /// Result alias for vector index operations.
@@ -105,7 +112,10 @@ impl Filter {
     pub fn matches(&self, p: &Payload) -> bool {
         p.tenant == self.tenant
             && p.collection == self.collection
-            && self.documents.as_ref().is_none_or(|d| d.contains(&p.document))
+            && self
+                .documents
+                .as_ref()
+                .is_none_or(|d| d.contains(&p.document))
     }
 }
 

@@ -31,9 +31,17 @@ pub struct WalWriter {
 impl WalWriter {
     /// Opens `path` for appending, creating it when missing.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(io("open", path))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io("open", path))?;
         let len = file.metadata().map_err(io("stat", path))?.len();
-        Ok(Self { file, path: path.to_path_buf(), len })
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+            len,
+        })
     }
 
     /// Appends one record and fsyncs it.
@@ -50,7 +58,9 @@ impl WalWriter {
         frame.extend_from_slice(&len.to_le_bytes());
         frame.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
         frame.extend_from_slice(&body);
-        self.file.write_all(&frame).map_err(io("append to", &self.path))?;
+        self.file
+            .write_all(&frame)
+            .map_err(io("append to", &self.path))?;
         self.file.sync_data().map_err(io("sync", &self.path))?;
         self.len += frame.len() as u64;
         Ok(())
@@ -98,7 +108,10 @@ pub fn replay(path: &Path) -> Result<Vec<Record>> {
     }
     if good < total {
         tracing::warn!(path = %path.display(), kept = good, dropped = total - good, "truncating torn write-ahead log tail");
-        let f = OpenOptions::new().write(true).open(path).map_err(io("open", path))?;
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io("open", path))?;
         f.set_len(good).map_err(io("truncate", path))?;
         f.sync_all().map_err(io("sync", path))?;
     }
@@ -142,7 +155,11 @@ mod tests {
         assert_eq!(records.len(), 2);
         assert!(matches!(&records[0], Record::Upsert(p) if p.len() == 2 && p[1].id == 2));
         assert!(matches!(&records[1], Record::DeleteDocument(d) if d == "d"));
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), whole, "torn tail truncated");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            whole,
+            "torn tail truncated"
+        );
     }
 
     #[test]
