@@ -14,19 +14,30 @@
 //! A snapshot is written to `snap-(G+1)`, then `CURRENT` is replaced atomically, then the old
 //! generation is removed; a crash at any point leaves one whole generation to open. Points
 //! become searchable as soon as they are added: nothing waits for a rebuild.
+//!
+//! usearch gives each concurrent call one of a fixed number of thread contexts and fails a call
+//! that finds none free, so searches pass a semaphore with exactly that many permits, and graph
+//! changes (which also take a context, and `reserve`, which must not overlap anything) hold the
+//! state's write lock.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
 use async_trait::async_trait;
 use ragplane_config::EmbeddedIndexConfig;
 use serde::{Deserialize, Serialize};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
+use tokio::sync::Semaphore;
+
 use super::wal::{self, Record, WalWriter};
 use super::{io, CollectionKey, Filter, Hit, Payload, Point, Result, VectorError, VectorIndex};
 use crate::metrics;
+
+/// Thread contexts reserved in every graph: as many as there are cores.
+static CONTEXTS: LazyLock<usize> =
+    LazyLock::new(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
 
 /// Embedded implementation of [`VectorIndex`].
 pub struct EmbeddedIndex {
@@ -54,6 +65,7 @@ struct CollectionIndex {
     dimension: usize,
     generation: Mutex<u64>,
     state: RwLock<State>,
+    searches: Arc<Semaphore>,
     wal: Mutex<WalWriter>,
     snapshot_after_bytes: u64,
 }
@@ -162,8 +174,15 @@ fn new_index(dimension: usize, cfg: &EmbeddedIndexConfig, name: &str) -> Result<
         multi: false,
     };
     let index = Index::new(&options).map_err(|e| index_err(name, e))?;
-    index.reserve(1024).map_err(|e| index_err(name, e))?;
+    reserve(&index, 1024, name)?;
     Ok(index)
+}
+
+/// Grows capacity and (re)creates the thread contexts; callers hold the write lock.
+fn reserve(index: &Index, capacity: usize, name: &str) -> Result<()> {
+    index
+        .reserve_capacity_and_threads(capacity, *CONTEXTS)
+        .map_err(|e| index_err(name, e))
 }
 
 fn index_err(collection: &str, e: impl std::fmt::Display) -> VectorError {
@@ -193,6 +212,8 @@ impl CollectionIndex {
             index
                 .load(&index_path.to_string_lossy())
                 .map_err(|e| index_err(&name, e))?;
+            // A loaded graph is exactly full and has default thread contexts.
+            reserve(&index, (index.size() * 2).max(1024), &name)?;
             // `load` replaces the search expansion with the stored one; use the configured value.
             index.change_expansion_search(cfg.ef_search);
             let payload_path = snap.join("payloads.bin");
@@ -232,6 +253,7 @@ impl CollectionIndex {
             dimension: meta.dimension,
             generation: Mutex::new(generation),
             state: RwLock::new(state),
+            searches: Arc::new(Semaphore::new(*CONTEXTS)),
             wal: Mutex::new(WalWriter::open(&wal_path)?),
             snapshot_after_bytes: cfg.snapshot_after_bytes,
         })
@@ -335,10 +357,7 @@ impl State {
             Record::Upsert(points) => {
                 let needed = self.index.size() + points.len();
                 if needed > self.index.capacity() {
-                    let capacity = needed.max(self.index.capacity() * 2);
-                    self.index
-                        .reserve(capacity)
-                        .map_err(|e| index_err(name, e))?;
+                    reserve(&self.index, needed.max(self.index.capacity() * 2), name)?;
                 }
                 let n = points.len() as u64;
                 for p in points {
@@ -471,7 +490,17 @@ impl VectorIndex for EmbeddedIndex {
             return Ok(Vec::new());
         };
         let _timer = metrics::SEARCH_SECONDS.start_timer();
-        blocking(move || c.search(&query, k, &filter)).await
+        let permit = c
+            .searches
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| index_err(&key.collection, e))?;
+        blocking(move || {
+            let _permit = permit;
+            c.search(&query, k, &filter)
+        })
+        .await
     }
 
     async fn count(&self, key: &CollectionKey, document: Option<&str>) -> Result<u64> {
@@ -669,5 +698,29 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn many_concurrent_searches_all_succeed() {
+        // Far more concurrent searches than usearch has thread contexts: every one succeeds.
+        let dir = tempfile::tempdir().unwrap();
+        let idx = Arc::new(
+            EmbeddedIndex::open(dir.path().to_path_buf(), cfg(u64::MAX))
+                .await
+                .unwrap(),
+        );
+        let k = key("t", "c");
+        idx.ensure_collection(&k, 64).await.unwrap();
+        idx.upsert(&k, points(&k, "doc", 3000, 64)).await.unwrap();
+        let tasks: Vec<_> = (0..256)
+            .map(|i| {
+                let idx = idx.clone();
+                let f = filter(&k);
+                tokio::spawn(async move { idx.search(unit(i, 64), 5, f).await })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap().len(), 5);
+        }
     }
 }

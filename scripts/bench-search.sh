@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# /v1/search throughput and latency at 100 and 1,000 concurrent connections, with the caches off
+# and on, against a release build on embedded defaults. Needs wrk (apt-get install wrk).
+#
+#   DURATION=20  seconds per run        DOCS=100  synthetic documents to index
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-20}
+DOCS=${DOCS:-100}
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+bash scripts/setup-model.sh >/dev/null
+cargo build --release --locked -p ragplane
+BIN=$PWD/target/release/ragplane
+ulimit -n 65536
+
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+python3 - "$WORK/corpus" "$DOCS" <<'PY'
+import os, random, sys
+out, n = sys.argv[1], int(sys.argv[2])
+os.makedirs(out)
+rng = random.Random(7)
+words = ("system data request latency cluster replica storage network policy report customer invoice shipment "
+         "warehouse forecast quarter revenue budget review team engineer design module service query index vector "
+         "document model training river mountain harbour village winter summer garden market library museum "
+         "measured improved reduced increased planned observed delivered approved tested").split()
+for d in range(n):
+    paras = [". ".join(" ".join(rng.choice(words) for _ in range(rng.randint(8, 17))) for _ in range(8)) + "."
+             for _ in range(10)]
+    open(os.path.join(out, f"doc-{d:04}.txt"), "w").write(f"Document {d}.\n\n" + "\n\n".join(paras))
+PY
+
+KEY=rp_bench_search_key
+export RAGPLANE_API_KEY=$KEY
+for cache in off on; do
+  PORT=$((20000 + RANDOM % 20000))
+  flag=$([ $cache = on ] && echo true || echo false)
+  RAGPLANE__CACHE__EMBEDDINGS=$flag RAGPLANE__CACHE__RESULTS=$flag \
+    "$BIN" serve --listen 127.0.0.1:$PORT --data-dir "$WORK/data-$cache" --admin-key $KEY >"$WORK/server-$cache.log" 2>&1 &
+  PID=$!
+  until curl -sf http://127.0.0.1:$PORT/readyz >/dev/null; do sleep 0.2; done
+  RAGPLANE_URL=http://127.0.0.1:$PORT "$BIN" ingest -c bench "$WORK/corpus" >/dev/null
+  for conns in 100 1000; do
+    # A short warm-up fills the caches (when on) and the connection pool.
+    wrk -t2 -c$conns -d3s -s scripts/bench/search.lua http://127.0.0.1:$PORT >/dev/null 2>&1 || true
+    line=$(wrk -t2 -c$conns -d${DURATION}s --timeout 10s -s scripts/bench/search.lua http://127.0.0.1:$PORT | grep '^RESULT')
+    echo "cache=$cache connections=$conns $line"
+  done
+  kill $PID; wait $PID 2>/dev/null || true
+done
