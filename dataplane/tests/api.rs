@@ -789,3 +789,164 @@ async fn service_endpoints() {
         "requests are labelled by route"
     );
 }
+
+/// A stand-in chat server for the plumbing of `/v1/query` (the real LLM servers are exercised by
+/// the generation tier's tests): it records the prompt and answers citing source 1.
+async fn stub_chat_server(
+    path: &'static str,
+    ollama: bool,
+) -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let handler = move |axum::Json(body): axum::Json<Value>| {
+        let log = log.clone();
+        async move {
+            log.lock().unwrap().push(body.clone());
+            let message = json!({ "role": "assistant", "content": "The lamp is visible from 22 nautical miles [1]." });
+            axum::Json(if ollama {
+                json!({ "model": body["model"], "message": message, "done": true, "prompt_eval_count": 50, "eval_count": 12 })
+            } else {
+                json!({ "model": body["model"], "choices": [{ "index": 0, "message": message }],
+                        "usage": { "prompt_tokens": 50, "completion_tokens": 12 } })
+            })
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            Router::new().route(path, axum::routing::post(handler)),
+        )
+        .await
+    });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_sends_numbered_sources_and_reports_citations() {
+    for (provider, path) in [("openai", "/v1/chat/completions"), ("ollama", "/api/chat")] {
+        let (base, seen) = stub_chat_server(path, provider == "ollama").await;
+        let url = if provider == "openai" {
+            format!("{base}/v1")
+        } else {
+            base
+        };
+        let Some(e) = env(|c| {
+            let ep = ragplane_config::GeneratorEndpoint {
+                url,
+                model: "stub-model".into(),
+                api_key: None,
+                timeout_secs: 10,
+                max_tokens: 64,
+            };
+            c.generation = if provider == "openai" {
+                ragplane_config::GenerationConfig::Openai(ep)
+            } else {
+                ragplane_config::GenerationConfig::Ollama(ep)
+            };
+        })
+        .await
+        else {
+            return;
+        };
+        let r = &e.router;
+        call(
+            r,
+            Method::POST,
+            "/v1/collections",
+            ADMIN,
+            Some(json!({ "name": "docs" })),
+        )
+        .await;
+        let (id, _) = upload_text(
+            r,
+            ADMIN,
+            "docs",
+            "The lamp of Skerry Point is visible from 22 nautical miles.",
+            "light",
+        )
+        .await;
+        wait_status(r, ADMIN, "docs", &id, "indexed").await;
+        let q = call(
+            r,
+            Method::POST,
+            "/v1/query",
+            ADMIN,
+            Some(json!({ "collection": "docs", "query": "how far is the lamp visible?" })),
+        )
+        .await;
+        assert_eq!(q.status, StatusCode::OK, "{provider}: {:?}", q.body);
+        assert_eq!(q.body["generation"], "generated");
+        assert_eq!(
+            q.body["answer"],
+            "The lamp is visible from 22 nautical miles [1]."
+        );
+        assert_eq!(q.body["cited"], json!([1]));
+        assert_eq!(q.body["usage"]["completion_tokens"], 12);
+        let sent = seen.lock().unwrap()[0].clone();
+        assert_eq!(sent["model"], "stub-model");
+        let prompt = sent["messages"][1]["content"].as_str().unwrap();
+        assert!(
+            prompt.contains("[1] The lamp of Skerry Point"),
+            "{provider}: {prompt}"
+        );
+        assert!(
+            prompt.ends_with("Question: how far is the lamp visible?"),
+            "{prompt}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_generator_is_503_with_retry_after() {
+    let Some(e) = env(|c| {
+        c.generation =
+            ragplane_config::GenerationConfig::Openai(ragplane_config::GeneratorEndpoint {
+                url: format!("http://127.0.0.1:{}/v1", free_port()),
+                model: "m".into(),
+                api_key: None,
+                timeout_secs: 5,
+                max_tokens: 16,
+            });
+    })
+    .await
+    else {
+        return;
+    };
+    let r = &e.router;
+    call(
+        r,
+        Method::POST,
+        "/v1/collections",
+        ADMIN,
+        Some(json!({ "name": "docs" })),
+    )
+    .await;
+    let q = call(
+        r,
+        Method::POST,
+        "/v1/query",
+        ADMIN,
+        Some(json!({ "collection": "docs", "query": "anything" })),
+    )
+    .await;
+    assert_eq!(q.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", q.body);
+    assert!(q.headers.contains_key(header::RETRY_AFTER));
+    assert!(
+        q.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("failed to reach the generation server"),
+        "{:?}",
+        q.body
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -356,3 +356,36 @@ async fn kill_9_during_ingestion_loses_and_duplicates_nothing() {
             .join("\n")
     );
 }
+
+#[test]
+fn eval_scores_a_beir_folder() {
+    if !model_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("data"), None, &[]).unwrap();
+    let fixture = repo_root().join("e2e/fixtures/beir-mini");
+    let out = server
+        .cli(&[
+            "eval",
+            "--json",
+            "--collection",
+            "beir",
+            "-k",
+            "5",
+            fixture.to_str().unwrap(),
+        ])
+        .unwrap();
+    let v: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(v["queries"], 10, "{out}");
+    assert_eq!(v["documents"], 12);
+    // Each query paraphrases one document; a working retriever finds nearly all of them.
+    let ndcg = v["ndcg@10"].as_f64().unwrap();
+    let recall = v["recall@5"].as_f64().unwrap();
+    assert!(ndcg > 0.8 && ndcg <= 1.0, "nDCG@10 {ndcg}");
+    assert!(recall >= 0.9 && recall <= 1.0, "recall@5 {recall}");
+    // A second run refuses to reuse the collection instead of mixing corpora.
+    let again = server.cli(&["eval", "--collection", "beir", fixture.to_str().unwrap()]);
+    assert!(again.unwrap_err().to_string().contains("already exists"));
+    server.stop().unwrap();
+}
