@@ -383,7 +383,7 @@ fn eval_scores_a_beir_folder() {
     let ndcg = v["ndcg@10"].as_f64().unwrap();
     let recall = v["recall@5"].as_f64().unwrap();
     assert!(ndcg > 0.8 && ndcg <= 1.0, "nDCG@10 {ndcg}");
-    assert!(recall >= 0.9 && recall <= 1.0, "recall@5 {recall}");
+    assert!((0.9..=1.0).contains(&recall), "recall@5 {recall}");
     // A second run refuses to reuse the collection instead of mixing corpora.
     let again = server.cli(&["eval", "--collection", "beir", fixture.to_str().unwrap()]);
     assert!(again.unwrap_err().to_string().contains("already exists"));
