@@ -60,7 +60,13 @@ pub struct App {
     pub generator: Option<Arc<dyn Generator>>,
     /// The default tenant's id.
     pub default_tenant: String,
+    /// Recently verified keys (by hash), so the hot path skips the metadata store. Entries
+    /// expire after [`KEY_CACHE_TTL`], which bounds how long a revoked key keeps working.
+    known_keys: moka::sync::Cache<String, Principal>,
 }
+
+/// How long a verified API key is trusted without asking the metadata store again.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
 
 /// A new API key, shown once.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -242,6 +248,10 @@ impl App {
             results,
             generator,
             default_tenant,
+            known_keys: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(KEY_CACHE_TTL)
+                .build(),
         })
     }
 
@@ -279,12 +289,18 @@ impl App {
         let key = bearer.ok_or_else(|| {
             Error::Unauthorized("missing API key: send Authorization: Bearer <key>".into())
         })?;
-        let found = self.metadata.api_key_by_hash(&hash_key(key)).await?;
+        let hash = hash_key(key);
+        if let Some(p) = self.known_keys.get(&hash) {
+            return Ok(p);
+        }
+        let found = self.metadata.api_key_by_hash(&hash).await?;
         let k = found.ok_or_else(|| Error::Unauthorized("unknown or revoked API key".into()))?;
-        Ok(Principal {
+        let principal = Principal {
             tenant_id: k.tenant_id,
             admin: k.admin,
-        })
+        };
+        self.known_keys.insert(hash, principal.clone());
+        Ok(principal)
     }
 
     fn require_admin(p: &Principal) -> Result<()> {
@@ -590,29 +606,16 @@ impl App {
             documents,
         };
         let hits = self.vectors.search(vector, req.top_k, filter).await?;
-        let mut titles = std::collections::HashMap::new();
-        let mut out = Vec::with_capacity(hits.len());
-        for h in hits {
-            if !titles.contains_key(&h.payload.document) {
-                let title = self
-                    .metadata
-                    .document(&h.payload.document)
-                    .await?
-                    .map(|d| d.title);
-                titles.insert(h.payload.document.clone(), title);
-            }
-            // A point whose document row is gone (deleted mid-search) is not returned.
-            let Some(Some(title)) = titles.get(&h.payload.document) else {
-                continue;
-            };
-            out.push(SearchHit {
+        let out: Vec<SearchHit> = hits
+            .into_iter()
+            .map(|h| SearchHit {
                 score: h.score,
                 document_id: h.payload.document,
-                title: title.clone(),
+                title: h.payload.title,
                 chunk: h.payload.chunk,
                 text: h.payload.text,
-            });
-        }
+            })
+            .collect();
         if let (Some(cache), Some(key)) = (&self.results, &cache_key) {
             if let Ok(b) = serde_json::to_vec(&out) {
                 cache.put(key, Bytes::from(b)).await;

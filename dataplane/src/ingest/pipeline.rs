@@ -68,6 +68,7 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
                     tenant: doc.tenant_id.clone(),
                     collection: collection.id.clone(),
                     document: doc.id.clone(),
+                    title: doc.title.clone(),
                     chunk: c.index,
                     text: c.text.clone(),
                 },

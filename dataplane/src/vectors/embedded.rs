@@ -560,6 +560,7 @@ mod tests {
                     tenant: key.tenant.clone(),
                     collection: key.collection.clone(),
                     document: doc.into(),
+                    title: doc.into(),
                     chunk: i,
                     text: format!("{doc} chunk {i}"),
                 },

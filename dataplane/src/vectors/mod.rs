@@ -79,6 +79,8 @@ pub struct Payload {
     pub collection: String,
     /// Document id.
     pub document: String,
+    /// Document title, so that search results need no metadata lookup.
+    pub title: String,
     /// Chunk index inside the document.
     pub chunk: u32,
     /// The chunk's text.

@@ -131,6 +131,7 @@ mod tests {
                 tenant: "t".into(),
                 collection: "c".into(),
                 document: "d".into(),
+                title: "t".into(),
                 chunk: 0,
                 text: "x".into(),
             },
