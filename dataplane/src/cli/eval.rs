@@ -22,13 +22,13 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
     /// Collection to create for the corpus (must not exist yet).
-    #[arg(long, short, default_value = "eval")]
+    #[arg(long, short, env = "RAGPLANE_EVAL_COLLECTION", default_value = "eval")]
     pub collection: String,
     /// Cut-off for recall@k.
-    #[arg(long, short = 'k', default_value_t = 10)]
+    #[arg(long, short = 'k', env = "RAGPLANE_EVAL_K", default_value_t = 10)]
     pub k: usize,
     /// Print the result as JSON.
-    #[arg(long)]
+    #[arg(long, env = "RAGPLANE_JSON")]
     pub json: bool,
     /// The BEIR folder.
     pub dir: PathBuf,

@@ -23,13 +23,13 @@ pub struct IngestArgs {
     #[arg(long, short, env = "RAGPLANE_COLLECTION", default_value = "default")]
     pub collection: String,
     /// Uploads in flight at once.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, env = "RAGPLANE_INGEST_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
     /// Return after uploading, without waiting for indexing.
-    #[arg(long)]
+    #[arg(long, env = "RAGPLANE_NO_WAIT")]
     pub no_wait: bool,
     /// Give up waiting for indexing after this many seconds.
-    #[arg(long, default_value_t = 1800)]
+    #[arg(long, env = "RAGPLANE_INGEST_TIMEOUT_SECS", default_value_t = 1800)]
     pub timeout_secs: u64,
     /// Files or directories (walked recursively; files of unsupported types are skipped).
     #[arg(required = true)]

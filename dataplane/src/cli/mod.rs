@@ -107,10 +107,10 @@ pub struct SearchArgs {
     #[arg(long, short, env = "RAGPLANE_COLLECTION", default_value = "default")]
     pub collection: String,
     /// Number of chunks.
-    #[arg(long, short = 'k', default_value_t = 5)]
+    #[arg(long, short = 'k', env = "RAGPLANE_TOP_K", default_value_t = 5)]
     pub top_k: usize,
     /// Print the raw JSON response.
-    #[arg(long)]
+    #[arg(long, env = "RAGPLANE_JSON")]
     pub json: bool,
     /// The query text.
     #[arg(required = true, num_args = 1..)]
