@@ -35,6 +35,10 @@ use super::wal::{self, Record, WalWriter};
 use super::{io, CollectionKey, Filter, Hit, Payload, Point, Result, VectorError, VectorIndex};
 use crate::metrics;
 
+/// Document filters selecting at most this many points are scored exactly instead of walking
+/// the graph.
+const EXACT_SCAN_LIMIT: usize = 20_000;
+
 /// Thread contexts reserved in every graph: as many as there are cores.
 static CONTEXTS: LazyLock<usize> =
     LazyLock::new(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -325,28 +329,78 @@ impl CollectionIndex {
         if state.payloads.is_empty() || k == 0 {
             return Ok(Vec::new());
         }
-        let matches = match &filter.documents {
-            // Every point of this graph belongs to one tenant and collection; a document filter
-            // is pushed into the graph walk so that k results still come back.
-            Some(_) => state.index.filtered_search(query, k, |id| {
-                state.payloads.get(&id).is_some_and(|p| filter.matches(p))
-            }),
-            None => state.index.search(query, k),
-        }
-        .map_err(|e| index_err(&self.name, e))?;
-        Ok(matches
-            .keys
-            .iter()
-            .zip(&matches.distances)
-            .filter_map(|(id, d)| {
-                let payload = state.payloads.get(id).filter(|p| filter.matches(p))?;
+        let scored: Vec<(u64, f32)> = match &filter.documents {
+            Some(docs) => {
+                let candidates: Vec<u64> = docs
+                    .iter()
+                    .filter_map(|d| state.by_document.get(d))
+                    .flatten()
+                    .copied()
+                    .collect();
+                if candidates.len() <= EXACT_SCAN_LIMIT {
+                    // A graph walk that must find k matches among a few points visits most of
+                    // the graph; scoring the few candidates exactly is far faster, and exact.
+                    self.exact(&state.index, query, k, &candidates)?
+                } else {
+                    let m = state
+                        .index
+                        .filtered_search(query, k, |id| {
+                            state.payloads.get(&id).is_some_and(|p| filter.matches(p))
+                        })
+                        .map_err(|e| index_err(&self.name, e))?;
+                    m.keys
+                        .into_iter()
+                        .zip(m.distances.into_iter().map(|d| 1.0 - d))
+                        .collect()
+                }
+            }
+            None => {
+                let m = state
+                    .index
+                    .search(query, k)
+                    .map_err(|e| index_err(&self.name, e))?;
+                m.keys
+                    .into_iter()
+                    .zip(m.distances.into_iter().map(|d| 1.0 - d))
+                    .collect()
+            }
+        };
+        Ok(scored
+            .into_iter()
+            .filter_map(|(id, score)| {
+                // Every point of this graph belongs to one tenant and collection; the payload
+                // check is a second guard, not the mechanism.
+                let payload = state.payloads.get(&id).filter(|p| filter.matches(p))?;
                 Some(Hit {
-                    id: *id,
-                    score: 1.0 - d,
+                    id,
+                    score,
                     payload: payload.clone(),
                 })
             })
             .collect())
+    }
+
+    /// Scores `candidates` exactly (inner product of unit vectors) and keeps the best `k`.
+    fn exact(
+        &self,
+        index: &Index,
+        query: &[f32],
+        k: usize,
+        candidates: &[u64],
+    ) -> Result<Vec<(u64, f32)>> {
+        let mut buf = vec![0f32; self.dimension];
+        let mut scored = Vec::with_capacity(candidates.len());
+        for &id in candidates {
+            let found = index
+                .get(id, &mut buf)
+                .map_err(|e| index_err(&self.name, e))?;
+            if found > 0 {
+                scored.push((id, crate::embed::pooling::dot(query, &buf)));
+            }
+        }
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        scored.truncate(k);
+        Ok(scored)
     }
 }
 
