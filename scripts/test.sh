@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 SECONDS=0
 
+# CI runs in a fresh clone each time; keeping its build directory in the cache makes a rerun on
+# the same machine incremental instead of a full rebuild.
+if [ "${CI:-}" = true ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
+  export CARGO_TARGET_DIR="$HOME/.cache/ragplane-ci/target"
+fi
+
 step "model and ONNX Runtime (PyPI)"
 bash scripts/setup-model.sh
 

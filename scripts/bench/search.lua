@@ -1,5 +1,9 @@
 -- wrk script for POST /v1/search: rotates through 48 queries and prints one summary line with
 -- requests/s, p50/p95/p99 latency (ms) and error counts.
+--
+-- With BENCH_MEAN_DELAY_MS set, each connection waits an exponentially distributed pause (that
+-- mean) before each request: an open-loop, Poisson-like arrival of about
+-- connections / mean-delay requests per second, instead of back-to-back requests.
 local key = os.getenv("RAGPLANE_API_KEY") or ""
 local collection = os.getenv("BENCH_COLLECTION") or "bench"
 local topics = { "latency of the cluster", "quarterly revenue forecast", "warehouse shipment delays",
@@ -12,6 +16,15 @@ for _, t in ipairs(topics) do
   for _, s in ipairs(suffixes) do queries[#queries + 1] = t .. s end
 end
 local i = 0
+local mean_delay = tonumber(os.getenv("BENCH_MEAN_DELAY_MS") or "")
+if mean_delay then
+  delay = function()
+    return math.floor(-math.log(1 - math.random()) * mean_delay)
+  end
+end
+init = function(args)
+  math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+end
 request = function()
   i = i + 1
   local body = string.format('{"collection":"%s","query":"%s","top_k":5}', collection, queries[(i % #queries) + 1])
