@@ -74,6 +74,25 @@ fn examples_are_ingested_and_known_facts_rank_first() {
 }
 
 #[test]
+fn migrate_creates_the_schema_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let out = std::process::Command::new(ragplane_e2e::ragplane_bin())
+            .args(["migrate", "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("is up to date"));
+    }
+    assert!(dir.path().join("metadata.db").exists());
+}
+
+#[test]
 fn cli_errors_exit_non_zero_with_a_message() {
     let out = std::process::Command::new(ragplane_e2e::ragplane_bin())
         .args([
