@@ -434,20 +434,19 @@ impl App {
                 object_key,
             })
             .await?;
-        let job = self
-            .queue
-            .enqueue(
-                &c.tenant_id,
-                DOCUMENTS,
-                Task::IngestDocument {
-                    document_id: doc.id.clone(),
-                },
-            )
-            .await?;
+        let job = self.enqueue_ingest(&c.tenant_id, &doc.id).await?;
         Ok(Accepted {
             document: doc,
             job_id: job.id,
         })
+    }
+
+    /// Queues the (re)indexing of a document.
+    pub async fn enqueue_ingest(&self, tenant_id: &str, document_id: &str) -> Result<Job> {
+        let task = Task::IngestDocument {
+            document_id: document_id.to_string(),
+        };
+        Ok(self.queue.enqueue(tenant_id, DOCUMENTS, task).await?)
     }
 
     /// Finds one of the caller's documents in a collection.
@@ -508,16 +507,7 @@ impl App {
                 d.chunk_count,
             )
             .await?;
-        let job = self
-            .queue
-            .enqueue(
-                &c.tenant_id,
-                DOCUMENTS,
-                Task::IngestDocument {
-                    document_id: d.id.clone(),
-                },
-            )
-            .await?;
+        let job = self.enqueue_ingest(&c.tenant_id, &d.id).await?;
         let document = self.metadata.document(&d.id).await?.unwrap_or(d);
         Ok(Accepted {
             document,

@@ -101,15 +101,7 @@ pub async fn run_job(app: &App, job: Job) {
 pub async fn requeue_orphans(app: &App) -> crate::error::Result<usize> {
     let orphans = app.metadata.orphaned_documents().await?;
     for d in &orphans {
-        app.queue
-            .enqueue(
-                &d.tenant_id,
-                DOCUMENTS,
-                Task::IngestDocument {
-                    document_id: d.id.clone(),
-                },
-            )
-            .await?;
+        app.enqueue_ingest(&d.tenant_id, &d.id).await?;
     }
     if !orphans.is_empty() {
         tracing::warn!(count = orphans.len(), "re-queued documents that had no job");

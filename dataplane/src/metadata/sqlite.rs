@@ -53,8 +53,20 @@ fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+/// Maps a unique-constraint violation to `Conflict` naming what is taken, anything else to a
+/// database error naming the action.
+fn conflict_or(
+    kind: &'static str,
+    name: impl Into<String>,
+    action: &'static str,
+) -> impl FnOnce(sqlx::Error) -> MetadataError {
+    let name = name.into();
+    move |e| match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            MetadataError::Conflict { kind, name }
+        }
+        _ => db(action)(e),
+    }
 }
 
 fn document_from_row(row: &sqlx::sqlite::SqliteRow) -> std::result::Result<Document, sqlx::Error> {
@@ -108,16 +120,7 @@ impl MetadataStore for SqliteStore {
             .bind(&t.created_at)
             .execute(&self.pool)
             .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    MetadataError::Conflict {
-                        kind: "tenant",
-                        name: name.to_string(),
-                    }
-                } else {
-                    db("create tenant")(e)
-                }
-            })?;
+            .map_err(conflict_or("tenant", name.to_string(), "create tenant"))?;
         Ok(t)
     }
 
@@ -163,13 +166,7 @@ impl MetadataStore for SqliteStore {
         .bind(now_rfc3339())
         .execute(&self.pool)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                MetadataError::Conflict { kind: "api key", name: prefix.to_string() }
-            } else {
-                db("create api key")(e)
-            }
-        })?;
+        .map_err(conflict_or("api key", prefix.to_string(), "create api key"))?;
         Ok(k)
     }
 
@@ -218,13 +215,7 @@ impl MetadataStore for SqliteStore {
         .bind(&c.created_at)
         .execute(&self.pool)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                MetadataError::Conflict { kind: "collection", name: name.to_string() }
-            } else {
-                db("create collection")(e)
-            }
-        })?;
+        .map_err(conflict_or("collection", name.to_string(), "create collection"))?;
         Ok(c)
     }
 
@@ -294,13 +285,7 @@ impl MetadataStore for SqliteStore {
         .bind(&now)
         .execute(&self.pool)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                MetadataError::Conflict { kind: "document", name: d.id.clone() }
-            } else {
-                db("insert document")(e)
-            }
-        })?;
+        .map_err(conflict_or("document", d.id.clone(), "insert document"))?;
         Ok(Document {
             id: d.id,
             tenant_id: d.tenant_id,
