@@ -1,13 +1,202 @@
-//! `ragplane-operator`: reconciles ragplane's custom resources into Kubernetes objects.
-//!
-//! The controllers land with the operator work; until then the binary only reports the
-//! configuration schema version it renders.
+//! `ragplane-operator`: reconciles RagCluster, ModelPool and Collection resources.
 
-fn main() {
-    let defaults = ragplane_config::Config::default();
-    println!(
-        "ragplane-operator {} (renders data-plane config; default listen {})",
-        env!("CARGO_PKG_VERSION"),
-        defaults.server.listen
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use ragplane_operator::context::Context;
+use ragplane_operator::http::Health;
+use ragplane_operator::leader::LeaseLock;
+use ragplane_operator::metrics::Metrics;
+use ragplane_operator::{collection, model_pool, rag_cluster};
+use tracing_subscriber::EnvFilter;
+
+/// Command-line flags; each can also be set from its environment variable.
+#[derive(Debug, Parser)]
+#[command(name = "ragplane-operator", version, about)]
+struct Args {
+    /// Namespace to watch; every namespace when unset.
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Reconcile only while holding the leader Lease.
+    #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Name of the leader Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "ragplane-operator")]
+    lease_name: String,
+    /// Namespace of the leader Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Seconds a Lease renewal lasts.
+    #[arg(long, env = "LEASE_DURATION_SECS", default_value_t = 15)]
+    lease_duration_secs: u64,
+    /// Identity in the Lease; the pod name in a cluster.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Data-plane image repository; the tag is the RagCluster's version.
+    #[arg(
+        long,
+        env = "RAGPLANE_IMAGE",
+        default_value = "ghcr.io/ragplane/ragplane"
+    )]
+    default_image: String,
+    /// Log filter in EnvFilter syntax.
+    #[arg(long, env = "RUST_LOG", default_value = "info,kube=warn")]
+    log_filter: String,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = EnvFilter::try_new(&args.log_filter).context("invalid log filter")?;
+    if args.log_format == "json" {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+
+    let metrics = Metrics::new();
+    let health = Health {
+        metrics: metrics.clone(),
+        ready: Arc::new(AtomicBool::new(false)),
+        leader: Arc::new(AtomicBool::new(false)),
+    };
+    let server = tokio::spawn(ragplane_operator::http::serve(
+        args.metrics_addr,
+        health.clone(),
+    ));
+
+    let client = kube::Client::try_default()
+        .await
+        .context("failed to create a Kubernetes client")?;
+    let version = client
+        .apiserver_version()
+        .await
+        .context("failed to reach the API server")?;
+    tracing::info!(version = %version.git_version, "connected to the API server");
+    health.ready.store(true, Ordering::Relaxed);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = {
+        let rx = stop_rx.clone();
+        move || {
+            let mut rx = rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        }
+    };
+
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+    let lock = args.leader_elect.then(|| {
+        LeaseLock::new(
+            client.clone(),
+            &args.lease_namespace,
+            &args.lease_name,
+            &identity,
+            Duration::from_secs(args.lease_duration_secs),
+        )
+    });
+    if let Some(lock) = &lock {
+        tracing::info!(
+            identity,
+            lease = args.lease_name,
+            "waiting to become leader"
+        );
+        loop {
+            if *stop_rx.borrow() {
+                return Ok(());
+            }
+            match lock.try_acquire().await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "leader election failed"),
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        tracing::info!(identity, "became leader");
+    }
+    health.leader.store(true, Ordering::Relaxed);
+
+    let ctx = Arc::new(Context::new(client, metrics, args.default_image.clone()));
+    let controllers = futures::future::join3(
+        rag_cluster::run(ctx.clone(), args.namespace.clone(), stopped()),
+        model_pool::run(ctx.clone(), args.namespace.clone(), stopped()),
+        collection::run(ctx, args.namespace.clone(), stopped()),
     );
+    let renew = async {
+        let Some(lock) = &lock else {
+            return std::future::pending::<anyhow::Result<()>>().await;
+        };
+        loop {
+            tokio::time::sleep(lock.duration() / 3).await;
+            match lock.try_acquire().await {
+                Ok(true) => {}
+                Ok(false) => anyhow::bail!("lost the leader Lease"),
+                Err(e) => tracing::warn!(error = %e, "failed to renew the leader Lease"),
+            }
+        }
+    };
+    let result = tokio::select! {
+        _ = controllers => Ok(()),
+        r = renew => r,
+        r = server => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context("the metrics server failed")),
+            Err(e) => Err(anyhow::Error::new(e).context("the metrics server panicked")),
+        },
+    };
+    if let Some(lock) = &lock {
+        if let Err(e) = lock.release().await {
+            tracing::warn!(error = %e, "failed to release the leader Lease");
+        }
+    }
+    tracing::info!("stopped");
+    result
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "ragplane-operator".into())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }

@@ -1,0 +1,214 @@
+//! Pure builders of the Qdrant requests for a [`ValidatedCollection`].
+
+use qdrant_client::qdrant::{
+    quantization_config, quantization_config_diff, vectors_config, BinaryQuantization,
+    CollectionParamsDiff, CreateCollection, CreateFieldIndexCollection, FieldType, HnswConfigDiff,
+    KeywordIndexParams, PayloadIndexParams, QuantizationConfig, QuantizationConfigDiff,
+    QuantizationType, ScalarQuantization, UpdateCollection, VectorParams, VectorsConfig,
+};
+
+use super::validate::ValidatedCollection;
+use crate::crd::collection::{Distance, QuantizationKind, QuantizationSpec};
+
+fn distance(d: Distance) -> i32 {
+    let d = match d {
+        Distance::Cosine => qdrant_client::qdrant::Distance::Cosine,
+        Distance::Dot => qdrant_client::qdrant::Distance::Dot,
+        Distance::Euclid => qdrant_client::qdrant::Distance::Euclid,
+        Distance::Manhattan => qdrant_client::qdrant::Distance::Manhattan,
+    };
+    d as i32
+}
+
+// The deprecated on-disk and always-RAM flags are what Qdrant servers older than this client
+// understand; their replacement (`memory`) would be ignored there.
+#[allow(deprecated)]
+fn hnsw(c: &ValidatedCollection) -> Option<HnswConfigDiff> {
+    c.hnsw.as_ref().map(|h| HnswConfigDiff {
+        m: h.m.map(i64::unsigned_abs),
+        ef_construct: h.ef_construct.map(i64::unsigned_abs),
+        full_scan_threshold: h.full_scan_threshold.map(i64::unsigned_abs),
+        on_disk: h.on_disk,
+        payload_m: h.payload_m.map(i64::unsigned_abs),
+        ..HnswConfigDiff::default()
+    })
+}
+
+// The deprecated on-disk and always-RAM flags are what Qdrant servers older than this client
+// understand; their replacement (`memory`) would be ignored there.
+#[allow(deprecated)]
+fn scalar(quantile: Option<f32>, always_ram: bool) -> ScalarQuantization {
+    ScalarQuantization {
+        r#type: QuantizationType::Int8 as i32,
+        quantile,
+        always_ram: Some(always_ram),
+        ..ScalarQuantization::default()
+    }
+}
+
+// The deprecated on-disk and always-RAM flags are what Qdrant servers older than this client
+// understand; their replacement (`memory`) would be ignored there.
+#[allow(deprecated)]
+fn binary(always_ram: bool) -> BinaryQuantization {
+    BinaryQuantization {
+        always_ram: Some(always_ram),
+        ..BinaryQuantization::default()
+    }
+}
+
+// The deprecated on-disk and always-RAM flags are what Qdrant servers older than this client
+// understand; their replacement (`memory`) would be ignored there.
+#[allow(deprecated)]
+/// The create request: shards, replication, write consistency, HNSW, on-disk and quantization.
+pub fn build_create_collection(c: &ValidatedCollection) -> CreateCollection {
+    let quantization = c.quantization.as_ref().map(|q| QuantizationConfig {
+        quantization: Some(match q {
+            QuantizationSpec {
+                kind: QuantizationKind::Scalar,
+                quantile,
+                always_ram,
+            } => quantization_config::Quantization::Scalar(scalar(*quantile, *always_ram)),
+            QuantizationSpec {
+                kind: QuantizationKind::Binary,
+                always_ram,
+                ..
+            } => quantization_config::Quantization::Binary(binary(*always_ram)),
+        }),
+    });
+    CreateCollection {
+        collection_name: c.name.clone(),
+        vectors_config: Some(VectorsConfig {
+            config: Some(vectors_config::Config::Params(VectorParams {
+                size: c.vector_size,
+                distance: distance(c.distance),
+                on_disk: Some(c.on_disk),
+                ..VectorParams::default()
+            })),
+        }),
+        shard_number: Some(c.shards),
+        replication_factor: Some(c.replication_factor),
+        write_consistency_factor: Some(c.write_consistency_factor),
+        on_disk_payload: Some(c.on_disk),
+        hnsw_config: hnsw(c),
+        quantization_config: quantization,
+        ..CreateCollection::default()
+    }
+}
+
+// The deprecated on-disk and always-RAM flags are what Qdrant servers older than this client
+// understand; their replacement (`memory`) would be ignored there.
+#[allow(deprecated)]
+/// The update request for an existing collection: everything that may change after creation.
+pub fn build_update_collection(c: &ValidatedCollection) -> UpdateCollection {
+    let quantization = c.quantization.as_ref().map(|q| QuantizationConfigDiff {
+        quantization: Some(match q {
+            QuantizationSpec {
+                kind: QuantizationKind::Scalar,
+                quantile,
+                always_ram,
+            } => quantization_config_diff::Quantization::Scalar(scalar(*quantile, *always_ram)),
+            QuantizationSpec {
+                kind: QuantizationKind::Binary,
+                always_ram,
+                ..
+            } => quantization_config_diff::Quantization::Binary(binary(*always_ram)),
+        }),
+    });
+    UpdateCollection {
+        collection_name: c.name.clone(),
+        params: Some(CollectionParamsDiff {
+            replication_factor: Some(c.replication_factor),
+            write_consistency_factor: Some(c.write_consistency_factor),
+            on_disk_payload: Some(c.on_disk),
+            ..CollectionParamsDiff::default()
+        }),
+        hnsw_config: hnsw(c),
+        quantization_config: quantization,
+        ..UpdateCollection::default()
+    }
+}
+
+/// The tenant keyword index, when tenants share the collection.
+pub fn build_tenant_index(c: &ValidatedCollection) -> Option<CreateFieldIndexCollection> {
+    let field = c.tenant_field.as_ref()?;
+    Some(CreateFieldIndexCollection {
+        collection_name: c.name.clone(),
+        wait: Some(true),
+        field_name: field.clone(),
+        field_type: Some(FieldType::Keyword as i32),
+        field_index_params: Some(PayloadIndexParams {
+            index_params: Some(
+                qdrant_client::qdrant::payload_index_params::IndexParams::KeywordIndexParams(
+                    KeywordIndexParams {
+                        is_tenant: Some(true),
+                        ..KeywordIndexParams::default()
+                    },
+                ),
+            ),
+        }),
+        ..CreateFieldIndexCollection::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collection::validate::validate;
+    use crate::crd::collection::Collection;
+    use crate::crd::rag_cluster::RagCluster;
+
+    fn validated(spec: &str) -> ValidatedCollection {
+        let cluster: RagCluster = serde_yaml::from_str(
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: prod, namespace: rag}\nspec: {qdrant: {managed: {replicas: 3}}}\n",
+        )
+        .unwrap();
+        let collection: Collection = serde_yaml::from_str(&format!(
+            "apiVersion: ragplane.dev/v1alpha1\nkind: Collection\nmetadata: {{name: docs, namespace: rag}}\nspec:\n{spec}"
+        ))
+        .unwrap();
+        validate(&collection, &cluster).unwrap()
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn create_request_carries_sharding_hnsw_and_quantization() {
+        let c = validated(
+            "  cluster: prod\n  shards: 6\n  replicationFactor: 2\n  writeConsistencyFactor: 2\n  onDisk: true\n  hnsw: {m: 32, efConstruct: 256}\n  quantization: {type: scalar, quantile: 0.99, alwaysRam: true}\n",
+        );
+        assert_eq!(c.qdrant.url, "http://prod-qdrant.rag.svc:6334");
+        let req = build_create_collection(&c);
+        assert_eq!(req.collection_name, "docs");
+        assert_eq!(
+            (
+                req.shard_number,
+                req.replication_factor,
+                req.write_consistency_factor
+            ),
+            (Some(6), Some(2), Some(2))
+        );
+        let Some(vectors_config::Config::Params(v)) = req.vectors_config.unwrap().config else {
+            panic!("single vector params")
+        };
+        assert_eq!((v.size, v.on_disk), (384, Some(true)));
+        assert_eq!(req.hnsw_config.unwrap().m, Some(32));
+        let Some(quantization_config::Quantization::Scalar(s)) =
+            req.quantization_config.unwrap().quantization
+        else {
+            panic!("scalar quantization")
+        };
+        assert_eq!((s.quantile, s.always_ram), (Some(0.99), Some(true)));
+        let index = build_tenant_index(&c).unwrap();
+        assert_eq!(index.field_name, "tenant");
+        let update = build_update_collection(&c);
+        assert_eq!(update.params.unwrap().replication_factor, Some(2));
+    }
+
+    #[test]
+    fn per_tenant_collections_have_no_tenant_index() {
+        let c = validated(
+            "  cluster: prod\n  vectorSize: 768\n  distance: Dot\n  tenancy: {mode: PerTenant}\n",
+        );
+        assert!(build_tenant_index(&c).is_none());
+        assert_eq!(c.vector_size, 768);
+    }
+}

@@ -1,0 +1,272 @@
+//! The Collection controller: the Qdrant collection follows the resource, and a finalizer
+//! honours `deletionPolicy` before the resource goes away.
+
+pub mod build;
+pub mod qdrant;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
+use kube::runtime::{watcher, Controller};
+use kube::{Api, ResourceExt};
+use tracing::instrument;
+
+use crate::apply::FIELD_MANAGER;
+use crate::conditions::{conditions, Health};
+use crate::context::Context;
+use crate::crd::collection::{Collection, CollectionStatus, DeletionPolicy};
+use crate::crd::common::SecretKeyRef;
+use crate::crd::rag_cluster::RagCluster;
+use crate::error::{Error, Result};
+use crate::rag_cluster::scoped;
+
+/// Kind label in metrics and logs.
+pub const KIND: &str = "Collection";
+/// Finalizer that keeps the resource until its `deletionPolicy` was carried out.
+pub const FINALIZER: &str = "ragplane.dev/collection";
+
+/// Runs the Collection controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    Controller::new(
+        scoped::<Collection>(&client, namespace.as_deref()),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "Collection reconcile ended with an error");
+        }
+    })
+    .await;
+}
+
+fn key(obj: &Collection) -> String {
+    format!(
+        "{KIND}/{}/{}",
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
+
+/// What the controller does after a failed reconcile.
+pub fn error_policy(obj: Arc<Collection>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.on_error(KIND, &key(&obj), error)
+}
+
+/// One reconcile of one Collection.
+#[instrument(skip(ctx, obj), fields(namespace = obj.namespace(), name = obj.name_any()))]
+pub async fn reconcile(obj: Arc<Collection>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(KIND);
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<Collection> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, obj.clone(), |event| async {
+        match event {
+            FinalizerEvent::Apply(c) => apply(&c, &ctx).await,
+            FinalizerEvent::Cleanup(c) => cleanup(&c, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    });
+    match result {
+        Ok(action) => {
+            ctx.reset_backoff(&key(&obj));
+            Ok(action)
+        }
+        Err(error) => {
+            ctx.event(&*obj, true, error.metric_label(), error.to_string())
+                .await;
+            if obj.metadata.deletion_timestamp.is_none() {
+                let previous = obj.status.clone().unwrap_or_default();
+                let health = Health {
+                    ready: false,
+                    progressing: !error.is_permanent(),
+                    degraded: Some((error.metric_label().into(), error.to_string())),
+                    summary: (error.metric_label().into(), error.to_string()),
+                };
+                let status = CollectionStatus {
+                    observed_generation: obj.metadata.generation,
+                    conditions: conditions(&health, obj.metadata.generation, &previous.conditions),
+                    ..previous
+                };
+                if let Err(e) = write_status(&obj, &ctx, &status).await {
+                    tracing::warn!(error = %e, "failed to record the error in status");
+                }
+            }
+            Err(error)
+        }
+    }
+}
+
+async fn cluster_of(obj: &Collection, ctx: &Context) -> Result<Option<RagCluster>> {
+    let api: Api<RagCluster> =
+        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    api.get_opt(&obj.spec.cluster)
+        .await
+        .map_err(|e| Error::kube(format!("get RagCluster {}", obj.spec.cluster), e))
+}
+
+async fn secret_value(ctx: &Context, ns: &str, r: &SecretKeyRef) -> Result<String> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let secret = api
+        .get_opt(&r.name)
+        .await
+        .map_err(|e| Error::kube(format!("get Secret {}", r.name), e))?
+        .ok_or_else(|| Error::MissingReference {
+            kind: "Secret",
+            name: r.name.clone(),
+        })?;
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&r.key))
+        .ok_or_else(|| Error::MissingReference {
+            kind: "Secret key",
+            name: format!("{}/{}", r.name, r.key),
+        })?;
+    String::from_utf8(bytes.0.clone())
+        .map_err(|_| Error::InvalidSpec(format!("Secret {}/{} is not UTF-8", r.name, r.key)))
+}
+
+async fn connect(
+    obj: &Collection,
+    ctx: &Context,
+    target: &validate::QdrantTarget,
+) -> Result<qdrant_client::Qdrant> {
+    let key = match &target.api_key {
+        Some(r) => Some(secret_value(ctx, &obj.namespace().unwrap_or_default(), r).await?),
+        None => None,
+    };
+    qdrant::connect(&target.url, key)
+}
+
+async fn apply(obj: &Collection, ctx: &Context) -> Result<Action> {
+    let cluster = cluster_of(obj, ctx)
+        .await?
+        .ok_or_else(|| Error::MissingReference {
+            kind: "RagCluster",
+            name: obj.spec.cluster.clone(),
+        })?;
+    let validated =
+        validate::validate(obj, &cluster).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    let client = connect(obj, ctx, &validated.qdrant).await?;
+    let observed = qdrant::ensure(&client, &validated).await?;
+    if observed.created {
+        ctx.event(
+            obj,
+            false,
+            "Created",
+            format!("created Qdrant collection {}", validated.name),
+        )
+        .await;
+    }
+    if observed.replications_started > 0 {
+        ctx.event(
+            obj,
+            false,
+            "Replicating",
+            format!(
+                "started {} shard replications to reach replication factor {}",
+                observed.replications_started, validated.replication_factor
+            ),
+        )
+        .await;
+    }
+    let replicating = observed.replications_started > 0;
+    let health = Health {
+        ready: !replicating,
+        progressing: replicating,
+        degraded: None,
+        summary: if replicating {
+            ("Replicating".into(), "shards are being replicated".into())
+        } else {
+            (
+                "CollectionReady".into(),
+                format!("Qdrant collection {} matches the spec", validated.name),
+            )
+        },
+    };
+    let previous = obj.status.clone().unwrap_or_default();
+    let status = CollectionStatus {
+        observed_generation: obj.metadata.generation,
+        conditions: conditions(&health, obj.metadata.generation, &previous.conditions),
+        points_count: observed.points_count,
+        shards: observed.shards,
+    };
+    write_status(obj, ctx, &status).await?;
+    // Point counts change without any Kubernetes event: poll them.
+    Ok(Action::requeue(Duration::from_secs(if replicating {
+        10
+    } else {
+        60
+    })))
+}
+
+async fn cleanup(obj: &Collection, ctx: &Context) -> Result<Action> {
+    if obj.spec.deletion_policy == DeletionPolicy::Retain {
+        ctx.event(
+            obj,
+            false,
+            "Retained",
+            "deletionPolicy Retain: the Qdrant collection is kept".into(),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let Some(cluster) = cluster_of(obj, ctx).await? else {
+        // The cluster, and with it any managed Qdrant, is gone: nothing is left to delete.
+        tracing::warn!(
+            "RagCluster {} is gone; releasing the Collection",
+            obj.spec.cluster
+        );
+        return Ok(Action::await_change());
+    };
+    let validated = match validate::validate(obj, &cluster) {
+        Ok(v) => v,
+        Err(validate::ValidationError::NoQdrant(_)) => return Ok(Action::await_change()),
+        Err(e) => return Err(Error::InvalidSpec(e.to_string())),
+    };
+    let client = connect(obj, ctx, &validated.qdrant).await?;
+    qdrant::delete(&client, &validated.name).await?;
+    ctx.event(
+        obj,
+        false,
+        "Deleted",
+        format!("deleted Qdrant collection {}", validated.name),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+async fn write_status(obj: &Collection, ctx: &Context, status: &CollectionStatus) -> Result<()> {
+    let api: Api<Collection> =
+        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": "ragplane.dev/v1alpha1",
+        "kind": KIND,
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|e| Error::kube("write Collection status", e))?;
+    Ok(())
+}

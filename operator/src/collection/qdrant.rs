@@ -1,0 +1,247 @@
+//! The Qdrant side of a Collection: create or update, tenant index, shard replication, deletion
+//! and the observed layout.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use qdrant_client::qdrant::{
+    update_collection_cluster_setup_request::Operation, CollectionClusterInfoResponse,
+    ReplicateShard, UpdateCollectionClusterSetupRequest,
+};
+use qdrant_client::Qdrant;
+
+use super::build::{build_create_collection, build_tenant_index, build_update_collection};
+use super::validate::ValidatedCollection;
+use crate::crd::collection::ShardStatus;
+use crate::error::{Error, Result};
+
+/// What Qdrant reports after the collection was brought in line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// Whether this reconcile created the collection.
+    pub created: bool,
+    /// Points in the collection.
+    pub points_count: Option<i64>,
+    /// Shard replicas.
+    pub shards: Vec<ShardStatus>,
+    /// Replications started to reach the replication factor.
+    pub replications_started: usize,
+}
+
+fn qdrant_err(action: impl Into<String>) -> impl FnOnce(qdrant_client::QdrantError) -> Error {
+    let action = action.into();
+    move |e| Error::Qdrant {
+        action,
+        message: e.to_string(),
+    }
+}
+
+/// A client for `url`.
+pub fn connect(url: &str, api_key: Option<String>) -> Result<Qdrant> {
+    Qdrant::from_url(url)
+        .api_key(api_key)
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(qdrant_err(format!("connect to {url}")))
+}
+
+/// Creates the collection, or updates what may change; indexes the tenant field; replicates
+/// shards that have fewer copies than the replication factor.
+pub async fn ensure(client: &Qdrant, c: &ValidatedCollection) -> Result<Observed> {
+    let exists = client
+        .collection_exists(c.name.as_str())
+        .await
+        .map_err(qdrant_err(format!("check collection {}", c.name)))?;
+    if exists {
+        client
+            .update_collection(build_update_collection(c))
+            .await
+            .map_err(qdrant_err(format!("update collection {}", c.name)))?;
+    } else {
+        client
+            .create_collection(build_create_collection(c))
+            .await
+            .map_err(qdrant_err(format!("create collection {}", c.name)))?;
+    }
+    if let Some(index) = build_tenant_index(c) {
+        client
+            .create_field_index(index)
+            .await
+            .map_err(qdrant_err(format!("index the tenant field of {}", c.name)))?;
+    }
+    let layout = client
+        .collection_cluster_info(c.name.as_str())
+        .await
+        .map_err(qdrant_err(format!("read the shard layout of {}", c.name)))?;
+    let mut replications_started = 0;
+    for op in plan_replication(&layout, c.replication_factor) {
+        client
+            .update_collection_cluster_setup(UpdateCollectionClusterSetupRequest {
+                collection_name: c.name.clone(),
+                operation: Some(Operation::ReplicateShard(op)),
+                ..UpdateCollectionClusterSetupRequest::default()
+            })
+            .await
+            .map_err(qdrant_err(format!("replicate a shard of {}", c.name)))?;
+        replications_started += 1;
+    }
+    let info = client
+        .collection_info(c.name.as_str())
+        .await
+        .map_err(qdrant_err(format!("read collection {}", c.name)))?;
+    Ok(Observed {
+        created: !exists,
+        points_count: info
+            .result
+            .and_then(|r| r.points_count)
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        shards: shard_layout(&layout),
+        replications_started,
+    })
+}
+
+/// Deletes the collection; a collection that is already gone is not an error.
+pub async fn delete(client: &Qdrant, name: &str) -> Result<()> {
+    let exists = client
+        .collection_exists(name)
+        .await
+        .map_err(qdrant_err(format!("check collection {name}")))?;
+    if exists {
+        client
+            .delete_collection(name)
+            .await
+            .map_err(qdrant_err(format!("delete collection {name}")))?;
+    }
+    Ok(())
+}
+
+fn state_name(state: i32) -> String {
+    qdrant_client::qdrant::ReplicaState::try_from(state)
+        .map_or_else(|_| format!("Unknown({state})"), |s| format!("{s:?}"))
+}
+
+/// Every shard replica, local and remote, sorted by shard then peer.
+pub fn shard_layout(info: &CollectionClusterInfoResponse) -> Vec<ShardStatus> {
+    let mut shards: Vec<ShardStatus> = info
+        .local_shards
+        .iter()
+        .map(|s| ShardStatus {
+            shard_id: i32::try_from(s.shard_id).unwrap_or(i32::MAX),
+            peer_id: info.peer_id.to_string(),
+            state: state_name(s.state),
+        })
+        .chain(info.remote_shards.iter().map(|s| ShardStatus {
+            shard_id: i32::try_from(s.shard_id).unwrap_or(i32::MAX),
+            peer_id: s.peer_id.to_string(),
+            state: state_name(s.state),
+        }))
+        .collect();
+    shards.sort_by(|a, b| (a.shard_id, &a.peer_id).cmp(&(b.shard_id, &b.peer_id)));
+    shards
+}
+
+/// Replications that bring every shard up to `factor` copies, each to a peer that has none of
+/// that shard yet, preferring the peers holding the fewest replicas. Shards already being
+/// transferred are left alone.
+pub fn plan_replication(info: &CollectionClusterInfoResponse, factor: u32) -> Vec<ReplicateShard> {
+    let mut holders: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
+    let mut load: BTreeMap<u64, usize> = BTreeMap::from([(info.peer_id, 0)]);
+    for s in &info.local_shards {
+        holders.entry(s.shard_id).or_default().insert(info.peer_id);
+        *load.entry(info.peer_id).or_default() += 1;
+    }
+    for s in &info.remote_shards {
+        holders.entry(s.shard_id).or_default().insert(s.peer_id);
+        *load.entry(s.peer_id).or_default() += 1;
+    }
+    let busy: BTreeSet<u32> = info.shard_transfers.iter().map(|t| t.shard_id).collect();
+    let mut ops = Vec::new();
+    for (shard, peers) in &holders {
+        if busy.contains(shard) {
+            continue;
+        }
+        let Some(&from) = peers.iter().next() else {
+            continue;
+        };
+        let mut have: BTreeSet<u64> = peers.clone();
+        while have.len() < factor as usize {
+            let Some((&to, _)) = load
+                .iter()
+                .filter(|(p, _)| !have.contains(p))
+                .min_by_key(|(p, n)| (**n, **p))
+            else {
+                break; // fewer peers than the factor: nothing more can be placed
+            };
+            ops.push(ReplicateShard {
+                shard_id: *shard,
+                from_peer_id: from,
+                to_peer_id: to,
+                ..ReplicateShard::default()
+            });
+            have.insert(to);
+            *load.entry(to).or_default() += 1;
+        }
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qdrant_client::qdrant::{LocalShardInfo, RemoteShardInfo};
+
+    fn layout() -> CollectionClusterInfoResponse {
+        // Two shards, one copy each, on a three-peer cluster.
+        CollectionClusterInfoResponse {
+            peer_id: 1,
+            shard_count: 2,
+            local_shards: vec![LocalShardInfo {
+                shard_id: 0,
+                points_count: 10,
+                state: 0,
+                ..LocalShardInfo::default()
+            }],
+            remote_shards: vec![
+                RemoteShardInfo {
+                    shard_id: 1,
+                    peer_id: 2,
+                    state: 0,
+                    ..RemoteShardInfo::default()
+                },
+                RemoteShardInfo {
+                    shard_id: 1,
+                    peer_id: 3,
+                    state: 0,
+                    ..RemoteShardInfo::default()
+                },
+            ],
+            ..CollectionClusterInfoResponse::default()
+        }
+    }
+
+    #[test]
+    fn raising_the_factor_replicates_to_peers_without_the_shard() {
+        let ops = plan_replication(&layout(), 2);
+        assert_eq!(ops.len(), 1, "{ops:?}");
+        assert_eq!((ops[0].shard_id, ops[0].from_peer_id), (0, 1));
+        assert!(ops[0].to_peer_id == 2 || ops[0].to_peer_id == 3);
+        assert!(plan_replication(&layout(), 1).is_empty());
+        // Factor 4 on three peers: every shard ends up on all three, a fourth copy has no place.
+        let ops = plan_replication(&layout(), 4);
+        assert_eq!(ops.len(), 3, "{ops:?}");
+        assert!(ops.iter().all(|o| o.from_peer_id != o.to_peer_id));
+    }
+
+    #[test]
+    fn layout_lists_local_and_remote_replicas() {
+        let shards = shard_layout(&layout());
+        assert_eq!(shards.len(), 3);
+        assert_eq!(
+            (
+                shards[0].shard_id,
+                shards[0].peer_id.as_str(),
+                shards[0].state.as_str()
+            ),
+            (0, "1", "Active")
+        );
+    }
+}

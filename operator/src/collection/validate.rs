@@ -1,0 +1,126 @@
+//! Turns a Collection and its RagCluster into a [`ValidatedCollection`].
+
+use kube::ResourceExt;
+
+use crate::crd::collection::{
+    Collection, DeletionPolicy, Distance, HnswSpec, QuantizationSpec, TenancyMode,
+};
+use crate::crd::common::SecretKeyRef;
+use crate::crd::rag_cluster::{QdrantSpec, RagCluster};
+
+/// Dimension of the data plane's default embedding model, used when `vectorSize` is omitted.
+pub fn default_vector_size() -> u64 {
+    ragplane_config::Config::default().embedding.dimension as u64
+}
+
+/// Why a Collection cannot be reconciled as written.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidationError {
+    /// The referenced RagCluster has no Qdrant (it uses the embedded index).
+    #[error("spec.cluster: RagCluster {0:?} has no Qdrant (spec.qdrant is unset); collections need managed or external Qdrant")]
+    NoQdrant(String),
+    /// The resource lacks metadata the API server always sets.
+    #[error("the resource has no {0}")]
+    Metadata(&'static str),
+}
+
+/// How to reach a Qdrant cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QdrantTarget {
+    /// gRPC URL.
+    pub url: String,
+    /// Secret holding the API key.
+    pub api_key: Option<SecretKeyRef>,
+}
+
+/// A Collection with every default applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedCollection {
+    /// Collection name in Qdrant.
+    pub name: String,
+    /// Where it lives.
+    pub qdrant: QdrantTarget,
+    /// Vector dimension.
+    pub vector_size: u64,
+    /// Distance.
+    pub distance: Distance,
+    /// Shards (fixed at creation).
+    pub shards: u32,
+    /// Copies of each shard.
+    pub replication_factor: u32,
+    /// Acknowledgements per write.
+    pub write_consistency_factor: u32,
+    /// HNSW settings.
+    pub hnsw: Option<HnswSpec>,
+    /// Vectors on disk.
+    pub on_disk: bool,
+    /// Quantization.
+    pub quantization: Option<QuantizationSpec>,
+    /// Tenant payload field to index, when tenants share the collection.
+    pub tenant_field: Option<String>,
+    /// Deletion policy.
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// The Qdrant a RagCluster uses.
+pub fn qdrant_target(cluster: &RagCluster) -> Result<QdrantTarget, ValidationError> {
+    let ns = cluster
+        .namespace()
+        .ok_or(ValidationError::Metadata("namespace"))?;
+    match &cluster.spec.qdrant {
+        Some(QdrantSpec {
+            external: Some(e), ..
+        }) => Ok(QdrantTarget {
+            url: e.url.clone(),
+            api_key: e.api_key_secret_ref.clone(),
+        }),
+        Some(QdrantSpec {
+            managed: Some(m), ..
+        }) => Ok(QdrantTarget {
+            url: format!(
+                "http://{}.{ns}.svc:6334",
+                crate::rag_cluster::validate::qdrant_service_name(&cluster.name_any())
+            ),
+            api_key: m.api_key_secret_ref.clone(),
+        }),
+        _ => Err(ValidationError::NoQdrant(cluster.name_any())),
+    }
+}
+
+/// Validates `collection` against its cluster.
+pub fn validate(
+    collection: &Collection,
+    cluster: &RagCluster,
+) -> Result<ValidatedCollection, ValidationError> {
+    let spec = &collection.spec;
+    let name = match &spec.collection_name {
+        Some(n) => n.clone(),
+        None => collection
+            .metadata
+            .name
+            .clone()
+            .ok_or(ValidationError::Metadata("name"))?,
+    };
+    Ok(ValidatedCollection {
+        name,
+        qdrant: qdrant_target(cluster)?,
+        vector_size: spec
+            .vector_size
+            .map_or_else(default_vector_size, |v| v.unsigned_abs()),
+        distance: spec.distance,
+        shards: positive(spec.shards),
+        replication_factor: positive(spec.replication_factor),
+        write_consistency_factor: positive(spec.write_consistency_factor),
+        hnsw: spec.hnsw.clone(),
+        on_disk: spec.on_disk,
+        quantization: spec.quantization.clone(),
+        tenant_field: (spec.tenancy.mode == TenancyMode::Shared)
+            .then(|| spec.tenancy.payload_field.clone()),
+        deletion_policy: spec.deletion_policy,
+    })
+}
+
+/// A count the schema keeps at 1 or more, as Qdrant's unsigned type.
+fn positive(n: i32) -> u32 {
+    u32::try_from(n.max(1)).unwrap_or(1)
+}

@@ -1,0 +1,99 @@
+//! What every reconciler shares: the client, the Event recorder, metrics and per-object backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource};
+
+use crate::error::Error;
+use crate::metrics::Metrics;
+
+/// Shared state of the controllers.
+#[derive(Clone)]
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Event recorder, reporting as `ragplane-operator`.
+    pub recorder: Recorder,
+    /// Operator metrics.
+    pub metrics: Metrics,
+    /// Default data-plane image repository; the tag is the cluster's version.
+    pub default_image: String,
+    failures: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Context {
+    /// A context for `client`.
+    pub fn new(client: Client, metrics: Metrics, default_image: String) -> Self {
+        let reporter = Reporter {
+            controller: crate::apply::FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            default_image,
+            failures: Arc::default(),
+        }
+    }
+
+    /// Publishes an Event about `object`; failures are logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(%error, reason, "failed to publish an Event");
+        }
+    }
+
+    /// Backoff for the next retry of `key` after a transient error: 1 s doubling up to 5 min.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures.entry(key.to_owned()).or_default();
+        *n = n.saturating_add(1);
+        let secs = 1u64 << (*n - 1).min(9);
+        Duration::from_secs(secs.min(300))
+    }
+
+    /// Forgets the failures of `key` after a successful reconcile.
+    pub fn reset_backoff(&self, key: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.remove(key);
+    }
+
+    /// Records a reconcile error in the metrics, and what the controller should do next.
+    pub fn on_error(
+        &self,
+        kind: &str,
+        key: &str,
+        error: &Error,
+    ) -> kube::runtime::controller::Action {
+        self.metrics.failure(kind, error.metric_label());
+        if error.is_permanent() {
+            tracing::warn!(kind, key, %error, "reconcile failed; waiting for a spec change");
+            kube::runtime::controller::Action::await_change()
+        } else {
+            let delay = self.backoff(key);
+            tracing::info!(kind, key, %error, ?delay, "reconcile failed; retrying");
+            kube::runtime::controller::Action::requeue(delay)
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The ModelPool custom resource: a pool of model servers for generation or embeddings.
+
+// Repeated `printcolumn(...)` arguments are how kube's derive takes several columns.
+#![allow(clippy::duplicated_attributes)]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Toleration;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{Autoscaling, Resources, StorageSpec};
+
+/// Desired state of a ModelPool.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "ragplane.dev",
+    version = "v1alpha1",
+    kind = "ModelPool",
+    plural = "modelpools",
+    shortname = "mp",
+    category = "ragplane",
+    namespaced,
+    status = "ModelPoolStatus",
+    doc = "A pool of model servers (Ollama, OpenAI-compatible or embedding) behind one Service.",
+    printcolumn(name = "Kind", type_ = "string", json_path = ".spec.kind"),
+    printcolumn(name = "Model", type_ = "string", json_path = ".spec.model"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Replicas", type_ = "string", json_path = ".status.replicas"),
+    printcolumn(
+        name = "GPUs",
+        type_ = "integer",
+        json_path = ".spec.gpu.count",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelPoolSpec {
+    /// What serves the model: `ollama`, `openai` (vLLM, llama.cpp and the like) or `embedding`.
+    pub kind: ModelPoolKind,
+    /// Model name, for example `llama3.1:8b` or `BAAI/bge-small-en-v1.5`.
+    #[schemars(length(min = 1))]
+    pub model: String,
+    /// Server image; a default per kind when omitted (required for `openai`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Extra server arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Replicas when autoscaling is off.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+    /// Prometheus-driven autoscaling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+    /// Container resources (GPUs go in `gpu`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// GPUs per replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuSpec>,
+    /// Node selector of the pool's pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of the pool's pods (for example for tainted GPU nodes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Persistent model cache, so a restarted pod does not download the model again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_cache: Option<StorageSpec>,
+    /// Pull and load the model before the pod reports Ready.
+    #[serde(default = "default_true")]
+    pub warmup: bool,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Kind of model server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelPoolKind {
+    /// Ollama, native API on port 11434.
+    #[default]
+    Ollama,
+    /// An OpenAI-compatible server (vLLM, llama.cpp server) on port 8000.
+    Openai,
+    /// A text-embeddings-inference server on port 8080.
+    Embedding,
+}
+
+/// GPUs per replica.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuSpec {
+    /// GPUs per replica; 0 runs on CPU.
+    #[x_kube(validation = Rule::new("self >= 0").message("gpu.count must be greater than or equal to 0"))]
+    pub count: i32,
+    /// Extended resource name of the GPU.
+    #[serde(default = "default_gpu_resource")]
+    pub resource_name: String,
+}
+
+fn default_gpu_resource() -> String {
+    "nvidia.com/gpu".into()
+}
+
+/// Observed state of a ModelPool.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelPoolStatus {
+    /// Generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Progressing` and `Degraded`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Ready over desired replicas, for example `1/2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<String>,
+    /// Replicas ready to serve (model pulled and loaded).
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// URLs that serve the model now; empty while no replica is ready.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ready_endpoints: Vec<String>,
+}

@@ -1,0 +1,320 @@
+//! The RagCluster custom resource: one data-plane deployment and its backends.
+
+// Repeated `printcolumn(...)` arguments are how kube's derive takes several columns.
+#![allow(clippy::duplicated_attributes)]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{Autoscaling, Resources, SecretKeyRef, StorageSpec};
+
+/// Desired state of a RagCluster.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "ragplane.dev",
+    version = "v1alpha1",
+    kind = "RagCluster",
+    plural = "ragclusters",
+    shortname = "rag",
+    category = "ragplane",
+    namespaced,
+    status = "RagClusterStatus",
+    doc = "A ragplane data-plane deployment: API, worker pools, configuration and backends.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "API", type_ = "string", json_path = ".status.api"),
+    printcolumn(name = "Workers", type_ = "string", json_path = ".status.workers"),
+    printcolumn(
+        name = "Qdrant",
+        type_ = "string",
+        json_path = ".status.qdrant",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Endpoint",
+        type_ = "string",
+        json_path = ".status.endpoint",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RagClusterSpec {
+    /// Data-plane version; the image tag when `image` is not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Full data-plane image reference; overrides `version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Image pull policy of every data-plane container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
+    /// The stateless HTTP API.
+    #[serde(default)]
+    pub api: ApiSpec,
+    /// Queue worker pools, each a Deployment of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub workers: Vec<WorkerPoolSpec>,
+    /// Vector store: managed or external Qdrant. When omitted the data plane uses its embedded index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qdrant: Option<QdrantSpec>,
+    /// PostgreSQL metadata store. When omitted the data plane uses embedded SQLite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresSpec>,
+    /// Redis for queues, shared rate limits and the L2 cache. When omitted queues are embedded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisSpec>,
+    /// S3-compatible object store for original documents. When omitted a local directory is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Spec>,
+    /// ModelPool (kind `ollama` or `openai`) that answers questions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<ModelPoolRef>,
+    /// ModelPool (kind `embedding`) that embeds text; the in-process ONNX model when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<ModelPoolRef>,
+    /// Prometheus base URL used by the autoscaling rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus_url: Option<String>,
+    /// Log filter of the data plane, in EnvFilter syntax.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_filter: Option<String>,
+    /// Secret key holding the admin API key created on first start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_key_secret_ref: Option<SecretKeyRef>,
+}
+
+/// The HTTP API component.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiSpec {
+    /// Replicas when autoscaling is off.
+    #[serde(default = "default_api_replicas")]
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+    /// Container resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// Prometheus-driven autoscaling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+    /// Service port.
+    #[serde(default = "default_api_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Most API pods that may be down at once during voluntary disruptions.
+    #[serde(default = "default_max_unavailable")]
+    #[schemars(range(min = 1))]
+    pub max_unavailable: i32,
+}
+
+impl Default for ApiSpec {
+    fn default() -> Self {
+        Self {
+            replicas: default_api_replicas(),
+            resources: None,
+            autoscaling: None,
+            port: default_api_port(),
+            max_unavailable: default_max_unavailable(),
+        }
+    }
+}
+
+fn default_api_replicas() -> i32 {
+    2
+}
+
+fn default_api_port() -> i32 {
+    8080
+}
+
+fn default_max_unavailable() -> i32 {
+    1
+}
+
+/// One pool of queue workers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerPoolSpec {
+    /// Pool name, unique in the cluster; part of the Deployment name.
+    #[schemars(
+        length(min = 1, max = 40),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Queues this pool consumes, for example `documents` or `embeddings`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queues: Vec<String>,
+    /// Replicas when autoscaling is off.
+    #[serde(default = "default_worker_replicas")]
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+    /// Jobs each worker processes at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub concurrency: Option<i32>,
+    /// Container resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// Prometheus-driven autoscaling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+    /// Node selector of the pool's pods (for example GPU nodes for embedding workers).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+}
+
+fn default_worker_replicas() -> i32 {
+    1
+}
+
+/// Qdrant: exactly one of `managed` or `external`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.managed) != has(self.external)").message("exactly one of qdrant.managed or qdrant.external must be set"))]
+pub struct QdrantSpec {
+    /// A Qdrant cluster run by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedQdrant>,
+    /// A Qdrant cluster run elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalQdrant>,
+}
+
+/// A managed Qdrant cluster (StatefulSet in cluster mode).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedQdrant {
+    /// Number of Qdrant peers.
+    #[serde(default = "default_qdrant_replicas")]
+    #[schemars(range(min = 1))]
+    pub replicas: i32,
+    /// Qdrant image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Persistent storage of each peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+    /// Container resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// Secret key holding the API key every peer requires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<SecretKeyRef>,
+}
+
+fn default_qdrant_replicas() -> i32 {
+    3
+}
+
+/// An external Qdrant cluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalQdrant {
+    /// gRPC URL, for example `http://qdrant.example:6334`.
+    #[schemars(length(min = 1))]
+    pub url: String,
+    /// Secret key holding the API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<SecretKeyRef>,
+}
+
+/// PostgreSQL metadata store.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresSpec {
+    /// Secret key holding the primary's connection URL.
+    pub url_secret_ref: SecretKeyRef,
+    /// Secret keys holding read-replica connection URLs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_replica_url_secret_refs: Vec<SecretKeyRef>,
+}
+
+/// Redis connection.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSpec {
+    /// Secret key holding the Redis URL.
+    pub url_secret_ref: SecretKeyRef,
+}
+
+/// S3-compatible object store.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Spec {
+    /// Bucket name.
+    #[schemars(length(min = 3))]
+    pub bucket: String,
+    /// Endpoint URL for S3-compatible servers; AWS when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Secret with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+}
+
+/// A reference to a ModelPool in the same namespace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelPoolRef {
+    /// Name of the ModelPool.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Model name sent to the pool; the pool's model when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// Observed state of a RagCluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RagClusterStatus {
+    /// Generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Progressing` and `Degraded`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Ready over desired API replicas, for example `2/2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+    /// Ready over desired worker replicas across all pools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<String>,
+    /// Ready over desired managed Qdrant peers, or `external`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qdrant: Option<String>,
+    /// In-cluster URL of the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Replicas of every component.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<ComponentStatus>,
+}
+
+/// Replicas of one component.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentStatus {
+    /// Component name: `api`, `worker-<pool>` or `qdrant`.
+    pub name: String,
+    /// Replicas asked for.
+    pub desired_replicas: i32,
+    /// Replicas ready.
+    pub ready_replicas: i32,
+}

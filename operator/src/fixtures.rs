@@ -1,0 +1,110 @@
+//! Mocked API server for tests of the request conversation: each expected request is checked
+//! for method, path and body, and answered with a canned response.
+
+use http::{Method, Request, Response, StatusCode};
+use kube::client::Body;
+use kube::Client;
+use serde_json::Value;
+use tower_test::mock::{self, Handle};
+
+/// One expected request and how to answer it.
+pub struct Exchange {
+    /// Expected method.
+    pub method: Method,
+    /// Expected path with query, compared as a prefix so long query strings can be elided.
+    pub path_prefix: String,
+    /// Checks the request body (parsed as JSON; `Null` when empty).
+    pub check: Box<dyn Fn(&Value) + Send>,
+    /// Status code of the answer.
+    pub status: StatusCode,
+    /// Answer body; `None` echoes the request body back, as server-side apply does.
+    pub reply: Option<Value>,
+}
+
+impl Exchange {
+    /// A request answered by echoing its body.
+    pub fn echo(
+        method: Method,
+        path_prefix: &str,
+        check: impl Fn(&Value) + Send + 'static,
+    ) -> Self {
+        Self {
+            method,
+            path_prefix: path_prefix.into(),
+            check: Box::new(check),
+            status: StatusCode::OK,
+            reply: None,
+        }
+    }
+
+    /// A request answered with `status` and `reply`.
+    pub fn reply(method: Method, path_prefix: &str, status: StatusCode, reply: Value) -> Self {
+        Self {
+            method,
+            path_prefix: path_prefix.into(),
+            check: Box::new(|_| {}),
+            status,
+            reply: Some(reply),
+        }
+    }
+
+    /// A `404 Not Found` answer.
+    pub fn not_found(method: Method, path_prefix: &str) -> Self {
+        Self::reply(
+            method,
+            path_prefix,
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": "NotFound", "code": 404, "message": "not found"}),
+        )
+    }
+}
+
+/// A client backed by a mock, and the task that plays `script` against it. The task fails if a
+/// request differs from the script; awaiting it after the code under test finished also checks
+/// that nothing was left unasked.
+pub fn mock_client(script: Vec<Exchange>) -> (Client, tokio::task::JoinHandle<()>) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    (client, tokio::spawn(play(handle, script)))
+}
+
+async fn play(mut handle: Handle<Request<Body>, Response<Body>>, script: Vec<Exchange>) {
+    for (i, exchange) in script.into_iter().enumerate() {
+        let (request, send) = handle.next_request().await.unwrap_or_else(|| {
+            panic!(
+                "request {i} ({} {}) never came",
+                exchange.method, exchange.path_prefix
+            )
+        });
+        let path = request
+            .uri()
+            .path_and_query()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert_eq!(request.method(), exchange.method, "request {i}: {path}");
+        assert!(
+            path.starts_with(&exchange.path_prefix),
+            "request {i}: expected {} {}, got {path}",
+            exchange.method,
+            exchange.path_prefix
+        );
+        let bytes = request
+            .into_body()
+            .collect_bytes()
+            .await
+            .expect("request body");
+        let body: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("JSON request body")
+        };
+        (exchange.check)(&body);
+        let reply = exchange.reply.unwrap_or(body);
+        let response = Response::builder()
+            .status(exchange.status)
+            .body(Body::from(serde_json::to_vec(&reply).expect("JSON reply")))
+            .expect("response");
+        send.send_response(response);
+    }
+}

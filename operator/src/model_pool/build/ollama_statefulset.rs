@@ -1,0 +1,253 @@
+//! The Ollama StatefulSet: each replica has its own model cache, pulls the model in an init
+//! container and loads it before it reports Ready.
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EmptyDirVolumeSource, ExecAction, HTTPGetAction, Lifecycle,
+    LifecycleHandler, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec,
+    Probe, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::model_pool::validate::ValidatedPool;
+use crate::rag_cluster::build::env;
+
+/// Where models are stored inside the pod.
+const MODELS_DIR: &str = "/models";
+
+/// Pulls the model with a temporary server, so the main container starts with it on disk.
+const PULL_SCRIPT: &str = "ollama serve & server=$!\n\
+until ollama list >/dev/null 2>&1; do sleep 1; done\n\
+ollama pull \"$MODEL\"\n\
+kill \"$server\"\n";
+
+/// Loads the model into memory (kept there by OLLAMA_KEEP_ALIVE=-1) before the probe may pass.
+const LOAD_SCRIPT: &str = "until ollama list >/dev/null 2>&1; do sleep 1; done\n\
+ollama run \"$MODEL\" \"\" >/dev/null\n";
+
+/// `<pool>`: Ollama replicas.
+pub fn build_ollama_statefulset(p: &ValidatedPool) -> StatefulSet {
+    let mut env_vars = vec![
+        env("MODEL", p.model.clone()),
+        env("OLLAMA_HOST", format!("0.0.0.0:{}", p.port)),
+        env("OLLAMA_MODELS", MODELS_DIR),
+        env("OLLAMA_KEEP_ALIVE", "-1"),
+    ];
+    env_vars.sort_by(|a, b| a.name.cmp(&b.name));
+    let mount = VolumeMount {
+        name: "models".into(),
+        mount_path: MODELS_DIR.into(),
+        ..VolumeMount::default()
+    };
+    let sh = |script: &str| {
+        Some(vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            script.to_owned(),
+        ])
+    };
+    let readiness = if p.warmup {
+        Probe {
+            exec: Some(ExecAction {
+                command: sh("ollama ps | grep -qF \"$MODEL\""),
+            }),
+            period_seconds: Some(10),
+            timeout_seconds: Some(5),
+            ..Probe::default()
+        }
+    } else {
+        Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/".into()),
+                port: IntOrString::String("http".into()),
+                ..HTTPGetAction::default()
+            }),
+            period_seconds: Some(10),
+            ..Probe::default()
+        }
+    };
+    let server = Container {
+        name: "ollama".into(),
+        image: Some(p.image.clone()),
+        args: (!p.args.is_empty()).then(|| p.args.clone()),
+        env: Some(env_vars.clone()),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: p.port,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(readiness),
+        lifecycle: p.warmup.then(|| Lifecycle {
+            post_start: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: sh(LOAD_SCRIPT),
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
+        resources: p.resources.clone(),
+        volume_mounts: Some(vec![mount.clone()]),
+        ..Container::default()
+    };
+    let init = p.warmup.then(|| {
+        vec![Container {
+            name: "pull-model".into(),
+            image: Some(p.image.clone()),
+            command: sh(PULL_SCRIPT),
+            env: Some(env_vars),
+            volume_mounts: Some(vec![mount]),
+            ..Container::default()
+        }]
+    });
+    let (volumes, claims) = match &p.cache {
+        Some(cache) => (
+            None,
+            Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some("models".into()),
+                    labels: Some(super::selector(p)),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".into()]),
+                    storage_class_name: cache.storage_class_name.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(
+                            [("storage".to_owned(), Quantity(cache.size.clone()))].into(),
+                        ),
+                        limits: None,
+                    }),
+                    ..PersistentVolumeClaimSpec::default()
+                }),
+                ..PersistentVolumeClaim::default()
+            }]),
+        ),
+        None => (
+            Some(vec![Volume {
+                name: "models".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            }]),
+            None,
+        ),
+    };
+    StatefulSet {
+        metadata: super::meta(p, p.name.clone()),
+        spec: StatefulSetSpec {
+            replicas: p.replicas,
+            service_name: Some(p.name.clone()),
+            pod_management_policy: Some("Parallel".into()),
+            selector: LabelSelector {
+                match_labels: Some(super::selector(p)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(super::pod_labels(p)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    init_containers: init,
+                    containers: vec![server],
+                    volumes,
+                    node_selector: (!p.node_selector.is_empty()).then(|| p.node_selector.clone()),
+                    tolerations: (!p.tolerations.is_empty()).then(|| p.tolerations.clone()),
+                    termination_grace_period_seconds: Some(30),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: claims,
+            ..StatefulSetSpec::default()
+        },
+        ..StatefulSet::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model_pool::build::{build, Workload};
+    use crate::model_pool::validate::validated;
+
+    const GPU_POOL: &str = r#"
+apiVersion: ragplane.dev/v1alpha1
+kind: ModelPool
+metadata: {name: llm, namespace: rag}
+spec:
+  kind: ollama
+  model: "llama3.1:8b"
+  replicas: 2
+  gpu: {count: 1}
+  nodeSelector: {nvidia.com/gpu.present: "true"}
+  tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
+  modelCache: {size: 40Gi, storageClassName: fast}
+"#;
+
+    #[test]
+    fn ollama_pool_pulls_and_loads_before_ready_on_gpu_nodes() {
+        let objects = build(&validated(GPU_POOL));
+        let Workload::StatefulSet(sts) = objects.workload else {
+            panic!("ollama runs as a StatefulSet")
+        };
+        let spec = sts.spec;
+        assert_eq!(spec.replicas, Some(2));
+        let claim = &spec.volume_claim_templates.unwrap()[0];
+        assert_eq!(
+            claim
+                .spec
+                .as_ref()
+                .unwrap()
+                .resources
+                .as_ref()
+                .unwrap()
+                .requests
+                .as_ref()
+                .unwrap()["storage"]
+                .0,
+            "40Gi"
+        );
+        let pod = spec.template.spec.unwrap();
+        let init = &pod.init_containers.unwrap()[0];
+        assert!(init.command.as_ref().unwrap()[2].contains("ollama pull \"$MODEL\""));
+        let c = &pod.containers[0];
+        assert!(c
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|e| e.name == "MODEL" && e.value.as_deref() == Some("llama3.1:8b")));
+        let probe = c.readiness_probe.as_ref().unwrap().exec.as_ref().unwrap();
+        assert!(probe.command.as_ref().unwrap()[2].contains("ollama ps"));
+        assert!(c.lifecycle.as_ref().unwrap().post_start.is_some());
+        assert_eq!(
+            c.resources.as_ref().unwrap().limits.as_ref().unwrap()["nvidia.com/gpu"].0,
+            "1"
+        );
+        assert_eq!(pod.node_selector.unwrap()["nvidia.com/gpu.present"], "true");
+        assert_eq!(
+            pod.tolerations.unwrap()[0].key.as_deref(),
+            Some("nvidia.com/gpu")
+        );
+        let svc = objects.service.spec.unwrap();
+        assert_eq!(svc.ports.unwrap()[0].port, 11434);
+    }
+
+    #[test]
+    fn without_warmup_readiness_is_the_http_root() {
+        let objects = build(&validated(&format!("{GPU_POOL}  warmup: false\n")));
+        let Workload::StatefulSet(sts) = objects.workload else {
+            panic!("ollama runs as a StatefulSet")
+        };
+        let pod = sts.spec.template.spec.unwrap();
+        assert!(pod.init_containers.is_none());
+        assert!(pod.containers[0]
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .is_some());
+    }
+}

@@ -1,0 +1,187 @@
+//! The ModelPool controller: validate → build → apply → status.
+
+pub mod build;
+pub mod status;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::{watcher, Controller};
+use kube::{Api, ResourceExt};
+use tracing::instrument;
+
+use self::build::{PoolObjects, Workload};
+use self::status::AppliedWorkload;
+use crate::apply::{apply, FIELD_MANAGER};
+use crate::context::Context;
+use crate::crd::model_pool::{ModelPool, ModelPoolStatus};
+use crate::error::{Error, Result};
+use crate::labels;
+use crate::rag_cluster::{delete_if_owned, scoped};
+
+/// Kind label in metrics and logs.
+pub const KIND: &str = "ModelPool";
+
+/// Runs the ModelPool controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let owned = watcher::Config::default().labels(&format!(
+        "app.kubernetes.io/managed-by={}",
+        labels::MANAGED_BY
+    ));
+    Controller::new(
+        scoped::<ModelPool>(&client, namespace.as_deref()),
+        watcher::Config::default(),
+    )
+    .owns(
+        scoped::<Deployment>(&client, namespace.as_deref()),
+        owned.clone(),
+    )
+    .owns(
+        scoped::<StatefulSet>(&client, namespace.as_deref()),
+        owned.clone(),
+    )
+    .owns(scoped::<Service>(&client, namespace.as_deref()), owned)
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "ModelPool reconcile ended with an error");
+        }
+    })
+    .await;
+}
+
+fn key(obj: &ModelPool) -> String {
+    format!(
+        "{KIND}/{}/{}",
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
+
+/// One reconcile of one ModelPool.
+#[instrument(skip(ctx, obj), fields(namespace = obj.namespace(), name = obj.name_any()))]
+pub async fn reconcile(obj: Arc<ModelPool>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(KIND);
+    if obj.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    match pipeline(&obj, &ctx).await {
+        Ok(action) => {
+            ctx.reset_backoff(&key(&obj));
+            Ok(action)
+        }
+        Err(error) => {
+            ctx.event(&*obj, true, error.metric_label(), error.to_string())
+                .await;
+            if error.is_permanent() {
+                let previous = obj.status.clone().unwrap_or_default();
+                let health = crate::conditions::Health {
+                    ready: false,
+                    progressing: false,
+                    degraded: Some((error.metric_label().into(), error.to_string())),
+                    summary: (error.metric_label().into(), error.to_string()),
+                };
+                let status = ModelPoolStatus {
+                    observed_generation: obj.metadata.generation,
+                    conditions: crate::conditions::conditions(
+                        &health,
+                        obj.metadata.generation,
+                        &previous.conditions,
+                    ),
+                    ..previous
+                };
+                if let Err(e) = write_status(&obj, &ctx, &status).await {
+                    tracing::warn!(error = %e, "failed to record the error in status");
+                }
+            }
+            Err(error)
+        }
+    }
+}
+
+/// What the controller does after a failed reconcile.
+pub fn error_policy(obj: Arc<ModelPool>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.on_error(KIND, &key(&obj), error)
+}
+
+async fn pipeline(obj: &ModelPool, ctx: &Context) -> Result<Action> {
+    let pool = validate::validate(obj).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    let PoolObjects { workload, service } = build::build(&pool);
+    let client = &ctx.client;
+    let ns = pool.namespace.as_str();
+    apply(client, ns, &service)
+        .await
+        .map_err(|e| Error::kube(format!("apply Service {}", pool.name), e))?;
+    let applied = match workload {
+        Workload::StatefulSet(sts) => {
+            delete_if_owned::<Deployment>(client, ns, &pool.name, &pool.owner.uid).await?;
+            AppliedWorkload::StatefulSet(
+                apply(client, ns, &sts)
+                    .await
+                    .map_err(|e| Error::kube(format!("apply StatefulSet {}", pool.name), e))?,
+            )
+        }
+        Workload::Deployment(deployment, pvc) => {
+            delete_if_owned::<StatefulSet>(client, ns, &pool.name, &pool.owner.uid).await?;
+            if let Some(pvc) = pvc {
+                apply(client, ns, &pvc)
+                    .await
+                    .map_err(|e| Error::kube("apply the model-cache PersistentVolumeClaim", e))?;
+            } else {
+                let name = build::cache_pvc::cache_claim_name(&pool.name);
+                delete_if_owned::<PersistentVolumeClaim>(client, ns, &name, &pool.owner.uid)
+                    .await?;
+            }
+            AppliedWorkload::Deployment(
+                apply(client, ns, &deployment)
+                    .await
+                    .map_err(|e| Error::kube(format!("apply Deployment {}", pool.name), e))?,
+            )
+        }
+    };
+    let previous = obj.status.clone().unwrap_or_default();
+    let status = status::compute(&pool, &applied, obj.metadata.generation, &previous);
+    write_status(obj, ctx, &status).await?;
+    if crate::conditions::is_true(&status.conditions, "Ready")
+        && !crate::conditions::is_true(&previous.conditions, "Ready")
+    {
+        ctx.event(
+            obj,
+            false,
+            "Ready",
+            format!("{} serves {}", pool.name, pool.model),
+        )
+        .await;
+    }
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+async fn write_status(obj: &ModelPool, ctx: &Context, status: &ModelPoolStatus) -> Result<()> {
+    let api: Api<ModelPool> =
+        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": "ragplane.dev/v1alpha1",
+        "kind": KIND,
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|e| Error::kube("write ModelPool status", e))?;
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! Pure builders: one function per kind of object, from a [`ValidatedCluster`] only.
+
+pub mod api_deployment;
+pub mod api_pdb;
+pub mod api_service;
+pub mod config_map;
+pub mod qdrant_pdb;
+pub mod qdrant_service;
+pub mod qdrant_statefulset;
+pub mod worker_deployment;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, Probe, SecretKeySelector,
+    SecurityContext, Service, Volume, VolumeMount,
+};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::validate::{QdrantMode, ValidatedCluster, CONFIG_DIR, CONFIG_FILE, DATA_DIR};
+use crate::crd::common::SecretKeyRef;
+use crate::labels;
+
+/// Every object a RagCluster wants.
+#[derive(Clone, Debug)]
+pub struct ClusterObjects {
+    /// Rendered data-plane config.
+    pub config_map: ConfigMap,
+    /// API Deployment.
+    pub api_deployment: Deployment,
+    /// API Service.
+    pub api_service: Service,
+    /// API PodDisruptionBudget.
+    pub api_pdb: PodDisruptionBudget,
+    /// One Deployment per worker pool.
+    pub workers: Vec<Deployment>,
+    /// Managed Qdrant, when asked for.
+    pub qdrant: Option<QdrantObjects>,
+}
+
+/// The objects of a managed Qdrant.
+#[derive(Clone, Debug)]
+pub struct QdrantObjects {
+    /// The peers.
+    pub statefulset: StatefulSet,
+    /// Headless Service for peer discovery and clients.
+    pub service: Service,
+    /// PodDisruptionBudget.
+    pub pdb: PodDisruptionBudget,
+}
+
+/// Builds every object `c` wants.
+pub fn build(c: &ValidatedCluster) -> ClusterObjects {
+    ClusterObjects {
+        config_map: config_map::build_config_map(c),
+        api_deployment: api_deployment::build_api_deployment(c),
+        api_service: api_service::build_api_service(c),
+        api_pdb: api_pdb::build_api_pdb(c),
+        workers: c
+            .workers
+            .iter()
+            .map(|w| worker_deployment::build_worker_deployment(c, w))
+            .collect(),
+        qdrant: match &c.qdrant {
+            QdrantMode::Managed(q) => Some(QdrantObjects {
+                statefulset: qdrant_statefulset::build_qdrant_statefulset(c, q),
+                service: qdrant_service::build_qdrant_service(c),
+                pdb: qdrant_pdb::build_qdrant_pdb(c),
+            }),
+            QdrantMode::Embedded | QdrantMode::External { .. } => None,
+        },
+    }
+}
+
+/// Metadata of a child named `name` with `component` labels.
+pub(crate) fn meta(c: &ValidatedCluster, name: String, component: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(c.namespace.clone()),
+        labels: Some(labels::object("ragplane", &c.name, component, &c.version)),
+        owner_references: Some(vec![c.owner.clone()]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// An environment variable read from a Secret key.
+pub(crate) fn secret_env(name: &str, r: &SecretKeyRef) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: r.name.clone(),
+                key: r.key.clone(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// A plain environment variable.
+pub(crate) fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+/// Hex FNV-1a hash of the rendered config; stable across builds and platforms.
+pub(crate) fn config_hash(c: &ValidatedCluster) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in c.config_toml.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Non-root, read-only pod and container security settings.
+pub(crate) fn pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(65532),
+        fs_group: Some(65532),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// A container that cannot escalate privileges and has a read-only root filesystem.
+pub(crate) fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// The pod spec of a data-plane process (API or worker).
+pub(crate) fn data_plane_pod(
+    c: &ValidatedCluster,
+    extra_env: Vec<EnvVar>,
+    resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+    node_selector: Option<std::collections::BTreeMap<String, String>>,
+) -> PodSpec {
+    let mut env_vars = vec![env(
+        "RAGPLANE_CONFIG",
+        format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+    )];
+    if let Some(key) = &c.admin_key {
+        env_vars.push(secret_env("RAGPLANE_ADMIN_KEY", key));
+    }
+    env_vars.extend(extra_env);
+    let probe = |path: &str, period: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        ..Probe::default()
+    };
+    PodSpec {
+        containers: vec![Container {
+            name: "ragplane".into(),
+            image: Some(c.image.clone()),
+            image_pull_policy: c.image_pull_policy.clone(),
+            args: Some(vec![
+                "serve".into(),
+                "--config".into(),
+                format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+            ]),
+            env: Some(env_vars),
+            ports: Some(vec![ContainerPort {
+                name: Some("http".into()),
+                container_port: 8080,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            }]),
+            readiness_probe: Some(probe("/readyz", 5)),
+            liveness_probe: Some(probe("/healthz", 10)),
+            resources,
+            security_context: Some(container_security()),
+            volume_mounts: Some(vec![
+                VolumeMount {
+                    name: "config".into(),
+                    mount_path: CONFIG_DIR.into(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                },
+                VolumeMount {
+                    name: "data".into(),
+                    mount_path: DATA_DIR.into(),
+                    ..VolumeMount::default()
+                },
+            ]),
+            ..Container::default()
+        }],
+        volumes: Some(vec![
+            Volume {
+                name: "config".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: c.child("config"),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: "data".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            },
+        ]),
+        node_selector,
+        security_context: Some(pod_security()),
+        termination_grace_period_seconds: Some(30),
+        ..PodSpec::default()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Inline-YAML fixtures for the builder tests.
+
+    use crate::crd::rag_cluster::RagCluster;
+    use crate::rag_cluster::validate::{validate, Dereferenced, ValidatedCluster};
+
+    /// Parses a RagCluster from YAML, giving it a uid so it can own children.
+    pub fn cluster(yaml: &str) -> RagCluster {
+        let mut c: RagCluster = serde_yaml::from_str(yaml).expect("valid RagCluster YAML");
+        c.metadata.uid = Some("uid-1".into());
+        c.metadata.namespace.get_or_insert_with(|| "ns".into());
+        c
+    }
+
+    /// Validates YAML without references.
+    pub fn validated(yaml: &str) -> ValidatedCluster {
+        validate(
+            &cluster(yaml),
+            &Dereferenced::default(),
+            "ghcr.io/ragplane/ragplane",
+        )
+        .expect("valid cluster")
+    }
+}

@@ -1,0 +1,187 @@
+//! The StatefulSet of a managed Qdrant in cluster mode.
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, Volume, VolumeMount,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::labels;
+use crate::rag_cluster::validate::{qdrant_service_name, ManagedQdrant, ValidatedCluster};
+
+/// `<name>-qdrant`: peers start in parallel; peer 0 founds the cluster and the others bootstrap
+/// from it over the headless Service.
+pub fn build_qdrant_statefulset(c: &ValidatedCluster, q: &ManagedQdrant) -> StatefulSet {
+    let sts = c.child("qdrant");
+    let svc = qdrant_service_name(&c.name);
+    let domain = format!("{svc}.{}.svc", c.namespace);
+    let script = format!(
+        "set -e\n\
+         self=\"http://${{HOSTNAME}}.{domain}:6335\"\n\
+         if [ \"${{HOSTNAME##*-}}\" = \"0\" ]; then exec ./entrypoint.sh --uri \"$self\"; fi\n\
+         exec ./entrypoint.sh --bootstrap \"http://{sts}-0.{domain}:6335\" --uri \"$self\"\n"
+    );
+    let mut env = vec![super::env("QDRANT__CLUSTER__ENABLED", "true")];
+    if let Some(key) = &q.api_key {
+        env.push(super::secret_env("QDRANT__SERVICE__API_KEY", key));
+    }
+    let port = |name: &str, port: i32| ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    };
+    let pod_labels = labels::object("qdrant", &c.name, "qdrant", "");
+    let (volumes, claims) = match &q.storage {
+        Some(storage) => (
+            None,
+            Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some("storage".into()),
+                    labels: Some(labels::selector("qdrant", &c.name, "qdrant")),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".into()]),
+                    storage_class_name: storage.storage_class_name.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(
+                            [("storage".to_owned(), Quantity(storage.size.clone()))].into(),
+                        ),
+                        limits: None,
+                    }),
+                    ..PersistentVolumeClaimSpec::default()
+                }),
+                ..PersistentVolumeClaim::default()
+            }]),
+        ),
+        None => (
+            Some(vec![Volume {
+                name: "storage".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            }]),
+            None,
+        ),
+    };
+    let mut meta = super::meta(c, sts, "qdrant");
+    meta.labels = Some(labels::object("qdrant", &c.name, "qdrant", ""));
+    StatefulSet {
+        metadata: meta,
+        spec: StatefulSetSpec {
+            replicas: Some(q.replicas),
+            service_name: Some(svc),
+            pod_management_policy: Some("Parallel".into()),
+            selector: LabelSelector {
+                match_labels: Some(labels::selector("qdrant", &c.name, "qdrant")),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![Container {
+                        name: "qdrant".into(),
+                        image: Some(q.image.clone()),
+                        command: Some(vec!["/bin/bash".into(), "-c".into(), script]),
+                        env: Some(env),
+                        ports: Some(vec![
+                            port("http", 6333),
+                            port("grpc", 6334),
+                            port("p2p", 6335),
+                        ]),
+                        readiness_probe: Some(Probe {
+                            http_get: Some(HTTPGetAction {
+                                path: Some("/readyz".into()),
+                                port: IntOrString::Int(6333),
+                                ..HTTPGetAction::default()
+                            }),
+                            period_seconds: Some(5),
+                            ..Probe::default()
+                        }),
+                        resources: q.resources.clone(),
+                        volume_mounts: Some(vec![VolumeMount {
+                            name: "storage".into(),
+                            mount_path: "/qdrant/storage".into(),
+                            ..VolumeMount::default()
+                        }]),
+                        ..Container::default()
+                    }],
+                    volumes,
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: claims,
+            ..StatefulSetSpec::default()
+        },
+        ..StatefulSet::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::rag_cluster::build::{build, test_support::validated};
+
+    #[test]
+    fn managed_qdrant_is_a_parallel_statefulset_with_headless_service_and_pdb() {
+        let c = validated(
+            r#"
+apiVersion: ragplane.dev/v1alpha1
+kind: RagCluster
+metadata: {name: prod, namespace: rag}
+spec:
+  qdrant:
+    managed:
+      replicas: 3
+      storage: {size: 50Gi, storageClassName: fast}
+      apiKeySecretRef: {name: qdrant, key: api-key}
+"#,
+        );
+        let q = build(&c).qdrant.expect("managed qdrant objects");
+        let spec = q.statefulset.spec;
+        assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(spec.service_name.as_deref(), Some("prod-qdrant"));
+        let claim = &spec.volume_claim_templates.unwrap()[0];
+        let claim_spec = claim.spec.as_ref().unwrap();
+        assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));
+        assert_eq!(
+            claim_spec
+                .resources
+                .as_ref()
+                .unwrap()
+                .requests
+                .as_ref()
+                .unwrap()["storage"]
+                .0,
+            "50Gi"
+        );
+        let container = &spec.template.spec.unwrap().containers[0];
+        let script = &container.command.as_ref().unwrap()[2];
+        assert!(
+            script.contains("--bootstrap \"http://prod-qdrant-0.prod-qdrant.rag.svc:6335\""),
+            "{script}"
+        );
+        let env = container.env.as_ref().unwrap();
+        assert!(env.iter().any(|e| e.name == "QDRANT__CLUSTER__ENABLED"));
+        assert!(env.iter().any(|e| e.name == "QDRANT__SERVICE__API_KEY"));
+        let svc = q.service.spec.unwrap();
+        assert_eq!(svc.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(svc.publish_not_ready_addresses, Some(true));
+        assert_eq!(q.pdb.metadata.name.as_deref(), Some("prod-qdrant"));
+    }
+
+    #[test]
+    fn external_qdrant_builds_nothing() {
+        let c = validated(
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: x}\nspec: {qdrant: {external: {url: 'http://q:6334'}}}\n",
+        );
+        assert!(build(&c).qdrant.is_none());
+    }
+}

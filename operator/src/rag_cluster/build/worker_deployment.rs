@@ -1,0 +1,117 @@
+//! One Deployment per worker pool.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+
+use crate::labels;
+use crate::rag_cluster::validate::{ValidatedCluster, WorkerPool};
+
+/// Name of the Deployment of pool `pool` in cluster `cluster`.
+pub fn worker_name(cluster: &str, pool: &str) -> String {
+    format!("{cluster}-worker-{pool}")
+}
+
+/// `<name>-worker-<pool>`: data-plane processes that consume the pool's queues.
+pub fn build_worker_deployment(c: &ValidatedCluster, w: &WorkerPool) -> Deployment {
+    let mut selector = labels::selector("ragplane", &c.name, "worker");
+    selector.insert(labels::WORKER_POOL.into(), w.name.clone());
+    let mut object_labels = labels::object("ragplane", &c.name, "worker", &c.version);
+    object_labels.insert(labels::WORKER_POOL.into(), w.name.clone());
+
+    let mut extra = vec![super::env("RAGPLANE__WORKERS__ENABLED", "true")];
+    if let Some(n) = w.concurrency {
+        extra.push(super::env("RAGPLANE__WORKERS__CONCURRENCY", n.to_string()));
+    }
+    let node_selector = (!w.node_selector.is_empty()).then(|| w.node_selector.clone());
+    let pod = super::data_plane_pod(c, extra, w.component.resources.clone(), node_selector);
+
+    let mut meta = super::meta(c, worker_name(&c.name, &w.name), "worker");
+    meta.labels = Some(object_labels.clone());
+    // The data plane does not yet route queues to pools; the list is recorded for when it does.
+    meta.annotations = Some(BTreeMap::from([(
+        "ragplane.dev/queues".to_owned(),
+        w.queues.join(","),
+    )]));
+    Deployment {
+        metadata: meta,
+        spec: DeploymentSpec {
+            replicas: w.component.replicas,
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(object_labels),
+                    annotations: Some(BTreeMap::from([(
+                        labels::CONFIG_HASH.to_owned(),
+                        super::config_hash(c),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            ..DeploymentSpec::default()
+        },
+        ..Deployment::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rag_cluster::build::test_support::validated;
+
+    #[test]
+    fn each_pool_gets_its_own_deployment() {
+        let c = validated(
+            r#"
+apiVersion: ragplane.dev/v1alpha1
+kind: RagCluster
+metadata: {name: prod}
+spec:
+  workers:
+    - {name: ingest, queues: [documents], replicas: 4, concurrency: 8}
+    - {name: embed, queues: [embeddings], nodeSelector: {gpu: "true"}, autoscaling: {minReplicas: 1, maxReplicas: 5}}
+"#,
+        );
+        let built = crate::rag_cluster::build::build(&c);
+        assert_eq!(built.workers.len(), 2);
+        let ingest = &built.workers[0];
+        assert_eq!(ingest.metadata.name.as_deref(), Some("prod-worker-ingest"));
+        let spec = &ingest.spec;
+        assert_eq!(spec.replicas, Some(4));
+        assert_eq!(
+            spec.selector.match_labels.as_ref().unwrap()[labels::WORKER_POOL],
+            "ingest"
+        );
+        let env = spec.template.spec.as_ref().unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        assert!(
+            env.iter()
+                .any(|e| e.name == "RAGPLANE__WORKERS__CONCURRENCY"
+                    && e.value.as_deref() == Some("8"))
+        );
+        let embed = &built.workers[1].spec;
+        assert_eq!(
+            embed.replicas, None,
+            "autoscaled pool leaves replicas alone"
+        );
+        assert_eq!(
+            embed
+                .template
+                .spec
+                .as_ref()
+                .unwrap()
+                .node_selector
+                .as_ref()
+                .unwrap()["gpu"],
+            "true"
+        );
+    }
+}

@@ -1,0 +1,603 @@
+//! The RagCluster controller: dereference → validate → build → apply → status.
+
+pub mod build;
+pub mod status;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{watcher, Controller};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tracing::instrument;
+
+use self::build::{ClusterObjects, QdrantObjects};
+use self::status::AppliedWorkloads;
+use self::validate::{Dereferenced, ValidatedCluster};
+use crate::apply::{apply, FIELD_MANAGER};
+use crate::context::Context;
+use crate::crd::model_pool::ModelPool;
+use crate::crd::rag_cluster::{RagCluster, RagClusterStatus};
+use crate::error::{Error, Result};
+use crate::labels;
+
+/// Kind label in metrics and logs.
+pub const KIND: &str = "RagCluster";
+
+/// Runs the RagCluster controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let owned = watcher::Config::default().labels(&format!(
+        "app.kubernetes.io/managed-by={}",
+        labels::MANAGED_BY
+    ));
+    let controller = Controller::new(
+        scoped::<RagCluster>(&client, namespace.as_deref()),
+        watcher::Config::default(),
+    );
+    let store = controller.store();
+    controller
+        .owns(
+            scoped::<Deployment>(&client, namespace.as_deref()),
+            owned.clone(),
+        )
+        .owns(
+            scoped::<StatefulSet>(&client, namespace.as_deref()),
+            owned.clone(),
+        )
+        .owns(
+            scoped::<ConfigMap>(&client, namespace.as_deref()),
+            owned.clone(),
+        )
+        .owns(
+            scoped::<Service>(&client, namespace.as_deref()),
+            owned.clone(),
+        )
+        .owns(
+            scoped::<PodDisruptionBudget>(&client, namespace.as_deref()),
+            owned,
+        )
+        .watches(
+            scoped::<ModelPool>(&client, namespace.as_deref()),
+            watcher::Config::default(),
+            move |pool| {
+                let name = pool.name_any();
+                let ns = pool.namespace();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|c| {
+                        c.namespace() == ns
+                            && [&c.spec.generation, &c.spec.embedding]
+                                .into_iter()
+                                .flatten()
+                                .any(|r| r.name == name)
+                    })
+                    .map(|c| ObjectRef::from_obj(&*c))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "RagCluster reconcile ended with an error");
+            }
+        })
+        .await;
+}
+
+/// An Api for `K` in `namespace`, or in every namespace.
+pub(crate) fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn key(obj: &RagCluster) -> String {
+    format!(
+        "{KIND}/{}/{}",
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
+
+/// One reconcile of one RagCluster.
+#[instrument(skip(ctx, obj), fields(namespace = obj.namespace(), name = obj.name_any()))]
+pub async fn reconcile(obj: Arc<RagCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(KIND);
+    if obj.metadata.deletion_timestamp.is_some() {
+        // Children carry owner references; the garbage collector removes them.
+        return Ok(Action::await_change());
+    }
+    match pipeline(&obj, &ctx).await {
+        Ok(action) => {
+            ctx.reset_backoff(&key(&obj));
+            Ok(action)
+        }
+        Err(error) => {
+            report_error(&obj, &ctx, &error).await;
+            Err(error)
+        }
+    }
+}
+
+/// What the controller does after a failed reconcile.
+pub fn error_policy(obj: Arc<RagCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.on_error(KIND, &key(&obj), error)
+}
+
+async fn pipeline(obj: &RagCluster, ctx: &Context) -> Result<Action> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let refs = dereference(obj, &ctx.client, &namespace).await?;
+    let validated = validate::validate(obj, &refs, &ctx.default_image)
+        .map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    let objects = build::build(&validated);
+    let applied = apply_all(&ctx.client, &validated, objects).await?;
+    let pools: Vec<&ModelPool> = [&refs.generation_pool, &refs.embedding_pool]
+        .into_iter()
+        .flatten()
+        .collect();
+    let previous = obj.status.clone().unwrap_or_default();
+    let status = status::compute(
+        &validated,
+        &applied,
+        obj.metadata.generation,
+        &pools,
+        &previous,
+    );
+    write_status(obj, ctx, &status).await?;
+    let was_ready = crate::conditions::is_true(&previous.conditions, "Ready");
+    let is_ready = crate::conditions::is_true(&status.conditions, "Ready");
+    if is_ready && !was_ready {
+        ctx.event(
+            obj,
+            false,
+            "Ready",
+            "every component has its desired ready replicas".into(),
+        )
+        .await;
+    }
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+async fn dereference(obj: &RagCluster, client: &Client, namespace: &str) -> Result<Dereferenced> {
+    let pools: Api<ModelPool> = Api::namespaced(client.clone(), namespace);
+    let mut out = Dereferenced::default();
+    for (reference, slot) in [
+        (&obj.spec.generation, &mut out.generation_pool),
+        (&obj.spec.embedding, &mut out.embedding_pool),
+    ] {
+        if let Some(r) = reference {
+            let pool = pools
+                .get_opt(&r.name)
+                .await
+                .map_err(|e| Error::kube(format!("get ModelPool {}", r.name), e))?
+                .ok_or_else(|| Error::MissingReference {
+                    kind: "ModelPool",
+                    name: r.name.clone(),
+                })?;
+            *slot = Some(pool);
+        }
+    }
+    Ok(out)
+}
+
+async fn apply_one<K>(client: &Client, ns: &str, object: &K) -> Result<crate::apply::Applied<K>>
+where
+    K: Resource<Scope = NamespaceResourceScope>
+        + serde::Serialize
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    apply(client, ns, object).await.map_err(|e| {
+        Error::kube(
+            format!(
+                "apply {} {}",
+                K::kind(&K::DynamicType::default()),
+                object.name_any()
+            ),
+            e,
+        )
+    })
+}
+
+/// Applies every built object and removes children the spec no longer asks for.
+async fn apply_all(
+    client: &Client,
+    c: &ValidatedCluster,
+    objects: ClusterObjects,
+) -> Result<AppliedWorkloads> {
+    let ClusterObjects {
+        config_map,
+        api_deployment,
+        api_service,
+        api_pdb,
+        workers,
+        qdrant,
+    } = objects;
+    let ns = c.namespace.as_str();
+    // The config first: pods of a new Deployment mount it.
+    apply_one(client, ns, &config_map).await?;
+    let qdrant = match qdrant {
+        Some(QdrantObjects {
+            statefulset,
+            service,
+            pdb,
+        }) => {
+            apply_one(client, ns, &service).await?;
+            apply_one(client, ns, &pdb).await?;
+            Some(apply_one(client, ns, &statefulset).await?)
+        }
+        None => {
+            let name = c.child("qdrant");
+            delete_if_owned::<StatefulSet>(client, ns, &name, &c.owner.uid).await?;
+            delete_if_owned::<Service>(
+                client,
+                ns,
+                &validate::qdrant_service_name(&c.name),
+                &c.owner.uid,
+            )
+            .await?;
+            delete_if_owned::<PodDisruptionBudget>(client, ns, &name, &c.owner.uid).await?;
+            None
+        }
+    };
+    apply_one(client, ns, &api_service).await?;
+    apply_one(client, ns, &api_pdb).await?;
+    let api = raise_to_minimum(
+        client,
+        ns,
+        apply_one(client, ns, &api_deployment).await?,
+        &c.api,
+    )
+    .await?;
+    let mut applied_workers = Vec::with_capacity(workers.len());
+    for (pool, deployment) in c.workers.iter().zip(&workers) {
+        let applied = apply_one(client, ns, deployment).await?;
+        applied_workers.push((
+            pool.name.clone(),
+            raise_to_minimum(client, ns, applied, &pool.component).await?,
+        ));
+    }
+    prune_workers(client, c, &workers).await?;
+    Ok(AppliedWorkloads {
+        api,
+        workers: applied_workers,
+        qdrant,
+    })
+}
+
+/// An autoscaled Deployment's replicas are not in the applied body (the autoscaler owns them),
+/// so the API server defaults them to 1; raise them to the autoscaling minimum through the scale
+/// subresource, which leaves the count's ownership with the autoscaler.
+async fn raise_to_minimum(
+    client: &Client,
+    ns: &str,
+    applied: crate::apply::Applied<Deployment>,
+    component: &validate::Component,
+) -> Result<crate::apply::Applied<Deployment>> {
+    let current = applied.get().spec.replicas.unwrap_or(1);
+    if component.replicas.is_some() || current >= component.desired {
+        return Ok(applied);
+    }
+    let name = applied.get().name_any();
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let patch = serde_json::json!({"spec": {"replicas": component.desired}});
+    api.patch_scale(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| Error::kube(format!("scale Deployment {name}"), e))?;
+    let fresh = api
+        .get(&name)
+        .await
+        .map_err(|e| Error::kube(format!("get Deployment {name}"), e))?;
+    Ok(crate::apply::Applied::read_back(fresh))
+}
+
+/// Deletes worker Deployments of pools that left the spec.
+async fn prune_workers(
+    client: &Client,
+    c: &ValidatedCluster,
+    desired: &[Deployment],
+) -> Result<()> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &c.namespace);
+    let selector = format!(
+        "{}={},{}=worker,app.kubernetes.io/managed-by={}",
+        labels::INSTANCE,
+        c.name,
+        labels::COMPONENT,
+        labels::MANAGED_BY
+    );
+    let existing = api
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| Error::kube("list worker Deployments", e))?;
+    for d in existing {
+        let name = d.name_any();
+        let wanted = desired
+            .iter()
+            .any(|w| w.metadata.name.as_deref() == Some(name.as_str()));
+        if !wanted && owned_by(&d.metadata, &c.owner.uid) {
+            tracing::info!(
+                deployment = name,
+                "deleting the Deployment of a removed worker pool"
+            );
+            api.delete(&name, &DeleteParams::background())
+                .await
+                .map_err(|e| Error::kube(format!("delete Deployment {name}"), e))?;
+        }
+    }
+    Ok(())
+}
+
+fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, uid: &str) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.uid == uid && r.controller == Some(true))
+}
+
+/// Deletes `name` if it exists and this owner controls it.
+pub(crate) async fn delete_if_owned<K>(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    uid: &str,
+) -> Result<()>
+where
+    K: Resource<Scope = NamespaceResourceScope> + DeserializeOwned + Clone + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let existing = api
+        .get_metadata_opt(name)
+        .await
+        .map_err(|e| Error::kube(format!("get {kind} {name}"), e))?;
+    if let Some(obj) = existing {
+        if owned_by(&obj.metadata, uid) {
+            api.delete(name, &DeleteParams::background())
+                .await
+                .map_err(|e| Error::kube(format!("delete {kind} {name}"), e))?;
+        }
+    }
+    Ok(())
+}
+
+async fn write_status(obj: &RagCluster, ctx: &Context, status: &RagClusterStatus) -> Result<()> {
+    let api: Api<RagCluster> =
+        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": "ragplane.dev/v1alpha1",
+        "kind": KIND,
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|e| Error::kube("write RagCluster status", e))?;
+    Ok(())
+}
+
+/// Records a failed reconcile on the resource: an Event always, and for a permanent error the
+/// conditions too, since nothing will retry until the spec changes.
+async fn report_error(obj: &RagCluster, ctx: &Context, error: &Error) {
+    ctx.event(obj, true, error.metric_label(), error.to_string())
+        .await;
+    if !error.is_permanent() {
+        return;
+    }
+    let previous = obj.status.clone().unwrap_or_default();
+    let health = crate::conditions::Health {
+        ready: false,
+        progressing: false,
+        degraded: Some((error.metric_label().into(), error.to_string())),
+        summary: (error.metric_label().into(), error.to_string()),
+    };
+    let status = RagClusterStatus {
+        observed_generation: obj.metadata.generation,
+        conditions: crate::conditions::conditions(
+            &health,
+            obj.metadata.generation,
+            &previous.conditions,
+        ),
+        ..previous
+    };
+    if let Err(e) = write_status(obj, ctx, &status).await {
+        tracing::warn!(error = %e, "failed to record the error in status");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{mock_client, Exchange};
+    use crate::metrics::Metrics;
+    use http::{Method, StatusCode};
+
+    fn apply_path(path: &str) -> String {
+        format!("{path}?&force=true&fieldManager=ragplane-operator")
+    }
+
+    /// The whole conversation of one reconcile of a RagCluster without Qdrant or worker pools:
+    /// server-side applies under one field manager, clean-up of Qdrant objects it might have
+    /// had, a look for stale worker Deployments, then the status.
+    #[tokio::test]
+    async fn reconcile_applies_children_then_writes_status() {
+        let ns = "/api/v1/namespaces/rag";
+        let apps = "/apis/apps/v1/namespaces/rag";
+        let policy = "/apis/policy/v1/namespaces/rag";
+        let owned = |body: &serde_json::Value| {
+            assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+            assert_eq!(
+                body["metadata"]["labels"]["app.kubernetes.io/instance"],
+                "dev"
+            );
+        };
+        let (client, server) = mock_client(vec![
+            Exchange::echo(
+                Method::PATCH,
+                &apply_path(&format!("{ns}/configmaps/dev-config")),
+                move |b| {
+                    owned(b);
+                    assert!(b["data"]["ragplane.toml"]
+                        .as_str()
+                        .unwrap()
+                        .contains("listen = \"0.0.0.0:8080\""));
+                },
+            ),
+            Exchange::not_found(Method::GET, &format!("{apps}/statefulsets/dev-qdrant")),
+            Exchange::not_found(Method::GET, &format!("{ns}/services/dev-qdrant")),
+            Exchange::not_found(
+                Method::GET,
+                &format!("{policy}/poddisruptionbudgets/dev-qdrant"),
+            ),
+            Exchange::echo(
+                Method::PATCH,
+                &apply_path(&format!("{ns}/services/dev-api")),
+                owned,
+            ),
+            Exchange::echo(
+                Method::PATCH,
+                &apply_path(&format!("{policy}/poddisruptionbudgets/dev-api")),
+                owned,
+            ),
+            Exchange::echo(
+                Method::PATCH,
+                &apply_path(&format!("{apps}/deployments/dev-api")),
+                move |b| {
+                    owned(b);
+                    assert_eq!(b["spec"]["replicas"], 1);
+                },
+            ),
+            Exchange::reply(
+                Method::GET,
+                &format!("{apps}/deployments?&labelSelector=app.kubernetes.io%2Finstance%3Ddev"),
+                StatusCode::OK,
+                serde_json::json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                    "metadata": {}, "items": []}),
+            ),
+            Exchange {
+                reply: Some(
+                    serde_json::json!({"apiVersion": "ragplane.dev/v1alpha1", "kind": "RagCluster",
+                    "metadata": {"name": "dev", "namespace": "rag"}, "spec": {}}),
+                ),
+                ..Exchange::echo(
+                    Method::PATCH,
+                    &apply_path(
+                        "/apis/ragplane.dev/v1alpha1/namespaces/rag/ragclusters/dev/status",
+                    ),
+                    |b| {
+                        assert_eq!(b["status"]["api"], "0/1");
+                        assert_eq!(b["status"]["observedGeneration"], 4);
+                        let ready = b["status"]["conditions"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .find(|c| c["type"] == "Ready")
+                            .unwrap();
+                        assert_eq!(ready["status"], "False");
+                    },
+                )
+            },
+        ]);
+        let mut cluster = crate::rag_cluster::build::test_support::cluster(
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: dev, namespace: rag}\nspec: {api: {replicas: 1}}\n",
+        );
+        cluster.metadata.generation = Some(4);
+        let ctx = Arc::new(Context::new(
+            client,
+            Metrics::new(),
+            "ghcr.io/ragplane/ragplane".into(),
+        ));
+        let action = reconcile(Arc::new(cluster), ctx)
+            .await
+            .expect("reconcile succeeds");
+        assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+        server.await.expect("every expected request was made");
+    }
+
+    /// A spec the operator cannot build waits for a change instead of retrying.
+    #[tokio::test]
+    async fn invalid_spec_is_permanent_and_recorded() {
+        let (client, server) = mock_client(vec![
+            Exchange::reply(
+                Method::GET,
+                "/apis/ragplane.dev/v1alpha1/namespaces/rag/modelpools/embed",
+                StatusCode::OK,
+                serde_json::json!({"apiVersion": "ragplane.dev/v1alpha1", "kind": "ModelPool",
+                    "metadata": {"name": "embed", "namespace": "rag"},
+                    "spec": {"kind": "embedding", "model": "m"}}),
+            ),
+            Exchange {
+                status: StatusCode::CREATED,
+                ..Exchange::echo(
+                    Method::POST,
+                    "/apis/events.k8s.io/v1/namespaces/rag/events",
+                    |b| {
+                        assert_eq!(b["type"], "Warning");
+                        assert_eq!(b["reason"], "InvalidSpec");
+                    },
+                )
+            },
+            Exchange::echo(
+                Method::PATCH,
+                &apply_path("/apis/ragplane.dev/v1alpha1/namespaces/rag/ragclusters/bad/status"),
+                |b| {
+                    let degraded = b["status"]["conditions"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|c| c["type"] == "Degraded")
+                        .unwrap();
+                    assert_eq!(
+                        (degraded["status"].as_str(), degraded["reason"].as_str()),
+                        (Some("True"), Some("InvalidSpec"))
+                    );
+                    assert!(degraded["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("expected ollama or openai"));
+                },
+            ),
+        ]);
+        let cluster = crate::rag_cluster::build::test_support::cluster(
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: bad, namespace: rag}\nspec: {generation: {name: embed}}\n",
+        );
+        let ctx = Arc::new(Context::new(client, Metrics::new(), "img".into()));
+        let obj = Arc::new(cluster);
+        let error = reconcile(obj.clone(), ctx.clone())
+            .await
+            .expect_err("invalid spec");
+        assert!(error.is_permanent(), "{error}");
+        assert_eq!(
+            error_policy(obj, &error, ctx.clone()),
+            Action::await_change()
+        );
+        assert!(ctx.metrics.render().contains("error=\"InvalidSpec\""));
+        server.await.expect("every expected request was made");
+    }
+}

@@ -1,0 +1,213 @@
+//! RagCluster status, computed only from objects as the API server returned them after applying.
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+
+use super::validate::{QdrantMode, ValidatedCluster};
+use crate::apply::Applied;
+use crate::conditions::{conditions, Health};
+use crate::crd::model_pool::ModelPool;
+use crate::crd::rag_cluster::{ComponentStatus, RagClusterStatus};
+
+/// Workloads after the apply step. Every field is listed when this is unpacked, so a new workload
+/// that nobody applies does not compile.
+pub struct AppliedWorkloads {
+    /// API Deployment.
+    pub api: Applied<Deployment>,
+    /// Worker Deployments with their pool names.
+    pub workers: Vec<(String, Applied<Deployment>)>,
+    /// Managed Qdrant StatefulSet.
+    pub qdrant: Option<Applied<StatefulSet>>,
+}
+
+/// Ready replicas of a Deployment, counting only a status that describes its current spec.
+fn deployment_ready(d: &Deployment, desired: i32) -> (i32, bool) {
+    let generation = d.metadata.generation.unwrap_or_default();
+    let status = d.status.clone().unwrap_or_default();
+    let ready = status.ready_replicas.unwrap_or(0);
+    let current = status.observed_generation.unwrap_or(0) >= generation;
+    let updated = status.updated_replicas.unwrap_or(0) >= desired;
+    let available = status.available_replicas.unwrap_or(0) >= desired;
+    (ready, current && updated && available && ready >= desired)
+}
+
+fn statefulset_ready(s: &StatefulSet, desired: i32) -> (i32, bool) {
+    let generation = s.metadata.generation.unwrap_or_default();
+    let status = s.status.clone().unwrap_or_default();
+    let ready = status.ready_replicas.unwrap_or(0);
+    let current = status.observed_generation.unwrap_or(0) >= generation;
+    (ready, current && ready >= desired)
+}
+
+/// The status for `c` given what was applied and the referenced ModelPools.
+pub fn compute(
+    c: &ValidatedCluster,
+    applied: &AppliedWorkloads,
+    generation: Option<i64>,
+    pools: &[&ModelPool],
+    previous: &RagClusterStatus,
+) -> RagClusterStatus {
+    let AppliedWorkloads {
+        api,
+        workers,
+        qdrant,
+    } = applied;
+    let mut components = Vec::new();
+    let mut all_ready = true;
+
+    let (api_ready, ok) = deployment_ready(api.get(), c.api.desired);
+    all_ready &= ok;
+    components.push(ComponentStatus {
+        name: "api".into(),
+        desired_replicas: c.api.desired,
+        ready_replicas: api_ready,
+    });
+
+    let (mut workers_ready, mut workers_desired) = (0, 0);
+    for (pool, deployment) in workers {
+        let desired = c
+            .workers
+            .iter()
+            .find(|w| &w.name == pool)
+            .map_or(0, |w| w.component.desired);
+        let (ready, ok) = deployment_ready(deployment.get(), desired);
+        all_ready &= ok;
+        workers_ready += ready;
+        workers_desired += desired;
+        components.push(ComponentStatus {
+            name: format!("worker-{pool}"),
+            desired_replicas: desired,
+            ready_replicas: ready,
+        });
+    }
+
+    let qdrant_text = match (&c.qdrant, qdrant) {
+        (QdrantMode::Managed(q), Some(sts)) => {
+            let (ready, ok) = statefulset_ready(sts.get(), q.replicas);
+            all_ready &= ok;
+            components.push(ComponentStatus {
+                name: "qdrant".into(),
+                desired_replicas: q.replicas,
+                ready_replicas: ready,
+            });
+            format!("{ready}/{}", q.replicas)
+        }
+        (QdrantMode::External { .. }, _) => "external".into(),
+        _ => "embedded".into(),
+    };
+
+    let unready_pools: Vec<String> = pools
+        .iter()
+        .filter(|p| {
+            !p.status
+                .as_ref()
+                .is_some_and(|s| crate::conditions::is_true(&s.conditions, "Ready"))
+        })
+        .map(|p| p.metadata.name.clone().unwrap_or_default())
+        .collect();
+    let degraded = (!unready_pools.is_empty()).then(|| {
+        (
+            "ModelPoolNotReady".to_owned(),
+            format!(
+                "referenced ModelPools not ready: {}",
+                unready_pools.join(", ")
+            ),
+        )
+    });
+    let summary = if all_ready {
+        (
+            "AllComponentsReady".to_owned(),
+            "every component has its desired ready replicas".to_owned(),
+        )
+    } else {
+        (
+            "ComponentsNotReady".to_owned(),
+            "waiting for components to become ready".to_owned(),
+        )
+    };
+    let health = Health {
+        ready: all_ready,
+        progressing: !all_ready,
+        degraded,
+        summary,
+    };
+    RagClusterStatus {
+        observed_generation: generation,
+        conditions: conditions(&health, generation, &previous.conditions),
+        api: Some(format!("{api_ready}/{}", c.api.desired)),
+        workers: Some(format!("{workers_ready}/{workers_desired}")),
+        qdrant: Some(qdrant_text),
+        endpoint: Some(c.endpoint()),
+        components,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rag_cluster::build::{build, test_support::validated};
+    use k8s_openapi::api::apps::v1::DeploymentStatus;
+
+    fn with_status(mut d: Deployment, ready: i32) -> Applied<Deployment> {
+        d.metadata.generation = Some(1);
+        d.status = Some(DeploymentStatus {
+            observed_generation: Some(1),
+            replicas: Some(ready),
+            ready_replicas: Some(ready),
+            available_replicas: Some(ready),
+            updated_replicas: Some(ready),
+            ..DeploymentStatus::default()
+        });
+        Applied::from_server(d)
+    }
+
+    #[test]
+    fn ready_only_when_every_deployment_is_ready() {
+        let c = validated(
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: x}\nspec: {api: {replicas: 2}, workers: [{name: w, replicas: 1}]}\n",
+        );
+        let objects = build(&c);
+        let applied = |api_ready, worker_ready| AppliedWorkloads {
+            api: with_status(objects.api_deployment.clone(), api_ready),
+            workers: vec![(
+                "w".into(),
+                with_status(objects.workers[0].clone(), worker_ready),
+            )],
+            qdrant: None,
+        };
+        let s = compute(
+            &c,
+            &applied(2, 0),
+            Some(1),
+            &[],
+            &RagClusterStatus::default(),
+        );
+        assert_eq!(s.api.as_deref(), Some("2/2"));
+        assert_eq!(s.workers.as_deref(), Some("0/1"));
+        assert!(!crate::conditions::is_true(&s.conditions, "Ready"));
+        assert!(crate::conditions::is_true(&s.conditions, "Progressing"));
+        let s = compute(&c, &applied(2, 1), Some(1), &[], &s);
+        assert!(crate::conditions::is_true(&s.conditions, "Ready"));
+        assert_eq!(s.endpoint.as_deref(), Some("http://x-api.ns.svc:8080"));
+        assert_eq!(s.qdrant.as_deref(), Some("embedded"));
+        assert!(s
+            .conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(1)));
+    }
+
+    #[test]
+    fn a_status_from_an_older_generation_is_not_ready() {
+        let c = validated(
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: x}\nspec: {api: {replicas: 1}}\n",
+        );
+        let mut d = with_status(build(&c).api_deployment, 1).get().clone();
+        d.metadata.generation = Some(2);
+        let applied = AppliedWorkloads {
+            api: Applied::from_server(d),
+            workers: vec![],
+            qdrant: None,
+        };
+        let s = compute(&c, &applied, Some(3), &[], &RagClusterStatus::default());
+        assert!(!crate::conditions::is_true(&s.conditions, "Ready"));
+    }
+}

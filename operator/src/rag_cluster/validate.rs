@@ -1,0 +1,362 @@
+//! Turns a RagCluster and the objects it references into a [`ValidatedCluster`]: every default and
+//! every merge happens here, so builders never read the raw resource.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::{Resource, ResourceExt};
+use ragplane_config::{Config, GenerationConfig, GeneratorEndpoint, LogFormat};
+
+use crate::crd::common::{SecretKeyRef, StorageSpec};
+use crate::crd::model_pool::{ModelPool, ModelPoolKind};
+use crate::crd::rag_cluster::{QdrantSpec, RagCluster};
+
+/// Where the data plane keeps embedded data inside its pods.
+pub const DATA_DIR: &str = "/var/lib/ragplane";
+/// Where the rendered config is mounted.
+pub const CONFIG_DIR: &str = "/etc/ragplane";
+/// File name of the rendered config inside the ConfigMap.
+pub const CONFIG_FILE: &str = "ragplane.toml";
+/// Default Qdrant image of managed clusters.
+pub const DEFAULT_QDRANT_IMAGE: &str = "docker.io/qdrant/qdrant:v1.15.4";
+
+/// Why a RagCluster cannot be turned into objects.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidationError {
+    /// The spec is inconsistent.
+    #[error("spec.{field}: {message}")]
+    Field {
+        /// Path of the offending field below `spec`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The resource lacks metadata the API server always sets.
+    #[error("the resource has no {0}")]
+    Metadata(&'static str),
+    /// The config could not be rendered.
+    #[error("failed to render the data-plane config: {0}")]
+    Render(String),
+}
+
+/// Objects a RagCluster references, read in the dereference step.
+#[derive(Clone, Debug, Default)]
+pub struct Dereferenced {
+    /// The ModelPool named by `spec.generation`.
+    pub generation_pool: Option<ModelPool>,
+    /// The ModelPool named by `spec.embedding`.
+    pub embedding_pool: Option<ModelPool>,
+}
+
+/// A RagCluster with every default applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedCluster {
+    /// Resource name; prefix of every child's name.
+    pub name: String,
+    /// Namespace of the resource and its children.
+    pub namespace: String,
+    /// Controller owner reference every child carries.
+    pub owner: OwnerReference,
+    /// Data-plane image.
+    pub image: String,
+    /// Version label value.
+    pub version: String,
+    /// Image pull policy.
+    pub image_pull_policy: Option<String>,
+    /// The API component.
+    pub api: Component,
+    /// API Service port.
+    pub api_port: i32,
+    /// PodDisruptionBudget `maxUnavailable` of the API.
+    pub api_max_unavailable: i32,
+    /// Worker pools.
+    pub workers: Vec<WorkerPool>,
+    /// Vector store.
+    pub qdrant: QdrantMode,
+    /// The data-plane config rendered into the ConfigMap.
+    pub config: Config,
+    /// `config` as TOML.
+    pub config_toml: String,
+    /// Secret holding the admin key, if any.
+    pub admin_key: Option<SecretKeyRef>,
+}
+
+/// A Deployment-backed component.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Component {
+    /// Replicas to write; `None` when autoscaling owns the count.
+    pub replicas: Option<i32>,
+    /// Replicas expected for readiness (`replicas`, or the autoscaling minimum).
+    pub desired: i32,
+    /// Container resources.
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// A validated worker pool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerPool {
+    /// Pool name.
+    pub name: String,
+    /// Queues it consumes.
+    pub queues: Vec<String>,
+    /// Jobs at once per worker.
+    pub concurrency: Option<i32>,
+    /// Replicas and resources.
+    pub component: Component,
+    /// Node selector.
+    pub node_selector: BTreeMap<String, String>,
+}
+
+/// How the vector store is provided.
+#[derive(Clone, Debug, PartialEq)]
+pub enum QdrantMode {
+    /// The data plane's embedded index (no Qdrant).
+    Embedded,
+    /// A StatefulSet run by the operator.
+    Managed(ManagedQdrant),
+    /// Qdrant run elsewhere.
+    External {
+        /// gRPC URL.
+        url: String,
+        /// API key Secret.
+        api_key: Option<SecretKeyRef>,
+    },
+}
+
+/// A validated managed Qdrant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManagedQdrant {
+    /// Peers.
+    pub replicas: i32,
+    /// Image.
+    pub image: String,
+    /// Per-peer storage; `None` means ephemeral `emptyDir`.
+    pub storage: Option<StorageSpec>,
+    /// Resources.
+    pub resources: Option<ResourceRequirements>,
+    /// API key Secret.
+    pub api_key: Option<SecretKeyRef>,
+}
+
+impl ValidatedCluster {
+    /// Name of the child `suffix` of this cluster.
+    pub fn child(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.name)
+    }
+
+    /// In-cluster URL of the API.
+    pub fn endpoint(&self) -> String {
+        format!(
+            "http://{}.{}.svc:{}",
+            self.child("api"),
+            self.namespace,
+            self.api_port
+        )
+    }
+}
+
+/// Name of the headless Service of a cluster's managed Qdrant.
+pub fn qdrant_service_name(cluster: &str) -> String {
+    format!("{cluster}-qdrant")
+}
+
+/// Validates `cluster` against what it references.
+pub fn validate(
+    cluster: &RagCluster,
+    refs: &Dereferenced,
+    default_image: &str,
+) -> Result<ValidatedCluster, ValidationError> {
+    let name = cluster
+        .metadata
+        .name
+        .clone()
+        .ok_or(ValidationError::Metadata("name"))?;
+    let namespace = cluster
+        .namespace()
+        .ok_or(ValidationError::Metadata("namespace"))?;
+    let owner = cluster
+        .controller_owner_ref(&())
+        .ok_or(ValidationError::Metadata("uid"))?;
+    let spec = &cluster.spec;
+    let version = spec
+        .version
+        .clone()
+        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
+    let image = spec
+        .image
+        .clone()
+        .unwrap_or_else(|| format!("{default_image}:{version}"));
+
+    let api = component(
+        spec.api.replicas,
+        spec.api.autoscaling.as_ref(),
+        &spec.api.resources,
+        "api",
+    )?;
+    let mut workers = Vec::with_capacity(spec.workers.len());
+    for (i, w) in spec.workers.iter().enumerate() {
+        if workers.iter().any(|v: &WorkerPool| v.name == w.name) {
+            return Err(field(
+                format!("workers[{i}].name"),
+                format!("duplicate pool name {:?}", w.name),
+            ));
+        }
+        workers.push(WorkerPool {
+            name: w.name.clone(),
+            queues: w.queues.clone(),
+            concurrency: w.concurrency,
+            component: component(
+                w.replicas,
+                w.autoscaling.as_ref(),
+                &w.resources,
+                &format!("workers[{i}]"),
+            )?,
+            node_selector: w.node_selector.clone(),
+        });
+    }
+
+    let qdrant = match &spec.qdrant {
+        None => QdrantMode::Embedded,
+        Some(QdrantSpec {
+            managed: Some(m),
+            external: None,
+        }) => QdrantMode::Managed(ManagedQdrant {
+            replicas: m.replicas,
+            image: m
+                .image
+                .clone()
+                .unwrap_or_else(|| DEFAULT_QDRANT_IMAGE.into()),
+            storage: m.storage.clone(),
+            resources: m.resources.clone(),
+            api_key: m.api_key_secret_ref.clone(),
+        }),
+        Some(QdrantSpec {
+            managed: None,
+            external: Some(e),
+        }) => QdrantMode::External {
+            url: e.url.clone(),
+            api_key: e.api_key_secret_ref.clone(),
+        },
+        Some(_) => {
+            return Err(field(
+                "qdrant",
+                "exactly one of qdrant.managed or qdrant.external must be set",
+            ))
+        }
+    };
+
+    let generation = match (&spec.generation, &refs.generation_pool) {
+        (None, _) => GenerationConfig::None,
+        (Some(r), Some(pool)) => generation_config(pool, r.model.as_deref(), &namespace)?,
+        (Some(r), None) => {
+            return Err(field(
+                "generation.name",
+                format!("ModelPool {:?} was not dereferenced", r.name),
+            ))
+        }
+    };
+    if let (Some(r), Some(pool)) = (&spec.embedding, &refs.embedding_pool) {
+        if pool.spec.kind != ModelPoolKind::Embedding {
+            return Err(field(
+                "embedding.name",
+                format!(
+                    "ModelPool {:?} has kind {:?}, expected embedding",
+                    r.name, pool.spec.kind
+                ),
+            ));
+        }
+    }
+
+    let mut config = Config {
+        data_dir: DATA_DIR.into(),
+        generation,
+        ..Config::default()
+    };
+    config.server.listen = std::net::SocketAddr::from(([0, 0, 0, 0], 8080));
+    config.telemetry.log_format = LogFormat::Json;
+    if let Some(filter) = &spec.log_filter {
+        config.telemetry.log_filter.clone_from(filter);
+    }
+    // With dedicated worker pools the API pods only serve HTTP.
+    config.workers.enabled = workers.is_empty();
+    config
+        .validate()
+        .map_err(|e| ValidationError::Render(e.to_string()))?;
+    let config_toml =
+        toml::to_string(&config).map_err(|e| ValidationError::Render(e.to_string()))?;
+
+    Ok(ValidatedCluster {
+        name,
+        namespace,
+        owner,
+        image,
+        version,
+        image_pull_policy: spec.image_pull_policy.clone(),
+        api,
+        api_port: spec.api.port,
+        api_max_unavailable: spec.api.max_unavailable,
+        workers,
+        qdrant,
+        config,
+        config_toml,
+        admin_key: spec.admin_key_secret_ref.clone(),
+    })
+}
+
+fn field(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
+    ValidationError::Field {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn component(
+    replicas: i32,
+    autoscaling: Option<&crate::crd::common::Autoscaling>,
+    resources: &Option<ResourceRequirements>,
+    path: &str,
+) -> Result<Component, ValidationError> {
+    match autoscaling {
+        None => Ok(Component {
+            replicas: Some(replicas),
+            desired: replicas,
+            resources: resources.clone(),
+        }),
+        Some(a) if a.min_replicas > a.max_replicas => Err(field(
+            format!("{path}.autoscaling"),
+            "minReplicas must be less than or equal to maxReplicas",
+        )),
+        Some(a) => Ok(Component {
+            replicas: None,
+            desired: a.min_replicas,
+            resources: resources.clone(),
+        }),
+    }
+}
+
+/// The generation section for a ModelPool's Service.
+fn generation_config(
+    pool: &ModelPool,
+    model: Option<&str>,
+    namespace: &str,
+) -> Result<GenerationConfig, ValidationError> {
+    let model = model.unwrap_or(&pool.spec.model);
+    let url = crate::model_pool::validate::service_url(&pool.name_any(), namespace, pool.spec.kind);
+    // Deserialising keeps the config crate's own defaults for the fields not set here.
+    let endpoint = |url: String| -> Result<GeneratorEndpoint, ValidationError> {
+        serde_json::from_value(serde_json::json!({ "url": url, "model": model }))
+            .map_err(|e| ValidationError::Render(e.to_string()))
+    };
+    match pool.spec.kind {
+        ModelPoolKind::Ollama => Ok(GenerationConfig::Ollama(endpoint(url)?)),
+        ModelPoolKind::Openai => Ok(GenerationConfig::Openai(endpoint(format!("{url}/v1"))?)),
+        ModelPoolKind::Embedding => Err(field(
+            "generation.name",
+            format!(
+                "ModelPool {:?} has kind embedding, expected ollama or openai",
+                pool.name_any()
+            ),
+        )),
+    }
+}
