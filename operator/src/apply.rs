@@ -51,3 +51,26 @@ where
         .await
         .map(Applied)
 }
+
+/// Server-side applies `status` to `object`'s status subresource under the same field manager.
+pub async fn apply_status<K>(
+    client: &Client,
+    object: &K,
+    status: &impl Serialize,
+) -> Result<(), kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope> + DeserializeOwned + Clone + Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
+    let dt = K::DynamicType::default();
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&dt),
+        "kind": K::kind(&dt),
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(&object.name_any(), &params, &Patch::Apply(&patch))
+        .await
+        .map(|_| ())
+}

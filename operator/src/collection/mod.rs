@@ -10,14 +10,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::runtime::{watcher, Controller};
 use kube::{Api, ResourceExt};
 use tracing::instrument;
 
-use crate::apply::FIELD_MANAGER;
 use crate::conditions::{conditions, Health};
 use crate::context::Context;
 use crate::crd::collection::{Collection, CollectionStatus, DeletionPolicy};
@@ -254,19 +252,7 @@ async fn cleanup(obj: &Collection, ctx: &Context) -> Result<Action> {
 }
 
 async fn write_status(obj: &Collection, ctx: &Context, status: &CollectionStatus) -> Result<()> {
-    let api: Api<Collection> =
-        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "apiVersion": "ragplane.dev/v1alpha1",
-        "kind": KIND,
-        "status": status,
-    });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|e| Error::kube("write Collection status", e))?;
-    Ok(())
+    crate::apply::apply_status(&ctx.client, obj, status)
+        .await
+        .map_err(|e| Error::kube("write Collection status", e))
 }

@@ -10,15 +10,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::{watcher, Controller};
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 use tracing::instrument;
 
 use self::build::{PoolObjects, Workload};
 use self::status::AppliedWorkload;
-use crate::apply::{apply, FIELD_MANAGER};
+use crate::apply::apply;
 use crate::context::Context;
 use crate::crd::model_pool::{ModelPool, ModelPoolStatus};
 use crate::error::{Error, Result};
@@ -169,19 +168,7 @@ async fn pipeline(obj: &ModelPool, ctx: &Context) -> Result<Action> {
 }
 
 async fn write_status(obj: &ModelPool, ctx: &Context, status: &ModelPoolStatus) -> Result<()> {
-    let api: Api<ModelPool> =
-        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "apiVersion": "ragplane.dev/v1alpha1",
-        "kind": KIND,
-        "status": status,
-    });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|e| Error::kube("write ModelPool status", e))?;
-    Ok(())
+    crate::apply::apply_status(&ctx.client, obj, status)
+        .await
+        .map_err(|e| Error::kube("write ModelPool status", e))
 }

@@ -23,7 +23,7 @@ use tracing::instrument;
 use self::build::{ClusterObjects, QdrantObjects};
 use self::status::AppliedWorkloads;
 use self::validate::{Dereferenced, ValidatedCluster};
-use crate::apply::{apply, FIELD_MANAGER};
+use crate::apply::apply;
 use crate::context::Context;
 use crate::crd::model_pool::ModelPool;
 use crate::crd::rag_cluster::{RagCluster, RagClusterStatus};
@@ -385,21 +385,9 @@ where
 }
 
 async fn write_status(obj: &RagCluster, ctx: &Context, status: &RagClusterStatus) -> Result<()> {
-    let api: Api<RagCluster> =
-        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "apiVersion": "ragplane.dev/v1alpha1",
-        "kind": KIND,
-        "status": status,
-    });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|e| Error::kube("write RagCluster status", e))?;
-    Ok(())
+    crate::apply::apply_status(&ctx.client, obj, status)
+        .await
+        .map_err(|e| Error::kube("write RagCluster status", e))
 }
 
 /// Records a failed reconcile on the resource: an Event always, and for a permanent error the
