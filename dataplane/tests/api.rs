@@ -85,6 +85,17 @@ fn req(method: Method, uri: &str, key: Option<&str>, body: Option<Value>) -> Req
     }
 }
 
+async fn create_collection(router: &Router, key: &str, name: &str) -> Resp {
+    call(
+        router,
+        Method::POST,
+        "/v1/collections",
+        key,
+        Some(json!({ "name": name })),
+    )
+    .await
+}
+
 async fn call(router: &Router, method: Method, uri: &str, key: &str, body: Option<Value>) -> Resp {
     send(router, req(method, uri, Some(key), body)).await
 }
@@ -156,14 +167,7 @@ async fn upload_text(
 async fn ingest_search_query_reindex_delete() {
     let Some(e) = env(|_| {}).await else { return };
     let r = &e.router;
-    let c = call(
-        r,
-        Method::POST,
-        "/v1/collections",
-        ADMIN,
-        Some(json!({ "name": "docs" })),
-    )
-    .await;
+    let c = create_collection(r, ADMIN, "docs").await;
     assert_eq!(c.status, StatusCode::CREATED, "{:?}", c.body);
     assert_eq!(c.body["dimension"], 384);
 
@@ -353,14 +357,7 @@ async fn other_tenants_get_404_on_every_route() {
     assert_eq!(k.status, StatusCode::CREATED, "{:?}", k.body);
     let b = k.body["key"].as_str().unwrap().to_string();
 
-    call(
-        r,
-        Method::POST,
-        "/v1/collections",
-        ADMIN,
-        Some(json!({ "name": "secret" })),
-    )
-    .await;
+    create_collection(r, ADMIN, "secret").await;
     let (doc, job) = upload_text(r, ADMIN, "secret", "The vault code is 4711.", "vault").await;
     wait_status(r, ADMIN, "secret", &doc, "indexed").await;
 
@@ -407,15 +404,7 @@ async fn other_tenants_get_404_on_every_route() {
     assert_eq!(list.body, json!([]));
     // Tenant B may use the same name; its collection is separate.
     assert_eq!(
-        call(
-            r,
-            Method::POST,
-            "/v1/collections",
-            &b,
-            Some(json!({ "name": "secret" }))
-        )
-        .await
-        .status,
+        create_collection(r, &b, "secret").await.status,
         StatusCode::CREATED
     );
     let s = call(r, Method::POST, "/v1/search", &b, Some(search)).await;
@@ -451,14 +440,7 @@ async fn bad_input_gets_the_right_status_and_a_json_error() {
         return;
     };
     let r = &e.router;
-    call(
-        r,
-        Method::POST,
-        "/v1/collections",
-        ADMIN,
-        Some(json!({ "name": "docs" })),
-    )
-    .await;
+    create_collection(r, ADMIN, "docs").await;
 
     let check = |resp: Resp, status: StatusCode, kind: &str, needle: &str| {
         assert_eq!(resp.status, status, "{:?}", resp.body);
@@ -533,14 +515,7 @@ async fn bad_input_gets_the_right_status_and_a_json_error() {
         "name",
     );
     check(
-        call(
-            r,
-            Method::POST,
-            "/v1/collections",
-            ADMIN,
-            Some(json!({ "name": "docs" })),
-        )
-        .await,
+        create_collection(r, ADMIN, "docs").await,
         StatusCode::CONFLICT,
         "conflict",
         "already exists",
@@ -646,14 +621,7 @@ async fn overload_answers_429_and_503_with_retry_after() {
         return;
     };
     let r = &e.router;
-    call(
-        r,
-        Method::POST,
-        "/v1/collections",
-        ADMIN,
-        Some(json!({ "name": "docs" })),
-    )
-    .await;
+    create_collection(r, ADMIN, "docs").await;
     let long = "lorem ipsum dolor ".repeat(60);
     let tasks: Vec<_> = (0..48)
         .map(|i| {
@@ -755,14 +723,7 @@ async fn service_endpoints() {
         "{:?}",
         o.body["paths"]
     );
-    call(
-        r,
-        Method::POST,
-        "/v1/collections",
-        ADMIN,
-        Some(json!({ "name": "docs" })),
-    )
-    .await;
+    create_collection(r, ADMIN, "docs").await;
     call(
         r,
         Method::POST,
@@ -851,14 +812,7 @@ async fn query_sends_numbered_sources_and_reports_citations() {
             return;
         };
         let r = &e.router;
-        call(
-            r,
-            Method::POST,
-            "/v1/collections",
-            ADMIN,
-            Some(json!({ "name": "docs" })),
-        )
-        .await;
+        create_collection(r, ADMIN, "docs").await;
         let (id, _) = upload_text(
             r,
             ADMIN,
@@ -915,14 +869,7 @@ async fn an_unreachable_generator_is_503_with_retry_after() {
         return;
     };
     let r = &e.router;
-    call(
-        r,
-        Method::POST,
-        "/v1/collections",
-        ADMIN,
-        Some(json!({ "name": "docs" })),
-    )
-    .await;
+    create_collection(r, ADMIN, "docs").await;
     let q = call(
         r,
         Method::POST,
