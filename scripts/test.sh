@@ -21,6 +21,16 @@ bash e2e/testcluster/build.sh
 HELM=$(bash e2e/testcluster/build-helm.sh | tail -n 1)
 export HELM
 
+step "test services on 127.0.0.1 (installed once, then started fresh)"
+SERVICES="redis"
+export RAGPLANE_SVC_DIR="$PWD/target/services"
+rm -f "$RAGPLANE_SVC_DIR/env.sh"
+stop_services() { for s in $SERVICES; do bash "scripts/services/$s.sh" stop || true; done; }
+trap stop_services EXIT
+for s in $SERVICES; do bash "scripts/services/$s.sh" start; done
+# shellcheck disable=SC1091
+source "$RAGPLANE_SVC_DIR/env.sh"
+
 step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -31,8 +41,8 @@ step "build"
 cargo build --workspace --locked --bins
 
 step "tests"
-# Tests that need the model, the API server or helm fail instead of skipping when it is missing.
-export RAGPLANE_REQUIRE_MODEL=1 RAGPLANE_REQUIRE_CLUSTER=1 RAGPLANE_REQUIRE_HELM=1
+# Tests that need the model, the API server, helm or a test service fail instead of skipping when it is missing.
+export RAGPLANE_REQUIRE_MODEL=1 RAGPLANE_REQUIRE_CLUSTER=1 RAGPLANE_REQUIRE_HELM=1 RAGPLANE_REQUIRE_SERVICES=1
 if [ -z "${QDRANT_URL:-}" ]; then
   # cargo test hides a passing test's output, so say it here too.
   echo "SKIPPED: Collection tests against a real Qdrant (collection_against_a_real_qdrant): QDRANT_URL is not set;" \

@@ -12,7 +12,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cache::{Cache, MemoryCache};
+use crate::cache::{Cache, MemoryCache, RedisCache, TieredCache};
 use crate::embed::onnx::OnnxEmbedder;
 use crate::embed::tokenizer::TextTokenizer;
 use crate::embed::{CachedEmbedder, Embedder};
@@ -23,7 +23,9 @@ use crate::generate::{prompt, Generator, Usage};
 use crate::ingest::parse::Format;
 use crate::metadata::{Collection, Document, MetadataStore, NewDocument, SqliteStore, Tenant};
 use crate::objects::{LocalStore, ObjectStore};
-use crate::queue::{Job, JobQueue, SqliteQueue, Task, DOCUMENTS};
+use crate::queue::{Job, JobQueue, RedisQueue, SqliteQueue, Task, DOCUMENTS};
+use crate::ratelimit::{Decision, MemoryLimiter, Quota, RateLimiter, RedisLimiter};
+use crate::redis_conn::Redis;
 use crate::vectors::{CollectionKey, EmbeddedIndex, Filter, VectorIndex};
 
 /// Name of the tenant created on first start, which the first admin key belongs to.
@@ -58,6 +60,8 @@ pub struct App {
     pub results: Option<Arc<dyn Cache>>,
     /// Answer generator, when configured.
     pub generator: Option<Arc<dyn Generator>>,
+    /// Per-API-key rate limit, when enabled.
+    pub rate_limiter: Option<Arc<dyn RateLimiter>>,
     /// The default tenant's id.
     pub default_tenant: String,
     /// Recently verified keys (by hash), so the hot path skips the metadata store. Entries
@@ -202,8 +206,21 @@ impl App {
         })?;
         let store = SqliteStore::open(&config.sqlite_path()).await?;
         store.migrate().await?;
-        let QueueConfig::Sqlite(qcfg) = &config.queue;
-        let queue = SqliteQueue::open(store.pool().clone(), qcfg).await?;
+        let redis = match &config.redis {
+            Some(r) => Some(Redis::connect(r).map_err(|e| anyhow::anyhow!("redis.url: {e}"))?),
+            None => None,
+        };
+        let queue: Arc<dyn JobQueue> = match (&config.queue, &redis) {
+            (QueueConfig::Sqlite(qcfg), _) => {
+                Arc::new(SqliteQueue::open(store.pool().clone(), qcfg).await?)
+            }
+            (QueueConfig::Redis(qcfg), Some(r)) => {
+                Arc::new(RedisQueue::open(r.clone(), qcfg).await?)
+            }
+            (QueueConfig::Redis(_), None) => {
+                anyhow::bail!("queue.backend: redis needs a [redis] section")
+            }
+        };
         let objects = LocalStore::open(config.objects_dir())?;
         let VectorIndexConfig::Embedded(vcfg) = &config.vectors;
         let vectors = EmbeddedIndex::open(config.vectors_dir(), vcfg.clone()).await?;
@@ -212,19 +229,8 @@ impl App {
         let onnx = tokio::task::spawn_blocking(move || OnnxEmbedder::start(&ecfg)).await??;
         let files = crate::embed::onnx::ModelFiles::from_config(&config.embedding)?;
         let tokenizer = TextTokenizer::from_file(&files.tokenizer, config.embedding.max_seq_len)?;
-        let c = &config.cache;
-        let embedding_cache: Option<Arc<dyn Cache>> = c.embeddings.then(|| {
-            Arc::new(MemoryCache::new(
-                c.embedding_capacity,
-                Duration::from_secs(c.embedding_ttl_secs),
-            )) as Arc<dyn Cache>
-        });
-        let results: Option<Arc<dyn Cache>> = c.results.then(|| {
-            Arc::new(MemoryCache::new(
-                c.result_capacity,
-                Duration::from_secs(c.result_ttl_secs),
-            )) as Arc<dyn Cache>
-        });
+        let (embedding_cache, results) = build_caches(&config, redis.as_ref());
+        let rate_limiter = build_rate_limiter(&config, redis.as_ref());
         let embedder: Arc<dyn Embedder> =
             Arc::new(CachedEmbedder::new(Arc::new(onnx), embedding_cache));
         let generator: Option<Arc<dyn Generator>> = match &config.generation {
@@ -242,7 +248,8 @@ impl App {
             metadata,
             objects: Arc::new(objects),
             vectors: Arc::new(vectors),
-            queue: Arc::new(queue),
+            queue,
+            rate_limiter,
             embedder,
             tokenizer,
             results,
@@ -281,6 +288,7 @@ impl App {
     /// Resolves a bearer token to a principal.
     pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Principal> {
         if self.config.auth.disabled {
+            self.admit("anonymous").await?;
             return Ok(Principal {
                 tenant_id: self.default_tenant.clone(),
                 admin: true,
@@ -290,17 +298,54 @@ impl App {
             Error::Unauthorized("missing API key: send Authorization: Bearer <key>".into())
         })?;
         let hash = hash_key(key);
-        if let Some(p) = self.known_keys.get(&hash) {
-            return Ok(p);
-        }
-        let found = self.metadata.api_key_by_hash(&hash).await?;
-        let k = found.ok_or_else(|| Error::Unauthorized("unknown or revoked API key".into()))?;
-        let principal = Principal {
-            tenant_id: k.tenant_id,
-            admin: k.admin,
+        let principal = match self.known_keys.get(&hash) {
+            Some(p) => p,
+            None => {
+                let found = self.metadata.api_key_by_hash(&hash).await?;
+                let k = found
+                    .ok_or_else(|| Error::Unauthorized("unknown or revoked API key".into()))?;
+                let principal = Principal {
+                    tenant_id: k.tenant_id,
+                    admin: k.admin,
+                };
+                self.known_keys.insert(hash.clone(), principal.clone());
+                principal
+            }
         };
-        self.known_keys.insert(hash, principal.clone());
+        self.admit(&hash).await?;
         Ok(principal)
+    }
+
+    /// Counts a request against the key's rate limit (keyed by the key's hash, never the key).
+    async fn admit(&self, key_id: &str) -> Result<()> {
+        let Some(limiter) = &self.rate_limiter else {
+            return Ok(());
+        };
+        let rl = &self.config.rate_limit;
+        match limiter.check(key_id).await {
+            Ok(Decision::Allow) => Ok(()),
+            Ok(Decision::Limit { retry_after }) => {
+                crate::metrics::RATE_LIMITED.inc();
+                Err(Error::RateLimited {
+                    message: format!(
+                        "rate limit exceeded for this API key ({} requests/s, burst {})",
+                        rl.requests_per_second, rl.burst
+                    ),
+                    retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64,
+                })
+            }
+            Err(e) => {
+                crate::metrics::RATE_LIMIT_ERRORS.inc();
+                tracing::warn!(error = %e, fail = ?rl.on_backend_error, "rate limiter unavailable");
+                match rl.on_backend_error {
+                    ragplane_config::FailMode::Open => Ok(()),
+                    ragplane_config::FailMode::Closed => Err(Error::Unavailable {
+                        message: format!("rate limiter unavailable: {e}"),
+                        retry_after_secs: 1,
+                    }),
+                }
+            }
+        }
     }
 
     fn require_admin(p: &Principal) -> Result<()> {
@@ -555,12 +600,6 @@ impl App {
                 .get(key)
                 .await
                 .and_then(|b| serde_json::from_slice::<Vec<SearchHit>>(&b).ok());
-            crate::metrics::cache_lookup(
-                "results",
-                cache.layer(),
-                usize::from(hit.is_some()),
-                usize::from(hit.is_none()),
-            );
             if let Some(hits) = hit {
                 return Ok(hits);
             }
@@ -655,6 +694,58 @@ pub fn key_of(c: &Collection) -> CollectionKey {
         tenant: c.tenant_id.clone(),
         collection: c.id.clone(),
     }
+}
+
+type OptionalCache = Option<Arc<dyn Cache>>;
+
+/// The embedding and result caches: in process, with a Redis layer under each when
+/// `cache.redis_l2` is set.
+fn build_caches(
+    config: &Config,
+    redis: Option<&Redis>,
+) -> (OptionalCache, OptionalCache) {
+    let c = &config.cache;
+    let deadline =
+        Duration::from_millis(config.redis.as_ref().map_or(250, |r| r.command_timeout_ms));
+    let layered = |on: bool, name: &'static str, capacity: u64, ttl_secs: u64| {
+        on.then(|| {
+            let ttl = Duration::from_secs(ttl_secs);
+            let l1: Arc<dyn Cache> = Arc::new(MemoryCache::new(name, capacity, ttl));
+            match redis.filter(|_| c.redis_l2) {
+                Some(r) => Arc::new(TieredCache::new(
+                    l1,
+                    Arc::new(RedisCache::new(r.clone(), name, ttl, deadline)),
+                )) as Arc<dyn Cache>,
+                None => l1,
+            }
+        })
+    };
+    (
+        layered(
+            c.embeddings,
+            "embedding",
+            c.embedding_capacity,
+            c.embedding_ttl_secs,
+        ),
+        layered(c.results, "results", c.result_capacity, c.result_ttl_secs),
+    )
+}
+
+/// The per-key rate limiter, when enabled.
+fn build_rate_limiter(config: &Config, redis: Option<&Redis>) -> Option<Arc<dyn RateLimiter>> {
+    let rl = &config.rate_limit;
+    if !rl.enabled {
+        return None;
+    }
+    let quota = Quota::new(rl.requests_per_second, rl.burst);
+    Some(match (rl.backend, redis) {
+        (ragplane_config::RateLimitBackend::Redis, Some(r)) => Arc::new(RedisLimiter::new(
+            r.clone(),
+            quota,
+            Duration::from_millis(config.redis.as_ref().map_or(250, |c| c.command_timeout_ms)),
+        )),
+        _ => Arc::new(MemoryLimiter::new(quota)),
+    })
 }
 
 fn result_cache_key(c: &Collection, req: &SearchRequest) -> String {

@@ -58,6 +58,14 @@ pub enum Error {
         /// Suggested wait.
         retry_after_secs: u64,
     },
+    /// The caller's API key is over its rate limit.
+    #[error("{message}")]
+    RateLimited {
+        /// What was exceeded.
+        message: String,
+        /// Seconds until a request would be allowed.
+        retry_after_secs: u64,
+    },
     /// A dependency is down; retry after the given seconds.
     #[error("{message}")]
     Unavailable {
@@ -118,7 +126,22 @@ impl From<MetadataError> for Error {
 
 impl From<QueueError> for Error {
     fn from(e: QueueError) -> Self {
-        Self::Internal(e.to_string())
+        match e {
+            QueueError::Redis { ref source, .. }
+                if source.is_io_error()
+                    || source.is_timeout()
+                    || source.is_connection_dropped()
+                    || source.is_connection_refusal() =>
+            {
+                Self::Unavailable {
+                    message: e.to_string(),
+                    retry_after_secs: 2,
+                }
+            }
+            QueueError::UnknownQueue(_) => Self::invalid("queue", e.to_string()),
+            QueueError::UnknownJob(id) => Self::not_found("job", id),
+            other => Self::Internal(other.to_string()),
+        }
     }
 }
 

@@ -19,6 +19,8 @@ pub mod metadata;
 pub mod metrics;
 pub mod objects;
 pub mod queue;
+pub mod ratelimit;
+pub mod redis_conn;
 pub mod server;
 pub mod testing;
 pub mod vectors;

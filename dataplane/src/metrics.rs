@@ -69,6 +69,14 @@ metric!(SEARCH_SECONDS: Histogram = Histogram::with_opts(
 metric!(CHUNKS_INDEXED: IntCounter = IntCounter::new(
     "ragplane_chunks_indexed_total", "Chunks embedded and written to the vector index"));
 
+metric!(CACHE_ERRORS: IntCounterVec = IntCounterVec::new(
+    Opts::new("ragplane_cache_errors_total", "Shared-cache (Redis) commands that failed or timed out and counted as misses, by cache"),
+    &["cache"]));
+metric!(RATE_LIMITED: IntCounter = IntCounter::new(
+    "ragplane_rate_limited_total", "Requests refused by the per-key rate limit"));
+metric!(RATE_LIMIT_ERRORS: IntCounter = IntCounter::new(
+    "ragplane_rate_limit_backend_errors_total", "Rate-limit checks whose backend failed (then failing open or closed as configured)"));
+
 /// Counts a batch of cache lookups.
 pub fn cache_lookup(cache: &str, layer: &str, hits: usize, misses: usize) {
     CACHE_REQUESTS
@@ -94,6 +102,9 @@ pub fn init() {
     LazyLock::force(&EMBED_QUEUE_DEPTH);
     LazyLock::force(&EMBEDDINGS_TOTAL);
     LazyLock::force(&CACHE_REQUESTS);
+    LazyLock::force(&CACHE_ERRORS);
+    LazyLock::force(&RATE_LIMITED);
+    LazyLock::force(&RATE_LIMIT_ERRORS);
     LazyLock::force(&SEARCH_SECONDS);
     LazyLock::force(&CHUNKS_INDEXED);
 }

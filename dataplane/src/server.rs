@@ -1,5 +1,8 @@
-//! `ragplane serve`: builds the application, prints the first admin key, starts the workers and
-//! serves HTTP until SIGINT or SIGTERM, then drains requests and jobs and flushes the index.
+//! The long-running processes. `ragplane serve` builds the application, prints the first admin
+//! key, starts the workers (unless disabled) and serves HTTP until SIGINT or SIGTERM, then
+//! drains requests and jobs and flushes the index. `ragplane worker` runs only queue workers,
+//! with `/healthz`, `/readyz` and `/metrics` for its probes and scraping; on SIGTERM it stops
+//! claiming, finishes the jobs it holds, and exits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,22 +51,52 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             signal.cancel();
         })
         .await?;
-    if let Some(mut set) = workers {
-        // Workers finish the job they hold; whatever is still running at the deadline is
-        // abandoned and will be re-queued on the next start.
-        if tokio::time::timeout(grace, async { while set.join_next().await.is_some() {} })
-            .await
-            .is_err()
-        {
-            tracing::warn!("workers did not finish within the grace period");
-        }
+    if let Some(w) = workers {
+        w.drain(&app, grace).await;
     }
     app.vectors.flush().await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Runs queue workers on `queues` until a shutdown signal, serving the service endpoints on
+/// `config.server.listen`.
+pub async fn run_workers(config: Config, queues: Vec<String>) -> anyhow::Result<()> {
+    for q in &queues {
+        anyhow::ensure!(
+            crate::queue::QUEUES.contains(&q.as_str()),
+            "--queues: unknown queue {q:?} (known: {})",
+            crate::queue::QUEUES.join(", ")
+        );
+    }
+    let listen = config.server.listen;
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let concurrency = config.workers.concurrency;
+    let app = Arc::new(App::build(config).await?);
+    let shutdown = CancellationToken::new();
+    crate::worker::requeue_orphans(&app).await?;
+    let workers =
+        crate::worker::spawn_queue_workers(app.clone(), &queues, concurrency, shutdown.clone());
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("failed to listen on {listen}: {e}"))?;
+    tracing::info!(addr = %listener.local_addr()?, ?queues, concurrency, "ragplane worker running");
+    let signal = shutdown.clone();
+    axum::serve(listener, crate::api::service_router(app.clone()))
+        .with_graceful_shutdown(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: no new jobs; finishing the jobs in hand");
+            signal.cancel();
+        })
+        .await?;
+    workers.drain(&app, grace).await;
+    app.vectors.flush().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

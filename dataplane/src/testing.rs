@@ -44,3 +44,37 @@ pub fn config_in(dir: &Path, model: &(PathBuf, PathBuf), admin_key: &str) -> Con
     c.workers.poll_interval_ms = 50;
     c
 }
+
+/// The address of a test service, from the variable `var` that `scripts/services/*.sh` record.
+///
+/// When it is unset, prints why `test` is skipped and returns `None`; with
+/// `RAGPLANE_REQUIRE_SERVICES=1` (as in CI) it panics instead, so a service that failed to
+/// start fails the run rather than skipping.
+pub fn service_url(var: &str, test: &str) -> Option<String> {
+    if let Ok(v) = std::env::var(var) {
+        if !v.is_empty() {
+            return Some(v);
+        }
+    }
+    let why = format!("{var} is not set; start the service with scripts/services/*.sh");
+    assert!(
+        std::env::var("RAGPLANE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+        "{test}: {why}"
+    );
+    eprintln!("SKIPPED: {test}: {why}");
+    None
+}
+
+/// A Redis connection for a test, under a key prefix of its own, when the test Redis runs.
+pub fn test_redis(test: &str) -> Option<crate::redis_conn::Redis> {
+    let url = service_url("RAGPLANE_TEST_REDIS_URL", test)?;
+    let cfg = ragplane_config::RedisConfig {
+        url,
+        key_prefix: format!("test-{}", uuid::Uuid::new_v4().simple()),
+        ..ragplane_config::RedisConfig::default()
+    };
+    match crate::redis_conn::Redis::connect(&cfg) {
+        Ok(r) => Some(r),
+        Err(e) => panic!("{test}: bad RAGPLANE_TEST_REDIS_URL: {e}"),
+    }
+}

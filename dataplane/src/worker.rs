@@ -1,5 +1,7 @@
-//! In-process queue workers: claim a job, run it, record the outcome. On shutdown a worker
-//! stops claiming, finishes the job it holds, then exits.
+//! Queue workers: claim a job, run it, record the outcome. While a job runs, its worker renews
+//! the claim, so that only a dead worker's jobs are taken over by others. On shutdown a worker
+//! stops claiming, finishes the job it holds, then exits; whatever is still held when the grace
+//! period ends is given back to the queue.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,40 +16,137 @@ use crate::metadata::DocumentStatus;
 use crate::metrics;
 use crate::queue::{FailOutcome, Job, Task, DOCUMENTS, QUEUES};
 
-/// Starts `concurrency` workers on the `documents` queue; they stop when `shutdown` fires.
-pub fn spawn_workers(
-    app: Arc<App>,
-    concurrency: usize,
-    shutdown: CancellationToken,
-) -> JoinSet<()> {
-    let instance = uuid::Uuid::new_v4().simple().to_string();
-    let mut set = JoinSet::new();
-    for i in 0..concurrency {
-        let worker = format!("{}-{i}", &instance[..12]);
-        set.spawn(run_worker(app.clone(), worker, shutdown.clone()));
-    }
-    set.spawn(refresh_queue_metrics(app, shutdown));
-    set
+/// Running workers: their tasks and their names (for giving jobs back).
+pub struct Workers {
+    /// The worker tasks (and the queue metrics refresher).
+    pub set: JoinSet<()>,
+    /// Worker names, as recorded on the jobs they claim.
+    pub names: Vec<String>,
 }
 
-async fn run_worker(app: Arc<App>, worker: String, shutdown: CancellationToken) {
-    let poll = Duration::from_millis(app.config.workers.poll_interval_ms);
-    while !shutdown.is_cancelled() {
-        match app.queue.claim(DOCUMENTS, &worker).await {
-            Ok(Some(job)) => run_job(&app, job).await,
-            Ok(None) => {
-                tokio::select! {
-                    () = tokio::time::sleep(poll) => {}
-                    () = shutdown.cancelled() => {}
+impl Workers {
+    /// Waits up to `grace` for the workers to finish the jobs they hold (after `shutdown` has
+    /// fired), then gives back whatever is still held so another worker runs it at once.
+    pub async fn drain(mut self, app: &App, grace: Duration) {
+        let finished = tokio::time::timeout(grace, async {
+            while self.set.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        if finished {
+            return;
+        }
+        tracing::warn!(
+            ?grace,
+            "workers did not finish within the grace period; giving their jobs back"
+        );
+        self.set.abort_all();
+        for name in &self.names {
+            match app.queue.release(name).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(worker = %name, jobs = n, "gave jobs back to the queue"),
+                Err(e) => {
+                    tracing::warn!(worker = %name, error = %e, "failed to give jobs back; they are reclaimed after the visibility timeout")
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, worker, "failed to claim a job");
-                tokio::time::sleep(poll * 4).await;
+        }
+    }
+}
+
+/// Starts `concurrency` workers on the `documents` queue; they stop when `shutdown` fires.
+pub fn spawn_workers(app: Arc<App>, concurrency: usize, shutdown: CancellationToken) -> Workers {
+    spawn_queue_workers(app, &[DOCUMENTS.to_string()], concurrency, shutdown)
+}
+
+/// Starts `concurrency` workers, each taking jobs from `queues` in turn; they stop claiming
+/// when `shutdown` fires and return once the job they hold is done.
+pub fn spawn_queue_workers(
+    app: Arc<App>,
+    queues: &[String],
+    concurrency: usize,
+    shutdown: CancellationToken,
+) -> Workers {
+    let instance = uuid::Uuid::new_v4().simple().to_string();
+    let mut set = JoinSet::new();
+    let mut names = Vec::with_capacity(concurrency);
+    for i in 0..concurrency {
+        let worker = format!("{}-{i}", &instance[..12]);
+        names.push(worker.clone());
+        set.spawn(run_worker(
+            app.clone(),
+            queues.to_vec(),
+            worker,
+            shutdown.clone(),
+        ));
+    }
+    set.spawn(refresh_queue_metrics(app, shutdown));
+    Workers { set, names }
+}
+
+async fn run_worker(
+    app: Arc<App>,
+    queues: Vec<String>,
+    worker: String,
+    shutdown: CancellationToken,
+) {
+    let poll = Duration::from_millis(app.config.workers.poll_interval_ms);
+    let mut next = 0;
+    while !shutdown.is_cancelled() {
+        // Try each queue once, starting after the one served last, so none starves.
+        let mut claimed = None;
+        let mut failed = false;
+        for k in 0..queues.len() {
+            let q = &queues[(next + k) % queues.len()];
+            match app.queue.claim(q, &worker).await {
+                Ok(Some(job)) => {
+                    next = (next + k + 1) % queues.len();
+                    claimed = Some(job);
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, worker, queue = %q, "failed to claim a job");
+                    failed = true;
+                }
+            }
+        }
+        match claimed {
+            Some(job) => run_job_renewing(&app, job, &worker).await,
+            None => {
+                let wait = if failed { poll * 4 } else { poll };
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = shutdown.cancelled() => {}
+                }
             }
         }
     }
     tracing::debug!(worker, "worker stopped");
+}
+
+/// Runs a job while renewing `worker`'s claim on it every third of the visibility timeout.
+async fn run_job_renewing(app: &App, job: Job, worker: &str) {
+    let every = Duration::from_secs(app.config.queue.settings().visibility_timeout_secs.max(3)) / 3;
+    let job_id = job.id.clone();
+    let renew = async {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tick.tick().await;
+            match app.queue.renew(&job_id, worker).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(job = %job_id, worker, "lost the claim on a running job; another worker may run it too")
+                }
+                Err(e) => {
+                    tracing::warn!(job = %job_id, error = %e, "failed to renew a job's claim")
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = run_job(app, job) => {}
+        () = renew => {}
+    }
 }
 
 /// Runs one claimed job and records its outcome; a failure that is final marks the document
@@ -99,7 +198,12 @@ pub async fn run_job(app: &App, job: Job) {
 
 /// Re-queues documents left without a live job by a crash between storing and enqueueing.
 pub async fn requeue_orphans(app: &App) -> crate::error::Result<usize> {
-    let orphans = app.metadata.orphaned_documents().await?;
+    let mut orphans = Vec::new();
+    for d in app.metadata.orphaned_documents().await? {
+        if !app.queue.has_live_job(&d.id).await? {
+            orphans.push(d);
+        }
+    }
     for d in &orphans {
         app.enqueue_ingest(&d.tenant_id, &d.id).await?;
     }

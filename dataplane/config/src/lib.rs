@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod redis;
 mod secret;
 mod validate;
 
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use redis::{FailMode, JobQueueSettings, RateLimitBackend, RateLimitConfig, RedisConfig};
 pub use secret::Secret;
 pub use validate::{ConfigError, ValidationErrors};
 
@@ -41,6 +43,10 @@ pub struct Config {
     pub vectors: VectorIndexConfig,
     /// Job queue.
     pub queue: QueueConfig,
+    /// Redis connection, shared by the Redis queue, the second cache layer and the rate limiter.
+    pub redis: Option<RedisConfig>,
+    /// Per-API-key rate limiting.
+    pub rate_limit: RateLimitConfig,
     /// Caches for embeddings and query results.
     pub cache: CacheConfig,
     /// Embedding model and its execution.
@@ -66,6 +72,8 @@ impl Default for Config {
             objects: ObjectStoreConfig::default(),
             vectors: VectorIndexConfig::default(),
             queue: QueueConfig::default(),
+            redis: None,
+            rate_limit: RateLimitConfig::default(),
             cache: CacheConfig::default(),
             embedding: EmbeddingConfig::default(),
             generation: GenerationConfig::default(),
@@ -217,37 +225,29 @@ impl Default for EmbeddedIndexConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
 pub enum QueueConfig {
-    /// Durable queue in the SQLite metadata database.
-    Sqlite(SqliteQueueConfig),
+    /// Durable queue in the SQLite metadata database (one process).
+    Sqlite(JobQueueSettings),
+    /// Redis Streams, one consumer group per queue, shared by every process (needs `[redis]`).
+    Redis(JobQueueSettings),
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        Self::Sqlite(SqliteQueueConfig::default())
+        Self::Sqlite(JobQueueSettings::default())
     }
 }
 
-/// Settings of the SQLite queue.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct SqliteQueueConfig {
-    /// Seconds a claimed job stays invisible before another worker may reclaim it.
-    pub visibility_timeout_secs: u64,
-    /// Attempts before a job is dead-lettered with its last error.
-    pub max_attempts: u32,
-    /// Base of the exponential retry backoff, in milliseconds.
-    pub retry_backoff_ms: u64,
-}
-
-impl Default for SqliteQueueConfig {
-    fn default() -> Self {
-        Self {
-            visibility_timeout_secs: 300,
-            max_attempts: 5,
-            retry_backoff_ms: 500,
+impl QueueConfig {
+    /// The settings, whichever the backend.
+    pub fn settings(&self) -> &JobQueueSettings {
+        match self {
+            Self::Sqlite(s) | Self::Redis(s) => s,
         }
     }
 }
+
+/// Settings of the SQLite queue (the same as every queue's).
+pub type SqliteQueueConfig = JobQueueSettings;
 
 /// Cache settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -265,6 +265,9 @@ pub struct CacheConfig {
     pub result_capacity: u64,
     /// Seconds a search result stays cached.
     pub result_ttl_secs: u64,
+    /// Keep a second layer of both caches in Redis (`[redis]`), shared by every instance. A
+    /// Redis failure counts as a miss.
+    pub redis_l2: bool,
 }
 
 impl Default for CacheConfig {
@@ -276,6 +279,7 @@ impl Default for CacheConfig {
             results: true,
             result_capacity: 10_000,
             result_ttl_secs: 300,
+            redis_l2: false,
         }
     }
 }

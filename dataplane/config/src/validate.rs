@@ -1,6 +1,6 @@
 //! Validation of a parsed [`Config`]: every rule that serde's types cannot express.
 
-use crate::{Config, GenerationConfig, QueueConfig, VectorIndexConfig};
+use crate::{Config, GenerationConfig, QueueConfig, RateLimitBackend, VectorIndexConfig};
 
 /// One invalid setting: the dotted path of the field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,7 +121,7 @@ impl Config {
         );
         c.check(v.ef_search >= 1, "vectors.ef_search", "must be at least 1");
 
-        let QueueConfig::Sqlite(q) = &self.queue;
+        let q = self.queue.settings();
         c.check(
             q.visibility_timeout_secs >= 1,
             "queue.visibility_timeout_secs",
@@ -132,6 +132,8 @@ impl Config {
             "queue.max_attempts",
             "must be at least 1",
         );
+
+        self.check_redis(&mut c);
 
         c.check(
             self.workers.concurrency >= 1,
@@ -180,6 +182,68 @@ impl Config {
     }
 }
 
+impl Config {
+    fn check_redis(&self, c: &mut Checker) {
+        let needs = |on: bool, field: &str, what: &str, c: &mut Checker| {
+            c.check(
+                !on || self.redis.is_some(),
+                field,
+                format!("{what} needs a [redis] section"),
+            );
+        };
+        needs(
+            matches!(self.queue, QueueConfig::Redis(_)),
+            "queue.backend",
+            "the redis queue",
+            c,
+        );
+        needs(
+            self.cache.redis_l2,
+            "cache.redis_l2",
+            "the Redis cache layer",
+            c,
+        );
+        let r = &self.rate_limit;
+        needs(
+            r.enabled && r.backend == RateLimitBackend::Redis,
+            "rate_limit.backend",
+            "the shared rate limiter",
+            c,
+        );
+        if r.enabled {
+            c.check(
+                r.requests_per_second.is_finite() && r.requests_per_second > 0.0,
+                "rate_limit.requests_per_second",
+                "must be a positive number",
+            );
+            c.check(r.burst >= 1, "rate_limit.burst", "must be at least 1");
+        }
+        if let Some(redis) = &self.redis {
+            c.check(
+                redis.url.starts_with("redis://")
+                    || redis.url.starts_with("rediss://")
+                    || redis.url.starts_with("redis+unix://")
+                    || redis.url.starts_with("unix://"),
+                "redis.url",
+                format!(
+                    "must be a redis://, rediss:// or unix:// URL, got {:?}",
+                    redis.url
+                ),
+            );
+            c.check(
+                redis.command_timeout_ms >= 1,
+                "redis.command_timeout_ms",
+                "must be at least 1",
+            );
+            c.check(
+                redis.connect_timeout_ms >= 1,
+                "redis.connect_timeout_ms",
+                "must be at least 1",
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::Config;
@@ -197,6 +261,30 @@ mod tests {
                 .contains("must be smaller than chunking.chunk_tokens (200)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn redis_features_need_the_redis_section() {
+        let mut c = Config {
+            queue: crate::QueueConfig::Redis(crate::JobQueueSettings::default()),
+            ..Config::default()
+        };
+        c.cache.redis_l2 = true;
+        c.rate_limit.enabled = true;
+        c.rate_limit.backend = crate::RateLimitBackend::Redis;
+        let err = c.validate().unwrap_err();
+        let fields: Vec<_> = err.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["queue.backend", "cache.redis_l2", "rate_limit.backend"]
+        );
+        c.redis = Some(crate::RedisConfig {
+            url: "http://x".into(),
+            ..crate::RedisConfig::default()
+        });
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].field, "redis.url");
     }
 
     #[test]

@@ -52,6 +52,13 @@ pub fn classify(e: &Error) -> (StatusCode, &'static str, Option<u64>) {
             "overloaded",
             Some(*retry_after_secs),
         ),
+        Error::RateLimited {
+            retry_after_secs, ..
+        } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            Some(*retry_after_secs),
+        ),
         Error::Unavailable {
             retry_after_secs, ..
         } => (

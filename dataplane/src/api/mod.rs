@@ -150,6 +150,16 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
+/// The service endpoints alone (`/healthz`, `/readyz`, `/metrics`), for worker processes.
+pub fn service_router(app: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(service::healthz))
+        .route("/readyz", get(service::readyz))
+        .route("/metrics", get(service::metrics))
+        .fallback(not_found)
+        .with_state(app)
+}
+
 async fn not_found() -> ApiError {
     ApiError(Error::not_found("route", "this path"))
 }

@@ -1,4 +1,5 @@
-//! Command line: `serve`, `migrate`, and the HTTP clients `ingest`, `search`, `query`, `eval`.
+//! Command line: `serve`, `worker`, `migrate`, and the HTTP clients `ingest`, `search`, `query`,
+//! `eval`.
 //!
 //! Configuration is layered: built-in defaults, then the TOML file (`--config`), then
 //! `RAGPLANE__SECTION__KEY` environment variables, then flags (each also readable from its own
@@ -33,6 +34,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP API (and, unless disabled, the queue workers).
     Serve(ServeArgs),
+    /// Run queue workers only (no API), for a separate worker pool.
+    Worker(WorkerArgs),
     /// Create or upgrade the metadata database schema, then exit.
     Migrate(ConfigArgs),
     /// Upload files or directories (recursively) to a collection.
@@ -95,6 +98,31 @@ pub struct ServeArgs {
     /// Log filter, for example `info,ragplane=debug`.
     #[arg(long, env = "RAGPLANE_LOG")]
     pub log_filter: Option<String>,
+}
+
+/// Flags of `ragplane worker`.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Configuration source.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Queues to take jobs from, comma-separated: documents, embeddings, llm.
+    #[arg(
+        long,
+        env = "RAGPLANE_QUEUES",
+        value_delimiter = ',',
+        default_value = "documents"
+    )]
+    pub queues: Vec<String>,
+    /// Jobs run at once (default: workers.concurrency).
+    #[arg(long, env = "RAGPLANE_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+    /// Address of /healthz, /readyz and /metrics (default: server.listen).
+    #[arg(long, env = "RAGPLANE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "RAGPLANE_LOG_FORMAT")]
+    pub log_format: Option<String>,
 }
 
 /// Flags of `ragplane search` and `ragplane query`.
@@ -175,17 +203,21 @@ impl ServeArgs {
             };
         }
         if let Some(f) = self.log_format {
-            c.telemetry.log_format = match f.as_str() {
-                "text" => LogFormat::Text,
-                "json" => LogFormat::Json,
-                other => anyhow::bail!("--log-format must be text or json, got {other:?}"),
-            };
+            c.telemetry.log_format = parse_log_format(&f)?;
         }
         if let Some(f) = self.log_filter {
             c.telemetry.log_filter = f;
         }
         c.validate()?;
         Ok(c)
+    }
+}
+
+fn parse_log_format(f: &str) -> anyhow::Result<LogFormat> {
+    match f {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => anyhow::bail!("--log-format must be text or json, got {other:?}"),
     }
 }
 
@@ -209,6 +241,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = args.into_config()?;
             init_logging(config.telemetry.log_format, &config.telemetry.log_filter);
             crate::server::run(config).await
+        }
+        Command::Worker(args) => {
+            let mut config = load_config(&args.config)?;
+            if let Some(l) = args.listen {
+                config.server.listen = l;
+            }
+            if let Some(c) = args.concurrency {
+                config.workers.concurrency = c;
+            }
+            if let Some(f) = &args.log_format {
+                config.telemetry.log_format = parse_log_format(f)?;
+            }
+            config.validate()?;
+            init_logging(config.telemetry.log_format, &config.telemetry.log_filter);
+            let queues = args.queues.iter().map(|q| q.trim().to_string()).collect();
+            crate::server::run_workers(config, queues).await
         }
         Command::Migrate(args) => {
             init_logging(LogFormat::Text, "info");

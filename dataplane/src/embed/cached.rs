@@ -7,7 +7,6 @@ use sha2::{Digest, Sha256};
 
 use super::{Embedder, Result};
 use crate::cache::{pack_f32, unpack_f32, Cache};
-use crate::metrics;
 
 /// Wraps an embedder with a cache keyed by model and text hash.
 pub struct CachedEmbedder {
@@ -42,29 +41,25 @@ impl Embedder for CachedEmbedder {
             return self.inner.embed(texts).await;
         };
         let keys: Vec<String> = texts.iter().map(|t| self.key(t)).collect();
-        let mut out: Vec<Option<Vec<f32>>> = Vec::with_capacity(texts.len());
-        for k in &keys {
-            let hit = cache
-                .get(k)
-                .await
-                .and_then(|b| unpack_f32(&b))
-                .filter(|v| v.len() == self.dimension());
-            out.push(hit);
-        }
+        let mut out: Vec<Option<Vec<f32>>> = cache
+            .get_many(&keys)
+            .await
+            .into_iter()
+            .map(|hit| {
+                hit.and_then(|b| unpack_f32(&b))
+                    .filter(|v| v.len() == self.dimension())
+            })
+            .collect();
         let missing: Vec<usize> = (0..texts.len()).filter(|&i| out[i].is_none()).collect();
-        metrics::cache_lookup(
-            "embedding",
-            cache.layer(),
-            texts.len() - missing.len(),
-            missing.len(),
-        );
         if !missing.is_empty() {
             let todo: Vec<String> = missing.iter().map(|&i| texts[i].clone()).collect();
             let vectors = self.inner.embed(todo).await?;
+            let mut fill = Vec::with_capacity(missing.len());
             for (&i, v) in missing.iter().zip(vectors) {
-                cache.put(&keys[i], pack_f32(&v)).await;
+                fill.push((keys[i].clone(), pack_f32(&v)));
                 out[i] = Some(v);
             }
+            cache.put_many(fill).await;
         }
         Ok(out.into_iter().map(Option::unwrap_or_default).collect())
     }

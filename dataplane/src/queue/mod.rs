@@ -1,22 +1,41 @@
-//! Job queues: the [`JobQueue`] trait and the durable SQLite implementation.
+//! Job queues: the [`JobQueue`] trait, the durable SQLite implementation of the embedded data
+//! plane and the Redis Streams implementation shared by many processes.
 //!
 //! Delivery is at least once. A claimed job is invisible for the visibility timeout; if its
 //! worker dies, the job becomes claimable again when the lease runs out. A failed attempt is
 //! retried with exponential backoff until `max_attempts`, after which the job is dead-lettered
 //! with its last error.
 
+#[cfg(test)]
+pub(crate) mod conformance;
+pub mod redis;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use self::redis::RedisQueue;
 pub use sqlite::SqliteQueue;
 
 /// The queue that carries document ingestion jobs.
 pub const DOCUMENTS: &str = "documents";
+/// The queue for batch embedding work.
+pub const EMBEDDINGS: &str = "embeddings";
+/// The queue for batch generation work.
+pub const LLM: &str = "llm";
 
-/// Every queue this build knows; metrics report each, empty ones included.
-pub const QUEUES: &[&str] = &[DOCUMENTS];
+/// Every queue this build knows; metrics report each, empty ones included, and workers accept
+/// only these names.
+pub const QUEUES: &[&str] = &[DOCUMENTS, EMBEDDINGS, LLM];
+
+/// Refuses a queue name this build does not know.
+pub fn known_queue(queue: &str) -> Result<()> {
+    if QUEUES.contains(&queue) {
+        Ok(())
+    } else {
+        Err(QueueError::UnknownQueue(queue.to_string()))
+    }
+}
 
 /// Errors of a queue backend.
 #[derive(Debug, thiserror::Error)]
@@ -29,9 +48,23 @@ pub enum QueueError {
         /// The driver's error.
         source: sqlx::Error,
     },
+    /// Redis failed or could not be reached.
+    #[error("failed to {action}: {source}")]
+    Redis {
+        /// What was being done.
+        action: &'static str,
+        /// The client's error.
+        source: ::redis::RedisError,
+    },
     /// A job's payload could not be encoded or decoded.
     #[error("failed to encode job payload: {0}")]
     Payload(#[from] serde_json::Error),
+    /// The queue name is not one this build knows.
+    #[error("unknown queue {0:?} (known: documents, embeddings, llm)")]
+    UnknownQueue(String),
+    /// No job has this id.
+    #[error("job {0:?} not found")]
+    UnknownJob(String),
 }
 
 /// Result alias for queue operations.
@@ -165,6 +198,11 @@ pub trait JobQueue: Send + Sync {
     async fn fail(&self, job_id: &str, error: &str, retryable: bool) -> Result<FailOutcome>;
     /// Gives claimed jobs back at once (graceful shutdown of `worker`).
     async fn release(&self, worker: &str) -> Result<u64>;
+    /// Extends `worker`'s claim on a running job by a visibility timeout; `false` when the
+    /// worker no longer holds it.
+    async fn renew(&self, job_id: &str, worker: &str) -> Result<bool>;
+    /// Whether the document has a queued or running job.
+    async fn has_live_job(&self, document_id: &str) -> Result<bool>;
     /// Reads a job.
     async fn get(&self, job_id: &str) -> Result<Option<Job>>;
     /// Counts per queue.

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use ragplane_config::SqliteQueueConfig;
 use sqlx::{Row, SqlitePool};
 
-use super::{FailOutcome, Job, JobQueue, JobStatus, QueueError, QueueStats, Result, Task};
+use super::{
+    known_queue, FailOutcome, Job, JobQueue, JobStatus, QueueError, QueueStats, Result, Task,
+};
 use crate::metadata::now_rfc3339;
 
 /// SQLite-backed [`JobQueue`].
@@ -89,6 +91,7 @@ impl SqliteQueue {
 #[async_trait]
 impl JobQueue for SqliteQueue {
     async fn enqueue(&self, tenant_id: &str, queue: &str, task: Task) -> Result<Job> {
+        known_queue(queue)?;
         let now = now_rfc3339();
         let job = Job {
             id: uuid::Uuid::now_v7().to_string(),
@@ -125,8 +128,21 @@ impl JobQueue for SqliteQueue {
     }
 
     async fn claim(&self, queue: &str, worker: &str) -> Result<Option<Job>> {
+        known_queue(queue)?;
         let now = now_ms();
         let lease = now + i64::try_from(self.visibility.as_millis()).unwrap_or(i64::MAX / 2);
+        // A job whose last attempt's worker died is dead-lettered rather than run again.
+        sqlx::query(
+            "UPDATE jobs SET status = 'dead', lease_until = NULL, worker = NULL, updated_at = ?, \
+             last_error = 'abandoned: the worker running its last attempt stopped responding' \
+             WHERE queue = ? AND status = 'running' AND lease_until < ? AND attempts >= max_attempts",
+        )
+        .bind(now_rfc3339())
+        .bind(queue)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db("dead-letter abandoned jobs"))?;
         let row = sqlx::query(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = ?, worker = ?, updated_at = ? \
              WHERE id = (SELECT id FROM jobs WHERE queue = ? AND \
@@ -213,6 +229,31 @@ impl JobQueue for SqliteQueue {
         Ok(r.rows_affected())
     }
 
+    async fn renew(&self, job_id: &str, worker: &str) -> Result<bool> {
+        let lease = now_ms() + i64::try_from(self.visibility.as_millis()).unwrap_or(i64::MAX / 2);
+        let r = sqlx::query(
+            "UPDATE jobs SET lease_until = ? WHERE id = ? AND worker = ? AND status = 'running'",
+        )
+        .bind(lease)
+        .bind(job_id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await
+        .map_err(db("renew job lease"))?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn has_live_job(&self, document_id: &str) -> Result<bool> {
+        let live: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM jobs WHERE document_id = ? AND status IN ('queued', 'running') LIMIT 1",
+        )
+        .bind(document_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("find a document's job"))?;
+        Ok(live.is_some())
+    }
+
     async fn get(&self, job_id: &str) -> Result<Option<Job>> {
         let row = sqlx::query("SELECT * FROM jobs WHERE id = ?")
             .bind(job_id)
@@ -254,6 +295,7 @@ impl JobQueue for SqliteQueue {
 mod tests {
     use super::*;
     use crate::metadata::{MetadataStore, SqliteStore};
+    use crate::queue::conformance;
 
     async fn queue(
         max_attempts: u32,
@@ -271,86 +313,25 @@ mod tests {
         (dir, store, q)
     }
 
-    fn task(d: &str) -> Task {
-        Task::IngestDocument {
-            document_id: d.into(),
-        }
+    #[tokio::test]
+    async fn conforms_to_the_queue_contract() {
+        let (_d1, _s1, short) = queue(2, 0).await;
+        let (_d2, _s2, long) = queue(2, 60).await;
+        conformance::run_all(&long, &short).await;
     }
 
     #[tokio::test]
-    async fn a_job_is_claimed_once_and_completed() {
-        let (_d, _s, q) = queue(3, 60).await;
-        let job = q.enqueue("t", "documents", task("d1")).await.unwrap();
-        let claimed = q.claim("documents", "w1").await.unwrap().unwrap();
-        assert_eq!(claimed.id, job.id);
-        assert_eq!(claimed.task, Some(task("d1")));
-        assert_eq!(claimed.attempts, 1);
-        assert!(
-            q.claim("documents", "w2").await.unwrap().is_none(),
-            "a leased job is invisible"
-        );
-        let stats = q.stats().await.unwrap();
-        assert_eq!((stats[0].waiting, stats[0].in_flight), (0, 1));
-        q.complete(&job.id).await.unwrap();
-        assert_eq!(
-            q.get(&job.id).await.unwrap().unwrap().status,
-            JobStatus::Succeeded
-        );
-        assert!(q.stats().await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn failures_retry_then_dead_letter_with_the_error() {
-        let (_d, _s, q) = queue(2, 60).await;
-        let job = q.enqueue("t", "documents", task("d1")).await.unwrap();
-        q.claim("documents", "w").await.unwrap().unwrap();
-        assert_eq!(
-            q.fail(&job.id, "boom 1", true).await.unwrap(),
-            FailOutcome::Retrying
-        );
-        q.claim("documents", "w").await.unwrap().unwrap();
-        assert_eq!(
-            q.fail(&job.id, "boom 2", true).await.unwrap(),
-            FailOutcome::Dead
-        );
-        let dead = q.get(&job.id).await.unwrap().unwrap();
-        assert_eq!(dead.status, JobStatus::Dead);
-        assert_eq!(dead.last_error.as_deref(), Some("boom 2"));
-        assert!(q.claim("documents", "w").await.unwrap().is_none());
-        assert_eq!(q.stats().await.unwrap()[0].dead, 1);
-    }
-
-    #[tokio::test]
-    async fn permanent_failure_dead_letters_at_once() {
-        let (_d, _s, q) = queue(5, 60).await;
-        let job = q.enqueue("t", "documents", task("d1")).await.unwrap();
-        q.claim("documents", "w").await.unwrap().unwrap();
-        assert_eq!(
-            q.fail(&job.id, "unsupported", false).await.unwrap(),
-            FailOutcome::Dead
-        );
-    }
-
-    #[tokio::test]
-    async fn an_expired_lease_is_reclaimed() {
-        let (_d, _s, q) = queue(3, 0).await;
-        let job = q.enqueue("t", "documents", task("d1")).await.unwrap();
-        q.claim("documents", "dead-worker").await.unwrap().unwrap();
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let again = q.claim("documents", "w2").await.unwrap().unwrap();
-        assert_eq!(again.id, job.id);
-        assert_eq!(again.attempts, 2);
-    }
-
-    #[tokio::test]
-    async fn reopening_requeues_jobs_of_a_crashed_process_and_release_gives_jobs_back() {
+    async fn reopening_requeues_jobs_of_a_crashed_process() {
         let (_d, store, q) = queue(3, 3600).await;
-        let a = q.enqueue("t", "documents", task("a")).await.unwrap();
-        let b = q.enqueue("t", "documents", task("b")).await.unwrap();
+        let a = q
+            .enqueue("t", "documents", conformance::task("a"))
+            .await
+            .unwrap();
+        let b = q
+            .enqueue("t", "documents", conformance::task("b"))
+            .await
+            .unwrap();
         q.claim("documents", "w1").await.unwrap().unwrap();
-        assert_eq!(q.release("w1").await.unwrap(), 1);
-        let again = q.claim("documents", "w1").await.unwrap().unwrap();
-        assert_eq!((again.id.as_str(), again.attempts), (a.id.as_str(), 1));
         // Simulate a crash: a new queue on the same database takes the job back.
         let q2 = SqliteQueue::open(store.pool().clone(), &SqliteQueueConfig::default())
             .await

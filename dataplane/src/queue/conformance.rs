@@ -1,0 +1,140 @@
+//! The behaviour every [`JobQueue`] must show, as test bodies each backend's tests run.
+//!
+//! Each body takes a queue with `max_attempts` 2 and no retry backoff; `long` has a long
+//! visibility timeout and `short` one of zero, so its claims expire at once.
+
+use std::time::Duration;
+
+use super::{FailOutcome, JobQueue, JobStatus, Task, DOCUMENTS, EMBEDDINGS};
+
+/// An ingest task for document `d`.
+pub fn task(d: &str) -> Task {
+    Task::IngestDocument {
+        document_id: d.into(),
+    }
+}
+
+/// Runs every contract test; each uses document ids of its own, so they share the queues.
+pub async fn run_all(long: &dyn JobQueue, short: &dyn JobQueue) {
+    claimed_once_then_completed(long).await;
+    failures_retry_then_dead_letter_with_the_error(long).await;
+    permanent_failure_dead_letters_at_once(long).await;
+    release_gives_jobs_back_without_counting_the_attempt(long).await;
+    renew_belongs_to_the_holder(long).await;
+    queues_are_separate_and_names_checked(long).await;
+    an_expired_claim_is_reclaimed(short).await;
+}
+
+async fn drain(q: &dyn JobQueue) {
+    while let Some(j) = q.claim(DOCUMENTS, "drain").await.unwrap() {
+        q.complete(&j.id).await.unwrap();
+    }
+}
+
+fn depth(stats: &[super::QueueStats], queue: &str) -> (i64, i64, i64) {
+    stats
+        .iter()
+        .find(|s| s.queue == queue)
+        .map_or((0, 0, 0), |s| (s.waiting, s.in_flight, s.dead))
+}
+
+async fn claimed_once_then_completed(q: &dyn JobQueue) {
+    let job = q.enqueue("t", DOCUMENTS, task("c1")).await.unwrap();
+    assert_eq!(job.status, JobStatus::Queued);
+    assert!(q.has_live_job("c1").await.unwrap());
+    let claimed = q.claim(DOCUMENTS, "w1").await.unwrap().unwrap();
+    assert_eq!(claimed.id, job.id);
+    assert_eq!(claimed.task, Some(task("c1")));
+    assert_eq!(claimed.attempts, 1);
+    assert_eq!(claimed.status, JobStatus::Running);
+    assert!(
+        q.claim(DOCUMENTS, "w2").await.unwrap().is_none(),
+        "a claimed job is invisible to other workers"
+    );
+    assert_eq!(depth(&q.stats().await.unwrap(), DOCUMENTS), (0, 1, 0));
+    q.complete(&job.id).await.unwrap();
+    let done = q.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(done.status, JobStatus::Succeeded);
+    assert!(!q.has_live_job("c1").await.unwrap());
+    assert_eq!(depth(&q.stats().await.unwrap(), DOCUMENTS), (0, 0, 0));
+}
+
+async fn failures_retry_then_dead_letter_with_the_error(q: &dyn JobQueue) {
+    let job = q.enqueue("t", DOCUMENTS, task("f1")).await.unwrap();
+    q.claim(DOCUMENTS, "w").await.unwrap().unwrap();
+    assert_eq!(
+        q.fail(&job.id, "boom 1", true).await.unwrap(),
+        FailOutcome::Retrying
+    );
+    assert_eq!(depth(&q.stats().await.unwrap(), DOCUMENTS), (1, 0, 0));
+    let again = q.claim(DOCUMENTS, "w").await.unwrap().unwrap();
+    assert_eq!((again.id.as_str(), again.attempts), (job.id.as_str(), 2));
+    assert_eq!(again.last_error.as_deref(), Some("boom 1"));
+    assert_eq!(
+        q.fail(&job.id, "boom 2", true).await.unwrap(),
+        FailOutcome::Dead
+    );
+    let dead = q.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(dead.status, JobStatus::Dead);
+    assert_eq!(dead.last_error.as_deref(), Some("boom 2"));
+    assert!(q.claim(DOCUMENTS, "w").await.unwrap().is_none());
+    assert!(!q.has_live_job("f1").await.unwrap());
+    assert_eq!(depth(&q.stats().await.unwrap(), DOCUMENTS), (0, 0, 1));
+}
+
+async fn permanent_failure_dead_letters_at_once(q: &dyn JobQueue) {
+    let job = q.enqueue("t", DOCUMENTS, task("p1")).await.unwrap();
+    q.claim(DOCUMENTS, "w").await.unwrap().unwrap();
+    assert_eq!(
+        q.fail(&job.id, "unsupported", false).await.unwrap(),
+        FailOutcome::Dead
+    );
+    assert_eq!(q.get(&job.id).await.unwrap().unwrap().attempts, 1);
+}
+
+async fn release_gives_jobs_back_without_counting_the_attempt(q: &dyn JobQueue) {
+    drain(q).await;
+    let a = q.enqueue("t", DOCUMENTS, task("r1")).await.unwrap();
+    q.claim(DOCUMENTS, "stopping").await.unwrap().unwrap();
+    assert_eq!(q.release("stopping").await.unwrap(), 1);
+    assert_eq!(q.release("stopping").await.unwrap(), 0);
+    let again = q.claim(DOCUMENTS, "w").await.unwrap().unwrap();
+    assert_eq!((again.id.as_str(), again.attempts), (a.id.as_str(), 1));
+    q.complete(&a.id).await.unwrap();
+}
+
+async fn renew_belongs_to_the_holder(q: &dyn JobQueue) {
+    let job = q.enqueue("t", DOCUMENTS, task("n1")).await.unwrap();
+    let claimed = q.claim(DOCUMENTS, "holder").await.unwrap().unwrap();
+    assert_eq!(claimed.id, job.id);
+    assert!(q.renew(&job.id, "holder").await.unwrap());
+    assert!(!q.renew(&job.id, "someone-else").await.unwrap());
+    q.complete(&job.id).await.unwrap();
+    assert!(!q.renew(&job.id, "holder").await.unwrap());
+}
+
+async fn queues_are_separate_and_names_checked(q: &dyn JobQueue) {
+    drain(q).await;
+    let e = q.enqueue("t", EMBEDDINGS, task("e1")).await.unwrap();
+    assert!(q.claim(DOCUMENTS, "w").await.unwrap().is_none());
+    let got = q.claim(EMBEDDINGS, "w").await.unwrap().unwrap();
+    assert_eq!(got.id, e.id);
+    q.complete(&e.id).await.unwrap();
+    let err = q.enqueue("t", "nope", task("x")).await;
+    assert!(err.is_err(), "an unknown queue is refused");
+}
+
+async fn an_expired_claim_is_reclaimed(q: &dyn JobQueue) {
+    let job = q.enqueue("t", DOCUMENTS, task("x1")).await.unwrap();
+    q.claim(DOCUMENTS, "dead-worker").await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let again = q.claim(DOCUMENTS, "w2").await.unwrap().unwrap();
+    assert_eq!(again.id, job.id);
+    assert_eq!(again.attempts, 2);
+    // Its last attempt's worker died too: out of attempts, it is dead-lettered, not rerun.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let third = q.claim(DOCUMENTS, "w3").await.unwrap();
+    if let Some(j) = third {
+        panic!("job ran a third time with max_attempts 2: {j:?}");
+    }
+}

@@ -1,0 +1,582 @@
+//! The shared queue of the scale-out data plane: Redis Streams, one consumer group per queue.
+//!
+//! Keys (all under the configured prefix):
+//! - `queue:<name>`: the stream; each entry carries one job id. The consumer group `workers`
+//!   delivers every entry to one worker; an entry stays in the group's pending list until it is
+//!   acknowledged, and is deleted when its job leaves the queue, so the stream's length is the
+//!   number of waiting plus in-flight jobs.
+//! - `queue:<name>:delayed`: a sorted set of job ids waiting out their retry backoff, scored by
+//!   the time they become runnable; a claim moves the due ones back into the stream.
+//! - `queue:<name>:dead`: the dead-letter stream, each entry a job id and its last error.
+//! - `job:<id>`: a hash with the job's record, the source of truth for its state.
+//! - `document-job:<id>`: the live job of a document, for finding documents left without one.
+//!
+//! Every state change is one Lua script, so it is atomic. A worker that dies leaves its entry
+//! pending; after the visibility timeout another worker takes it over with `XAUTOCLAIM`. A
+//! running job's worker renews its claim, so only a dead worker's jobs are taken over. A job
+//! whose last attempt was abandoned by its worker is dead-lettered instead of running again.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ragplane_config::JobQueueSettings;
+use redis::{Script, Value};
+
+use super::sqlite::backoff_for;
+use super::{
+    known_queue, FailOutcome, Job, JobQueue, JobStatus, QueueError, QueueStats, Result, Task,
+    QUEUES,
+};
+use crate::metadata::now_rfc3339;
+use crate::redis_conn::Redis;
+
+/// The consumer group of every queue.
+const GROUP: &str = "workers";
+/// How long finished job records are kept.
+const FINISHED_RETENTION_SECS: u64 = 7 * 24 * 3600;
+/// Entries kept in a dead-letter stream (approximately).
+const DEAD_LETTER_MAX: u64 = 100_000;
+
+/// Moves due retries into the stream, then takes over an abandoned entry or reads a new one,
+/// and starts an attempt of its job.
+const CLAIM: &str = r"
+local stream, delayed, dead = KEYS[1], KEYS[2], KEYS[3]
+local group, worker, now_ms, idle_ms, job_prefix, now, doc_prefix, retention, dead_max =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now_ms, 'LIMIT', 0, 100)
+for _, id in ipairs(due) do
+  redis.call('ZREM', delayed, id)
+  redis.call('XADD', stream, '*', 'job', id)
+end
+for _ = 1, 20 do
+  local entry, reclaimed = nil, false
+  local taken = redis.call('XAUTOCLAIM', stream, group, worker, idle_ms, '0-0', 'COUNT', 1)
+  if taken[2][1] then
+    entry, reclaimed = taken[2][1], true
+  else
+    local read = redis.call('XREADGROUP', 'GROUP', group, worker, 'COUNT', 1, 'STREAMS', stream, '>')
+    if not read then return false end
+    entry = read[1][2][1]
+  end
+  local eid, jid = entry[1], entry[2][2]
+  local key = job_prefix .. jid
+  local status = redis.call('HGET', key, 'status')
+  if status ~= 'queued' and status ~= 'running' then
+    redis.call('XACK', stream, group, eid)
+    redis.call('XDEL', stream, eid)
+  elseif reclaimed and tonumber(redis.call('HGET', key, 'attempts')) >=
+      tonumber(redis.call('HGET', key, 'max_attempts')) then
+    local err = 'abandoned: the worker running its last attempt stopped responding'
+    redis.call('HSET', key, 'status', 'dead', 'last_error', err, 'updated_at', now)
+    redis.call('HDEL', key, 'entry', 'worker')
+    redis.call('EXPIRE', key, retention)
+    redis.call('XADD', dead, 'MAXLEN', '~', dead_max, '*', 'job', jid, 'error', err)
+    redis.call('XACK', stream, group, eid)
+    redis.call('XDEL', stream, eid)
+    local doc = redis.call('HGET', key, 'document_id')
+    if doc then redis.call('DEL', doc_prefix .. doc) end
+  else
+    redis.call('HSET', key, 'status', 'running', 'worker', worker, 'entry', eid, 'updated_at', now)
+    redis.call('HINCRBY', key, 'attempts', 1)
+    return redis.call('HGETALL', key)
+  end
+end
+return false
+";
+
+/// Finishes a job: succeeded, retrying (back into the delayed set) or dead.
+const FINISH: &str = r"
+local stream, delayed, dead, key, docjob = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local group, outcome, err, run_at, now, retention, dead_max, jid =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local eid = redis.call('HGET', key, 'entry')
+if eid then
+  redis.call('XACK', stream, group, eid)
+  redis.call('XDEL', stream, eid)
+end
+redis.call('HDEL', key, 'entry', 'worker')
+if outcome == 'retrying' then
+  redis.call('HSET', key, 'status', 'queued', 'last_error', err, 'updated_at', now)
+  redis.call('ZADD', delayed, run_at, jid)
+  return outcome
+end
+redis.call('HSET', key, 'status', outcome, 'updated_at', now)
+if outcome == 'dead' then
+  redis.call('HSET', key, 'last_error', err)
+  redis.call('XADD', dead, 'MAXLEN', '~', dead_max, '*', 'job', jid, 'error', err)
+else
+  redis.call('HDEL', key, 'last_error')
+end
+redis.call('EXPIRE', key, retention)
+if redis.call('GET', docjob) == jid then redis.call('DEL', docjob) end
+return outcome
+";
+
+/// Gives a stopping worker's entries back: re-added at the end of the stream, the attempt
+/// not counted.
+const RELEASE: &str = r"
+local stream, group, worker, job_prefix, now = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local pending = redis.call('XPENDING', stream, group, '-', '+', 1000, worker)
+local n = 0
+for _, p in ipairs(pending) do
+  local eid = p[1]
+  local entry = redis.call('XRANGE', stream, eid, eid)
+  redis.call('XACK', stream, group, eid)
+  redis.call('XDEL', stream, eid)
+  if entry[1] then
+    local jid = entry[1][2][2]
+    local key = job_prefix .. jid
+    if redis.call('HGET', key, 'status') == 'running' then
+      redis.call('XADD', stream, '*', 'job', jid)
+      redis.call('HSET', key, 'status', 'queued', 'updated_at', now)
+      redis.call('HDEL', key, 'entry', 'worker')
+      if tonumber(redis.call('HGET', key, 'attempts')) > 0 then
+        redis.call('HINCRBY', key, 'attempts', -1)
+      end
+      n = n + 1
+    end
+  end
+end
+return n
+";
+
+/// Resets the idle time of a running job's entry, if `worker` still holds it.
+const RENEW: &str = r"
+local stream, key, group, worker = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+if redis.call('HGET', key, 'worker') ~= worker then return 0 end
+local eid = redis.call('HGET', key, 'entry')
+if not eid then return 0 end
+return #redis.call('XCLAIM', stream, group, worker, 0, eid, 'JUSTID')
+";
+
+/// Redis Streams [`JobQueue`], shared by every API instance and worker.
+#[derive(Clone)]
+pub struct RedisQueue {
+    redis: Redis,
+    settings: JobQueueSettings,
+    claim: Script,
+    finish: Script,
+    release: Script,
+    renew: Script,
+}
+
+fn redis_err(action: &'static str) -> impl FnOnce(redis::RedisError) -> QueueError {
+    move |source| QueueError::Redis { action, source }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl RedisQueue {
+    /// Uses `redis`; creates each known queue's stream and consumer group if missing.
+    pub async fn open(redis: Redis, settings: &JobQueueSettings) -> Result<Self> {
+        let q = Self {
+            redis,
+            settings: settings.clone(),
+            claim: Script::new(CLAIM),
+            finish: Script::new(FINISH),
+            release: Script::new(RELEASE),
+            renew: Script::new(RENEW),
+        };
+        q.create_groups().await?;
+        Ok(q)
+    }
+
+    async fn create_groups(&self) -> Result<()> {
+        let mut conn = self.redis.conn.clone();
+        for q in QUEUES {
+            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(self.stream(q))
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut conn)
+                .await;
+            match created {
+                Ok(()) => {}
+                Err(e) if e.code() == Some("BUSYGROUP") => {}
+                Err(e) => return Err(redis_err("create the consumer group")(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn stream(&self, queue: &str) -> String {
+        self.redis.key(&format!("queue:{queue}"))
+    }
+
+    fn delayed(&self, queue: &str) -> String {
+        self.redis.key(&format!("queue:{queue}:delayed"))
+    }
+
+    fn dead(&self, queue: &str) -> String {
+        self.redis.key(&format!("queue:{queue}:dead"))
+    }
+
+    fn job_prefix(&self) -> String {
+        self.redis.key("job:")
+    }
+
+    fn doc_prefix(&self) -> String {
+        self.redis.key("document-job:")
+    }
+
+    /// Runs a claim, re-creating the consumer groups once if Redis lost them (a restart
+    /// without persistence).
+    async fn run_claim(&self, queue: &str, worker: &str) -> Result<Value> {
+        for retry in [true, false] {
+            let mut conn = self.redis.conn.clone();
+            let r: redis::RedisResult<Value> = self
+                .claim
+                .key(self.stream(queue))
+                .key(self.delayed(queue))
+                .key(self.dead(queue))
+                .arg(GROUP)
+                .arg(worker)
+                .arg(now_ms())
+                .arg(self.settings.visibility_timeout_secs.saturating_mul(1000))
+                .arg(self.job_prefix())
+                .arg(now_rfc3339())
+                .arg(self.doc_prefix())
+                .arg(FINISHED_RETENTION_SECS)
+                .arg(DEAD_LETTER_MAX)
+                .invoke_async(&mut conn)
+                .await;
+            match r {
+                Err(e) if retry && e.to_string().contains("NOGROUP") => {
+                    self.create_groups().await?
+                }
+                other => return other.map_err(redis_err("claim a job")),
+            }
+        }
+        Err(QueueError::UnknownQueue(queue.to_string()))
+    }
+
+    async fn finish(&self, job_id: &str, outcome: &str, error: &str, run_at: i64) -> Result<()> {
+        let queue = self.queue_of(job_id).await?;
+        let mut conn = self.redis.conn.clone();
+        let _: String = self
+            .finish
+            .key(self.stream(&queue))
+            .key(self.delayed(&queue))
+            .key(self.dead(&queue))
+            .key(format!("{}{job_id}", self.job_prefix()))
+            .key(self.docjob_key_of(job_id).await?)
+            .arg(GROUP)
+            .arg(outcome)
+            .arg(error)
+            .arg(run_at)
+            .arg(now_rfc3339())
+            .arg(FINISHED_RETENTION_SECS)
+            .arg(DEAD_LETTER_MAX)
+            .arg(job_id)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err("record a job's outcome"))?;
+        Ok(())
+    }
+
+    async fn field(&self, job_id: &str, field: &str) -> Result<Option<String>> {
+        let mut conn = self.redis.conn.clone();
+        redis::cmd("HGET")
+            .arg(format!("{}{job_id}", self.job_prefix()))
+            .arg(field)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("read a job"))
+    }
+
+    async fn queue_of(&self, job_id: &str) -> Result<String> {
+        self.field(job_id, "queue")
+            .await?
+            .ok_or_else(|| QueueError::UnknownJob(job_id.to_string()))
+    }
+
+    async fn docjob_key_of(&self, job_id: &str) -> Result<String> {
+        let doc = self.field(job_id, "document_id").await?.unwrap_or_default();
+        Ok(format!("{}{doc}", self.doc_prefix()))
+    }
+
+    async fn live_job(&self, document_id: &str) -> Result<bool> {
+        let mut conn = self.redis.conn.clone();
+        let job: Option<String> = redis::cmd("GET")
+            .arg(format!("{}{document_id}", self.doc_prefix()))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("read a document's job"))?;
+        Ok(match job {
+            Some(id) => matches!(
+                self.field(&id, "status").await?.as_deref(),
+                Some("queued" | "running")
+            ),
+            None => false,
+        })
+    }
+}
+
+/// Builds a [`Job`] from a job hash given as a flat field/value list.
+fn job_from_fields(values: Vec<(String, String)>) -> Job {
+    let mut job = Job {
+        id: String::new(),
+        tenant_id: String::new(),
+        queue: String::new(),
+        kind: String::new(),
+        document_id: None,
+        status: JobStatus::Queued,
+        attempts: 0,
+        max_attempts: 0,
+        last_error: None,
+        created_at: String::new(),
+        updated_at: String::new(),
+        task: None,
+    };
+    for (k, v) in values {
+        match k.as_str() {
+            "id" => job.id = v,
+            "tenant_id" => job.tenant_id = v,
+            "queue" => job.queue = v,
+            "kind" => job.kind = v,
+            "document_id" => job.document_id = Some(v),
+            "status" => job.status = JobStatus::parse(&v),
+            "attempts" => job.attempts = v.parse().unwrap_or(0),
+            "max_attempts" => job.max_attempts = v.parse().unwrap_or(0),
+            "last_error" => job.last_error = Some(v),
+            "created_at" => job.created_at = v,
+            "updated_at" => job.updated_at = v,
+            "payload" => job.task = serde_json::from_str(&v).ok(),
+            _ => {}
+        }
+    }
+    job
+}
+
+fn pairs(value: Value) -> Result<Vec<(String, String)>> {
+    redis::from_redis_value(value).map_err(|e| redis_err("decode a job")(e.into()))
+}
+
+#[async_trait]
+impl JobQueue for RedisQueue {
+    async fn enqueue(&self, tenant_id: &str, queue: &str, task: Task) -> Result<Job> {
+        known_queue(queue)?;
+        let now = now_rfc3339();
+        let id = uuid::Uuid::now_v7().to_string();
+        let payload = serde_json::to_string(&task)?;
+        let mut fields: Vec<(&str, String)> = vec![
+            ("id", id.clone()),
+            ("tenant_id", tenant_id.to_string()),
+            ("queue", queue.to_string()),
+            ("kind", task.kind().to_string()),
+            ("payload", payload),
+            ("status", "queued".into()),
+            ("attempts", "0".into()),
+            ("max_attempts", self.settings.max_attempts.to_string()),
+            ("created_at", now.clone()),
+            ("updated_at", now),
+        ];
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if let Some(doc) = task.document_id() {
+            fields.push(("document_id", doc.to_string()));
+            pipe.cmd("SET")
+                .arg(format!("{}{doc}", self.doc_prefix()))
+                .arg(&id)
+                .ignore();
+        }
+        pipe.cmd("HSET")
+            .arg(format!("{}{id}", self.job_prefix()))
+            .arg(&fields)
+            .ignore();
+        pipe.cmd("XADD")
+            .arg(self.stream(queue))
+            .arg("*")
+            .arg("job")
+            .arg(&id)
+            .ignore();
+        let mut conn = self.redis.conn.clone();
+        let () = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("enqueue a job"))?;
+        self.get(&id)
+            .await?
+            .ok_or_else(|| QueueError::UnknownJob(id.clone()))
+    }
+
+    async fn claim(&self, queue: &str, worker: &str) -> Result<Option<Job>> {
+        known_queue(queue)?;
+        match self.run_claim(queue, worker).await? {
+            Value::Nil | Value::Boolean(false) => Ok(None),
+            v @ (Value::Array(_) | Value::Map(_)) => Ok(Some(job_from_fields(pairs(v)?))),
+            other => Err(QueueError::Redis {
+                action: "claim a job",
+                source: redis::RedisError::from((
+                    redis::ErrorKind::UnexpectedReturnType,
+                    "unexpected claim reply",
+                    format!("{other:?}"),
+                )),
+            }),
+        }
+    }
+
+    async fn complete(&self, job_id: &str) -> Result<()> {
+        self.finish(job_id, "succeeded", "", 0).await
+    }
+
+    async fn fail(&self, job_id: &str, error: &str, retryable: bool) -> Result<FailOutcome> {
+        let attempts: i64 = self
+            .field(job_id, "attempts")
+            .await?
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(i64::from(self.settings.max_attempts));
+        if retryable && attempts < i64::from(self.settings.max_attempts) {
+            let delay = backoff_for(
+                Duration::from_millis(self.settings.retry_backoff_ms),
+                u32::try_from(attempts).unwrap_or(u32::MAX),
+            );
+            let run_at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(0);
+            self.finish(job_id, "retrying", error, run_at).await?;
+            Ok(FailOutcome::Retrying)
+        } else {
+            self.finish(job_id, "dead", error, 0).await?;
+            Ok(FailOutcome::Dead)
+        }
+    }
+
+    async fn release(&self, worker: &str) -> Result<u64> {
+        let mut total = 0;
+        for q in QUEUES {
+            let mut conn = self.redis.conn.clone();
+            let n: u64 = self
+                .release
+                .key(self.stream(q))
+                .arg(GROUP)
+                .arg(worker)
+                .arg(self.job_prefix())
+                .arg(now_rfc3339())
+                .invoke_async(&mut conn)
+                .await
+                .map_err(redis_err("release jobs"))?;
+            total += n;
+        }
+        Ok(total)
+    }
+
+    async fn renew(&self, job_id: &str, worker: &str) -> Result<bool> {
+        let queue = self.queue_of(job_id).await?;
+        let mut conn = self.redis.conn.clone();
+        let n: i64 = self
+            .renew
+            .key(self.stream(&queue))
+            .key(format!("{}{job_id}", self.job_prefix()))
+            .arg(GROUP)
+            .arg(worker)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err("renew a job's claim"))?;
+        Ok(n > 0)
+    }
+
+    async fn has_live_job(&self, document_id: &str) -> Result<bool> {
+        self.live_job(document_id).await
+    }
+
+    async fn get(&self, job_id: &str) -> Result<Option<Job>> {
+        let mut conn = self.redis.conn.clone();
+        let v: Value = redis::cmd("HGETALL")
+            .arg(format!("{}{job_id}", self.job_prefix()))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("read a job"))?;
+        let fields = pairs(v)?;
+        Ok((!fields.is_empty()).then(|| job_from_fields(fields)))
+    }
+
+    async fn stats(&self) -> Result<Vec<QueueStats>> {
+        let mut pipe = redis::pipe();
+        for q in QUEUES {
+            pipe.cmd("XLEN").arg(self.stream(q));
+            pipe.cmd("XPENDING").arg(self.stream(q)).arg(GROUP);
+            pipe.cmd("ZCARD").arg(self.delayed(q));
+            pipe.cmd("XLEN").arg(self.dead(q));
+        }
+        let mut conn = self.redis.conn.clone();
+        let replies: Vec<Value> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("count jobs"))?;
+        let int = |v: &Value| -> i64 {
+            match v {
+                Value::Int(n) => *n,
+                _ => 0,
+            }
+        };
+        let mut out = Vec::new();
+        for (q, r) in QUEUES.iter().zip(replies.chunks(4)) {
+            let [len, pending, delayed, dead] = r else {
+                continue;
+            };
+            // XPENDING's summary starts with the number of pending entries.
+            let in_flight = match pending {
+                Value::Array(items) => items.first().map_or(0, int),
+                _ => 0,
+            };
+            let s = QueueStats {
+                queue: (*q).to_string(),
+                waiting: (int(len) - in_flight).max(0) + int(delayed),
+                in_flight,
+                dead: int(dead),
+            };
+            if s.waiting + s.in_flight + s.dead > 0 {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::conformance;
+
+    async fn queue(redis: &Redis, visibility_secs: u64) -> RedisQueue {
+        let settings = JobQueueSettings {
+            max_attempts: 2,
+            visibility_timeout_secs: visibility_secs,
+            retry_backoff_ms: 0,
+        };
+        RedisQueue::open(redis.clone(), &settings).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn conforms_to_the_queue_contract() {
+        let (Some(a), Some(b)) = (
+            crate::testing::test_redis("redis queue contract"),
+            crate::testing::test_redis("redis queue contract"),
+        ) else {
+            return;
+        };
+        conformance::run_all(&queue(&a, 60).await, &queue(&b, 0).await).await;
+    }
+
+    #[tokio::test]
+    async fn lost_consumer_groups_are_recreated() {
+        let Some(r) = crate::testing::test_redis("redis queue group recreation") else {
+            return;
+        };
+        let q = queue(&r, 60).await;
+        let mut conn = r.conn.clone();
+        let () = redis::cmd("DEL")
+            .arg(r.key("queue:documents"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let job = q
+            .enqueue("t", "documents", conformance::task("g1"))
+            .await
+            .unwrap();
+        assert_eq!(q.claim("documents", "w").await.unwrap().unwrap().id, job.id);
+    }
+}
