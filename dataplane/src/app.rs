@@ -700,10 +700,7 @@ type OptionalCache = Option<Arc<dyn Cache>>;
 
 /// The embedding and result caches: in process, with a Redis layer under each when
 /// `cache.redis_l2` is set.
-fn build_caches(
-    config: &Config,
-    redis: Option<&Redis>,
-) -> (OptionalCache, OptionalCache) {
+fn build_caches(config: &Config, redis: Option<&Redis>) -> (OptionalCache, OptionalCache) {
     let c = &config.cache;
     let deadline =
         Duration::from_millis(config.redis.as_ref().map_or(250, |r| r.command_timeout_ms));

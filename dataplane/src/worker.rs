@@ -154,6 +154,15 @@ async fn run_job_renewing(app: &App, job: Job, worker: &str) {
 pub async fn run_job(app: &App, job: Job) {
     let started = Instant::now();
     let result = match &job.task {
+        // Every allowed attempt was started and the last one's worker died (or was killed)
+        // while running it: a job that kills its workers must not kill them forever.
+        _ if job.attempts > job.max_attempts => Err(Error::invalid(
+            "job",
+            format!(
+                "abandoned: the workers running its {} attempts stopped before finishing",
+                job.max_attempts
+            ),
+        )),
         Some(Task::IngestDocument { document_id }) => ingest_document(app, document_id).await,
         None => Err(Error::invalid(
             "payload",

@@ -13,8 +13,7 @@
 //!
 //! Every state change is one Lua script, so it is atomic. A worker that dies leaves its entry
 //! pending; after the visibility timeout another worker takes it over with `XAUTOCLAIM`. A
-//! running job's worker renews its claim, so only a dead worker's jobs are taken over. A job
-//! whose last attempt was abandoned by its worker is dead-lettered instead of running again.
+//! running job's worker renews its claim, so only a dead worker's jobs are taken over.
 
 use std::time::Duration;
 
@@ -40,19 +39,19 @@ const DEAD_LETTER_MAX: u64 = 100_000;
 /// Moves due retries into the stream, then takes over an abandoned entry or reads a new one,
 /// and starts an attempt of its job.
 const CLAIM: &str = r"
-local stream, delayed, dead = KEYS[1], KEYS[2], KEYS[3]
-local group, worker, now_ms, idle_ms, job_prefix, now, doc_prefix, retention, dead_max =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local stream, delayed = KEYS[1], KEYS[2]
+local group, worker, now_ms, idle_ms, job_prefix, now =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now_ms, 'LIMIT', 0, 100)
 for _, id in ipairs(due) do
   redis.call('ZREM', delayed, id)
   redis.call('XADD', stream, '*', 'job', id)
 end
 for _ = 1, 20 do
-  local entry, reclaimed = nil, false
+  local entry = nil
   local taken = redis.call('XAUTOCLAIM', stream, group, worker, idle_ms, '0-0', 'COUNT', 1)
   if taken[2][1] then
-    entry, reclaimed = taken[2][1], true
+    entry = taken[2][1]
   else
     local read = redis.call('XREADGROUP', 'GROUP', group, worker, 'COUNT', 1, 'STREAMS', stream, '>')
     if not read then return false end
@@ -64,17 +63,6 @@ for _ = 1, 20 do
   if status ~= 'queued' and status ~= 'running' then
     redis.call('XACK', stream, group, eid)
     redis.call('XDEL', stream, eid)
-  elseif reclaimed and tonumber(redis.call('HGET', key, 'attempts')) >=
-      tonumber(redis.call('HGET', key, 'max_attempts')) then
-    local err = 'abandoned: the worker running its last attempt stopped responding'
-    redis.call('HSET', key, 'status', 'dead', 'last_error', err, 'updated_at', now)
-    redis.call('HDEL', key, 'entry', 'worker')
-    redis.call('EXPIRE', key, retention)
-    redis.call('XADD', dead, 'MAXLEN', '~', dead_max, '*', 'job', jid, 'error', err)
-    redis.call('XACK', stream, group, eid)
-    redis.call('XDEL', stream, eid)
-    local doc = redis.call('HGET', key, 'document_id')
-    if doc then redis.call('DEL', doc_prefix .. doc) end
   else
     redis.call('HSET', key, 'status', 'running', 'worker', worker, 'entry', eid, 'updated_at', now)
     redis.call('HINCRBY', key, 'attempts', 1)
@@ -232,16 +220,12 @@ impl RedisQueue {
                 .claim
                 .key(self.stream(queue))
                 .key(self.delayed(queue))
-                .key(self.dead(queue))
                 .arg(GROUP)
                 .arg(worker)
                 .arg(now_ms())
                 .arg(self.settings.visibility_timeout_secs.saturating_mul(1000))
                 .arg(self.job_prefix())
                 .arg(now_rfc3339())
-                .arg(self.doc_prefix())
-                .arg(FINISHED_RETENTION_SECS)
-                .arg(DEAD_LETTER_MAX)
                 .invoke_async(&mut conn)
                 .await;
             match r {

@@ -131,18 +131,6 @@ impl JobQueue for SqliteQueue {
         known_queue(queue)?;
         let now = now_ms();
         let lease = now + i64::try_from(self.visibility.as_millis()).unwrap_or(i64::MAX / 2);
-        // A job whose last attempt's worker died is dead-lettered rather than run again.
-        sqlx::query(
-            "UPDATE jobs SET status = 'dead', lease_until = NULL, worker = NULL, updated_at = ?, \
-             last_error = 'abandoned: the worker running its last attempt stopped responding' \
-             WHERE queue = ? AND status = 'running' AND lease_until < ? AND attempts >= max_attempts",
-        )
-        .bind(now_rfc3339())
-        .bind(queue)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(db("dead-letter abandoned jobs"))?;
         let row = sqlx::query(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = ?, worker = ?, updated_at = ? \
              WHERE id = (SELECT id FROM jobs WHERE queue = ? AND \
