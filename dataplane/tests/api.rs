@@ -897,3 +897,106 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+async fn rate_limited_three_times(router: &Router) -> Vec<Resp> {
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        out.push(call(router, Method::GET, "/v1/collections", ADMIN, None).await);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_over_its_rate_limit_gets_429_with_retry_after() {
+    let Some(e) = env(|c| {
+        c.rate_limit.enabled = true;
+        c.rate_limit.requests_per_second = 0.2;
+        c.rate_limit.burst = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let r = rate_limited_three_times(&e.router).await;
+    assert_eq!((r[0].status, r[1].status), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(r[2].status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r[2].body["type"], "rate_limited");
+    assert!(r[2].body["error"].as_str().unwrap().contains("rate limit"));
+    let wait: u64 = r[2].headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((1..=5).contains(&wait), "one request per 5 s: retry within 5 s, got {wait}");
+    // The service endpoints are not rate limited.
+    let health = send(&e.router, req(Method::GET, "/healthz", None, None)).await;
+    assert_eq!(health.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_rate_limit_through_redis() {
+    let Some(url) =
+        ragplane::testing::service_url("RAGPLANE_TEST_REDIS_URL", "shared rate limit")
+    else {
+        return;
+    };
+    let prefix = format!("ratelimit-test-{}", uuid_like());
+    let shared = |c: &mut Config| {
+        c.redis = Some(ragplane_config::RedisConfig {
+            url: url.clone(),
+            key_prefix: prefix.clone(),
+            ..ragplane_config::RedisConfig::default()
+        });
+        c.rate_limit.enabled = true;
+        c.rate_limit.requests_per_second = 0.2;
+        c.rate_limit.burst = 2;
+        c.rate_limit.backend = ragplane_config::RateLimitBackend::Redis;
+    };
+    let (Some(a), Some(b)) = (env(shared).await, env(shared).await) else {
+        return;
+    };
+    let first = call(&a.router, Method::GET, "/v1/collections", ADMIN, None).await;
+    let second = call(&b.router, Method::GET, "/v1/collections", ADMIN, None).await;
+    let third = call(&a.router, Method::GET, "/v1/collections", ADMIN, None).await;
+    let fourth = call(&b.router, Method::GET, "/v1/collections", ADMIN, None).await;
+    assert_eq!((first.status, second.status), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(third.status, StatusCode::TOO_MANY_REQUESTS, "the burst of 2 is shared");
+    assert_eq!(fourth.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_fails_open_or_closed_as_configured() {
+    for (mode, want) in [
+        (ragplane_config::FailMode::Open, StatusCode::OK),
+        (ragplane_config::FailMode::Closed, StatusCode::SERVICE_UNAVAILABLE),
+    ] {
+        let Some(e) = env(|c| {
+            c.redis = Some(ragplane_config::RedisConfig {
+                url: format!("redis://127.0.0.1:{}", free_port()),
+                connect_timeout_ms: 100,
+                command_timeout_ms: 100,
+                ..ragplane_config::RedisConfig::default()
+            });
+            c.cache.redis_l2 = true;
+            c.rate_limit.enabled = true;
+            c.rate_limit.backend = ragplane_config::RateLimitBackend::Redis;
+            c.rate_limit.on_backend_error = mode;
+        })
+        .await
+        else {
+            return;
+        };
+        let r = call(&e.router, Method::GET, "/v1/collections", ADMIN, None).await;
+        assert_eq!(r.status, want, "{mode:?}: {:?}", r.body);
+        if want == StatusCode::SERVICE_UNAVAILABLE {
+            assert!(r.headers.contains_key(header::RETRY_AFTER));
+            assert!(r.body["error"].as_str().unwrap().contains("rate limiter"));
+        }
+    }
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
