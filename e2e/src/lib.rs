@@ -41,6 +41,23 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The address of a test service from `var` (recorded by `scripts/services/*.sh`); when unset,
+/// prints why `test` is skipped, or panics under `RAGPLANE_REQUIRE_SERVICES=1`.
+pub fn service(var: &str, test: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            let why = format!("{test}: {var} is not set; start it with scripts/services/*.sh");
+            assert!(
+                std::env::var("RAGPLANE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "{why}"
+            );
+            eprintln!("SKIPPED: {why}");
+            None
+        }
+    }
+}
+
 /// Whether the model files exist; prints why when skipping, panics under RAGPLANE_REQUIRE_MODEL=1.
 pub fn model_available() -> bool {
     let cache = std::env::var_os("RAGPLANE_CACHE").map_or_else(
@@ -92,6 +109,16 @@ impl Server {
         port: Option<u16>,
         extra_env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        Self::start_command(&["serve"], data_dir, port, extra_env)
+    }
+
+    /// Starts `ragplane <command…>` (`serve …` or `worker …`) the same way.
+    pub fn start_command(
+        command: &[&str],
+        data_dir: &Path,
+        port: Option<u16>,
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let port = port.unwrap_or_else(free_port);
         let log = data_dir.with_extension("log");
         let out = std::fs::OpenOptions::new()
@@ -99,7 +126,7 @@ impl Server {
             .append(true)
             .open(&log)?;
         let mut cmd = Command::new(ragplane_bin());
-        cmd.arg("serve")
+        cmd.args(command)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
@@ -173,6 +200,36 @@ impl Server {
             }
         }
         Ok(())
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn terminate(&self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
+    }
+
+    /// Waits for the process to exit; `Ok(true)` for a clean exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<bool> {
+        let start = Instant::now();
+        let Some(child) = self.child.as_mut() else {
+            return Ok(true);
+        };
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status.success());
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "ragplane still running after {timeout:?}; log:\n{}",
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// SIGKILL: no chance to flush anything.
