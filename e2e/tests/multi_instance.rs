@@ -576,3 +576,77 @@ async fn queries_keep_succeeding_while_redis_is_down() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_connections_get_answers_or_429() {
+    let test = "a_thousand_connections_get_answers_or_429";
+    let Some(s) = services(test) else { return };
+    let secs: u64 = std::env::var("RAGPLANE_LOAD_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let id = run_id("mi_load");
+    let d = Deployment::start(&config(&s, &id, &s.redis, ""), 1);
+    create_collection(&d.apis[0], "load").await;
+    let doc = upload(
+        &d.apis[0],
+        "load",
+        "tides.txt",
+        "Spring tides happen at new and full moon, when sun and moon pull together.",
+    )
+    .await;
+    wait_indexed(&d.apis[0], "load", doc["document"]["id"].as_str().unwrap()).await;
+
+    let urls: Vec<String> = d.apis.iter().map(|a| a.url.clone()).collect();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..1000 {
+        let url = format!("{}/v1/search", urls[c % urls.len()]);
+        tasks.spawn(async move {
+            // One client per connection, so there are 1,000 connections.
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap();
+            let mut seen: Vec<(u16, u64)> = Vec::new();
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                // A few distinct queries: most are served from the caches, some are embedded.
+                let q = format!("when do spring tides happen {}", (c as u64 + i) % 16);
+                let status = match client
+                    .post(&url)
+                    .bearer_auth(ADMIN_KEY)
+                    .json(&json!({"collection": "load", "query": q, "top_k": 3}))
+                    .send()
+                    .await
+                {
+                    Ok(r) => {
+                        let st = r.status().as_u16();
+                        let _ = r.bytes().await;
+                        st
+                    }
+                    Err(e) => panic!("connection {c}: transport error {e}"),
+                };
+                match seen.iter_mut().find(|(s, _)| *s == status) {
+                    Some((_, n)) => *n += 1,
+                    None => seen.push((status, 1)),
+                }
+                i += 1;
+            }
+            seen
+        });
+    }
+    let mut totals: std::collections::BTreeMap<u16, u64> = Default::default();
+    while let Some(r) = tasks.join_next().await {
+        for (status, n) in r.unwrap() {
+            *totals.entry(status).or_default() += n;
+        }
+    }
+    eprintln!("1,000 connections for {secs} s: responses by status {totals:?}");
+    assert!(totals.get(&200).copied().unwrap_or(0) > 1000, "{totals:?}");
+    assert!(
+        totals.keys().all(|&s| s == 200 || s == 429),
+        "only 200 and 429 (by design): {totals:?}"
+    );
+}
