@@ -922,8 +922,15 @@ async fn a_key_over_its_rate_limit_gets_429_with_retry_after() {
     assert_eq!(r[2].status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(r[2].body["type"], "rate_limited");
     assert!(r[2].body["error"].as_str().unwrap().contains("rate limit"));
-    let wait: u64 = r[2].headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
-    assert!((1..=5).contains(&wait), "one request per 5 s: retry within 5 s, got {wait}");
+    let wait: u64 = r[2].headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=5).contains(&wait),
+        "one request per 5 s: retry within 5 s, got {wait}"
+    );
     // The service endpoints are not rate limited.
     let health = send(&e.router, req(Method::GET, "/healthz", None, None)).await;
     assert_eq!(health.status, StatusCode::OK);
@@ -931,8 +938,7 @@ async fn a_key_over_its_rate_limit_gets_429_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_one_rate_limit_through_redis() {
-    let Some(url) =
-        ragplane::testing::service_url("RAGPLANE_TEST_REDIS_URL", "shared rate limit")
+    let Some(url) = ragplane::testing::service_url("RAGPLANE_TEST_REDIS_URL", "shared rate limit")
     else {
         return;
     };
@@ -955,8 +961,15 @@ async fn two_instances_share_one_rate_limit_through_redis() {
     let second = call(&b.router, Method::GET, "/v1/collections", ADMIN, None).await;
     let third = call(&a.router, Method::GET, "/v1/collections", ADMIN, None).await;
     let fourth = call(&b.router, Method::GET, "/v1/collections", ADMIN, None).await;
-    assert_eq!((first.status, second.status), (StatusCode::OK, StatusCode::OK));
-    assert_eq!(third.status, StatusCode::TOO_MANY_REQUESTS, "the burst of 2 is shared");
+    assert_eq!(
+        (first.status, second.status),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    assert_eq!(
+        third.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the burst of 2 is shared"
+    );
     assert_eq!(fourth.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
@@ -964,7 +977,10 @@ async fn two_instances_share_one_rate_limit_through_redis() {
 async fn an_unreachable_redis_fails_open_or_closed_as_configured() {
     for (mode, want) in [
         (ragplane_config::FailMode::Open, StatusCode::OK),
-        (ragplane_config::FailMode::Closed, StatusCode::SERVICE_UNAVAILABLE),
+        (
+            ragplane_config::FailMode::Closed,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
     ] {
         let Some(e) = env(|c| {
             c.redis = Some(ragplane_config::RedisConfig {
