@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod generation;
 mod secret;
 mod validate;
 
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use generation::GenerationPoolConfig;
 pub use secret::Secret;
 pub use validate::{ConfigError, ValidationErrors};
 
@@ -335,12 +337,17 @@ pub enum GenerationConfig {
     Openai(GeneratorEndpoint),
 }
 
-/// One generation endpoint.
+/// The servers of one generation model and how they are used.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorEndpoint {
-    /// Base URL, for example `http://127.0.0.1:11434` or `http://127.0.0.1:8000/v1`.
+    /// Base URL of one server, for example `http://127.0.0.1:11434` (Ollama) or
+    /// `http://127.0.0.1:8000/v1` (OpenAI-compatible). May be left out when `urls` is given.
+    #[serde(default)]
     pub url: String,
+    /// Base URLs of more servers of the same model; requests are spread over `url` and these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
     /// Model name sent to the server.
     pub model: String,
     /// Bearer token, if the server needs one.
@@ -352,6 +359,9 @@ pub struct GeneratorEndpoint {
     /// Largest number of tokens to generate.
     #[serde(default = "default_max_tokens")]
     pub max_tokens: u32,
+    /// Routing, health checks and timeouts of the servers (`[generation.pool]`).
+    #[serde(default)]
+    pub pool: GenerationPoolConfig,
 }
 
 fn default_generation_timeout() -> u64 {
