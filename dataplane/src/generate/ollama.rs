@@ -66,29 +66,36 @@ struct LineMessage {
     content: String,
 }
 
-/// Turns one NDJSON line into a chunk; `None` for lines that carry nothing (empty deltas).
-fn parse_line(line: &str, url: &str) -> Option<Result<Chunk>> {
+/// Turns one NDJSON line into chunks (none for lines that carry nothing, such as empty
+/// deltas).
+fn parse_line(line: &str, url: &str) -> Vec<Result<Chunk>> {
     if line.trim().is_empty() {
-        return None;
+        return Vec::new();
     }
     let l: Line = match serde_json::from_str(line) {
         Ok(l) => l,
         Err(e) => {
-            return Some(Err(GenerateError::Decode(format!(
+            return vec![Err(GenerateError::Decode(format!(
                 "{e} in line {:?}",
                 line.chars().take(200).collect::<String>()
-            ))))
+            )))]
         }
     };
     if let Some(error) = l.error {
-        return Some(Err(GenerateError::Status {
+        return vec![Err(GenerateError::Status {
             url: url.to_string(),
             status: 500,
             body: error,
-        }));
+        })];
+    }
+    let mut out = Vec::new();
+    // The last line normally has empty content; a server that puts text there (an answer
+    // that was not streamed) still gets it delivered, before the end.
+    if let Some(m) = l.message.filter(|m| !m.content.is_empty()) {
+        out.push(Ok(Chunk::Delta(m.content)));
     }
     if l.done {
-        return Some(Ok(Chunk::Done(Finish {
+        out.push(Ok(Chunk::Done(Finish {
             model: l.model.unwrap_or_default(),
             usage: Some(Usage {
                 prompt_tokens: l.prompt_eval_count,
@@ -97,10 +104,7 @@ fn parse_line(line: &str, url: &str) -> Option<Result<Chunk>> {
             finish_reason: l.done_reason,
         })));
     }
-    match l.message {
-        Some(m) if !m.content.is_empty() => Some(Ok(Chunk::Delta(m.content))),
-        _ => None,
-    }
+    out
 }
 
 #[async_trait]
@@ -124,14 +128,11 @@ impl Generator for OllamaGenerator {
         let url = self.chat_url.clone();
         let model = self.model.clone();
         let chunks = lines(resp, url.clone())
-            .filter_map(move |l| {
-                let url = url.clone();
-                async move {
-                    match l {
-                        Ok(l) => parse_line(&l, &url),
-                        Err(e) => Some(Err(e)),
-                    }
-                }
+            .flat_map(move |l| {
+                futures::stream::iter(match l {
+                    Ok(l) => parse_line(&l, &url),
+                    Err(e) => vec![Err(e)],
+                })
             })
             .map(move |c| match c {
                 Ok(Chunk::Done(mut f)) if f.model.is_empty() => {
@@ -156,23 +157,23 @@ mod tests {
     #[test]
     fn lines_become_deltas_and_a_final_chunk() {
         let u = "http://x/api/chat";
+        let one = |l: &str| {
+            let mut v = parse_line(l, u);
+            assert!(v.len() <= 1, "{v:?}");
+            v.pop()
+        };
         assert_eq!(
-            parse_line(
-                r#"{"model":"m","message":{"role":"assistant","content":"Hi"},"done":false}"#,
-                u
-            )
-            .unwrap()
-            .unwrap(),
+            one(r#"{"model":"m","message":{"role":"assistant","content":"Hi"},"done":false}"#)
+                .unwrap()
+                .unwrap(),
             Chunk::Delta("Hi".into())
         );
-        assert!(parse_line(
-            r#"{"model":"m","message":{"role":"assistant","content":""},"done":false}"#,
-            u
-        )
-        .is_none());
-        let Chunk::Done(f) = parse_line(
+        assert!(
+            one(r#"{"model":"m","message":{"role":"assistant","content":""},"done":false}"#)
+                .is_none()
+        );
+        let Chunk::Done(f) = one(
             r#"{"model":"m","message":{"role":"assistant","content":""},"done":true,"done_reason":"length","prompt_eval_count":7,"eval_count":3}"#,
-            u,
         )
         .unwrap()
         .unwrap() else {
@@ -181,12 +182,14 @@ mod tests {
         assert_eq!(f.usage.unwrap().completion_tokens, 3);
         assert_eq!(f.finish_reason.as_deref(), Some("length"));
         assert!(matches!(
-            parse_line(r#"{"error":"model not found"}"#, u),
+            one(r#"{"error":"model not found"}"#),
             Some(Err(GenerateError::Status { .. }))
         ));
-        assert!(matches!(
-            parse_line("not json", u),
-            Some(Err(GenerateError::Decode(_)))
-        ));
+        assert!(matches!(one("not json"), Some(Err(GenerateError::Decode(_)))));
+        let whole = parse_line(
+            r#"{"model":"m","message":{"role":"assistant","content":"All"},"done":true}"#,
+            u,
+        );
+        assert_eq!(whole.len(), 2, "text on the last line is delivered before the end");
     }
 }
