@@ -557,3 +557,343 @@ async fn assert_all_down_is_fast(e: &Env) {
         assert!(worst < Duration::from_millis(100), "{uri}: {worst:?}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Real LLM servers (scripts/services/llm.sh): Ollama serving Gemma 3 270M. The model is a base
+// model, so the tests assert on the protocol and the plumbing, never on what the answer says.
+
+/// Connection settings recorded by `scripts/services/llm.sh`.
+struct Llm {
+    ollama_url: String,
+    openai_url: String,
+    model: String,
+    bin: String,
+    models: String,
+    python: String,
+}
+
+fn llm(test: &str) -> Option<Llm> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let found = (|| {
+        Some(Llm {
+            ollama_url: get("RAGPLANE_TEST_OLLAMA_URL")?,
+            openai_url: get("RAGPLANE_TEST_OPENAI_URL")?,
+            model: get("RAGPLANE_TEST_LLM_MODEL")?,
+            bin: get("RAGPLANE_TEST_OLLAMA_BIN")?,
+            models: get("RAGPLANE_TEST_OLLAMA_MODELS")?,
+            python: get("RAGPLANE_TEST_PYTHON")?,
+        })
+    })();
+    if found.is_none() {
+        let why = "RAGPLANE_TEST_OLLAMA_URL and the other RAGPLANE_TEST_* LLM settings are not set; run `bash scripts/services/llm.sh start` and source target/services/env.sh";
+        assert!(
+            std::env::var("RAGPLANE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "{test}: {why}"
+        );
+        eprintln!("SKIPPED: {test}: {why}");
+    }
+    found
+}
+
+fn real_pool(urls: &[&str], model: &str) -> GeneratorEndpoint {
+    let mut c = GeneratorEndpoint::new("", model);
+    c.urls = urls.iter().map(|u| u.to_string()).collect();
+    c.max_tokens = 8;
+    c.timeout_secs = 120;
+    c.pool.probe_interval_ms = 1_000;
+    c.pool.eject_after_failures = 2;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_servers_stream_over_both_protocols() {
+    let Some(l) = llm("real_servers_stream_over_both_protocols") else {
+        return;
+    };
+    for (protocol, url) in [
+        (Protocol::Ollama, &l.ollama_url),
+        (Protocol::OpenAi, &l.openai_url),
+    ] {
+        let pool = GeneratorPool::new(protocol, &real_pool(&[url], &l.model));
+        let mut s = pool
+            .stream(&ChatRequest::new(vec![ChatMessage::new(
+                "user",
+                "Name three colours.",
+            )]))
+            .await
+            .unwrap_or_else(|e| panic!("{protocol:?}: {e}"));
+        let (mut deltas, mut done) = (Vec::new(), None);
+        while let Some(c) = s.next().await {
+            match c.unwrap() {
+                Chunk::Delta(d) => deltas.push(d),
+                Chunk::Done(f) => done = Some(f),
+            }
+        }
+        let done = done.unwrap_or_else(|| panic!("{protocol:?}: no final chunk"));
+        eprintln!("{protocol:?}: {} deltas {:?}, {done:?}", deltas.len(), deltas.concat());
+        assert!(deltas.len() >= 2, "{protocol:?} streams token by token: {deltas:?}");
+        let usage = done.usage.unwrap_or_else(|| panic!("{protocol:?}: no usage"));
+        assert!(usage.prompt_tokens > 0 && usage.completion_tokens > 0, "{usage:?}");
+        assert!(usage.completion_tokens <= 8, "max_tokens is passed on: {usage:?}");
+        assert!(done.model.starts_with(&l.model), "{}", done.model);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_server_query_streams_deltas_and_a_final_event_with_citations() {
+    let Some(l) = llm("real_server_query_streams_deltas_and_a_final_event_with_citations") else {
+        return;
+    };
+    for (protocol, url) in [
+        (Protocol::Ollama, &l.ollama_url),
+        (Protocol::OpenAi, &l.openai_url),
+    ] {
+        let cfg = real_pool(&[url], &l.model);
+        let g = match protocol {
+            Protocol::Ollama => GenerationConfig::Ollama(cfg),
+            Protocol::OpenAi => GenerationConfig::Openai(cfg),
+        };
+        let Some(e) = env(g).await else { return };
+        let (status, events) = e
+            .events(
+                "/v1/query",
+                json!({ "collection": "docs", "query": "How far is the lamp visible?", "stream": true }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{protocol:?}: {events:?}");
+        let (last, deltas) = events.split_last().unwrap();
+        assert!(!deltas.is_empty() && deltas.iter().all(|(n, _)| n == "delta"), "{events:?}");
+        assert_eq!(last.0, "done", "{events:?}");
+        let done: Value = serde_json::from_str(&last.1).unwrap();
+        let text: String = deltas
+            .iter()
+            .map(|(_, d)| serde_json::from_str::<Value>(d).unwrap()["text"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(done["answer"], text);
+        assert_eq!(done["retrieved"], 1);
+        // Whatever the model wrote, the final event cites exactly what the text cites.
+        let cited = ragplane::generate::prompt::cited(&text, 1);
+        assert_eq!(done["cited"], json!(cited), "{text:?}");
+        assert_eq!(done["sources"].as_array().unwrap().len(), cited.len());
+        assert!(done["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+        eprintln!("{protocol:?}: {text:?} cited {cited:?}");
+    }
+}
+
+/// Serves `router` on a loopback port; returns its base URL.
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_openai_python_client_talks_to_ragplane() {
+    let Some(l) = llm("the_official_openai_python_client_talks_to_ragplane") else {
+        return;
+    };
+    let Some(e) = env(GenerationConfig::Openai(real_pool(&[&l.openai_url], &l.model)))
+    .await
+    else {
+        return;
+    };
+    let base = serve(e.router.clone()).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_client.py");
+    let out = tokio::process::Command::new(&l.python)
+        .args([script, &format!("{base}/v1"), ADMIN, "docs"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("{r:#}");
+    let plain = &r["plain"];
+    assert_eq!(plain["object"], "chat.completion");
+    assert_eq!(plain["model"], "docs");
+    assert_eq!(plain["role"], "assistant");
+    assert!(!plain["content"].as_str().unwrap().is_empty());
+    assert!(plain["completion_tokens"].as_u64().unwrap() > 0);
+    assert!(plain["sources"].is_array());
+    let s = &r["streamed"];
+    assert_eq!(s["objects"], json!(["chat.completion.chunk"]));
+    assert!(s["deltas"].as_u64().unwrap() >= 2, "{s}");
+    assert!(s["finish_reason"].is_string(), "{s}");
+    assert!(s["completion_tokens"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["sources"].is_array(), "{s}");
+    assert_eq!(r["missing"], 404);
+}
+
+/// An Ollama server this test starts, stops and restarts.
+struct OwnServer {
+    port: u16,
+    bin: String,
+    models: String,
+    child: Option<std::process::Child>,
+}
+
+impl OwnServer {
+    fn new(l: &Llm, port: u16) -> Self {
+        let mut s = Self {
+            port,
+            bin: l.bin.clone(),
+            models: l.models.clone(),
+            child: None,
+        };
+        s.start();
+        s
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn start(&mut self) {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("ragplane-ollama-{}.log", self.port))).unwrap();
+        let child = std::process::Command::new(&self.bin)
+            .arg("serve")
+            .env("OLLAMA_HOST", format!("127.0.0.1:{}", self.port))
+            .env("OLLAMA_MODELS", &self.models)
+            .env("OLLAMA_KEEP_ALIVE", "-1")
+            .env("OLLAMA_NUM_PARALLEL", "2")
+            .env("OLLAMA_CONTEXT_LENGTH", "2048")
+            .env("OLLAMA_NOPRUNE", "1")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            // Its own process group, so killing it takes its model runner along.
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// SIGKILL to the server and its runner: a crash, not a shutdown.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", "--", &format!("-{}", c.id())])
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits until it answers and has the model loaded.
+    async fn ready(&self, model: &str) {
+        let client = reqwest::Client::new();
+        let start = Instant::now();
+        loop {
+            let r = client
+                .post(format!("{}/api/generate", self.url()))
+                .json(&json!({ "model": model, "prompt": "hi", "stream": false, "options": { "num_predict": 1 } }))
+                .send()
+                .await;
+            if r.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(120), "ollama on {} never became ready", self.port);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn healthy_metric(url: &str) -> Option<i64> {
+    let needle = format!("ragplane_llm_endpoint_healthy{{endpoint=\"{url}\"}} ");
+    ragplane::metrics::render()
+        .lines()
+        .find_map(|l| l.strip_prefix(&needle).and_then(|v| v.trim().parse().ok()))
+}
+
+#[derive(Default, Debug)]
+struct Outcomes {
+    completed: usize,
+    /// Failed before any token reached the client: must stay at zero.
+    failed_before_streaming: Vec<String>,
+    /// Failed after tokens had reached the client (their server was killed mid-answer).
+    failed_midway: usize,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_server_under_load_fails_no_query_that_had_not_started_streaming() {
+    let Some(l) = llm("killing_a_server_under_load_fails_no_query_that_had_not_started_streaming") else {
+        return;
+    };
+    let mut a = OwnServer::new(&l, 18410);
+    let b = OwnServer::new(&l, 18411);
+    a.ready(&l.model).await;
+    b.ready(&l.model).await;
+    let (ua, ub) = (a.url(), b.url());
+    let Some(e) = env(GenerationConfig::Ollama(real_pool(&[&ua, &ub], &l.model)))
+    .await
+    else {
+        return;
+    };
+    let e = Arc::new(e);
+    let outcomes = Arc::new(std::sync::Mutex::new(Outcomes::default()));
+    let stop = CancellationToken::new();
+    let mut load = tokio::task::JoinSet::new();
+    for w in 0..3 {
+        let (e, outcomes, stop) = (e.clone(), outcomes.clone(), stop.clone());
+        load.spawn(async move {
+            let mut i = 0;
+            while !stop.is_cancelled() {
+                i += 1;
+                let q = json!({ "collection": "docs", "query": format!("how far is the lamp visible? ({w}.{i})"), "stream": true });
+                let (status, events) = e.events("/v1/query", q).await;
+                let mut o = outcomes.lock().unwrap();
+                let streamed = events.iter().any(|(n, _)| n == "delta");
+                match events.last() {
+                    _ if status != StatusCode::OK => o.failed_before_streaming.push(format!("{status} {events:?}")),
+                    Some((n, _)) if n == "done" => o.completed += 1,
+                    _ if streamed => o.failed_midway += 1,
+                    _ => o.failed_before_streaming.push(format!("{events:?}")),
+                }
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let before_kill = outcomes.lock().unwrap().completed;
+    a.kill();
+    eprintln!("killed {ua} after {before_kill} completed queries");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(healthy_metric(&ua), Some(0), "the killed server is ejected");
+    let during = outcomes.lock().unwrap().completed;
+    a.start();
+    let back = Instant::now();
+    a.ready(&l.model).await;
+    eprintln!("{ua} is back after {:?}", back.elapsed());
+    let readmitted = wait_until("readmitted", Duration::from_secs(30), || {
+        healthy_metric(&ua) == Some(1)
+    })
+    .await;
+    eprintln!("readmitted {:?} after restart ({readmitted:?} after it answered)", back.elapsed());
+    assert!(back.elapsed() < Duration::from_secs(30));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.cancel();
+    while load.join_next().await.is_some() {}
+    let o = outcomes.lock().unwrap();
+    eprintln!("{o:?}; completed while one server was down: {}", during - before_kill);
+    assert!(o.failed_before_streaming.is_empty(), "{:?}", o.failed_before_streaming);
+    assert!(during > before_kill, "queries kept completing on the other server");
+    assert!(o.completed > during, "and after the readmission");
+
+    // Both down: 503 with Retry-After, quickly.
+    drop(b);
+    a.kill();
+    wait_until("both ejected", Duration::from_secs(15), || {
+        healthy_metric(&ua) == Some(0) && healthy_metric(&ub) == Some(0)
+    })
+    .await;
+    assert_all_down_is_fast(&e).await;
+}
