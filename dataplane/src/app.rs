@@ -249,8 +249,11 @@ impl App {
                 Duration::from_secs(c.result_ttl_secs),
             )) as Arc<dyn Cache>
         });
-        let embedder: Arc<dyn Embedder> =
-            Arc::new(CachedEmbedder::new(Arc::new(onnx), embedding_cache));
+        let model: Arc<dyn Embedder> = match &config.embedding.ollama {
+            Some(o) => Arc::new(crate::embed::ollama::OllamaEmbedder::new(o)),
+            None => Arc::new(onnx),
+        };
+        let embedder: Arc<dyn Embedder> = Arc::new(CachedEmbedder::new(model, embedding_cache));
         let generator: Option<Arc<dyn Generator>> = match &config.generation {
             GenerationConfig::None => None,
             GenerationConfig::Ollama(ep) => Some(Arc::new(GeneratorPool::new(Protocol::Ollama, ep))),

@@ -897,3 +897,51 @@ async fn killing_a_server_under_load_fails_no_query_that_had_not_started_streami
     .await;
     assert_all_down_is_fast(&e).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ollama_embeds_batches_as_a_remote_embedder() {
+    use ragplane::embed::ollama::OllamaEmbedder;
+    use ragplane::embed::Embedder;
+    let Some(l) = llm("ollama_embeds_batches_as_a_remote_embedder") else {
+        return;
+    };
+    // The model's dimension, asked of the server itself.
+    let probe: Value = reqwest::Client::new()
+        .post(format!("{}/api/embed", l.ollama_url))
+        .json(&json!({ "model": l.model, "input": ["x"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let dimension = probe["embeddings"][0].as_array().unwrap().len();
+    let mut cfg = ragplane_config::OllamaEmbeddingConfig {
+        url: l.ollama_url.clone(),
+        model: l.model.clone(),
+        dimension,
+        max_batch: 2,
+        timeout_secs: 60,
+    };
+    let e = OllamaEmbedder::new(&cfg);
+    assert_eq!(e.dimension(), dimension);
+    let texts: Vec<String> = ["lighthouse", "orbital mechanics", "lighthouse"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let v = e.embed(texts).await.unwrap();
+    assert_eq!(v.len(), 3, "two batches of at most two");
+    for x in &v {
+        let norm: f32 = x.iter().map(|a| a * a).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+    }
+    let cos = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    assert!(cos(&v[0], &v[2]) > 0.9999, "the same text, the same vector");
+    assert!(cos(&v[0], &v[1]) < 0.9999, "different texts, different vectors");
+    cfg.dimension += 1;
+    let err = OllamaEmbedder::new(&cfg)
+        .embed(vec!["x".into()])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("embedding.ollama.dimension"), "{err}");
+}

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod generation;
+mod ollama;
 mod secret;
 mod validate;
 
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use generation::GenerationPoolConfig;
+pub use ollama::OllamaEmbeddingConfig;
 pub use secret::Secret;
 pub use validate::{ConfigError, ValidationErrors};
 
@@ -306,6 +308,9 @@ pub struct EmbeddingConfig {
     pub max_seq_len: usize,
     /// Requests waiting for inference; beyond this callers get 429.
     pub queue_capacity: usize,
+    /// Embed with an Ollama server instead of the in-process model (`[embedding.ollama]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ollama: Option<OllamaEmbeddingConfig>,
 }
 
 impl Default for EmbeddingConfig {
@@ -320,6 +325,7 @@ impl Default for EmbeddingConfig {
             max_batch_tokens: 16_384,
             max_seq_len: 256,
             queue_capacity: 1024,
+            ollama: None,
         }
     }
 }

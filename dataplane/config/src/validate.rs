@@ -80,6 +80,12 @@ impl Config {
             "must be at least 1",
         );
 
+        if let Some(o) = &e.ollama {
+            for (field, message) in o.problems() {
+                c.check(false, field, message);
+            }
+        }
+
         let k = &self.chunking;
         c.check(
             k.chunk_tokens >= 8,
