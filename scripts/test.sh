@@ -21,6 +21,11 @@ bash e2e/testcluster/build.sh
 HELM=$(bash e2e/testcluster/build-helm.sh | tail -n 1)
 export HELM
 
+step "test services on 127.0.0.1 (scripts/services/*.sh; built once, cached by version)"
+trap 'bash scripts/services/llm.sh stop' EXIT
+bash scripts/services/llm.sh start
+source "${RAGPLANE_SVC_DIR:-target/services}/env.sh"
+
 step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -32,7 +37,7 @@ cargo build --workspace --locked --bins
 
 step "tests"
 # Tests that need the model, the API server or helm fail instead of skipping when it is missing.
-export RAGPLANE_REQUIRE_MODEL=1 RAGPLANE_REQUIRE_CLUSTER=1 RAGPLANE_REQUIRE_HELM=1
+export RAGPLANE_REQUIRE_MODEL=1 RAGPLANE_REQUIRE_CLUSTER=1 RAGPLANE_REQUIRE_HELM=1 RAGPLANE_REQUIRE_SERVICES=1
 if [ -z "${QDRANT_URL:-}" ]; then
   # cargo test hides a passing test's output, so say it here too.
   echo "SKIPPED: Collection tests against a real Qdrant (collection_against_a_real_qdrant): QDRANT_URL is not set;" \

@@ -954,3 +954,92 @@ async fn ollama_embeds_like_the_in_process_model() {
         .unwrap_err();
     assert!(err.to_string().contains("embedding.ollama.dimension"), "{err}");
 }
+
+/// Time to the first content token of a streamed OpenAI-format chat completion at `url`.
+async fn first_token(client: &reqwest::Client, url: &str, key: Option<&str>, body: &Value) -> Duration {
+    let t = Instant::now();
+    let mut req = client.post(url).json(body);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let resp = req.send().await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let mut body = resp.bytes_stream();
+    let (mut buf, mut ttft) = (String::new(), None);
+    while let Some(b) = body.next().await {
+        buf.push_str(&String::from_utf8_lossy(&b.unwrap()));
+        while let Some(end) = buf.find('\n') {
+            let line: String = buf.drain(..=end).collect();
+            let Some(data) = line.trim_end().strip_prefix("data: ") else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<Value>(data) else {
+                continue;
+            };
+            let content = v["choices"][0]["delta"]["content"].as_str().unwrap_or("");
+            if ttft.is_none() && !content.is_empty() {
+                ttft = Some(t.elapsed());
+            }
+        }
+    }
+    ttft.expect("a content token")
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Benchmark (docs/benchmarks.md): time to first token straight from the server and through
+/// ragplane's `/v1/chat/completions`, interleaved, with the same prompt on both paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark, run by hand: see docs/benchmarks.md"]
+async fn time_to_first_token_through_ragplane_vs_direct() {
+    let Some(l) = llm("time_to_first_token_through_ragplane_vs_direct") else {
+        return;
+    };
+    let n: usize = std::env::var("TTFT_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    let Some(e) = env(GenerationConfig::Openai(real_pool(&[&l.openai_url], &l.model))).await else {
+        return;
+    };
+    let base = serve(e.router.clone()).await;
+    let client = reqwest::Client::new();
+    let (_, hits) = e
+        .call(Method::POST, "/v1/search", Some(json!({ "collection": "docs", "query": "lamp" })))
+        .await;
+    let sources: Vec<String> = hits["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["text"].as_str().unwrap().to_string())
+        .collect();
+    let texts: Vec<&str> = sources.iter().map(String::as_str).collect();
+    for (label, vary) in [("new question each time (retrieval uncached)", true), ("same question (retrieval cached)", false)] {
+        let (mut direct, mut via) = (Vec::new(), Vec::new());
+        for i in 0..n + 2 {
+            let q = if vary { format!("How far is the lamp visible? ({label} {i})") } else { "How far is the lamp visible?".to_string() };
+            let messages = ragplane::generate::prompt::build(&q, &texts);
+            let d = first_token(&client, &format!("{}/chat/completions", l.openai_url), None,
+                &json!({ "model": l.model, "messages": messages, "max_tokens": 2, "stream": true })).await;
+            let r = first_token(&client, &format!("{base}/v1/chat/completions"), Some(ADMIN),
+                &json!({ "model": "docs", "messages": [{ "role": "user", "content": q }], "max_tokens": 2, "stream": true })).await;
+            if i >= 2 {
+                // The first two of each kind warm connections and caches.
+                direct.push(d);
+                via.push(r);
+            }
+        }
+        let mut diff: Vec<i128> = direct.iter().zip(&via).map(|(d, r)| r.as_micros() as i128 - d.as_micros() as i128).collect();
+        diff.sort();
+        let (d50, r50) = (pct(&mut direct.clone(), 0.5), pct(&mut via.clone(), 0.5));
+        eprintln!(
+            "| {label} | {n} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.2}x |",
+            d50.as_secs_f64() * 1e3,
+            pct(&mut direct, 0.9).as_secs_f64() * 1e3,
+            r50.as_secs_f64() * 1e3,
+            pct(&mut via, 0.9).as_secs_f64() * 1e3,
+            diff[diff.len() / 2] as f64 / 1e3,
+            r50.as_secs_f64() / d50.as_secs_f64(),
+        );
+    }
+}
