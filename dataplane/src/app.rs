@@ -256,8 +256,12 @@ impl App {
         let embedder: Arc<dyn Embedder> = Arc::new(CachedEmbedder::new(model, embedding_cache));
         let generator: Option<Arc<dyn Generator>> = match &config.generation {
             GenerationConfig::None => None,
-            GenerationConfig::Ollama(ep) => Some(Arc::new(GeneratorPool::new(Protocol::Ollama, ep))),
-            GenerationConfig::Openai(ep) => Some(Arc::new(GeneratorPool::new(Protocol::OpenAi, ep))),
+            GenerationConfig::Ollama(ep) => {
+                Some(Arc::new(GeneratorPool::new(Protocol::Ollama, ep)))
+            }
+            GenerationConfig::Openai(ep) => {
+                Some(Arc::new(GeneratorPool::new(Protocol::OpenAi, ep)))
+            }
         };
         let metadata: Arc<dyn MetadataStore> = Arc::new(store);
         let default_tenant = match metadata.tenant_by_name(DEFAULT_TENANT).await? {

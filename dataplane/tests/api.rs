@@ -773,7 +773,11 @@ async fn stub_chat_server(
                 } else {
                     json!({ "model": m, "choices": [{ "index": 0, "delta": { "content": p } }] })
                 };
-                out.push_str(&if ollama { format!("{line}\n") } else { format!("data: {line}\n\n") });
+                out.push_str(&if ollama {
+                    format!("{line}\n")
+                } else {
+                    format!("data: {line}\n\n")
+                });
             }
             if ollama {
                 let done = json!({ "model": m, "message": { "role": "assistant", "content": "" }, "done": true,

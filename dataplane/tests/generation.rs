@@ -205,7 +205,10 @@ async fn failures_before_the_first_token_are_retried_and_the_server_ejected_then
     for _ in 0..6 {
         answer(&pool).await.unwrap();
     }
-    assert!(bad.chats() > before, "a readmitted server gets traffic again");
+    assert!(
+        bad.chats() > before,
+        "a readmitted server gets traffic again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,7 +262,11 @@ async fn with_every_server_down_the_pool_refuses_at_once() {
     .await;
     let t = Instant::now();
     let err = answer(&pool).await.unwrap_err();
-    assert!(t.elapsed() < Duration::from_millis(100), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        t.elapsed()
+    );
     assert!(
         matches!(err, GenerateError::NoHealthyEndpoint { count: 2, .. }),
         "{err}"
@@ -330,7 +337,12 @@ async fn env(generation: GenerationConfig) -> Option<Env> {
 }
 
 impl Env {
-    async fn raw(&self, method: Method, uri: &str, body: Option<Value>) -> axum::response::Response {
+    async fn raw(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+    ) -> axum::response::Response {
         let mut b = Request::builder()
             .method(method)
             .uri(uri)
@@ -410,7 +422,12 @@ async fn query_streams_token_deltas_then_the_cited_sources_and_usage() {
     assert!(deltas.iter().all(|(n, _)| n == "delta"), "{events:?}");
     let text: String = deltas
         .iter()
-        .map(|(_, d)| serde_json::from_str::<Value>(d).unwrap()["text"].as_str().unwrap().to_string())
+        .map(|(_, d)| {
+            serde_json::from_str::<Value>(d).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(text, "Twenty-two miles [1].");
     assert_eq!(last.0, "done");
@@ -450,7 +467,10 @@ async fn query_streams_token_deltas_then_the_cited_sources_and_usage() {
     assert_eq!(events.first().unwrap().0, "delta");
     let (name, data) = events.last().unwrap();
     assert_eq!(name, "error", "{events:?}");
-    assert_eq!(serde_json::from_str::<Value>(data).unwrap()["type"], "unavailable");
+    assert_eq!(
+        serde_json::from_str::<Value>(data).unwrap()["type"],
+        "unavailable"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -472,7 +492,10 @@ async fn chat_completions_answer_in_openai_format_from_the_named_collection() {
     assert_eq!(c["object"], "chat.completion");
     assert_eq!(c["model"], "docs");
     assert_eq!(c["choices"][0]["message"]["role"], "assistant");
-    assert_eq!(c["choices"][0]["message"]["content"], "Twenty-two miles [1].");
+    assert_eq!(
+        c["choices"][0]["message"]["content"],
+        "Twenty-two miles [1]."
+    );
     assert_eq!(c["choices"][0]["finish_reason"], "stop");
     assert_eq!(c["usage"]["total_tokens"], 43);
     assert_eq!(c["sources"][0]["number"], 1);
@@ -491,7 +514,9 @@ async fn chat_completions_answer_in_openai_format_from_the_named_collection() {
         .iter()
         .map(|(_, d)| serde_json::from_str(d).unwrap())
         .collect();
-    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk"));
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
     let text: String = chunks
         .iter()
@@ -630,11 +655,26 @@ async fn real_servers_stream_over_both_protocols() {
             }
         }
         let done = done.unwrap_or_else(|| panic!("{protocol:?}: no final chunk"));
-        eprintln!("{protocol:?}: {} deltas {:?}, {done:?}", deltas.len(), deltas.concat());
-        assert!(deltas.len() >= 2, "{protocol:?} streams token by token: {deltas:?}");
-        let usage = done.usage.unwrap_or_else(|| panic!("{protocol:?}: no usage"));
-        assert!(usage.prompt_tokens > 0 && usage.completion_tokens > 0, "{usage:?}");
-        assert!(usage.completion_tokens <= 8, "max_tokens is passed on: {usage:?}");
+        eprintln!(
+            "{protocol:?}: {} deltas {:?}, {done:?}",
+            deltas.len(),
+            deltas.concat()
+        );
+        assert!(
+            deltas.len() >= 2,
+            "{protocol:?} streams token by token: {deltas:?}"
+        );
+        let usage = done
+            .usage
+            .unwrap_or_else(|| panic!("{protocol:?}: no usage"));
+        assert!(
+            usage.prompt_tokens > 0 && usage.completion_tokens > 0,
+            "{usage:?}"
+        );
+        assert!(
+            usage.completion_tokens <= 8,
+            "max_tokens is passed on: {usage:?}"
+        );
         assert!(done.model.starts_with(&l.model), "{}", done.model);
     }
 }
@@ -662,12 +702,20 @@ async fn real_server_query_streams_deltas_and_a_final_event_with_citations() {
             .await;
         assert_eq!(status, StatusCode::OK, "{protocol:?}: {events:?}");
         let (last, deltas) = events.split_last().unwrap();
-        assert!(!deltas.is_empty() && deltas.iter().all(|(n, _)| n == "delta"), "{events:?}");
+        assert!(
+            !deltas.is_empty() && deltas.iter().all(|(n, _)| n == "delta"),
+            "{events:?}"
+        );
         assert_eq!(last.0, "done", "{events:?}");
         let done: Value = serde_json::from_str(&last.1).unwrap();
         let text: String = deltas
             .iter()
-            .map(|(_, d)| serde_json::from_str::<Value>(d).unwrap()["text"].as_str().unwrap().to_string())
+            .map(|(_, d)| {
+                serde_json::from_str::<Value>(d).unwrap()["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect();
         assert_eq!(done["answer"], text);
         assert_eq!(done["retrieved"], 1);
@@ -693,7 +741,10 @@ async fn the_official_openai_python_client_talks_to_ragplane() {
     let Some(l) = llm("the_official_openai_python_client_talks_to_ragplane") else {
         return;
     };
-    let Some(e) = env(GenerationConfig::Openai(real_pool(&[&l.openai_url], &l.model)))
+    let Some(e) = env(GenerationConfig::Openai(real_pool(
+        &[&l.openai_url],
+        &l.model,
+    )))
     .await
     else {
         return;
@@ -755,7 +806,10 @@ impl OwnServer {
 
     fn start(&mut self) {
         use std::os::unix::process::CommandExt;
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("ragplane-ollama-{}.log", self.port))).unwrap();
+        let log = std::fs::File::create(
+            std::env::temp_dir().join(format!("ragplane-ollama-{}.log", self.port)),
+        )
+        .unwrap();
         let child = std::process::Command::new(&self.bin)
             .arg("serve")
             .env("OLLAMA_HOST", format!("127.0.0.1:{}", self.port))
@@ -796,7 +850,11 @@ impl OwnServer {
             if r.is_ok_and(|r| r.status().is_success()) {
                 return;
             }
-            assert!(start.elapsed() < Duration::from_secs(120), "ollama on {} never became ready", self.port);
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "ollama on {} never became ready",
+                self.port
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -826,7 +884,8 @@ struct Outcomes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_server_under_load_fails_no_query_that_had_not_started_streaming() {
-    let Some(l) = llm("killing_a_server_under_load_fails_no_query_that_had_not_started_streaming") else {
+    let Some(l) = llm("killing_a_server_under_load_fails_no_query_that_had_not_started_streaming")
+    else {
         return;
     };
     let mut a = OwnServer::new(&l, 18410);
@@ -834,9 +893,7 @@ async fn killing_a_server_under_load_fails_no_query_that_had_not_started_streami
     a.ready(&l.model).await;
     b.ready(&l.model).await;
     let (ua, ub) = (a.url(), b.url());
-    let Some(e) = env(GenerationConfig::Ollama(real_pool(&[&ua, &ub], &l.model)))
-    .await
-    else {
+    let Some(e) = env(GenerationConfig::Ollama(real_pool(&[&ua, &ub], &l.model))).await else {
         return;
     };
     let e = Arc::new(e);
@@ -877,15 +934,28 @@ async fn killing_a_server_under_load_fails_no_query_that_had_not_started_streami
         healthy_metric(&ua) == Some(1)
     })
     .await;
-    eprintln!("readmitted {:?} after restart ({readmitted:?} after it answered)", back.elapsed());
+    eprintln!(
+        "readmitted {:?} after restart ({readmitted:?} after it answered)",
+        back.elapsed()
+    );
     assert!(back.elapsed() < Duration::from_secs(30));
     tokio::time::sleep(Duration::from_secs(4)).await;
     stop.cancel();
     while load.join_next().await.is_some() {}
-    let o = outcomes.lock().unwrap();
-    eprintln!("{o:?}; completed while one server was down: {}", during - before_kill);
-    assert!(o.failed_before_streaming.is_empty(), "{:?}", o.failed_before_streaming);
-    assert!(during > before_kill, "queries kept completing on the other server");
+    let o = std::mem::take(&mut *outcomes.lock().unwrap());
+    eprintln!(
+        "{o:?}; completed while one server was down: {}",
+        during - before_kill
+    );
+    assert!(
+        o.failed_before_streaming.is_empty(),
+        "{:?}",
+        o.failed_before_streaming
+    );
+    assert!(
+        during > before_kill,
+        "queries kept completing on the other server"
+    );
     assert!(o.completed > during, "and after the readmission");
 
     // Both down: 503 with Retry-After, quickly.
@@ -952,11 +1022,19 @@ async fn ollama_embeds_like_the_in_process_model() {
         .embed(vec!["x".into()])
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("embedding.ollama.dimension"), "{err}");
+    assert!(
+        err.to_string().contains("embedding.ollama.dimension"),
+        "{err}"
+    );
 }
 
 /// Time to the first content token of a streamed OpenAI-format chat completion at `url`.
-async fn first_token(client: &reqwest::Client, url: &str, key: Option<&str>, body: &Value) -> Duration {
+async fn first_token(
+    client: &reqwest::Client,
+    url: &str,
+    key: Option<&str>,
+    body: &Value,
+) -> Duration {
     let t = Instant::now();
     let mut req = client.post(url).json(body);
     if let Some(k) = key {
@@ -998,14 +1076,26 @@ async fn time_to_first_token_through_ragplane_vs_direct() {
     let Some(l) = llm("time_to_first_token_through_ragplane_vs_direct") else {
         return;
     };
-    let n: usize = std::env::var("TTFT_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
-    let Some(e) = env(GenerationConfig::Openai(real_pool(&[&l.openai_url], &l.model))).await else {
+    let n: usize = std::env::var("TTFT_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let Some(e) = env(GenerationConfig::Openai(real_pool(
+        &[&l.openai_url],
+        &l.model,
+    )))
+    .await
+    else {
         return;
     };
     let base = serve(e.router.clone()).await;
     let client = reqwest::Client::new();
     let (_, hits) = e
-        .call(Method::POST, "/v1/search", Some(json!({ "collection": "docs", "query": "lamp" })))
+        .call(
+            Method::POST,
+            "/v1/search",
+            Some(json!({ "collection": "docs", "query": "lamp" })),
+        )
         .await;
     let sources: Vec<String> = hits["hits"]
         .as_array()
@@ -1014,13 +1104,25 @@ async fn time_to_first_token_through_ragplane_vs_direct() {
         .map(|h| h["text"].as_str().unwrap().to_string())
         .collect();
     let texts: Vec<&str> = sources.iter().map(String::as_str).collect();
-    for (label, vary) in [("new question each time (retrieval uncached)", true), ("same question (retrieval cached)", false)] {
+    for (label, vary) in [
+        ("new question each time (retrieval uncached)", true),
+        ("same question (retrieval cached)", false),
+    ] {
         let (mut direct, mut via) = (Vec::new(), Vec::new());
         for i in 0..n + 2 {
-            let q = if vary { format!("How far is the lamp visible? ({label} {i})") } else { "How far is the lamp visible?".to_string() };
+            let q = if vary {
+                format!("How far is the lamp visible? ({label} {i})")
+            } else {
+                "How far is the lamp visible?".to_string()
+            };
             let messages = ragplane::generate::prompt::build(&q, &texts);
-            let d = first_token(&client, &format!("{}/chat/completions", l.openai_url), None,
-                &json!({ "model": l.model, "messages": messages, "max_tokens": 2, "stream": true })).await;
+            let d = first_token(
+                &client,
+                &format!("{}/chat/completions", l.openai_url),
+                None,
+                &json!({ "model": l.model, "messages": messages, "max_tokens": 2, "stream": true }),
+            )
+            .await;
             let r = first_token(&client, &format!("{base}/v1/chat/completions"), Some(ADMIN),
                 &json!({ "model": "docs", "messages": [{ "role": "user", "content": q }], "max_tokens": 2, "stream": true })).await;
             if i >= 2 {
@@ -1029,7 +1131,11 @@ async fn time_to_first_token_through_ragplane_vs_direct() {
                 via.push(r);
             }
         }
-        let mut diff: Vec<i128> = direct.iter().zip(&via).map(|(d, r)| r.as_micros() as i128 - d.as_micros() as i128).collect();
+        let mut diff: Vec<i128> = direct
+            .iter()
+            .zip(&via)
+            .map(|(d, r)| r.as_micros() as i128 - d.as_micros() as i128)
+            .collect();
         diff.sort();
         let (d50, r50) = (pct(&mut direct.clone(), 0.5), pct(&mut via.clone(), 0.5));
         eprintln!(

@@ -69,6 +69,9 @@ mod tests {
         if let Some(o) = bad.embedding.ollama.as_mut() {
             o.url = "x".into();
         }
-        assert_eq!(bad.validate().unwrap_err().0[0].field, "embedding.ollama.url");
+        assert_eq!(
+            bad.validate().unwrap_err().0[0].field,
+            "embedding.ollama.url"
+        );
     }
 }

@@ -90,7 +90,11 @@ fn interpret(req: &ChatCompletionRequest) -> Result<(SearchRequest, AnswerOption
     let history = req.messages[..last_user]
         .iter()
         .map(|m| {
-            let role = if m.role == "developer" { "system" } else { m.role.as_str() };
+            let role = if m.role == "developer" {
+                "system"
+            } else {
+                m.role.as_str()
+            };
             ChatMessage::new(role, text_of(&m.content))
         })
         .collect();

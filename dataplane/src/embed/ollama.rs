@@ -42,7 +42,13 @@ impl OllamaEmbedder {
             .map_err(|e| fail(format!("failed to send: {e}")))?;
         let status = resp.status();
         if !status.is_success() {
-            let body: String = resp.text().await.unwrap_or_default().chars().take(300).collect();
+            let body: String = resp
+                .text()
+                .await
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect();
             return Err(fail(format!("answered {status}: {body}")));
         }
         let r: EmbedResponse = resp

@@ -56,7 +56,9 @@ pub enum GenerateError {
         secs: u64,
     },
     /// Every server of the pool is out of rotation.
-    #[error("failed to generate: no healthy generation server (all {count} are failing health checks)")]
+    #[error(
+        "failed to generate: no healthy generation server (all {count} are failing health checks)"
+    )]
     NoHealthyEndpoint {
         /// Servers in the pool.
         count: usize,
@@ -269,7 +271,9 @@ pub(crate) fn lines(
     url: String,
 ) -> impl Stream<Item = Result<String>> + Send {
     use tokio::io::AsyncBufReadExt;
-    let body = resp.bytes_stream().map(|r| r.map_err(std::io::Error::other));
+    let body = resp
+        .bytes_stream()
+        .map(|r| r.map_err(std::io::Error::other));
     let reader = tokio_util::io::StreamReader::new(body);
     let lines = reader.lines();
     futures::stream::unfold((lines, url), |(mut lines, url)| async move {

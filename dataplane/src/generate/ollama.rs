@@ -185,11 +185,18 @@ mod tests {
             one(r#"{"error":"model not found"}"#),
             Some(Err(GenerateError::Status { .. }))
         ));
-        assert!(matches!(one("not json"), Some(Err(GenerateError::Decode(_)))));
+        assert!(matches!(
+            one("not json"),
+            Some(Err(GenerateError::Decode(_)))
+        ));
         let whole = parse_line(
             r#"{"model":"m","message":{"role":"assistant","content":"All"},"done":true}"#,
             u,
         );
-        assert_eq!(whole.len(), 2, "text on the last line is delivered before the end");
+        assert_eq!(
+            whole.len(),
+            2,
+            "text on the last line is delivered before the end"
+        );
     }
 }

@@ -171,7 +171,11 @@ impl Generator for OpenAiGenerator {
         if let Some(t) = request.temperature {
             body["temperature"] = json!(t);
         }
-        let resp = send(self.authed(self.client.post(&self.url)).json(&body), &self.url).await?;
+        let resp = send(
+            self.authed(self.client.post(&self.url)).json(&body),
+            &self.url,
+        )
+        .await?;
         let url = self.url.clone();
         let model = self.model.clone();
         let events = lines(resp, url.clone()).scan(
@@ -188,9 +192,7 @@ impl Generator for OpenAiGenerator {
                         },
                     }
                 };
-                *finished |= out
-                    .iter()
-                    .any(|c| matches!(c, Ok(Chunk::Done(_)) | Err(_)));
+                *finished |= out.iter().any(|c| matches!(c, Ok(Chunk::Done(_)) | Err(_)));
                 let model = model.clone();
                 let out = out.into_iter().map(move |c| match c {
                     Ok(Chunk::Done(mut f)) if f.model.is_empty() => {

@@ -436,7 +436,10 @@ mod tests {
         let l3 = p.pick(None).unwrap();
         let l4 = p.pick(None).unwrap();
         assert_ne!(l3.idx, l4.idx);
-        assert!(matches!(p.pick(None), Err(GenerateError::Busy { cap: 2, .. })));
+        assert!(matches!(
+            p.pick(None),
+            Err(GenerateError::Busy { cap: 2, .. })
+        ));
         drop(l3);
         let l5 = p.pick(None).unwrap();
         assert_eq!(p.status().iter().map(|s| s.outstanding).sum::<usize>(), 4);
@@ -474,7 +477,10 @@ mod tests {
             let l = p.pick(None).unwrap();
             assert_eq!(l.idx, 1, "ejected servers get no traffic");
         }
-        assert!(matches!(p.pick(Some(1)), Err(GenerateError::NoHealthyEndpoint { .. })));
+        assert!(matches!(
+            p.pick(Some(1)),
+            Err(GenerateError::NoHealthyEndpoint { .. })
+        ));
         ep.readmit();
         assert!(p.status()[0].healthy);
         assert_eq!(p.status()[0].consecutive_failures, 0);
