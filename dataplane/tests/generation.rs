@@ -546,6 +546,12 @@ async fn chat_completions_answer_in_openai_format_from_the_named_collection() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "no user message");
+
+    let (_, doc) = e.call(Method::GET, "/openapi.json", None).await;
+    assert!(doc["paths"]["/v1/chat/completions"]["post"].is_object());
+    for schema in ["ChatCompletionRequest", "QueryDone", "CitedSource"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

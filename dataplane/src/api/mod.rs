@@ -71,7 +71,7 @@ impl FromRequestParts<AppState> for Auth {
         documents::upload, documents::list, documents::get_one, documents::delete, documents::reindex,
         documents::job, search::search, search::query, chat::completions,
     ),
-    components(schemas(error::ErrorBody)),
+    components(schemas(error::ErrorBody, search::QueryDone, search::CitedSource)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
