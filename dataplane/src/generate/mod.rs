@@ -276,21 +276,23 @@ pub(crate) fn lines(
         .map(|r| r.map_err(std::io::Error::other));
     let reader = tokio_util::io::StreamReader::new(body);
     let lines = reader.lines();
-    futures::stream::unfold((lines, url), |(mut lines, url)| async move {
+    // The state is `None` after a read error, which ends the stream.
+    futures::stream::unfold(Some((lines, url)), |state| async move {
+        let (mut lines, url) = state?;
         match lines.next_line().await {
             Ok(Some(mut l)) => {
                 if l.ends_with('\r') {
                     l.pop();
                 }
-                Some((Ok(l), (lines, url)))
+                Some((Ok(l), Some((lines, url))))
             }
             Ok(None) => None,
             Err(e) => Some((
                 Err(GenerateError::Unavailable {
-                    url: url.clone(),
+                    url,
                     message: format!("failed to read the streamed answer: {e}"),
                 }),
-                (lines, url),
+                None,
             )),
         }
     })
