@@ -17,9 +17,8 @@ use crate::embed::onnx::OnnxEmbedder;
 use crate::embed::tokenizer::TextTokenizer;
 use crate::embed::{CachedEmbedder, Embedder};
 use crate::error::{Error, Result};
-use crate::generate::ollama::OllamaGenerator;
-use crate::generate::openai::OpenAiGenerator;
-use crate::generate::{prompt, Generator, Usage};
+use crate::generate::pool::{GeneratorPool, Protocol};
+use crate::generate::{prompt, ChatMessage, ChatRequest, Generator, TokenStream, Usage};
 use crate::ingest::parse::Format;
 use crate::metadata::{Collection, Document, MetadataStore, NewDocument, SqliteStore, Tenant};
 use crate::objects::{LocalStore, ObjectStore};
@@ -146,6 +145,10 @@ pub struct SearchRequest {
     /// Only chunks of these documents.
     #[serde(default)]
     pub document_ids: Option<Vec<String>>,
+    /// `/v1/query` only: answer as Server-Sent Events (token deltas, then a final event with
+    /// the cited sources and usage) instead of one JSON object.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
 }
 
 fn default_top_k() -> usize {
@@ -167,6 +170,27 @@ pub struct QueryAnswer {
     pub cited: Vec<usize>,
     /// Token counts reported by the generator.
     pub usage: Option<Usage>,
+}
+
+/// Per-request settings of an answer beyond the retrieval request.
+#[derive(Debug, Clone, Default)]
+pub struct AnswerOptions {
+    /// Earlier turns of a conversation (OpenAI-style messages), before the question.
+    pub history: Vec<ChatMessage>,
+    /// Largest number of tokens to generate; the configured limit when `None`.
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature; the server's default when `None`.
+    pub temperature: Option<f32>,
+}
+
+/// An answer whose generation has started.
+pub struct StartedAnswer {
+    /// Retrieved sources, numbered from 1 in this order in the prompt.
+    pub sources: Vec<SearchHit>,
+    /// Model that answers.
+    pub model: String,
+    /// The tokens; `None` when generation is not configured.
+    pub tokens: Option<TokenStream>,
 }
 
 /// A document upload, already read from JSON or multipart.
@@ -231,12 +255,19 @@ impl App {
         let tokenizer = TextTokenizer::from_file(&files.tokenizer, config.embedding.max_seq_len)?;
         let (embedding_cache, results) = build_caches(&config, redis.as_ref());
         let rate_limiter = build_rate_limiter(&config, redis.as_ref());
-        let embedder: Arc<dyn Embedder> =
-            Arc::new(CachedEmbedder::new(Arc::new(onnx), embedding_cache));
+        let model: Arc<dyn Embedder> = match &config.embedding.ollama {
+            Some(o) => Arc::new(crate::embed::ollama::OllamaEmbedder::new(o)),
+            None => Arc::new(onnx),
+        };
+        let embedder: Arc<dyn Embedder> = Arc::new(CachedEmbedder::new(model, embedding_cache));
         let generator: Option<Arc<dyn Generator>> = match &config.generation {
             GenerationConfig::None => None,
-            GenerationConfig::Ollama(ep) => Some(Arc::new(OllamaGenerator::new(ep.clone()))),
-            GenerationConfig::Openai(ep) => Some(Arc::new(OpenAiGenerator::new(ep.clone()))),
+            GenerationConfig::Ollama(ep) => {
+                Some(Arc::new(GeneratorPool::new(Protocol::Ollama, ep)))
+            }
+            GenerationConfig::Openai(ep) => {
+                Some(Arc::new(GeneratorPool::new(Protocol::OpenAi, ep)))
+            }
         };
         let metadata: Arc<dyn MetadataStore> = Arc::new(store);
         let default_tenant = match metadata.tenant_by_name(DEFAULT_TENANT).await? {
@@ -655,28 +686,70 @@ impl App {
 
     /// Retrieval plus generation. Without a generator, returns the sources and says so.
     pub async fn query(&self, p: &Principal, req: &SearchRequest) -> Result<QueryAnswer> {
-        let sources = self.search(p, req).await?;
-        let Some(generator) = &self.generator else {
+        let started = self.start_answer(p, req, &AnswerOptions::default()).await?;
+        let Some(tokens) = started.tokens else {
             return Ok(QueryAnswer {
                 answer: None,
                 generation: "not_configured".into(),
                 model: None,
-                sources,
+                sources: started.sources,
                 cited: Vec::new(),
                 usage: None,
             });
         };
-        let texts: Vec<&str> = sources.iter().map(|s| s.text.as_str()).collect();
-        let messages = prompt::build(&req.query, &texts);
-        let g = generator.generate(&messages).await?;
-        let cited = prompt::cited(&g.text, sources.len());
+        let g = crate::generate::collect(tokens, &started.model).await?;
+        let cited = prompt::cited(&g.text, started.sources.len());
         Ok(QueryAnswer {
             answer: Some(g.text),
             generation: "generated".into(),
             model: Some(g.model),
-            sources,
+            sources: started.sources,
             cited,
             usage: Some(g.usage),
+        })
+    }
+
+    /// Retrieves sources for `req.query` and starts generating an answer from them; returns
+    /// once the first token has arrived, so failures before it (retried once by the pool)
+    /// are still ordinary errors. Refuses at once, before retrieval, when no generation
+    /// server is healthy.
+    pub async fn start_answer(
+        &self,
+        p: &Principal,
+        req: &SearchRequest,
+        options: &AnswerOptions,
+    ) -> Result<StartedAnswer> {
+        if let Some(g) = &self.generator {
+            g.check_available()?;
+        }
+        let sources = if req.stream {
+            // Streaming or not, it is the same retrieval (and the same result-cache entry).
+            let plain = SearchRequest {
+                stream: false,
+                ..req.clone()
+            };
+            self.search(p, &plain).await?
+        } else {
+            self.search(p, req).await?
+        };
+        let Some(generator) = &self.generator else {
+            return Ok(StartedAnswer {
+                sources,
+                model: String::new(),
+                tokens: None,
+            });
+        };
+        let texts: Vec<&str> = sources.iter().map(|s| s.text.as_str()).collect();
+        let request = ChatRequest {
+            messages: prompt::build_chat(&options.history, &req.query, &texts),
+            max_tokens: options.max_tokens,
+            temperature: options.temperature,
+        };
+        let tokens = generator.stream(&request).await?;
+        Ok(StartedAnswer {
+            sources,
+            model: generator.model().to_string(),
+            tokens: Some(tokens),
         })
     }
 

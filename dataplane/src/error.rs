@@ -178,9 +178,23 @@ impl From<EmbedError> for Error {
 
 impl From<GenerateError> for Error {
     fn from(e: GenerateError) -> Self {
-        Self::Unavailable {
-            message: e.to_string(),
-            retry_after_secs: 5,
+        match e {
+            GenerateError::Busy {
+                retry_after_secs, ..
+            } => Self::Overloaded {
+                message: e.to_string(),
+                retry_after_secs,
+            },
+            GenerateError::NoHealthyEndpoint {
+                retry_after_secs, ..
+            } => Self::Unavailable {
+                message: e.to_string(),
+                retry_after_secs,
+            },
+            _ => Self::Unavailable {
+                message: e.to_string(),
+                retry_after_secs: 5,
+            },
         }
     }
 }

@@ -68,6 +68,28 @@ metric!(SEARCH_SECONDS: Histogram = Histogram::with_opts(
     HistogramOpts::new("ragplane_vector_search_seconds", "Vector index search latency").buckets(latency_buckets())));
 metric!(CHUNKS_INDEXED: IntCounter = IntCounter::new(
     "ragplane_chunks_indexed_total", "Chunks embedded and written to the vector index"));
+metric!(LLM_OUTSTANDING: IntGaugeVec = IntGaugeVec::new(
+    Opts::new("ragplane_llm_outstanding_requests", "Generation requests sent to a server and not yet finished, by endpoint"),
+    &["endpoint"]));
+metric!(LLM_HEALTHY: IntGaugeVec = IntGaugeVec::new(
+    Opts::new("ragplane_llm_endpoint_healthy", "1 while a generation server is in rotation, 0 while ejected, by endpoint"),
+    &["endpoint"]));
+metric!(LLM_TTFT: HistogramVec = HistogramVec::new(
+    HistogramOpts::new("ragplane_llm_time_to_first_token_seconds", "Time from sending a generation request to its first token, by endpoint")
+        .buckets(latency_buckets()),
+    &["endpoint"]));
+metric!(LLM_TOKENS_PER_SECOND: HistogramVec = HistogramVec::new(
+    HistogramOpts::new("ragplane_llm_tokens_per_second", "Generated tokens per second after the first token, per request, by endpoint")
+        .buckets(exponential_buckets(1.0, 2.0, 12).unwrap_or_default()),
+    &["endpoint"]));
+metric!(LLM_TOKENS: IntCounterVec = IntCounterVec::new(
+    Opts::new("ragplane_llm_generated_tokens_total", "Tokens generated, by endpoint"), &["endpoint"]));
+metric!(LLM_REQUESTS: IntCounterVec = IntCounterVec::new(
+    Opts::new("ragplane_llm_requests_total", "Generation attempts by endpoint and outcome (ok, error)"),
+    &["endpoint", "outcome"]));
+metric!(LLM_ERRORS: IntCounterVec = IntCounterVec::new(
+    Opts::new("ragplane_llm_errors_total", "Generation failures by endpoint and stage (connect, first_token, stream, probe)"),
+    &["endpoint", "stage"]));
 
 metric!(CACHE_ERRORS: IntCounterVec = IntCounterVec::new(
     Opts::new("ragplane_cache_errors_total", "Shared-cache (Redis) commands that failed or timed out and counted as misses, by cache"),
@@ -107,6 +129,13 @@ pub fn init() {
     LazyLock::force(&RATE_LIMIT_ERRORS);
     LazyLock::force(&SEARCH_SECONDS);
     LazyLock::force(&CHUNKS_INDEXED);
+    LazyLock::force(&LLM_OUTSTANDING);
+    LazyLock::force(&LLM_HEALTHY);
+    LazyLock::force(&LLM_TTFT);
+    LazyLock::force(&LLM_TOKENS_PER_SECOND);
+    LazyLock::force(&LLM_TOKENS);
+    LazyLock::force(&LLM_REQUESTS);
+    LazyLock::force(&LLM_ERRORS);
 }
 
 /// Renders every metric in the Prometheus text format.

@@ -752,7 +752,8 @@ async fn service_endpoints() {
 }
 
 /// A stand-in chat server for the plumbing of `/v1/query` (the real LLM servers are exercised by
-/// the generation tier's tests): it records the prompt and answers citing source 1.
+/// the generation tier's tests in `generation.rs`): it records the prompt and streams an answer
+/// citing source 1, in the protocol's streaming format.
 async fn stub_chat_server(
     path: &'static str,
     ollama: bool,
@@ -763,13 +764,31 @@ async fn stub_chat_server(
         let log = log.clone();
         async move {
             log.lock().unwrap().push(body.clone());
-            let message = json!({ "role": "assistant", "content": "The lamp is visible from 22 nautical miles [1]." });
-            axum::Json(if ollama {
-                json!({ "model": body["model"], "message": message, "done": true, "prompt_eval_count": 50, "eval_count": 12 })
+            let parts = ["The lamp is visible ", "from 22 nautical miles [1]."];
+            let m = &body["model"];
+            let mut out = String::new();
+            for p in parts {
+                let line = if ollama {
+                    json!({ "model": m, "message": { "role": "assistant", "content": p }, "done": false })
+                } else {
+                    json!({ "model": m, "choices": [{ "index": 0, "delta": { "content": p } }] })
+                };
+                out.push_str(&if ollama {
+                    format!("{line}\n")
+                } else {
+                    format!("data: {line}\n\n")
+                });
+            }
+            if ollama {
+                let done = json!({ "model": m, "message": { "role": "assistant", "content": "" }, "done": true,
+                                   "done_reason": "stop", "prompt_eval_count": 50, "eval_count": 12 });
+                out.push_str(&format!("{done}\n"));
             } else {
-                json!({ "model": body["model"], "choices": [{ "index": 0, "message": message }],
-                        "usage": { "prompt_tokens": 50, "completion_tokens": 12 } })
-            })
+                let fin = json!({ "model": m, "choices": [{ "index": 0, "delta": {}, "finish_reason": "stop" }] });
+                let usage = json!({ "model": m, "choices": [], "usage": { "prompt_tokens": 50, "completion_tokens": 12 } });
+                out.push_str(&format!("data: {fin}\n\ndata: {usage}\n\ndata: [DONE]\n\n"));
+            }
+            out
         }
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -794,13 +813,9 @@ async fn query_sends_numbered_sources_and_reports_citations() {
             base
         };
         let Some(e) = env(|c| {
-            let ep = ragplane_config::GeneratorEndpoint {
-                url,
-                model: "stub-model".into(),
-                api_key: None,
-                timeout_secs: 10,
-                max_tokens: 64,
-            };
+            let mut ep = ragplane_config::GeneratorEndpoint::new(url, "stub-model");
+            ep.timeout_secs = 10;
+            ep.max_tokens = 64;
             c.generation = if provider == "openai" {
                 ragplane_config::GenerationConfig::Openai(ep)
             } else {
@@ -855,14 +870,12 @@ async fn query_sends_numbered_sources_and_reports_citations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_generator_is_503_with_retry_after() {
     let Some(e) = env(|c| {
-        c.generation =
-            ragplane_config::GenerationConfig::Openai(ragplane_config::GeneratorEndpoint {
-                url: format!("http://127.0.0.1:{}/v1", free_port()),
-                model: "m".into(),
-                api_key: None,
-                timeout_secs: 5,
-                max_tokens: 16,
-            });
+        let mut ep = ragplane_config::GeneratorEndpoint::new(
+            format!("http://127.0.0.1:{}/v1", free_port()),
+            "m",
+        );
+        ep.timeout_secs = 5;
+        c.generation = ragplane_config::GenerationConfig::Openai(ep);
     })
     .await
     else {

@@ -10,6 +10,8 @@
 
 #![forbid(unsafe_code)]
 
+mod generation;
+mod ollama;
 mod redis;
 mod secret;
 mod validate;
@@ -19,6 +21,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use generation::GenerationPoolConfig;
+pub use ollama::OllamaEmbeddingConfig;
 pub use redis::{FailMode, JobQueueSettings, RateLimitBackend, RateLimitConfig, RedisConfig};
 pub use secret::Secret;
 pub use validate::{ConfigError, ValidationErrors};
@@ -308,6 +312,9 @@ pub struct EmbeddingConfig {
     pub max_seq_len: usize,
     /// Requests waiting for inference; beyond this callers get 429.
     pub queue_capacity: usize,
+    /// Embed with an Ollama server instead of the in-process model (`[embedding.ollama]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ollama: Option<OllamaEmbeddingConfig>,
 }
 
 impl Default for EmbeddingConfig {
@@ -322,6 +329,7 @@ impl Default for EmbeddingConfig {
             max_batch_tokens: 16_384,
             max_seq_len: 256,
             queue_capacity: 1024,
+            ollama: None,
         }
     }
 }
@@ -339,12 +347,17 @@ pub enum GenerationConfig {
     Openai(GeneratorEndpoint),
 }
 
-/// One generation endpoint.
+/// The servers of one generation model and how they are used.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorEndpoint {
-    /// Base URL, for example `http://127.0.0.1:11434` or `http://127.0.0.1:8000/v1`.
+    /// Base URL of one server, for example `http://127.0.0.1:11434` (Ollama) or
+    /// `http://127.0.0.1:8000/v1` (OpenAI-compatible). May be left out when `urls` is given.
+    #[serde(default)]
     pub url: String,
+    /// Base URLs of more servers of the same model; requests are spread over `url` and these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
     /// Model name sent to the server.
     pub model: String,
     /// Bearer token, if the server needs one.
@@ -356,6 +369,9 @@ pub struct GeneratorEndpoint {
     /// Largest number of tokens to generate.
     #[serde(default = "default_max_tokens")]
     pub max_tokens: u32,
+    /// Routing, health checks and timeouts of the servers (`[generation.pool]`).
+    #[serde(default)]
+    pub pool: GenerationPoolConfig,
 }
 
 fn default_generation_timeout() -> u64 {

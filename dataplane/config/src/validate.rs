@@ -80,6 +80,12 @@ impl Config {
             "must be at least 1",
         );
 
+        if let Some(o) = &e.ollama {
+            for (field, message) in o.problems() {
+                c.check(false, field, message);
+            }
+        }
+
         let k = &self.chunking;
         c.check(
             k.chunk_tokens >= 8,
@@ -158,9 +164,23 @@ impl Config {
 
         if let GenerationConfig::Ollama(ep) | GenerationConfig::Openai(ep) = &self.generation {
             c.check(
-                ep.url.starts_with("http://") || ep.url.starts_with("https://"),
+                !ep.server_urls().is_empty(),
                 "generation.url",
-                format!("must be an http:// or https:// URL, got {:?}", ep.url),
+                "set url or urls to at least one server",
+            );
+            let bad: Vec<String> = ep
+                .server_urls()
+                .into_iter()
+                .filter(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+                .collect();
+            c.check(
+                bad.is_empty(),
+                if ep.url.is_empty() || bad.iter().all(|b| *b != ep.url) {
+                    "generation.urls"
+                } else {
+                    "generation.url"
+                },
+                format!("must be http:// or https:// URLs, got {bad:?}"),
             );
             c.check(
                 !ep.model.is_empty(),
@@ -170,6 +190,37 @@ impl Config {
             c.check(
                 ep.timeout_secs >= 1,
                 "generation.timeout_secs",
+                "must be at least 1",
+            );
+            let p = &ep.pool;
+            c.check(
+                p.max_concurrency >= 1,
+                "generation.pool.max_concurrency",
+                "must be at least 1",
+            );
+            c.check(
+                p.connect_timeout_ms >= 1,
+                "generation.pool.connect_timeout_ms",
+                "must be at least 1",
+            );
+            c.check(
+                p.first_token_timeout_secs >= 1,
+                "generation.pool.first_token_timeout_secs",
+                "must be at least 1",
+            );
+            c.check(
+                p.probe_interval_ms >= 100,
+                "generation.pool.probe_interval_ms",
+                "must be at least 100",
+            );
+            c.check(
+                p.eject_after_failures >= 1,
+                "generation.pool.eject_after_failures",
+                "must be at least 1",
+            );
+            c.check(
+                p.retry_after_secs >= 1,
+                "generation.pool.retry_after_secs",
                 "must be at least 1",
             );
         }

@@ -2,6 +2,7 @@
 //! concurrency and body size and records request metrics.
 
 mod admin;
+mod chat;
 mod collections;
 mod documents;
 pub mod error;
@@ -68,9 +69,9 @@ impl FromRequestParts<AppState> for Auth {
         admin::create_tenant, admin::list_tenants, admin::issue_key,
         collections::create, collections::list, collections::get_one, collections::delete,
         documents::upload, documents::list, documents::get_one, documents::delete, documents::reindex,
-        documents::job, search::search, search::query,
+        documents::job, search::search, search::query, chat::completions,
     ),
-    components(schemas(error::ErrorBody)),
+    components(schemas(error::ErrorBody, search::QueryDone, search::CitedSource)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -126,6 +127,7 @@ pub fn router(app: AppState) -> Router {
         .route("/jobs/{job}", get(documents::job))
         .route("/search", post(search::search))
         .route("/query", post(search::query))
+        .route("/chat/completions", post(chat::completions))
         .fallback(not_found);
     Router::new()
         .nest("/v1", v1)

@@ -1,17 +1,56 @@
-//! Retrieval (`/v1/search`) and retrieval plus generation (`/v1/query`).
+//! Retrieval (`/v1/search`) and retrieval plus generation (`/v1/query`), the latter as one JSON
+//! object or, with `"stream": true`, as Server-Sent Events.
+
+use std::convert::Infallible;
 
 use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt};
 use serde::Serialize;
+use serde_json::json;
 
-use super::error::{ApiError, ErrorBody};
+use super::error::{classify, ApiError, ErrorBody};
 use super::{ApiJson, AppState, Auth};
-use crate::app::{QueryAnswer, SearchHit, SearchRequest};
+use crate::app::{AnswerOptions, QueryAnswer, SearchHit, SearchRequest, StartedAnswer};
+use crate::generate::{prompt, Chunk, Usage};
 
 /// Result of `/v1/search`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchResponse {
     /// Best chunks first.
     pub hits: Vec<SearchHit>,
+}
+
+/// A source an answer cites, with the number it has in the prompt.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CitedSource {
+    /// Its number in the prompt (1-based), as cited in the answer: `[number]`.
+    pub number: usize,
+    /// The retrieved chunk.
+    #[serde(flatten)]
+    pub hit: SearchHit,
+}
+
+/// The last event of a streamed `/v1/query` (`event: done`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct QueryDone {
+    /// `generated`, or `not_configured` when no generator is set up.
+    pub generation: String,
+    /// Model that answered.
+    pub model: Option<String>,
+    /// The whole answer, as streamed.
+    pub answer: Option<String>,
+    /// Numbers of the sources the answer cites, in first-cited order.
+    pub cited: Vec<usize>,
+    /// The cited sources (all retrieved sources when generation is not configured).
+    pub sources: Vec<CitedSource>,
+    /// How many sources were retrieved and put in the prompt.
+    pub retrieved: usize,
+    /// Token counts reported by the generator.
+    pub usage: Option<Usage>,
+    /// `stop`, `length`, … as reported by the generator.
+    pub finish_reason: Option<String>,
 }
 
 /// Returns the chunks nearest to the query.
@@ -30,12 +69,114 @@ pub async fn search(
 
 /// Answers the query from retrieved sources, citing them. Without a configured generator,
 /// `answer` is null, `generation` is `not_configured`, and the sources are returned.
+///
+/// With `"stream": true` the answer is `text/event-stream`: `event: delta` events with
+/// `{"text": …}`, then one `event: done` whose data is [`QueryDone`] (or `event: error` with
+/// `{error, type}` if generation fails midway). Errors before the first token are ordinary
+/// JSON error responses.
 #[utoipa::path(post, path = "/v1/query", request_body = SearchRequest,
-    responses((status = 200, body = QueryAnswer), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = QueryAnswer, description = "the answer; with stream=true, Server-Sent Events ending with a QueryDone event"),
+        (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn query(
     State(app): State<AppState>,
     Auth(p): Auth,
     ApiJson(req): ApiJson<SearchRequest>,
-) -> Result<ApiJson<QueryAnswer>, ApiError> {
-    Ok(ApiJson(app.query(&p, &req).await?))
+) -> Result<Response, ApiError> {
+    if !req.stream {
+        return Ok(ApiJson(app.query(&p, &req).await?).into_response());
+    }
+    let started = app
+        .start_answer(&p, &req, &AnswerOptions::default())
+        .await?;
+    Ok(Sse::new(query_events(started))
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// The cited sources among `sources`, by number.
+pub(super) fn cited_sources(sources: &[SearchHit], cited: &[usize]) -> Vec<CitedSource> {
+    cited
+        .iter()
+        .filter_map(|&n| {
+            sources.get(n - 1).map(|h| CitedSource {
+                number: n,
+                hit: h.clone(),
+            })
+        })
+        .collect()
+}
+
+/// An SSE event carrying `data` as JSON.
+fn json_event(name: &str, data: &impl Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_else(|e| Event::default().event("error").data(e.to_string()))
+}
+
+fn query_events(started: StartedAnswer) -> impl Stream<Item = Result<Event, Infallible>> {
+    let StartedAnswer {
+        sources,
+        model,
+        tokens,
+    } = started;
+    async_stream::stream! {
+        let Some(mut tokens) = tokens else {
+            let all: Vec<usize> = (1..=sources.len()).collect();
+            yield Ok(json_event("done", &QueryDone {
+                generation: "not_configured".into(),
+                model: None,
+                answer: None,
+                cited: Vec::new(),
+                sources: cited_sources(&sources, &all),
+                retrieved: sources.len(),
+                usage: None,
+                finish_reason: None,
+            }));
+            return;
+        };
+        let mut text = String::new();
+        while let Some(chunk) = tokens.next().await {
+            match chunk {
+                Ok(Chunk::Delta(d)) => {
+                    text.push_str(&d);
+                    yield Ok(json_event("delta", &json!({ "text": d })));
+                }
+                Ok(Chunk::Done(f)) => {
+                    let cited = prompt::cited(&text, sources.len());
+                    yield Ok(json_event("done", &QueryDone {
+                        generation: "generated".into(),
+                        model: Some(if f.model.is_empty() { model.clone() } else { f.model }),
+                        answer: Some(std::mem::take(&mut text)),
+                        sources: cited_sources(&sources, &cited),
+                        cited,
+                        retrieved: sources.len(),
+                        usage: f.usage,
+                        finish_reason: f.finish_reason,
+                    }));
+                    return;
+                }
+                Err(e) => {
+                    yield Ok(error_event(e));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The `{error, type}` of a failure after a stream started.
+pub(super) fn error_body(e: crate::generate::GenerateError) -> ErrorBody {
+    let e = crate::error::Error::from(e);
+    tracing::warn!(error = %e, "generation failed after streaming started");
+    let (_, kind, _) = classify(&e);
+    ErrorBody {
+        error: e.to_string(),
+        kind: kind.to_string(),
+    }
+}
+
+/// The `event: error` that ends a stream which failed after it started.
+fn error_event(e: crate::generate::GenerateError) -> Event {
+    json_event("error", &error_body(e))
 }

@@ -189,13 +189,7 @@ impl ServeArgs {
         if let (Some(p), Some(url), Some(model)) =
             (self.generator, self.generator_url, self.generator_model)
         {
-            let ep = GeneratorEndpoint {
-                url,
-                model,
-                api_key: None,
-                timeout_secs: 120,
-                max_tokens: 512,
-            };
+            let ep = GeneratorEndpoint::new(url, model);
             c.generation = match p.as_str() {
                 "ollama" => GenerationConfig::Ollama(ep),
                 "openai" => GenerationConfig::Openai(ep),

@@ -1,6 +1,8 @@
-//! Text embeddings: the [`Embedder`] trait, the ONNX Runtime backend and the caching wrapper.
+//! Text embeddings: the [`Embedder`] trait, the ONNX Runtime backend, Ollama as a remote
+//! backend and the caching wrapper.
 
 mod cached;
+pub mod ollama;
 pub mod onnx;
 pub mod pooling;
 pub mod tokenizer;

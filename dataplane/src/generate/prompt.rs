@@ -18,6 +18,27 @@ pub fn build(question: &str, sources: &[&str]) -> Vec<ChatMessage> {
     ]
 }
 
+/// Builds the chat messages for the last question of a conversation: the instructions (with
+/// any system messages of `history` appended), the earlier turns of `history`, then the
+/// question over `sources`. System messages are merged into the first because many chat
+/// templates accept only one, at the start.
+pub fn build_chat(history: &[ChatMessage], question: &str, sources: &[&str]) -> Vec<ChatMessage> {
+    let mut out = build(question, sources);
+    let extra: Vec<&str> = history
+        .iter()
+        .filter(|m| m.role == "system")
+        .map(|m| m.content.as_str())
+        .collect();
+    if !extra.is_empty() {
+        out[0].content = format!("{}\n\n{}", out[0].content, extra.join("\n\n"));
+    }
+    let turns = history.iter().filter(|m| m.role != "system").cloned();
+    let last = out.pop();
+    out.extend(turns);
+    out.extend(last);
+    out
+}
+
 /// Source numbers (1-based) cited as `[n]` in `answer`, in first-cited order, limited to
 /// `1..=count`.
 pub fn cited(answer: &str, count: usize) -> Vec<usize> {
@@ -52,6 +73,21 @@ mod tests {
             "{}",
             m[1].content
         );
+    }
+
+    #[test]
+    fn conversations_keep_their_turns_and_one_system_message() {
+        let history = vec![
+            ChatMessage::new("system", "Be brief."),
+            ChatMessage::new("user", "hi"),
+            ChatMessage::new("assistant", "hello"),
+        ];
+        let m = build_chat(&history, "why?", &["alpha"]);
+        let roles: Vec<_> = m.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["system", "user", "assistant", "user"]);
+        assert!(m[0].content.ends_with("\n\nBe brief."));
+        assert!(m[3].content.ends_with("[1] alpha\n\nQuestion: why?"));
+        assert_eq!(build_chat(&[], "q", &["a"]), build("q", &["a"]));
     }
 
     #[test]

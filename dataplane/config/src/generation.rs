@@ -1,0 +1,136 @@
+//! Settings of the generation endpoint pool: how requests are spread over several servers of
+//! one model, when a server is taken out of rotation and let back in, and the timeouts.
+//!
+//! The pool's servers are listed on [`crate::GeneratorEndpoint`]: `url` for one server, `urls`
+//! for more (both may be given; `url` comes first).
+
+use serde::{Deserialize, Serialize};
+
+use crate::GeneratorEndpoint;
+
+/// How the generator pool routes, checks and times requests (`[generation.pool]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenerationPoolConfig {
+    /// Requests one server handles at once. When every healthy server is at this cap, new
+    /// requests get 429 with Retry-After instead of queueing.
+    pub max_concurrency: usize,
+    /// Milliseconds allowed to open a connection to a server.
+    pub connect_timeout_ms: u64,
+    /// Seconds allowed from sending a request to its first token (the server's queue and
+    /// prompt processing), capped by `generation.timeout_secs`. A request that fails before
+    /// its first token is retried once on another server.
+    pub first_token_timeout_secs: u64,
+    /// Milliseconds between health probes of every server.
+    pub probe_interval_ms: u64,
+    /// Consecutive failures (requests or probes) after which a server is taken out of
+    /// rotation. A successful probe lets it back in.
+    pub eject_after_failures: u32,
+    /// Seconds sent in `Retry-After` when no server is healthy or all are at their cap.
+    pub retry_after_secs: u64,
+}
+
+impl Default for GenerationPoolConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrency: 16,
+            connect_timeout_ms: 2_000,
+            first_token_timeout_secs: 60,
+            probe_interval_ms: 2_000,
+            eject_after_failures: 3,
+            retry_after_secs: 2,
+        }
+    }
+}
+
+impl GeneratorEndpoint {
+    /// One server of `model` at `url`, every other setting at its default.
+    pub fn new(url: impl Into<String>, model: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            urls: Vec::new(),
+            model: model.into(),
+            api_key: None,
+            timeout_secs: crate::default_generation_timeout(),
+            max_tokens: crate::default_max_tokens(),
+            pool: GenerationPoolConfig::default(),
+        }
+    }
+
+    /// Every server of the pool: `url` (when set) followed by `urls`, without repeats.
+    pub fn server_urls(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let first = (!self.url.is_empty()).then_some(&self.url);
+        for u in first.into_iter().chain(&self.urls) {
+            let u = u.trim_end_matches('/').to_string();
+            if !out.contains(&u) {
+                out.push(u);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, GenerationConfig};
+
+    #[test]
+    fn single_url_and_url_list_both_parse() {
+        let c: Config = toml::from_str(
+            r#"
+            [generation]
+            provider = "openai"
+            model = "gemma3"
+            urls = ["http://a:8000/v1", "http://b:8000/v1/"]
+            [generation.pool]
+            max_concurrency = 4
+            "#,
+        )
+        .unwrap();
+        let GenerationConfig::Openai(ep) = &c.generation else {
+            panic!("{:?}", c.generation)
+        };
+        assert_eq!(ep.server_urls(), ["http://a:8000/v1", "http://b:8000/v1"]);
+        assert_eq!(ep.pool.max_concurrency, 4);
+        assert_eq!(ep.pool.eject_after_failures, 3);
+        c.validate().unwrap();
+
+        let old: Config = toml::from_str(
+            "[generation]\nprovider = \"ollama\"\nurl = \"http://a:11434\"\nmodel = \"m\"\nurls = [\"http://a:11434\", \"http://b:11434\"]",
+        )
+        .unwrap();
+        let GenerationConfig::Ollama(ep) = &old.generation else {
+            panic!()
+        };
+        assert_eq!(ep.server_urls(), ["http://a:11434", "http://b:11434"]);
+    }
+
+    #[test]
+    fn pool_settings_are_validated_by_path() {
+        let mut ep = crate::GeneratorEndpoint::new("", "m");
+        ep.pool.max_concurrency = 0;
+        ep.urls = vec!["ftp://x".into()];
+        let c = Config {
+            generation: GenerationConfig::Ollama(ep),
+            ..Config::default()
+        };
+        let err = c.validate().unwrap_err();
+        let fields: Vec<_> = err.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["generation.urls", "generation.pool.max_concurrency"],
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn no_server_at_all_is_an_error() {
+        let c = Config {
+            generation: GenerationConfig::Openai(crate::GeneratorEndpoint::new("", "m")),
+            ..Config::default()
+        };
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.0[0].field, "generation.url", "{err}");
+    }
+}
