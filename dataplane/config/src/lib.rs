@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod embed_server;
 mod secret;
 mod validate;
 
@@ -18,6 +19,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use embed_server::{
+    DeviceSelection, EmbedServerConfig, RemoteEmbedderConfig, DEFAULT_GPU_MAX_BATCH_TOKENS,
+};
 pub use secret::Secret;
 pub use validate::{ConfigError, ValidationErrors};
 
@@ -53,6 +57,8 @@ pub struct Config {
     pub workers: WorkerConfig,
     /// Logging.
     pub telemetry: TelemetryConfig,
+    /// `ragplane embed-server`.
+    pub embed_server: EmbedServerConfig,
 }
 
 impl Default for Config {
@@ -72,6 +78,7 @@ impl Default for Config {
             chunking: ChunkingConfig::default(),
             workers: WorkerConfig::default(),
             telemetry: TelemetryConfig::default(),
+            embed_server: EmbedServerConfig::default(),
         }
     }
 }
@@ -304,6 +311,8 @@ pub struct EmbeddingConfig {
     pub max_seq_len: usize,
     /// Requests waiting for inference; beyond this callers get 429.
     pub queue_capacity: usize,
+    /// Embed on `ragplane embed-server` instances instead of in this process.
+    pub remote: Option<RemoteEmbedderConfig>,
 }
 
 impl Default for EmbeddingConfig {
@@ -318,6 +327,7 @@ impl Default for EmbeddingConfig {
             max_batch_tokens: 16_384,
             max_seq_len: 256,
             queue_capacity: 1024,
+            remote: None,
         }
     }
 }

@@ -172,6 +172,8 @@ impl Config {
             );
         }
 
+        c.0.extend(crate::embed_server::check(self));
+
         if c.0.is_empty() {
             Ok(())
         } else {
