@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::{Cache, MemoryCache};
 use crate::embed::onnx::OnnxEmbedder;
+use crate::embed::remote::RemoteEmbedder;
 use crate::embed::tokenizer::TextTokenizer;
 use crate::embed::{CachedEmbedder, Embedder};
 use crate::error::{Error, Result};
@@ -209,9 +210,16 @@ impl App {
         let vectors = EmbeddedIndex::open(config.vectors_dir(), vcfg.clone()).await?;
 
         let ecfg = config.embedding.clone();
-        let onnx = tokio::task::spawn_blocking(move || OnnxEmbedder::start(&ecfg)).await??;
-        let files = crate::embed::onnx::ModelFiles::from_config(&config.embedding)?;
-        let tokenizer = TextTokenizer::from_file(&files.tokenizer, config.embedding.max_seq_len)?;
+        // `embedding.remote` selects embed-server instances instead of a model in this process;
+        // chunking still needs the tokenizer here.
+        let model: Arc<dyn Embedder> = match &config.embedding.remote {
+            Some(r) => Arc::new(RemoteEmbedder::new(r, &config.embedding)?),
+            None => {
+                Arc::new(tokio::task::spawn_blocking(move || OnnxEmbedder::start(&ecfg)).await??)
+            }
+        };
+        let tokenizer_file = config.embedding.resolved_model_dir().join("tokenizer.json");
+        let tokenizer = TextTokenizer::from_file(&tokenizer_file, config.embedding.max_seq_len)?;
         let c = &config.cache;
         let embedding_cache: Option<Arc<dyn Cache>> = c.embeddings.then(|| {
             Arc::new(MemoryCache::new(
@@ -225,8 +233,7 @@ impl App {
                 Duration::from_secs(c.result_ttl_secs),
             )) as Arc<dyn Cache>
         });
-        let embedder: Arc<dyn Embedder> =
-            Arc::new(CachedEmbedder::new(Arc::new(onnx), embedding_cache));
+        let embedder: Arc<dyn Embedder> = Arc::new(CachedEmbedder::new(model, embedding_cache));
         let generator: Option<Arc<dyn Generator>> = match &config.generation {
             GenerationConfig::None => None,
             GenerationConfig::Ollama(ep) => Some(Arc::new(OllamaGenerator::new(ep.clone()))),

@@ -136,6 +136,8 @@ pub struct RemoteEmbedderConfig {
     pub connect_timeout_ms: u64,
     /// Milliseconds an endpoint is avoided after it failed.
     pub cooldown_ms: u64,
+    /// Texts per request; a larger call is split and its parts are sent concurrently.
+    pub max_texts_per_request: usize,
 }
 
 impl Default for RemoteEmbedderConfig {
@@ -146,6 +148,7 @@ impl Default for RemoteEmbedderConfig {
             timeout_secs: 30,
             connect_timeout_ms: 1000,
             cooldown_ms: 2000,
+            max_texts_per_request: 256,
         }
     }
 }
@@ -162,7 +165,10 @@ pub(crate) fn check(c: &Config) -> Vec<ConfigError> {
     let mut out = Vec::new();
     let s = &c.embed_server;
     if s.sessions_per_device == 0 {
-        out.push(err("embed_server.sessions_per_device", "must be at least 1"));
+        out.push(err(
+            "embed_server.sessions_per_device",
+            "must be at least 1",
+        ));
     }
     if let Some(t) = s.max_batch_tokens {
         if t < c.embedding.max_seq_len {
@@ -179,7 +185,10 @@ pub(crate) fn check(c: &Config) -> Vec<ConfigError> {
         out.push(err("embed_server.queue_capacity", "must be at least 1"));
     }
     if s.max_inputs_per_request == 0 {
-        out.push(err("embed_server.max_inputs_per_request", "must be at least 1"));
+        out.push(err(
+            "embed_server.max_inputs_per_request",
+            "must be at least 1",
+        ));
     }
     if s.max_body_bytes < 1024 {
         out.push(err("embed_server.max_body_bytes", "must be at least 1024"));
@@ -192,7 +201,10 @@ pub(crate) fn check(c: &Config) -> Vec<ConfigError> {
     }
     if let Some(r) = &c.embedding.remote {
         if r.endpoints.is_empty() {
-            out.push(err("embedding.remote.endpoints", "must list at least one URL"));
+            out.push(err(
+                "embedding.remote.endpoints",
+                "must list at least one URL",
+            ));
         }
         for (i, url) in r.endpoints.iter().enumerate() {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -204,6 +216,12 @@ pub(crate) fn check(c: &Config) -> Vec<ConfigError> {
         }
         if r.max_attempts == 0 {
             out.push(err("embedding.remote.max_attempts", "must be at least 1"));
+        }
+        if r.max_texts_per_request == 0 {
+            out.push(err(
+                "embedding.remote.max_texts_per_request",
+                "must be at least 1",
+            ));
         }
         if r.timeout_secs == 0 {
             out.push(err("embedding.remote.timeout_secs", "must be at least 1"));
