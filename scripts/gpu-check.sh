@@ -6,7 +6,7 @@
 #   scripts/gpu-check.sh run [--cpu-only]   # measure; needs only $BUNDLE (no network)
 #
 # `fetch` writes $BUNDLE (default ./gpu-bundle):
-#   bin/ragplane, bin/embed_bench         release builds (built here if missing)
+#   bin/ragplane, bin/embed_bench         release builds (PROFILE=dev for a quick trial)
 #   model/{model.onnx,tokenizer.json}     from scripts/setup-model.sh
 #   ort-cpu/libonnxruntime.so.1.32.0      the CPU ONNX Runtime
 #   wheels/*.whl                          onnxruntime-gpu and the NVIDIA runtime wheels below
@@ -58,10 +58,11 @@ fetch() {
   local cache=${RAGPLANE_CACHE:-$HOME/.cache/ragplane}
   cp -L "$cache/models/all-minilm-l6-v2-int8/"{model.onnx,tokenizer.json} "$BUNDLE/model/"
   cp -L "$cache/onnxruntime/libonnxruntime.so" "$BUNDLE/ort-cpu/libonnxruntime.so"
-  if [ ! -x "$ROOT/target/release/ragplane" ] || [ ! -x "$ROOT/target/release/examples/embed_bench" ]; then
-    (cd "$ROOT" && cargo build --release -p ragplane --bin ragplane --example embed_bench)
-  fi
-  cp "$ROOT/target/release/ragplane" "$ROOT/target/release/examples/embed_bench" "$BUNDLE/bin/"
+  # PROFILE=dev gives a quick bundle for trying the script; measurements use release builds.
+  local profile=${PROFILE:-release} dir
+  dir=$([ "$profile" = dev ] && echo debug || echo "$profile")
+  (cd "$ROOT" && cargo build --profile "$profile" -p ragplane --bin ragplane --example embed_bench)
+  cp "$ROOT/target/$dir/ragplane" "$ROOT/target/$dir/examples/embed_bench" "$BUNDLE/bin/"
   if [ "${1:-}" != "--cpu-only" ]; then
     "$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
       --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux2014_x86_64 \
@@ -165,6 +166,10 @@ run() {
 import json, os, sys
 out = sys.argv[1]
 rows = [json.loads(l) for l in open(os.path.join(out, "results.jsonl")) if l.strip()]
+for r in rows:
+    for k in ("p50_ms", "p95_ms", "p99_ms"):
+        if r.get(k) is None:
+            r[k] = float("nan")
 print(open(os.path.join(out, "machine.txt")).read().strip().replace("\n", "; "))
 print()
 print("| device | measurement | batch | in flight | embeddings/s | vs raw ORT, same batch | p50 ms | p95 ms | errors |")

@@ -13,15 +13,15 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use ragplane::embed::device::Device;
 use ragplane::embed::onnx::{ModelFiles, OnnxModel};
 use ragplane::embed::tokenizer::TextTokenizer;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 /// Tokens per input, special tokens included.
@@ -191,7 +191,7 @@ async fn main() {
             concurrency,
         } => {
             for batch in batches {
-                let r = closed_loop(&url, &pool, batch, concurrency, measure).await;
+                let r = closed_loop(&url, &pool, batch, concurrency, measure, concurrency).await;
                 let secs = r.seconds;
                 println!(
                     "{}",
@@ -203,7 +203,7 @@ async fn main() {
             }
         }
         Mode::Latency { url, concurrency } => {
-            let r = closed_loop(&url, &pool, 1, concurrency, measure).await;
+            let r = closed_loop(&url, &pool, 1, concurrency, measure, 2 * concurrency).await;
             println!(
                 "{}",
                 json!({"label": cli.label, "mode": "latency", "url": url, "batch": 1, "concurrency": concurrency,
@@ -224,18 +224,22 @@ struct LoopResult {
     latencies: Vec<f64>,
 }
 
-/// `concurrency` tasks each send `batch`-text requests back to back; one warm-up second is
-/// discarded, then `measure` is recorded.
+/// `concurrency` tasks each send `batch`-text requests back to back. One warm-up second is
+/// discarded; then results are recorded for `measure`, extended (up to ten times) until at least
+/// `min_requests` requests have completed, so that a slow device still yields percentiles.
+/// Requests still in flight at the end are awaited without being recorded, so that the server is
+/// idle before the next measurement starts.
 async fn closed_loop(
     url: &str,
     pool: &Arc<Vec<String>>,
     batch: usize,
     concurrency: usize,
     measure: Duration,
+    min_requests: usize,
 ) -> LoopResult {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
-        .timeout(Duration::from_secs(120))
+        .timeout(Duration::from_secs(600))
         .build()
         .unwrap();
     let recording = Arc::new(AtomicBool::new(false));
@@ -243,22 +247,25 @@ async fn closed_loop(
     let embeddings = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let next = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::new()));
     let endpoint = format!("{url}/v1/embed");
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let (client, endpoint, pool) = (client.clone(), endpoint.clone(), pool.clone());
-        let (recording, stop, embeddings, errors, next) = (
+        let (recording, stop, embeddings, errors, next, latencies) = (
             recording.clone(),
             stop.clone(),
             embeddings.clone(),
             errors.clone(),
             next.clone(),
+            latencies.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let start = next.fetch_add(batch as u64, Ordering::Relaxed) as usize;
-                let texts: Vec<&String> = (0..batch).map(|k| &pool[(start + k) % pool.len()]).collect();
+                let texts: Vec<&String> = (0..batch)
+                    .map(|k| &pool[(start + k) % pool.len()])
+                    .collect();
                 let t = Instant::now();
                 let ok = match client
                     .post(&endpoint)
@@ -269,28 +276,38 @@ async fn closed_loop(
                     Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
                     _ => false,
                 };
-                if recording.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+                if recording.load(Ordering::Relaxed) {
                     if ok {
                         embeddings.fetch_add(batch as u64, Ordering::Relaxed);
-                        lat.push(t.elapsed().as_secs_f64() * 1e3);
+                        latencies
+                            .lock()
+                            .unwrap()
+                            .push(t.elapsed().as_secs_f64() * 1e3);
                     } else {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
-            lat
         }));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     recording.store(true, Ordering::Relaxed);
     let started = Instant::now();
-    tokio::time::sleep(measure).await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let done = latencies.lock().unwrap().len();
+        let elapsed = started.elapsed();
+        if elapsed >= measure * 10 || (elapsed >= measure && done >= min_requests) {
+            break;
+        }
+    }
+    recording.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
-    let mut latencies = Vec::new();
     for t in tasks {
-        latencies.extend(t.await.unwrap());
+        t.await.unwrap();
     }
+    let mut latencies = std::mem::take(&mut *latencies.lock().unwrap());
     latencies.sort_by(f64::total_cmp);
     LoopResult {
         embeddings: embeddings.load(Ordering::Relaxed),

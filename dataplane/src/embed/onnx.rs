@@ -256,8 +256,9 @@ impl OnnxEmbedder {
     }
 
     /// Loads `cfg.sessions` sessions on each device of `plan`, all fed by one queue, so a free
-    /// device takes the next batch. When a GPU session cannot be created the CPU is used
-    /// instead (unless `require_gpu`); the plan actually used is returned.
+    /// device takes the next batch. A GPU whose sessions cannot be created is left out, and
+    /// when no GPU is left the CPU is used instead, unless `require_gpu`, which makes either an
+    /// error. The plan actually used is returned.
     pub fn start_on(
         cfg: &EmbeddingConfig,
         plan: &DevicePlan,
@@ -267,30 +268,26 @@ impl OnnxEmbedder {
         let tokenizer = TextTokenizer::from_file(&files.tokenizer, cfg.max_seq_len)?;
         // Load on the caller's thread so that a broken model fails start-up, not the first request.
         let mut sessions = Vec::new();
-        let mut used = plan.clone();
-        let gpus: Vec<&Device> = plan.devices.iter().filter(|d| d.is_gpu()).collect();
-        for device in &gpus {
-            for _ in 0..cfg.sessions {
-                // Host-side work of a GPU session needs few threads.
-                match OnnxModel::load_on(&files, 1, cfg.dimension, device) {
-                    Ok(m) => sessions.push(((*device).clone(), m)),
-                    Err(e) if !require_gpu => {
-                        tracing::warn!(error = %e, "GPU session failed; running on the CPU");
-                        sessions.clear();
-                        used = DevicePlan {
-                            devices: vec![Device::Cpu],
-                            cpu_reason: Some(e.to_string()),
-                        };
-                        break;
-                    }
-                    Err(e) => return Err(e),
+        let mut gpus = Vec::new();
+        let mut failures = Vec::new();
+        for device in plan.devices.iter().filter(|d| d.is_gpu()) {
+            // Host-side work of a GPU session needs few threads.
+            let loaded: Result<Vec<OnnxModel>> = (0..cfg.sessions)
+                .map(|_| OnnxModel::load_on(&files, 1, cfg.dimension, device))
+                .collect();
+            match loaded {
+                Ok(models) => {
+                    sessions.extend(models.into_iter().map(|m| (device.clone(), m)));
+                    gpus.push(device.clone());
                 }
-            }
-            if used.devices == [Device::Cpu] {
-                break;
+                Err(e) if !require_gpu => {
+                    tracing::warn!(%device, error = %e, "GPU session failed; leaving this GPU out");
+                    failures.push(e.to_string());
+                }
+                Err(e) => return Err(e),
             }
         }
-        if used.devices.contains(&Device::Cpu) {
+        let used = if gpus.is_empty() {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             let intra = if cfg.intra_threads == 0 {
                 (cores / cfg.sessions).max(1)
@@ -301,7 +298,20 @@ impl OnnxEmbedder {
                 let m = OnnxModel::load_on(&files, intra, cfg.dimension, &Device::Cpu)?;
                 sessions.push((Device::Cpu, m));
             }
-        }
+            DevicePlan {
+                devices: vec![Device::Cpu],
+                cpu_reason: if failures.is_empty() {
+                    plan.cpu_reason.clone()
+                } else {
+                    Some(failures.join("; "))
+                },
+            }
+        } else {
+            DevicePlan {
+                devices: gpus,
+                cpu_reason: None,
+            }
+        };
         let (tx, rx) = mpsc::channel::<Request>(cfg.queue_capacity);
         let rx = Arc::new(Mutex::new(rx));
         for (i, (device, model)) in sessions.into_iter().enumerate() {

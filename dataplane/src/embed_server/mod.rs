@@ -11,8 +11,8 @@
 //!
 //! Devices come from [`crate::embed::device::plan_devices`]: every GPU the CUDA driver lists (or
 //! those picked with `devices`), else the CPU with the reason logged. A GPU whose session cannot
-//! be created (an ONNX Runtime without the CUDA provider, missing cuDNN) also falls back to the
-//! CPU, unless `require_gpu` is set. The server binds only after the model is loaded, so a
+//! be created (an ONNX Runtime without the CUDA provider, missing cuDNN) is left out, and with no
+//! GPU left the CPU serves, unless `require_gpu` is set. The server binds only after the model is loaded, so a
 //! listening server is a ready one.
 
 mod http;
