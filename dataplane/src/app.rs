@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::{Cache, MemoryCache, RedisCache, TieredCache};
 use crate::embed::onnx::OnnxEmbedder;
+use crate::embed::remote::RemoteEmbedder;
 use crate::embed::tokenizer::TextTokenizer;
 use crate::embed::{CachedEmbedder, Embedder};
 use crate::error::{Error, Result};
@@ -250,15 +251,19 @@ impl App {
         let vectors = EmbeddedIndex::open(config.vectors_dir(), vcfg.clone()).await?;
 
         let ecfg = config.embedding.clone();
-        let onnx = tokio::task::spawn_blocking(move || OnnxEmbedder::start(&ecfg)).await??;
-        let files = crate::embed::onnx::ModelFiles::from_config(&config.embedding)?;
-        let tokenizer = TextTokenizer::from_file(&files.tokenizer, config.embedding.max_seq_len)?;
+        // The embedding model runs on embed-server instances (`embedding.remote`), on an Ollama
+        // server (`embedding.ollama`), or in this process; chunking needs the tokenizer here.
+        let model: Arc<dyn Embedder> = match (&config.embedding.remote, &config.embedding.ollama) {
+            (Some(r), _) => Arc::new(RemoteEmbedder::new(r, &config.embedding)?),
+            (None, Some(o)) => Arc::new(crate::embed::ollama::OllamaEmbedder::new(o)),
+            (None, None) => {
+                Arc::new(tokio::task::spawn_blocking(move || OnnxEmbedder::start(&ecfg)).await??)
+            }
+        };
+        let tokenizer_file = config.embedding.resolved_model_dir().join("tokenizer.json");
+        let tokenizer = TextTokenizer::from_file(&tokenizer_file, config.embedding.max_seq_len)?;
         let (embedding_cache, results) = build_caches(&config, redis.as_ref());
         let rate_limiter = build_rate_limiter(&config, redis.as_ref());
-        let model: Arc<dyn Embedder> = match &config.embedding.ollama {
-            Some(o) => Arc::new(crate::embed::ollama::OllamaEmbedder::new(o)),
-            None => Arc::new(onnx),
-        };
         let embedder: Arc<dyn Embedder> = Arc::new(CachedEmbedder::new(model, embedding_cache));
         let generator: Option<Arc<dyn Generator>> = match &config.generation {
             GenerationConfig::None => None,

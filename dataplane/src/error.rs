@@ -167,9 +167,13 @@ impl From<EmbedError> for Error {
                 message: e.to_string(),
                 retry_after_secs: 1,
             },
-            EmbedError::Stopped => Self::Unavailable {
+            EmbedError::Stopped | EmbedError::RemoteUnavailable(_) => Self::Unavailable {
                 message: e.to_string(),
                 retry_after_secs: 5,
+            },
+            EmbedError::RemoteOverloaded(_) => Self::Overloaded {
+                message: e.to_string(),
+                retry_after_secs: 1,
             },
             other => Self::Internal(other.to_string()),
         }

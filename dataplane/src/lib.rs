@@ -12,6 +12,7 @@ pub mod app;
 pub mod cache;
 pub mod cli;
 pub mod embed;
+pub mod embed_server;
 pub mod error;
 pub mod generate;
 pub mod ingest;

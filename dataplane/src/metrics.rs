@@ -61,6 +61,19 @@ metric!(EMBED_QUEUE_DEPTH: IntGauge = IntGauge::new(
     "ragplane_embed_queue_depth", "Embedding requests waiting for an inference thread"));
 metric!(EMBEDDINGS_TOTAL: IntCounter = IntCounter::new(
     "ragplane_embeddings_total", "Texts embedded by the model (cache hits excluded)"));
+metric!(EMBED_DEVICE_SESSIONS: IntGaugeVec = IntGaugeVec::new(
+    Opts::new("ragplane_embed_device_sessions", "Embedding model sessions by device (cpu, cuda:N)"), &["device"]));
+metric!(EMBED_DEVICE_BATCH_SIZE: HistogramVec = HistogramVec::new(
+    HistogramOpts::new("ragplane_embed_device_batch_size", "Texts per model run, by device")
+        .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0]),
+    &["device"]));
+metric!(EMBED_DEVICE_EMBEDDINGS: IntCounterVec = IntCounterVec::new(
+    Opts::new("ragplane_embed_device_embeddings_total", "Texts embedded, by device"), &["device"]));
+metric!(EMBEDDINGS_PER_SECOND: IntGauge = IntGauge::new(
+    "ragplane_embed_embeddings_per_second", "Texts embedded per second over the last 5 s (embed-server)"));
+metric!(REMOTE_EMBED_REQUESTS: IntCounterVec = IntCounterVec::new(
+    Opts::new("ragplane_remote_embed_requests_total", "Remote embedder attempts by endpoint and outcome"),
+    &["endpoint", "outcome"]));
 metric!(CACHE_REQUESTS: IntCounterVec = IntCounterVec::new(
     Opts::new("ragplane_cache_requests_total", "Cache lookups by cache, layer and result"),
     &["cache", "layer", "result"]));
@@ -123,6 +136,11 @@ pub fn init() {
     LazyLock::force(&EMBED_QUEUE_WAIT);
     LazyLock::force(&EMBED_QUEUE_DEPTH);
     LazyLock::force(&EMBEDDINGS_TOTAL);
+    LazyLock::force(&EMBED_DEVICE_SESSIONS);
+    LazyLock::force(&EMBED_DEVICE_BATCH_SIZE);
+    LazyLock::force(&EMBED_DEVICE_EMBEDDINGS);
+    LazyLock::force(&EMBEDDINGS_PER_SECOND);
+    LazyLock::force(&REMOTE_EMBED_REQUESTS);
     LazyLock::force(&CACHE_REQUESTS);
     LazyLock::force(&CACHE_ERRORS);
     LazyLock::force(&RATE_LIMITED);

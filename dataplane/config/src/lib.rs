@@ -13,6 +13,7 @@
 mod generation;
 mod ollama;
 mod redis;
+mod embed_server;
 mod secret;
 mod validate;
 
@@ -24,6 +25,9 @@ use serde::{Deserialize, Serialize};
 pub use generation::GenerationPoolConfig;
 pub use ollama::OllamaEmbeddingConfig;
 pub use redis::{FailMode, JobQueueSettings, RateLimitBackend, RateLimitConfig, RedisConfig};
+pub use embed_server::{
+    DeviceSelection, EmbedServerConfig, RemoteEmbedderConfig, DEFAULT_GPU_MAX_BATCH_TOKENS,
+};
 pub use secret::Secret;
 pub use validate::{ConfigError, ValidationErrors};
 
@@ -63,6 +67,8 @@ pub struct Config {
     pub workers: WorkerConfig,
     /// Logging.
     pub telemetry: TelemetryConfig,
+    /// `ragplane embed-server`.
+    pub embed_server: EmbedServerConfig,
 }
 
 impl Default for Config {
@@ -84,6 +90,7 @@ impl Default for Config {
             chunking: ChunkingConfig::default(),
             workers: WorkerConfig::default(),
             telemetry: TelemetryConfig::default(),
+            embed_server: EmbedServerConfig::default(),
         }
     }
 }
@@ -315,6 +322,8 @@ pub struct EmbeddingConfig {
     /// Embed with an Ollama server instead of the in-process model (`[embedding.ollama]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ollama: Option<OllamaEmbeddingConfig>,
+    /// Embed on `ragplane embed-server` instances instead of in this process.
+    pub remote: Option<RemoteEmbedderConfig>,
 }
 
 impl Default for EmbeddingConfig {
@@ -330,6 +339,7 @@ impl Default for EmbeddingConfig {
             max_seq_len: 256,
             queue_capacity: 1024,
             ollama: None,
+            remote: None,
         }
     }
 }

@@ -85,6 +85,11 @@ impl Config {
                 c.check(false, field, message);
             }
         }
+        c.check(
+            !(e.ollama.is_some() && e.remote.is_some()),
+            "embedding.remote",
+            "set either embedding.remote (embed-server) or embedding.ollama, not both",
+        );
 
         let k = &self.chunking;
         c.check(
@@ -224,6 +229,8 @@ impl Config {
                 "must be at least 1",
             );
         }
+
+        c.0.extend(crate::embed_server::check(self));
 
         if c.0.is_empty() {
             Ok(())

@@ -9,6 +9,8 @@ pub mod error;
 mod search;
 mod service;
 
+pub(crate) use service::metrics as service_metrics;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -182,7 +184,8 @@ async fn shed_load(
     }
 }
 
-async fn record_metrics(req: Request, next: Next) -> Response {
+/// Counts every request and its latency by route, method and status.
+pub(crate) async fn record_metrics(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()

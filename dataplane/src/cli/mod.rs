@@ -1,11 +1,12 @@
-//! Command line: `serve`, `worker`, `migrate`, and the HTTP clients `ingest`, `search`, `query`,
-//! `eval`.
+//! Command line: `serve`, `worker`, `embed-server`, `migrate`, and the HTTP clients `ingest`,
+//! `search`, `query`, `eval`.
 //!
 //! Configuration is layered: built-in defaults, then the TOML file (`--config`), then
 //! `RAGPLANE__SECTION__KEY` environment variables, then flags (each also readable from its own
 //! `RAGPLANE_*` variable).
 
 mod client;
+mod embed_server;
 mod eval;
 mod ingest;
 
@@ -19,6 +20,7 @@ use figment::Figment;
 use ragplane_config::{Config, GenerationConfig, GeneratorEndpoint, LogFormat, Secret};
 
 pub use client::Client;
+pub use embed_server::EmbedServerArgs;
 
 /// ragplane: retrieval-augmented generation at scale.
 #[derive(Debug, Parser)]
@@ -46,6 +48,9 @@ pub enum Command {
     Query(SearchArgs),
     /// Measure retrieval quality (nDCG@10, recall@k) on a BEIR-format folder.
     Eval(eval::EvalArgs),
+    /// Serve the embedding model over HTTP (OpenAI /v1/embeddings and native /v1/embed), on
+    /// GPUs when present, else on the CPU.
+    EmbedServer(EmbedServerArgs),
 }
 
 /// Where the configuration comes from, and the settings most often overridden.
@@ -268,5 +273,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => client::search(args, false).await,
         Command::Query(args) => client::search(args, true).await,
         Command::Eval(args) => eval::run(args).await,
+        Command::EmbedServer(args) => {
+            let config = args.into_config()?;
+            init_logging(config.telemetry.log_format, &config.telemetry.log_filter);
+            crate::embed_server::run(config).await
+        }
     }
 }

@@ -2,9 +2,11 @@
 //! backend and the caching wrapper.
 
 mod cached;
+pub mod device;
 pub mod ollama;
 pub mod onnx;
 pub mod pooling;
+pub mod remote;
 pub mod tokenizer;
 
 use async_trait::async_trait;
@@ -32,6 +34,12 @@ pub enum EmbedError {
     /// The inference threads are gone (shutdown).
     #[error("failed to embed: the inference threads have stopped")]
     Stopped,
+    /// Every remote embedding server tried was overloaded (answered 429).
+    #[error("failed to embed: every embedding server tried is overloaded: {0}")]
+    RemoteOverloaded(String),
+    /// No remote embedding server could be reached, or each one failed.
+    #[error("failed to embed: no embedding server answered: {0}")]
+    RemoteUnavailable(String),
 }
 
 /// Result alias for embedding operations.

@@ -19,6 +19,7 @@ use ragplane_config::EmbeddingConfig;
 use tokenizers::Encoding;
 use tokio::sync::{mpsc, oneshot};
 
+use super::device::{Device, DevicePlan};
 use super::pooling::mean_pool_normalize;
 use super::tokenizer::TextTokenizer;
 use super::{EmbedError, Embedder, Result};
@@ -94,12 +95,40 @@ pub struct OnnxModel {
 }
 
 impl OnnxModel {
-    /// Builds a session for `files` with `intra_threads` threads inside each operator.
+    /// Builds a CPU session for `files` with `intra_threads` threads inside each operator.
     pub fn load(files: &ModelFiles, intra_threads: usize, dimension: usize) -> Result<Self> {
+        Self::load_on(files, intra_threads, dimension, &Device::Cpu)
+    }
+
+    /// Builds a session on `device`. A GPU session fails (with an error, never a panic) when the
+    /// ONNX Runtime library has no CUDA execution provider or CUDA's libraries are missing.
+    pub fn load_on(
+        files: &ModelFiles,
+        intra_threads: usize,
+        dimension: usize,
+        device: &Device,
+    ) -> Result<Self> {
         let environment = init_runtime(&files.ort_library)?;
         let load = |e: ort::Error<_>| EmbedError::Load(format!("failed to create session: {e}"));
-        let session = Session::builder(environment)
-            .map_err(|e| EmbedError::Load(e.to_string()))?
+        let mut builder =
+            Session::builder(environment).map_err(|e| EmbedError::Load(e.to_string()))?;
+        if let Device::Cuda { ordinal, .. } = device {
+            let id = i32::try_from(*ordinal).unwrap_or(i32::MAX);
+            builder = builder
+                .with_execution_providers([ort::ep::CUDA::default()
+                    .with_device_id(id)
+                    .build()
+                    .error_on_failure()])
+                .map_err(|e| {
+                    EmbedError::Load(format!(
+                        "failed to register ONNX Runtime's CUDA execution provider on {device} \
+                         (is {} the onnxruntime-gpu library, with CUDA 12 and cuDNN 9 on \
+                         LD_LIBRARY_PATH?): {e}",
+                        files.ort_library.display()
+                    ))
+                })?;
+        }
+        let session = builder
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(load)?
             .with_intra_threads(intra_threads)
@@ -192,9 +221,18 @@ pub fn plan_batches(
     batches
 }
 
+/// Vectors of one request and the number of model tokens they took.
+#[derive(Debug, Clone, Default)]
+pub struct Embedded {
+    /// One vector per input, in input order.
+    pub vectors: Vec<Vec<f32>>,
+    /// Model tokens of all inputs (special tokens included, after truncation).
+    pub tokens: usize,
+}
+
 struct Request {
     texts: Vec<String>,
-    reply: oneshot::Sender<Result<Vec<Vec<f32>>>>,
+    reply: oneshot::Sender<Result<Embedded>>,
     enqueued: Instant,
 }
 
@@ -208,55 +246,111 @@ pub struct OnnxEmbedder {
 }
 
 impl OnnxEmbedder {
-    /// Loads the model and starts `cfg.sessions` inference threads.
+    /// Loads the model and starts `cfg.sessions` inference threads on the CPU.
     pub fn start(cfg: &EmbeddingConfig) -> Result<Self> {
+        let plan = DevicePlan {
+            devices: vec![Device::Cpu],
+            cpu_reason: None,
+        };
+        Ok(Self::start_on(cfg, &plan, false)?.0)
+    }
+
+    /// Loads `cfg.sessions` sessions on each device of `plan`, all fed by one queue, so a free
+    /// device takes the next batch. A GPU whose sessions cannot be created is left out, and
+    /// when no GPU is left the CPU is used instead, unless `require_gpu`, which makes either an
+    /// error. The plan actually used is returned.
+    pub fn start_on(
+        cfg: &EmbeddingConfig,
+        plan: &DevicePlan,
+        require_gpu: bool,
+    ) -> Result<(Self, DevicePlan)> {
         let files = ModelFiles::from_config(cfg)?;
         let tokenizer = TextTokenizer::from_file(&files.tokenizer, cfg.max_seq_len)?;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let intra = if cfg.intra_threads == 0 {
-            (cores / cfg.sessions).max(1)
+        // Load on the caller's thread so that a broken model fails start-up, not the first request.
+        let mut sessions = Vec::new();
+        let mut gpus = Vec::new();
+        let mut failures = Vec::new();
+        for device in plan.devices.iter().filter(|d| d.is_gpu()) {
+            // Host-side work of a GPU session needs few threads.
+            let loaded: Result<Vec<OnnxModel>> = (0..cfg.sessions)
+                .map(|_| OnnxModel::load_on(&files, 1, cfg.dimension, device))
+                .collect();
+            match loaded {
+                Ok(models) => {
+                    sessions.extend(models.into_iter().map(|m| (device.clone(), m)));
+                    gpus.push(device.clone());
+                }
+                Err(e) if !require_gpu => {
+                    tracing::warn!(%device, error = %e, "GPU session failed; leaving this GPU out");
+                    failures.push(e.to_string());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let used = if gpus.is_empty() {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let intra = if cfg.intra_threads == 0 {
+                (cores / cfg.sessions).max(1)
+            } else {
+                cfg.intra_threads
+            };
+            for _ in 0..cfg.sessions {
+                let m = OnnxModel::load_on(&files, intra, cfg.dimension, &Device::Cpu)?;
+                sessions.push((Device::Cpu, m));
+            }
+            DevicePlan {
+                devices: vec![Device::Cpu],
+                cpu_reason: if failures.is_empty() {
+                    plan.cpu_reason.clone()
+                } else {
+                    Some(failures.join("; "))
+                },
+            }
         } else {
-            cfg.intra_threads
+            DevicePlan {
+                devices: gpus,
+                cpu_reason: None,
+            }
         };
         let (tx, rx) = mpsc::channel::<Request>(cfg.queue_capacity);
         let rx = Arc::new(Mutex::new(rx));
-        for i in 0..cfg.sessions {
-            // Load on the caller's thread so that a broken model fails start-up, not the first request.
-            let model = OnnxModel::load(&files, intra, cfg.dimension)?;
+        for (i, (device, model)) in sessions.into_iter().enumerate() {
+            let label = device.label();
+            metrics::EMBED_DEVICE_SESSIONS
+                .with_label_values(&[label.as_str()])
+                .inc();
             let worker = InferenceThread {
                 model,
                 tokenizer: tokenizer.clone(),
                 rx: rx.clone(),
                 max_batch_tokens: cfg.max_batch_tokens,
+                device: label,
             };
             std::thread::Builder::new()
                 .name(format!("embed-{i}"))
                 .spawn(move || worker.run())
                 .map_err(|e| EmbedError::Load(format!("failed to spawn inference thread: {e}")))?;
         }
-        tracing::info!(model = %files.model.display(), sessions = cfg.sessions, intra_threads = intra, "embedding model loaded");
-        Ok(Self {
+        let labels: Vec<String> = used.devices.iter().map(ToString::to_string).collect();
+        tracing::info!(model = %files.model.display(), sessions_per_device = cfg.sessions, devices = %labels.join(", "), "embedding model loaded");
+        let me = Self {
             tx,
             capacity: cfg.queue_capacity,
             model_name: cfg.model_name.as_str().into(),
             dimension: cfg.dimension,
-        })
-    }
-}
-
-#[async_trait]
-impl Embedder for OnnxEmbedder {
-    fn model(&self) -> &str {
-        &self.model_name
+        };
+        Ok((me, used))
     }
 
-    fn dimension(&self) -> usize {
-        self.dimension
+    /// Whether the inference threads are still taking requests.
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
     }
 
-    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+    /// Embeds `texts` and also reports how many model tokens they took.
+    pub async fn embed_counted(&self, texts: Vec<String>) -> Result<Embedded> {
         if texts.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Embedded::default());
         }
         let (reply, rx) = oneshot::channel();
         let req = Request {
@@ -275,11 +369,27 @@ impl Embedder for OnnxEmbedder {
     }
 }
 
+#[async_trait]
+impl Embedder for OnnxEmbedder {
+    fn model(&self) -> &str {
+        &self.model_name
+    }
+
+    fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+        Ok(self.embed_counted(texts).await?.vectors)
+    }
+}
+
 struct InferenceThread {
     model: OnnxModel,
     tokenizer: TextTokenizer,
     rx: Arc<Mutex<mpsc::Receiver<Request>>>,
     max_batch_tokens: usize,
+    device: String,
 }
 
 impl InferenceThread {
@@ -308,13 +418,17 @@ impl InferenceThread {
     fn process(&mut self, requests: Vec<Request>) {
         // Tokenise per request so that one bad input fails only its own request.
         let mut items: Vec<(usize, usize, Encoding)> = Vec::new();
-        let mut results: Vec<Option<Result<Vec<Vec<f32>>>>> = Vec::with_capacity(requests.len());
+        let mut results: Vec<Option<Result<Embedded>>> = Vec::with_capacity(requests.len());
         for (r, req) in requests.iter().enumerate() {
             let refs: Vec<&str> = req.texts.iter().map(String::as_str).collect();
             match self.tokenizer.encode_for_model(&refs) {
                 Ok(encs) => {
+                    let tokens = encs.iter().map(Encoding::len).sum();
                     items.extend(encs.into_iter().enumerate().map(|(i, e)| (r, i, e)));
-                    results.push(Some(Ok(vec![Vec::new(); req.texts.len()])));
+                    results.push(Some(Ok(Embedded {
+                        vectors: vec![Vec::new(); req.texts.len()],
+                        tokens,
+                    })));
                 }
                 Err(e) => results.push(Some(Err(e))),
             }
@@ -328,12 +442,18 @@ impl InferenceThread {
             let out = self.model.run(&encs);
             metrics::EMBED_BATCH_SECONDS.observe(started.elapsed().as_secs_f64());
             metrics::EMBED_BATCH_SIZE.observe(batch.len() as f64);
+            metrics::EMBED_DEVICE_BATCH_SIZE
+                .with_label_values(&[self.device.as_str()])
+                .observe(batch.len() as f64);
             match out {
                 Ok(vectors) => {
                     metrics::EMBEDDINGS_TOTAL.inc_by(vectors.len() as u64);
+                    metrics::EMBED_DEVICE_EMBEDDINGS
+                        .with_label_values(&[self.device.as_str()])
+                        .inc_by(vectors.len() as u64);
                     for ((r, i, _), v) in batch.iter().zip(vectors) {
                         if let Some(Ok(slots)) = &mut results[*r] {
-                            slots[*i] = v;
+                            slots.vectors[*i] = v;
                         }
                     }
                 }

@@ -90,7 +90,7 @@ async fn embed_waiting(app: &App, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
     let mut delay = Duration::from_millis(20);
     loop {
         match app.embedder.embed(texts.clone()).await {
-            Err(EmbedError::Overloaded { .. }) => {
+            Err(EmbedError::Overloaded { .. } | EmbedError::RemoteOverloaded(_)) => {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(1));
             }
