@@ -310,30 +310,47 @@ async fn env(generation: GenerationConfig) -> Option<Env> {
         Some(json!({ "name": "docs" })),
     )
     .await;
-    let up = e
-        .call(
-            Method::POST,
-            "/v1/collections/docs/documents",
-            Some(json!({ "title": "light", "text":
-                "The lamp of Skerry Point is visible from 22 nautical miles." })),
-        )
-        .await;
-    assert_eq!(up.0, StatusCode::ACCEPTED, "{up:?}");
-    let id = up.1["document"]["id"].as_str().unwrap().to_string();
-    for _ in 0..600 {
-        let d = e
+    // Two sources, so that a model citing `[2]` cites something real.
+    let mut ids = Vec::new();
+    for (title, text) in [
+        (
+            "light",
+            "The lamp of Skerry Point is visible from 22 nautical miles.",
+        ),
+        (
+            "orbit",
+            "A satellite in low Earth orbit circles the planet in about 90 minutes.",
+        ),
+    ] {
+        let up = e
             .call(
-                Method::GET,
-                &format!("/v1/collections/docs/documents/{id}"),
-                None,
+                Method::POST,
+                "/v1/collections/docs/documents",
+                Some(json!({ "title": title, "text": text })),
             )
             .await;
-        if d.1["status"] == "indexed" {
-            return Some(e);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(up.0, StatusCode::ACCEPTED, "{up:?}");
+        ids.push(up.1["document"]["id"].as_str().unwrap().to_string());
     }
-    panic!("document never indexed");
+    for id in ids {
+        let mut indexed = false;
+        for _ in 0..600 {
+            let d = e
+                .call(
+                    Method::GET,
+                    &format!("/v1/collections/docs/documents/{id}"),
+                    None,
+                )
+                .await;
+            if d.1["status"] == "indexed" {
+                indexed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(indexed, "document {id} never indexed");
+    }
+    Some(e)
 }
 
 impl Env {
@@ -724,11 +741,17 @@ async fn real_server_query_streams_deltas_and_a_final_event_with_citations() {
             })
             .collect();
         assert_eq!(done["answer"], text);
-        assert_eq!(done["retrieved"], 1);
+        assert_eq!(done["retrieved"], 2);
         // Whatever the model wrote, the final event cites exactly what the text cites.
-        let cited = ragplane::generate::prompt::cited(&text, 1);
+        let cited = ragplane::generate::prompt::cited(&text, 2);
         assert_eq!(done["cited"], json!(cited), "{text:?}");
-        assert_eq!(done["sources"].as_array().unwrap().len(), cited.len());
+        let numbers: Vec<u64> = done["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["number"].as_u64().unwrap())
+            .collect();
+        assert_eq!(numbers, cited.iter().map(|&n| n as u64).collect::<Vec<_>>());
         assert!(done["usage"]["completion_tokens"].as_u64().unwrap() > 0);
         eprintln!("{protocol:?}: {text:?} cited {cited:?}");
     }
