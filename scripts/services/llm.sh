@@ -70,7 +70,7 @@ install_ollama() {
   rm -rf "$tmp"
   echo "building Ollama $OLLAMA_VERSION from the Go module (cgo, CPU; about 25 min cold on 2 cores)"
   local s=$SECONDS
-  # cgo's default flags (-O2, no -march) build ggml without SIMD, ten times slower; x86-64-v3
+  # cgo's default flags (-O2, no -march) build ggml without SIMD, six times slower; x86-64-v3
   # is AVX2 + FMA + F16C, which every x86 CI machine of this decade has.
   local flags="-O2"
   [ "$(uname -m)" = x86_64 ] && flags="-O2 -march=x86-64-v3"
