@@ -70,7 +70,7 @@ install_ollama() {
   rm -rf "$tmp"
   echo "building Ollama $OLLAMA_VERSION from the Go module (cgo, CPU; about 25 min cold on 2 cores)"
   local s=$SECONDS
-  # cgo's default flags (-O2, no -march) build ggml without SIMD, ten times slower; x86-64-v3
+  # cgo's default flags (-O2, no -march) build ggml without SIMD, six times slower; x86-64-v3
   # is AVX2 + FMA + F16C, which every x86 CI machine of this decade has.
   local flags="-O2"
   [ "$(uname -m)" = x86_64 ] && flags="-O2 -march=x86-64-v3"
@@ -108,10 +108,12 @@ start() {
   svc_port_free $PORT || { echo "FAIL: port $PORT is taken"; return 1; }
   mkdir -p "$MODELS"
   serve ollama $PORT
-  if ! curl -sf "http://127.0.0.1:$PORT/api/tags" | grep -q "\"$MODEL:latest\""; then
-    local mf=$RAGPLANE_SVC_DIR/Modelfile
-    # Gemma's turn format (as in Ollama's own gemma3 model); system text joins the user turn.
-    cat >"$mf" <<EOF
+  # Created on every start (seconds: the blob is already stored), so Modelfile edits take effect.
+  local mf=$RAGPLANE_SVC_DIR/Modelfile
+  # Gemma's turn format (as in Ollama's own gemma3 model); system text joins the user turn.
+  # One thread: ggml's threads spin-wait for each other, and on a shared 2-core machine two
+  # threads ran 30 times slower than one (0.6 against 18 tokens/s, measured).
+  cat >"$mf" <<EOF
 FROM $GGUF
 TEMPLATE """{{- range \$i, \$_ := .Messages }}
 {{- \$last := eq (len (slice \$.Messages \$i)) 1 }}
@@ -126,10 +128,10 @@ TEMPLATE """{{- range \$i, \$_ := .Messages }}
 {{- end }}"""
 PARAMETER stop "<end_of_turn>"
 PARAMETER temperature 0
+PARAMETER num_thread 1
 EOF
-    OLLAMA_HOST=127.0.0.1:$PORT "$OLLAMA" create "$MODEL" -f "$mf" >"$RAGPLANE_SVC_DIR/ollama-create.log" 2>&1 \
-      || { cat "$RAGPLANE_SVC_DIR/ollama-create.log"; return 1; }
-  fi
+  OLLAMA_HOST=127.0.0.1:$PORT "$OLLAMA" create "$MODEL" -f "$mf" >"$RAGPLANE_SVC_DIR/ollama-create.log" 2>&1 \
+    || { cat "$RAGPLANE_SVC_DIR/ollama-create.log"; return 1; }
   if ! curl -sf "http://127.0.0.1:$PORT/api/tags" | grep -q "\"$EMBED_MODEL:latest\""; then
     import_safetensors "$EMBED_MODEL" "$MINILM" config.json model.safetensors tokenizer.json \
       tokenizer_config.json special_tokens_map.json modules.json 1_Pooling/config.json

@@ -125,6 +125,20 @@ mod tests {
     }
 
     #[test]
+    fn a_pool_serialises_and_reads_back() {
+        let mut ep = crate::GeneratorEndpoint::new("http://a:11434", "m");
+        ep.urls = vec!["http://b:11434".into()];
+        ep.pool.probe_interval_ms = 500;
+        let c = Config {
+            generation: GenerationConfig::Ollama(ep),
+            ..Config::default()
+        };
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("[generation.pool]"), "{text}");
+        assert_eq!(toml::from_str::<Config>(&text).unwrap(), c);
+    }
+
+    #[test]
     fn no_server_at_all_is_an_error() {
         let c = Config {
             generation: GenerationConfig::Openai(crate::GeneratorEndpoint::new("", "m")),
