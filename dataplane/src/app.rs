@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ragplane_config::{Config, GenerationConfig, QueueConfig, VectorIndexConfig};
+use ragplane_config::{Config, GenerationConfig, QueueConfig};
 use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -24,7 +24,7 @@ use crate::ingest::parse::Format;
 use crate::metadata::{Collection, Document, MetadataStore, NewDocument, SqliteStore, Tenant};
 use crate::objects::{LocalStore, ObjectStore};
 use crate::queue::{Job, JobQueue, SqliteQueue, Task, DOCUMENTS};
-use crate::vectors::{CollectionKey, EmbeddedIndex, Filter, VectorIndex};
+use crate::vectors::{CollectionKey, Filter, VectorIndex};
 
 /// Name of the tenant created on first start, which the first admin key belongs to.
 pub const DEFAULT_TENANT: &str = "default";
@@ -205,8 +205,7 @@ impl App {
         let QueueConfig::Sqlite(qcfg) = &config.queue;
         let queue = SqliteQueue::open(store.pool().clone(), qcfg).await?;
         let objects = LocalStore::open(config.objects_dir())?;
-        let VectorIndexConfig::Embedded(vcfg) = &config.vectors;
-        let vectors = EmbeddedIndex::open(config.vectors_dir(), vcfg.clone()).await?;
+        let vectors = crate::vectors::open(&config).await?;
 
         let ecfg = config.embedding.clone();
         let onnx = tokio::task::spawn_blocking(move || OnnxEmbedder::start(&ecfg)).await??;
@@ -241,7 +240,7 @@ impl App {
             config: Arc::new(config),
             metadata,
             objects: Arc::new(objects),
-            vectors: Arc::new(vectors),
+            vectors,
             queue: Arc::new(queue),
             embedder,
             tokenizer,
