@@ -169,6 +169,11 @@ impl MemoryCollection {
         self.read().payloads.len()
     }
 
+    /// Whether no points are held.
+    pub fn is_empty(&self) -> bool {
+        self.read().payloads.is_empty()
+    }
+
     /// Points of the collection, or of one document.
     pub fn count(&self, document: Option<&str>) -> u64 {
         let state = self.read();

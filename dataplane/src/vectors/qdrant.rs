@@ -32,6 +32,7 @@ use crate::metrics;
 const CANCELLED: i32 = 1;
 const DEADLINE_EXCEEDED: i32 = 4;
 const NOT_FOUND: i32 = 5;
+const INTERNAL: i32 = 13;
 const UNAVAILABLE: i32 = 14;
 
 /// Qdrant implementation of [`VectorIndex`].
@@ -49,6 +50,20 @@ fn status_code(e: &QdrantError) -> Option<i32> {
     }
 }
 
+/// Whether the request never reached a server: the client's channel pool reports a failed
+/// connect as INTERNAL "Failed to connect to …"; tonic reports a broken one as UNAVAILABLE.
+fn is_unreachable(e: &QdrantError) -> bool {
+    match e {
+        QdrantError::ResourceExhaustedError { .. } => true,
+        QdrantError::ResponseError { status } => match status.code() as i32 {
+            CANCELLED | DEADLINE_EXCEEDED | UNAVAILABLE => true,
+            INTERNAL => status.message().starts_with("Failed to connect"),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 fn is_not_found(e: &QdrantError) -> bool {
     status_code(e) == Some(NOT_FOUND)
 }
@@ -56,10 +71,7 @@ fn is_not_found(e: &QdrantError) -> bool {
 fn qdrant_err(action: impl Into<String>) -> impl FnOnce(QdrantError) -> VectorError {
     let action = action.into();
     move |e| {
-        let unavailable = matches!(e, QdrantError::ResourceExhaustedError { .. })
-            || status_code(&e)
-                .is_some_and(|c| matches!(c, CANCELLED | DEADLINE_EXCEEDED | UNAVAILABLE));
-        if unavailable {
+        if is_unreachable(&e) {
             VectorError::Unavailable {
                 backend: "qdrant",
                 action,
@@ -499,9 +511,7 @@ mod tests {
             "{err:?}"
         );
         let api = crate::error::Error::from(err);
-        assert!(
-            matches!(api, crate::error::Error::Unavailable { .. }),
-            "{api:?}"
-        );
+        let (status, _, retry_after) = crate::api::error::classify(&api);
+        assert_eq!((status.as_u16(), retry_after), (503, Some(2)), "{api:?}");
     }
 }
