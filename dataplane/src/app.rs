@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ragplane_config::{Config, GenerationConfig, QueueConfig, VectorIndexConfig};
+use ragplane_config::{Config, GenerationConfig, QueueConfig};
 use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -26,7 +26,7 @@ use crate::objects::{LocalStore, ObjectStore};
 use crate::queue::{Job, JobQueue, RedisQueue, SqliteQueue, Task, DOCUMENTS};
 use crate::ratelimit::{Decision, MemoryLimiter, Quota, RateLimiter, RedisLimiter};
 use crate::redis_conn::Redis;
-use crate::vectors::{CollectionKey, EmbeddedIndex, Filter, VectorIndex};
+use crate::vectors::{CollectionKey, Filter, VectorIndex};
 
 /// Name of the tenant created on first start, which the first admin key belongs to.
 pub const DEFAULT_TENANT: &str = "default";
@@ -247,8 +247,7 @@ impl App {
             }
         };
         let objects = LocalStore::open(config.objects_dir())?;
-        let VectorIndexConfig::Embedded(vcfg) = &config.vectors;
-        let vectors = EmbeddedIndex::open(config.vectors_dir(), vcfg.clone()).await?;
+        let vectors = crate::vectors::open(&config).await?;
 
         let ecfg = config.embedding.clone();
         // The embedding model runs on embed-server instances (`embedding.remote`), on an Ollama
@@ -283,7 +282,7 @@ impl App {
             config: Arc::new(config),
             metadata,
             objects: Arc::new(objects),
-            vectors: Arc::new(vectors),
+            vectors,
             queue,
             rate_limiter,
             embedder,

@@ -156,7 +156,13 @@ impl From<ObjectError> for Error {
 
 impl From<VectorError> for Error {
     fn from(e: VectorError) -> Self {
-        Self::Internal(e.to_string())
+        match e {
+            VectorError::Unavailable { .. } => Self::Unavailable {
+                message: e.to_string(),
+                retry_after_secs: 2,
+            },
+            other => Self::Internal(other.to_string()),
+        }
     }
 }
 

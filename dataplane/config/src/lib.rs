@@ -16,6 +16,7 @@ mod redis;
 mod embed_server;
 mod secret;
 mod validate;
+mod vectors;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,10 @@ pub use embed_server::{
 };
 pub use secret::Secret;
 pub use validate::{ConfigError, ValidationErrors};
+pub use vectors::{
+    EmbeddedIndexConfig, PostgresIndexConfig, QdrantHnswConfig, QdrantIndexConfig,
+    QdrantQuantization, QuantizationKind, VectorIndexConfig,
+};
 
 /// The whole data-plane configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -187,48 +192,6 @@ pub enum ObjectStoreConfig {
 impl Default for ObjectStoreConfig {
     fn default() -> Self {
         Self::Local { dir: None }
-    }
-}
-
-/// Vector index selection.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
-pub enum VectorIndexConfig {
-    /// The embedded HNSW index, persisted under the data directory.
-    Embedded(EmbeddedIndexConfig),
-}
-
-impl Default for VectorIndexConfig {
-    fn default() -> Self {
-        Self::Embedded(EmbeddedIndexConfig::default())
-    }
-}
-
-/// Settings of the embedded HNSW index.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct EmbeddedIndexConfig {
-    /// Directory; defaults to `<data_dir>/vectors`.
-    pub dir: Option<PathBuf>,
-    /// HNSW graph degree (M).
-    pub m: usize,
-    /// Candidate list size while building.
-    pub ef_construction: usize,
-    /// Candidate list size while searching.
-    pub ef_search: usize,
-    /// Write-ahead log size, in bytes, after which a snapshot is written and the log truncated.
-    pub snapshot_after_bytes: u64,
-}
-
-impl Default for EmbeddedIndexConfig {
-    fn default() -> Self {
-        Self {
-            dir: None,
-            m: 16,
-            ef_construction: 128,
-            ef_search: 64,
-            snapshot_after_bytes: 64 * 1024 * 1024,
-        }
     }
 }
 
@@ -491,11 +454,13 @@ impl Config {
         }
     }
 
-    /// Directory of the embedded vector index.
+    /// Directory of the embedded vector index (`<data_dir>/vectors` for other backends).
     pub fn vectors_dir(&self) -> PathBuf {
-        match &self.vectors {
-            VectorIndexConfig::Embedded(c) => self.under_data_dir(c.dir.as_deref(), "vectors"),
-        }
+        let dir = match &self.vectors {
+            VectorIndexConfig::Embedded(c) => c.dir.as_deref(),
+            VectorIndexConfig::Qdrant(_) | VectorIndexConfig::Postgres(_) => None,
+        };
+        self.under_data_dir(dir, "vectors")
     }
 
     fn under_data_dir(&self, explicit: Option<&Path>, default: &str) -> PathBuf {
@@ -563,7 +528,9 @@ mod tests {
             !format!("{c:?}").contains("s3cret"),
             "secrets must be redacted in Debug"
         );
-        let VectorIndexConfig::Embedded(v) = &c.vectors;
+        let VectorIndexConfig::Embedded(v) = &c.vectors else {
+            panic!("expected embedded, got {:?}", c.vectors)
+        };
         assert_eq!(v.ef_search, 128);
     }
 

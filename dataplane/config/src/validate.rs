@@ -1,6 +1,6 @@
 //! Validation of a parsed [`Config`]: every rule that serde's types cannot express.
 
-use crate::{Config, GenerationConfig, QueueConfig, RateLimitBackend, VectorIndexConfig};
+use crate::{Config, GenerationConfig, QueueConfig, RateLimitBackend};
 
 /// One invalid setting: the dotted path of the field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,18 +119,7 @@ impl Config {
             "must be at least 1",
         );
 
-        let VectorIndexConfig::Embedded(v) = &self.vectors;
-        c.check(
-            (2..=128).contains(&v.m),
-            "vectors.m",
-            "must be between 2 and 128",
-        );
-        c.check(
-            v.ef_construction >= v.m,
-            "vectors.ef_construction",
-            "must be at least vectors.m",
-        );
-        c.check(v.ef_search >= 1, "vectors.ef_search", "must be at least 1");
+        c.0.extend(self.vectors.validate());
 
         let q = self.queue.settings();
         c.check(

@@ -15,33 +15,20 @@
 //! generation is removed; a crash at any point leaves one whole generation to open. Points
 //! become searchable as soon as they are added: nothing waits for a rebuild.
 //!
-//! usearch gives each concurrent call one of a fixed number of thread contexts and fails a call
-//! that finds none free, so searches pass a semaphore with exactly that many permits, and graph
-//! changes (which also take a context, and `reserve`, which must not overlap anything) hold the
-//! state's write lock.
+//! The graph, payloads and search live in [`MemoryCollection`], shared with the
+//! PostgreSQL-backed index; this module adds the files.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use ragplane_config::EmbeddedIndexConfig;
 use serde::{Deserialize, Serialize};
-use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
-use tokio::sync::Semaphore;
-
+use super::hnsw::{blocking, index_err, HnswParams, MemoryCollection};
 use super::wal::{self, Record, WalWriter};
 use super::{io, CollectionKey, Filter, Hit, Payload, Point, Result, VectorError, VectorIndex};
-use crate::metrics;
-
-/// Document filters selecting at most this many points are scored exactly instead of walking
-/// the graph.
-const EXACT_SCAN_LIMIT: usize = 20_000;
-
-/// Thread contexts reserved in every graph: as many as there are cores.
-static CONTEXTS: LazyLock<usize> =
-    LazyLock::new(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
 
 /// Embedded implementation of [`VectorIndex`].
 pub struct EmbeddedIndex {
@@ -57,31 +44,21 @@ struct Meta {
     dimension: usize,
 }
 
-struct State {
-    index: Index,
-    payloads: HashMap<u64, Payload>,
-    by_document: HashMap<String, HashSet<u64>>,
-}
-
 struct CollectionIndex {
     dir: PathBuf,
     name: String,
-    dimension: usize,
     generation: Mutex<u64>,
-    state: RwLock<State>,
-    searches: Arc<Semaphore>,
+    memory: Arc<MemoryCollection>,
     wal: Mutex<WalWriter>,
     snapshot_after_bytes: u64,
 }
 
-/// Runs blocking index work off the async runtime.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(VectorError::Index {
-            collection: String::new(),
-            message: format!("index task failed: {e}"),
-        })
-    })
+fn params(cfg: &EmbeddedIndexConfig) -> HnswParams {
+    HnswParams {
+        m: cfg.m,
+        ef_construction: cfg.ef_construction,
+        ef_search: cfg.ef_search,
+    }
 }
 
 impl EmbeddedIndex {
@@ -166,36 +143,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn new_index(dimension: usize, cfg: &EmbeddedIndexConfig, name: &str) -> Result<Index> {
-    let options = IndexOptions {
-        dimensions: dimension,
-        // Embeddings are unit length, so inner product equals cosine and is cheaper.
-        metric: MetricKind::IP,
-        quantization: ScalarKind::F32,
-        connectivity: cfg.m,
-        expansion_add: cfg.ef_construction,
-        expansion_search: cfg.ef_search,
-        multi: false,
-    };
-    let index = Index::new(&options).map_err(|e| index_err(name, e))?;
-    reserve(&index, 1024, name)?;
-    Ok(index)
-}
-
-/// Grows capacity and (re)creates the thread contexts; callers hold the write lock.
-fn reserve(index: &Index, capacity: usize, name: &str) -> Result<()> {
-    index
-        .reserve_capacity_and_threads(capacity, *CONTEXTS)
-        .map_err(|e| index_err(name, e))
-}
-
-fn index_err(collection: &str, e: impl std::fmt::Display) -> VectorError {
-    VectorError::Index {
-        collection: collection.to_string(),
-        message: e.to_string(),
-    }
-}
-
 impl CollectionIndex {
     fn open(dir: &Path, meta: &Meta, cfg: &EmbeddedIndexConfig) -> Result<Self> {
         let name = meta.collection.clone();
@@ -208,18 +155,8 @@ impl CollectionIndex {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(io("read", &current)(e)),
         };
-        let index = new_index(meta.dimension, cfg, &name)?;
-        let mut payloads: HashMap<u64, Payload> = HashMap::new();
         let snap = dir.join(format!("snap-{generation}"));
-        if generation > 0 {
-            let index_path = snap.join("index.usearch");
-            index
-                .load(&index_path.to_string_lossy())
-                .map_err(|e| index_err(&name, e))?;
-            // A loaded graph is exactly full and has default thread contexts.
-            reserve(&index, (index.size() * 2).max(1024), &name)?;
-            // `load` replaces the search expansion with the stored one; use the configured value.
-            index.change_expansion_search(cfg.ef_search);
+        let memory = if generation > 0 {
             let payload_path = snap.join("payloads.bin");
             let bytes = std::fs::read(&payload_path).map_err(io("read", &payload_path))?;
             let list: Vec<(u64, Payload)> =
@@ -227,25 +164,16 @@ impl CollectionIndex {
                     path: payload_path.display().to_string(),
                     message: e.to_string(),
                 })?;
-            payloads = list.into_iter().collect();
-        }
-        let mut by_document: HashMap<String, HashSet<u64>> = HashMap::new();
-        for (id, p) in &payloads {
-            by_document
-                .entry(p.document.clone())
-                .or_default()
-                .insert(*id);
-        }
-        let mut state = State {
-            index,
-            payloads,
-            by_document,
+            let graph = snap.join("index.usearch");
+            MemoryCollection::load(&name, meta.dimension, params(cfg), &graph, list)?
+        } else {
+            MemoryCollection::new(&name, meta.dimension, params(cfg))?
         };
         let wal_path = dir.join(format!("wal-{generation}.log"));
         let records = wal::replay(&wal_path)?;
         let replayed = records.len();
         for r in records {
-            state.apply(r, &name, meta.dimension)?;
+            apply(&memory, r)?;
         }
         if replayed > 0 {
             tracing::debug!(collection = %name, replayed, "replayed write-ahead log");
@@ -254,31 +182,22 @@ impl CollectionIndex {
         Ok(Self {
             dir: dir.to_path_buf(),
             name,
-            dimension: meta.dimension,
             generation: Mutex::new(generation),
-            state: RwLock::new(state),
-            searches: Arc::new(Semaphore::new(*CONTEXTS)),
+            memory: Arc::new(memory),
             wal: Mutex::new(WalWriter::open(&wal_path)?),
             snapshot_after_bytes: cfg.snapshot_after_bytes,
         })
     }
 
     fn len(&self) -> usize {
-        self.state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .payloads
-            .len()
+        self.memory.len()
     }
 
     /// Logs then applies a change; snapshots when the log has grown past the threshold.
     fn write(&self, record: Record) -> Result<u64> {
         let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
         wal.append(&record)?;
-        let changed = {
-            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-            state.apply(record, &self.name, self.dimension)?
-        };
+        let changed = apply(&self.memory, record)?;
         if wal.len() >= self.snapshot_after_bytes {
             self.snapshot(&mut wal)?;
         }
@@ -292,20 +211,8 @@ impl CollectionIndex {
         let next = *generation + 1;
         let snap = self.dir.join(format!("snap-{next}"));
         std::fs::create_dir_all(&snap).map_err(io("create", &snap))?;
-        {
-            let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-            let index_path = snap.join("index.usearch");
-            state
-                .index
-                .save(&index_path.to_string_lossy())
-                .map_err(|e| index_err(&self.name, e))?;
-            std::fs::File::open(&index_path)
-                .and_then(|f| f.sync_all())
-                .map_err(io("sync", &index_path))?;
-            let list: Vec<(&u64, &Payload)> = state.payloads.iter().collect();
-            let bytes = postcard::to_stdvec(&list).map_err(|e| index_err(&self.name, e))?;
-            write_atomic(&snap.join("payloads.bin"), &bytes)?;
-        }
+        self.memory.save_graph(&snap.join("index.usearch"))?;
+        write_atomic(&snap.join("payloads.bin"), &self.memory.payload_list()?)?;
         let next_wal = self.dir.join(format!("wal-{next}.log"));
         let _ = std::fs::remove_file(&next_wal);
         let new_writer = WalWriter::open(&next_wal)?;
@@ -316,135 +223,13 @@ impl CollectionIndex {
         tracing::debug!(collection = %self.name, generation = next, "vector index snapshot written");
         Ok(())
     }
-
-    fn search(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>> {
-        if query.len() != self.dimension {
-            return Err(VectorError::Dimension {
-                collection: self.name.clone(),
-                expected: self.dimension,
-                got: query.len(),
-            });
-        }
-        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-        if state.payloads.is_empty() || k == 0 {
-            return Ok(Vec::new());
-        }
-        let scored: Vec<(u64, f32)> = match &filter.documents {
-            Some(docs) => {
-                let candidates: Vec<u64> = docs
-                    .iter()
-                    .filter_map(|d| state.by_document.get(d))
-                    .flatten()
-                    .copied()
-                    .collect();
-                if candidates.len() <= EXACT_SCAN_LIMIT {
-                    // A graph walk that must find k matches among a few points visits most of
-                    // the graph; scoring the few candidates exactly is far faster, and exact.
-                    self.exact(&state.index, query, k, &candidates)?
-                } else {
-                    let m = state
-                        .index
-                        .filtered_search(query, k, |id| {
-                            state.payloads.get(&id).is_some_and(|p| filter.matches(p))
-                        })
-                        .map_err(|e| index_err(&self.name, e))?;
-                    m.keys
-                        .into_iter()
-                        .zip(m.distances.into_iter().map(|d| 1.0 - d))
-                        .collect()
-                }
-            }
-            None => {
-                let m = state
-                    .index
-                    .search(query, k)
-                    .map_err(|e| index_err(&self.name, e))?;
-                m.keys
-                    .into_iter()
-                    .zip(m.distances.into_iter().map(|d| 1.0 - d))
-                    .collect()
-            }
-        };
-        Ok(scored
-            .into_iter()
-            .filter_map(|(id, score)| {
-                // Every point of this graph belongs to one tenant and collection; the payload
-                // check is a second guard, not the mechanism.
-                let payload = state.payloads.get(&id).filter(|p| filter.matches(p))?;
-                Some(Hit {
-                    id,
-                    score,
-                    payload: payload.clone(),
-                })
-            })
-            .collect())
-    }
-
-    /// Scores `candidates` exactly (inner product of unit vectors) and keeps the best `k`.
-    fn exact(
-        &self,
-        index: &Index,
-        query: &[f32],
-        k: usize,
-        candidates: &[u64],
-    ) -> Result<Vec<(u64, f32)>> {
-        let mut buf = vec![0f32; self.dimension];
-        let mut scored = Vec::with_capacity(candidates.len());
-        for &id in candidates {
-            let found = index
-                .get(id, &mut buf)
-                .map_err(|e| index_err(&self.name, e))?;
-            if found > 0 {
-                scored.push((id, crate::embed::pooling::dot(query, &buf)));
-            }
-        }
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-        scored.truncate(k);
-        Ok(scored)
-    }
 }
 
-impl State {
-    /// Applies a change in memory; returns the number of points touched.
-    fn apply(&mut self, record: Record, name: &str, dimension: usize) -> Result<u64> {
-        match record {
-            Record::Upsert(points) => {
-                let needed = self.index.size() + points.len();
-                if needed > self.index.capacity() {
-                    reserve(&self.index, needed.max(self.index.capacity() * 2), name)?;
-                }
-                let n = points.len() as u64;
-                for p in points {
-                    if p.vector.len() != dimension {
-                        return Err(VectorError::Dimension {
-                            collection: name.to_string(),
-                            expected: dimension,
-                            got: p.vector.len(),
-                        });
-                    }
-                    if self.index.contains(p.id) {
-                        self.index.remove(p.id).map_err(|e| index_err(name, e))?;
-                    }
-                    self.index
-                        .add(p.id, &p.vector)
-                        .map_err(|e| index_err(name, e))?;
-                    self.by_document
-                        .entry(p.payload.document.clone())
-                        .or_default()
-                        .insert(p.id);
-                    self.payloads.insert(p.id, p.payload);
-                }
-                Ok(n)
-            }
-            Record::DeleteDocument(document) => {
-                let ids = self.by_document.remove(&document).unwrap_or_default();
-                for id in &ids {
-                    self.index.remove(*id).map_err(|e| index_err(name, e))?;
-                    self.payloads.remove(id);
-                }
-                Ok(ids.len() as u64)
-            }
-        }
+/// Applies a logged change in memory; returns the number of points touched.
+fn apply(memory: &MemoryCollection, record: Record) -> Result<u64> {
+    match record {
+        Record::Upsert(points) => memory.upsert(points),
+        Record::DeleteDocument(document) => memory.delete_document(&document),
     }
 }
 
@@ -543,27 +328,12 @@ impl VectorIndex for EmbeddedIndex {
         let Some(c) = self.get(&key) else {
             return Ok(Vec::new());
         };
-        let _timer = metrics::SEARCH_SECONDS.start_timer();
-        let permit = c
-            .searches
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| index_err(&key.collection, e))?;
-        blocking(move || {
-            let _permit = permit;
-            c.search(&query, k, &filter)
-        })
-        .await
+        c.memory.search(query, k, filter).await
     }
 
     async fn count(&self, key: &CollectionKey, document: Option<&str>) -> Result<u64> {
         let Some(c) = self.get(key) else { return Ok(0) };
-        let state = c.state.read().unwrap_or_else(|e| e.into_inner());
-        Ok(match document {
-            Some(d) => state.by_document.get(d).map_or(0, |ids| ids.len() as u64),
-            None => state.payloads.len() as u64,
-        })
+        Ok(c.memory.count(document))
     }
 
     async fn flush(&self) -> Result<()> {
@@ -725,57 +495,5 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(idx.count(&k, None).await.unwrap(), 15);
-    }
-
-    #[tokio::test]
-    async fn collections_are_isolated() {
-        let dir = tempfile::tempdir().unwrap();
-        let idx = EmbeddedIndex::open(dir.path().to_path_buf(), cfg(u64::MAX))
-            .await
-            .unwrap();
-        let a = key("ta", "c");
-        let b = key("tb", "c");
-        idx.ensure_collection(&a, 8).await.unwrap();
-        idx.ensure_collection(&b, 8).await.unwrap();
-        idx.upsert(&a, points(&a, "doc", 5, 8)).await.unwrap();
-        assert!(idx
-            .search(unit(1, 8), 5, filter(&b))
-            .await
-            .unwrap()
-            .is_empty());
-        assert_eq!(
-            idx.search(unit(1, 8), 5, filter(&a)).await.unwrap().len(),
-            5
-        );
-        idx.drop_collection(&a).await.unwrap();
-        assert!(idx
-            .search(unit(1, 8), 5, filter(&a))
-            .await
-            .unwrap()
-            .is_empty());
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn many_concurrent_searches_all_succeed() {
-        // Far more concurrent searches than usearch has thread contexts: every one succeeds.
-        let dir = tempfile::tempdir().unwrap();
-        let idx = Arc::new(
-            EmbeddedIndex::open(dir.path().to_path_buf(), cfg(u64::MAX))
-                .await
-                .unwrap(),
-        );
-        let k = key("t", "c");
-        idx.ensure_collection(&k, 64).await.unwrap();
-        idx.upsert(&k, points(&k, "doc", 3000, 64)).await.unwrap();
-        let tasks: Vec<_> = (0..256)
-            .map(|i| {
-                let idx = idx.clone();
-                let f = filter(&k);
-                tokio::spawn(async move { idx.search(unit(i, 64), 5, f).await })
-            })
-            .collect();
-        for t in tasks {
-            assert_eq!(t.await.unwrap().unwrap().len(), 5);
-        }
     }
 }

@@ -1,10 +1,15 @@
-//! Vector index: the [`VectorIndex`] trait and its embedded implementation.
+//! Vector index: the [`VectorIndex`] trait and its implementations: embedded (usearch HNSW on
+//! local files), Qdrant (gRPC), and PostgreSQL (a shared table with an in-memory HNSW replica
+//! per process).
 //!
 //! Points carry a deterministic id derived from (document, chunk index), so re-running an
 //! ingest job overwrites the same points instead of adding duplicates. Every search is
 //! filtered by tenant and collection; a document filter narrows it further.
 
 pub mod embedded;
+pub mod hnsw;
+pub mod postgres;
+pub mod qdrant;
 mod wal;
 
 use async_trait::async_trait;
@@ -12,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use embedded::EmbeddedIndex;
+pub use postgres::PostgresIndex;
+pub use qdrant::QdrantIndex;
 
 /// Errors of a vector index backend.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +50,27 @@ pub enum VectorError {
         expected: usize,
         /// The vector's dimension.
         got: usize,
+    },
+    /// The backend server cannot be reached (down, restarting, or out of connections); the
+    /// same request may succeed later.
+    #[error("vector index backend {backend} is unavailable: failed to {action}: {message}")]
+    Unavailable {
+        /// Which backend (`qdrant`, `postgres`).
+        backend: &'static str,
+        /// What was being done.
+        action: String,
+        /// The client's message.
+        message: String,
+    },
+    /// The backend server answered with an error.
+    #[error("vector index backend {backend} failed to {action}: {message}")]
+    Backend {
+        /// Which backend (`qdrant`, `postgres`).
+        backend: &'static str,
+        /// What was being done.
+        action: String,
+        /// The server's message.
+        message: String,
     },
     /// A persisted file is damaged beyond the recoverable torn tail.
     #[error("vector index file {path} is corrupt: {message}")]
@@ -158,6 +186,20 @@ pub trait VectorIndex: Send + Sync {
     async fn count(&self, key: &CollectionKey, document: Option<&str>) -> Result<u64>;
     /// Persists everything in memory so that the next open is fast.
     async fn flush(&self) -> Result<()>;
+}
+
+/// Opens the vector index that `config` selects.
+pub async fn open(config: &ragplane_config::Config) -> Result<std::sync::Arc<dyn VectorIndex>> {
+    use ragplane_config::VectorIndexConfig;
+    Ok(match &config.vectors {
+        VectorIndexConfig::Embedded(c) => {
+            std::sync::Arc::new(EmbeddedIndex::open(config.vectors_dir(), c.clone()).await?)
+        }
+        VectorIndexConfig::Qdrant(c) => std::sync::Arc::new(QdrantIndex::open(c.clone())?),
+        VectorIndexConfig::Postgres(c) => {
+            std::sync::Arc::new(PostgresIndex::open(c.clone()).await?)
+        }
+    })
 }
 
 /// The id of a document's chunk: stable across retries, so upserts are idempotent.

@@ -1,0 +1,517 @@
+//! The Qdrant vector index (gRPC, `qdrant-client`).
+//!
+//! Every tenant and every data-plane collection share one Qdrant collection (the operator's
+//! `Shared` tenancy): points carry the payload fields `<tenant_field>` (default `tenant`),
+//! `collection`, `document`, `title`, `chunk` and `text`. The tenant field has a keyword index
+//! marked `is_tenant`, so Qdrant stores each tenant's points together; `collection` and
+//! `document` have plain keyword indexes. Every search, count and delete is filtered by tenant
+//! and collection. When the Qdrant collection does not exist (no operator created it) the data
+//! plane creates it with the shards, replication, write consistency, HNSW, on-disk and
+//! quantization settings of its configuration.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use qdrant_client::qdrant::{
+    payload_index_params::IndexParams, quantization_config, value::Kind, vectors_config,
+    BinaryQuantization, Condition, CountPointsBuilder, CreateCollection,
+    CreateFieldIndexCollection, DeletePointsBuilder, Distance, FieldType, Filter as QFilter,
+    HnswConfigDiff, KeywordIndexParams, PayloadIndexParams, PointId, PointStruct,
+    QuantizationConfig, QuantizationType, Query, QueryPointsBuilder, ScalarQuantization,
+    SearchParamsBuilder, UpsertPointsBuilder, Value, VectorParams, VectorsConfig,
+};
+use qdrant_client::{Qdrant, QdrantError};
+use ragplane_config::{QdrantIndexConfig, QuantizationKind};
+use tokio::sync::OnceCell;
+
+use super::{CollectionKey, Filter, Hit, Payload, Point, Result, VectorError, VectorIndex};
+use crate::metrics;
+
+/// gRPC status codes (google.rpc.Code) that mean "try again later".
+const CANCELLED: i32 = 1;
+const DEADLINE_EXCEEDED: i32 = 4;
+const NOT_FOUND: i32 = 5;
+const INTERNAL: i32 = 13;
+const UNAVAILABLE: i32 = 14;
+
+/// Qdrant implementation of [`VectorIndex`].
+pub struct QdrantIndex {
+    client: Qdrant,
+    cfg: QdrantIndexConfig,
+    /// Dimension of the Qdrant collection, once it is known to exist with its indexes.
+    ready: OnceCell<u64>,
+}
+
+fn status_code(e: &QdrantError) -> Option<i32> {
+    match e {
+        QdrantError::ResponseError { status } => Some(status.code() as i32),
+        _ => None,
+    }
+}
+
+/// Whether the request never reached a server: the client's channel pool reports a failed
+/// connect as INTERNAL "Failed to connect to …"; tonic reports a broken one as UNAVAILABLE.
+fn is_unreachable(e: &QdrantError) -> bool {
+    match e {
+        QdrantError::ResourceExhaustedError { .. } => true,
+        QdrantError::ResponseError { status } => match status.code() as i32 {
+            CANCELLED | DEADLINE_EXCEEDED | UNAVAILABLE => true,
+            INTERNAL => status.message().starts_with("Failed to connect"),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn is_not_found(e: &QdrantError) -> bool {
+    status_code(e) == Some(NOT_FOUND)
+}
+
+fn qdrant_err(action: impl Into<String>) -> impl FnOnce(QdrantError) -> VectorError {
+    let action = action.into();
+    move |e| {
+        if is_unreachable(&e) {
+            VectorError::Unavailable {
+                backend: "qdrant",
+                action,
+                message: e.to_string(),
+            }
+        } else {
+            VectorError::Backend {
+                backend: "qdrant",
+                action,
+                message: e.to_string(),
+            }
+        }
+    }
+}
+
+fn keyword(field: &str, value: &str) -> Condition {
+    Condition::matches(field, value.to_string())
+}
+
+fn string(payload: &HashMap<String, Value>, field: &str) -> String {
+    match payload.get(field).and_then(|v| v.kind.as_ref()) {
+        Some(Kind::StringValue(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+fn integer(payload: &HashMap<String, Value>, field: &str) -> i64 {
+    match payload.get(field).and_then(|v| v.kind.as_ref()) {
+        Some(Kind::IntegerValue(n)) => *n,
+        _ => 0,
+    }
+}
+
+impl QdrantIndex {
+    /// A client for `cfg.url`. gRPC connects lazily, so this succeeds while Qdrant is down;
+    /// requests then fail with [`VectorError::Unavailable`].
+    pub fn open(cfg: QdrantIndexConfig) -> Result<Self> {
+        let client = Qdrant::from_url(&cfg.url)
+            .api_key(cfg.api_key.as_ref().map(|k| k.expose().to_string()))
+            .timeout(Duration::from_secs(cfg.timeout_secs))
+            .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs))
+            .skip_compatibility_check()
+            .build()
+            .map_err(qdrant_err(format!("connect to {}", cfg.url)))?;
+        Ok(Self {
+            client,
+            cfg,
+            ready: OnceCell::new(),
+        })
+    }
+
+    fn name(&self) -> &str {
+        &self.cfg.collection
+    }
+
+    /// Tenant and collection, and the documents when given.
+    fn filter(&self, tenant: &str, collection: &str, documents: Option<Vec<String>>) -> QFilter {
+        let mut must = vec![
+            keyword(&self.cfg.tenant_field, tenant),
+            keyword("collection", collection),
+        ];
+        if let Some(docs) = documents {
+            must.push(Condition::matches("document", docs));
+        }
+        QFilter::must(must)
+    }
+
+    fn key_filter(&self, key: &CollectionKey, document: Option<&str>) -> QFilter {
+        self.filter(
+            &key.tenant,
+            &key.collection,
+            document.map(|d| vec![d.to_string()]),
+        )
+    }
+
+    // The deprecated on-disk and always-RAM flags are what Qdrant servers older than this
+    // client understand, as in the operator's builders.
+    #[allow(deprecated)]
+    fn create_request(&self, dimension: u64) -> CreateCollection {
+        let c = &self.cfg;
+        let quantization = c.quantization.as_ref().map(|q| QuantizationConfig {
+            quantization: Some(match q.kind {
+                QuantizationKind::Scalar => {
+                    quantization_config::Quantization::Scalar(ScalarQuantization {
+                        r#type: QuantizationType::Int8 as i32,
+                        quantile: q.quantile,
+                        always_ram: Some(q.always_ram),
+                        ..ScalarQuantization::default()
+                    })
+                }
+                QuantizationKind::Binary => {
+                    quantization_config::Quantization::Binary(BinaryQuantization {
+                        always_ram: Some(q.always_ram),
+                        ..BinaryQuantization::default()
+                    })
+                }
+            }),
+        });
+        let h = &c.hnsw;
+        let hnsw = (h.m.is_some()
+            || h.ef_construct.is_some()
+            || h.full_scan_threshold.is_some()
+            || h.payload_m.is_some()
+            || h.on_disk.is_some())
+        .then(|| HnswConfigDiff {
+            m: h.m,
+            ef_construct: h.ef_construct,
+            full_scan_threshold: h.full_scan_threshold,
+            payload_m: h.payload_m,
+            on_disk: h.on_disk,
+            ..HnswConfigDiff::default()
+        });
+        CreateCollection {
+            collection_name: c.collection.clone(),
+            vectors_config: Some(VectorsConfig {
+                config: Some(vectors_config::Config::Params(VectorParams {
+                    size: dimension,
+                    // Embeddings are unit length; cosine scores are what the API reports.
+                    distance: Distance::Cosine as i32,
+                    on_disk: Some(c.on_disk),
+                    ..VectorParams::default()
+                })),
+            }),
+            shard_number: Some(c.shard_number),
+            replication_factor: Some(c.replication_factor),
+            write_consistency_factor: Some(c.write_consistency_factor),
+            on_disk_payload: Some(c.on_disk),
+            hnsw_config: hnsw,
+            quantization_config: quantization,
+            ..CreateCollection::default()
+        }
+    }
+
+    fn index_request(&self, field: &str, is_tenant: bool) -> CreateFieldIndexCollection {
+        CreateFieldIndexCollection {
+            collection_name: self.cfg.collection.clone(),
+            wait: Some(true),
+            field_name: field.to_string(),
+            field_type: Some(FieldType::Keyword as i32),
+            field_index_params: Some(PayloadIndexParams {
+                index_params: Some(IndexParams::KeywordIndexParams(KeywordIndexParams {
+                    is_tenant: Some(is_tenant),
+                    ..KeywordIndexParams::default()
+                })),
+            }),
+            ..CreateFieldIndexCollection::default()
+        }
+    }
+
+    /// Creates the Qdrant collection and its payload indexes when missing; returns its
+    /// dimension.
+    async fn prepare(&self, dimension: u64) -> Result<u64> {
+        let name = self.name().to_string();
+        let exists = self
+            .client
+            .collection_exists(name.as_str())
+            .await
+            .map_err(qdrant_err(format!("check collection {name}")))?;
+        if !exists {
+            if let Err(e) = self
+                .client
+                .create_collection(self.create_request(dimension))
+                .await
+            {
+                // Another process may have created it meanwhile.
+                let now = self
+                    .client
+                    .collection_exists(name.as_str())
+                    .await
+                    .map_err(qdrant_err(format!("check collection {name}")))?;
+                if !now {
+                    return Err(qdrant_err(format!("create collection {name}"))(e));
+                }
+            } else {
+                tracing::info!(collection = %name, dimension, "created Qdrant collection");
+            }
+        }
+        let tenant_field = self.cfg.tenant_field.clone();
+        for (field, is_tenant) in [
+            (tenant_field.as_str(), true),
+            ("collection", false),
+            ("document", false),
+        ] {
+            self.client
+                .create_field_index(self.index_request(field, is_tenant))
+                .await
+                .map_err(qdrant_err(format!("index payload field {field} of {name}")))?;
+        }
+        let info = self
+            .client
+            .collection_info(name.as_str())
+            .await
+            .map_err(qdrant_err(format!("read collection {name}")))?;
+        let size = info
+            .result
+            .and_then(|r| r.config)
+            .and_then(|c| c.params)
+            .and_then(|p| p.vectors_config)
+            .and_then(|v| v.config)
+            .and_then(|c| match c {
+                vectors_config::Config::Params(p) => Some(p.size),
+                vectors_config::Config::ParamsMap(_) => None,
+            })
+            .ok_or_else(|| VectorError::Backend {
+                backend: "qdrant",
+                action: format!("read collection {name}"),
+                message: "the collection has no single unnamed vector".into(),
+            })?;
+        Ok(size)
+    }
+}
+
+#[async_trait]
+impl VectorIndex for QdrantIndex {
+    async fn ensure_collection(&self, key: &CollectionKey, dimension: usize) -> Result<()> {
+        let size = *self
+            .ready
+            .get_or_try_init(|| self.prepare(dimension as u64))
+            .await?;
+        if size != dimension as u64 {
+            return Err(VectorError::Dimension {
+                collection: format!("{} (Qdrant collection {})", key.collection, self.name()),
+                expected: usize::try_from(size).unwrap_or(usize::MAX),
+                got: dimension,
+            });
+        }
+        Ok(())
+    }
+
+    async fn drop_collection(&self, key: &CollectionKey) -> Result<()> {
+        let request = DeletePointsBuilder::new(self.name())
+            .points(self.key_filter(key, None))
+            .wait(true);
+        match self.client.delete_points(request).await {
+            Err(e) if is_not_found(&e) => Ok(()),
+            r => r
+                .map(|_| ())
+                .map_err(qdrant_err(format!("delete collection {}", key.collection))),
+        }
+    }
+
+    async fn upsert(&self, key: &CollectionKey, points: Vec<Point>) -> Result<()> {
+        let action = format!("upsert points into collection {}", key.collection);
+        for batch in points.chunks(self.cfg.upsert_batch_size.max(1)) {
+            let structs: Vec<PointStruct> = batch
+                .iter()
+                .map(|p| {
+                    let payload: HashMap<String, Value> = HashMap::from([
+                        (
+                            self.cfg.tenant_field.clone(),
+                            p.payload.tenant.clone().into(),
+                        ),
+                        ("collection".into(), p.payload.collection.clone().into()),
+                        ("document".into(), p.payload.document.clone().into()),
+                        ("title".into(), p.payload.title.clone().into()),
+                        ("chunk".into(), i64::from(p.payload.chunk).into()),
+                        ("text".into(), p.payload.text.clone().into()),
+                    ]);
+                    PointStruct {
+                        id: Some(PointId::from(p.id)),
+                        payload,
+                        vectors: Some(p.vector.clone().into()),
+                    }
+                })
+                .collect();
+            self.client
+                .upsert_points(UpsertPointsBuilder::new(self.name(), structs).wait(true))
+                .await
+                .map_err(qdrant_err(&action))?;
+        }
+        Ok(())
+    }
+
+    async fn delete_document(&self, key: &CollectionKey, document: &str) -> Result<u64> {
+        let n = self.count(key, Some(document)).await?;
+        if n == 0 {
+            return Ok(0);
+        }
+        let request = DeletePointsBuilder::new(self.name())
+            .points(self.key_filter(key, Some(document)))
+            .wait(true);
+        self.client
+            .delete_points(request)
+            .await
+            .map_err(qdrant_err(format!(
+                "delete document {document} from collection {}",
+                key.collection
+            )))?;
+        Ok(n)
+    }
+
+    async fn search(&self, query: Vec<f32>, k: usize, filter: Filter) -> Result<Vec<Hit>> {
+        if k == 0 || filter.documents.as_ref().is_some_and(|d| d.is_empty()) {
+            return Ok(Vec::new());
+        }
+        let _timer = metrics::SEARCH_SECONDS.start_timer();
+        let documents = filter
+            .documents
+            .as_ref()
+            .map(|d| d.iter().cloned().collect::<Vec<_>>());
+        let mut request = QueryPointsBuilder::new(self.name())
+            .query(Query::new_nearest(query))
+            .filter(self.filter(&filter.tenant, &filter.collection, documents))
+            .limit(k as u64)
+            .with_payload(true);
+        if let Some(ef) = self.cfg.hnsw_ef {
+            request = request.params(SearchParamsBuilder::default().hnsw_ef(ef));
+        }
+        let response = match self.client.query(request).await {
+            Err(e) if is_not_found(&e) => return Ok(Vec::new()),
+            r => r.map_err(qdrant_err(format!(
+                "search collection {}",
+                filter.collection
+            )))?,
+        };
+        Ok(response
+            .result
+            .into_iter()
+            .filter_map(|p| {
+                let id = match p.id?.point_id_options? {
+                    qdrant_client::qdrant::point_id::PointIdOptions::Num(n) => n,
+                    qdrant_client::qdrant::point_id::PointIdOptions::Uuid(_) => return None,
+                };
+                let payload = Payload {
+                    tenant: string(&p.payload, &self.cfg.tenant_field),
+                    collection: string(&p.payload, "collection"),
+                    document: string(&p.payload, "document"),
+                    title: string(&p.payload, "title"),
+                    chunk: u32::try_from(integer(&p.payload, "chunk")).unwrap_or(0),
+                    text: string(&p.payload, "text"),
+                };
+                // The filter is Qdrant's; this is a second guard against a misconfigured
+                // tenant field.
+                filter.matches(&payload).then_some(Hit {
+                    id,
+                    score: p.score,
+                    payload,
+                })
+            })
+            .collect())
+    }
+
+    async fn count(&self, key: &CollectionKey, document: Option<&str>) -> Result<u64> {
+        let request = CountPointsBuilder::new(self.name())
+            .filter(self.key_filter(key, document))
+            .exact(true);
+        match self.client.count(request).await {
+            Err(e) if is_not_found(&e) => Ok(0),
+            r => Ok(r
+                .map_err(qdrant_err(format!(
+                    "count the points of collection {}",
+                    key.collection
+                )))?
+                .result
+                .map_or(0, |c| c.count)),
+        }
+    }
+
+    async fn flush(&self) -> Result<()> {
+        // Every write waited for Qdrant's acknowledgement.
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(deprecated)]
+    fn create_request_carries_the_configured_layout() {
+        let mut cfg = QdrantIndexConfig::new("http://127.0.0.1:6334");
+        cfg.shard_number = 6;
+        cfg.replication_factor = 2;
+        cfg.write_consistency_factor = 2;
+        cfg.on_disk = true;
+        cfg.hnsw.m = Some(0);
+        cfg.hnsw.payload_m = Some(16);
+        cfg.quantization = Some(ragplane_config::QdrantQuantization {
+            kind: QuantizationKind::Scalar,
+            quantile: Some(0.99),
+            always_ram: true,
+        });
+        let idx = QdrantIndex::open(cfg).unwrap();
+        let req = idx.create_request(384);
+        assert_eq!(req.collection_name, "ragplane");
+        assert_eq!(
+            (
+                req.shard_number,
+                req.replication_factor,
+                req.write_consistency_factor,
+                req.on_disk_payload
+            ),
+            (Some(6), Some(2), Some(2), Some(true))
+        );
+        let Some(vectors_config::Config::Params(v)) = req.vectors_config.unwrap().config else {
+            panic!("single vector params")
+        };
+        assert_eq!((v.size, v.on_disk), (384, Some(true)));
+        let hnsw = req.hnsw_config.unwrap();
+        assert_eq!((hnsw.m, hnsw.payload_m), (Some(0), Some(16)));
+        let Some(quantization_config::Quantization::Scalar(s)) =
+            req.quantization_config.unwrap().quantization
+        else {
+            panic!("scalar quantization")
+        };
+        assert_eq!((s.quantile, s.always_ram), (Some(0.99), Some(true)));
+        let tenant = idx.index_request("tenant", true);
+        let Some(IndexParams::KeywordIndexParams(k)) =
+            tenant.field_index_params.unwrap().index_params
+        else {
+            panic!("keyword index")
+        };
+        assert_eq!(k.is_tenant, Some(true));
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_is_unavailable() {
+        // Nothing listens on port 9 (discard) of loopback here.
+        let mut cfg = QdrantIndexConfig::new("http://127.0.0.1:9");
+        cfg.connect_timeout_secs = 1;
+        cfg.timeout_secs = 2;
+        let idx = QdrantIndex::open(cfg).unwrap();
+        let key = CollectionKey {
+            tenant: "t".into(),
+            collection: "c".into(),
+        };
+        let err = idx.count(&key, None).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                VectorError::Unavailable {
+                    backend: "qdrant",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let api = crate::error::Error::from(err);
+        let (status, _, retry_after) = crate::api::error::classify(&api);
+        assert_eq!((status.as_u16(), retry_after), (503, Some(2)), "{api:?}");
+    }
+}
