@@ -21,6 +21,15 @@ bash e2e/testcluster/build.sh
 HELM=$(bash e2e/testcluster/build-helm.sh | tail -n 1)
 export HELM
 
+step "test services: Prometheus"
+RAGPLANE_SVC_DIR=${RAGPLANE_SVC_DIR:-$PWD/target/services}
+export RAGPLANE_SVC_DIR
+trap 'bash scripts/services/prometheus.sh stop' EXIT
+bash scripts/services/prometheus.sh start
+# shellcheck disable=SC1091
+source "$RAGPLANE_SVC_DIR/env.sh"
+export RAGPLANE_REQUIRE_SERVICES=1
+
 step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
