@@ -270,11 +270,35 @@ fn worker_replicas_follow_the_queue_the_window_and_the_fallback() {
             .filter_map(|f| f["manager"].as_str().map(str::to_owned))
             .collect()
     };
-    let d = cluster
-        .wait_for(&ns, "deployment", "rc-worker-ingest", WAIT, |d| {
-            replicas_owners(d) == ["ragplane-autoscaler"]
-        })
-        .unwrap_or_else(|e| panic!("only the autoscaler owns replicas: {e}"));
+    // kubectl hides managedFields unless asked.
+    let with_fields = || -> Value {
+        let out = cluster
+            .kubectl_ok(&[
+                "get",
+                "-n",
+                &ns,
+                "deployment",
+                "rc-worker-ingest",
+                "-o",
+                "json",
+                "--show-managed-fields",
+            ])
+            .expect("kubectl get");
+        serde_json::from_str(&out).expect("json")
+    };
+    let started = Instant::now();
+    let d = loop {
+        let d = with_fields();
+        if replicas_owners(&d) == ["ragplane-autoscaler"] {
+            break d;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "only the autoscaler owns replicas: {:?}",
+            replicas_owners(&d)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(d["spec"]["replicas"], 2, "the hand-over kept the count");
 
     // The queue grows: 20 → 4 replicas, 28 → 6, 100 → still 6 (maxReplicas).
