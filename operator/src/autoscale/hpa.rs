@@ -59,12 +59,12 @@ pub fn build_hpa(
             min_replicas: Some(t.min),
             max_replicas: t.max,
             metrics: Some(metrics),
-            behavior: (scale_up.is_some() || scale_down.is_some()).then(|| {
+            behavior: (scale_up.is_some() || scale_down.is_some()).then_some(
                 HorizontalPodAutoscalerBehavior {
                     scale_up,
                     scale_down,
-                }
-            }),
+                },
+            ),
         },
         status: None,
     }
