@@ -455,3 +455,43 @@ fn reaction_time() {
     }
     let _ = cluster.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+/// The API server applies the CEL rules of `autoscaling` (no Prometheus needed).
+#[test]
+fn invalid_autoscaling_is_rejected_with_the_cel_message() {
+    let Some(cluster) = cluster::shared() else {
+        return;
+    };
+    let ns = cluster.namespace("autoscale-cel").expect("namespace");
+    for (autoscaling, message) in [
+        (
+            "{minReplicas: 1, maxReplicas: 3, cpuUtilization: 70, rules: [{name: q, query: up, targetPerReplica: 1}]}",
+            "autoscaling.rules cannot be combined with cpuUtilization or memoryUtilization",
+        ),
+        (
+            "{minReplicas: 0, maxReplicas: 3, rules: [{name: q, query: up, preset: queueDepth, targetPerReplica: 1}]}",
+            "exactly one of query or preset must be set",
+        ),
+        (
+            "{minReplicas: 0, maxReplicas: 3, rules: [{name: q, query: up, targetPerReplica: 1}], fallback: {onFailure: static}}",
+            "fallback.replicas is required when onFailure is static",
+        ),
+        (
+            "{minReplicas: 1, maxReplicas: 3, rules: [{name: q, query: up, targetPerReplica: 1}], fallback: {onFailure: static, replicas: 5}}",
+            "autoscaling.fallback.replicas must lie within minReplicas and maxReplicas",
+        ),
+        (
+            "{minReplicas: 0, maxReplicas: 3, memoryUtilization: 80}",
+            "autoscaling.minReplicas must be at least 1 with cpuUtilization or memoryUtilization",
+        ),
+    ] {
+        let yaml = format!(
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {{name: bad}}\nspec:\n  workers: [{{name: w, autoscaling: {autoscaling}}}]\n"
+        );
+        let err = cluster
+            .apply(&ns, &yaml)
+            .expect_err("the API server rejects it");
+        assert!(format!("{err:#}").contains(message), "{message}: {err:#}");
+    }
+    let _ = cluster.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}
