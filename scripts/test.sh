@@ -22,7 +22,7 @@ HELM=$(bash e2e/testcluster/build-helm.sh | tail -n 1)
 export HELM
 
 step "test services on 127.0.0.1 (installed once, then started fresh)"
-SERVICES="redis llm"
+SERVICES="redis prometheus llm"
 export RAGPLANE_SVC_DIR="$PWD/target/services"
 rm -f "$RAGPLANE_SVC_DIR/env.sh"
 stop_services() { for s in $SERVICES; do bash "scripts/services/$s.sh" stop || true; done; }

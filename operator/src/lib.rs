@@ -2,6 +2,7 @@
 //! objects and Qdrant collections.
 
 pub mod apply;
+pub mod autoscale;
 pub mod collection;
 pub mod conditions;
 pub mod context;

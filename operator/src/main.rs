@@ -11,7 +11,7 @@ use ragplane_operator::context::Context;
 use ragplane_operator::http::Health;
 use ragplane_operator::leader::LeaseLock;
 use ragplane_operator::metrics::Metrics;
-use ragplane_operator::{collection, model_pool, rag_cluster};
+use ragplane_operator::{autoscale, collection, model_pool, rag_cluster};
 use tracing_subscriber::EnvFilter;
 
 /// Command-line flags; each can also be set from its environment variable.
@@ -46,6 +46,9 @@ struct Args {
         default_value = "ghcr.io/ragplane/ragplane"
     )]
     default_image: String,
+    /// Prometheus base URL of autoscaling rules in resources that set no `prometheusUrl`.
+    #[arg(long, env = "PROMETHEUS_URL")]
+    prometheus_url: Option<String>,
     /// Log filter in EnvFilter syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info,kube=warn")]
     log_filter: String,
@@ -138,10 +141,16 @@ async fn main() -> anyhow::Result<()> {
     health.leader.store(true, Ordering::Relaxed);
 
     let ctx = Arc::new(Context::new(client, metrics, args.default_image.clone()));
-    let controllers = futures::future::join3(
+    let controllers = futures::future::join4(
         rag_cluster::run(ctx.clone(), args.namespace.clone(), stopped()),
         model_pool::run(ctx.clone(), args.namespace.clone(), stopped()),
-        collection::run(ctx, args.namespace.clone(), stopped()),
+        collection::run(ctx.clone(), args.namespace.clone(), stopped()),
+        autoscale::runner::run(
+            ctx,
+            args.namespace.clone(),
+            args.prometheus_url.clone(),
+            stopped(),
+        ),
     );
     let renew = async {
         let Some(lock) = &lock else {

@@ -1,7 +1,8 @@
 //! Prometheus metrics of the operator: reconciles, their duration and their errors by kind.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The operator's metrics, registered in their own registry.
@@ -11,6 +12,29 @@ pub struct Metrics {
     reconciles: IntCounterVec,
     failures: IntCounterVec,
     duration: HistogramVec,
+    autoscaler: AutoscalerMetrics,
+}
+
+/// Metrics about the autoscaler's decisions, labelled by namespace, resource (`Kind/name`) and
+/// component.
+#[derive(Clone)]
+pub struct AutoscalerMetrics {
+    /// Replicas the last decision asked for.
+    pub desired: IntGaugeVec,
+    /// Replicas read before the last decision.
+    pub current: IntGaugeVec,
+    /// The last value of each rule (with a `rule` label).
+    pub value: GaugeVec,
+    /// Decisions, by reason (`Rules`, `Inactive`, `Holding`, `Fallback`).
+    pub decisions: IntCounterVec,
+    /// Replica counts written, by direction (`up`, `down`).
+    pub scales: IntCounterVec,
+    /// Polls with at least one failed rule.
+    pub poll_errors: IntCounterVec,
+    /// 1 while the fallback decides.
+    pub fallback: IntGaugeVec,
+    /// Time from the start of a poll to its decision written.
+    pub poll_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -48,10 +72,87 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
+        const COMPONENT: [&str; 3] = ["namespace", "resource", "component"];
+        let autoscaler = AutoscalerMetrics {
+            desired: IntGaugeVec::new(
+                Opts::new(
+                    "ragplane_operator_autoscaler_desired_replicas",
+                    "Replicas the autoscaler's last decision asked for.",
+                ),
+                &COMPONENT,
+            )
+            .expect("valid metric"),
+            current: IntGaugeVec::new(
+                Opts::new(
+                    "ragplane_operator_autoscaler_current_replicas",
+                    "Replicas read from the scale subresource before the last decision.",
+                ),
+                &COMPONENT,
+            )
+            .expect("valid metric"),
+            value: GaugeVec::new(
+                Opts::new(
+                    "ragplane_operator_autoscaler_rule_value",
+                    "The last value of each autoscaling rule.",
+                ),
+                &["namespace", "resource", "component", "rule"],
+            )
+            .expect("valid metric"),
+            decisions: IntCounterVec::new(
+                Opts::new(
+                    "ragplane_operator_autoscaler_decisions_total",
+                    "Autoscaling decisions, by reason.",
+                ),
+                &["namespace", "resource", "component", "reason"],
+            )
+            .expect("valid metric"),
+            scales: IntCounterVec::new(
+                Opts::new(
+                    "ragplane_operator_autoscaler_scale_writes_total",
+                    "Replica counts written through the scale subresource, by direction.",
+                ),
+                &["namespace", "resource", "component", "direction"],
+            )
+            .expect("valid metric"),
+            poll_errors: IntCounterVec::new(
+                Opts::new(
+                    "ragplane_operator_autoscaler_poll_errors_total",
+                    "Polls in which at least one rule had no usable value.",
+                ),
+                &COMPONENT,
+            )
+            .expect("valid metric"),
+            fallback: IntGaugeVec::new(
+                Opts::new(
+                    "ragplane_operator_autoscaler_fallback_active",
+                    "1 while the autoscaling fallback decides a component's replicas.",
+                ),
+                &COMPONENT,
+            )
+            .expect("valid metric"),
+            poll_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "ragplane_operator_autoscaler_poll_duration_seconds",
+                    "Time from the start of a poll to its replica count written.",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ]),
+            )
+            .expect("valid metric"),
+        };
         for m in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(failures.clone()),
             Box::new(duration.clone()),
+            Box::new(autoscaler.desired.clone()),
+            Box::new(autoscaler.current.clone()),
+            Box::new(autoscaler.value.clone()),
+            Box::new(autoscaler.decisions.clone()),
+            Box::new(autoscaler.scales.clone()),
+            Box::new(autoscaler.poll_errors.clone()),
+            Box::new(autoscaler.fallback.clone()),
+            Box::new(autoscaler.poll_duration.clone()),
         ] {
             registry.register(m).expect("metric registered once");
         }
@@ -60,7 +161,13 @@ impl Metrics {
             reconciles,
             failures,
             duration,
+            autoscaler,
         }
+    }
+
+    /// The autoscaler's metrics.
+    pub fn autoscaler(&self) -> &AutoscalerMetrics {
+        &self.autoscaler
     }
 
     /// Counts a reconcile of `kind` and returns a timer that records its duration when dropped.

@@ -11,7 +11,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Autoscaling, Resources, StorageSpec};
+use super::common::{Autoscaling, ComponentAutoscalingStatus, Resources, StorageSpec};
 
 /// Desired state of a ModelPool.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -65,6 +65,10 @@ pub struct ModelPoolSpec {
     /// Prometheus-driven autoscaling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<Autoscaling>,
+    /// Prometheus base URL used by the autoscaling rules; the operator's `--prometheus-url` when
+    /// omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus_url: Option<String>,
     /// Container resources (GPUs go in `gpu`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
@@ -141,4 +145,8 @@ pub struct ModelPoolStatus {
     /// URLs that serve the model now; empty while no replica is ready.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ready_endpoints: Vec<String>,
+    /// The autoscaler's last decision, when Prometheus rules drive the pool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["component"]))]
+    pub autoscaling: Vec<ComponentAutoscalingStatus>,
 }

@@ -10,7 +10,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Autoscaling, Resources, SecretKeyRef, StorageSpec};
+use super::common::{
+    Autoscaling, ComponentAutoscalingStatus, Resources, SecretKeyRef, StorageSpec,
+};
 
 /// Desired state of a RagCluster.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -85,7 +87,8 @@ pub struct RagClusterSpec {
     /// ModelPool (kind `embedding`) that embeds text; the in-process ONNX model when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<ModelPoolRef>,
-    /// Prometheus base URL used by the autoscaling rules.
+    /// Prometheus base URL used by the autoscaling rules; the operator's `--prometheus-url` when
+    /// omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus_url: Option<String>,
     /// Log filter of the data plane, in EnvFilter syntax.
@@ -174,6 +177,12 @@ pub struct WorkerPoolSpec {
     /// Node selector of the pool's pods (for example GPU nodes for embedding workers).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
+    /// Longest a job of this pool may run, in seconds (default 300). A worker drains its
+    /// in-flight jobs on SIGTERM, so the pods' `terminationGracePeriodSeconds` is this plus a
+    /// margin: scaling in never kills a job mid-way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub max_job_seconds: Option<i32>,
 }
 
 fn default_worker_replicas() -> i32 {
@@ -305,6 +314,10 @@ pub struct RagClusterStatus {
     /// Replicas of every component.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<ComponentStatus>,
+    /// The autoscaler's last decision for each component with Prometheus rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["component"]))]
+    pub autoscaling: Vec<ComponentAutoscalingStatus>,
 }
 
 /// Replicas of one component.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use kube::runtime::controller::Action;
 use kube::runtime::{watcher, Controller};
@@ -18,6 +19,9 @@ use tracing::instrument;
 use self::build::{PoolObjects, Workload};
 use self::status::AppliedWorkload;
 use crate::apply::apply;
+use crate::autoscale::handover::release_replicas;
+use crate::autoscale::hpa::build_hpa;
+use crate::autoscale::Scaling;
 use crate::context::Context;
 use crate::crd::model_pool::{ModelPool, ModelPoolStatus};
 use crate::error::{Error, Result};
@@ -50,7 +54,14 @@ pub async fn run(
         scoped::<StatefulSet>(&client, namespace.as_deref()),
         owned.clone(),
     )
-    .owns(scoped::<Service>(&client, namespace.as_deref()), owned)
+    .owns(
+        scoped::<Service>(&client, namespace.as_deref()),
+        owned.clone(),
+    )
+    .owns(
+        scoped::<HorizontalPodAutoscaler>(&client, namespace.as_deref()),
+        owned,
+    )
     .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, ctx)
     .for_each(|result| async move {
@@ -99,6 +110,8 @@ pub async fn reconcile(obj: Arc<ModelPool>, ctx: Arc<Context>) -> Result<Action>
                         obj.metadata.generation,
                         &previous.conditions,
                     ),
+                    // The autoscaler owns that list under its own field manager.
+                    autoscaling: Vec::new(),
                     ..previous
                 };
                 if let Err(e) = write_status(&obj, &ctx, &status).await {
@@ -123,6 +136,26 @@ async fn pipeline(obj: &ModelPool, ctx: &Context) -> Result<Action> {
     apply(client, ns, &service)
         .await
         .map_err(|e| Error::kube(format!("apply Service {}", pool.name), e))?;
+    let workload_kind = match &workload {
+        Workload::StatefulSet(_) => "StatefulSet",
+        Workload::Deployment(..) => "Deployment",
+    };
+    if pool.replicas.is_none() {
+        let released = match &workload {
+            Workload::StatefulSet(_) => {
+                release_replicas::<StatefulSet>(client, ns, &pool.name).await
+            }
+            Workload::Deployment(..) => {
+                release_replicas::<Deployment>(client, ns, &pool.name).await
+            }
+        };
+        released.map_err(|e| {
+            Error::kube(
+                format!("hand the replicas of {workload_kind} {} over", pool.name),
+                e,
+            )
+        })?;
+    }
     let applied = match workload {
         Workload::StatefulSet(sts) => {
             delete_if_owned::<Deployment>(client, ns, &pool.name, &pool.owner.uid).await?;
@@ -150,6 +183,23 @@ async fn pipeline(obj: &ModelPool, ctx: &Context) -> Result<Action> {
             )
         }
     };
+    match &pool.scaling {
+        Scaling::Hpa(targets) => {
+            let hpa = build_hpa(
+                build::meta(&pool, pool.name.clone()),
+                workload_kind,
+                &pool.name,
+                targets,
+            );
+            apply(client, ns, &hpa).await.map_err(|e| {
+                Error::kube(format!("apply HorizontalPodAutoscaler {}", pool.name), e)
+            })?;
+        }
+        Scaling::Fixed(_) | Scaling::Rules(_) | Scaling::Bounds { .. } => {
+            delete_if_owned::<HorizontalPodAutoscaler>(client, ns, &pool.name, &pool.owner.uid)
+                .await?;
+        }
+    }
     let previous = obj.status.clone().unwrap_or_default();
     let status = status::compute(&pool, &applied, obj.metadata.generation, &previous);
     write_status(obj, ctx, &status).await?;

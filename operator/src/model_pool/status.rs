@@ -75,6 +75,7 @@ pub fn compute(
         } else {
             Vec::new()
         },
+        autoscaling: Vec::new(),
     }
 }
 

@@ -30,6 +30,14 @@ pub enum ValidationError {
         /// What is wrong.
         message: String,
     },
+    /// The autoscaling spec is inconsistent.
+    #[error("spec.{field}: {message}")]
+    Autoscaling {
+        /// Path below `spec`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The resource lacks metadata the API server always sets.
     #[error("the resource has no {0}")]
     Metadata(&'static str),
@@ -56,6 +64,8 @@ pub struct ValidatedPool {
     pub replicas: Option<i32>,
     /// Replicas expected for readiness.
     pub desired: i32,
+    /// Who writes the replica count.
+    pub scaling: crate::autoscale::Scaling,
     /// Resources with the GPU limit merged in.
     pub resources: Option<ResourceRequirements>,
     /// Node selector.
@@ -121,16 +131,20 @@ pub fn validate(pool: &ModelPool) -> Result<ValidatedPool, ValidationError> {
         }
         .to_owned()
     });
-    let (replicas, desired) = match &spec.autoscaling {
-        None => (Some(spec.replicas), spec.replicas),
-        Some(a) if a.min_replicas > a.max_replicas => {
-            return Err(ValidationError::Field {
-                field: "autoscaling",
-                message: "minReplicas must be less than or equal to maxReplicas".into(),
-            })
-        }
-        Some(a) => (None, a.min_replicas),
-    };
+    let scaling = crate::autoscale::scaling(
+        spec.replicas,
+        spec.autoscaling.as_ref(),
+        crate::autoscale::presets::Scope::ModelPool {
+            namespace: &namespace,
+            name: &name,
+        },
+        "",
+    )
+    .map_err(|(field, message)| ValidationError::Autoscaling {
+        field: field.trim_start_matches('.').to_owned(),
+        message,
+    })?;
+    let (replicas, desired) = (scaling.fixed(), scaling.desired());
     Ok(ValidatedPool {
         name,
         namespace,
@@ -141,6 +155,7 @@ pub fn validate(pool: &ModelPool) -> Result<ValidatedPool, ValidationError> {
         args: spec.args.clone(),
         replicas,
         desired,
+        scaling,
         resources,
         node_selector: spec.node_selector.clone(),
         tolerations: spec.tolerations.clone(),

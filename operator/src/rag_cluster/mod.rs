@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::NamespaceResourceScope;
@@ -68,6 +69,10 @@ pub async fn run(
         )
         .owns(
             scoped::<PodDisruptionBudget>(&client, namespace.as_deref()),
+            owned.clone(),
+        )
+        .owns(
+            scoped::<HorizontalPodAutoscaler>(&client, namespace.as_deref()),
             owned,
         )
         .watches(
@@ -235,6 +240,7 @@ async fn apply_all(
         api_pdb,
         workers,
         qdrant,
+        hpas,
     } = objects;
     let ns = c.namespace.as_str();
     // The config first: pods of a new Deployment mount it.
@@ -265,6 +271,9 @@ async fn apply_all(
     };
     apply_one(client, ns, &api_service).await?;
     apply_one(client, ns, &api_pdb).await?;
+    if c.api.replicas.is_none() {
+        release(client, ns, &c.child("api")).await?;
+    }
     let api = raise_to_minimum(
         client,
         ns,
@@ -274,6 +283,9 @@ async fn apply_all(
     .await?;
     let mut applied_workers = Vec::with_capacity(workers.len());
     for (pool, deployment) in c.workers.iter().zip(&workers) {
+        if pool.component.replicas.is_none() {
+            release(client, ns, &deployment.name_any()).await?;
+        }
         let applied = apply_one(client, ns, deployment).await?;
         applied_workers.push((
             pool.name.clone(),
@@ -281,6 +293,10 @@ async fn apply_all(
         ));
     }
     prune_workers(client, c, &workers).await?;
+    for hpa in &hpas {
+        apply_one(client, ns, hpa).await?;
+    }
+    prune_hpas(client, c, &hpas).await?;
     Ok(AppliedWorkloads {
         api,
         workers: applied_workers,
@@ -312,6 +328,44 @@ async fn raise_to_minimum(
         .await
         .map_err(|e| Error::kube(format!("get Deployment {name}"), e))?;
     Ok(crate::apply::Applied::read_back(fresh))
+}
+
+/// Hands a Deployment's replicas to the autoscaler before the apply that stops setting them.
+async fn release(client: &Client, ns: &str, name: &str) -> Result<()> {
+    crate::autoscale::handover::release_replicas::<Deployment>(client, ns, name)
+        .await
+        .map_err(|e| Error::kube(format!("hand the replicas of Deployment {name} over"), e))
+}
+
+/// Deletes the HorizontalPodAutoscalers of components that no longer have CPU/memory targets.
+async fn prune_hpas(
+    client: &Client,
+    c: &ValidatedCluster,
+    desired: &[HorizontalPodAutoscaler],
+) -> Result<()> {
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &c.namespace);
+    let selector = format!(
+        "{}={},app.kubernetes.io/managed-by={}",
+        labels::INSTANCE,
+        c.name,
+        labels::MANAGED_BY
+    );
+    let existing = api
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| Error::kube("list HorizontalPodAutoscalers", e))?;
+    for h in existing {
+        let name = h.name_any();
+        let wanted = desired
+            .iter()
+            .any(|d| d.metadata.name.as_deref() == Some(name.as_str()));
+        if !wanted && owned_by(&h.metadata, &c.owner.uid) {
+            api.delete(&name, &DeleteParams::background())
+                .await
+                .map_err(|e| Error::kube(format!("delete HorizontalPodAutoscaler {name}"), e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Deletes worker Deployments of pools that left the spec.
@@ -412,6 +466,8 @@ async fn report_error(obj: &RagCluster, ctx: &Context, error: &Error) {
             obj.metadata.generation,
             &previous.conditions,
         ),
+        // The autoscaler owns that list under its own field manager.
+        autoscaling: Vec::new(),
         ..previous
     };
     if let Err(e) = write_status(obj, ctx, &status).await {
@@ -484,6 +540,13 @@ mod tests {
             Exchange::reply(
                 Method::GET,
                 &format!("{apps}/deployments?&labelSelector=app.kubernetes.io%2Finstance%3Ddev"),
+                StatusCode::OK,
+                serde_json::json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                    "metadata": {}, "items": []}),
+            ),
+            Exchange::reply(
+                Method::GET,
+                "/apis/autoscaling/v2/namespaces/rag/horizontalpodautoscalers?&labelSelector=app.kubernetes.io%2Finstance%3Ddev",
                 StatusCode::OK,
                 serde_json::json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
                     "metadata": {}, "items": []}),

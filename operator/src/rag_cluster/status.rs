@@ -138,6 +138,7 @@ pub fn compute(
         qdrant: Some(qdrant_text),
         endpoint: Some(c.endpoint()),
         components,
+        autoscaling: Vec::new(),
     }
 }
 

@@ -8,6 +8,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 use ragplane_config::{Config, GenerationConfig, GeneratorEndpoint, LogFormat};
 
+use crate::autoscale::presets::Scope;
+use crate::autoscale::Scaling;
 use crate::crd::common::{SecretKeyRef, StorageSpec};
 use crate::crd::model_pool::{ModelPool, ModelPoolKind};
 use crate::crd::rag_cluster::{QdrantSpec, RagCluster};
@@ -18,6 +20,11 @@ pub const DATA_DIR: &str = "/var/lib/ragplane";
 pub const CONFIG_DIR: &str = "/etc/ragplane";
 /// File name of the rendered config inside the ConfigMap.
 pub const CONFIG_FILE: &str = "ragplane.toml";
+/// Longest job of a worker pool when its spec sets none (the data plane's default visibility
+/// timeout, after which another worker may take the job anyway).
+pub const DEFAULT_MAX_JOB_SECONDS: i32 = 300;
+/// Seconds a draining worker gets beyond its longest job, to finish up and exit.
+pub const DRAIN_MARGIN_SECONDS: i64 = 15;
 /// Default Qdrant image of managed clusters.
 pub const DEFAULT_QDRANT_IMAGE: &str = "docker.io/qdrant/qdrant:v1.15.4";
 
@@ -83,7 +90,7 @@ pub struct ValidatedCluster {
 }
 
 /// A Deployment-backed component.
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Component {
     /// Replicas to write; `None` when autoscaling owns the count.
     pub replicas: Option<i32>,
@@ -91,6 +98,8 @@ pub struct Component {
     pub desired: i32,
     /// Container resources.
     pub resources: Option<ResourceRequirements>,
+    /// Who writes the replica count.
+    pub scaling: Scaling,
 }
 
 /// A validated worker pool.
@@ -106,6 +115,9 @@ pub struct WorkerPool {
     pub component: Component,
     /// Node selector.
     pub node_selector: BTreeMap<String, String>,
+    /// Pods' `terminationGracePeriodSeconds`: the longest job plus a margin, so a worker scaled
+    /// in drains its in-flight jobs instead of being killed mid-job.
+    pub termination_grace_seconds: i64,
 }
 
 /// How the vector store is provided.
@@ -192,6 +204,10 @@ pub fn validate(
         spec.api.replicas,
         spec.api.autoscaling.as_ref(),
         &spec.api.resources,
+        Scope::Api {
+            namespace: &namespace,
+            cluster: &name,
+        },
         "api",
     )?;
     let mut workers = Vec::with_capacity(spec.workers.len());
@@ -210,9 +226,17 @@ pub fn validate(
                 w.replicas,
                 w.autoscaling.as_ref(),
                 &w.resources,
+                Scope::Worker {
+                    namespace: &namespace,
+                    cluster: &name,
+                    queues: &w.queues,
+                },
                 &format!("workers[{i}]"),
             )?,
             node_selector: w.node_selector.clone(),
+            termination_grace_seconds: i64::from(
+                w.max_job_seconds.unwrap_or(DEFAULT_MAX_JOB_SECONDS),
+            ) + DRAIN_MARGIN_SECONDS,
         });
     }
 
@@ -315,24 +339,17 @@ fn component(
     replicas: i32,
     autoscaling: Option<&crate::crd::common::Autoscaling>,
     resources: &Option<ResourceRequirements>,
+    scope: crate::autoscale::presets::Scope<'_>,
     path: &str,
 ) -> Result<Component, ValidationError> {
-    match autoscaling {
-        None => Ok(Component {
-            replicas: Some(replicas),
-            desired: replicas,
-            resources: resources.clone(),
-        }),
-        Some(a) if a.min_replicas > a.max_replicas => Err(field(
-            format!("{path}.autoscaling"),
-            "minReplicas must be less than or equal to maxReplicas",
-        )),
-        Some(a) => Ok(Component {
-            replicas: None,
-            desired: a.min_replicas,
-            resources: resources.clone(),
-        }),
-    }
+    let scaling = crate::autoscale::scaling(replicas, autoscaling, scope, path)
+        .map_err(|(f, m)| field(f, m))?;
+    Ok(Component {
+        replicas: scaling.fixed(),
+        desired: scaling.desired(),
+        resources: resources.clone(),
+        scaling,
+    })
 }
 
 /// The generation section for a ModelPool's Service.

@@ -10,6 +10,7 @@ pub mod qdrant_statefulset;
 pub mod worker_deployment;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, Probe, SecretKeySelector,
@@ -20,6 +21,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::validate::{QdrantMode, ValidatedCluster, CONFIG_DIR, CONFIG_FILE, DATA_DIR};
+use crate::autoscale::hpa::build_hpa;
+use crate::autoscale::Scaling;
 use crate::crd::common::SecretKeyRef;
 use crate::labels;
 
@@ -38,6 +41,8 @@ pub struct ClusterObjects {
     pub workers: Vec<Deployment>,
     /// Managed Qdrant, when asked for.
     pub qdrant: Option<QdrantObjects>,
+    /// HorizontalPodAutoscalers of the components with CPU/memory targets.
+    pub hpas: Vec<HorizontalPodAutoscaler>,
 }
 
 /// The objects of a managed Qdrant.
@@ -71,7 +76,33 @@ pub fn build(c: &ValidatedCluster) -> ClusterObjects {
             }),
             QdrantMode::Embedded | QdrantMode::External { .. } => None,
         },
+        hpas: hpas(c),
     }
+}
+
+/// One HPA per component whose replicas follow CPU/memory targets, named after its Deployment.
+fn hpas(c: &ValidatedCluster) -> Vec<HorizontalPodAutoscaler> {
+    let mut out = Vec::new();
+    if let Scaling::Hpa(t) = &c.api.scaling {
+        let name = c.child("api");
+        out.push(build_hpa(
+            meta(c, name.clone(), "api"),
+            "Deployment",
+            &name,
+            t,
+        ));
+    }
+    for w in &c.workers {
+        if let Scaling::Hpa(t) = &w.component.scaling {
+            let name = worker_deployment::worker_name(&c.name, &w.name);
+            let mut m = meta(c, name.clone(), "worker");
+            if let Some(l) = m.labels.as_mut() {
+                l.insert(labels::WORKER_POOL.into(), w.name.clone());
+            }
+            out.push(build_hpa(m, "Deployment", &name, t));
+        }
+    }
+    out
 }
 
 /// Metadata of a child named `name` with `component` labels.

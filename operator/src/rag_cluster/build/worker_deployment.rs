@@ -26,7 +26,8 @@ pub fn build_worker_deployment(c: &ValidatedCluster, w: &WorkerPool) -> Deployme
         extra.push(super::env("RAGPLANE__WORKERS__CONCURRENCY", n.to_string()));
     }
     let node_selector = (!w.node_selector.is_empty()).then(|| w.node_selector.clone());
-    let pod = super::data_plane_pod(c, extra, w.component.resources.clone(), node_selector);
+    let mut pod = super::data_plane_pod(c, extra, w.component.resources.clone(), node_selector);
+    pod.termination_grace_period_seconds = Some(w.termination_grace_seconds);
 
     let mut meta = super::meta(c, worker_name(&c.name, &w.name), "worker");
     meta.labels = Some(object_labels.clone());
@@ -74,7 +75,7 @@ kind: RagCluster
 metadata: {name: prod}
 spec:
   workers:
-    - {name: ingest, queues: [documents], replicas: 4, concurrency: 8}
+    - {name: ingest, queues: [documents], replicas: 4, concurrency: 8, maxJobSeconds: 600}
     - {name: embed, queues: [embeddings], nodeSelector: {gpu: "true"}, autoscaling: {minReplicas: 1, maxReplicas: 5}}
 "#,
         );
@@ -101,6 +102,24 @@ spec:
         assert_eq!(
             embed.replicas, None,
             "autoscaled pool leaves replicas alone"
+        );
+        let grace = |d: &Deployment| {
+            d.spec
+                .template
+                .spec
+                .as_ref()
+                .unwrap()
+                .termination_grace_period_seconds
+        };
+        assert_eq!(
+            grace(ingest),
+            Some(600 + 15),
+            "longest job plus the drain margin"
+        );
+        assert_eq!(
+            grace(&built.workers[1]),
+            Some(300 + 15),
+            "the default longest job"
         );
         assert_eq!(
             embed
