@@ -22,7 +22,7 @@ use crate::generate::openai::OpenAiGenerator;
 use crate::generate::{prompt, Generator, Usage};
 use crate::ingest::parse::Format;
 use crate::metadata::{Collection, Document, MetadataStore, NewDocument, SqliteStore, Tenant};
-use crate::objects::{LocalStore, ObjectStore};
+use crate::objects::ObjectStore;
 use crate::queue::{Job, JobQueue, SqliteQueue, Task, DOCUMENTS};
 use crate::vectors::{CollectionKey, EmbeddedIndex, Filter, VectorIndex};
 
@@ -204,7 +204,7 @@ impl App {
         store.migrate().await?;
         let QueueConfig::Sqlite(qcfg) = &config.queue;
         let queue = SqliteQueue::open(store.pool().clone(), qcfg).await?;
-        let objects = LocalStore::open(config.objects_dir())?;
+        let objects = crate::objects::open(&config).await?;
         let VectorIndexConfig::Embedded(vcfg) = &config.vectors;
         let vectors = EmbeddedIndex::open(config.vectors_dir(), vcfg.clone()).await?;
 
@@ -232,7 +232,7 @@ impl App {
             GenerationConfig::Ollama(ep) => Some(Arc::new(OllamaGenerator::new(ep.clone()))),
             GenerationConfig::Openai(ep) => Some(Arc::new(OpenAiGenerator::new(ep.clone()))),
         };
-        let metadata: Arc<dyn MetadataStore> = Arc::new(store);
+        let metadata = crate::metadata::open(&config.metadata, store).await?;
         let default_tenant = match metadata.tenant_by_name(DEFAULT_TENANT).await? {
             Some(t) => t.id,
             None => metadata.create_tenant(DEFAULT_TENANT).await?.id,
@@ -240,7 +240,7 @@ impl App {
         Ok(Self {
             config: Arc::new(config),
             metadata,
-            objects: Arc::new(objects),
+            objects,
             vectors: Arc::new(vectors),
             queue: Arc::new(queue),
             embedder,

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod scale_out;
 mod secret;
 mod validate;
 
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use scale_out::{PostgresConfig, S3Config, S3_MIN_PART_BYTES};
 pub use secret::Secret;
 pub use validate::{ConfigError, ValidationErrors};
 
@@ -145,6 +147,8 @@ pub enum MetadataConfig {
         #[serde(default)]
         path: Option<PathBuf>,
     },
+    /// PostgreSQL, shared by every API and worker process.
+    Postgres(PostgresConfig),
 }
 
 impl Default for MetadataConfig {
@@ -163,6 +167,8 @@ pub enum ObjectStoreConfig {
         #[serde(default)]
         dir: Option<PathBuf>,
     },
+    /// S3 or an S3-compatible server.
+    S3(S3Config),
 }
 
 impl Default for ObjectStoreConfig {
@@ -447,17 +453,21 @@ pub fn default_cache_root() -> PathBuf {
 }
 
 impl Config {
-    /// File of the SQLite metadata database.
+    /// File of the SQLite database: the metadata store when SQLite is selected, and the SQLite
+    /// queue (`<data_dir>/metadata.db` when the metadata lives elsewhere).
     pub fn sqlite_path(&self) -> PathBuf {
         match &self.metadata {
             MetadataConfig::Sqlite { path } => self.under_data_dir(path.as_deref(), "metadata.db"),
+            MetadataConfig::Postgres(_) => self.data_dir.join("metadata.db"),
         }
     }
 
-    /// Root of the local object store, when that backend is selected.
+    /// Root of the local object store, when that backend is selected (`<data_dir>/objects`
+    /// otherwise, unused).
     pub fn objects_dir(&self) -> PathBuf {
         match &self.objects {
             ObjectStoreConfig::Local { dir } => self.under_data_dir(dir.as_deref(), "objects"),
+            ObjectStoreConfig::S3(_) => self.data_dir.join("objects"),
         }
     }
 
