@@ -23,8 +23,8 @@ OPEN_DURATION=${OPEN_DURATION:-40}
 STORES=${STORES:-embedded}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 bash scripts/setup-model.sh >/dev/null
-cargo build --release --locked -p ragplane
-BIN=$PWD/target/release/ragplane
+if [ -z "${RAGPLANE_BIN:-}" ]; then cargo build --release --locked -p ragplane; fi
+BIN=${RAGPLANE_BIN:-$PWD/target/release/ragplane}   # RAGPLANE_BIN: another build of the same binary
 # wrk and the server each hold one descriptor per connection.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" -ge 2100 ] || { echo "need at least 2100 open files, have $(ulimit -n)" >&2; exit 1; }

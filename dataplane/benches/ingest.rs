@@ -181,84 +181,87 @@ fn main() {
     let mut results = Vec::new();
     for stores in &stores {
         let secs = rt.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = ragplane::testing::config_in(dir.path(), &model, "rp_bench_admin");
-        match stores.as_str() {
-            "embedded" => {}
-            "scale-out" => {
-                let url = ragplane::testing::fresh_postgres_database("bench ingest")
-                    .await
-                    .unwrap()
-                    .expect("scale-out needs RAGPLANE_TEST_POSTGRES_URL");
-                config.metadata =
-                    ragplane_config::MetadataConfig::Postgres(ragplane_config::PostgresConfig::new(url));
-                let mut s3 = ragplane::testing::s3_test_config("bench ingest")
-                    .await
-                    .unwrap()
-                    .expect("scale-out needs RAGPLANE_TEST_S3_*");
-                s3.multipart_threshold_bytes = ragplane_config::S3Config::new("x").multipart_threshold_bytes;
-                s3.multipart_part_bytes = ragplane_config::S3Config::new("x").multipart_part_bytes;
-                config.objects = ragplane_config::ObjectStoreConfig::S3(s3);
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = ragplane::testing::config_in(dir.path(), &model, "rp_bench_admin");
+            match stores.as_str() {
+                "embedded" => {}
+                "scale-out" => {
+                    let url = ragplane::testing::fresh_postgres_database("bench ingest")
+                        .await
+                        .unwrap()
+                        .expect("scale-out needs RAGPLANE_TEST_POSTGRES_URL");
+                    config.metadata = ragplane_config::MetadataConfig::Postgres(
+                        ragplane_config::PostgresConfig::new(url),
+                    );
+                    let mut s3 = ragplane::testing::s3_test_config("bench ingest")
+                        .await
+                        .unwrap()
+                        .expect("scale-out needs RAGPLANE_TEST_S3_*");
+                    s3.multipart_threshold_bytes =
+                        ragplane_config::S3Config::new("x").multipart_threshold_bytes;
+                    s3.multipart_part_bytes =
+                        ragplane_config::S3Config::new("x").multipart_part_bytes;
+                    config.objects = ragplane_config::ObjectStoreConfig::S3(s3);
+                }
+                other => panic!("unknown store set {other:?}: use embedded or scale-out"),
             }
-            other => panic!("unknown store set {other:?}: use embedded or scale-out"),
-        }
-        config.embedding.intra_threads = threads;
-        config.embedding.max_batch_tokens = BATCH * longest;
-        config.workers.poll_interval_ms = 20;
-        let app = Arc::new(App::build(config).await.unwrap());
-        app.bootstrap_admin_key().await.unwrap();
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let _workers = ragplane::worker::spawn_workers(app.clone(), 2, shutdown.clone());
-        let router = ragplane::api::router(app.clone());
-        let post = |uri: &str, body: serde_json::Value| {
-            Request::post(uri)
-                .header(header::AUTHORIZATION, "Bearer rp_bench_admin")
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(body.to_string()))
-                .unwrap()
-        };
-        let r = router
-            .clone()
-            .oneshot(post(
-                "/v1/collections",
-                serde_json::json!({ "name": "bench" }),
-            ))
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED);
-        let started = Instant::now();
-        for (i, t) in texts.iter().enumerate() {
-            let body = serde_json::json!({ "text": t, "title": format!("doc-{i}") });
+            config.embedding.intra_threads = threads;
+            config.embedding.max_batch_tokens = BATCH * longest;
+            config.workers.poll_interval_ms = 20;
+            let app = Arc::new(App::build(config).await.unwrap());
+            app.bootstrap_admin_key().await.unwrap();
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let _workers = ragplane::worker::spawn_workers(app.clone(), 2, shutdown.clone());
+            let router = ragplane::api::router(app.clone());
+            let post = |uri: &str, body: serde_json::Value| {
+                Request::post(uri)
+                    .header(header::AUTHORIZATION, "Bearer rp_bench_admin")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body.to_string()))
+                    .unwrap()
+            };
             let r = router
                 .clone()
-                .oneshot(post("/v1/collections/bench/documents", body))
+                .oneshot(post(
+                    "/v1/collections",
+                    serde_json::json!({ "name": "bench" }),
+                ))
                 .await
                 .unwrap();
-            assert_eq!(r.status(), StatusCode::ACCEPTED);
-        }
-        let collection = app
-            .metadata
-            .collection_by_name(&app.default_tenant, "bench")
-            .await
-            .unwrap()
-            .unwrap();
-        loop {
-            let docs = app
-                .metadata
-                .list_documents(&collection.id, None, 1000)
-                .await
-                .unwrap();
-            assert!(docs.iter().all(|d| d.status != DocumentStatus::Failed));
-            if docs.iter().all(|d| d.status == DocumentStatus::Indexed) {
-                let total: i64 = docs.iter().map(|d| d.chunk_count).sum();
-                assert_eq!(total as usize, chunks.len(), "pipeline chunked differently");
-                break;
+            assert_eq!(r.status(), StatusCode::CREATED);
+            let started = Instant::now();
+            for (i, t) in texts.iter().enumerate() {
+                let body = serde_json::json!({ "text": t, "title": format!("doc-{i}") });
+                let r = router
+                    .clone()
+                    .oneshot(post("/v1/collections/bench/documents", body))
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::ACCEPTED);
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let secs = started.elapsed().as_secs_f64();
-        shutdown.cancel();
-        secs
+            let collection = app
+                .metadata
+                .collection_by_name(&app.default_tenant, "bench")
+                .await
+                .unwrap()
+                .unwrap();
+            loop {
+                let docs = app
+                    .metadata
+                    .list_documents(&collection.id, None, 1000)
+                    .await
+                    .unwrap();
+                assert!(docs.iter().all(|d| d.status != DocumentStatus::Failed));
+                if docs.iter().all(|d| d.status == DocumentStatus::Indexed) {
+                    let total: i64 = docs.iter().map(|d| d.chunk_count).sum();
+                    assert_eq!(total as usize, chunks.len(), "pipeline chunked differently");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            shutdown.cancel();
+            secs
         });
         results.push((stores.clone(), secs));
     }

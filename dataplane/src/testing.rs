@@ -55,7 +55,9 @@ pub fn service_env(var: &str, test: &str) -> Option<String> {
             return Some(v);
         }
     }
-    let why = format!("{test}: {var} is not set; start the server with scripts/services/ (scripts/test.sh does)");
+    let why = format!(
+        "{test}: {var} is not set; start the server with scripts/services/ (scripts/test.sh does)"
+    );
     assert!(
         std::env::var("RAGPLANE_REQUIRE_SERVICES").as_deref() != Ok("1"),
         "{why}"

@@ -13,12 +13,7 @@ use ragplane::testing::fresh_postgres_database;
 use ragplane_config::{PostgresConfig, Secret};
 use serde_json::json;
 
-fn new_doc(
-    tenant: &str,
-    collection: &str,
-    id: &str,
-    metadata: serde_json::Value,
-) -> NewDocument {
+fn new_doc(tenant: &str, collection: &str, id: &str, metadata: serde_json::Value) -> NewDocument {
     NewDocument {
         id: id.to_string(),
         tenant_id: tenant.to_string(),
@@ -87,7 +82,10 @@ async fn suite(s: &dyn MetadataStore) {
         .unwrap();
     assert!(matches!(
         s.create_collection(&alpha.id, "docs", "", 384).await,
-        Err(MetadataError::Conflict { kind: "collection", .. })
+        Err(MetadataError::Conflict {
+            kind: "collection",
+            ..
+        })
     ));
     let listed: Vec<_> = s
         .list_collections(&alpha.id)
@@ -101,7 +99,10 @@ async fn suite(s: &dyn MetadataStore) {
         s.collection_by_name(&alpha.id, "docs").await.unwrap(),
         Some(docs.clone())
     );
-    assert_eq!(s.collection_by_id(&docs.id).await.unwrap(), Some(docs.clone()));
+    assert_eq!(
+        s.collection_by_id(&docs.id).await.unwrap(),
+        Some(docs.clone())
+    );
     assert_eq!(s.collection_by_name(&alpha.id, "nope").await.unwrap(), None);
     assert_eq!(s.bump_collection_version(&docs.id).await.unwrap(), 1);
     assert_eq!(s.bump_collection_version(&docs.id).await.unwrap(), 2);
@@ -112,9 +113,7 @@ async fn suite(s: &dyn MetadataStore) {
     assert_eq!(s.bump_collection_version("missing").await.unwrap(), 0);
 
     // Documents: inserted queued, listed by id with a cursor, status updates kept.
-    let ids: Vec<String> = (0..5)
-        .map(|_| uuid::Uuid::now_v7().to_string())
-        .collect();
+    let ids: Vec<String> = (0..5).map(|_| uuid::Uuid::now_v7().to_string()).collect();
     let metas = [
         json!({"lang": "en", "year": 2024, "draft": false}),
         json!({"lang": "en", "year": 2023}),
@@ -137,7 +136,10 @@ async fn suite(s: &dyn MetadataStore) {
     ));
     let got = s.document(&ids[0]).await.unwrap().unwrap();
     assert_eq!(got.title, format!("title {}", ids[0]));
-    assert_eq!(got.source.as_deref(), Some(format!("{}.md", ids[0]).as_str()));
+    assert_eq!(
+        got.source.as_deref(),
+        Some(format!("{}.md", ids[0]).as_str())
+    );
     assert_eq!(got.metadata, metas[0].as_object().unwrap().clone());
     assert_eq!(got.size_bytes, 42);
     assert_eq!(s.document("missing").await.unwrap(), None);
@@ -256,7 +258,7 @@ async fn silent_server() -> (u16, Arc<AtomicUsize>) {
 
 #[tokio::test]
 async fn postgres_reads_go_to_replicas_and_skip_one_that_is_down() {
-    let Some((primary_url, primary)) = postgres("postgres_replicas (primary)").await else {
+    let Some((primary_url, _)) = postgres("postgres_replicas (primary)").await else {
         return;
     };
     // A separate database stands in for a replica, so that where a read went can be seen.
@@ -268,7 +270,9 @@ async fn postgres_reads_go_to_replicas_and_skip_one_that_is_down() {
 
     let mut cfg = PostgresConfig::new(primary_url);
     cfg.replica_urls = vec![
-        Secret::new(format!("postgres://postgres@127.0.0.1:{hung_port}/postgres")),
+        Secret::new(format!(
+            "postgres://postgres@127.0.0.1:{hung_port}/postgres"
+        )),
         Secret::new("postgres://postgres@127.0.0.1:1/postgres"), // refused
         Secret::new(replica_url),
     ];
@@ -286,20 +290,36 @@ async fn postgres_reads_go_to_replicas_and_skip_one_that_is_down() {
             .into_iter()
             .map(|t| t.name)
             .collect();
-        assert_eq!(names, ["only-on-the-replica"], "listings are served by the replica");
+        assert_eq!(
+            names,
+            ["only-on-the-replica"],
+            "listings are served by the replica"
+        );
     }
-    assert_eq!(attempts.load(Ordering::SeqCst), 1, "a replica that is down is skipped");
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        1,
+        "a replica that is down is skipped"
+    );
 
     // A key lookup the replica misses is asked of the primary: no lag-induced 404s.
     s.create_collection(&t.id, "fresh", "", 384).await.unwrap();
-    assert!(s.collection_by_name(&t.id, "fresh").await.unwrap().is_some());
+    assert!(s
+        .collection_by_name(&t.id, "fresh")
+        .await
+        .unwrap()
+        .is_some());
 
     // After the retry interval the replica is tried again.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     for _ in 0..3 {
         s.list_tenants().await.unwrap();
     }
-    assert_eq!(attempts.load(Ordering::SeqCst), 2, "a skipped replica is retried later");
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        2,
+        "a skipped replica is retried later"
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! Validation of a parsed [`Config`]: every rule that serde's types cannot express.
 
-use crate::{Config, GenerationConfig, MetadataConfig, ObjectStoreConfig, QueueConfig, VectorIndexConfig};
+use crate::{
+    Config, GenerationConfig, MetadataConfig, ObjectStoreConfig, QueueConfig, VectorIndexConfig,
+};
 
 /// One invalid setting: the dotted path of the field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -215,7 +215,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load_config(&args)?;
             use crate::metadata::MetadataStore;
             if let ragplane_config::MetadataConfig::Postgres(p) = &config.metadata {
-                crate::metadata::PostgresStore::connect(p)?.migrate().await?;
+                crate::metadata::PostgresStore::connect(p)?
+                    .migrate()
+                    .await?;
                 println!("metadata database (PostgreSQL) is up to date");
                 return Ok(());
             }

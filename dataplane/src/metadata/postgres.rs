@@ -360,16 +360,12 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn list_collections(&self, tenant_id: &str) -> Result<Vec<Collection>> {
-        let sql =
-            format!("SELECT {COLLECTION_COLUMNS} FROM collections WHERE tenant_id = $1 ORDER BY name");
+        let sql = format!(
+            "SELECT {COLLECTION_COLUMNS} FROM collections WHERE tenant_id = $1 ORDER BY name"
+        );
         self.read(|pool| {
             let sql = sql.clone();
-            async move {
-                sqlx::query_as(&sql)
-                    .bind(tenant_id)
-                    .fetch_all(&pool)
-                    .await
-            }
+            async move { sqlx::query_as(&sql).bind(tenant_id).fetch_all(&pool).await }
         })
         .await
         .map_err(db("list collections"))

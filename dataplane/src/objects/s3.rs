@@ -136,25 +136,29 @@ impl S3Store {
             }
             (
                 Some(
-                    c @ ("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied"
-                    | "InvalidToken" | "ExpiredToken" | "InvalidSecurity"),
+                    c @ ("InvalidAccessKeyId"
+                    | "SignatureDoesNotMatch"
+                    | "AccessDenied"
+                    | "InvalidToken"
+                    | "ExpiredToken"
+                    | "InvalidSecurity"),
                 ),
                 _,
             ) => ObjectError::Credentials {
                 bucket: self.bucket.clone(),
                 code: c.to_string(),
             },
-            (None, Some(403)) => ObjectError::Credentials {
+            // Servers differ in the code of an unknown key (`NotSignedUp` on some), and HEAD
+            // responses carry none: any 403 is refused credentials or permissions.
+            (c, Some(403)) => ObjectError::Credentials {
                 bucket: self.bucket.clone(),
-                code: "403 Forbidden".into(),
+                code: c.unwrap_or("403 Forbidden").to_string(),
             },
-            (_, Some(500 | 502 | 503 | 504)) | (Some("SlowDown"), _) => {
-                ObjectError::Unavailable {
-                    action,
-                    key: key.to_string(),
-                    message: DisplayErrorContext(&err).to_string(),
-                }
-            }
+            (_, Some(500 | 502 | 503 | 504)) | (Some("SlowDown"), _) => ObjectError::Unavailable {
+                action,
+                key: key.to_string(),
+                message: DisplayErrorContext(&err).to_string(),
+            },
             _ if matches!(
                 err,
                 SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)
@@ -188,12 +192,7 @@ impl S3Store {
         let parts: Vec<(i32, Bytes)> = (0..body.len())
             .step_by(self.part_size)
             .zip(1..)
-            .map(|(start, n)| {
-                (
-                    n,
-                    body.slice(start..body.len().min(start + self.part_size)),
-                )
-            })
+            .map(|(start, n)| (n, body.slice(start..body.len().min(start + self.part_size))))
             .collect();
         let uploaded: Result<Vec<CompletedPart>> = futures::stream::iter(parts)
             .map(|(n, chunk)| {
@@ -396,16 +395,14 @@ impl ObjectStore for S3Store {
     async fn ping(&self) -> Result<()> {
         match self.client.head_bucket().bucket(&self.bucket).send().await {
             Ok(_) => Ok(()),
-            Err(e) => Err(
-                match self.error("check the bucket of", &self.bucket, e) {
-                    // HeadBucket has no body, so a 404 says only "not found": the bucket.
-                    ObjectError::NotFound(_) => ObjectError::BucketNotFound {
-                        bucket: self.bucket.clone(),
-                        endpoint: self.endpoint.clone(),
-                    },
-                    other => other,
+            Err(e) => Err(match self.error("check the bucket of", &self.bucket, e) {
+                // HeadBucket has no body, so a 404 says only "not found": the bucket.
+                ObjectError::NotFound(_) => ObjectError::BucketNotFound {
+                    bucket: self.bucket.clone(),
+                    endpoint: self.endpoint.clone(),
                 },
-            ),
+                other => other,
+            }),
         }
     }
 }
