@@ -144,7 +144,9 @@ pub enum MetadataConfig {
     /// SQLite file, embedded.
     Sqlite {
         /// Database file; defaults to `<data_dir>/metadata.db`.
-        #[serde(default)]
+        // Not serialised when absent, so that layering another backend over the defaults
+        // (figment) leaves no stray `path` key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         path: Option<PathBuf>,
     },
     /// PostgreSQL, shared by every API and worker process.
@@ -164,7 +166,7 @@ pub enum ObjectStoreConfig {
     /// A local directory.
     Local {
         /// Root directory; defaults to `<data_dir>/objects`.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         dir: Option<PathBuf>,
     },
     /// S3 or an S3-compatible server.
