@@ -2,6 +2,8 @@
 //! and PostgreSQL (when `RAGPLANE_TEST_POSTGRES_URL` names a server; see
 //! scripts/services/postgres.sh). Then the PostgreSQL store's read replicas.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on the first unexpected error.
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,6 +2,8 @@
 //! (always) and S3 (when `RAGPLANE_TEST_S3_ENDPOINT` names a server; see
 //! scripts/services/s3.sh). Then what only S3 has: multipart uploads and its errors.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on the first unexpected error.
+
 use bytes::{Bytes, BytesMut};
 use futures::TryStreamExt;
 use ragplane::objects::{LocalStore, ObjectError, ObjectStore, S3Store};
