@@ -11,16 +11,20 @@
 #   DOCS=100  synthetic documents      RATE=167  open-loop rate
 #
 #   DURATION=20  seconds per run        DOCS=100  synthetic documents to index
+#   STORES=embedded  the stores, one run each in this order: "embedded" (SQLite + local files),
+#                    "scale-out" (PostgreSQL + S3 on the servers of scripts/services/postgres.sh and
+#                    s3.sh: source their env.sh first), or "embedded scale-out" to compare
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-20}
 DOCS=${DOCS:-100}
 RATE=${RATE:-167}
 OPEN_DURATION=${OPEN_DURATION:-40}
+STORES=${STORES:-embedded}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 bash scripts/setup-model.sh >/dev/null
-cargo build --release --locked -p ragplane
-BIN=$PWD/target/release/ragplane
+if [ -z "${RAGPLANE_BIN:-}" ]; then cargo build --release --locked -p ragplane; fi
+BIN=${RAGPLANE_BIN:-$PWD/target/release/ragplane}   # RAGPLANE_BIN: another build of the same binary
 # wrk and the server each hold one descriptor per connection.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" -ge 2100 ] || { echo "need at least 2100 open files, have $(ulimit -n)" >&2; exit 1; }
@@ -42,13 +46,28 @@ for d in range(n):
     open(os.path.join(out, f"doc-{d:04}.txt"), "w").write(f"Document {d}.\n\n" + "\n\n".join(paras))
 PY
 
+# Settings of the server for a store set: nothing for embedded; for scale-out a fresh
+# PostgreSQL database and a fresh key prefix in the S3 bucket.
+stores_env() {
+  [ "$1" = scale-out ] || return 0
+  local run=bench_$(date +%s%N)
+  psql "${RAGPLANE_TEST_POSTGRES_URL:?source the env.sh of scripts/services first}" -qc "CREATE DATABASE $run" >&2
+  echo RAGPLANE__METADATA__BACKEND=postgres "RAGPLANE__METADATA__URL=${RAGPLANE_TEST_POSTGRES_URL%/*}/$run" \
+    RAGPLANE__OBJECTS__BACKEND=s3 "RAGPLANE__OBJECTS__BUCKET=$RAGPLANE_TEST_S3_BUCKET" "RAGPLANE__OBJECTS__PREFIX=$run" \
+    "RAGPLANE__OBJECTS__ENDPOINT=$RAGPLANE_TEST_S3_ENDPOINT" "RAGPLANE__OBJECTS__REGION=$RAGPLANE_TEST_S3_REGION" \
+    "RAGPLANE__OBJECTS__ACCESS_KEY_ID=$RAGPLANE_TEST_S3_ACCESS_KEY" \
+    "RAGPLANE__OBJECTS__SECRET_ACCESS_KEY=$RAGPLANE_TEST_S3_SECRET_KEY"
+}
+
 KEY=rp_bench_search_key
 export RAGPLANE_API_KEY=$KEY
+for stores in $STORES; do
 for cache in off on; do
   PORT=$((20000 + RANDOM % 20000))
   flag=$([ $cache = on ] && echo true || echo false)
-  RAGPLANE__CACHE__EMBEDDINGS=$flag RAGPLANE__CACHE__RESULTS=$flag \
-    "$BIN" serve --listen 127.0.0.1:$PORT --data-dir "$WORK/data-$cache" --admin-key $KEY >"$WORK/server-$cache.log" 2>&1 &
+  # shellcheck disable=SC2046 # stores_env prints separate NAME=value words.
+  env $(stores_env "$stores") RAGPLANE__CACHE__EMBEDDINGS=$flag RAGPLANE__CACHE__RESULTS=$flag \
+    "$BIN" serve --listen 127.0.0.1:$PORT --data-dir "$WORK/data-$stores-$cache" --admin-key $KEY >"$WORK/server-$cache.log" 2>&1 &
   PID=$!
   until curl -sf http://127.0.0.1:$PORT/readyz >/dev/null; do sleep 0.2; done
   RAGPLANE_URL=http://127.0.0.1:$PORT "$BIN" ingest -c bench "$WORK/corpus" >/dev/null
@@ -56,14 +75,15 @@ for cache in off on; do
     # A short warm-up fills the caches (when on) and the connection pool.
     wrk -t2 -c$conns -d3s -s scripts/bench/search.lua http://127.0.0.1:$PORT >/dev/null 2>&1 || true
     line=$(wrk -t2 -c$conns -d${DURATION}s --timeout 10s -s scripts/bench/search.lua http://127.0.0.1:$PORT | grep '^RESULT')
-    echo "cache=$cache connections=$conns closed-loop $line"
+    echo "stores=$stores cache=$cache connections=$conns closed-loop $line"
     if [ $cache = off ]; then
       # Open loop: RATE requests/s in total over the same number of connections.
       mean=$(python3 -c "print(int($conns * 1000 / $RATE))")
       BENCH_MEAN_DELAY_MS=$mean wrk -t2 -c$conns -d${OPEN_DURATION}s --timeout 10s -s scripts/bench/search.lua \
         http://127.0.0.1:$PORT >"$WORK/open.txt" 2>&1
-      echo "cache=$cache connections=$conns open-loop target=${RATE}/s $(grep '^RESULT' "$WORK/open.txt")"
+      echo "stores=$stores cache=$cache connections=$conns open-loop target=${RATE}/s $(grep '^RESULT' "$WORK/open.txt")"
     fi
   done
   kill $PID; wait $PID 2>/dev/null || true
+done
 done

@@ -40,6 +40,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build"
 cargo build --workspace --locked --bins
 
+step "test services: PostgreSQL 15, S3 (s3s-fs)"
+export RAGPLANE_SVC_DIR=${RAGPLANE_SVC_DIR:-$PWD/target/services}
+trap 'bash scripts/services/postgres.sh stop; bash scripts/services/s3.sh stop' EXIT
+bash scripts/services/postgres.sh start
+bash scripts/services/s3.sh start
+source "$RAGPLANE_SVC_DIR/env.sh"
+export RAGPLANE_REQUIRE_SERVICES=1
+
 step "tests"
 # Tests that need the model, the API server, helm or a test service fail instead of skipping when it is missing.
 export RAGPLANE_REQUIRE_MODEL=1 RAGPLANE_REQUIRE_CLUSTER=1 RAGPLANE_REQUIRE_HELM=1 RAGPLANE_REQUIRE_SERVICES=1

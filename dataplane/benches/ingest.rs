@@ -1,6 +1,12 @@
 //! Ingest throughput of the whole pipeline against raw ONNX Runtime, measured in one run.
 //!
-//! `cargo bench -p ragplane --bench ingest -- [DOCS]`
+//! `cargo bench -p ragplane --bench ingest -- [DOCS] [STORES]`
+//!
+//! STORES is `embedded` (the default), `scale-out`, or both comma-separated. `embedded` is SQLite
+//! metadata and local originals; `scale-out` is PostgreSQL metadata and S3 originals on the
+//! servers named by `RAGPLANE_TEST_POSTGRES_URL` and `RAGPLANE_TEST_S3_*` (start them with
+//! scripts/services/postgres.sh and s3.sh), a fresh database and bucket each run. Each store set
+//! gets its own pipeline run, one after the other, between the two baseline runs.
 //!
 //! 1. A deterministic corpus is chunked with the pipeline's own chunker, so both sides embed the
 //!    very same chunk texts.
@@ -158,85 +164,124 @@ fn main() {
         assert_eq!(embedded, chunks.len());
         started.elapsed().as_secs_f64()
     };
+    let stores: Vec<String> = std::env::args()
+        .nth(2)
+        .unwrap_or_else(|| "embedded".into())
+        .split(',')
+        .map(str::to_string)
+        .collect();
     let raw_before = baseline();
 
-    // Pipeline: the embedded data plane through its HTTP API.
+    // Pipeline: a data plane through its HTTP API, once per store set.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
         .build()
         .unwrap();
-    let pipeline_secs = rt.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = ragplane::testing::config_in(dir.path(), &model, "rp_bench_admin");
-        config.embedding.intra_threads = threads;
-        config.embedding.max_batch_tokens = BATCH * longest;
-        config.workers.poll_interval_ms = 20;
-        let app = Arc::new(App::build(config).await.unwrap());
-        app.bootstrap_admin_key().await.unwrap();
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let _workers = ragplane::worker::spawn_workers(app.clone(), 2, shutdown.clone());
-        let router = ragplane::api::router(app.clone());
-        let post = |uri: &str, body: serde_json::Value| {
-            Request::post(uri)
-                .header(header::AUTHORIZATION, "Bearer rp_bench_admin")
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(body.to_string()))
-                .unwrap()
-        };
-        let r = router
-            .clone()
-            .oneshot(post(
-                "/v1/collections",
-                serde_json::json!({ "name": "bench" }),
-            ))
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED);
-        let started = Instant::now();
-        for (i, t) in texts.iter().enumerate() {
-            let body = serde_json::json!({ "text": t, "title": format!("doc-{i}") });
+    let mut results = Vec::new();
+    for stores in &stores {
+        let secs = rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = ragplane::testing::config_in(dir.path(), &model, "rp_bench_admin");
+            match stores.as_str() {
+                "embedded" => {}
+                "scale-out" => {
+                    let url = ragplane::testing::fresh_postgres_database("bench ingest")
+                        .await
+                        .unwrap()
+                        .expect("scale-out needs RAGPLANE_TEST_POSTGRES_URL");
+                    config.metadata = ragplane_config::MetadataConfig::Postgres(
+                        ragplane_config::PostgresConfig::new(url),
+                    );
+                    let mut s3 = ragplane::testing::s3_test_config("bench ingest")
+                        .await
+                        .unwrap()
+                        .expect("scale-out needs RAGPLANE_TEST_S3_*");
+                    s3.multipart_threshold_bytes =
+                        ragplane_config::S3Config::new("x").multipart_threshold_bytes;
+                    s3.multipart_part_bytes =
+                        ragplane_config::S3Config::new("x").multipart_part_bytes;
+                    config.objects = ragplane_config::ObjectStoreConfig::S3(s3);
+                }
+                other => panic!("unknown store set {other:?}: use embedded or scale-out"),
+            }
+            config.embedding.intra_threads = threads;
+            config.embedding.max_batch_tokens = BATCH * longest;
+            config.workers.poll_interval_ms = 20;
+            let app = Arc::new(App::build(config).await.unwrap());
+            app.bootstrap_admin_key().await.unwrap();
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let _workers = ragplane::worker::spawn_workers(app.clone(), 2, shutdown.clone());
+            let router = ragplane::api::router(app.clone());
+            let post = |uri: &str, body: serde_json::Value| {
+                Request::post(uri)
+                    .header(header::AUTHORIZATION, "Bearer rp_bench_admin")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body.to_string()))
+                    .unwrap()
+            };
             let r = router
                 .clone()
-                .oneshot(post("/v1/collections/bench/documents", body))
+                .oneshot(post(
+                    "/v1/collections",
+                    serde_json::json!({ "name": "bench" }),
+                ))
                 .await
                 .unwrap();
-            assert_eq!(r.status(), StatusCode::ACCEPTED);
-        }
-        let collection = app
-            .metadata
-            .collection_by_name(&app.default_tenant, "bench")
-            .await
-            .unwrap()
-            .unwrap();
-        loop {
-            let docs = app
-                .metadata
-                .list_documents(&collection.id, None, 1000)
-                .await
-                .unwrap();
-            assert!(docs.iter().all(|d| d.status != DocumentStatus::Failed));
-            if docs.iter().all(|d| d.status == DocumentStatus::Indexed) {
-                let total: i64 = docs.iter().map(|d| d.chunk_count).sum();
-                assert_eq!(total as usize, chunks.len(), "pipeline chunked differently");
-                break;
+            assert_eq!(r.status(), StatusCode::CREATED);
+            let started = Instant::now();
+            for (i, t) in texts.iter().enumerate() {
+                let body = serde_json::json!({ "text": t, "title": format!("doc-{i}") });
+                let r = router
+                    .clone()
+                    .oneshot(post("/v1/collections/bench/documents", body))
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::ACCEPTED);
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let secs = started.elapsed().as_secs_f64();
-        shutdown.cancel();
-        secs
-    });
+            let collection = app
+                .metadata
+                .collection_by_name(&app.default_tenant, "bench")
+                .await
+                .unwrap()
+                .unwrap();
+            loop {
+                let docs = app
+                    .metadata
+                    .list_documents(&collection.id, None, 1000)
+                    .await
+                    .unwrap();
+                assert!(docs.iter().all(|d| d.status != DocumentStatus::Failed));
+                if docs.iter().all(|d| d.status == DocumentStatus::Indexed) {
+                    let total: i64 = docs.iter().map(|d| d.chunk_count).sum();
+                    assert_eq!(total as usize, chunks.len(), "pipeline chunked differently");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            shutdown.cancel();
+            secs
+        });
+        results.push((stores.clone(), secs));
+    }
 
     let raw_after = baseline();
     let raw_secs = (raw_before + raw_after) / 2.0;
     let n = chunks.len() as f64;
     let raw = n / raw_secs;
-    let pipe = n / pipeline_secs;
     println!("documents: {docs}, chunks: {}, longest chunk: {longest} tokens, threads: {threads}, batch: {BATCH}", chunks.len());
     println!(
         "| raw ONNX Runtime (mean of before/after) | {raw:.1} chunks/s | {raw_secs:.2} s (before {raw_before:.2} s, after {raw_after:.2} s) |"
     );
-    println!("| ragplane pipeline | {pipe:.1} chunks/s | {pipeline_secs:.2} s |");
-    println!("| ratio | {:.3} | |", pipe / raw);
+    let first = n / results[0].1;
+    for (stores, pipeline_secs) in &results {
+        let pipe = n / pipeline_secs;
+        println!(
+            "| ragplane pipeline ({stores}) | {pipe:.1} chunks/s | {pipeline_secs:.2} s | ratio to raw {:.3} | ratio to {} {:.3} |",
+            pipe / raw,
+            results[0].0,
+            pipe / first
+        );
+    }
 }

@@ -22,7 +22,7 @@ use crate::generate::pool::{GeneratorPool, Protocol};
 use crate::generate::{prompt, ChatMessage, ChatRequest, Generator, TokenStream, Usage};
 use crate::ingest::parse::Format;
 use crate::metadata::{Collection, Document, MetadataStore, NewDocument, SqliteStore, Tenant};
-use crate::objects::{LocalStore, ObjectStore};
+use crate::objects::ObjectStore;
 use crate::queue::{Job, JobQueue, RedisQueue, SqliteQueue, Task, DOCUMENTS};
 use crate::ratelimit::{Decision, MemoryLimiter, Quota, RateLimiter, RedisLimiter};
 use crate::redis_conn::Redis;
@@ -246,7 +246,7 @@ impl App {
                 anyhow::bail!("queue.backend: redis needs a [redis] section")
             }
         };
-        let objects = LocalStore::open(config.objects_dir())?;
+        let objects = crate::objects::open(&config).await?;
         let vectors = crate::vectors::open(&config).await?;
 
         let ecfg = config.embedding.clone();
@@ -273,7 +273,7 @@ impl App {
                 Some(Arc::new(GeneratorPool::new(Protocol::OpenAi, ep)))
             }
         };
-        let metadata: Arc<dyn MetadataStore> = Arc::new(store);
+        let metadata = crate::metadata::open(&config.metadata, store).await?;
         let default_tenant = match metadata.tenant_by_name(DEFAULT_TENANT).await? {
             Some(t) => t.id,
             None => metadata.create_tenant(DEFAULT_TENANT).await?.id,
@@ -281,7 +281,7 @@ impl App {
         Ok(Self {
             config: Arc::new(config),
             metadata,
-            objects: Arc::new(objects),
+            objects,
             vectors,
             queue,
             rate_limiter,

@@ -112,6 +112,10 @@ impl From<MetadataError> for Error {
     fn from(e: MetadataError) -> Self {
         match e {
             MetadataError::Conflict { kind, name } => Self::Conflict { kind, name },
+            MetadataError::Unavailable { .. } => Self::Unavailable {
+                message: e.to_string(),
+                retry_after_secs: 2,
+            },
             MetadataError::Database {
                 source: sqlx::Error::PoolTimedOut | sqlx::Error::Io(_),
                 ..
@@ -149,6 +153,10 @@ impl From<ObjectError> for Error {
     fn from(e: ObjectError) -> Self {
         match e {
             ObjectError::NotFound(key) => Self::not_found("object", key),
+            ObjectError::Unavailable { .. } => Self::Unavailable {
+                message: e.to_string(),
+                retry_after_secs: 2,
+            },
             other => Self::Internal(other.to_string()),
         }
     }

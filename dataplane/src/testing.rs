@@ -45,29 +45,30 @@ pub fn config_in(dir: &Path, model: &(PathBuf, PathBuf), admin_key: &str) -> Con
     c
 }
 
-/// The address of a test service, from the variable `var` that `scripts/services/*.sh` record.
+/// The value of a test server's environment variable (recorded by `scripts/services/*.sh`).
 ///
-/// When it is unset, prints why `test` is skipped and returns `None`; with
-/// `RAGPLANE_REQUIRE_SERVICES=1` (as in CI) it panics instead, so a service that failed to
-/// start fails the run rather than skipping.
-pub fn service_url(var: &str, test: &str) -> Option<String> {
+/// When it is unset, prints `SKIPPED: <test>: ...` and returns `None` so the caller can skip;
+/// with `RAGPLANE_REQUIRE_SERVICES=1` (as in CI) it panics instead.
+pub fn service_env(var: &str, test: &str) -> Option<String> {
     if let Ok(v) = std::env::var(var) {
         if !v.is_empty() {
             return Some(v);
         }
     }
-    let why = format!("{var} is not set; start the service with scripts/services/*.sh");
+    let why = format!(
+        "{test}: {var} is not set; start the server with scripts/services/ (scripts/test.sh does)"
+    );
     assert!(
         std::env::var("RAGPLANE_REQUIRE_SERVICES").as_deref() != Ok("1"),
-        "{test}: {why}"
+        "{why}"
     );
-    eprintln!("SKIPPED: {test}: {why}");
+    eprintln!("SKIPPED: {why}");
     None
 }
 
 /// A Redis connection for a test, under a key prefix of its own, when the test Redis runs.
 pub fn test_redis(test: &str) -> Option<crate::redis_conn::Redis> {
-    let url = service_url("RAGPLANE_TEST_REDIS_URL", test)?;
+    let url = service_env("RAGPLANE_TEST_REDIS_URL", test)?;
     let cfg = ragplane_config::RedisConfig {
         url,
         key_prefix: format!("test-{}", uuid::Uuid::new_v4().simple()),
@@ -77,4 +78,53 @@ pub fn test_redis(test: &str) -> Option<crate::redis_conn::Redis> {
         Ok(r) => Some(r),
         Err(e) => panic!("{test}: bad RAGPLANE_TEST_REDIS_URL: {e}"),
     }
+}
+
+/// A new, empty database on the test PostgreSQL server (`RAGPLANE_TEST_POSTGRES_URL`), so
+/// that tests running at once never share tables. Returns its URL, or `None` to skip.
+pub async fn fresh_postgres_database(test: &str) -> anyhow::Result<Option<String>> {
+    use sqlx::Connection;
+    let Some(url) = service_env("RAGPLANE_TEST_POSTGRES_URL", test) else {
+        return Ok(None);
+    };
+    let name = format!("rp_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&url).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+    Ok(Some(format!("{base}/{name}")))
+}
+
+/// S3 settings for the test server (`RAGPLANE_TEST_S3_*`) with small multipart sizes, on a
+/// new empty bucket. Returns `None` to skip.
+pub async fn s3_test_config(test: &str) -> anyhow::Result<Option<ragplane_config::S3Config>> {
+    let Some(endpoint) = service_env("RAGPLANE_TEST_S3_ENDPOINT", test) else {
+        return Ok(None);
+    };
+    let var = |name: &str| {
+        std::env::var(name).map_err(|_| anyhow::anyhow!("{name} is not set (with {endpoint})"))
+    };
+    let bucket = format!("rp-test-{}", uuid::Uuid::new_v4().simple());
+    let mut cfg = ragplane_config::S3Config::new(bucket.clone());
+    cfg.endpoint = Some(endpoint.clone());
+    cfg.region = Some(var("RAGPLANE_TEST_S3_REGION")?);
+    cfg.access_key_id = Some(Secret::new(var("RAGPLANE_TEST_S3_ACCESS_KEY")?));
+    cfg.secret_access_key = Some(Secret::new(var("RAGPLANE_TEST_S3_SECRET_KEY")?));
+    cfg.multipart_threshold_bytes = ragplane_config::S3_MIN_PART_BYTES;
+    cfg.multipart_part_bytes = ragplane_config::S3_MIN_PART_BYTES;
+    crate::objects::s3::client(&cfg)
+        .await
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "failed to create bucket {bucket}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            )
+        })?;
+    Ok(Some(cfg))
 }

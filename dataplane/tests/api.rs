@@ -951,7 +951,7 @@ async fn a_key_over_its_rate_limit_gets_429_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_one_rate_limit_through_redis() {
-    let Some(url) = ragplane::testing::service_url("RAGPLANE_TEST_REDIS_URL", "shared rate limit")
+    let Some(url) = ragplane::testing::service_env("RAGPLANE_TEST_REDIS_URL", "shared rate limit")
     else {
         return;
     };

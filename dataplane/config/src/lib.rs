@@ -14,6 +14,7 @@ mod generation;
 mod ollama;
 mod redis;
 mod embed_server;
+mod scale_out;
 mod secret;
 mod validate;
 mod vectors;
@@ -29,6 +30,7 @@ pub use redis::{FailMode, JobQueueSettings, RateLimitBackend, RateLimitConfig, R
 pub use embed_server::{
     DeviceSelection, EmbedServerConfig, RemoteEmbedderConfig, DEFAULT_GPU_MAX_BATCH_TOKENS,
 };
+pub use scale_out::{PostgresConfig, S3Config, S3_MIN_PART_BYTES};
 pub use secret::Secret;
 pub use validate::{ConfigError, ValidationErrors};
 pub use vectors::{
@@ -166,9 +168,13 @@ pub enum MetadataConfig {
     /// SQLite file, embedded.
     Sqlite {
         /// Database file; defaults to `<data_dir>/metadata.db`.
-        #[serde(default)]
+        // Not serialised when absent, so that layering another backend over the defaults
+        // (figment) leaves no stray `path` key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         path: Option<PathBuf>,
     },
+    /// PostgreSQL, shared by every API and worker process.
+    Postgres(PostgresConfig),
 }
 
 impl Default for MetadataConfig {
@@ -184,9 +190,11 @@ pub enum ObjectStoreConfig {
     /// A local directory.
     Local {
         /// Root directory; defaults to `<data_dir>/objects`.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         dir: Option<PathBuf>,
     },
+    /// S3 or an S3-compatible server.
+    S3(S3Config),
 }
 
 impl Default for ObjectStoreConfig {
@@ -440,17 +448,21 @@ pub fn default_cache_root() -> PathBuf {
 }
 
 impl Config {
-    /// File of the SQLite metadata database.
+    /// File of the SQLite database: the metadata store when SQLite is selected, and the SQLite
+    /// queue (`<data_dir>/metadata.db` when the metadata lives elsewhere).
     pub fn sqlite_path(&self) -> PathBuf {
         match &self.metadata {
             MetadataConfig::Sqlite { path } => self.under_data_dir(path.as_deref(), "metadata.db"),
+            MetadataConfig::Postgres(_) => self.data_dir.join("metadata.db"),
         }
     }
 
-    /// Root of the local object store, when that backend is selected.
+    /// Root of the local object store, when that backend is selected (`<data_dir>/objects`
+    /// otherwise, unused).
     pub fn objects_dir(&self) -> PathBuf {
         match &self.objects {
             ObjectStoreConfig::Local { dir } => self.under_data_dir(dir.as_deref(), "objects"),
+            ObjectStoreConfig::S3(_) => self.data_dir.join("objects"),
         }
     }
 

@@ -1,6 +1,8 @@
 //! Validation of a parsed [`Config`]: every rule that serde's types cannot express.
 
-use crate::{Config, GenerationConfig, QueueConfig, RateLimitBackend};
+use crate::{
+    Config, GenerationConfig, MetadataConfig, ObjectStoreConfig, QueueConfig, RateLimitBackend,
+};
 
 /// One invalid setting: the dotted path of the field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,10 +19,11 @@ pub struct ConfigError {
 #[error("invalid configuration: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
 pub struct ValidationErrors(pub Vec<ConfigError>);
 
-struct Checker(Vec<ConfigError>);
+/// Collects violations; backends' settings add theirs through it.
+pub(crate) struct Checker(Vec<ConfigError>);
 
 impl Checker {
-    fn check(&mut self, ok: bool, field: &str, message: impl Into<String>) {
+    pub(crate) fn check(&mut self, ok: bool, field: &str, message: impl Into<String>) {
         if !ok {
             self.0.push(ConfigError {
                 field: field.into(),
@@ -220,6 +223,12 @@ impl Config {
         }
 
         c.0.extend(crate::embed_server::check(self));
+        if let MetadataConfig::Postgres(p) = &self.metadata {
+            p.check(&mut c);
+        }
+        if let ObjectStoreConfig::S3(s) = &self.objects {
+            s.check(&mut c);
+        }
 
         if c.0.is_empty() {
             Ok(())

@@ -261,6 +261,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(LogFormat::Text, "info");
             let config = load_config(&args)?;
             use crate::metadata::MetadataStore;
+            if let ragplane_config::MetadataConfig::Postgres(p) = &config.metadata {
+                crate::metadata::PostgresStore::connect(p)?
+                    .migrate()
+                    .await?;
+                println!("metadata database (PostgreSQL) is up to date");
+                return Ok(());
+            }
             let store = crate::metadata::SqliteStore::open(&config.sqlite_path()).await?;
             store.migrate().await?;
             println!(

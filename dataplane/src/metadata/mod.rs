@@ -1,11 +1,14 @@
 //! Metadata store: tenants, API keys, collections and documents behind the [`MetadataStore`]
-//! trait, with the SQLite implementation for the embedded data plane.
+//! trait, with the SQLite implementation for the embedded data plane and the PostgreSQL one
+//! for many processes sharing a database.
 
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Errors of a metadata backend.
@@ -14,6 +17,15 @@ pub enum MetadataError {
     /// The database failed.
     #[error("failed to {action}: {source}")]
     Database {
+        /// What was being done.
+        action: &'static str,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// The database cannot be reached (down, restarting, out of connections); retrying later
+    /// may succeed.
+    #[error("failed to {action}: the metadata database is unavailable: {source}")]
+    Unavailable {
         /// What was being done.
         action: &'static str,
         /// The driver's error.
@@ -35,9 +47,51 @@ pub enum MetadataError {
 /// Result alias for metadata operations.
 pub type Result<T, E = MetadataError> = std::result::Result<T, E>;
 
-/// Maps a driver error, naming the operation.
+/// Maps a driver error, naming the operation; connection failures become
+/// [`MetadataError::Unavailable`].
 pub(crate) fn db(action: &'static str) -> impl FnOnce(sqlx::Error) -> MetadataError {
-    move |source| MetadataError::Database { action, source }
+    move |source| {
+        if is_unavailable(&source) {
+            MetadataError::Unavailable { action, source }
+        } else {
+            MetadataError::Database { action, source }
+        }
+    }
+}
+
+/// Whether a driver error means the database could not be reached or is going away, rather
+/// than that the statement failed: pool timeouts, I/O and TLS errors, and PostgreSQL's
+/// connection-exception (08xxx), operator-intervention (57P0x: shutting down, starting up) and
+/// too-many-connections (53300) states.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            c.len() == 5 && (c.starts_with("08") || c.starts_with("57P") || c == "53300")
+        }),
+        _ => false,
+    }
+}
+
+/// Opens the metadata store the configuration selects and brings its schema up to date.
+/// `sqlite` is the embedded database, already open for the SQLite queue; it is the store when
+/// SQLite is selected.
+pub async fn open(
+    config: &ragplane_config::MetadataConfig,
+    sqlite: SqliteStore,
+) -> Result<std::sync::Arc<dyn MetadataStore>> {
+    let store: std::sync::Arc<dyn MetadataStore> = match config {
+        ragplane_config::MetadataConfig::Sqlite { .. } => std::sync::Arc::new(sqlite),
+        ragplane_config::MetadataConfig::Postgres(p) => {
+            std::sync::Arc::new(PostgresStore::connect(p)?)
+        }
+    };
+    store.migrate().await?;
+    Ok(store)
 }
 
 /// A tenant: the unit of isolation.

@@ -1,0 +1,582 @@
+//! PostgreSQL implementation of [`MetadataStore`], for many API and worker processes sharing
+//! one database.
+//!
+//! Writes, and reads that must see the caller's own writes (workers reading a document just
+//! queued, bootstrap, orphan detection), go to the primary. Listings and the reads on the search
+//! path go to the read replicas in turn; a lookup by key that a replica does not find is asked
+//! of the primary again, so a collection or key created a moment ago is never reported missing
+//! because of replication lag. A replica that fails with a connection error is skipped for
+//! `replica_retry_secs`, and when no replica is healthy the primary answers.
+//!
+//! Every pool connects lazily and checks a connection before lending it, so after PostgreSQL
+//! restarts the dead connections are dropped and new ones made: while the database is away,
+//! operations fail with [`MetadataError::Unavailable`] (HTTP 503 with Retry-After) and the
+//! process recovers on its own.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use ragplane_config::PostgresConfig;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{PgPool, Row};
+
+use super::{
+    db, is_unavailable, now_rfc3339, ApiKey, Collection, Document, DocumentStatus, MetadataError,
+    MetadataStore, NewDocument, Result, Tenant,
+};
+
+/// One read replica and until when it is skipped.
+struct Replica {
+    pool: PgPool,
+    /// Where it is, for logs (the URL without credentials).
+    host: String,
+    down_until: Mutex<Option<Instant>>,
+}
+
+impl Replica {
+    fn is_up(&self, now: Instant) -> bool {
+        self.down_until
+            .lock()
+            .map_or(true, |d| d.is_none_or(|until| now >= until))
+    }
+
+    fn mark_down(&self, retry: Duration, error: &sqlx::Error) {
+        if let Ok(mut d) = self.down_until.lock() {
+            *d = Some(Instant::now() + retry);
+        }
+        tracing::warn!(replica = %self.host, %error, retry_secs = retry.as_secs(),
+            "read replica failed; skipping it");
+    }
+}
+
+/// The PostgreSQL metadata store.
+pub struct PostgresStore {
+    primary: PgPool,
+    replicas: Vec<Replica>,
+    next_replica: AtomicUsize,
+    replica_retry: Duration,
+}
+
+/// Host, port and database of a URL, without user or password.
+fn describe(options: &PgConnectOptions) -> String {
+    format!(
+        "{}:{}/{}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("")
+    )
+}
+
+fn connect_options(url: &str, cfg: &PostgresConfig) -> Result<PgConnectOptions> {
+    let mut options = PgConnectOptions::from_str(url)
+        .map_err(db("parse the PostgreSQL URL"))?
+        .application_name("ragplane");
+    if cfg.statement_timeout_ms > 0 {
+        options = options.options([(
+            "statement_timeout",
+            format!("{}ms", cfg.statement_timeout_ms),
+        )]);
+    }
+    Ok(options)
+}
+
+impl PostgresStore {
+    /// Creates the pools. Nothing connects until the first query, so a database (or replica)
+    /// that is down at start delays nothing here; [`MetadataStore::migrate`] is the first use.
+    pub fn connect(cfg: &PostgresConfig) -> Result<Self> {
+        let primary = PgPoolOptions::new()
+            .max_connections(cfg.max_connections)
+            .min_connections(cfg.min_connections)
+            .acquire_timeout(Duration::from_millis(cfg.acquire_timeout_ms))
+            .idle_timeout(Duration::from_secs(cfg.idle_timeout_secs))
+            .test_before_acquire(true)
+            .connect_lazy_with(connect_options(cfg.url.expose(), cfg)?);
+        let replicas = cfg
+            .replica_urls
+            .iter()
+            .map(|url| {
+                let options = connect_options(url.expose(), cfg)?;
+                let host = describe(&options);
+                let pool = PgPoolOptions::new()
+                    .max_connections(cfg.replica_max_connections)
+                    .acquire_timeout(Duration::from_millis(cfg.replica_acquire_timeout_ms))
+                    .idle_timeout(Duration::from_secs(cfg.idle_timeout_secs))
+                    .test_before_acquire(true)
+                    .connect_lazy_with(options);
+                Ok(Replica {
+                    pool,
+                    host,
+                    down_until: Mutex::new(None),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            primary,
+            replicas,
+            next_replica: AtomicUsize::new(0),
+            replica_retry: Duration::from_secs(cfg.replica_retry_secs),
+        })
+    }
+
+    /// The primary's pool.
+    pub fn primary(&self) -> &PgPool {
+        &self.primary
+    }
+
+    /// Healthy replicas, starting from the next in turn.
+    fn replicas_in_turn(&self) -> impl Iterator<Item = &Replica> {
+        let n = self.replicas.len();
+        let start = if n == 0 {
+            0
+        } else {
+            self.next_replica.fetch_add(1, Ordering::Relaxed) % n
+        };
+        let now = Instant::now();
+        (0..n)
+            .map(move |i| &self.replicas[(start + i) % n])
+            .filter(move |r| r.is_up(now))
+    }
+
+    /// Runs a read on a healthy replica, moving on when one fails to answer, and on the
+    /// primary when none does.
+    async fn read<T, F, Fut>(&self, query: F) -> std::result::Result<T, sqlx::Error>
+    where
+        F: Fn(PgPool) -> Fut,
+        Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
+    {
+        for replica in self.replicas_in_turn() {
+            match query(replica.pool.clone()).await {
+                Err(e) if is_unavailable(&e) => replica.mark_down(self.replica_retry, &e),
+                other => return other,
+            }
+        }
+        query(self.primary.clone()).await
+    }
+
+    /// A lookup by key on a replica; a miss is asked of the primary again (read-your-writes
+    /// for anything just created).
+    async fn lookup<T, F, Fut>(&self, query: F) -> std::result::Result<Option<T>, sqlx::Error>
+    where
+        F: Fn(PgPool) -> Fut,
+        Fut: Future<Output = std::result::Result<Option<T>, sqlx::Error>>,
+    {
+        match self.read(&query).await? {
+            Some(v) => Ok(Some(v)),
+            None if !self.replicas.is_empty() => query(self.primary.clone()).await,
+            None => Ok(None),
+        }
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// A unique violation becomes `Conflict` naming what is taken; anything else a database error.
+fn conflict_or(
+    kind: &'static str,
+    name: impl Into<String>,
+    action: &'static str,
+) -> impl FnOnce(sqlx::Error) -> MetadataError {
+    let name = name.into();
+    move |e| match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            MetadataError::Conflict { kind, name }
+        }
+        _ => db(action)(e),
+    }
+}
+
+fn document_from_row(row: &PgRow) -> std::result::Result<Document, sqlx::Error> {
+    let metadata: Json<serde_json::Map<String, serde_json::Value>> = row.try_get("metadata")?;
+    let status: String = row.try_get("status")?;
+    Ok(Document {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        collection_id: row.try_get("collection_id")?,
+        title: row.try_get("title")?,
+        source: row.try_get("source")?,
+        content_type: row.try_get("content_type")?,
+        size_bytes: row.try_get("size_bytes")?,
+        sha256: row.try_get("sha256")?,
+        metadata: metadata.0,
+        object_key: row.try_get("object_key")?,
+        status: DocumentStatus::parse(&status),
+        error: row.try_get("error")?,
+        chunk_count: row.try_get("chunk_count")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn documents_from_rows(rows: &[PgRow]) -> Result<Vec<Document>> {
+    rows.iter()
+        .map(document_from_row)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(db("decode document"))
+}
+
+const COLLECTION_COLUMNS: &str = "id, tenant_id, name, description, dimension, version, created_at";
+
+#[async_trait]
+impl MetadataStore for PostgresStore {
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.primary)
+            .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.primary)
+            .await
+            .map_err(db("ping the database"))?;
+        Ok(())
+    }
+
+    async fn create_tenant(&self, name: &str) -> Result<Tenant> {
+        let t = Tenant {
+            id: new_id(),
+            name: name.to_string(),
+            created_at: now_rfc3339(),
+        };
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(&t.created_at)
+            .execute(&self.primary)
+            .await
+            .map_err(conflict_or("tenant", name, "create tenant"))?;
+        Ok(t)
+    }
+
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
+        sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.primary)
+            .await
+            .map_err(db("read tenant"))
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        self.read(|pool| async move {
+            sqlx::query_as("SELECT id, name, created_at FROM tenants ORDER BY name")
+                .fetch_all(&pool)
+                .await
+        })
+        .await
+        .map_err(db("list tenants"))
+    }
+
+    async fn create_api_key(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        key_hash: &str,
+        prefix: &str,
+        admin: bool,
+    ) -> Result<ApiKey> {
+        let k = ApiKey {
+            id: new_id(),
+            tenant_id: tenant_id.to_string(),
+            prefix: prefix.to_string(),
+            name: name.to_string(),
+            admin,
+        };
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, name, admin, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&k.id)
+        .bind(tenant_id)
+        .bind(key_hash)
+        .bind(prefix)
+        .bind(name)
+        .bind(admin)
+        .bind(now_rfc3339())
+        .execute(&self.primary)
+        .await
+        .map_err(conflict_or("api key", prefix, "create api key"))?;
+        Ok(k)
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>> {
+        self.lookup(|pool| async move {
+            sqlx::query_as(
+                "SELECT id, tenant_id, prefix, name, admin FROM api_keys \
+                 WHERE key_hash = $1 AND revoked_at IS NULL",
+            )
+            .bind(key_hash)
+            .fetch_optional(&pool)
+            .await
+        })
+        .await
+        .map_err(db("read api key"))
+    }
+
+    async fn count_admin_keys(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE admin AND revoked_at IS NULL")
+            .fetch_one(&self.primary)
+            .await
+            .map_err(db("count admin keys"))
+    }
+
+    async fn create_collection(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        description: &str,
+        dimension: i64,
+    ) -> Result<Collection> {
+        let c = Collection {
+            id: new_id(),
+            tenant_id: tenant_id.to_string(),
+            name: name.to_string(),
+            description: description.to_string(),
+            dimension,
+            version: 0,
+            created_at: now_rfc3339(),
+        };
+        sqlx::query(
+            "INSERT INTO collections (id, tenant_id, name, description, dimension, version, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6)",
+        )
+        .bind(&c.id)
+        .bind(tenant_id)
+        .bind(name)
+        .bind(description)
+        .bind(dimension)
+        .bind(&c.created_at)
+        .execute(&self.primary)
+        .await
+        .map_err(conflict_or("collection", name, "create collection"))?;
+        Ok(c)
+    }
+
+    async fn list_collections(&self, tenant_id: &str) -> Result<Vec<Collection>> {
+        let sql = format!(
+            "SELECT {COLLECTION_COLUMNS} FROM collections WHERE tenant_id = $1 ORDER BY name"
+        );
+        self.read(|pool| {
+            let sql = sql.clone();
+            async move { sqlx::query_as(&sql).bind(tenant_id).fetch_all(&pool).await }
+        })
+        .await
+        .map_err(db("list collections"))
+    }
+
+    async fn collection_by_name(&self, tenant_id: &str, name: &str) -> Result<Option<Collection>> {
+        let sql = format!(
+            "SELECT {COLLECTION_COLUMNS} FROM collections WHERE tenant_id = $1 AND name = $2"
+        );
+        self.lookup(|pool| {
+            let sql = sql.clone();
+            async move {
+                sqlx::query_as(&sql)
+                    .bind(tenant_id)
+                    .bind(name)
+                    .fetch_optional(&pool)
+                    .await
+            }
+        })
+        .await
+        .map_err(db("read collection"))
+    }
+
+    async fn collection_by_id(&self, id: &str) -> Result<Option<Collection>> {
+        sqlx::query_as(&format!(
+            "SELECT {COLLECTION_COLUMNS} FROM collections WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.primary)
+        .await
+        .map_err(db("read collection"))
+    }
+
+    async fn delete_collection(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM collections WHERE id = $1")
+            .bind(id)
+            .execute(&self.primary)
+            .await
+            .map_err(db("delete collection"))?;
+        Ok(())
+    }
+
+    async fn bump_collection_version(&self, id: &str) -> Result<i64> {
+        sqlx::query_scalar(
+            "UPDATE collections SET version = version + 1 WHERE id = $1 RETURNING version",
+        )
+        .bind(id)
+        .fetch_optional(&self.primary)
+        .await
+        .map_err(db("bump collection version"))
+        .map(Option::unwrap_or_default)
+    }
+
+    async fn insert_document(&self, d: NewDocument) -> Result<Document> {
+        let now = now_rfc3339();
+        sqlx::query(
+            "INSERT INTO documents (id, tenant_id, collection_id, title, source, content_type, size_bytes, \
+             sha256, metadata, object_key, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', $11, $12)",
+        )
+        .bind(&d.id)
+        .bind(&d.tenant_id)
+        .bind(&d.collection_id)
+        .bind(&d.title)
+        .bind(&d.source)
+        .bind(&d.content_type)
+        .bind(d.size_bytes)
+        .bind(&d.sha256)
+        .bind(Json(&d.metadata))
+        .bind(&d.object_key)
+        .bind(&now)
+        .bind(&now)
+        .execute(&self.primary)
+        .await
+        .map_err(conflict_or("document", d.id.clone(), "insert document"))?;
+        Ok(Document {
+            id: d.id,
+            tenant_id: d.tenant_id,
+            collection_id: d.collection_id,
+            title: d.title,
+            source: d.source,
+            content_type: d.content_type,
+            size_bytes: d.size_bytes,
+            sha256: d.sha256,
+            metadata: d.metadata,
+            object_key: d.object_key,
+            status: DocumentStatus::Queued,
+            error: None,
+            chunk_count: 0,
+            created_at: now.clone(),
+            updated_at: now,
+        })
+    }
+
+    async fn document(&self, id: &str) -> Result<Option<Document>> {
+        let row = sqlx::query("SELECT * FROM documents WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.primary)
+            .await
+            .map_err(db("read document"))?;
+        row.as_ref()
+            .map(document_from_row)
+            .transpose()
+            .map_err(db("decode document"))
+    }
+
+    async fn list_documents(
+        &self,
+        collection_id: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Document>> {
+        let after = after.unwrap_or("");
+        let rows = self
+            .read(|pool| async move {
+                sqlx::query(
+                    "SELECT * FROM documents WHERE collection_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                )
+                .bind(collection_id)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&pool)
+                .await
+            })
+            .await
+            .map_err(db("list documents"))?;
+        documents_from_rows(&rows)
+    }
+
+    async fn set_document_status(
+        &self,
+        id: &str,
+        status: DocumentStatus,
+        error: Option<&str>,
+        chunks: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE documents SET status = $1, error = $2, chunk_count = $3, updated_at = $4 WHERE id = $5",
+        )
+        .bind(status.as_str())
+        .bind(error)
+        .bind(chunks)
+        .bind(now_rfc3339())
+        .bind(id)
+        .execute(&self.primary)
+        .await
+        .map_err(db("update document status"))?;
+        Ok(())
+    }
+
+    async fn delete_document(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM documents WHERE id = $1")
+            .bind(id)
+            .execute(&self.primary)
+            .await
+            .map_err(db("delete document"))?;
+        Ok(())
+    }
+
+    async fn documents_matching(
+        &self,
+        collection_id: &str,
+        filter: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Vec<String>> {
+        // Non-null values must all be contained (one indexed `@>` test; `{}` matches every
+        // document); a null value matches a missing key as well as an explicit null, as in the
+        // SQLite store.
+        let mut sql =
+            String::from("SELECT id FROM documents WHERE collection_id = $1 AND metadata @> $2");
+        let contained: serde_json::Map<_, _> = filter
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let nulls: Vec<&String> = filter
+            .iter()
+            .filter(|(_, v)| v.is_null())
+            .map(|(k, _)| k)
+            .collect();
+        for i in 0..nulls.len() {
+            let p = i + 3;
+            sql.push_str(&format!(
+                " AND (metadata -> ${p} IS NULL OR metadata -> ${p} = 'null'::jsonb)"
+            ));
+        }
+        sql.push_str(" ORDER BY id");
+        let contained = Json(contained);
+        self.read(|pool| {
+            let sql = sql.clone();
+            let contained = &contained;
+            let nulls = &nulls;
+            async move {
+                let mut q = sqlx::query_scalar(&sql).bind(collection_id).bind(contained);
+                for k in nulls {
+                    q = q.bind(*k);
+                }
+                q.fetch_all(&pool).await
+            }
+        })
+        .await
+        .map_err(db("filter documents by metadata"))
+    }
+
+    async fn orphaned_documents(&self) -> Result<Vec<Document>> {
+        let rows = sqlx::query(
+            "SELECT * FROM documents d WHERE d.status IN ('queued', 'processing') AND NOT EXISTS \
+             (SELECT 1 FROM jobs j WHERE j.document_id = d.id AND j.status IN ('queued', 'running'))",
+        )
+        .fetch_all(&self.primary)
+        .await
+        .map_err(db("find orphaned documents"))?;
+        documents_from_rows(&rows)
+    }
+}

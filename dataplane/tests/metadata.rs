@@ -1,0 +1,340 @@
+//! The metadata store's behaviour, one test body run against every backend: SQLite (always)
+//! and PostgreSQL (when `RAGPLANE_TEST_POSTGRES_URL` names a server; see
+//! scripts/services/postgres.sh). Then the PostgreSQL store's read replicas.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on the first unexpected error.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ragplane::metadata::{
+    DocumentStatus, MetadataError, MetadataStore, NewDocument, PostgresStore, SqliteStore,
+};
+use ragplane::testing::fresh_postgres_database;
+use ragplane_config::{PostgresConfig, Secret};
+use serde_json::json;
+
+fn new_doc(tenant: &str, collection: &str, id: &str, metadata: serde_json::Value) -> NewDocument {
+    NewDocument {
+        id: id.to_string(),
+        tenant_id: tenant.to_string(),
+        collection_id: collection.to_string(),
+        title: format!("title {id}"),
+        source: Some(format!("{id}.md")),
+        content_type: "text/markdown".into(),
+        size_bytes: 42,
+        sha256: "ab".repeat(32),
+        metadata: metadata.as_object().cloned().unwrap_or_default(),
+        object_key: format!("{tenant}/{collection}/{id}"),
+    }
+}
+
+/// Everything the data plane relies on from a metadata store.
+async fn suite(s: &dyn MetadataStore) {
+    s.ping().await.unwrap();
+
+    // Tenants: unique names, listed by name.
+    let beta = s.create_tenant("beta").await.unwrap();
+    let alpha = s.create_tenant("alpha").await.unwrap();
+    assert!(matches!(
+        s.create_tenant("alpha").await,
+        Err(MetadataError::Conflict { kind: "tenant", .. })
+    ));
+    assert_eq!(s.tenant_by_name("beta").await.unwrap(), Some(beta.clone()));
+    assert_eq!(s.tenant_by_name("gamma").await.unwrap(), None);
+    let names: Vec<_> = s
+        .list_tenants()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["alpha", "beta"]);
+
+    // Keys: found by hash, admin keys counted.
+    assert_eq!(s.count_admin_keys().await.unwrap(), 0);
+    let k = s
+        .create_api_key(&alpha.id, "ci", "hash-1", "rp_abcdefg", true)
+        .await
+        .unwrap();
+    s.create_api_key(&beta.id, "reader", "hash-2", "rp_zzzzzzz", false)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_api_key(&beta.id, "dup", "hash-2", "rp_dup", false)
+            .await,
+        Err(MetadataError::Conflict { .. })
+    ));
+    assert_eq!(s.api_key_by_hash("hash-1").await.unwrap(), Some(k));
+    assert!(!s.api_key_by_hash("hash-2").await.unwrap().unwrap().admin);
+    assert_eq!(s.api_key_by_hash("nope").await.unwrap(), None);
+    assert_eq!(s.count_admin_keys().await.unwrap(), 1);
+
+    // Collections: unique per tenant, versioned, found by name and id.
+    let docs = s
+        .create_collection(&alpha.id, "docs", "handbook", 384)
+        .await
+        .unwrap();
+    s.create_collection(&alpha.id, "archive", "", 384)
+        .await
+        .unwrap();
+    s.create_collection(&beta.id, "docs", "", 384)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_collection(&alpha.id, "docs", "", 384).await,
+        Err(MetadataError::Conflict {
+            kind: "collection",
+            ..
+        })
+    ));
+    let listed: Vec<_> = s
+        .list_collections(&alpha.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(listed, ["archive", "docs"]);
+    assert_eq!(
+        s.collection_by_name(&alpha.id, "docs").await.unwrap(),
+        Some(docs.clone())
+    );
+    assert_eq!(
+        s.collection_by_id(&docs.id).await.unwrap(),
+        Some(docs.clone())
+    );
+    assert_eq!(s.collection_by_name(&alpha.id, "nope").await.unwrap(), None);
+    assert_eq!(s.bump_collection_version(&docs.id).await.unwrap(), 1);
+    assert_eq!(s.bump_collection_version(&docs.id).await.unwrap(), 2);
+    assert_eq!(
+        s.collection_by_id(&docs.id).await.unwrap().unwrap().version,
+        2
+    );
+    assert_eq!(s.bump_collection_version("missing").await.unwrap(), 0);
+
+    // Documents: inserted queued, listed by id with a cursor, status updates kept.
+    let ids: Vec<String> = (0..5).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let metas = [
+        json!({"lang": "en", "year": 2024, "draft": false}),
+        json!({"lang": "en", "year": 2023}),
+        json!({"lang": "de", "year": 2024, "draft": null}),
+        json!({}),
+        json!({"lang": "en", "year": 2024, "team": "ops \"sre\""}),
+    ];
+    for (id, m) in ids.iter().zip(&metas) {
+        let d = s
+            .insert_document(new_doc(&alpha.id, &docs.id, id, m.clone()))
+            .await
+            .unwrap();
+        assert_eq!(d.status, DocumentStatus::Queued);
+        assert_eq!(&serde_json::Value::Object(d.metadata), m);
+    }
+    assert!(matches!(
+        s.insert_document(new_doc(&alpha.id, &docs.id, &ids[0], json!({})))
+            .await,
+        Err(MetadataError::Conflict { .. })
+    ));
+    let got = s.document(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(got.title, format!("title {}", ids[0]));
+    assert_eq!(
+        got.source.as_deref(),
+        Some(format!("{}.md", ids[0]).as_str())
+    );
+    assert_eq!(got.metadata, metas[0].as_object().unwrap().clone());
+    assert_eq!(got.size_bytes, 42);
+    assert_eq!(s.document("missing").await.unwrap(), None);
+
+    let page1 = s.list_documents(&docs.id, None, 2).await.unwrap();
+    let page2 = s
+        .list_documents(&docs.id, Some(&page1[1].id), 2)
+        .await
+        .unwrap();
+    let page3 = s
+        .list_documents(&docs.id, Some(&page2[1].id), 2)
+        .await
+        .unwrap();
+    let paged: Vec<_> = page1
+        .iter()
+        .chain(&page2)
+        .chain(&page3)
+        .map(|d| d.id.clone())
+        .collect();
+    assert_eq!(paged, ids, "documents are listed in id order");
+
+    s.set_document_status(&ids[1], DocumentStatus::Indexed, None, 7)
+        .await
+        .unwrap();
+    s.set_document_status(&ids[2], DocumentStatus::Failed, Some("bad pdf"), 0)
+        .await
+        .unwrap();
+    let d1 = s.document(&ids[1]).await.unwrap().unwrap();
+    assert_eq!((d1.status, d1.chunk_count), (DocumentStatus::Indexed, 7));
+    let d2 = s.document(&ids[2]).await.unwrap().unwrap();
+    assert_eq!(d2.status, DocumentStatus::Failed);
+    assert_eq!(d2.error.as_deref(), Some("bad pdf"));
+
+    // Metadata filters: every pair must match; null matches a missing key too.
+    let matching = |f: serde_json::Value| {
+        let f = f.as_object().cloned().unwrap();
+        let c = docs.id.clone();
+        async move {
+            let mut m = s.documents_matching(&c, &f).await.unwrap();
+            m.sort();
+            m
+        }
+    };
+    let pick = |idx: &[usize]| idx.iter().map(|&i| ids[i].clone()).collect::<Vec<_>>();
+    assert_eq!(matching(json!({"lang": "en"})).await, pick(&[0, 1, 4]));
+    assert_eq!(
+        matching(json!({"lang": "en", "year": 2024})).await,
+        pick(&[0, 4])
+    );
+    assert_eq!(matching(json!({"draft": false})).await, pick(&[0]));
+    assert_eq!(matching(json!({"team": "ops \"sre\""})).await, pick(&[4]));
+    assert_eq!(matching(json!({"draft": null})).await, pick(&[1, 2, 3, 4]));
+    assert_eq!(matching(json!({"lang": "fr"})).await, pick(&[]));
+    assert_eq!(matching(json!({})).await, pick(&[0, 1, 2, 3, 4]));
+
+    // Orphans: queued or processing with no live job.
+    let mut orphans: Vec<_> = s
+        .orphaned_documents()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    orphans.sort();
+    assert_eq!(orphans, pick(&[0, 3, 4]));
+
+    // Deleting a document, then a collection with its documents.
+    s.delete_document(&ids[3]).await.unwrap();
+    assert_eq!(s.document(&ids[3]).await.unwrap(), None);
+    s.delete_collection(&docs.id).await.unwrap();
+    assert_eq!(s.collection_by_id(&docs.id).await.unwrap(), None);
+    assert_eq!(s.document(&ids[0]).await.unwrap(), None);
+    assert_eq!(s.list_collections(&alpha.id).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("m.db")).await.unwrap();
+    s.migrate().await.unwrap();
+    s.migrate().await.unwrap();
+    suite(&s).await;
+}
+
+async fn postgres(test: &str) -> Option<(String, PostgresStore)> {
+    let url = fresh_postgres_database(test).await.unwrap()?;
+    let s = PostgresStore::connect(&PostgresConfig::new(url.clone())).unwrap();
+    s.migrate().await.unwrap();
+    Some((url, s))
+}
+
+#[tokio::test]
+async fn postgres_store() {
+    let Some((_, s)) = postgres("postgres_store").await else {
+        return;
+    };
+    s.migrate().await.unwrap();
+    suite(&s).await;
+}
+
+/// A TCP port that accepts connections and never answers, counting them: a replica that hangs.
+async fn silent_server() -> (u16, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    (port, accepted)
+}
+
+#[tokio::test]
+async fn postgres_reads_go_to_replicas_and_skip_one_that_is_down() {
+    let Some((primary_url, _)) = postgres("postgres_replicas (primary)").await else {
+        return;
+    };
+    // A separate database stands in for a replica, so that where a read went can be seen.
+    let Some((replica_url, replica)) = postgres("postgres_replicas (replica)").await else {
+        return;
+    };
+    replica.create_tenant("only-on-the-replica").await.unwrap();
+    let (hung_port, attempts) = silent_server().await;
+
+    let mut cfg = PostgresConfig::new(primary_url);
+    cfg.replica_urls = vec![
+        Secret::new(format!(
+            "postgres://postgres@127.0.0.1:{hung_port}/postgres"
+        )),
+        Secret::new("postgres://postgres@127.0.0.1:1/postgres"), // refused
+        Secret::new(replica_url),
+    ];
+    cfg.replica_acquire_timeout_ms = 300;
+    cfg.replica_retry_secs = 2;
+    let s = PostgresStore::connect(&cfg).unwrap();
+    let t = s.create_tenant("written-to-the-primary").await.unwrap();
+
+    // Every read succeeds on the live replica whichever replica is first in turn.
+    for _ in 0..6 {
+        let names: Vec<_> = s
+            .list_tenants()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(
+            names,
+            ["only-on-the-replica"],
+            "listings are served by the replica"
+        );
+    }
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        1,
+        "a replica that is down is skipped"
+    );
+
+    // A key lookup the replica misses is asked of the primary: no lag-induced 404s.
+    s.create_collection(&t.id, "fresh", "", 384).await.unwrap();
+    assert!(s
+        .collection_by_name(&t.id, "fresh")
+        .await
+        .unwrap()
+        .is_some());
+
+    // After the retry interval the replica is tried again.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for _ in 0..3 {
+        s.list_tenants().await.unwrap();
+    }
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        2,
+        "a skipped replica is retried later"
+    );
+}
+
+#[tokio::test]
+async fn postgres_down_is_unavailable_not_internal() {
+    // Nothing listens on port 1: the error must say "unavailable" (HTTP 503), not 500.
+    let mut cfg = PostgresConfig::new("postgres://postgres@127.0.0.1:1/postgres");
+    cfg.acquire_timeout_ms = 500;
+    let s = PostgresStore::connect(&cfg).unwrap();
+    let err = s.list_tenants().await.unwrap_err();
+    assert!(matches!(err, MetadataError::Unavailable { .. }), "{err:?}");
+    let e = ragplane::error::Error::from(err);
+    assert!(
+        matches!(e, ragplane::error::Error::Unavailable { .. }),
+        "{e:?}"
+    );
+}

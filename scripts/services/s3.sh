@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# An S3-compatible server that checks request signatures, on 127.0.0.1:19000 for the tests:
+# s3s-fs 0.14.1 (newer releases need a newer rustc), built once with cargo into
+# $RAGPLANE_TESTBIN/s3s-fs-0.14.1 (about 6-8 minutes cold on 2 cores). Buckets are directories
+# under its data directory; `ragplane-test` is created empty. Records RAGPLANE_TEST_S3_*.
+#   start | stop
+source "$(dirname "$0")/lib.sh"
+
+VERSION=0.14.1
+ROOT=$RAGPLANE_TESTBIN/s3s-fs-$VERSION
+BIN=$ROOT/bin/s3s-fs
+PORT=${RAGPLANE_S3_PORT:-19000}
+DIR=$RAGPLANE_SVC_DIR/s3
+ACCESS_KEY=ragplanetest
+SECRET_KEY=ragplanetestsecret0000
+
+case "${1:-}" in
+  start)
+    if [ ! -x "$BIN" ]; then
+      echo "building s3s-fs $VERSION (cached in $ROOT)"
+      cargo install --locked s3s-fs --version "$VERSION" --features binary --root "$ROOT"
+    fi
+    svc_kill s3
+    svc_port_free "$PORT" || { echo "FAIL: port $PORT is taken"; exit 1; }
+    rm -rf "$DIR"; mkdir -p "$DIR/data/ragplane-test"
+    svc_bg s3 "$BIN" --host 127.0.0.1 --port "$PORT" --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" "$DIR/data"
+    svc_wait s3 30 curl -s -o /dev/null "http://127.0.0.1:$PORT/"
+    svc_env RAGPLANE_TEST_S3_ENDPOINT "http://127.0.0.1:$PORT"
+    svc_env RAGPLANE_TEST_S3_REGION us-east-1
+    svc_env RAGPLANE_TEST_S3_BUCKET ragplane-test
+    svc_env RAGPLANE_TEST_S3_ACCESS_KEY "$ACCESS_KEY"
+    svc_env RAGPLANE_TEST_S3_SECRET_KEY "$SECRET_KEY"
+    ;;
+  stop) svc_kill s3 ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
