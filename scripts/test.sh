@@ -22,7 +22,7 @@ HELM=$(bash e2e/testcluster/build-helm.sh | tail -n 1)
 export HELM
 
 step "test services on 127.0.0.1 (installed once, then started fresh)"
-SERVICES="redis prometheus llm"
+SERVICES="postgres redis s3 prometheus llm"
 export RAGPLANE_SVC_DIR="$PWD/target/services"
 rm -f "$RAGPLANE_SVC_DIR/env.sh"
 stop_services() { for s in $SERVICES; do bash "scripts/services/$s.sh" stop || true; done; }
@@ -39,14 +39,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "build"
 cargo build --workspace --locked --bins
-
-step "test services: PostgreSQL 15, S3 (s3s-fs)"
-export RAGPLANE_SVC_DIR=${RAGPLANE_SVC_DIR:-$PWD/target/services}
-trap 'bash scripts/services/postgres.sh stop; bash scripts/services/s3.sh stop' EXIT
-bash scripts/services/postgres.sh start
-bash scripts/services/s3.sh start
-source "$RAGPLANE_SVC_DIR/env.sh"
-export RAGPLANE_REQUIRE_SERVICES=1
 
 step "tests"
 # Tests that need the model, the API server, helm or a test service fail instead of skipping when it is missing.

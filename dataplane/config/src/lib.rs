@@ -10,10 +10,10 @@
 
 #![forbid(unsafe_code)]
 
+mod embed_server;
 mod generation;
 mod ollama;
 mod redis;
-mod embed_server;
 mod scale_out;
 mod secret;
 mod validate;
@@ -24,12 +24,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use generation::GenerationPoolConfig;
-pub use ollama::OllamaEmbeddingConfig;
-pub use redis::{FailMode, JobQueueSettings, RateLimitBackend, RateLimitConfig, RedisConfig};
 pub use embed_server::{
     DeviceSelection, EmbedServerConfig, RemoteEmbedderConfig, DEFAULT_GPU_MAX_BATCH_TOKENS,
 };
+pub use generation::GenerationPoolConfig;
+pub use ollama::OllamaEmbeddingConfig;
+pub use redis::{FailMode, JobQueueSettings, RateLimitBackend, RateLimitConfig, RedisConfig};
 pub use scale_out::{PostgresConfig, S3Config, S3_MIN_PART_BYTES};
 pub use secret::Secret;
 pub use validate::{ConfigError, ValidationErrors};

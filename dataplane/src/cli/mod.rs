@@ -152,21 +152,90 @@ pub struct SearchArgs {
 
 /// Loads the layered configuration.
 pub fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
-    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    let mut user = Figment::new();
     if let Some(path) = &args.config {
         anyhow::ensure!(
             path.exists(),
             "configuration file {} does not exist",
             path.display()
         );
-        fig = fig.merge(Toml::file(path));
+        user = user.merge(Toml::file(path));
     }
-    fig = fig.merge(Env::prefixed("RAGPLANE__").split("__"));
-    let mut config: Config = fig.extract().context("failed to read the configuration")?;
+    user = user.merge(Env::prefixed("RAGPLANE__").split("__"));
+    let mut config: Config = Figment::from(Serialized::defaults(defaults_under(&user)?))
+        .merge(user)
+        .extract()
+        .context("failed to read the configuration")?;
     if let Some(dir) = &args.data_dir {
         config.data_dir.clone_from(dir);
     }
     Ok(config)
+}
+
+/// Sections that select a backend by a tag, and the tag's name.
+const TAGGED_SECTIONS: &[(&str, &str)] = &[
+    ("metadata", "backend"),
+    ("objects", "backend"),
+    ("vectors", "backend"),
+    ("queue", "backend"),
+    ("generation", "provider"),
+];
+
+/// The built-in defaults as the bottom layer, without the default backend's settings for every
+/// section in which `user` selects a backend: those belong to the default backend only, and
+/// would be unknown fields of the chosen one.
+fn defaults_under(user: &Figment) -> anyhow::Result<serde_json::Value> {
+    let mut defaults = serde_json::to_value(Config::default())?;
+    if let Some(sections) = defaults.as_object_mut() {
+        for (section, tag) in TAGGED_SECTIONS {
+            if user.find_value(&format!("{section}.{tag}")).is_ok() {
+                sections.remove(*section);
+            }
+        }
+    }
+    Ok(defaults)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, toml)?;
+        let args = ConfigArgs {
+            config: Some(path),
+            data_dir: None,
+        };
+        load_config(&args)
+    }
+
+    #[test]
+    fn choosing_a_backend_drops_the_default_backends_settings() {
+        let c = load(
+            "[vectors]\nbackend = \"qdrant\"\nurl = \"http://q:6334\"\n\n[queue]\nbackend = \"redis\"\n\n[redis]\nurl = \"redis://r:6379\"\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            c.vectors,
+            ragplane_config::VectorIndexConfig::Qdrant(_)
+        ));
+        assert!(matches!(c.queue, ragplane_config::QueueConfig::Redis(_)));
+        assert_eq!(
+            c.queue.settings().max_attempts,
+            5,
+            "the chosen backend's own defaults"
+        );
+    }
+
+    #[test]
+    fn a_setting_of_the_default_backend_keeps_its_other_defaults() {
+        let c = load("[queue]\nmax_attempts = 9\n").unwrap();
+        assert!(matches!(c.queue, ragplane_config::QueueConfig::Sqlite(_)));
+        assert_eq!(c.queue.settings().max_attempts, 9);
+        assert_eq!(c.queue.settings().visibility_timeout_secs, 300);
+    }
 }
 
 impl ServeArgs {
