@@ -196,48 +196,6 @@ fn defaults_under(user: &Figment) -> anyhow::Result<serde_json::Value> {
     Ok(defaults)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load(toml: &str) -> anyhow::Result<Config> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, toml)?;
-        let args = ConfigArgs {
-            config: Some(path),
-            data_dir: None,
-        };
-        load_config(&args)
-    }
-
-    #[test]
-    fn choosing_a_backend_drops_the_default_backends_settings() {
-        let c = load(
-            "[vectors]\nbackend = \"qdrant\"\nurl = \"http://q:6334\"\n\n[queue]\nbackend = \"redis\"\n\n[redis]\nurl = \"redis://r:6379\"\n",
-        )
-        .unwrap();
-        assert!(matches!(
-            c.vectors,
-            ragplane_config::VectorIndexConfig::Qdrant(_)
-        ));
-        assert!(matches!(c.queue, ragplane_config::QueueConfig::Redis(_)));
-        assert_eq!(
-            c.queue.settings().max_attempts,
-            5,
-            "the chosen backend's own defaults"
-        );
-    }
-
-    #[test]
-    fn a_setting_of_the_default_backend_keeps_its_other_defaults() {
-        let c = load("[queue]\nmax_attempts = 9\n").unwrap();
-        assert!(matches!(c.queue, ragplane_config::QueueConfig::Sqlite(_)));
-        assert_eq!(c.queue.settings().max_attempts, 9);
-        assert_eq!(c.queue.settings().visibility_timeout_secs, 300);
-    }
-}
-
 impl ServeArgs {
     /// The configuration with this command's flags applied.
     pub fn into_config(self) -> anyhow::Result<Config> {
@@ -354,5 +312,47 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(config.telemetry.log_format, &config.telemetry.log_filter);
             crate::embed_server::run(config).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, toml)?;
+        let args = ConfigArgs {
+            config: Some(path),
+            data_dir: None,
+        };
+        load_config(&args)
+    }
+
+    #[test]
+    fn choosing_a_backend_drops_the_default_backends_settings() {
+        let c = load(
+            "[vectors]\nbackend = \"qdrant\"\nurl = \"http://q:6334\"\n\n[queue]\nbackend = \"redis\"\n\n[redis]\nurl = \"redis://r:6379\"\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            c.vectors,
+            ragplane_config::VectorIndexConfig::Qdrant(_)
+        ));
+        assert!(matches!(c.queue, ragplane_config::QueueConfig::Redis(_)));
+        assert_eq!(
+            c.queue.settings().max_attempts,
+            5,
+            "the chosen backend's own defaults"
+        );
+    }
+
+    #[test]
+    fn a_setting_of_the_default_backend_keeps_its_other_defaults() {
+        let c = load("[queue]\nmax_attempts = 9\n").unwrap();
+        assert!(matches!(c.queue, ragplane_config::QueueConfig::Sqlite(_)));
+        assert_eq!(c.queue.settings().max_attempts, 9);
+        assert_eq!(c.queue.settings().visibility_timeout_secs, 300);
     }
 }
