@@ -1,5 +1,6 @@
 //! The RagCluster controller: dereference → validate → build → apply → status.
 
+pub mod backends;
 pub mod build;
 pub mod status;
 pub mod validate;

@@ -87,6 +87,8 @@ pub struct ValidatedCluster {
     pub config_toml: String,
     /// Secret holding the admin key, if any.
     pub admin_key: Option<SecretKeyRef>,
+    /// Secret-fed environment variables of every data-plane pod (backend URLs, keys).
+    pub secret_env: Vec<super::backends::SecretEnv>,
 }
 
 /// A Deployment-backed component.
@@ -304,11 +306,12 @@ pub fn validate(
     }
     // With dedicated worker pools the API pods only serve HTTP.
     config.workers.enabled = workers.is_empty();
+    let secret_env = super::backends::apply_backends(spec, &name, &qdrant, &mut config)
+        .map_err(ValidationError::Render)?;
     config
         .validate()
         .map_err(|e| ValidationError::Render(e.to_string()))?;
-    let config_toml =
-        toml::to_string(&config).map_err(|e| ValidationError::Render(e.to_string()))?;
+    let config_toml = super::backends::strip_secrets(&config).map_err(ValidationError::Render)?;
 
     Ok(ValidatedCluster {
         name,
@@ -325,6 +328,7 @@ pub fn validate(
         config,
         config_toml,
         admin_key: spec.admin_key_secret_ref.clone(),
+        secret_env,
     })
 }
 

@@ -188,6 +188,7 @@ pub(crate) fn data_plane_pod(
     if let Some(key) = &c.admin_key {
         env_vars.push(secret_env("RAGPLANE_ADMIN_KEY", key));
     }
+    env_vars.extend(c.secret_env.iter().map(|e| secret_env(&e.name, &e.from)));
     env_vars.extend(extra_env);
     let probe = |path: &str, period: i32| Probe {
         http_get: Some(HTTPGetAction {

@@ -7,7 +7,9 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use crate::labels;
-use crate::rag_cluster::validate::{ValidatedCluster, WorkerPool};
+use crate::rag_cluster::validate::{
+    ValidatedCluster, WorkerPool, CONFIG_DIR, CONFIG_FILE, DRAIN_MARGIN_SECONDS,
+};
 
 /// Name of the Deployment of pool `pool` in cluster `cluster`.
 pub fn worker_name(cluster: &str, pool: &str) -> String {
@@ -25,13 +27,30 @@ pub fn build_worker_deployment(c: &ValidatedCluster, w: &WorkerPool) -> Deployme
     if let Some(n) = w.concurrency {
         extra.push(super::env("RAGPLANE__WORKERS__CONCURRENCY", n.to_string()));
     }
+    // The pool's grace period covers its longest job; the process drains within it.
+    extra.push(super::env(
+        "RAGPLANE__SERVER__SHUTDOWN_GRACE_SECS",
+        (w.termination_grace_seconds - DRAIN_MARGIN_SECONDS)
+            .max(1)
+            .to_string(),
+    ));
     let node_selector = (!w.node_selector.is_empty()).then(|| w.node_selector.clone());
     let mut pod = super::data_plane_pod(c, extra, w.component.resources.clone(), node_selector);
     pod.termination_grace_period_seconds = Some(w.termination_grace_seconds);
+    // `ragplane worker` takes jobs from the pool's queues only, and on SIGTERM stops claiming
+    // and finishes the jobs it holds.
+    if let Some(container) = pod.containers.first_mut() {
+        container.args = Some(vec![
+            "worker".into(),
+            "--config".into(),
+            format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+            "--queues".into(),
+            w.queues.join(","),
+        ]);
+    }
 
     let mut meta = super::meta(c, worker_name(&c.name, &w.name), "worker");
     meta.labels = Some(object_labels.clone());
-    // The data plane does not yet route queues to pools; the list is recorded for when it does.
     meta.annotations = Some(BTreeMap::from([(
         "ragplane.dev/queues".to_owned(),
         w.queues.join(","),
