@@ -59,6 +59,27 @@ pub(crate) fn db(action: &'static str) -> impl FnOnce(sqlx::Error) -> MetadataEr
     }
 }
 
+/// A new time-ordered id.
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Maps a unique-constraint violation to `Conflict` naming what is taken, anything else to a
+/// database error naming the action.
+pub(crate) fn conflict_or(
+    kind: &'static str,
+    name: impl Into<String>,
+    action: &'static str,
+) -> impl FnOnce(sqlx::Error) -> MetadataError {
+    let name = name.into();
+    move |e| match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            MetadataError::Conflict { kind, name }
+        }
+        _ => db(action)(e),
+    }
+}
+
 /// Whether a driver error means the database could not be reached or is going away, rather
 /// than that the statement failed: pool timeouts, I/O and TLS errors, and PostgreSQL's
 /// connection-exception (08xxx), operator-intervention (57P0x: shutting down, starting up) and
@@ -236,6 +257,29 @@ pub struct NewDocument {
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// Object store key.
     pub object_key: String,
+}
+
+impl NewDocument {
+    /// The document as stored at `now`: queued, with no chunks yet.
+    pub fn into_queued(self, now: String) -> Document {
+        Document {
+            id: self.id,
+            tenant_id: self.tenant_id,
+            collection_id: self.collection_id,
+            title: self.title,
+            source: self.source,
+            content_type: self.content_type,
+            size_bytes: self.size_bytes,
+            sha256: self.sha256,
+            metadata: self.metadata,
+            object_key: self.object_key,
+            status: DocumentStatus::Queued,
+            error: None,
+            chunk_count: 0,
+            created_at: now.clone(),
+            updated_at: now,
+        }
+    }
 }
 
 /// Stores tenants, keys, collections and documents.

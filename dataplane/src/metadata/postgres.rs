@@ -26,8 +26,8 @@ use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 
 use super::{
-    db, is_unavailable, now_rfc3339, ApiKey, Collection, Document, DocumentStatus, MetadataError,
-    MetadataStore, NewDocument, Result, Tenant,
+    conflict_or, db, is_unavailable, new_id, now_rfc3339, ApiKey, Collection, Document,
+    DocumentStatus, MetadataStore, NewDocument, Result, Tenant,
 };
 
 /// One read replica and until when it is skipped.
@@ -170,25 +170,6 @@ impl PostgresStore {
             None if !self.replicas.is_empty() => query(self.primary.clone()).await,
             None => Ok(None),
         }
-    }
-}
-
-fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
-
-/// A unique violation becomes `Conflict` naming what is taken; anything else a database error.
-fn conflict_or(
-    kind: &'static str,
-    name: impl Into<String>,
-    action: &'static str,
-) -> impl FnOnce(sqlx::Error) -> MetadataError {
-    let name = name.into();
-    move |e| match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            MetadataError::Conflict { kind, name }
-        }
-        _ => db(action)(e),
     }
 }
 
@@ -441,23 +422,7 @@ impl MetadataStore for PostgresStore {
         .execute(&self.primary)
         .await
         .map_err(conflict_or("document", d.id.clone(), "insert document"))?;
-        Ok(Document {
-            id: d.id,
-            tenant_id: d.tenant_id,
-            collection_id: d.collection_id,
-            title: d.title,
-            source: d.source,
-            content_type: d.content_type,
-            size_bytes: d.size_bytes,
-            sha256: d.sha256,
-            metadata: d.metadata,
-            object_key: d.object_key,
-            status: DocumentStatus::Queued,
-            error: None,
-            chunk_count: 0,
-            created_at: now.clone(),
-            updated_at: now,
-        })
+        Ok(d.into_queued(now))
     }
 
     async fn document(&self, id: &str) -> Result<Option<Document>> {

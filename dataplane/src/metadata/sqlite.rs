@@ -9,8 +9,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    db, now_rfc3339, ApiKey, Collection, Document, DocumentStatus, MetadataError, MetadataStore,
-    NewDocument, Result, Tenant,
+    conflict_or, db, new_id, now_rfc3339, ApiKey, Collection, Document, DocumentStatus,
+    MetadataStore, NewDocument, Result, Tenant,
 };
 
 /// The embedded metadata store.
@@ -46,26 +46,6 @@ impl SqliteStore {
     /// The connection pool, shared with the SQLite queue.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
-    }
-}
-
-fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
-
-/// Maps a unique-constraint violation to `Conflict` naming what is taken, anything else to a
-/// database error naming the action.
-fn conflict_or(
-    kind: &'static str,
-    name: impl Into<String>,
-    action: &'static str,
-) -> impl FnOnce(sqlx::Error) -> MetadataError {
-    let name = name.into();
-    move |e| match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            MetadataError::Conflict { kind, name }
-        }
-        _ => db(action)(e),
     }
 }
 
@@ -286,23 +266,7 @@ impl MetadataStore for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(conflict_or("document", d.id.clone(), "insert document"))?;
-        Ok(Document {
-            id: d.id,
-            tenant_id: d.tenant_id,
-            collection_id: d.collection_id,
-            title: d.title,
-            source: d.source,
-            content_type: d.content_type,
-            size_bytes: d.size_bytes,
-            sha256: d.sha256,
-            metadata: d.metadata,
-            object_key: d.object_key,
-            status: DocumentStatus::Queued,
-            error: None,
-            chunk_count: 0,
-            created_at: now.clone(),
-            updated_at: now,
-        })
+        Ok(d.into_queued(now))
     }
 
     async fn document(&self, id: &str) -> Result<Option<Document>> {
