@@ -11,6 +11,8 @@ pub(crate) mod conformance;
 pub mod redis;
 pub mod sqlite;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +29,19 @@ pub const LLM: &str = "llm";
 /// Every queue this build knows; metrics report each, empty ones included, and workers accept
 /// only these names.
 pub const QUEUES: &[&str] = &[DOCUMENTS, EMBEDDINGS, LLM];
+
+/// Milliseconds since the Unix epoch, the queues' clock for run-at times.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Exponential backoff for attempt `attempt` (1-based), capped at five minutes.
+pub fn backoff_for(base: Duration, attempt: u32) -> Duration {
+    let factor = 1u32
+        .checked_shl(attempt.saturating_sub(1).min(16))
+        .unwrap_or(u32::MAX);
+    base.saturating_mul(factor).min(Duration::from_secs(300))
+}
 
 /// Refuses a queue name this build does not know.
 pub fn known_queue(queue: &str) -> Result<()> {

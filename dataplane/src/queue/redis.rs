@@ -21,10 +21,9 @@ use async_trait::async_trait;
 use ragplane_config::JobQueueSettings;
 use redis::{Script, Value};
 
-use super::sqlite::backoff_for;
 use super::{
-    known_queue, FailOutcome, Job, JobQueue, JobStatus, QueueError, QueueStats, Result, Task,
-    QUEUES,
+    backoff_for, known_queue, now_ms, FailOutcome, Job, JobQueue, JobStatus, QueueError,
+    QueueStats, Result, Task, QUEUES,
 };
 use crate::metadata::now_rfc3339;
 use crate::redis_conn::Redis;
@@ -152,10 +151,6 @@ fn redis_err(action: &'static str) -> impl FnOnce(redis::RedisError) -> QueueErr
     move |source| QueueError::Redis { action, source }
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 impl RedisQueue {
     /// Uses `redis`; creates each known queue's stream and consumer group if missing.
     pub async fn open(redis: Redis, settings: &JobQueueSettings) -> Result<Self> {
@@ -239,15 +234,23 @@ impl RedisQueue {
     }
 
     async fn finish(&self, job_id: &str, outcome: &str, error: &str, run_at: i64) -> Result<()> {
-        let queue = self.queue_of(job_id).await?;
+        // One round trip for both: the job's queue and its document.
         let mut conn = self.redis.conn.clone();
+        let (queue, doc): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(format!("{}{job_id}", self.job_prefix()))
+            .arg("queue")
+            .arg("document_id")
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("read a job"))?;
+        let queue = queue.ok_or_else(|| QueueError::UnknownJob(job_id.to_string()))?;
         let _: String = self
             .finish
             .key(self.stream(&queue))
             .key(self.delayed(&queue))
             .key(self.dead(&queue))
             .key(format!("{}{job_id}", self.job_prefix()))
-            .key(self.docjob_key_of(job_id).await?)
+            .key(format!("{}{}", self.doc_prefix(), doc.unwrap_or_default()))
             .arg(GROUP)
             .arg(outcome)
             .arg(error)
@@ -276,11 +279,6 @@ impl RedisQueue {
         self.field(job_id, "queue")
             .await?
             .ok_or_else(|| QueueError::UnknownJob(job_id.to_string()))
-    }
-
-    async fn docjob_key_of(&self, job_id: &str) -> Result<String> {
-        let doc = self.field(job_id, "document_id").await?.unwrap_or_default();
-        Ok(format!("{}{doc}", self.doc_prefix()))
     }
 
     async fn live_job(&self, document_id: &str) -> Result<bool> {

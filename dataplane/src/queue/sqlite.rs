@@ -11,7 +11,8 @@ use ragplane_config::SqliteQueueConfig;
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    known_queue, FailOutcome, Job, JobQueue, JobStatus, QueueError, QueueStats, Result, Task,
+    backoff_for, known_queue, now_ms, FailOutcome, Job, JobQueue, JobStatus, QueueError,
+    QueueStats, Result, Task,
 };
 use crate::metadata::now_rfc3339;
 
@@ -26,10 +27,6 @@ pub struct SqliteQueue {
 
 fn db(action: &'static str) -> impl FnOnce(sqlx::Error) -> QueueError {
     move |source| QueueError::Database { action, source }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> std::result::Result<Job, sqlx::Error> {
@@ -49,14 +46,6 @@ fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> std::result::Result<Job, sqlx:
         updated_at: row.try_get("updated_at")?,
         task: serde_json::from_str(&payload).ok(),
     })
-}
-
-/// Exponential backoff for attempt `attempt` (1-based), capped at five minutes.
-pub fn backoff_for(base: Duration, attempt: u32) -> Duration {
-    let factor = 1u32
-        .checked_shl(attempt.saturating_sub(1).min(16))
-        .unwrap_or(u32::MAX);
-    base.saturating_mul(factor).min(Duration::from_secs(300))
 }
 
 impl SqliteQueue {
