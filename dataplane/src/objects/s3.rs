@@ -113,6 +113,21 @@ impl S3Store {
         Ok(store)
     }
 
+    /// Starts reading `key`; the body is read by the caller.
+    async fn get_object(
+        &self,
+        key: &str,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput> {
+        let full = self.full_key(key)?;
+        self.client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+            .map_err(|e| self.error("read", key, e))
+    }
+
     fn full_key(&self, key: &str) -> Result<String> {
         validate_key(key)?;
         Ok(format!("{}{key}", self.prefix))
@@ -275,15 +290,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, key: &str) -> Result<Bytes> {
-        let full = self.full_key(key)?;
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await
-            .map_err(|e| self.error("read", key, e))?;
+        let out = self.get_object(key).await?;
         let data = out.body.collect().await.map_err(|e| ObjectError::Remote {
             action: "read",
             bucket: self.bucket.clone(),
@@ -294,15 +301,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn get_stream(&self, key: &str) -> Result<ByteStream> {
-        let full = self.full_key(key)?;
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await
-            .map_err(|e| self.error("read", key, e))?;
+        let out = self.get_object(key).await?;
         let (bucket, key) = (self.bucket.clone(), key.to_string());
         Ok(Box::pin(futures::stream::try_unfold(
             out.body,
