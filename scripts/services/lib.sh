@@ -1,5 +1,5 @@
 # Shared helpers for the scripts that install and run test services on 127.0.0.1.
-# Sourced by scripts/services/<name>.sh; each of those takes `start` or `stop`.
+# Sourced by scripts/services/<name>.sh; each of those takes `install`, `start` or `stop`.
 #
 # Runtime state (data, logs, pid files) goes under $RAGPLANE_SVC_DIR (default: target/services of
 # this checkout). Each started service appends `export NAME=value` lines to $RAGPLANE_SVC_DIR/env.sh,

@@ -4,7 +4,7 @@
 # that supplies Gemma's chat template, since the package is the base model without one).
 # One Ollama speaks both protocols the data plane uses: native /api/chat and OpenAI's /v1.
 #
-#   bash scripts/services/llm.sh start|stop
+#   bash scripts/services/llm.sh install|start|stop
 #
 # Ports 18400-18499: the shared server listens on 18400; the fault tests start and kill their
 # own servers on 18410-18419 from the same binary and model store.
@@ -153,7 +153,8 @@ stop() {
 }
 
 case "${1:-}" in
+  install) install_python; install_ollama ;;
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop" >&2; exit 2 ;;
 esac

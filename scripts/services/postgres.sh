@@ -26,9 +26,12 @@ down() {
   as_pg "$PGBIN/pg_ctl" -D "$DIR/data" -m fast -w -t 30 stop >/dev/null 2>&1 || true
 }
 
+install() { svc_apt postgresql-15; }
+
 case "${1:-}" in
+  install) install ;;
   start)
-    svc_apt postgresql-15
+    install
     down
     svc_port_free "$PORT" || { echo "FAIL: port $PORT is taken"; exit 1; }
     rm -rf "$DIR"; mkdir -p "$DIR"; chown postgres:postgres "$DIR"
@@ -43,5 +46,5 @@ case "${1:-}" in
   down) down ;;
   up) up ;;
   restart) down; up ;;
-  *) echo "usage: $0 start|stop|down|up|restart" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|down|up|restart" >&2; exit 2 ;;
 esac

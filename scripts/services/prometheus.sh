@@ -11,11 +11,16 @@ source "$(dirname "$0")/lib.sh"
 PORT=19090
 DIR=$RAGPLANE_SVC_DIR/prometheus
 
+install() {
+  local s=$SECONDS
+  command -v prometheus >/dev/null || svc_apt prometheus
+  echo "prometheus installed in $((SECONDS - s))s: $(prometheus --version 2>&1 | head -n 1)"
+}
+
 case "${1:-}" in
+  install) install ;;
   start)
-    s=$SECONDS
-    command -v prometheus >/dev/null || svc_apt prometheus
-    echo "prometheus installed in $((SECONDS - s))s: $(prometheus --version 2>&1 | head -n 1)"
+    install
     svc_kill prometheus
     svc_port_free "$PORT" || { echo "FAIL: 127.0.0.1:$PORT is taken"; exit 1; }
     rm -rf "$DIR/data"; mkdir -p "$DIR/data" "$DIR/targets"
@@ -38,5 +43,5 @@ YAML
     svc_kill prometheus
     ;;
   *)
-    echo "usage: $0 start|stop" >&2; exit 2 ;;
+    echo "usage: $0 install|start|stop" >&2; exit 2 ;;
 esac

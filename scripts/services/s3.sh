@@ -3,7 +3,7 @@
 # s3s-fs 0.14.1 (newer releases need a newer rustc), built once with cargo into
 # $RAGPLANE_TESTBIN/s3s-fs-0.14.1 (about 6-8 minutes cold on 2 cores). Buckets are directories
 # under its data directory; `ragplane-test` is created empty. Records RAGPLANE_TEST_S3_*.
-#   start | stop
+#   install | start | stop
 source "$(dirname "$0")/lib.sh"
 
 VERSION=0.14.1
@@ -14,12 +14,21 @@ DIR=$RAGPLANE_SVC_DIR/s3
 ACCESS_KEY=ragplanetest
 SECRET_KEY=ragplanetestsecret0000
 
+install() {
+  [ -x "$BIN" ] && return 0
+  echo "building s3s-fs $VERSION (cached in $ROOT)"
+  local s=$SECONDS
+  # Its own target directory, so a CI-wide CARGO_TARGET_DIR is not shared with the workspace.
+  CARGO_TARGET_DIR="$RAGPLANE_TESTBIN/s3s-fs-build" \
+    cargo install --locked s3s-fs --version "$VERSION" --features binary --root "$ROOT"
+  rm -rf "$RAGPLANE_TESTBIN/s3s-fs-build"
+  echo "built s3s-fs in $((SECONDS - s))s"
+}
+
 case "${1:-}" in
+  install) install ;;
   start)
-    if [ ! -x "$BIN" ]; then
-      echo "building s3s-fs $VERSION (cached in $ROOT)"
-      cargo install --locked s3s-fs --version "$VERSION" --features binary --root "$ROOT"
-    fi
+    install
     svc_kill s3
     svc_port_free "$PORT" || { echo "FAIL: port $PORT is taken"; exit 1; }
     rm -rf "$DIR"; mkdir -p "$DIR/data/ragplane-test"
@@ -32,5 +41,5 @@ case "${1:-}" in
     svc_env RAGPLANE_TEST_S3_SECRET_KEY "$SECRET_KEY"
     ;;
   stop) svc_kill s3 ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop" >&2; exit 2 ;;
 esac
