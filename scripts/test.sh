@@ -61,7 +61,10 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "build"
-cargo build --workspace --locked --bins
+# Every target at once, with the dev-dependencies' features (tokio's test-util, through
+# tower-test): `--bins` alone resolves features without them, and `cargo test` would then
+# compile tokio and everything above it a second time.
+cargo build --workspace --locked --all-targets
 
 step "test servers and services: waiting for the builds, then starting on 127.0.0.1"
 wait_builds
