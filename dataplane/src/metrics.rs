@@ -54,11 +54,13 @@ metric!(EMBED_BATCH_SIZE: Histogram = Histogram::with_opts(
         .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0])));
 metric!(EMBED_BATCH_SECONDS: Histogram = Histogram::with_opts(
     HistogramOpts::new("ragplane_embed_batch_seconds", "Model run time per batch").buckets(latency_buckets())));
-metric!(EMBED_QUEUE_WAIT: Histogram = Histogram::with_opts(
-    HistogramOpts::new("ragplane_embed_queue_wait_seconds", "Time a request waited for an inference thread")
-        .buckets(latency_buckets())));
-metric!(EMBED_QUEUE_DEPTH: IntGauge = IntGauge::new(
-    "ragplane_embed_queue_depth", "Embedding requests waiting for an inference thread"));
+metric!(EMBED_QUEUE_WAIT: HistogramVec = HistogramVec::new(
+    HistogramOpts::new("ragplane_embed_queue_wait_seconds",
+        "Time a request waited for an inference thread, by class (interactive, bulk)")
+        .buckets(latency_buckets()), &["class"]));
+metric!(EMBED_QUEUE_DEPTH: IntGaugeVec = IntGaugeVec::new(
+    Opts::new("ragplane_embed_queue_depth",
+        "Embedding requests waiting for an inference thread, by class (interactive, bulk)"), &["class"]));
 metric!(EMBEDDINGS_TOTAL: IntCounter = IntCounter::new(
     "ragplane_embeddings_total", "Texts embedded by the model (cache hits excluded)"));
 metric!(EMBED_DEVICE_SESSIONS: IntGaugeVec = IntGaugeVec::new(

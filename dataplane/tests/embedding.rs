@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ragplane::embed::onnx::OnnxEmbedder;
 use ragplane::embed::pooling::dot;
-use ragplane::embed::{EmbedError, Embedder};
+use ragplane::embed::{EmbedError, Embedder, Priority};
 use ragplane_config::EmbeddingConfig;
 
 #[derive(serde::Deserialize)]
@@ -148,4 +148,59 @@ fn a_missing_library_is_an_error_not_a_panic() {
     let err = OnnxEmbedder::start(&cfg).err().expect("fails");
     assert!(matches!(err, EmbedError::Load(_)), "{err}");
     assert!(err.to_string().contains("setup-model.sh"), "{err}");
+}
+
+/// A query sent while a large ingestion is being embedded is answered before the ingestion,
+/// after at most one small bulk batch, and both get correct vectors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_requests_overtake_bulk_work() {
+    let Some(cfg) = config() else { return };
+    let cfg = EmbeddingConfig {
+        sessions: 1,
+        max_seq_len: 64,
+        // Two texts of about 30 tokens per bulk batch: hundreds of model runs for the bulk request.
+        bulk_batch_tokens: 64,
+        ..cfg
+    };
+    let embedder = OnnxEmbedder::start(&cfg).expect("model loads");
+    let text = |i: usize| {
+        format!("document {i} describes the quarterly revenue forecast of the warehouse team in some detail")
+    };
+    let bulk_texts: Vec<String> = (0..400).map(text).collect();
+    let bulk = {
+        let e = embedder.clone();
+        let texts = bulk_texts.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let v = e.embed_as(texts, Priority::Bulk).await.unwrap();
+            (v, started.elapsed())
+        })
+    };
+    // Let the bulk request start.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let query = embedder
+        .embed(vec!["what is the revenue forecast".to_string()])
+        .await
+        .unwrap();
+    let query_took = started.elapsed();
+    assert!(
+        !bulk.is_finished(),
+        "the bulk request finished before the query was answered; it is too small to test with"
+    );
+    let (vectors, bulk_took) = bulk.await.unwrap();
+    assert!(
+        query_took * 5 < bulk_took,
+        "the query took {query_took:?}, the bulk request {bulk_took:?}"
+    );
+    // Both answers are right: the same texts embedded alone give the same vectors.
+    let alone = embedder
+        .embed(vec![
+            bulk_texts[399].clone(),
+            "what is the revenue forecast".into(),
+        ])
+        .await
+        .unwrap();
+    assert!(dot(&vectors[399], &alone[0]) > 0.9999);
+    assert!(dot(&query[0], &alone[1]) > 0.9999);
 }

@@ -286,6 +286,10 @@ pub struct EmbeddingConfig {
     pub intra_threads: usize,
     /// Cap on padded tokens (batch size times longest sequence) in one batch.
     pub max_batch_tokens: usize,
+    /// Cap on padded tokens in one batch of bulk work (ingestion). Between two such batches an
+    /// inference thread serves any waiting query, so this bounds how long ingestion can delay
+    /// a query. Capped by `max_batch_tokens`.
+    pub bulk_batch_tokens: usize,
     /// Longest input in tokens, special tokens included; longer inputs are truncated.
     pub max_seq_len: usize,
     /// Requests waiting for inference; beyond this callers get 429.
@@ -307,6 +311,7 @@ impl Default for EmbeddingConfig {
             sessions: 1,
             intra_threads: 0,
             max_batch_tokens: 16_384,
+            bulk_batch_tokens: 1_024,
             max_seq_len: 256,
             queue_capacity: 1024,
             ollama: None,

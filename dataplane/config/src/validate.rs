@@ -78,6 +78,11 @@ impl Config {
             format!("must be at least embedding.max_seq_len ({})", e.max_seq_len),
         );
         c.check(
+            e.bulk_batch_tokens >= e.max_seq_len,
+            "embedding.bulk_batch_tokens",
+            format!("must be at least embedding.max_seq_len ({})", e.max_seq_len),
+        );
+        c.check(
             e.queue_capacity >= 1,
             "embedding.queue_capacity",
             "must be at least 1",

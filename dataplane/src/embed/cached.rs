@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-use super::{Embedder, Result};
+use super::{Embedder, Priority, Result};
 use crate::cache::{pack_f32, unpack_f32, Cache};
 
 /// Wraps an embedder with a cache keyed by model and text hash.
@@ -36,9 +36,9 @@ impl Embedder for CachedEmbedder {
         self.inner.dimension()
     }
 
-    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+    async fn embed_as(&self, texts: Vec<String>, priority: Priority) -> Result<Vec<Vec<f32>>> {
         let Some(cache) = &self.cache else {
-            return self.inner.embed(texts).await;
+            return self.inner.embed_as(texts, priority).await;
         };
         let keys: Vec<String> = texts.iter().map(|t| self.key(t)).collect();
         let mut out: Vec<Option<Vec<f32>>> = cache
@@ -53,7 +53,7 @@ impl Embedder for CachedEmbedder {
         let missing: Vec<usize> = (0..texts.len()).filter(|&i| out[i].is_none()).collect();
         if !missing.is_empty() {
             let todo: Vec<String> = missing.iter().map(|&i| texts[i].clone()).collect();
-            let vectors = self.inner.embed(todo).await?;
+            let vectors = self.inner.embed_as(todo, priority).await?;
             let mut fill = Vec::with_capacity(missing.len());
             for (&i, v) in missing.iter().zip(vectors) {
                 fill.push((keys[i].clone(), pack_f32(&v)));

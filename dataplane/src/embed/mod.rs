@@ -45,6 +45,35 @@ pub enum EmbedError {
 /// Result alias for embedding operations.
 pub type Result<T, E = EmbedError> = std::result::Result<T, E>;
 
+/// Whose work an embedding request is. Interactive requests (a query waiting for its answer)
+/// are served before bulk ones (ingestion), so a large ingestion does not starve queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Priority {
+    /// A caller is waiting: queries, the embedding server's clients by default.
+    Interactive,
+    /// Throughput work that may wait: document ingestion.
+    Bulk,
+}
+
+impl Priority {
+    /// The metric label and wire name: `interactive` or `bulk`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Interactive => "interactive",
+            Self::Bulk => "bulk",
+        }
+    }
+
+    /// Parses the wire name; anything but `bulk` is interactive.
+    pub fn from_wire(value: &str) -> Self {
+        if value.eq_ignore_ascii_case("bulk") {
+            Self::Bulk
+        } else {
+            Self::Interactive
+        }
+    }
+}
+
 /// Turns texts into L2-normalised vectors.
 #[async_trait]
 pub trait Embedder: Send + Sync {
@@ -52,6 +81,10 @@ pub trait Embedder: Send + Sync {
     fn model(&self) -> &str;
     /// Dimension of every returned vector.
     fn dimension(&self) -> usize;
-    /// Embeds `texts`, returning one vector per text in the same order.
-    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>>;
+    /// Embeds `texts` as work of class `priority`, returning one vector per text in order.
+    async fn embed_as(&self, texts: Vec<String>, priority: Priority) -> Result<Vec<Vec<f32>>>;
+    /// Embeds `texts` for a waiting caller ([`Priority::Interactive`]).
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+        self.embed_as(texts, Priority::Interactive).await
+    }
 }

@@ -7,7 +7,7 @@ use ragplane_config::OllamaEmbeddingConfig;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{EmbedError, Embedder, Result};
+use super::{EmbedError, Embedder, Priority, Result};
 
 /// Embeds through an Ollama server; vectors are L2-normalised here, whatever the server does.
 pub struct OllamaEmbedder {
@@ -101,7 +101,8 @@ impl Embedder for OllamaEmbedder {
         self.config.dimension
     }
 
-    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+    /// Ollama has no request classes; its own queue serves requests in arrival order.
+    async fn embed_as(&self, texts: Vec<String>, _priority: Priority) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(texts.len());
         for batch in texts.chunks(self.config.max_batch.max(1)) {
             out.extend(self.embed_batch(batch).await?);

@@ -1,28 +1,37 @@
 //! The ONNX Runtime embedding backend: dedicated inference threads behind a cloneable handle.
 //!
-//! Callers send a request with a one-shot reply over a bounded channel; when the channel is full
-//! the caller gets [`EmbedError::Overloaded`] at once (HTTP 429) instead of queueing without
-//! bound. Each inference thread owns one ONNX Runtime session. It drains every request that is
-//! waiting, sorts the texts by length and cuts them into batches whose padded size (batch size
-//! times the longest input) stays under the token cap, so short texts are not padded to long
-//! ones and requests that arrive together share model runs.
+//! Callers send a request with a one-shot reply over one of two bounded channels, by
+//! [`Priority`]; when the channel is full the caller gets [`EmbedError::Overloaded`] at once
+//! (HTTP 429) instead of queueing without bound. Each inference thread owns one ONNX Runtime
+//! session. It sorts a request's texts by length and cuts them into batches whose padded size
+//! (batch size times the longest input) stays under a token cap, so short texts are not padded
+//! to long ones.
+//!
+//! Interactive requests (queries) go first. A thread takes every interactive request that is
+//! waiting and runs them together, so queries that arrive together share model runs. It takes
+//! bulk work (ingestion) only when no interactive request waits, one request at a time, in small
+//! batches (`embedding.bulk_batch_tokens`), and between two of them it serves any interactive
+//! request that arrived meanwhile. A query therefore waits for at most one small bulk batch,
+//! however large the ingestion, while the other threads keep ingesting.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::Tensor;
 use ragplane_config::EmbeddingConfig;
 use tokenizers::Encoding;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::device::{Device, DevicePlan};
 use super::pooling::mean_pool_normalize;
 use super::tokenizer::TextTokenizer;
-use super::{EmbedError, Embedder, Result};
+use super::{EmbedError, Embedder, Priority, Result};
 use crate::metrics;
 
 /// ONNX Runtime allows one environment per process; it lives for the whole process.
@@ -234,12 +243,16 @@ struct Request {
     texts: Vec<String>,
     reply: oneshot::Sender<Result<Embedded>>,
     enqueued: Instant,
+    priority: Priority,
 }
 
 /// Cloneable handle to the inference threads.
 #[derive(Clone)]
 pub struct OnnxEmbedder {
-    tx: mpsc::Sender<Request>,
+    interactive: Sender<Request>,
+    bulk: Sender<Request>,
+    /// Inference threads still running; each one decrements it when it ends, even by a panic.
+    running: Arc<AtomicUsize>,
     capacity: usize,
     model_name: Arc<str>,
     dimension: usize,
@@ -312,8 +325,10 @@ impl OnnxEmbedder {
                 cpu_reason: None,
             }
         };
-        let (tx, rx) = mpsc::channel::<Request>(cfg.queue_capacity);
-        let rx = Arc::new(Mutex::new(rx));
+        // Each class has its own bound, so a full ingestion backlog never turns queries away.
+        let (interactive, interactive_rx) = crossbeam_channel::bounded(cfg.queue_capacity);
+        let (bulk, bulk_rx) = crossbeam_channel::bounded(cfg.queue_capacity);
+        let running = Arc::new(AtomicUsize::new(0));
         for (i, (device, model)) in sessions.into_iter().enumerate() {
             let label = device.label();
             metrics::EMBED_DEVICE_SESSIONS
@@ -322,19 +337,28 @@ impl OnnxEmbedder {
             let worker = InferenceThread {
                 model,
                 tokenizer: tokenizer.clone(),
-                rx: rx.clone(),
+                interactive: interactive_rx.clone(),
+                bulk: bulk_rx.clone(),
                 max_batch_tokens: cfg.max_batch_tokens,
+                bulk_batch_tokens: cfg.bulk_batch_tokens.min(cfg.max_batch_tokens),
                 device: label,
             };
+            running.fetch_add(1, Ordering::SeqCst);
+            let alive = Running(running.clone());
             std::thread::Builder::new()
                 .name(format!("embed-{i}"))
-                .spawn(move || worker.run())
+                .spawn(move || {
+                    let _alive = alive;
+                    worker.run();
+                })
                 .map_err(|e| EmbedError::Load(format!("failed to spawn inference thread: {e}")))?;
         }
         let labels: Vec<String> = used.devices.iter().map(ToString::to_string).collect();
         tracing::info!(model = %files.model.display(), sessions_per_device = cfg.sessions, devices = %labels.join(", "), "embedding model loaded");
         let me = Self {
-            tx,
+            interactive,
+            bulk,
+            running,
             capacity: cfg.queue_capacity,
             model_name: cfg.model_name.as_str().into(),
             dimension: cfg.dimension,
@@ -344,28 +368,48 @@ impl OnnxEmbedder {
 
     /// Whether the inference threads are still taking requests.
     pub fn is_running(&self) -> bool {
-        !self.tx.is_closed()
+        self.running.load(Ordering::SeqCst) > 0
     }
 
-    /// Embeds `texts` and also reports how many model tokens they took.
-    pub async fn embed_counted(&self, texts: Vec<String>) -> Result<Embedded> {
+    /// Embeds `texts` as work of class `priority` and also reports how many model tokens they
+    /// took.
+    pub async fn embed_counted(&self, texts: Vec<String>, priority: Priority) -> Result<Embedded> {
         if texts.is_empty() {
             return Ok(Embedded::default());
+        }
+        if !self.is_running() {
+            return Err(EmbedError::Stopped);
         }
         let (reply, rx) = oneshot::channel();
         let req = Request {
             texts,
             reply,
             enqueued: Instant::now(),
+            priority,
         };
-        self.tx.try_send(req).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => EmbedError::Overloaded {
+        let queue = match priority {
+            Priority::Interactive => &self.interactive,
+            Priority::Bulk => &self.bulk,
+        };
+        queue.try_send(req).map_err(|e| match e {
+            TrySendError::Full(_) => EmbedError::Overloaded {
                 capacity: self.capacity,
             },
-            mpsc::error::TrySendError::Closed(_) => EmbedError::Stopped,
+            TrySendError::Disconnected(_) => EmbedError::Stopped,
         })?;
-        metrics::EMBED_QUEUE_DEPTH.inc();
+        metrics::EMBED_QUEUE_DEPTH
+            .with_label_values(&[priority.as_str()])
+            .inc();
         rx.await.map_err(|_| EmbedError::Stopped)?
+    }
+}
+
+/// Counts one running inference thread for [`OnnxEmbedder::is_running`] until dropped.
+struct Running(Arc<AtomicUsize>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -379,43 +423,69 @@ impl Embedder for OnnxEmbedder {
         self.dimension
     }
 
-    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
-        Ok(self.embed_counted(texts).await?.vectors)
+    async fn embed_as(&self, texts: Vec<String>, priority: Priority) -> Result<Vec<Vec<f32>>> {
+        Ok(self.embed_counted(texts, priority).await?.vectors)
     }
 }
 
 struct InferenceThread {
     model: OnnxModel,
     tokenizer: TextTokenizer,
-    rx: Arc<Mutex<mpsc::Receiver<Request>>>,
+    interactive: Receiver<Request>,
+    bulk: Receiver<Request>,
     max_batch_tokens: usize,
+    bulk_batch_tokens: usize,
     device: String,
+}
+
+/// Takes `first` and every request waiting behind it in `rx`.
+fn drain(first: Request, rx: &Receiver<Request>) -> Vec<Request> {
+    let mut requests = vec![first];
+    requests.extend(rx.try_iter());
+    requests
 }
 
 impl InferenceThread {
     fn run(mut self) {
         loop {
-            let requests = {
-                let Ok(mut rx) = self.rx.lock() else { return };
-                let Some(first) = rx.blocking_recv() else {
-                    return;
-                };
-                let mut requests = vec![first];
-                while let Ok(more) = rx.try_recv() {
-                    requests.push(more);
-                }
-                requests
+            // Interactive work first; block on both classes only when neither has any.
+            let first = match self.interactive.try_recv() {
+                Ok(r) => r,
+                Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Empty) => crossbeam_channel::select_biased! {
+                    recv(self.interactive) -> r => match r { Ok(r) => r, Err(_) => return },
+                    recv(self.bulk) -> r => match r { Ok(r) => r, Err(_) => return },
+                },
             };
-            metrics::EMBED_QUEUE_DEPTH.sub(requests.len() as i64);
-            for r in &requests {
-                metrics::EMBED_QUEUE_WAIT.observe(r.enqueued.elapsed().as_secs_f64());
+            match first.priority {
+                Priority::Interactive => {
+                    let requests = drain(first, &self.interactive);
+                    self.process(requests, self.max_batch_tokens);
+                }
+                Priority::Bulk => self.process(vec![first], self.bulk_batch_tokens),
             }
-            self.process(requests);
         }
     }
 
-    /// Embeds the texts of all `requests` together and answers each.
-    fn process(&mut self, requests: Vec<Request>) {
+    /// Serves the interactive requests waiting now; called between two bulk model runs.
+    fn serve_waiting_interactive(&mut self) {
+        if let Ok(first) = self.interactive.try_recv() {
+            let requests = drain(first, &self.interactive);
+            self.process(requests, self.max_batch_tokens);
+        }
+    }
+
+    /// Embeds the texts of all `requests` together, in batches of at most `max_tokens` padded
+    /// tokens, and answers each. Bulk work serves waiting interactive requests between batches.
+    fn process(&mut self, requests: Vec<Request>, max_tokens: usize) {
+        let bulk = requests.iter().all(|r| r.priority == Priority::Bulk);
+        for r in &requests {
+            let class = r.priority.as_str();
+            metrics::EMBED_QUEUE_DEPTH.with_label_values(&[class]).dec();
+            metrics::EMBED_QUEUE_WAIT
+                .with_label_values(&[class])
+                .observe(r.enqueued.elapsed().as_secs_f64());
+        }
         // Tokenise per request so that one bad input fails only its own request.
         let mut items: Vec<(usize, usize, Encoding)> = Vec::new();
         let mut results: Vec<Option<Result<Embedded>>> = Vec::with_capacity(requests.len());
@@ -435,7 +505,10 @@ impl InferenceThread {
         }
         items.sort_by_key(|(_, _, e)| e.len());
         let lengths: Vec<usize> = items.iter().map(|(_, _, e)| e.len()).collect();
-        for range in plan_batches(&lengths, self.max_batch_tokens) {
+        for (n, range) in plan_batches(&lengths, max_tokens).into_iter().enumerate() {
+            if bulk && n > 0 {
+                self.serve_waiting_interactive();
+            }
             let batch = &items[range];
             let encs: Vec<&Encoding> = batch.iter().map(|(_, _, e)| e).collect();
             let started = Instant::now();

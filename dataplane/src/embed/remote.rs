@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use ragplane_config::{EmbeddingConfig, RemoteEmbedderConfig};
 
-use super::{EmbedError, Embedder, Result};
+use super::{EmbedError, Embedder, Priority, Result};
 use crate::metrics;
 
 /// Path of the embed-server's native endpoint.
 pub const NATIVE_PATH: &str = "/v1/embed";
+/// Request header naming the request's class (`interactive` or `bulk`; see [`Priority`]).
+pub const PRIORITY_HEADER: &str = "x-ragplane-priority";
 /// Response header carrying the vectors' dimension on the native endpoint.
 pub const DIMENSION_HEADER: &str = "x-ragplane-dimension";
 /// Response header carrying the number of vectors on the native endpoint.
@@ -136,7 +138,7 @@ impl RemoteEmbedder {
             .collect()
     }
 
-    async fn embed_part(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+    async fn embed_part(&self, texts: &[String], priority: Priority) -> Result<Vec<Vec<f32>>> {
         let mut tried = vec![false; self.endpoints.len()];
         let mut errors = Vec::new();
         let mut all_overloaded = true;
@@ -160,7 +162,7 @@ impl RemoteEmbedder {
             let Some(i) = pick(&loads, start) else { break };
             tried[i] = true;
             let ep = &self.endpoints[i];
-            match self.attempt(ep, texts).await {
+            match self.attempt(ep, texts, priority).await {
                 Ok(v) => {
                     metrics::REMOTE_EMBED_REQUESTS
                         .with_label_values(&[ep.url.as_str(), "ok"])
@@ -196,7 +198,12 @@ impl RemoteEmbedder {
         })
     }
 
-    async fn attempt(&self, ep: &Endpoint, texts: &[String]) -> Result<Vec<Vec<f32>>, Failure> {
+    async fn attempt(
+        &self,
+        ep: &Endpoint,
+        texts: &[String],
+        priority: Priority,
+    ) -> Result<Vec<Vec<f32>>, Failure> {
         ep.outstanding.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlight(&ep.outstanding);
         let retry = |message: String| Failure::Retry {
@@ -206,6 +213,7 @@ impl RemoteEmbedder {
         let resp = self
             .client
             .post(format!("{}{NATIVE_PATH}", ep.url))
+            .header(PRIORITY_HEADER, priority.as_str())
             .json(&serde_json::json!({ "inputs": texts }))
             .send()
             .await
@@ -288,11 +296,13 @@ impl Embedder for RemoteEmbedder {
         self.dimension
     }
 
-    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+    async fn embed_as(&self, texts: Vec<String>, priority: Priority) -> Result<Vec<Vec<f32>>> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let parts = texts.chunks(self.max_texts).map(|p| self.embed_part(p));
+        let parts = texts
+            .chunks(self.max_texts)
+            .map(|p| self.embed_part(p, priority));
         let mut out = Vec::with_capacity(texts.len());
         for part in futures::future::try_join_all(parts).await? {
             out.extend(part);

@@ -17,7 +17,10 @@ use serde::{Deserialize, Serialize};
 use super::ServerState;
 use crate::api::error::ApiError;
 use crate::api::ApiJson;
-use crate::embed::remote::{encode_vectors, COUNT_HEADER, DIMENSION_HEADER, NATIVE_PATH};
+use crate::embed::remote::{
+    encode_vectors, COUNT_HEADER, DIMENSION_HEADER, NATIVE_PATH, PRIORITY_HEADER,
+};
+use crate::embed::Priority;
 use crate::error::Error;
 
 type AppState = Arc<ServerState>;
@@ -118,9 +121,18 @@ struct OpenAiResponse {
     usage: Usage,
 }
 
+/// The request's class from the priority header; without one it is interactive.
+fn priority(headers: &HeaderMap) -> Priority {
+    headers
+        .get(PRIORITY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map_or(Priority::Interactive, Priority::from_wire)
+}
+
 /// `POST /v1/embeddings`, OpenAI's wire format.
 async fn openai_embeddings(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<OpenAiRequest>,
 ) -> Result<Response, ApiError> {
     let texts = match req.input {
@@ -154,7 +166,7 @@ async fn openai_embeddings(
     }
     let out = state
         .embedder
-        .embed_counted(texts)
+        .embed_counted(texts, priority(&headers))
         .await
         .map_err(|e| ApiError(e.into()))?;
     let data = out
@@ -205,7 +217,7 @@ async fn native_embed(
         .is_some_and(|a| a.contains("application/json") && !a.contains("octet-stream"));
     let out = state
         .embedder
-        .embed_counted(req.inputs)
+        .embed_counted(req.inputs, priority(&headers))
         .await
         .map_err(|e| ApiError(e.into()))?;
     let count = out.vectors.len();

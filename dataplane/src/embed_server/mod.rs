@@ -66,6 +66,10 @@ impl EmbedServer {
             } else {
                 ecfg.max_batch_tokens
             });
+            if on_gpu {
+                // A GPU batch takes milliseconds; small bulk batches would only waste it.
+                ecfg.bulk_batch_tokens = ecfg.max_batch_tokens;
+            }
             let (embedder, used) = OnnxEmbedder::start_on(&ecfg, &plan, server.require_gpu)?;
             anyhow::Ok((embedder, used, ecfg))
         })

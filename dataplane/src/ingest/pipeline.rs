@@ -4,16 +4,20 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use crate::app::{key_of, App};
-use crate::embed::EmbedError;
+use crate::embed::{EmbedError, Priority};
 use crate::error::{Error, Result};
-use crate::ingest::chunk::chunk_by_tokens;
+use crate::ingest::chunk::{chunk_by_tokens, Chunk};
 use crate::ingest::parse::{extract_text, Format};
 use crate::metadata::DocumentStatus;
 use crate::vectors::{point_id, Payload, Point};
 
 /// Chunks embedded per request to the embedder; the embedder batches further by tokens.
 const EMBED_REQUEST_CHUNKS: usize = 256;
+/// Embedding requests one document keeps in flight.
+const EMBED_REQUESTS_IN_FLIGHT: usize = 2;
 
 /// Indexes document `id`; returns its number of chunks. Errors that retrying cannot fix
 /// (bad format, no text) come back as not retryable.
@@ -55,9 +59,19 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
         .await?;
     // Replace, not merge: a re-indexed document may have fewer chunks than before.
     app.vectors.delete_document(&key, &doc.id).await?;
-    for group in chunks.chunks(EMBED_REQUEST_CHUNKS) {
-        let texts: Vec<String> = group.iter().map(|c| c.text.clone()).collect();
-        let vectors = embed_waiting(app, texts).await?;
+    // Two groups in flight keep two inference threads busy on one large document; upserts
+    // still happen in order.
+    let groups: Vec<&[Chunk]> = chunks.chunks(EMBED_REQUEST_CHUNKS).collect();
+    let requests: Vec<_> = groups
+        .iter()
+        .map(|group| embed_waiting(app, group.iter().map(|c| c.text.clone()).collect()))
+        .collect();
+    let mut embedded = futures::stream::iter(requests).buffered(EMBED_REQUESTS_IN_FLIGHT);
+    for group in groups {
+        let Some(vectors) = embedded.next().await else {
+            break;
+        };
+        let vectors = vectors?;
         let points = group
             .iter()
             .zip(vectors)
@@ -84,12 +98,13 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     Ok(chunks.len())
 }
 
-/// Workers wait for room in the inference queue instead of failing: the queue's 429 is for
-/// interactive callers.
+/// Workers embed as bulk work, which the inference threads serve after any waiting query, and
+/// wait for room in the inference queue instead of failing: the queue's 429 is for interactive
+/// callers.
 async fn embed_waiting(app: &App, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
     let mut delay = Duration::from_millis(20);
     loop {
-        match app.embedder.embed(texts.clone()).await {
+        match app.embedder.embed_as(texts.clone(), Priority::Bulk).await {
             Err(EmbedError::Overloaded { .. } | EmbedError::RemoteOverloaded(_)) => {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(1));
