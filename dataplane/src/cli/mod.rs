@@ -319,15 +319,56 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    /// Loads `toml` with the variables `env` set, in a jail: figment serialises jailed tests
+    /// and restores the environment after each.
+    // The closure's error type is figment's own.
+    #[allow(clippy::result_large_err)]
+    fn load_with(toml: &str, env: &[(&str, &str)]) -> Config {
+        let mut out = None;
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", toml)?;
+            for (k, v) in env {
+                jail.set_env(k, v);
+            }
+            let args = ConfigArgs {
+                config: Some(jail.directory().join("c.toml")),
+                data_dir: None,
+            };
+            out = Some(load_config(&args).map_err(|e| format!("{e:#}"))?);
+            Ok(())
+        });
+        out.unwrap()
+    }
+
     fn load(toml: &str) -> anyhow::Result<Config> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, toml)?;
-        let args = ConfigArgs {
-            config: Some(path),
-            data_dir: None,
+        Ok(load_with(toml, &[]))
+    }
+
+    #[test]
+    fn a_list_variable_fills_the_read_replicas() {
+        // As the operator renders it: one variable per Secret, expanded by Kubernetes into a list.
+        let c = load_with(
+            "[metadata]\nbackend = \"postgres\"\n",
+            &[
+                ("RAGPLANE__METADATA__URL", "postgres://u:p@primary:5432/rag"),
+                (
+                    "RAGPLANE__METADATA__REPLICA_URLS",
+                    r#"["postgres://u:p@r1:5432/rag?sslmode=require", "postgres://u:p@r2:5432/rag"]"#,
+                ),
+            ],
+        );
+        let ragplane_config::MetadataConfig::Postgres(p) = &c.metadata else {
+            panic!("{:?}", c.metadata)
         };
-        load_config(&args)
+        let urls: Vec<&str> = p.replica_urls.iter().map(|u| u.expose()).collect();
+        assert_eq!(
+            urls,
+            [
+                "postgres://u:p@r1:5432/rag?sslmode=require",
+                "postgres://u:p@r2:5432/rag"
+            ]
+        );
+        c.validate().unwrap();
     }
 
     #[test]

@@ -1,18 +1,26 @@
 //! The scale-out backends of a RagCluster rendered into the data-plane config: PostgreSQL
 //! metadata, Redis queues and caches, S3 originals and the shared vector index.
 //!
+//! With Qdrant, every data-plane collection lives in one Qdrant collection
+//! (`spec.qdrant.collection`), partitioned by a tenant payload index. When a Collection resource
+//! of the cluster names that Qdrant collection, its layout (shards, replication, HNSW,
+//! quantization, tenant field) is rendered too, so that whichever creates the collection first,
+//! the operator or a data-plane pod, creates it the same way.
+//!
 //! Secrets never enter the ConfigMap. Each secret-bearing setting is left out of the rendered
 //! TOML and reaches the pods as an environment variable from its Secret
 //! (`RAGPLANE__METADATA__URL`, `RAGPLANE__REDIS__URL`, …), which the data plane layers over the
-//! file.
+//! file. A list of secrets, such as the read replicas' URLs, becomes one variable per Secret and
+//! a list variable that refers to them with Kubernetes' `$(NAME)` expansion.
 
 use ragplane_config::{
     Config, JobQueueSettings, MetadataConfig, ObjectStoreConfig, PostgresConfig,
-    PostgresIndexConfig, QdrantIndexConfig, QueueConfig, RedisConfig, S3Config, Secret,
-    VectorIndexConfig,
+    PostgresIndexConfig, QdrantHnswConfig, QdrantIndexConfig, QdrantQuantization, QuantizationKind,
+    QueueConfig, RedisConfig, S3Config, Secret, VectorIndexConfig,
 };
 
 use super::validate::{qdrant_service_name, QdrantMode};
+use crate::crd::collection::{self as crd_collection, Collection};
 use crate::crd::common::SecretKeyRef;
 use crate::crd::rag_cluster::RagClusterSpec;
 
@@ -20,13 +28,27 @@ use crate::crd::rag_cluster::RagClusterSpec;
 /// TOML never contains it (see [`strip_secrets`]).
 const FROM_ENV: &str = "from-secret://set-by-environment";
 
-/// Where a secret-bearing setting comes from: the variable and the Secret key.
+/// A secret-bearing setting: the variable the data plane reads and where its value comes from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SecretEnv {
     /// Environment variable the data plane reads.
     pub name: String,
-    /// Secret and key that fill it.
-    pub from: SecretKeyRef,
+    /// Where its value comes from.
+    pub from: EnvSource,
+}
+
+/// The value of a [`SecretEnv`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum EnvSource {
+    /// A key of a Secret.
+    Secret(SecretKeyRef),
+    /// A value built from variables declared before it, with Kubernetes' `$(NAME)` expansion.
+    Composed(String),
+}
+
+/// Environment variable of the `index`th read replica's URL.
+fn replica_var(index: usize) -> String {
+    format!("RAGPLANE_POSTGRES_REPLICA_{index}")
 }
 
 /// Key names of an S3 credentials Secret.
@@ -45,12 +67,26 @@ pub fn apply_backends(
     spec: &RagClusterSpec,
     cluster: &str,
     qdrant: &QdrantMode,
+    shared_collection: Option<&Collection>,
     config: &mut Config,
 ) -> Result<Vec<SecretEnv>, String> {
+    let shared_name = spec
+        .qdrant
+        .as_ref()
+        .map_or("ragplane", |q| q.collection_name());
+    let qdrant_config = |url: &str| -> Result<QdrantIndexConfig, String> {
+        let mut q: QdrantIndexConfig =
+            toml::from_str(&format!("url = \"{url}\"")).map_err(|e| e.to_string())?;
+        q.collection = shared_name.to_string();
+        if let Some(c) = shared_collection {
+            apply_layout(&c.spec, &mut q);
+        }
+        Ok(q)
+    };
     let mut env = Vec::new();
     let secret = |name: &str, from: &SecretKeyRef| SecretEnv {
         name: name.into(),
-        from: from.clone(),
+        from: EnvSource::Secret(from.clone()),
     };
     if let Some(pg) = &spec.postgres {
         let mut p: PostgresConfig = toml::from_str(&format!("url = \"postgres://{FROM_ENV}\""))
@@ -58,6 +94,18 @@ pub fn apply_backends(
         p.url = placeholder_url("postgres");
         config.metadata = MetadataConfig::Postgres(p);
         env.push(secret("RAGPLANE__METADATA__URL", &pg.url_secret_ref));
+        if !pg.read_replica_url_secret_refs.is_empty() {
+            let mut refs = Vec::new();
+            for (i, r) in pg.read_replica_url_secret_refs.iter().enumerate() {
+                env.push(secret(&replica_var(i), r));
+                refs.push(format!("\"$({})\"", replica_var(i)));
+            }
+            // The data plane parses `[..]` in a variable as a list.
+            env.push(SecretEnv {
+                name: "RAGPLANE__METADATA__REPLICA_URLS".into(),
+                from: EnvSource::Composed(format!("[{}]", refs.join(", "))),
+            });
+        }
     }
     if let Some(r) = &spec.redis {
         config.redis = Some(RedisConfig {
@@ -118,8 +166,32 @@ pub fn apply_backends(
     Ok(env)
 }
 
-fn qdrant_config(url: &str) -> Result<QdrantIndexConfig, String> {
-    toml::from_str(&format!("url = \"{url}\"")).map_err(|e| e.to_string())
+/// Copies a Collection resource's layout into the data plane's Qdrant settings.
+fn apply_layout(spec: &crd_collection::CollectionSpec, q: &mut QdrantIndexConfig) {
+    let count = |n: i32| u32::try_from(n.max(1)).unwrap_or(1);
+    let size = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok());
+    q.shard_number = count(spec.shards);
+    q.replication_factor = count(spec.replication_factor);
+    q.write_consistency_factor = count(spec.write_consistency_factor);
+    q.on_disk = spec.on_disk;
+    q.tenant_field.clone_from(&spec.tenancy.payload_field);
+    if let Some(h) = &spec.hnsw {
+        q.hnsw = QdrantHnswConfig {
+            m: size(h.m),
+            ef_construct: size(h.ef_construct),
+            full_scan_threshold: size(h.full_scan_threshold),
+            payload_m: size(h.payload_m),
+            on_disk: h.on_disk,
+        };
+    }
+    q.quantization = spec.quantization.as_ref().map(|z| QdrantQuantization {
+        kind: match z.kind {
+            crd_collection::QuantizationKind::Scalar => QuantizationKind::Scalar,
+            crd_collection::QuantizationKind::Binary => QuantizationKind::Binary,
+        },
+        quantile: z.quantile,
+        always_ram: z.always_ram,
+    });
 }
 
 /// The config as TOML without the placeholders that the pods' environment fills.
@@ -138,7 +210,9 @@ pub fn strip_secrets(config: &Config) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rag_cluster::build::test_support::validated;
+    use crate::rag_cluster::build::test_support::{cluster, validated};
+    use crate::rag_cluster::validate::{validate, Dereferenced};
+    use kube::ResourceExt;
 
     #[test]
     fn scale_out_backends_render_without_secrets() {
@@ -204,6 +278,134 @@ spec:
     }
 
     #[test]
+    fn read_replicas_come_from_their_secrets_through_one_list_variable() {
+        let c = validated(
+            r#"
+apiVersion: ragplane.dev/v1alpha1
+kind: RagCluster
+metadata: {name: prod}
+spec:
+  postgres:
+    urlSecretRef: {name: pg, key: url}
+    readReplicaUrlSecretRefs: [{name: pg-r1, key: url}, {name: pg-r2, key: url}]
+"#,
+        );
+        let env: Vec<(&str, &EnvSource)> = c
+            .secret_env
+            .iter()
+            .map(|e| (e.name.as_str(), &e.from))
+            .collect();
+        let from = |name: &str| {
+            EnvSource::Secret(SecretKeyRef {
+                name: name.into(),
+                key: "url".into(),
+            })
+        };
+        // Kubernetes expands $(NAME) only for variables declared earlier in the list.
+        assert_eq!(
+            env[..4],
+            [
+                ("RAGPLANE__METADATA__URL", &from("pg")),
+                ("RAGPLANE_POSTGRES_REPLICA_0", &from("pg-r1")),
+                ("RAGPLANE_POSTGRES_REPLICA_1", &from("pg-r2")),
+                (
+                    "RAGPLANE__METADATA__REPLICA_URLS",
+                    &EnvSource::Composed(
+                        r#"["$(RAGPLANE_POSTGRES_REPLICA_0)", "$(RAGPLANE_POSTGRES_REPLICA_1)"]"#
+                            .into()
+                    )
+                ),
+            ]
+        );
+        assert!(!c.config_toml.contains("replica_urls = [\""));
+    }
+
+    #[test]
+    fn the_collection_resource_of_the_shared_qdrant_collection_sets_its_layout() {
+        let yaml = r#"
+apiVersion: ragplane.dev/v1alpha1
+kind: RagCluster
+metadata: {name: prod}
+spec:
+  qdrant: {external: {url: "http://qdrant:6334"}, collection: docs}
+"#;
+        let layout: Collection = serde_yaml::from_str(
+            r#"
+apiVersion: ragplane.dev/v1alpha1
+kind: Collection
+metadata: {name: docs, namespace: ns}
+spec:
+  cluster: prod
+  shards: 6
+  replicationFactor: 3
+  writeConsistencyFactor: 2
+  onDisk: true
+  hnsw: {m: 0, payloadM: 16, efConstruct: 200}
+  quantization: {type: scalar, quantile: 0.99, alwaysRam: true}
+  tenancy: {payloadField: org}
+"#,
+        )
+        .unwrap();
+        let refs = Dereferenced {
+            shared_collection: Some(layout),
+            ..Dereferenced::default()
+        };
+        let c = validate(&cluster(yaml), &refs, "img").unwrap();
+        let VectorIndexConfig::Qdrant(q) = &c.config.vectors else {
+            panic!("{:?}", c.config.vectors)
+        };
+        assert_eq!(q.collection, "docs");
+        assert_eq!(
+            (
+                q.shard_number,
+                q.replication_factor,
+                q.write_consistency_factor
+            ),
+            (6, 3, 2)
+        );
+        assert!(q.on_disk);
+        assert_eq!(q.tenant_field, "org");
+        assert_eq!(
+            (q.hnsw.m, q.hnsw.payload_m, q.hnsw.ef_construct),
+            (Some(0), Some(16), Some(200))
+        );
+        let z = q.quantization.as_ref().unwrap();
+        assert_eq!(
+            (z.kind, z.quantile, z.always_ram),
+            (QuantizationKind::Scalar, Some(0.99), true)
+        );
+
+        // Without the resource: the named collection with the data plane's defaults.
+        let plain = validated(yaml);
+        let VectorIndexConfig::Qdrant(q) = &plain.config.vectors else {
+            panic!()
+        };
+        assert_eq!((q.collection.as_str(), q.shard_number), ("docs", 1));
+    }
+
+    #[test]
+    fn only_a_collection_of_this_cluster_with_the_shared_name_is_taken() {
+        let make = |name: &str, cluster: &str, qdrant: Option<&str>| -> Collection {
+            let mut c: Collection = serde_yaml::from_str(&format!(
+                "apiVersion: ragplane.dev/v1alpha1\nkind: Collection\nmetadata: {{name: {name}}}\nspec: {{cluster: {cluster}}}\n"
+            ))
+            .unwrap();
+            c.spec.collection_name = qdrant.map(String::from);
+            c
+        };
+        let found = crate::rag_cluster::shared_collection(
+            vec![
+                make("ragplane", "other", None),
+                make("a", "prod", Some("elsewhere")),
+                make("b", "prod", Some("ragplane")),
+            ],
+            "prod",
+            "ragplane",
+        );
+        assert_eq!(found.map(|c| c.name_any()).as_deref(), Some("b"));
+    }
+
+    #[test]
     fn postgres_without_qdrant_keeps_the_vectors_in_postgres() {
         let c = validated(
             r#"
@@ -218,7 +420,8 @@ spec:
         assert!(c
             .secret_env
             .iter()
-            .any(|e| e.name == "RAGPLANE__VECTORS__URL" && e.from.name == "pg"));
+            .any(|e| e.name == "RAGPLANE__VECTORS__URL"
+                && matches!(&e.from, EnvSource::Secret(r) if r.name == "pg")));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::backends::EnvSource;
 use super::validate::{QdrantMode, ValidatedCluster, CONFIG_DIR, CONFIG_FILE, DATA_DIR};
 use crate::autoscale::hpa::build_hpa;
 use crate::autoscale::Scaling;
@@ -188,7 +189,10 @@ pub(crate) fn data_plane_pod(
     if let Some(key) = &c.admin_key {
         env_vars.push(secret_env("RAGPLANE_ADMIN_KEY", key));
     }
-    env_vars.extend(c.secret_env.iter().map(|e| secret_env(&e.name, &e.from)));
+    env_vars.extend(c.secret_env.iter().map(|e| match &e.from {
+        EnvSource::Secret(r) => secret_env(&e.name, r),
+        EnvSource::Composed(value) => env(&e.name, value.clone()),
+    }));
     env_vars.extend(extra_env);
     let probe = |path: &str, period: i32| Probe {
         http_get: Some(HTTPGetAction {
