@@ -843,7 +843,7 @@ fn chart_rbac_is_enough_for_the_operator_and_no_more() {
             "--kube-version",
             "1.37.2",
         ])
-        .args(["--set", &format!("watchNamespace={ns}")])
+        .args(["--set", &format!("watchNamespaces={{{ns}}}")])
         .args([
             "--show-only",
             "templates/rbac.yaml",

@@ -18,7 +18,10 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(name = "ragplane-operator", version, about)]
 struct Args {
-    /// Namespace to watch; every namespace when unset.
+    /// Namespaces to watch, comma-separated; every namespace when none is given.
+    #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// One more namespace to watch (the single-namespace form of `--namespaces`).
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
     /// Address of /metrics, /healthz and /readyz.
@@ -55,6 +58,22 @@ struct Args {
     /// Log format: `text` or `json`.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     log_format: String,
+}
+
+/// The namespaces to watch, without repeats; `[None]` means every namespace.
+fn watch_scopes(args: &Args) -> Vec<Option<String>> {
+    let mut names: Vec<String> = Vec::new();
+    for ns in args.namespaces.iter().chain(&args.namespace) {
+        let ns = ns.trim();
+        if !ns.is_empty() && !names.iter().any(|n| n == ns) {
+            names.push(ns.to_string());
+        }
+    }
+    if names.is_empty() {
+        vec![None]
+    } else {
+        names.into_iter().map(Some).collect()
+    }
 }
 
 #[tokio::main]
@@ -141,17 +160,17 @@ async fn main() -> anyhow::Result<()> {
     health.leader.store(true, Ordering::Relaxed);
 
     let ctx = Arc::new(Context::new(client, metrics, args.default_image.clone()));
-    let controllers = futures::future::join4(
-        rag_cluster::run(ctx.clone(), args.namespace.clone(), stopped()),
-        model_pool::run(ctx.clone(), args.namespace.clone(), stopped()),
-        collection::run(ctx.clone(), args.namespace.clone(), stopped()),
-        autoscale::runner::run(
-            ctx,
-            args.namespace.clone(),
-            args.prometheus_url.clone(),
-            stopped(),
-        ),
-    );
+    // One set of controllers per watched namespace, so that a namespaced Role is enough; one
+    // set over all namespaces when none is named.
+    let controllers = futures::future::join_all(watch_scopes(&args).into_iter().map(|ns| {
+        tracing::info!(namespace = ns.as_deref().unwrap_or("<all>"), "watching");
+        futures::future::join4(
+            rag_cluster::run(ctx.clone(), ns.clone(), stopped()),
+            model_pool::run(ctx.clone(), ns.clone(), stopped()),
+            collection::run(ctx.clone(), ns.clone(), stopped()),
+            autoscale::runner::run(ctx.clone(), ns, args.prometheus_url.clone(), stopped()),
+        )
+    }));
     let renew = async {
         let Some(lock) = &lock else {
             return std::future::pending::<anyhow::Result<()>>().await;
@@ -208,4 +227,29 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scopes(argv: &[&str]) -> Vec<Option<String>> {
+        let args =
+            Args::try_parse_from(std::iter::once("ragplane-operator").chain(argv.iter().copied()))
+                .unwrap();
+        watch_scopes(&args)
+    }
+
+    #[test]
+    fn no_namespace_watches_all() {
+        assert_eq!(scopes(&[]), [None]);
+    }
+
+    #[test]
+    fn listed_namespaces_are_watched_once_each() {
+        assert_eq!(
+            scopes(&["--namespaces", "a,b", "--namespace", "a"]),
+            [Some("a".to_string()), Some("b".to_string())]
+        );
+    }
 }
