@@ -93,14 +93,9 @@ pub fn validate(
     cluster: &RagCluster,
 ) -> Result<ValidatedCollection, ValidationError> {
     let spec = &collection.spec;
-    let name = match &spec.collection_name {
-        Some(n) => n.clone(),
-        None => collection
-            .metadata
-            .name
-            .clone()
-            .ok_or(ValidationError::Metadata("name"))?,
-    };
+    let name = collection
+        .qdrant_name()
+        .ok_or(ValidationError::Metadata("name"))?;
     Ok(ValidatedCollection {
         name,
         qdrant: qdrant_target(cluster)?,

@@ -89,6 +89,16 @@ fn one() -> i32 {
     1
 }
 
+impl Collection {
+    /// The Qdrant collection's name: `spec.collectionName`, or the resource name.
+    pub fn qdrant_name(&self) -> Option<String> {
+        self.spec
+            .collection_name
+            .clone()
+            .or_else(|| self.metadata.name.clone())
+    }
+}
+
 /// Distance function of the vectors.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum Distance {

@@ -200,6 +200,19 @@ pub struct QdrantSpec {
     /// A Qdrant cluster run elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalQdrant>,
+    /// Qdrant collection that holds the points of every data-plane collection, partitioned by
+    /// tenant (`ragplane` when omitted). A Collection resource of this cluster whose Qdrant
+    /// collection has this name sets its shards, replication, HNSW, quantization and tenant field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub collection: Option<String>,
+}
+
+impl QdrantSpec {
+    /// The shared Qdrant collection's name.
+    pub fn collection_name(&self) -> &str {
+        self.collection.as_deref().unwrap_or("ragplane")
+    }
 }
 
 /// A managed Qdrant cluster (StatefulSet in cluster mode).

@@ -27,6 +27,7 @@ use self::status::AppliedWorkloads;
 use self::validate::{Dereferenced, ValidatedCluster};
 use crate::apply::apply;
 use crate::context::Context;
+use crate::crd::collection::Collection;
 use crate::crd::model_pool::ModelPool;
 use crate::crd::rag_cluster::{RagCluster, RagClusterStatus};
 use crate::error::{Error, Result};
@@ -51,6 +52,7 @@ pub async fn run(
         watcher::Config::default(),
     );
     let store = controller.store();
+    let clusters = store.clone();
     controller
         .owns(
             scoped::<Deployment>(&client, namespace.as_deref()),
@@ -92,6 +94,20 @@ pub async fn run(
                                 .flatten()
                                 .any(|r| r.name == name)
                     })
+                    .map(|c| ObjectRef::from_obj(&*c))
+                    .collect::<Vec<_>>()
+            },
+        )
+        // A Collection can describe the shared Qdrant collection, whose layout the config carries.
+        .watches(
+            scoped::<Collection>(&client, namespace.as_deref()),
+            watcher::Config::default(),
+            move |collection| {
+                let ns = collection.namespace();
+                clusters
+                    .state()
+                    .into_iter()
+                    .filter(|c| c.namespace() == ns && c.name_any() == collection.spec.cluster)
                     .map(|c| ObjectRef::from_obj(&*c))
                     .collect::<Vec<_>>()
             },
@@ -204,7 +220,31 @@ async fn dereference(obj: &RagCluster, client: &Client, namespace: &str) -> Resu
             *slot = Some(pool);
         }
     }
+    if let Some(q) = &obj.spec.qdrant {
+        let collections: Api<Collection> = Api::namespaced(client.clone(), namespace);
+        let list = collections
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| Error::kube("list Collections", e))?;
+        out.shared_collection = shared_collection(list.items, &obj.name_any(), q.collection_name());
+    }
     Ok(out)
+}
+
+/// The Collection of `cluster` whose Qdrant collection is the shared one, if any; the oldest
+/// when several claim it.
+pub(crate) fn shared_collection(
+    mut collections: Vec<Collection>,
+    cluster: &str,
+    qdrant_name: &str,
+) -> Option<Collection> {
+    collections
+        .retain(|c| c.spec.cluster == cluster && c.qdrant_name().as_deref() == Some(qdrant_name));
+    collections.sort_by(|a, b| {
+        (a.metadata.creation_timestamp.as_ref(), a.name_any())
+            .cmp(&(b.metadata.creation_timestamp.as_ref(), b.name_any()))
+    });
+    collections.into_iter().next()
 }
 
 async fn apply_one<K>(client: &Client, ns: &str, object: &K) -> Result<crate::apply::Applied<K>>

@@ -54,6 +54,8 @@ pub struct Dereferenced {
     pub generation_pool: Option<ModelPool>,
     /// The ModelPool named by `spec.embedding`.
     pub embedding_pool: Option<ModelPool>,
+    /// The Collection resource of this cluster that describes the shared Qdrant collection.
+    pub shared_collection: Option<crate::crd::collection::Collection>,
 }
 
 /// A RagCluster with every default applied.
@@ -247,6 +249,7 @@ pub fn validate(
         Some(QdrantSpec {
             managed: Some(m),
             external: None,
+            ..
         }) => QdrantMode::Managed(ManagedQdrant {
             replicas: m.replicas,
             image: m
@@ -260,6 +263,7 @@ pub fn validate(
         Some(QdrantSpec {
             managed: None,
             external: Some(e),
+            ..
         }) => QdrantMode::External {
             url: e.url.clone(),
             api_key: e.api_key_secret_ref.clone(),
@@ -306,8 +310,14 @@ pub fn validate(
     }
     // With dedicated worker pools the API pods only serve HTTP.
     config.workers.enabled = workers.is_empty();
-    let secret_env = super::backends::apply_backends(spec, &name, &qdrant, &mut config)
-        .map_err(ValidationError::Render)?;
+    let secret_env = super::backends::apply_backends(
+        spec,
+        &name,
+        &qdrant,
+        refs.shared_collection.as_ref(),
+        &mut config,
+    )
+    .map_err(ValidationError::Render)?;
     config
         .validate()
         .map_err(|e| ValidationError::Render(e.to_string()))?;
