@@ -150,19 +150,30 @@ fn a_missing_library_is_an_error_not_a_panic() {
     assert!(err.to_string().contains("setup-model.sh"), "{err}");
 }
 
-/// A query sent while a large ingestion is being embedded is answered before the ingestion,
-/// after at most one small bulk batch, and both get correct vectors.
+/// A query sent while a large ingestion is being embedded is answered before the ingestion and
+/// both get correct vectors: with a bulk-only session (the default), and with one shared
+/// session that serves queries between small bulk batches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interactive_requests_overtake_bulk_work() {
     let Some(cfg) = config() else { return };
-    let cfg = EmbeddingConfig {
-        sessions: 1,
-        max_seq_len: 64,
-        // Two texts of about 30 tokens per bulk batch: hundreds of model runs for the bulk request.
-        bulk_batch_tokens: 64,
-        ..cfg
-    };
-    let embedder = OnnxEmbedder::start(&cfg).expect("model loads");
+    for bulk_sessions in [1, 0] {
+        let cfg = EmbeddingConfig {
+            sessions: 1,
+            bulk_sessions,
+            max_seq_len: 64,
+            // Two texts of about 30 tokens per shared bulk batch.
+            bulk_batch_tokens: 64,
+            ..cfg.clone()
+        };
+        overtakes(
+            &OnnxEmbedder::start(&cfg).expect("model loads"),
+            bulk_sessions,
+        )
+        .await;
+    }
+}
+
+async fn overtakes(embedder: &OnnxEmbedder, bulk_sessions: usize) {
     let text = |i: usize| {
         format!("document {i} describes the quarterly revenue forecast of the warehouse team in some detail")
     };
@@ -186,12 +197,12 @@ async fn interactive_requests_overtake_bulk_work() {
     let query_took = started.elapsed();
     assert!(
         !bulk.is_finished(),
-        "the bulk request finished before the query was answered; it is too small to test with"
+        "bulk_sessions {bulk_sessions}: the bulk request finished before the query was answered"
     );
     let (vectors, bulk_took) = bulk.await.unwrap();
     assert!(
         query_took * 5 < bulk_took,
-        "the query took {query_took:?}, the bulk request {bulk_took:?}"
+        "bulk_sessions {bulk_sessions}: the query took {query_took:?}, the bulk request {bulk_took:?}"
     );
     // Both answers are right: the same texts embedded alone give the same vectors.
     let alone = embedder

@@ -280,15 +280,24 @@ pub struct EmbeddingConfig {
     pub model_name: String,
     /// Dimension of the model's vectors.
     pub dimension: usize,
-    /// Inference threads (each owns one ONNX Runtime session).
+    /// Inference threads (each owns one ONNX Runtime session). With `bulk_sessions` they serve
+    /// only queries; without, they serve queries first and ingestion in between.
     pub sessions: usize,
-    /// Intra-op threads of each session; 0 means the number of cores divided by `sessions`.
+    /// Sessions that embed only ingestion, on threads at a lower OS priority (`bulk_nice`), so
+    /// that a query's inference thread takes the CPU from them at once. 0 leaves ingestion to
+    /// `sessions`, in batches of `bulk_batch_tokens` between queries. CPU only: on a GPU every
+    /// session serves both.
+    pub bulk_sessions: usize,
+    /// Niceness added to the bulk sessions' threads (and their ONNX Runtime threads), 0 to 19.
+    pub bulk_nice: i32,
+    /// Intra-op threads of each session; 0 means the number of cores divided by `sessions`
+    /// (every core for a bulk session).
     pub intra_threads: usize,
     /// Cap on padded tokens (batch size times longest sequence) in one batch.
     pub max_batch_tokens: usize,
-    /// Cap on padded tokens in one batch of bulk work (ingestion). Between two such batches an
-    /// inference thread serves any waiting query, so this bounds how long ingestion can delay
-    /// a query. Capped by `max_batch_tokens`.
+    /// Cap on padded tokens in one batch of bulk work (ingestion) on a session that also serves
+    /// queries (no `bulk_sessions`). Between two such batches the session serves any waiting
+    /// query, so this bounds how long ingestion can delay a query. Capped by `max_batch_tokens`.
     pub bulk_batch_tokens: usize,
     /// Longest input in tokens, special tokens included; longer inputs are truncated.
     pub max_seq_len: usize,
@@ -309,6 +318,8 @@ impl Default for EmbeddingConfig {
             model_name: "all-MiniLM-L6-v2-int8".into(),
             dimension: 384,
             sessions: 1,
+            bulk_sessions: 1,
+            bulk_nice: 10,
             intra_threads: 0,
             max_batch_tokens: 16_384,
             bulk_batch_tokens: 1_024,

@@ -68,6 +68,11 @@ impl Config {
         );
         c.check(e.sessions >= 1, "embedding.sessions", "must be at least 1");
         c.check(
+            (0..=19).contains(&e.bulk_nice),
+            "embedding.bulk_nice",
+            "must be between 0 and 19",
+        );
+        c.check(
             (8..=512).contains(&e.max_seq_len),
             "embedding.max_seq_len",
             "must be between 8 and 512",

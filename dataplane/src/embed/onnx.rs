@@ -117,6 +117,18 @@ impl OnnxModel {
         dimension: usize,
         device: &Device,
     ) -> Result<Self> {
+        Self::load_spinning(files, intra_threads, dimension, device, true)
+    }
+
+    /// As [`Self::load_on`]; without `spin`, ONNX Runtime's threads sleep as soon as a run ends
+    /// instead of spinning for the next one, which leaves the CPU to other work.
+    pub fn load_spinning(
+        files: &ModelFiles,
+        intra_threads: usize,
+        dimension: usize,
+        device: &Device,
+        spin: bool,
+    ) -> Result<Self> {
         let environment = init_runtime(&files.ort_library)?;
         let load = |e: ort::Error<_>| EmbedError::Load(format!("failed to create session: {e}"));
         let mut builder =
@@ -141,6 +153,8 @@ impl OnnxModel {
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(load)?
             .with_intra_threads(intra_threads)
+            .map_err(load)?
+            .with_intra_op_spinning(spin)
             .map_err(load)?
             .with_inter_threads(1)
             .map_err(load)?
@@ -307,8 +321,11 @@ impl OnnxEmbedder {
             } else {
                 cfg.intra_threads
             };
+            // Sessions that serve only queries must not spin between them: that time belongs
+            // to the bulk sessions.
+            let spin = cfg.bulk_sessions == 0;
             for _ in 0..cfg.sessions {
-                let m = OnnxModel::load_on(&files, intra, cfg.dimension, &Device::Cpu)?;
+                let m = OnnxModel::load_spinning(&files, intra, cfg.dimension, &Device::Cpu, spin)?;
                 sessions.push((Device::Cpu, m));
             }
             DevicePlan {
@@ -329,22 +346,31 @@ impl OnnxEmbedder {
         let (interactive, interactive_rx) = crossbeam_channel::bounded(cfg.queue_capacity);
         let (bulk, bulk_rx) = crossbeam_channel::bounded(cfg.queue_capacity);
         let running = Arc::new(AtomicUsize::new(0));
+        // Bulk-only sessions run on the CPU, so only when no GPU serves.
+        let bulk_sessions = if used.devices.iter().any(Device::is_gpu) {
+            0
+        } else {
+            cfg.bulk_sessions
+        };
+        let role = if bulk_sessions > 0 {
+            Role::Interactive
+        } else {
+            Role::Shared
+        };
+        let parts = ThreadParts {
+            tokenizer,
+            interactive: interactive_rx,
+            bulk: bulk_rx,
+            max_batch_tokens: cfg.max_batch_tokens,
+            bulk_batch_tokens: cfg.bulk_batch_tokens.min(cfg.max_batch_tokens),
+        };
         for (i, (device, model)) in sessions.into_iter().enumerate() {
             let label = device.label();
             metrics::EMBED_DEVICE_SESSIONS
                 .with_label_values(&[label.as_str()])
                 .inc();
-            let worker = InferenceThread {
-                model,
-                tokenizer: tokenizer.clone(),
-                interactive: interactive_rx.clone(),
-                bulk: bulk_rx.clone(),
-                max_batch_tokens: cfg.max_batch_tokens,
-                bulk_batch_tokens: cfg.bulk_batch_tokens.min(cfg.max_batch_tokens),
-                device: label,
-            };
-            running.fetch_add(1, Ordering::SeqCst);
-            let alive = Running(running.clone());
+            let worker = parts.clone().thread(model, role, label);
+            let alive = Running::new(&running);
             std::thread::Builder::new()
                 .name(format!("embed-{i}"))
                 .spawn(move || {
@@ -352,6 +378,42 @@ impl OnnxEmbedder {
                     worker.run();
                 })
                 .map_err(|e| EmbedError::Load(format!("failed to spawn inference thread: {e}")))?;
+        }
+        for i in 0..bulk_sessions {
+            // The session is created on its own thread after that thread's priority is lowered,
+            // so ONNX Runtime's threads, which it starts then, inherit the lower priority.
+            let (ready, loaded) = std::sync::mpsc::channel();
+            let files = files.clone();
+            let intra = if cfg.intra_threads == 0 {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } else {
+                cfg.intra_threads
+            };
+            let (dimension, nice) = (cfg.dimension, cfg.bulk_nice);
+            let parts = parts.clone();
+            let alive = Running::new(&running);
+            std::thread::Builder::new()
+                .name(format!("embed-bulk-{i}"))
+                .spawn(move || {
+                    let _alive = alive;
+                    lower_thread_priority(nice);
+                    match OnnxModel::load_on(&files, intra, dimension, &Device::Cpu) {
+                        Ok(model) => {
+                            let _ = ready.send(Ok(()));
+                            parts.thread(model, Role::Bulk, Device::Cpu.label()).run();
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                        }
+                    }
+                })
+                .map_err(|e| EmbedError::Load(format!("failed to spawn inference thread: {e}")))?;
+            loaded.recv().map_err(|_| {
+                EmbedError::Load("the bulk inference thread died while loading".into())
+            })??;
+            metrics::EMBED_DEVICE_SESSIONS
+                .with_label_values(&[Device::Cpu.label().as_str()])
+                .inc();
         }
         let labels: Vec<String> = used.devices.iter().map(ToString::to_string).collect();
         tracing::info!(model = %files.model.display(), sessions_per_device = cfg.sessions, devices = %labels.join(", "), "embedding model loaded");
@@ -407,6 +469,67 @@ impl OnnxEmbedder {
 /// Counts one running inference thread for [`OnnxEmbedder::is_running`] until dropped.
 struct Running(Arc<AtomicUsize>);
 
+impl Running {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count.clone())
+    }
+}
+
+/// Adds `nice` to the calling thread's niceness (Linux keeps it per thread; threads started
+/// later from this one inherit it). Raising niceness needs no privilege; a failure only costs
+/// query latency under ingestion, so it is logged and otherwise ignored.
+fn lower_thread_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let tid = Some(rustix::thread::gettid());
+        let result = rustix::process::getpriority_process(tid)
+            .and_then(|now| rustix::process::setpriority_process(tid, (now + nice).min(19)));
+        if let Err(e) = result {
+            tracing::warn!(error = %e, nice, "could not lower the bulk inference thread's priority");
+        }
+    }
+}
+
+/// What every inference thread shares: the tokenizer, the queues and the batch caps.
+#[derive(Clone)]
+struct ThreadParts {
+    tokenizer: TextTokenizer,
+    interactive: Receiver<Request>,
+    bulk: Receiver<Request>,
+    max_batch_tokens: usize,
+    bulk_batch_tokens: usize,
+}
+
+impl ThreadParts {
+    fn thread(self, model: OnnxModel, role: Role, device: String) -> InferenceThread {
+        InferenceThread {
+            model,
+            tokenizer: self.tokenizer,
+            interactive: self.interactive,
+            bulk: self.bulk,
+            max_batch_tokens: self.max_batch_tokens,
+            bulk_batch_tokens: self.bulk_batch_tokens,
+            device,
+            role,
+        }
+    }
+}
+
+/// What an inference thread takes from the two queues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// Queries first, ingestion in small batches between them.
+    Shared,
+    /// Queries only (bulk sessions take the ingestion).
+    Interactive,
+    /// Ingestion only, in full batches, at a lower OS priority.
+    Bulk,
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
@@ -436,6 +559,7 @@ struct InferenceThread {
     max_batch_tokens: usize,
     bulk_batch_tokens: usize,
     device: String,
+    role: Role,
 }
 
 /// Takes `first` and every request waiting behind it in `rx`.
@@ -448,22 +572,36 @@ fn drain(first: Request, rx: &Receiver<Request>) -> Vec<Request> {
 impl InferenceThread {
     fn run(mut self) {
         loop {
-            // Interactive work first; block on both classes only when neither has any.
-            let first = match self.interactive.try_recv() {
-                Ok(r) => r,
-                Err(TryRecvError::Disconnected) => return,
-                Err(TryRecvError::Empty) => crossbeam_channel::select_biased! {
-                    recv(self.interactive) -> r => match r { Ok(r) => r, Err(_) => return },
-                    recv(self.bulk) -> r => match r { Ok(r) => r, Err(_) => return },
-                },
+            let first = match self.role {
+                Role::Shared => self.next_shared(),
+                Role::Interactive => self.interactive.recv().ok(),
+                Role::Bulk => self.bulk.recv().ok(),
             };
+            let Some(first) = first else { return };
             match first.priority {
                 Priority::Interactive => {
                     let requests = drain(first, &self.interactive);
                     self.process(requests, self.max_batch_tokens);
                 }
+                // Nothing waits behind a bulk-only session's batches.
+                Priority::Bulk if self.role == Role::Bulk => {
+                    self.process(vec![first], self.max_batch_tokens);
+                }
                 Priority::Bulk => self.process(vec![first], self.bulk_batch_tokens),
             }
+        }
+    }
+
+    /// The next request for a shared session: interactive work first; it blocks on both
+    /// classes only when neither has any. `None` once the queues are closed.
+    fn next_shared(&self) -> Option<Request> {
+        match self.interactive.try_recv() {
+            Ok(r) => Some(r),
+            Err(TryRecvError::Disconnected) => None,
+            Err(TryRecvError::Empty) => crossbeam_channel::select_biased! {
+                recv(self.interactive) -> r => r.ok(),
+                recv(self.bulk) -> r => r.ok(),
+            },
         }
     }
 
@@ -478,7 +616,9 @@ impl InferenceThread {
     /// Embeds the texts of all `requests` together, in batches of at most `max_tokens` padded
     /// tokens, and answers each. Bulk work serves waiting interactive requests between batches.
     fn process(&mut self, requests: Vec<Request>, max_tokens: usize) {
-        let bulk = requests.iter().all(|r| r.priority == Priority::Bulk);
+        // Only a shared session has queries to serve between its bulk batches.
+        let bulk =
+            self.role == Role::Shared && requests.iter().all(|r| r.priority == Priority::Bulk);
         for r in &requests {
             let class = r.priority.as_str();
             metrics::EMBED_QUEUE_DEPTH.with_label_values(&[class]).dec();
