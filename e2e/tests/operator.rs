@@ -406,6 +406,79 @@ spec:
 }
 
 #[test]
+fn the_shared_qdrant_collection_takes_its_layout_from_its_collection_resource() {
+    let Some((cluster, ns, operator)) = setup("op-layout") else {
+        return;
+    };
+    cluster
+        .apply(
+            &ns,
+            r#"
+apiVersion: ragplane.dev/v1alpha1
+kind: RagCluster
+metadata: {name: lay}
+spec:
+  qdrant: {external: {url: "http://127.0.0.1:1"}, collection: shared}
+  postgres:
+    urlSecretRef: {name: pg, key: url}
+    readReplicaUrlSecretRefs: [{name: pg, key: replica-a}, {name: pg, key: replica-b}]
+"#,
+        )
+        .unwrap();
+    let config = |check: &'static str| {
+        cluster
+            .wait_for(&ns, "configmap", "lay-config", WAIT, move |c| {
+                c["data"]["ragplane.toml"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(check))
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", operator.log_tail()))
+    };
+    config("collection = \"shared\"");
+    // The read replicas reach the pods through a list variable over one variable per Secret.
+    let api = cluster
+        .wait_for(&ns, "deployment", "lay-api", WAIT, |_| true)
+        .unwrap();
+    let env = api["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
+    assert!(env.contains("RAGPLANE_POSTGRES_REPLICA_1"), "{env}");
+    assert!(
+        env.contains(r#"[\"$(RAGPLANE_POSTGRES_REPLICA_0)\", \"$(RAGPLANE_POSTGRES_REPLICA_1)\"]"#),
+        "{env}"
+    );
+
+    // A Collection resource of this cluster for the shared collection sets its layout; one for
+    // another cluster does not.
+    cluster
+        .apply(
+            &ns,
+            r#"
+apiVersion: ragplane.dev/v1alpha1
+kind: Collection
+metadata: {name: other}
+spec: {cluster: elsewhere, collectionName: shared, shards: 9}
+---
+apiVersion: ragplane.dev/v1alpha1
+kind: Collection
+metadata: {name: shared}
+spec: {cluster: lay, shards: 3, replicationFactor: 2, tenancy: {payloadField: org}}
+"#,
+        )
+        .unwrap();
+    let cm = config("shard_number = 3");
+    let toml = cm["data"]["ragplane.toml"].as_str().unwrap_or_default();
+    assert!(toml.contains("replication_factor = 2"), "{toml}");
+    assert!(toml.contains("tenant_field = \"org\""), "{toml}");
+    // Editing the Collection re-renders the config (the RagCluster controller watches them).
+    cluster
+        .apply(
+            &ns,
+            "apiVersion: ragplane.dev/v1alpha1\nkind: Collection\nmetadata: {name: shared}\nspec: {cluster: lay, shards: 3, replicationFactor: 3, tenancy: {payloadField: org}}\n",
+        )
+        .unwrap();
+    config("replication_factor = 3");
+}
+
+#[test]
 fn readiness_follows_workload_status_into_conditions() {
     let Some((cluster, ns, operator)) = setup("op-ready") else {
         return;
