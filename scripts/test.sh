@@ -86,6 +86,10 @@ if [ -z "${QDRANT_URL:-}" ]; then
   echo "SKIPPED: vector index conformance against Qdrant (qdrant_index_conforms): QDRANT_URL is not set;" \
     "no package registry serves a Qdrant server"
 fi
+if [ -z "${QDRANT_CLUSTER_URL:-}" ]; then
+  echo "SKIPPED: Collection replication against a Qdrant cluster (collection_replication_against_a_real_qdrant_cluster):" \
+    "QDRANT_CLUSTER_URL is not set; no package registry serves a Qdrant server"
+fi
 cargo test --workspace --locked --no-fail-fast
 
 echo "all checks passed in ${SECONDS}s"

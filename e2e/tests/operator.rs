@@ -879,6 +879,92 @@ spec:
     assert!(cluster.get(&ns, "collection", "docs").unwrap().is_none());
 }
 
+/// Raising `replicationFactor` replicates every shard to another peer, and `Ready` waits for
+/// the new replicas to be `Active`. Needs a Qdrant cluster of three or more peers.
+#[test]
+fn collection_replication_against_a_real_qdrant_cluster() {
+    let Ok(url) = std::env::var("QDRANT_CLUSTER_URL") else {
+        eprintln!("SKIPPED: QDRANT_CLUSTER_URL is not set; the replication test needs the gRPC URL of a Qdrant cluster of three or more peers");
+        return;
+    };
+    let Some((cluster, ns, operator)) = setup("op-qrepl") else {
+        return;
+    };
+    let name = format!("e2e-{ns}");
+    let collection = |factor: u32| {
+        format!(
+            r#"
+apiVersion: ragplane.dev/v1alpha1
+kind: RagCluster
+metadata: {{name: q}}
+spec: {{qdrant: {{external: {{url: "{url}"}}}}}}
+---
+apiVersion: ragplane.dev/v1alpha1
+kind: Collection
+metadata: {{name: docs}}
+spec: {{cluster: q, collectionName: {name}, vectorSize: 8, shards: 3, replicationFactor: {factor}, deletionPolicy: Delete}}
+"#
+        )
+    };
+    let ready = || {
+        let out = cluster
+            .kubectl_ok(&[
+                "wait",
+                "-n",
+                &ns,
+                "--for=condition=Ready",
+                "collection/docs",
+                "--timeout=120s",
+            ])
+            .map_err(|e| format!("{e}\n{}", operator.log_tail()));
+        out.unwrap();
+        cluster.get(&ns, "collection", "docs").unwrap().unwrap()
+    };
+    // Replicas by shard, every one of them Active.
+    let replicas = |c: &Value| {
+        let mut by_shard: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+        for r in c["status"]["shards"].as_array().unwrap() {
+            assert_eq!(r["state"], "Active", "{c}");
+            by_shard
+                .entry(r["shardId"].as_i64().unwrap())
+                .or_default()
+                .push(r["peerId"].as_str().unwrap().to_string());
+        }
+        by_shard
+    };
+    cluster.apply(&ns, &collection(1)).unwrap();
+    let c = ready();
+    assert!(replicas(&c).values().all(|p| p.len() == 1), "{c}");
+
+    cluster.apply(&ns, &collection(2)).unwrap();
+    let start = Instant::now();
+    let c = loop {
+        let c = ready();
+        let r = replicas(&c);
+        if c["status"]["observedGeneration"] == c["metadata"]["generation"]
+            && r.len() == 3
+            && r.values().all(|p| p.len() == 2)
+        {
+            break c;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{c}\n{}",
+            operator.log_tail()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    for peers in replicas(&c).values() {
+        assert_ne!(
+            peers[0], peers[1],
+            "two replicas of a shard on one peer: {c}"
+        );
+    }
+    cluster
+        .kubectl_ok(&["delete", "-n", &ns, "collection/docs", "--timeout=60s"])
+        .unwrap();
+}
+
 /// `helm`: `$HELM`, else on PATH; `None` after a SKIPPED line unless `RAGPLANE_REQUIRE_HELM=1`.
 fn helm() -> Option<String> {
     let helm = std::env::var("HELM").unwrap_or_else(|_| "helm".into());

@@ -185,13 +185,16 @@ async fn apply(obj: &Collection, ctx: &Context) -> Result<Action> {
         )
         .await;
     }
-    let replicating = observed.replications_started > 0;
+    let replicating = observed.settling();
     let health = Health {
         ready: !replicating,
         progressing: replicating,
         degraded: None,
         summary: if replicating {
-            ("Replicating".into(), "shards are being replicated".into())
+            (
+                "Replicating".into(),
+                "shards are being replicated or are not all Active yet".into(),
+            )
         } else {
             (
                 "CollectionReady".into(),

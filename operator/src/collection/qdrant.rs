@@ -25,6 +25,18 @@ pub struct Observed {
     pub shards: Vec<ShardStatus>,
     /// Replications started to reach the replication factor.
     pub replications_started: usize,
+    /// Shard transfers Qdrant reports as running (this reconcile's and earlier ones').
+    pub transfers_running: usize,
+}
+
+impl Observed {
+    /// Whether the layout is still changing: replications just started or running, or a
+    /// replica not yet `Active`.
+    pub fn settling(&self) -> bool {
+        self.replications_started > 0
+            || self.transfers_running > 0
+            || self.shards.iter().any(|s| s.state != "Active")
+    }
 }
 
 fn qdrant_err(action: impl Into<String>) -> impl FnOnce(qdrant_client::QdrantError) -> Error {
@@ -96,6 +108,7 @@ pub async fn ensure(client: &Qdrant, c: &ValidatedCollection) -> Result<Observed
             .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
         shards: shard_layout(&layout),
         replications_started,
+        transfers_running: layout.shard_transfers.len(),
     })
 }
 
