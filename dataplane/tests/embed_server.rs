@@ -383,6 +383,44 @@ fn remote(endpoints: Vec<String>) -> RemoteEmbedderConfig {
     }
 }
 
+/// The client's OpenAI protocol (what text-embeddings-inference serves too) gets the same
+/// vectors, in order, as the native one; a dimension that does not match is an error naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remote_client_speaks_the_openai_protocol() {
+    let Some(model) = ragplane::testing::model_files() else {
+        return;
+    };
+    let server = Server::start(&model, &[]);
+    let embedding = embedding_config(&model);
+    let local = OnnxEmbedder::start(&embedding).unwrap();
+    let texts = sentences();
+    let want = local.embed(texts.clone()).await.unwrap();
+    let openai = RemoteEmbedderConfig {
+        protocol: ragplane_config::RemoteProtocol::Openai,
+        ..remote(vec![server.url.clone()])
+    };
+    let client = RemoteEmbedder::new(&openai, &embedding).unwrap();
+    let got = client.embed(texts.clone()).await.unwrap();
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!(max_abs_diff(g, w) < 1e-5, "sentence {i}");
+    }
+    let wrong = EmbeddingConfig {
+        dimension: 768,
+        ..embedding.clone()
+    };
+    let err = RemoteEmbedder::new(&openai, &wrong)
+        .unwrap()
+        .embed(vec!["x".into()])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("dimension 384") && err.contains("768"),
+        "{err}"
+    );
+}
+
 /// A port nothing listens on: bound, then closed.
 fn closed_endpoint() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

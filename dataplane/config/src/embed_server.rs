@@ -138,6 +138,21 @@ pub struct RemoteEmbedderConfig {
     pub cooldown_ms: u64,
     /// Texts per request; a larger call is split and its parts are sent concurrently.
     pub max_texts_per_request: usize,
+    /// What the servers speak: `native` (`ragplane embed-server`'s `/v1/embed`, f32 bodies) or
+    /// `openai` (`/v1/embeddings`, which text-embeddings-inference and `ragplane embed-server`
+    /// both serve).
+    pub protocol: RemoteProtocol,
+}
+
+/// Wire protocol of the remote embedding servers.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteProtocol {
+    /// `POST /v1/embed` with little-endian f32 vectors back (`ragplane embed-server`).
+    #[default]
+    Native,
+    /// `POST /v1/embeddings` in OpenAI's format.
+    Openai,
 }
 
 impl Default for RemoteEmbedderConfig {
@@ -149,6 +164,7 @@ impl Default for RemoteEmbedderConfig {
             connect_timeout_ms: 1000,
             cooldown_ms: 2000,
             max_texts_per_request: 256,
+            protocol: RemoteProtocol::Native,
         }
     }
 }

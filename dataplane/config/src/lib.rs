@@ -25,7 +25,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use embed_server::{
-    DeviceSelection, EmbedServerConfig, RemoteEmbedderConfig, DEFAULT_GPU_MAX_BATCH_TOKENS,
+    DeviceSelection, EmbedServerConfig, RemoteEmbedderConfig, RemoteProtocol,
+    DEFAULT_GPU_MAX_BATCH_TOKENS,
 };
 pub use generation::GenerationPoolConfig;
 pub use ollama::OllamaEmbeddingConfig;

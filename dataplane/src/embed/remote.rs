@@ -12,13 +12,15 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use ragplane_config::{EmbeddingConfig, RemoteEmbedderConfig};
+use ragplane_config::{EmbeddingConfig, RemoteEmbedderConfig, RemoteProtocol};
 
 use super::{EmbedError, Embedder, Priority, Result};
 use crate::metrics;
 
 /// Path of the embed-server's native endpoint.
 pub const NATIVE_PATH: &str = "/v1/embed";
+/// Path of the OpenAI-compatible endpoint.
+pub const OPENAI_PATH: &str = "/v1/embeddings";
 /// Request header naming the request's class (`interactive` or `bulk`; see [`Priority`]).
 pub const PRIORITY_HEADER: &str = "x-ragplane-priority";
 /// Response header carrying the vectors' dimension on the native endpoint.
@@ -95,6 +97,7 @@ pub struct RemoteEmbedder {
     rotation: AtomicUsize,
     model: String,
     dimension: usize,
+    protocol: RemoteProtocol,
 }
 
 impl RemoteEmbedder {
@@ -127,6 +130,7 @@ impl RemoteEmbedder {
             rotation: AtomicUsize::new(0),
             model: embedding.model_name.clone(),
             dimension: embedding.dimension,
+            protocol: remote.protocol,
         })
     }
 
@@ -210,11 +214,18 @@ impl RemoteEmbedder {
             overloaded: false,
             message,
         };
-        let resp = self
-            .client
-            .post(format!("{}{NATIVE_PATH}", ep.url))
+        let request = match self.protocol {
+            RemoteProtocol::Native => self
+                .client
+                .post(format!("{}{NATIVE_PATH}", ep.url))
+                .json(&serde_json::json!({ "inputs": texts })),
+            RemoteProtocol::Openai => self
+                .client
+                .post(format!("{}{OPENAI_PATH}", ep.url))
+                .json(&serde_json::json!({ "input": texts, "model": self.model })),
+        };
+        let resp = request
             .header(PRIORITY_HEADER, priority.as_str())
-            .json(&serde_json::json!({ "inputs": texts }))
             .send()
             .await
             .map_err(|e| retry(format!("failed to send: {e}")))?;
@@ -236,6 +247,18 @@ impl RemoteEmbedder {
                 )))
             });
         }
+        if self.protocol == RemoteProtocol::Openai {
+            let body: OpenAiEmbeddings = resp
+                .json()
+                .await
+                .map_err(|e| retry(format!("failed to read the response: {e}")))?;
+            return openai_vectors(body, texts.len(), self.dimension).map_err(|message| {
+                Failure::Fatal(EmbedError::Inference(format!(
+                    "embedding server {}: {message}",
+                    ep.url
+                )))
+            });
+        }
         let dim = resp
             .headers()
             .get(DIMENSION_HEADER)
@@ -253,6 +276,49 @@ impl RemoteEmbedder {
             .map_err(|e| retry(format!("failed to read the response: {e}")))?;
         decode_vectors(&body, texts.len(), self.dimension).map_err(retry)
     }
+}
+
+/// Body of an OpenAI `/v1/embeddings` answer (the fields this client reads).
+#[derive(Debug, serde::Deserialize)]
+struct OpenAiEmbeddings {
+    data: Vec<OpenAiEmbedding>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct OpenAiEmbedding {
+    index: usize,
+    embedding: Vec<f32>,
+}
+
+/// The vectors of an OpenAI answer in input order, checked for count and dimension and
+/// L2-normalised (servers differ in whether they normalise).
+fn openai_vectors(
+    body: OpenAiEmbeddings,
+    count: usize,
+    dimension: usize,
+) -> Result<Vec<Vec<f32>>, String> {
+    let mut out: Vec<Option<Vec<f32>>> = vec![None; count];
+    for item in body.data {
+        if item.embedding.len() != dimension {
+            return Err(format!(
+                "it serves vectors of dimension {}; embedding.dimension is {dimension}",
+                item.embedding.len()
+            ));
+        }
+        let slot = out
+            .get_mut(item.index)
+            .ok_or_else(|| format!("answered index {} for {count} inputs", item.index))?;
+        let mut v = item.embedding;
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            v.iter_mut().for_each(|x| *x /= norm);
+        }
+        *slot = Some(v);
+    }
+    out.into_iter()
+        .enumerate()
+        .map(|(i, v)| v.ok_or_else(|| format!("answered no vector for input {i}")))
+        .collect()
 }
 
 /// Splits the native endpoint's body (little-endian f32, `count` × `dimension`) into vectors.
