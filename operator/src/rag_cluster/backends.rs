@@ -406,6 +406,38 @@ spec:
     }
 
     #[test]
+    fn the_embedding_pool_becomes_the_remote_embedder() {
+        let pool: crate::crd::model_pool::ModelPool = serde_yaml::from_str(
+            "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {name: emb, namespace: ns}\nspec: {kind: embedding, model: sentence-transformers/all-MiniLM-L6-v2}\n",
+        )
+        .unwrap();
+        let refs = Dereferenced {
+            embedding_pool: Some(pool),
+            ..Dereferenced::default()
+        };
+        let yaml = "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: prod}\nspec: {embedding: {name: emb}}\n";
+        let c = validate(&cluster(yaml), &refs, "img").unwrap();
+        let e = &c.config.embedding;
+        assert_eq!(e.model_name, "sentence-transformers/all-MiniLM-L6-v2");
+        let remote = e.remote.as_ref().unwrap();
+        assert_eq!(remote.endpoints, ["http://emb.ns.svc:8080"]);
+        assert_eq!(remote.protocol, ragplane_config::RemoteProtocol::Openai);
+        assert!(
+            c.config_toml.contains("[embedding.remote]"),
+            "{}",
+            c.config_toml
+        );
+        // Without the reference the pods embed in process.
+        assert!(
+            validated(yaml.replace("{embedding: {name: emb}}", "{}").as_str())
+                .config
+                .embedding
+                .remote
+                .is_none()
+        );
+    }
+
+    #[test]
     fn postgres_without_qdrant_keeps_the_vectors_in_postgres() {
         let c = validated(
             r#"

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
-use ragplane_config::{Config, GenerationConfig, GeneratorEndpoint, LogFormat};
+use ragplane_config::{
+    Config, GenerationConfig, GeneratorEndpoint, LogFormat, RemoteEmbedderConfig, RemoteProtocol,
+};
 
 use crate::autoscale::presets::Scope;
 use crate::autoscale::Scaling;
@@ -303,6 +305,18 @@ pub fn validate(
         generation,
         ..Config::default()
     };
+    // The embedding pool serves OpenAI's /v1/embeddings (text-embeddings-inference does, and so
+    // does `ragplane embed-server`); its model name keys the embedding cache.
+    if let Some(pool) = &refs.embedding_pool {
+        let url =
+            crate::model_pool::validate::service_url(&pool.name_any(), &namespace, pool.spec.kind);
+        config.embedding.model_name.clone_from(&pool.spec.model);
+        config.embedding.remote = Some(RemoteEmbedderConfig {
+            endpoints: vec![url],
+            protocol: RemoteProtocol::Openai,
+            ..RemoteEmbedderConfig::default()
+        });
+    }
     config.server.listen = std::net::SocketAddr::from(([0, 0, 0, 0], 8080));
     config.telemetry.log_format = LogFormat::Json;
     if let Some(filter) = &spec.log_filter {
