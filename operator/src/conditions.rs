@@ -15,6 +15,20 @@ pub struct Health {
     pub summary: (String, String),
 }
 
+impl Health {
+    /// A failed reconcile: not Ready and Degraded, with the error as reason and message;
+    /// Progressing while a retry may still fix it.
+    pub fn failed(error: &crate::error::Error, progressing: bool) -> Self {
+        let why = (error.metric_label().to_string(), error.to_string());
+        Self {
+            ready: false,
+            progressing,
+            degraded: Some(why.clone()),
+            summary: why,
+        }
+    }
+}
+
 /// Conditions for `health` at `generation`. A condition whose status did not change keeps its
 /// `lastTransitionTime` from `previous`, so the time says when it last flipped.
 pub fn conditions(

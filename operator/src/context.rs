@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -96,4 +96,13 @@ impl Context {
             kube::runtime::controller::Action::requeue(delay)
         }
     }
+}
+
+/// `Kind/namespace/name`: the key of an object's backoff state and log lines.
+pub fn object_key<K: Resource>(kind: &str, obj: &K) -> String {
+    format!(
+        "{kind}/{}/{}",
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
 }

@@ -51,11 +51,7 @@ pub async fn run(
 }
 
 fn key(obj: &Collection) -> String {
-    format!(
-        "{KIND}/{}/{}",
-        obj.namespace().unwrap_or_default(),
-        obj.name_any()
-    )
+    crate::context::object_key(KIND, obj)
 }
 
 /// What the controller does after a failed reconcile.
@@ -91,12 +87,7 @@ pub async fn reconcile(obj: Arc<Collection>, ctx: Arc<Context>) -> Result<Action
                 .await;
             if obj.metadata.deletion_timestamp.is_none() {
                 let previous = obj.status.clone().unwrap_or_default();
-                let health = Health {
-                    ready: false,
-                    progressing: !error.is_permanent(),
-                    degraded: Some((error.metric_label().into(), error.to_string())),
-                    summary: (error.metric_label().into(), error.to_string()),
-                };
+                let health = Health::failed(&error, !error.is_permanent());
                 let status = CollectionStatus {
                     observed_generation: obj.metadata.generation,
                     conditions: conditions(&health, obj.metadata.generation, &previous.conditions),

@@ -73,11 +73,7 @@ pub async fn run(
 }
 
 fn key(obj: &ModelPool) -> String {
-    format!(
-        "{KIND}/{}/{}",
-        obj.namespace().unwrap_or_default(),
-        obj.name_any()
-    )
+    crate::context::object_key(KIND, obj)
 }
 
 /// One reconcile of one ModelPool.
@@ -97,12 +93,7 @@ pub async fn reconcile(obj: Arc<ModelPool>, ctx: Arc<Context>) -> Result<Action>
                 .await;
             if error.is_permanent() {
                 let previous = obj.status.clone().unwrap_or_default();
-                let health = crate::conditions::Health {
-                    ready: false,
-                    progressing: false,
-                    degraded: Some((error.metric_label().into(), error.to_string())),
-                    summary: (error.metric_label().into(), error.to_string()),
-                };
+                let health = crate::conditions::Health::failed(&error, false);
                 let status = ModelPoolStatus {
                     observed_generation: obj.metadata.generation,
                     conditions: crate::conditions::conditions(

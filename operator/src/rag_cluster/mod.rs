@@ -135,11 +135,7 @@ where
 }
 
 fn key(obj: &RagCluster) -> String {
-    format!(
-        "{KIND}/{}/{}",
-        obj.namespace().unwrap_or_default(),
-        obj.name_any()
-    )
+    crate::context::object_key(KIND, obj)
 }
 
 /// One reconcile of one RagCluster.
@@ -494,12 +490,7 @@ async fn report_error(obj: &RagCluster, ctx: &Context, error: &Error) {
         return;
     }
     let previous = obj.status.clone().unwrap_or_default();
-    let health = crate::conditions::Health {
-        ready: false,
-        progressing: false,
-        degraded: Some((error.metric_label().into(), error.to_string())),
-        summary: (error.metric_label().into(), error.to_string()),
-    };
+    let health = crate::conditions::Health::failed(error, false);
     let status = RagClusterStatus {
         observed_generation: obj.metadata.generation,
         conditions: crate::conditions::conditions(
