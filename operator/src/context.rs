@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 
@@ -40,10 +41,23 @@ impl Context {
         }
     }
 
-    /// Publishes an Event about `object`; failures are logged, never fatal.
+    /// Publishes an Event about `object` from a reconcile; failures are logged, never fatal.
     pub async fn event<K: Resource<DynamicType = ()>>(
         &self,
         object: &K,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
+        self.publish(&object.object_ref(&()), "Reconcile", warning, reason, note)
+            .await;
+    }
+
+    /// Publishes an Event about `regarding` for `action`; failures are logged, never fatal.
+    pub async fn publish(
+        &self,
+        regarding: &ObjectReference,
+        action: &str,
         warning: bool,
         reason: &str,
         note: String,
@@ -56,10 +70,10 @@ impl Context {
             },
             reason: reason.into(),
             note: Some(note),
-            action: "Reconcile".into(),
+            action: action.into(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        if let Err(error) = self.recorder.publish(&event, regarding).await {
             tracing::warn!(%error, reason, "failed to publish an Event");
         }
     }

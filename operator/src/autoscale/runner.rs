@@ -11,7 +11,6 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 
@@ -24,6 +23,8 @@ use crate::crd::model_pool::{ModelPool, ModelPoolKind};
 use crate::crd::rag_cluster::RagCluster;
 use crate::rag_cluster::build::worker_deployment::worker_name;
 
+/// Action of the autoscaler's Events.
+const ACTION: &str = "Autoscale";
 /// How often the loop looks for components whose poll is due.
 const TICK: Duration = Duration::from_millis(250);
 /// Longest a Prometheus query may take.
@@ -436,28 +437,30 @@ impl Autoscaler {
                     dl.push(if desired > current { "up" } else { "down" });
                     m.scales.with_label_values(dl.as_slice()).inc();
                     tracing::info!(component = key, current, desired, %reason, "scaled");
-                    publish(
-                        &self.ctx,
-                        &t.owner,
-                        false,
-                        "Scaled",
-                        format!(
-                            "{} scaled from {current} to {desired}: {reason}",
-                            t.component
-                        ),
-                    )
-                    .await;
+                    self.ctx
+                        .publish(
+                            &t.owner,
+                            ACTION,
+                            false,
+                            "Scaled",
+                            format!(
+                                "{} scaled from {current} to {desired}: {reason}",
+                                t.component
+                            ),
+                        )
+                        .await;
                 }
                 Err(e) => {
                     tracing::warn!(component = key, desired, error = %e, "failed to write replicas");
-                    publish(
-                        &self.ctx,
-                        &t.owner,
-                        true,
-                        "ScaleFailed",
-                        format!("failed to scale {} to {desired}: {e}", t.component),
-                    )
-                    .await;
+                    self.ctx
+                        .publish(
+                            &t.owner,
+                            ACTION,
+                            true,
+                            "ScaleFailed",
+                            format!("failed to scale {} to {desired}: {e}", t.component),
+                        )
+                        .await;
                 }
             }
         }
@@ -476,7 +479,9 @@ impl Autoscaler {
                     format!("{}: the rules decide again", t.component),
                 )
             };
-            publish(&self.ctx, &t.owner, warning, event, note).await;
+            self.ctx
+                .publish(&t.owner, ACTION, warning, event, note)
+                .await;
         }
         m.poll_duration
             .observe(polled.started.elapsed().as_secs_f64());
@@ -648,29 +653,6 @@ async fn apply_status(
             .await?;
     }
     Ok(())
-}
-
-async fn publish(
-    ctx: &Context,
-    owner: &ObjectReference,
-    warning: bool,
-    reason: &str,
-    note: String,
-) {
-    let event = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.into(),
-        note: Some(note),
-        action: "Autoscale".into(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, owner).await {
-        tracing::warn!(%error, reason, "failed to publish an Event");
-    }
 }
 
 #[cfg(test)]
