@@ -133,6 +133,21 @@ impl S3Store {
         Ok(format!("{}{key}", self.prefix))
     }
 
+    /// Any other failure of `action` on `key` in this bucket.
+    fn remote(
+        &self,
+        action: &'static str,
+        key: &str,
+        message: impl std::fmt::Display,
+    ) -> ObjectError {
+        ObjectError::Remote {
+            action,
+            bucket: self.bucket.clone(),
+            key: key.to_string(),
+            message: message.to_string(),
+        }
+    }
+
     /// Turns an SDK error into an error naming the bucket, telling a missing bucket, refused
     /// credentials, a missing object and an unreachable server apart.
     fn error<E>(&self, action: &'static str, key: &str, err: SdkError<E>) -> ObjectError
@@ -185,12 +200,7 @@ impl S3Store {
                     message: format!("{} at {}", DisplayErrorContext(&err), self.endpoint),
                 }
             }
-            _ => ObjectError::Remote {
-                action,
-                bucket: self.bucket.clone(),
-                key: key.to_string(),
-                message: DisplayErrorContext(&err).to_string(),
-            },
+            _ => self.remote(action, key, DisplayErrorContext(&err)),
         }
     }
 
@@ -291,12 +301,11 @@ impl ObjectStore for S3Store {
 
     async fn get(&self, key: &str) -> Result<Bytes> {
         let out = self.get_object(key).await?;
-        let data = out.body.collect().await.map_err(|e| ObjectError::Remote {
-            action: "read",
-            bucket: self.bucket.clone(),
-            key: key.to_string(),
-            message: e.to_string(),
-        })?;
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| self.remote("read", key, e))?;
         Ok(data.into_bytes())
     }
 
@@ -352,12 +361,7 @@ impl ObjectStore for S3Store {
                 .filter_map(|o| o.key())
                 .map(|k| ObjectIdentifier::builder().key(k).build())
                 .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| ObjectError::Remote {
-                    action: "delete",
-                    bucket: self.bucket.clone(),
-                    key: prefix.to_string(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| self.remote("delete", prefix, e))?;
             if ids.is_empty() {
                 continue;
             }
@@ -365,12 +369,7 @@ impl ObjectStore for S3Store {
                 .set_objects(Some(ids))
                 .quiet(true)
                 .build()
-                .map_err(|e| ObjectError::Remote {
-                    action: "delete",
-                    bucket: self.bucket.clone(),
-                    key: prefix.to_string(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| self.remote("delete", prefix, e))?;
             let out = self
                 .client
                 .delete_objects()
@@ -380,12 +379,11 @@ impl ObjectStore for S3Store {
                 .await
                 .map_err(|e| self.error("delete", prefix, e))?;
             if let Some(failed) = out.errors().first() {
-                return Err(ObjectError::Remote {
-                    action: "delete",
-                    bucket: self.bucket.clone(),
-                    key: failed.key().unwrap_or(prefix).to_string(),
-                    message: failed.message().unwrap_or("unknown error").to_string(),
-                });
+                return Err(self.remote(
+                    "delete",
+                    failed.key().unwrap_or(prefix),
+                    failed.message().unwrap_or("unknown error"),
+                ));
             }
         }
         Ok(())
