@@ -379,17 +379,18 @@ impl OnnxEmbedder {
                 })
                 .map_err(|e| EmbedError::Load(format!("failed to spawn inference thread: {e}")))?;
         }
+        // A bulk session may use every core: it yields them to the query sessions.
+        let bulk_intra = if cfg.intra_threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            cfg.intra_threads
+        };
         for i in 0..bulk_sessions {
             // The session is created on its own thread after that thread's priority is lowered,
             // so ONNX Runtime's threads, which it starts then, inherit the lower priority.
             let (ready, loaded) = std::sync::mpsc::channel();
             let files = files.clone();
-            let intra = if cfg.intra_threads == 0 {
-                std::thread::available_parallelism().map_or(1, |n| n.get())
-            } else {
-                cfg.intra_threads
-            };
-            let (dimension, nice) = (cfg.dimension, cfg.bulk_nice);
+            let (intra, dimension, nice) = (bulk_intra, cfg.dimension, cfg.bulk_nice);
             let parts = parts.clone();
             let alive = Running::new(&running);
             std::thread::Builder::new()
@@ -438,9 +439,6 @@ impl OnnxEmbedder {
     pub async fn embed_counted(&self, texts: Vec<String>, priority: Priority) -> Result<Embedded> {
         if texts.is_empty() {
             return Ok(Embedded::default());
-        }
-        if !self.is_running() {
-            return Err(EmbedError::Stopped);
         }
         let (reply, rx) = oneshot::channel();
         let req = Request {
