@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::Tensor;
@@ -590,16 +590,13 @@ impl InferenceThread {
         }
     }
 
-    /// The next request for a shared session: interactive work first; it blocks on both
-    /// classes only when neither has any. `None` once the queues are closed.
+    /// The next request for a shared session: interactive work whenever some waits (the
+    /// biased select tries the queues in order), else bulk; it blocks while neither has any.
+    /// `None` once the queues are closed.
     fn next_shared(&self) -> Option<Request> {
-        match self.interactive.try_recv() {
-            Ok(r) => Some(r),
-            Err(TryRecvError::Disconnected) => None,
-            Err(TryRecvError::Empty) => crossbeam_channel::select_biased! {
-                recv(self.interactive) -> r => r.ok(),
-                recv(self.bulk) -> r => r.ok(),
-            },
+        crossbeam_channel::select_biased! {
+            recv(self.interactive) -> r => r.ok(),
+            recv(self.bulk) -> r => r.ok(),
         }
     }
 
