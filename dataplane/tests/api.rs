@@ -675,6 +675,12 @@ async fn overload_answers_429_and_503_with_retry_after() {
         shed.body
     );
     assert_eq!(shed.headers[header::RETRY_AFTER], "1");
+    // Probes and scrapes are not shed: a busy pod is neither restarted nor taken out of its
+    // Service for being busy.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let probe = send(&e2.router, req(Method::GET, path, None, None)).await;
+        assert_eq!(probe.status, StatusCode::OK, "{path} while saturated");
+    }
     tx.send(Ok(bytes::Bytes::from_static(br#"{"name":"later"}"#)))
         .await
         .unwrap();

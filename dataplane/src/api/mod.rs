@@ -131,23 +131,24 @@ pub fn router(app: AppState) -> Router {
         .route("/query", post(search::query))
         .route("/chat/completions", post(chat::completions))
         .fallback(not_found);
-    Router::new()
+    // Probes and scrapes bypass load shedding and the request timeout: a saturated pod must
+    // still answer its kubelet and Prometheus, or it would be restarted for being busy.
+    let traffic = Router::new()
         .nest("/v1", v1)
-        .route("/healthz", get(service::healthz))
-        .route("/readyz", get(service::readyz))
-        .route("/metrics", get(service::metrics))
         .route("/openapi.json", get(service::openapi_json))
-        .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_requests)),
             shed_load,
         ))
-        .layer(middleware::from_fn(record_metrics))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(limits.request_timeout_secs),
-        ))
+        ));
+    service_routes()
+        .merge(traffic)
+        .fallback(not_found)
+        .layer(middleware::from_fn(record_metrics))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError(Error::Internal("the request handler panicked".into())).into_response()
         }))
@@ -156,12 +157,15 @@ pub fn router(app: AppState) -> Router {
 
 /// The service endpoints alone (`/healthz`, `/readyz`, `/metrics`), for worker processes.
 pub fn service_router(app: AppState) -> Router {
+    service_routes().fallback(not_found).with_state(app)
+}
+
+/// `/healthz`, `/readyz` and `/metrics`, without any limit in front of them.
+fn service_routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(service::healthz))
         .route("/readyz", get(service::readyz))
         .route("/metrics", get(service::metrics))
-        .fallback(not_found)
-        .with_state(app)
 }
 
 async fn not_found() -> ApiError {
