@@ -67,6 +67,8 @@ pub struct App {
     /// Recently verified keys (by hash), so the hot path skips the metadata store. Entries
     /// expire after [`KEY_CACHE_TTL`], which bounds how long a revoked key keeps working.
     known_keys: moka::sync::Cache<String, Principal>,
+    /// Held while this process uses local stores in the data directory.
+    _data_dir_lock: Option<crate::data_dir::DataDirLock>,
 }
 
 /// How long a verified API key is trusted without asking the metadata store again.
@@ -229,6 +231,12 @@ impl App {
                 config.data_dir.display()
             )
         })?;
+        // A replacement pod on the same volume waits here until the old process has exited.
+        let data_dir_lock = if config.uses_local_stores() {
+            Some(crate::data_dir::DataDirLock::acquire(&config.data_dir).await?)
+        } else {
+            None
+        };
         let store = SqliteStore::open(&config.sqlite_path()).await?;
         store.migrate().await?;
         let redis = match &config.redis {
@@ -294,6 +302,7 @@ impl App {
                 .max_capacity(10_000)
                 .time_to_live(KEY_CACHE_TTL)
                 .build(),
+            _data_dir_lock: data_dir_lock,
         })
     }
 

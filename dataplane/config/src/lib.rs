@@ -465,6 +465,15 @@ pub fn default_cache_root() -> PathBuf {
 }
 
 impl Config {
+    /// Whether any store keeps its data in `data_dir` (SQLite metadata or queue, local
+    /// originals, the embedded vector index), so that only one process may use that directory.
+    pub fn uses_local_stores(&self) -> bool {
+        matches!(self.metadata, MetadataConfig::Sqlite { .. })
+            || matches!(self.queue, QueueConfig::Sqlite(_))
+            || matches!(self.objects, ObjectStoreConfig::Local { .. })
+            || matches!(self.vectors, VectorIndexConfig::Embedded(_))
+    }
+
     /// File of the SQLite database: the metadata store when SQLite is selected, and the SQLite
     /// queue (`<data_dir>/metadata.db` when the metadata lives elsewhere).
     pub fn sqlite_path(&self) -> PathBuf {
