@@ -293,6 +293,24 @@ impl Operator {
         ns: &str,
         kubeconfig: &Path,
     ) -> anyhow::Result<Self> {
+        Self::spawn(cluster, ns, kubeconfig, &[])
+    }
+
+    /// Like [`Operator::start`], with extra environment variables (its flags' `env` names).
+    pub fn start_with_env(
+        cluster: &TestCluster,
+        ns: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        Self::spawn(cluster, ns, &cluster.kubeconfig(), env)
+    }
+
+    fn spawn(
+        cluster: &TestCluster,
+        ns: &str,
+        kubeconfig: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let port = crate::free_port();
         let log = cluster
             .dir()
@@ -305,6 +323,7 @@ impl Operator {
             .env("LEASE_DURATION_SECS", "4")
             .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "info,ragplane_operator=debug,kube=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out))
             .spawn()

@@ -271,6 +271,17 @@ fn invalid_resources_are_rejected_with_the_cel_message() {
             "spec.qdrant",
             "exactly one of qdrant.managed or qdrant.external must be set",
         ),
+        // Embedded backends keep their data in one pod.
+        (
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: h}\nspec: {api: {replicas: 2}}\n",
+            "spec.api.replicas",
+            "more than one API replica needs the shared backends",
+        ),
+        (
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: i}\nspec: {api: {replicas: 1, autoscaling: {minReplicas: 1, maxReplicas: 3}}, postgres: {urlSecretRef: {name: pg, key: url}}, s3: {bucket: docs}}\n",
+            "spec.api.replicas",
+            "more than one API replica needs the shared backends spec.postgres, spec.s3 and spec.redis",
+        ),
         (
             "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {name: d}\nspec: {kind: ollama, model: m, gpu: {count: -1}}\n",
             "spec.gpu.count",
@@ -344,6 +355,9 @@ kind: RagCluster
 metadata: {name: edit}
 spec:
   api: {replicas: 3, port: 80}
+  postgres: {urlSecretRef: {name: pg, key: url}}
+  redis: {urlSecretRef: {name: redis, key: url}}
+  s3: {bucket: docs}
   logFilter: debug
   workers:
     - {name: ingest, queues: [documents], replicas: 5, concurrency: 3}
@@ -497,6 +511,9 @@ kind: RagCluster
 metadata: {name: r}
 spec:
   api: {replicas: 2}
+  postgres: {urlSecretRef: {name: pg, key: url}}
+  redis: {urlSecretRef: {name: redis, key: url}}
+  s3: {bucket: docs}
   workers: [{name: w, replicas: 1}]
   generation: {name: llm}
 "#,
@@ -1053,6 +1070,9 @@ kind: RagCluster
 metadata: {name: rbac}
 spec:
   api: {replicas: 1, autoscaling: {minReplicas: 2, maxReplicas: 3}}
+  postgres: {urlSecretRef: {name: pg, key: url}}
+  redis: {urlSecretRef: {name: redis, key: url}}
+  s3: {bucket: docs}
   workers: [{name: w}]
   generation: {name: llm}
   qdrant: {external: {url: "http://127.0.0.1:1", apiKeySecretRef: {name: qdrant, key: api-key}}}
@@ -1065,7 +1085,7 @@ spec: {cluster: rbac}
         )
         .unwrap();
     // Every write the operator makes succeeds as the ServiceAccount: children, scale, status,
-    // finalizers, Events, the Lease; and reading the API key Secret.
+    // finalizers, Events, the Lease, the admin key Secret; and reading the API key Secret.
     cluster
         .wait_for(&ns, "deployment", "rbac-api", WAIT, |d| {
             d["spec"]["replicas"] == 2
@@ -1110,7 +1130,8 @@ spec: {cluster: rbac}
         operator.log_tail()
     );
 
-    // Least privilege: no listing Secrets, nothing outside the watched namespace.
+    // Least privilege: Secrets are read and watched (a rotated one rolls the pods) but never
+    // deleted; nothing outside the watched namespace.
     let can = |args: &[&str]| {
         let mut all = vec!["auth", "can-i", "--as", sa.as_str()];
         all.extend_from_slice(args);
@@ -1118,8 +1139,279 @@ spec: {cluster: rbac}
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
     assert_eq!(can(&["get", "secrets", "-n", &ns]), "yes");
-    assert_eq!(can(&["list", "secrets", "-n", &ns]), "no");
+    assert_eq!(can(&["watch", "secrets", "-n", &ns]), "yes");
+    assert_eq!(can(&["delete", "secrets", "-n", &ns]), "no");
+    assert_eq!(can(&["get", "secrets", "-n", "default"]), "no");
     assert_eq!(can(&["create", "deployments", "-n", "default"]), "no");
     assert_eq!(can(&["create", "pods", "-n", &ns]), "no");
     assert_eq!(can(&["delete", "ragclusters", "-n", &ns]), "no");
+}
+
+/// The pod template of a workload as a Pod, with the claims a StatefulSet would add as volumes.
+fn pod_of(workload: &Value) -> Value {
+    let template = &workload["spec"]["template"];
+    let mut spec = template["spec"].clone();
+    if let Some(claims) = workload["spec"]["volumeClaimTemplates"].as_array() {
+        let volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
+        let mut volumes = volumes;
+        for c in claims {
+            volumes.push(serde_json::json!({
+                "name": c["metadata"]["name"],
+                "persistentVolumeClaim": {"claimName": c["metadata"]["name"]},
+            }));
+        }
+        spec["volumes"] = Value::Array(volumes);
+    }
+    let name = workload["metadata"]["name"]
+        .as_str()
+        .expect("a named workload");
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": format!("{name}-pod"),
+            "labels": template["metadata"]["labels"],
+        },
+        "spec": spec,
+    })
+}
+
+/// Every pod the operator would start is admitted under the Pod Security "restricted" level:
+/// each workload's pod template is created as a Pod with a server-side dry run, which runs
+/// admission, in a namespace that enforces the level.
+#[test]
+fn every_pod_the_operator_creates_passes_the_restricted_pod_security_level() {
+    let Some((cluster, ns, operator)) = setup("op-psa") else {
+        return;
+    };
+    cluster
+        .kubectl_ok(&[
+            "label",
+            "namespace",
+            &ns,
+            "pod-security.kubernetes.io/enforce=restricted",
+        ])
+        .unwrap();
+    let create = |pod: &Value| {
+        cluster
+            .kubectl_with_input(
+                &["create", "--dry-run=server", "-n", &ns, "-f", "-"],
+                Some(&pod.to_string()),
+            )
+            .unwrap()
+    };
+    // The namespace does enforce it: a pod with default security settings is refused.
+    let loose = create(&serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "loose"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}));
+    assert!(
+        String::from_utf8_lossy(&loose.stderr).contains("violates PodSecurity \"restricted"),
+        "{}",
+        String::from_utf8_lossy(&loose.stderr)
+    );
+
+    cluster
+        .apply(&ns, &example("prod-ragcluster.yaml"))
+        .unwrap();
+    cluster.apply(&ns, &example("dev-ragcluster.yaml")).unwrap();
+    let expected = [
+        ("deployment", "prod-api"),
+        ("deployment", "prod-worker-ingest"),
+        ("deployment", "prod-worker-embed"),
+        ("statefulset", "prod-qdrant"),
+        ("statefulset", "llm"),
+        ("deployment", "embeddings"),
+        ("deployment", "dev-api"),
+    ];
+    for (kind, name) in expected {
+        let workload = cluster
+            .wait_for(&ns, kind, name, WAIT, |_| true)
+            .unwrap_or_else(|e| panic!("{e}\n{}", operator.log_tail()));
+        let out = create(&pod_of(&workload));
+        assert!(
+            out.status.success(),
+            "the pod of {kind}/{name} is refused: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// With no admin key Secret named, the operator creates one and never changes it; the pods read
+/// it, keep their data on a claim, and roll when a Secret they read changes.
+#[test]
+fn the_admin_key_lives_in_a_secret_and_a_changed_secret_rolls_the_pods() {
+    let Some((cluster, ns, operator)) = setup("op-secrets") else {
+        return;
+    };
+    cluster.apply(&ns, &example("dev-ragcluster.yaml")).unwrap();
+    let secret = cluster
+        .wait_for(&ns, "secret", "dev-admin-key", WAIT, |s| {
+            s["data"]["api-key"].is_string()
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", operator.log_tail()));
+    assert_eq!(owner(&secret).0, "RagCluster");
+    let key = secret["data"]["api-key"].as_str().unwrap().to_owned();
+    cluster
+        .wait_for(&ns, "ragcluster", "dev", WAIT, |c| {
+            c["status"]["adminKeySecret"] == "dev-admin-key"
+        })
+        .unwrap();
+    let claim = cluster
+        .wait_for(&ns, "persistentvolumeclaim", "dev-data", WAIT, |_| true)
+        .unwrap();
+    assert_eq!(owner(&claim).1, "dev");
+
+    let annotation = |d: &Value, name: &str| {
+        d["spec"]["template"]["metadata"]["annotations"][name]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let api = cluster
+        .wait_for(&ns, "deployment", "dev-api", WAIT, |_| true)
+        .unwrap();
+    let pod = &api["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let admin_env = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "RAGPLANE_ADMIN_KEY")
+        .expect("the admin key reaches the pod");
+    assert_eq!(
+        admin_env["valueFrom"]["secretKeyRef"],
+        serde_json::json!({"name": "dev-admin-key", "key": "api-key", "optional": false})
+    );
+    let data = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "data")
+        .unwrap();
+    assert_eq!(data["persistentVolumeClaim"]["claimName"], "dev-data");
+    assert_eq!(api["spec"]["strategy"]["type"], "Recreate");
+    assert_eq!(container["startupProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["lifecycle"]["preStop"]["sleep"]["seconds"], 5);
+    let secrets_hash = annotation(&api, "ragplane.dev/secrets-hash");
+    let config_hash = annotation(&api, "ragplane.dev/config-hash");
+
+    // Later reconciles keep the key: a spec change rolls the config, not the key.
+    cluster
+        .apply(
+            &ns,
+            &format!(
+                "{}  logFilter: debug\n",
+                example("dev-ragcluster.yaml").replace("  logFilter: info,ragplane=debug\n", "")
+            ),
+        )
+        .unwrap();
+    let api = cluster
+        .wait_for(&ns, "deployment", "dev-api", WAIT, |d| {
+            annotation(d, "ragplane.dev/config-hash") != config_hash
+        })
+        .unwrap();
+    assert_eq!(annotation(&api, "ragplane.dev/secrets-hash"), secrets_hash);
+    let again = cluster
+        .get(&ns, "secret", "dev-admin-key")
+        .unwrap()
+        .unwrap();
+    assert_eq!(again["data"]["api-key"], key.as_str());
+
+    // Rotating the key rolls the pods, and the operator keeps the new key.
+    cluster
+        .kubectl_ok(&[
+            "patch",
+            "-n",
+            &ns,
+            "secret",
+            "dev-admin-key",
+            "--type=merge",
+            "-p",
+            r#"{"stringData": {"api-key": "rp_rotated_by_the_platform_team"}}"#,
+        ])
+        .unwrap();
+    cluster
+        .wait_for(&ns, "deployment", "dev-api", WAIT, |d| {
+            annotation(d, "ragplane.dev/secrets-hash") != secrets_hash
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", operator.log_tail()));
+    let rotated = cluster
+        .get(&ns, "secret", "dev-admin-key")
+        .unwrap()
+        .unwrap();
+    assert_ne!(rotated["data"]["api-key"], key.as_str());
+}
+
+/// A cluster that sets no version keeps the one it was created with when a newer operator
+/// takes over; naming a version rolls it.
+#[test]
+fn an_operator_upgrade_rolls_no_cluster_until_its_version_changes() {
+    let Some(cluster) = cluster::shared() else {
+        return;
+    };
+    let ns = cluster.namespace("op-version").unwrap();
+    let image = |d: &Value| {
+        d["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let spec = |name: &str, extra: &str| {
+        format!("apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {{name: {name}}}\nspec:\n  api: {{replicas: 1}}\n{extra}")
+    };
+    let mut old = Operator::start_with_env(cluster, &ns, &[("RAGPLANE_VERSION", "0.1.0")]).unwrap();
+    cluster.apply(&ns, &spec("pinned", "")).unwrap();
+    cluster
+        .wait_for(&ns, "deployment", "pinned-api", WAIT, |d| {
+            image(d).ends_with(":0.1.0")
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", old.log_tail()));
+    cluster
+        .wait_for(&ns, "ragcluster", "pinned", WAIT, |c| {
+            c["status"]["version"] == "0.1.0"
+        })
+        .unwrap();
+    old.kill();
+
+    let new = Operator::start_with_env(cluster, &ns, &[("RAGPLANE_VERSION", "0.2.0")]).unwrap();
+    cluster.apply(&ns, &spec("fresh", "")).unwrap();
+    cluster
+        .wait_for(&ns, "deployment", "fresh-api", WAIT, |d| {
+            image(d).ends_with(":0.2.0")
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", new.log_tail()));
+    // The new operator reconciles the old cluster (its log level changes) without rolling its
+    // version.
+    cluster
+        .apply(&ns, &spec("pinned", "  logFilter: debug\n"))
+        .unwrap();
+    let pinned = cluster
+        .wait_for(&ns, "configmap", "pinned-config", WAIT, |c| {
+            c["data"]["ragplane.toml"]
+                .as_str()
+                .is_some_and(|t| t.contains("log_filter = \"debug\""))
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", new.log_tail()));
+    assert!(pinned.is_object());
+    let d = cluster
+        .get(&ns, "deployment", "pinned-api")
+        .unwrap()
+        .unwrap();
+    assert!(image(&d).ends_with(":0.1.0"), "{}", image(&d));
+
+    cluster
+        .apply(
+            &ns,
+            &spec("pinned", "  logFilter: debug\n  version: \"0.2.0\"\n"),
+        )
+        .unwrap();
+    cluster
+        .wait_for(&ns, "deployment", "pinned-api", WAIT, |d| {
+            image(d).ends_with(":0.2.0")
+        })
+        .unwrap();
+    cluster
+        .wait_for(&ns, "ragcluster", "pinned", WAIT, |c| {
+            c["status"]["version"] == "0.2.0"
+        })
+        .unwrap();
 }

@@ -11,6 +11,25 @@ use kube::{Client, Resource, ResourceExt};
 use crate::error::Error;
 use crate::metrics::Metrics;
 
+/// The data-plane image and version of RagClusters that name none.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataPlaneDefaults {
+    /// Image repository; the tag is the cluster's version.
+    pub image: String,
+    /// Version a new cluster takes when its spec sets none.
+    pub version: String,
+}
+
+impl DataPlaneDefaults {
+    /// `image` at the operator's own version.
+    pub fn new(image: impl Into<String>) -> Self {
+        Self {
+            image: image.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
 /// Shared state of the controllers.
 #[derive(Clone)]
 pub struct Context {
@@ -20,14 +39,14 @@ pub struct Context {
     pub recorder: Recorder,
     /// Operator metrics.
     pub metrics: Metrics,
-    /// Default data-plane image repository; the tag is the cluster's version.
-    pub default_image: String,
+    /// What a RagCluster's pods run when its spec does not say.
+    pub data_plane: DataPlaneDefaults,
     failures: Arc<Mutex<HashMap<String, u32>>>,
 }
 
 impl Context {
     /// A context for `client`.
-    pub fn new(client: Client, metrics: Metrics, default_image: String) -> Self {
+    pub fn new(client: Client, metrics: Metrics, data_plane: DataPlaneDefaults) -> Self {
         let reporter = Reporter {
             controller: crate::apply::FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -36,7 +55,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
-            default_image,
+            data_plane,
             failures: Arc::default(),
         }
     }

@@ -14,6 +14,9 @@ pub const NAME: &str = "app.kubernetes.io/name";
 pub const WORKER_POOL: &str = "ragplane.dev/worker-pool";
 /// Pod-template annotation holding a hash of the rendered config, so a config change rolls pods.
 pub const CONFIG_HASH: &str = "ragplane.dev/config-hash";
+/// Pod-template annotation holding a hash of the Secrets the pods read, so a rotated Secret rolls
+/// them.
+pub const SECRETS_HASH: &str = "ragplane.dev/secrets-hash";
 
 /// Labels that select the pods of one component of one owner. Never change these for an existing
 /// object: a Deployment's selector is immutable.

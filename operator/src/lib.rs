@@ -16,3 +16,4 @@ pub mod leader;
 pub mod metrics;
 pub mod model_pool;
 pub mod rag_cluster;
+pub mod security;

@@ -49,6 +49,10 @@ struct Args {
         default_value = "ghcr.io/ragplane/ragplane"
     )]
     default_image: String,
+    /// Data-plane version of new RagClusters that set no `version`; an existing cluster keeps
+    /// the version it runs until its spec names another.
+    #[arg(long, env = "RAGPLANE_VERSION", default_value = env!("CARGO_PKG_VERSION"))]
+    data_plane_version: String,
     /// Prometheus base URL of autoscaling rules in resources that set no `prometheusUrl`.
     #[arg(long, env = "PROMETHEUS_URL")]
     prometheus_url: Option<String>,
@@ -159,7 +163,14 @@ async fn main() -> anyhow::Result<()> {
     }
     health.leader.store(true, Ordering::Relaxed);
 
-    let ctx = Arc::new(Context::new(client, metrics, args.default_image.clone()));
+    let ctx = Arc::new(Context::new(
+        client,
+        metrics,
+        ragplane_operator::context::DataPlaneDefaults {
+            image: args.default_image.clone(),
+            version: args.data_plane_version.clone(),
+        },
+    ));
     // One set of controllers per watched namespace, so that a namespaced Role is enough; one
     // set over all namespaces when none is named.
     let controllers = futures::future::join_all(watch_scopes(&args).into_iter().map(|ns| {

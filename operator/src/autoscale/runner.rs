@@ -747,7 +747,11 @@ spec:
                 },
             ),
         ]);
-        let ctx = Arc::new(Context::new(client, Metrics::new(), "img".into()));
+        let ctx = Arc::new(Context::new(
+            client,
+            Metrics::new(),
+            crate::context::DataPlaneDefaults::new("img"),
+        ));
         let mut autoscaler = Autoscaler::new(ctx.clone());
         autoscaler.tick(&cluster_targets(&cluster(), None)).await;
         server.await.expect("every expected request was made");

@@ -52,8 +52,11 @@ use super::common::{
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.api) || (self.api.replicas <= 1 && (!has(self.api.autoscaling) || self.api.autoscaling.maxReplicas <= 1)) || (has(self.postgres) && has(self.s3) && has(self.redis))").message("api.replicas: more than one API replica needs the shared backends spec.postgres, spec.s3 and spec.redis; with embedded SQLite, local files and the embedded queue each pod would keep data of its own").field_path(".api.replicas"))]
 pub struct RagClusterSpec {
-    /// Data-plane version; the image tag when `image` is not set.
+    /// Data-plane version; the image tag when `image` is not set. When omitted, a new cluster
+    /// takes the operator's version and keeps it (see `status.version`): upgrading the operator
+    /// never rolls the data plane of an existing cluster. Set it to upgrade.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// Full data-plane image reference; overrides `version`.
@@ -87,6 +90,9 @@ pub struct RagClusterSpec {
     /// ModelPool (kind `embedding`) that embeds text; the in-process ONNX model when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<ModelPoolRef>,
+    /// An in-process embedding model of your own instead of the image's all-MiniLM-L6-v2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelVolume>,
     /// Prometheus base URL used by the autoscaling rules; the operator's `--prometheus-url` when
     /// omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,7 +100,9 @@ pub struct RagClusterSpec {
     /// Log filter of the data plane, in EnvFilter syntax.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_filter: Option<String>,
-    /// Secret key holding the admin API key created on first start.
+    /// Secret key holding the admin API key the data plane creates on first start. When
+    /// omitted, the operator creates the Secret `<name>-admin-key` (key `api-key`) with a random
+    /// key, once, and keeps it; `status.adminKeySecret` names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_key_secret_ref: Option<SecretKeyRef>,
 }
@@ -103,7 +111,8 @@ pub struct RagClusterSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiSpec {
-    /// Replicas when autoscaling is off.
+    /// Replicas when autoscaling is off. More than one needs the shared backends (`postgres`,
+    /// `s3` and `redis`).
     #[serde(default = "default_api_replicas")]
     #[schemars(range(min = 0))]
     pub replicas: i32,
@@ -113,6 +122,12 @@ pub struct ApiSpec {
     /// Prometheus-driven autoscaling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<Autoscaling>,
+    /// PersistentVolumeClaim of the data directory while any backend is embedded (SQLite
+    /// metadata or queue, local originals, the embedded vector index): 1Gi in the default
+    /// storage class when omitted. The claim outlives pod restarts and is deleted with the
+    /// RagCluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
     /// Service port.
     #[serde(default = "default_api_port")]
     #[schemars(range(min = 1, max = 65535))]
@@ -129,6 +144,7 @@ impl Default for ApiSpec {
             replicas: default_api_replicas(),
             resources: None,
             autoscaling: None,
+            storage: None,
             port: default_api_port(),
             max_unavailable: default_max_unavailable(),
         }
@@ -136,7 +152,7 @@ impl Default for ApiSpec {
 }
 
 fn default_api_replicas() -> i32 {
-    2
+    1
 }
 
 fn default_api_port() -> i32 {
@@ -290,6 +306,27 @@ pub struct S3Spec {
     pub credentials_secret: Option<String>,
 }
 
+/// An ONNX embedding model on a PersistentVolumeClaim, mounted read-only into every data-plane
+/// pod in place of the model the image carries.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelVolume {
+    /// PersistentVolumeClaim holding `model.onnx` (inputs `input_ids`, `attention_mask`,
+    /// `token_type_ids`; output `last_hidden_state`) and `tokenizer.json`.
+    #[schemars(length(min = 1))]
+    pub claim_name: String,
+    /// Directory inside the claim that holds the two files; its root when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_path: Option<String>,
+    /// Name of the model, part of the embedding cache's keys.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Dimension of the model's vectors (384 when omitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub dimension: Option<i32>,
+}
+
 /// A reference to a ModelPool in the same namespace.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -324,6 +361,13 @@ pub struct RagClusterStatus {
     /// In-cluster URL of the API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// Data-plane version the pods run. Kept when `spec.version` is omitted, so an operator
+    /// upgrade does not roll the cluster; changing `spec.version` rolls it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Secret holding the admin API key (key `api-key` when the operator created it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_key_secret: Option<String>,
     /// Replicas of every component.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<ComponentStatus>,

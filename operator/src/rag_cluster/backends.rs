@@ -348,9 +348,15 @@ spec:
         .unwrap();
         let refs = Dereferenced {
             shared_collection: Some(layout),
+            generated_admin_key: Some("rp_test".into()),
             ..Dereferenced::default()
         };
-        let c = validate(&cluster(yaml), &refs, "img").unwrap();
+        let c = validate(
+            &cluster(yaml),
+            &refs,
+            &crate::context::DataPlaneDefaults::new("img"),
+        )
+        .unwrap();
         let VectorIndexConfig::Qdrant(q) = &c.config.vectors else {
             panic!("{:?}", c.config.vectors)
         };
@@ -413,10 +419,16 @@ spec:
         .unwrap();
         let refs = Dereferenced {
             embedding_pool: Some(pool),
+            generated_admin_key: Some("rp_test".into()),
             ..Dereferenced::default()
         };
         let yaml = "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: prod}\nspec: {embedding: {name: emb}}\n";
-        let c = validate(&cluster(yaml), &refs, "img").unwrap();
+        let c = validate(
+            &cluster(yaml),
+            &refs,
+            &crate::context::DataPlaneDefaults::new("img"),
+        )
+        .unwrap();
         let e = &c.config.embedding;
         assert_eq!(e.model_name, "sentence-transformers/all-MiniLM-L6-v2");
         let remote = e.remote.as_ref().unwrap();

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -53,6 +53,7 @@ pub async fn run(
     );
     let store = controller.store();
     let clusters = store.clone();
+    let readers = store.clone();
     controller
         .owns(
             scoped::<Deployment>(&client, namespace.as_deref()),
@@ -112,6 +113,24 @@ pub async fn run(
                     .collect::<Vec<_>>()
             },
         )
+        // A changed Secret rolls the pods that read it (their template carries its hash); the
+        // admin key Secret the operator owns is one of them.
+        .watches(
+            scoped::<Secret>(&client, namespace.as_deref()),
+            watcher::Config::default(),
+            move |secret| {
+                let name = secret.name_any();
+                let ns = secret.namespace();
+                readers
+                    .state()
+                    .into_iter()
+                    .filter(|c| {
+                        c.namespace() == ns && validate::referenced_secrets(c).contains(&name)
+                    })
+                    .map(|c| ObjectRef::from_obj(&*c))
+                    .collect::<Vec<_>>()
+            },
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -166,7 +185,7 @@ pub fn error_policy(obj: Arc<RagCluster>, error: &Error, ctx: Arc<Context>) -> A
 async fn pipeline(obj: &RagCluster, ctx: &Context) -> Result<Action> {
     let namespace = obj.namespace().unwrap_or_default();
     let refs = dereference(obj, &ctx.client, &namespace).await?;
-    let validated = validate::validate(obj, &refs, &ctx.default_image)
+    let validated = validate::validate(obj, &refs, &ctx.data_plane)
         .map_err(|e| Error::InvalidSpec(e.to_string()))?;
     let objects = build::build(&validated);
     let applied = apply_all(&ctx.client, &validated, objects).await?;
@@ -216,6 +235,26 @@ async fn dereference(obj: &RagCluster, client: &Client, namespace: &str) -> Resu
             *slot = Some(pool);
         }
     }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    for name in validate::referenced_secrets(obj) {
+        let secret = secrets
+            .get_opt(&name)
+            .await
+            .map_err(|e| Error::kube(format!("get Secret {name}"), e))?;
+        out.secrets
+            .insert(name, secret.map(|s| s.data.unwrap_or_default()));
+    }
+    if obj.spec.admin_key_secret_ref.is_none() {
+        // The operator's own admin key Secret: its key once it exists, a new one before.
+        let name = validate::admin_secret_name(&obj.name_any());
+        let existing = out
+            .secrets
+            .get(&name)
+            .and_then(Option::as_ref)
+            .and_then(|data| data.get(validate::ADMIN_KEY_SECRET_KEY))
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned());
+        out.generated_admin_key = Some(existing.unwrap_or_else(new_admin_key));
+    }
     if let Some(q) = &obj.spec.qdrant {
         let collections: Api<Collection> = Api::namespaced(client.clone(), namespace);
         let list = collections
@@ -225,6 +264,12 @@ async fn dereference(obj: &RagCluster, client: &Client, namespace: &str) -> Resu
         out.shared_collection = shared_collection(list.items, &obj.name_any(), q.collection_name());
     }
     Ok(out)
+}
+
+/// A random admin API key in the data plane's format (`rp_` and 40 alphanumerics).
+fn new_admin_key() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    format!("rp_{}", Alphanumeric.sample_string(&mut rand::rng(), 40))
 }
 
 /// The Collection of `cluster` whose Qdrant collection is the shared one, if any; the oldest
@@ -272,6 +317,8 @@ async fn apply_all(
 ) -> Result<AppliedWorkloads> {
     let ClusterObjects {
         config_map,
+        admin_secret,
+        data_volume,
         api_deployment,
         api_service,
         api_pdb,
@@ -280,8 +327,16 @@ async fn apply_all(
         hpas,
     } = objects;
     let ns = c.namespace.as_str();
-    // The config first: pods of a new Deployment mount it.
+    // The config, the key and the volume first: pods of a new Deployment mount them.
     apply_one(client, ns, &config_map).await?;
+    if let Some(secret) = &admin_secret {
+        apply_one(client, ns, secret).await?;
+    }
+    // A claim the spec no longer asks for is kept: it holds the embedded data, and goes with
+    // the RagCluster.
+    if let Some(claim) = &data_volume {
+        apply_one(client, ns, claim).await?;
+    }
     let qdrant = match qdrant {
         Some(QdrantObjects {
             statefulset,
@@ -534,6 +589,8 @@ mod tests {
             );
         };
         let (client, server) = mock_client(vec![
+            // The Secrets the pods read: here only the admin key's, not created yet.
+            Exchange::not_found(Method::GET, &format!("{ns}/secrets/dev-admin-key")),
             Exchange::echo(
                 Method::PATCH,
                 &apply_path(&format!("{ns}/configmaps/dev-config")),
@@ -543,6 +600,23 @@ mod tests {
                         .as_str()
                         .unwrap()
                         .contains("listen = \"0.0.0.0:8080\""));
+                },
+            ),
+            Exchange::echo(
+                Method::PATCH,
+                &apply_path(&format!("{ns}/secrets/dev-admin-key")),
+                move |b| {
+                    owned(b);
+                    let key = b["data"]["api-key"].as_str().unwrap();
+                    assert_eq!(key.len(), 60, "base64 of a 43-character key: {key}");
+                },
+            ),
+            Exchange::echo(
+                Method::PATCH,
+                &apply_path(&format!("{ns}/persistentvolumeclaims/dev-data")),
+                move |b| {
+                    owned(b);
+                    assert_eq!(b["spec"]["accessModes"][0], "ReadWriteOnce");
                 },
             ),
             Exchange::not_found(Method::GET, &format!("{apps}/statefulsets/dev-qdrant")),
@@ -595,6 +669,8 @@ mod tests {
                     ),
                     |b| {
                         assert_eq!(b["status"]["api"], "0/1");
+                        assert_eq!(b["status"]["adminKeySecret"], "dev-admin-key");
+                        assert_eq!(b["status"]["version"], env!("CARGO_PKG_VERSION"));
                         assert_eq!(b["status"]["observedGeneration"], 4);
                         let ready = b["status"]["conditions"]
                             .as_array()
@@ -614,7 +690,7 @@ mod tests {
         let ctx = Arc::new(Context::new(
             client,
             Metrics::new(),
-            "ghcr.io/ragplane/ragplane".into(),
+            crate::context::DataPlaneDefaults::new("ghcr.io/ragplane/ragplane"),
         ));
         let action = reconcile(Arc::new(cluster), ctx)
             .await
@@ -635,6 +711,7 @@ mod tests {
                     "metadata": {"name": "embed", "namespace": "rag"},
                     "spec": {"kind": "embedding", "model": "m"}}),
             ),
+            Exchange::not_found(Method::GET, "/api/v1/namespaces/rag/secrets/bad-admin-key"),
             Exchange {
                 status: StatusCode::CREATED,
                 ..Exchange::echo(
@@ -670,7 +747,11 @@ mod tests {
         let cluster = crate::rag_cluster::build::test_support::cluster(
             "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: bad, namespace: rag}\nspec: {generation: {name: embed}}\n",
         );
-        let ctx = Arc::new(Context::new(client, Metrics::new(), "img".into()));
+        let ctx = Arc::new(Context::new(
+            client,
+            Metrics::new(),
+            crate::context::DataPlaneDefaults::new("img"),
+        ));
         let obj = Arc::new(cluster);
         let error = reconcile(obj.clone(), ctx.clone())
             .await

@@ -137,6 +137,8 @@ pub fn compute(
         workers: Some(format!("{workers_ready}/{workers_desired}")),
         qdrant: Some(qdrant_text),
         endpoint: Some(c.endpoint()),
+        version: Some(c.version.clone()),
+        admin_key_secret: Some(c.admin_key.name.clone()),
         components,
         autoscaling: Vec::new(),
     }

@@ -1,10 +1,11 @@
 //! Turns a RagCluster and the objects it references into a [`ValidatedCluster`]: every default and
 //! every merge happens here, so builders never read the raw resource.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::ByteString;
 use kube::{Resource, ResourceExt};
 use ragplane_config::{
     Config, GenerationConfig, GeneratorEndpoint, LogFormat, RemoteEmbedderConfig, RemoteProtocol,
@@ -27,8 +28,18 @@ pub const CONFIG_FILE: &str = "ragplane.toml";
 pub const DEFAULT_MAX_JOB_SECONDS: i32 = 300;
 /// Seconds a draining worker gets beyond its longest job, to finish up and exit.
 pub const DRAIN_MARGIN_SECONDS: i64 = 15;
-/// Default Qdrant image of managed clusters.
-pub const DEFAULT_QDRANT_IMAGE: &str = "docker.io/qdrant/qdrant:v1.15.4";
+/// Default Qdrant image of managed clusters: the variant that runs as a non-root user.
+pub const DEFAULT_QDRANT_IMAGE: &str = "docker.io/qdrant/qdrant:v1.15.4-unprivileged";
+/// Where the data-plane image keeps its embedding model (`images/ragplane.Containerfile`).
+pub const IMAGE_MODEL_DIR: &str = "/opt/ragplane/models/all-minilm-l6-v2-int8";
+/// Where the data-plane image keeps the ONNX Runtime library.
+pub const IMAGE_ORT_LIBRARY: &str = "/opt/ragplane/onnxruntime/libonnxruntime.so";
+/// Where a model of the user's own (`spec.model`) is mounted.
+pub const MOUNTED_MODEL_DIR: &str = "/opt/ragplane/mounted-model";
+/// Key of the admin API key in the Secret the operator creates.
+pub const ADMIN_KEY_SECRET_KEY: &str = "api-key";
+/// Size of the data volume of a cluster with embedded backends when its spec sets none.
+pub const DEFAULT_DATA_VOLUME_SIZE: &str = "1Gi";
 
 /// Why a RagCluster cannot be turned into objects.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +69,12 @@ pub struct Dereferenced {
     pub embedding_pool: Option<ModelPool>,
     /// The Collection resource of this cluster that describes the shared Qdrant collection.
     pub shared_collection: Option<crate::crd::collection::Collection>,
+    /// Data of every Secret the pods read (see [`referenced_secrets`]), by name; `None` for one
+    /// that does not exist yet.
+    pub secrets: BTreeMap<String, Option<BTreeMap<String, ByteString>>>,
+    /// When the spec names no admin key Secret: the key in the operator's Secret, or a new
+    /// random one when that Secret does not exist yet.
+    pub generated_admin_key: Option<String>,
 }
 
 /// A RagCluster with every default applied.
@@ -89,10 +106,18 @@ pub struct ValidatedCluster {
     pub config: Config,
     /// `config` as TOML.
     pub config_toml: String,
-    /// Secret holding the admin key, if any.
-    pub admin_key: Option<SecretKeyRef>,
+    /// Secret key holding the admin key: the spec's, or the operator's own Secret.
+    pub admin_key: SecretKeyRef,
+    /// The admin key Secret the operator owns, with its key, when the spec names none.
+    pub owned_admin_key: Option<String>,
     /// Secret-fed environment variables of every data-plane pod (backend URLs, keys).
     pub secret_env: Vec<super::backends::SecretEnv>,
+    /// Persistent volume of the data directory, when any backend is embedded.
+    pub data_volume: Option<StorageSpec>,
+    /// Hash of the data of every Secret the pods read; a changed Secret rolls them.
+    pub secrets_hash: String,
+    /// A model of the user's own, mounted in place of the image's.
+    pub model: Option<crate::crd::rag_cluster::ModelVolume>,
 }
 
 /// A Deployment-backed component.
@@ -174,6 +199,48 @@ impl ValidatedCluster {
     }
 }
 
+/// Name of the admin key Secret the operator creates for `cluster`.
+pub fn admin_secret_name(cluster: &str) -> String {
+    format!("{cluster}-admin-key")
+}
+
+/// Names of the Secrets whose keys the data-plane pods of `cluster` read.
+pub fn referenced_secrets(cluster: &RagCluster) -> BTreeSet<String> {
+    let spec = &cluster.spec;
+    let mut out = BTreeSet::new();
+    out.insert(spec.admin_key_secret_ref.as_ref().map_or_else(
+        || admin_secret_name(&cluster.name_any()),
+        |r| r.name.clone(),
+    ));
+    if let Some(pg) = &spec.postgres {
+        out.insert(pg.url_secret_ref.name.clone());
+        out.extend(
+            pg.read_replica_url_secret_refs
+                .iter()
+                .map(|r| r.name.clone()),
+        );
+    }
+    if let Some(r) = &spec.redis {
+        out.insert(r.url_secret_ref.name.clone());
+    }
+    if let Some(name) = spec.s3.as_ref().and_then(|s| s.credentials_secret.clone()) {
+        out.insert(name);
+    }
+    if let Some(q) = &spec.qdrant {
+        let key = q
+            .managed
+            .as_ref()
+            .and_then(|m| m.api_key_secret_ref.as_ref())
+            .or_else(|| {
+                q.external
+                    .as_ref()
+                    .and_then(|e| e.api_key_secret_ref.as_ref())
+            });
+        out.extend(key.map(|k| k.name.clone()));
+    }
+    out
+}
+
 /// Name of the headless Service of a cluster's managed Qdrant.
 pub fn qdrant_service_name(cluster: &str) -> String {
     format!("{cluster}-qdrant")
@@ -183,7 +250,7 @@ pub fn qdrant_service_name(cluster: &str) -> String {
 pub fn validate(
     cluster: &RagCluster,
     refs: &Dereferenced,
-    default_image: &str,
+    defaults: &crate::context::DataPlaneDefaults,
 ) -> Result<ValidatedCluster, ValidationError> {
     let name = cluster
         .metadata
@@ -197,14 +264,17 @@ pub fn validate(
         .controller_owner_ref(&())
         .ok_or(ValidationError::Metadata("uid"))?;
     let spec = &cluster.spec;
+    // An omitted version keeps the one the cluster runs, so that upgrading the operator rolls
+    // no cluster; only a new cluster takes the operator's own version.
     let version = spec
         .version
         .clone()
-        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
+        .or_else(|| cluster.status.as_ref().and_then(|s| s.version.clone()))
+        .unwrap_or_else(|| defaults.version.clone());
     let image = spec
         .image
         .clone()
-        .unwrap_or_else(|| format!("{default_image}:{version}"));
+        .unwrap_or_else(|| format!("{}:{version}", defaults.image));
 
     let api = component(
         spec.api.replicas,
@@ -305,6 +375,18 @@ pub fn validate(
         generation,
         ..Config::default()
     };
+    // The model and ONNX Runtime come from the image (or the user's claim) at fixed paths, never
+    // from a home directory.
+    config.embedding.ort_library = Some(IMAGE_ORT_LIBRARY.into());
+    config.embedding.model_dir = Some(IMAGE_MODEL_DIR.into());
+    if let Some(m) = &spec.model {
+        config.embedding.model_dir = Some(MOUNTED_MODEL_DIR.into());
+        config.embedding.model_name.clone_from(&m.name);
+        if let Some(d) = m.dimension {
+            config.embedding.dimension =
+                usize::try_from(d).map_err(|_| field("model.dimension", "must be at least 1"))?;
+        }
+    }
     // The embedding pool serves OpenAI's /v1/embeddings (text-embeddings-inference does, and so
     // does `ragplane embed-server`); its model name keys the embedding cache.
     if let Some(pool) = &refs.embedding_pool {
@@ -337,6 +419,46 @@ pub fn validate(
         .map_err(|e| ValidationError::Render(e.to_string()))?;
     let config_toml = super::backends::strip_secrets(&config).map_err(ValidationError::Render)?;
 
+    let (admin_key, owned_admin_key) = match &spec.admin_key_secret_ref {
+        Some(r) => (r.clone(), None),
+        None => {
+            let key = refs
+                .generated_admin_key
+                .clone()
+                .ok_or_else(|| field("adminKeySecretRef", "no admin key was read or generated"))?;
+            (
+                SecretKeyRef {
+                    name: admin_secret_name(&name),
+                    key: ADMIN_KEY_SECRET_KEY.into(),
+                },
+                Some(key),
+            )
+        }
+    };
+    // Embedded metadata, queue, originals or vectors live in the pod's data directory, which
+    // must then survive a restart.
+    let embedded = spec.postgres.is_none() || spec.s3.is_none() || spec.redis.is_none();
+    let data_volume = embedded.then(|| {
+        spec.api.storage.clone().unwrap_or_else(|| StorageSpec {
+            size: DEFAULT_DATA_VOLUME_SIZE.into(),
+            storage_class_name: None,
+        })
+    });
+    let secrets_hash = super::build::fnv_hex(refs.secrets.iter().flat_map(|(name, data)| {
+        let entries = data.iter().flatten().flat_map(|(k, v)| {
+            [
+                k.as_bytes(),
+                b"=".as_slice(),
+                v.0.as_slice(),
+                b"\n".as_slice(),
+            ]
+        });
+        [name.as_bytes(), b":".as_slice()]
+            .into_iter()
+            .chain(entries)
+            .chain([b";".as_slice()])
+    }));
+
     Ok(ValidatedCluster {
         name,
         namespace,
@@ -351,8 +473,12 @@ pub fn validate(
         qdrant,
         config,
         config_toml,
-        admin_key: spec.admin_key_secret_ref.clone(),
+        admin_key,
+        owned_admin_key,
         secret_env,
+        data_volume,
+        secrets_hash,
+        model: spec.model.clone(),
     })
 }
 
@@ -403,5 +529,87 @@ fn generation_config(
                 pool.name_any()
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::DataPlaneDefaults;
+    use crate::crd::rag_cluster::RagClusterStatus;
+    use crate::rag_cluster::build::test_support::cluster;
+
+    fn image(c: &RagCluster, operator_version: &str) -> String {
+        let defaults = DataPlaneDefaults {
+            image: "repo/ragplane".into(),
+            version: operator_version.into(),
+        };
+        let refs = Dereferenced {
+            generated_admin_key: Some("rp_test".into()),
+            ..Dereferenced::default()
+        };
+        validate(c, &refs, &defaults).unwrap().image
+    }
+
+    #[test]
+    fn an_omitted_version_stays_at_the_one_the_cluster_runs() {
+        let mut c = cluster(
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: a}\nspec: {}\n",
+        );
+        assert_eq!(image(&c, "0.2.0"), "repo/ragplane:0.2.0", "a new cluster");
+        c.status = Some(RagClusterStatus {
+            version: Some("0.1.0".into()),
+            ..RagClusterStatus::default()
+        });
+        assert_eq!(
+            image(&c, "0.2.0"),
+            "repo/ragplane:0.1.0",
+            "an operator upgrade rolls nothing"
+        );
+        c.spec.version = Some("0.2.0".into());
+        assert_eq!(
+            image(&c, "0.2.0"),
+            "repo/ragplane:0.2.0",
+            "an explicit upgrade"
+        );
+    }
+
+    #[test]
+    fn secrets_the_pods_read_are_hashed_so_a_change_rolls_them() {
+        let c = cluster(
+            r#"
+apiVersion: ragplane.dev/v1alpha1
+kind: RagCluster
+metadata: {name: a}
+spec:
+  postgres: {urlSecretRef: {name: pg, key: url}, readReplicaUrlSecretRefs: [{name: pg-ro, key: url}]}
+  redis: {urlSecretRef: {name: redis, key: url}}
+  s3: {bucket: docs, credentialsSecret: s3}
+  qdrant: {external: {url: "http://q:6334", apiKeySecretRef: {name: qdrant, key: k}}}
+"#,
+        );
+        let names: Vec<String> = referenced_secrets(&c).into_iter().collect();
+        assert_eq!(
+            names,
+            ["a-admin-key", "pg", "pg-ro", "qdrant", "redis", "s3"]
+        );
+        let hash = |url: &[u8]| {
+            let mut refs = Dereferenced {
+                generated_admin_key: Some("rp_test".into()),
+                ..Dereferenced::default()
+            };
+            for n in &names {
+                refs.secrets.insert(n.clone(), None);
+            }
+            refs.secrets.insert(
+                "pg".into(),
+                Some(BTreeMap::from([("url".into(), ByteString(url.to_vec()))])),
+            );
+            validate(&c, &refs, &DataPlaneDefaults::new("r"))
+                .unwrap()
+                .secrets_hash
+        };
+        assert_eq!(hash(b"postgres://a"), hash(b"postgres://a"));
+        assert_ne!(hash(b"postgres://a"), hash(b"postgres://b"));
     }
 }

@@ -34,6 +34,8 @@ pub fn build_ollama_statefulset(p: &ValidatedPool) -> StatefulSet {
         env("OLLAMA_HOST", format!("0.0.0.0:{}", p.port)),
         env("OLLAMA_MODELS", MODELS_DIR),
         env("OLLAMA_KEEP_ALIVE", "-1"),
+        // Ollama keeps its identity key under $HOME; the pods run as a user without one.
+        env("HOME", MODELS_DIR),
     ];
     env_vars.sort_by(|a, b| a.name.cmp(&b.name));
     let mount = VolumeMount {
@@ -91,6 +93,7 @@ pub fn build_ollama_statefulset(p: &ValidatedPool) -> StatefulSet {
         }),
         resources: p.resources.clone(),
         volume_mounts: Some(vec![mount.clone()]),
+        security_context: Some(crate::security::restricted_container(false)),
         ..Container::default()
     };
     let init = p.warmup.then(|| {
@@ -100,6 +103,7 @@ pub fn build_ollama_statefulset(p: &ValidatedPool) -> StatefulSet {
             command: sh(PULL_SCRIPT),
             env: Some(env_vars),
             volume_mounts: Some(vec![mount]),
+            security_context: Some(crate::security::restricted_container(false)),
             ..Container::default()
         }]
     });
@@ -157,6 +161,9 @@ pub fn build_ollama_statefulset(p: &ValidatedPool) -> StatefulSet {
                     node_selector: (!p.node_selector.is_empty()).then(|| p.node_selector.clone()),
                     tolerations: (!p.tolerations.is_empty()).then(|| p.tolerations.clone()),
                     termination_grace_period_seconds: Some(30),
+                    security_context: Some(crate::security::restricted_pod(
+                        crate::security::DATA_PLANE_UID,
+                    )),
                     ..PodSpec::default()
                 }),
             },

@@ -100,9 +100,13 @@ pub fn build_server_deployment(p: &ValidatedPool) -> Deployment {
                             mount_path: CACHE_DIR.into(),
                             ..VolumeMount::default()
                         }]),
+                        security_context: Some(crate::security::restricted_container(false)),
                         ..Container::default()
                     }],
                     volumes: Some(vec![cache_volume]),
+                    security_context: Some(crate::security::restricted_pod(
+                        crate::security::DATA_PLANE_UID,
+                    )),
                     node_selector: (!p.node_selector.is_empty()).then(|| p.node_selector.clone()),
                     tolerations: (!p.tolerations.is_empty()).then(|| p.tolerations.clone()),
                     ..PodSpec::default()

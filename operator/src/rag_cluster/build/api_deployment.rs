@@ -1,24 +1,53 @@
 //! The API Deployment.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::core::v1::{Lifecycle, LifecycleHandler, PodTemplateSpec, SleepAction};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::labels;
 use crate::rag_cluster::validate::ValidatedCluster;
 
-/// `<name>-api`: the stateless HTTP API; queue workers run here only when no pool is defined.
+/// Seconds a stopping API pod keeps serving after it left its Service's endpoints, so that
+/// clients and proxies stop sending to it before it stops accepting.
+pub const PRE_STOP_SLEEP_SECONDS: i64 = 5;
+/// Seconds a stopping API pod has to finish its requests after the pre-stop sleep.
+const SHUTDOWN_SECONDS: i64 = 30;
+
+/// `<name>-api`: the HTTP API; queue workers run here only when no pool is defined.
 pub fn build_api_deployment(c: &ValidatedCluster) -> Deployment {
     let mut extra = Vec::new();
     if !c.workers.is_empty() {
         extra.push(super::env("RAGPLANE_NO_WORKERS", "true"));
     }
-    let pod = super::data_plane_pod(c, extra, c.api.resources.clone(), None);
+    let mut pod = super::data_plane_pod(c, extra, c.api.resources.clone(), None);
+    pod.containers[0].lifecycle = Some(Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            sleep: Some(SleepAction {
+                seconds: PRE_STOP_SLEEP_SECONDS,
+            }),
+            ..LifecycleHandler::default()
+        }),
+        ..Lifecycle::default()
+    });
+    pod.termination_grace_period_seconds = Some(PRE_STOP_SLEEP_SECONDS + SHUTDOWN_SECONDS);
+    // A pod with an embedded store owns its volume: the old pod stops before the new one opens
+    // the same files. Shared backends allow a surge.
+    let strategy = match c.data_volume {
+        Some(_) => DeploymentStrategy {
+            type_: Some("Recreate".into()),
+            rolling_update: None,
+        },
+        None => DeploymentStrategy {
+            type_: Some("RollingUpdate".into()),
+            rolling_update: Some(RollingUpdateDeployment {
+                max_surge: Some(IntOrString::String("25%".into())),
+                max_unavailable: Some(IntOrString::Int(0)),
+            }),
+        },
+    };
     Deployment {
         metadata: super::meta(c, c.child("api"), "api"),
         spec: DeploymentSpec {
@@ -27,20 +56,11 @@ pub fn build_api_deployment(c: &ValidatedCluster) -> Deployment {
                 match_labels: Some(labels::selector("ragplane", &c.name, "api")),
                 ..LabelSelector::default()
             },
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".into()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::String("25%".into())),
-                    max_unavailable: Some(IntOrString::Int(0)),
-                }),
-            }),
+            strategy: Some(strategy),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels::object("ragplane", &c.name, "api", &c.version)),
-                    annotations: Some(BTreeMap::from([(
-                        labels::CONFIG_HASH.to_owned(),
-                        super::config_hash(c),
-                    )])),
+                    annotations: Some(super::pod_annotations(c)),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(pod),
@@ -168,5 +188,47 @@ spec:
                 .clone()
         };
         assert_ne!(hash(&a), hash(&b));
+    }
+
+    #[test]
+    fn the_model_comes_from_the_image_or_from_the_users_claim() {
+        let image = validated(YAML);
+        let e = &image.config.embedding;
+        assert_eq!(
+            e.model_dir.as_deref(),
+            Some(std::path::Path::new(
+                "/opt/ragplane/models/all-minilm-l6-v2-int8"
+            ))
+        );
+        assert!(image
+            .config_toml
+            .contains("ort_library = \"/opt/ragplane/onnxruntime/libonnxruntime.so\""));
+
+        let own = validated(&format!(
+            "{YAML}  model: {{claimName: models, subPath: e5, name: e5-small, dimension: 384}}\n"
+        ));
+        assert_eq!(
+            own.config.embedding.model_dir.as_deref(),
+            Some(std::path::Path::new("/opt/ragplane/mounted-model"))
+        );
+        assert_eq!(own.config.embedding.model_name, "e5-small");
+        let pod = build_api_deployment(&own).spec.template.spec.unwrap();
+        let mount = pod.containers[0]
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.name == "model")
+            .unwrap();
+        assert_eq!(mount.mount_path, "/opt/ragplane/mounted-model");
+        assert_eq!(mount.sub_path.as_deref(), Some("e5"));
+        assert_eq!(mount.read_only, Some(true));
+        let volume = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "model")
+            .unwrap();
+        assert_eq!(volume.persistent_volume_claim.unwrap().claim_name, "models");
     }
 }

@@ -1,9 +1,11 @@
 //! Pure builders: one function per kind of object, from a [`ValidatedCluster`] only.
 
+pub mod admin_secret;
 pub mod api_deployment;
 pub mod api_pdb;
 pub mod api_service;
 pub mod config_map;
+pub mod data_volume;
 pub mod qdrant_pdb;
 pub mod qdrant_service;
 pub mod qdrant_statefulset;
@@ -12,16 +14,18 @@ pub mod worker_deployment;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, Probe, SecretKeySelector,
-    SecurityContext, Service, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodSpec,
+    Probe, Secret, SecretKeySelector, Service, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::backends::EnvSource;
-use super::validate::{QdrantMode, ValidatedCluster, CONFIG_DIR, CONFIG_FILE, DATA_DIR};
+use super::validate::{
+    QdrantMode, ValidatedCluster, CONFIG_DIR, CONFIG_FILE, DATA_DIR, MOUNTED_MODEL_DIR,
+};
 use crate::autoscale::hpa::build_hpa;
 use crate::autoscale::Scaling;
 use crate::crd::common::SecretKeyRef;
@@ -32,6 +36,10 @@ use crate::labels;
 pub struct ClusterObjects {
     /// Rendered data-plane config.
     pub config_map: ConfigMap,
+    /// The admin key Secret, when the operator owns it.
+    pub admin_secret: Option<Secret>,
+    /// The data directory's claim, when any backend is embedded.
+    pub data_volume: Option<PersistentVolumeClaim>,
     /// API Deployment.
     pub api_deployment: Deployment,
     /// API Service.
@@ -61,6 +69,8 @@ pub struct QdrantObjects {
 pub fn build(c: &ValidatedCluster) -> ClusterObjects {
     ClusterObjects {
         config_map: config_map::build_config_map(c),
+        admin_secret: admin_secret::build_admin_secret(c),
+        data_volume: data_volume::build_data_volume(c),
         api_deployment: api_deployment::build_api_deployment(c),
         api_service: api_service::build_api_service(c),
         api_pdb: api_pdb::build_api_pdb(c),
@@ -142,38 +152,31 @@ pub(crate) fn env(name: &str, value: impl Into<String>) -> EnvVar {
     }
 }
 
-/// Hex FNV-1a hash of the rendered config; stable across builds and platforms.
-pub(crate) fn config_hash(c: &ValidatedCluster) -> String {
+/// Hex FNV-1a hash of a byte sequence; stable across builds and platforms.
+pub(crate) fn fnv_hex<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in c.config_toml.bytes() {
-        h ^= u64::from(b);
+    for b in parts.into_iter().flatten() {
+        h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{h:016x}")
 }
 
-/// Non-root, read-only pod and container security settings.
-pub(crate) fn pod_security() -> PodSecurityContext {
-    PodSecurityContext {
-        run_as_non_root: Some(true),
-        run_as_user: Some(65532),
-        fs_group: Some(65532),
-        ..PodSecurityContext::default()
-    }
+/// Hash of the rendered config.
+pub(crate) fn config_hash(c: &ValidatedCluster) -> String {
+    fnv_hex([c.config_toml.as_bytes()])
 }
 
-/// A container that cannot escalate privileges and has a read-only root filesystem.
-pub(crate) fn container_security() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        read_only_root_filesystem: Some(true),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            add: None,
-        }),
-        ..SecurityContext::default()
-    }
+/// Pod-template annotations of a data-plane pod: a changed config or Secret rolls the pods.
+pub(crate) fn pod_annotations(c: &ValidatedCluster) -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([
+        (labels::CONFIG_HASH.to_owned(), config_hash(c)),
+        (labels::SECRETS_HASH.to_owned(), c.secrets_hash.clone()),
+    ])
 }
+
+/// Longest start (migrations, model load) the startup probe allows: 60 tries 5 s apart.
+const STARTUP_PROBE_FAILURES: i32 = 60;
 
 /// The pod spec of a data-plane process (API or worker).
 pub(crate) fn data_plane_pod(
@@ -182,27 +185,81 @@ pub(crate) fn data_plane_pod(
     resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
     node_selector: Option<std::collections::BTreeMap<String, String>>,
 ) -> PodSpec {
-    let mut env_vars = vec![env(
-        "RAGPLANE_CONFIG",
-        format!("{CONFIG_DIR}/{CONFIG_FILE}"),
-    )];
-    if let Some(key) = &c.admin_key {
-        env_vars.push(secret_env("RAGPLANE_ADMIN_KEY", key));
-    }
+    let mut env_vars = vec![
+        env("RAGPLANE_CONFIG", format!("{CONFIG_DIR}/{CONFIG_FILE}")),
+        secret_env("RAGPLANE_ADMIN_KEY", &c.admin_key),
+    ];
     env_vars.extend(c.secret_env.iter().map(|e| match &e.from {
         EnvSource::Secret(r) => secret_env(&e.name, r),
         EnvSource::Composed(value) => env(&e.name, value.clone()),
     }));
     env_vars.extend(extra_env);
-    let probe = |path: &str, period: i32| Probe {
+    let probe = |path: &str, period: i32, failures: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
             port: IntOrString::String("http".into()),
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(period),
+        failure_threshold: Some(failures),
         ..Probe::default()
     };
+    let data = match &c.data_volume {
+        Some(_) => Volume {
+            name: "data".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: data_volume::data_volume_name(c),
+                read_only: None,
+            }),
+            ..Volume::default()
+        },
+        None => Volume {
+            name: "data".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    };
+    let mut mounts = vec![
+        VolumeMount {
+            name: "config".into(),
+            mount_path: CONFIG_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "data".into(),
+            mount_path: DATA_DIR.into(),
+            ..VolumeMount::default()
+        },
+    ];
+    let mut volumes = vec![
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: c.child("config"),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        data,
+    ];
+    if let Some(m) = &c.model {
+        mounts.push(VolumeMount {
+            name: "model".into(),
+            mount_path: MOUNTED_MODEL_DIR.into(),
+            sub_path: m.sub_path.clone(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        volumes.push(Volume {
+            name: "model".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: m.claim_name.clone(),
+                read_only: Some(true),
+            }),
+            ..Volume::default()
+        });
+    }
     PodSpec {
         containers: vec![Container {
             name: "ragplane".into(),
@@ -220,42 +277,21 @@ pub(crate) fn data_plane_pod(
                 protocol: Some("TCP".into()),
                 ..ContainerPort::default()
             }]),
-            readiness_probe: Some(probe("/readyz", 5)),
-            liveness_probe: Some(probe("/healthz", 10)),
+            // Liveness starts only once the startup probe passed: migrations and the model load
+            // may take longer than the liveness window.
+            startup_probe: Some(probe("/healthz", 5, STARTUP_PROBE_FAILURES)),
+            readiness_probe: Some(probe("/readyz", 5, 3)),
+            liveness_probe: Some(probe("/healthz", 10, 3)),
             resources,
-            security_context: Some(container_security()),
-            volume_mounts: Some(vec![
-                VolumeMount {
-                    name: "config".into(),
-                    mount_path: CONFIG_DIR.into(),
-                    read_only: Some(true),
-                    ..VolumeMount::default()
-                },
-                VolumeMount {
-                    name: "data".into(),
-                    mount_path: DATA_DIR.into(),
-                    ..VolumeMount::default()
-                },
-            ]),
+            security_context: Some(crate::security::restricted_container(true)),
+            volume_mounts: Some(mounts),
             ..Container::default()
         }],
-        volumes: Some(vec![
-            Volume {
-                name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: c.child("config"),
-                    ..ConfigMapVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-            Volume {
-                name: "data".into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Volume::default()
-            },
-        ]),
+        volumes: Some(volumes),
         node_selector,
-        security_context: Some(pod_security()),
+        security_context: Some(crate::security::restricted_pod(
+            crate::security::DATA_PLANE_UID,
+        )),
         termination_grace_period_seconds: Some(30),
         ..PodSpec::default()
     }
@@ -280,8 +316,11 @@ pub(crate) mod test_support {
     pub fn validated(yaml: &str) -> ValidatedCluster {
         validate(
             &cluster(yaml),
-            &Dereferenced::default(),
-            "ghcr.io/ragplane/ragplane",
+            &Dereferenced {
+                generated_admin_key: Some("rp_test".into()),
+                ..Dereferenced::default()
+            },
+            &crate::context::DataPlaneDefaults::new("ghcr.io/ragplane/ragplane"),
         )
         .expect("valid cluster")
     }

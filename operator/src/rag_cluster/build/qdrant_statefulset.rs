@@ -111,9 +111,13 @@ pub fn build_qdrant_statefulset(c: &ValidatedCluster, q: &ManagedQdrant) -> Stat
                             mount_path: "/qdrant/storage".into(),
                             ..VolumeMount::default()
                         }]),
+                        security_context: Some(crate::security::restricted_container(false)),
                         ..Container::default()
                     }],
                     volumes,
+                    security_context: Some(crate::security::restricted_pod(
+                        crate::security::QDRANT_UID,
+                    )),
                     ..PodSpec::default()
                 }),
             },

@@ -66,10 +66,7 @@ pub fn build_worker_deployment(c: &ValidatedCluster, w: &WorkerPool) -> Deployme
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(object_labels),
-                    annotations: Some(BTreeMap::from([(
-                        labels::CONFIG_HASH.to_owned(),
-                        super::config_hash(c),
-                    )])),
+                    annotations: Some(super::pod_annotations(c)),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(pod),
