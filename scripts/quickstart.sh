@@ -12,8 +12,10 @@ PORT=${PORT:-8080}
 KEY="rp_quickstart_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
 bash scripts/setup-model.sh
-cargo build --release --locked -p ragplane
-BIN=target/release/ragplane
+# The dev profile (dependencies optimised, see Cargo.toml) is the build README command 2 uses, so
+# running both commands compiles the dependencies once; five documents need no release build.
+cargo build --locked -p ragplane
+BIN=${CARGO_TARGET_DIR:-target}/debug/ragplane
 
 DATA=$(mktemp -d)
 LOG="$DATA/server.log"

@@ -61,9 +61,9 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "build"
-# Every target at once, with the dev-dependencies' features (tokio's test-util, through
-# tower-test): `--bins` alone resolves features without them, and `cargo test` would then
-# compile tokio and everything above it a second time.
+# Every target at once: `cargo test` then only runs what this built. No dev-dependency turns on
+# extra features of a shared crate (such as tokio's test-util), so README command 1's
+# `cargo build -p ragplane` and this build share every dependency.
 cargo build --workspace --locked --all-targets
 
 step "test servers and services: waiting for the builds, then starting on 127.0.0.1"
