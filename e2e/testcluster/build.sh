@@ -1,16 +1,32 @@
 #!/usr/bin/env bash
 # Builds the binaries of the end-to-end test cluster into a cache directory:
 #
-#   ${RAGPLANE_TESTBIN:-$HOME/.cache/ragplane-testbin}/k8s-<version>/{kube-apiserver,kubectl,etcd}
+#   ${RAGPLANE_TESTBIN:-$HOME/.cache/ragplane-testbin}/k8s-<version>/
+#       kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy
+#       kubectl etcd
 #
-# All three are compiled from the Go module next to this script: go.mod pins
-# k8s.io/kubernetes (kube-apiserver, kubectl) and go.etcd.io/etcd/server/v3
-# (etcd, at the version that Kubernetes release is tested with).
-# Idempotent: when all binaries exist it only prints the directory.
+# All are compiled from the Go module next to this script: go.mod pins
+# k8s.io/kubernetes (the five kube-* binaries and kubectl, built by one
+# `go build`) and go.etcd.io/etcd/server/v3 (etcd, at the version that
+# Kubernetes release is tested with).
 #
+# With --node it also prepares what the node mode (start-node.sh) needs:
+# Debian packages (containerd, runc, CNI plugins, iptables, busybox-static),
+# CoreDNS built from the Go module in coredns/, the pause binary compiled from
+# the Kubernetes sources, and OCI image archives of pause, CoreDNS and a
+# busybox test image (paths in node-versions.sh).
+#
+# Idempotent: when everything exists it only prints the directory.
 # Prints the binary directory as the last line of stdout, so callers can do
 #   BIN=$(e2e/testcluster/build.sh | tail -n1)
 set -euo pipefail
+
+NODE=0
+case ${1:-} in
+    '') ;;
+    --node) NODE=1 ;;
+    *) echo "usage: $0 [--node]" >&2; exit 2 ;;
+esac
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -46,7 +62,22 @@ BIN=$CACHE/k8s-${KUBE_VERSION#v}
 
 log() { printf '[build.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-have_all() { [[ -x $BIN/kube-apiserver && -x $BIN/kubectl && -x $BIN/etcd ]]; }
+# The binaries from k8s.io/kubernetes/cmd/NAME, built together by one go build.
+KUBE_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+
+if ((NODE)); then
+    # shellcheck source=node-versions.sh
+    source "$HERE/node-versions.sh"
+fi
+
+have_all() {
+    local f
+    for f in "${KUBE_CMDS[@]}" etcd; do [[ -x $BIN/$f ]] || return 1; done
+    if ((NODE)); then
+        for f in "${NODE_ARTIFACTS[@]}"; do [[ -s $f ]] || return 1; done
+        node_packages_present || return 1
+    fi
+}
 
 # Fast path: nothing to do.
 if have_all; then
@@ -154,11 +185,111 @@ go_build() { # NAME VERSION PACKAGE LDFLAGS
 }
 
 log "$(cd "$HERE" && go version)"
-go_build kube-apiserver "$KUBE_VERSION" k8s.io/kubernetes/cmd/kube-apiserver "$LDFLAGS"
-go_build kubectl "$KUBE_VERSION" k8s.io/kubernetes/cmd/kubectl "$LDFLAGS"
+
+# The kube binaries that are missing, built by ONE go build: they share most
+# packages, so one invocation compiles each package once and links the
+# binaries in parallel. (On a fresh machine that is all six.)
+missing=()
+for name in "${KUBE_CMDS[@]}"; do
+    [[ -x $BIN/$name ]] || missing+=("$name")
+done
+if ((${#missing[@]})); then
+    t0=$SECONDS
+    log "building ${missing[*]} $KUBE_VERSION"
+    tmp=$BIN/.build.tmp
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    (cd "$HERE" && nice -n 10 go build -trimpath -ldflags="$LDFLAGS" -o "$tmp/" \
+        "${missing[@]/#/k8s.io/kubernetes/cmd/}")
+    for name in "${missing[@]}"; do
+        mv -f "$tmp/$name" "$BIN/$name"
+    done
+    rmdir "$tmp"
+    log "built ${missing[*]} in $((SECONDS - t0))s ($(cd "$BIN" && du -ch "${missing[@]}" | tail -n1 | cut -f1))"
+fi
 # etcd's own build sets only this -X flag; --version then shows it as "Git SHA".
 go_build etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 \
     "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION"
+
+if ((NODE)); then
+    # ------------------------------------------------- node mode: host packages
+    # containerd 1.6 + runc 1.1 from Debian: kubelet 1.37 still accepts them
+    # (CRI v1; it only logs that containerd lacks the RuntimeConfig call).
+    pkgs=()
+    node_packages_present ||
+        pkgs+=(containerd runc containernetworking-plugins iptables conntrack busybox-static util-linux iproute2 procps)
+    if [[ ! -x $PAUSE_DIR/pause ]] && ! { command -v gcc >/dev/null && [[ $(gcc -print-file-name=libc.a) == /* ]]; }; then
+        pkgs+=(gcc libc6-dev)
+    fi
+    if ((${#pkgs[@]})); then
+        log "installing ${pkgs[*]}"
+        apt_install "${pkgs[@]}"
+        # BUSYBOX_VERSION and the artifact paths follow the installed package.
+        source "$HERE/node-versions.sh"
+    fi
+    node_packages_present || {
+        echo "build.sh: containerd, runc, CNI plugins, iptables or busybox-static still missing" >&2
+        exit 1
+    }
+
+    # ------------------------------------------------------------- CoreDNS
+    if [[ ! -x $COREDNS_DIR/coredns ]]; then
+        t0=$SECONDS
+        log "building coredns $COREDNS_VERSION (module in $HERE/coredns)"
+        mkdir -p "$COREDNS_DIR"
+        (cd "$HERE/coredns" && nice -n 10 go build -trimpath \
+            -ldflags="-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" \
+            -o "$COREDNS_DIR/.coredns.tmp" .)
+        mv -f "$COREDNS_DIR/.coredns.tmp" "$COREDNS_DIR/coredns"
+        log "built coredns in $((SECONDS - t0))s ($(du -h "$COREDNS_DIR/coredns" | cut -f1))"
+    fi
+
+    # --------------------------------------------------------------- pause
+    # The sandbox ("pause") container of every pod: Kubernetes' own pause.c,
+    # compiled as upstream does (build/pause/Makefile: -Os -static).
+    if [[ ! -x $PAUSE_DIR/pause ]]; then
+        kdir=$(cd "$HERE" && go mod download -json k8s.io/kubernetes | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+        mkdir -p "$PAUSE_DIR"
+        nice -n 10 gcc -Os -Wall -Werror -static -DVERSION="v$PAUSE_VERSION-$KUBE_VERSION" \
+            -o "$PAUSE_DIR/.pause.tmp" "$kdir/build/pause/linux/pause.c"
+        strip "$PAUSE_DIR/.pause.tmp"
+        mv -f "$PAUSE_DIR/.pause.tmp" "$PAUSE_DIR/pause"
+        log "built pause $PAUSE_VERSION"
+    fi
+
+    # -------------------------------------------------------------- images
+    mkdir -p "$IMAGES_DIR"
+    img=$IMAGES_DIR/pause-$PAUSE_VERSION.tar
+    if [[ ! -s $img ]]; then
+        # As upstream's image: the binary alone, running as 65535.
+        python3 "$HERE/mkimage.py" "$img" "$PAUSE_IMAGE" "$PAUSE_DIR/pause=/pause:755" \
+            --entrypoint '["/pause"]' --user 65535:65535
+        log "wrote $img"
+    fi
+    img=$IMAGES_DIR/coredns-$COREDNS_VERSION.tar
+    if [[ ! -s $img ]]; then
+        python3 "$HERE/mkimage.py" "$img" "$COREDNS_IMAGE" "$COREDNS_DIR/coredns=/coredns:755" \
+            --entrypoint '["/coredns"]'
+        log "wrote $img"
+    fi
+    img=$IMAGES_DIR/busybox-$BUSYBOX_VERSION.tar
+    if [[ ! -s $img ]]; then
+        # Debian's static busybox with a link per applet, /tmp, and the usual
+        # root/nobody users, so "sh", "nslookup", "wget", "httpd", "nc" work
+        # as commands and a pod can run as 65534.
+        etc=$(mktemp -d)
+        printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' >"$etc/passwd"
+        printf '%s\n' 'root:x:0:' 'nogroup:x:65534:' >"$etc/group"
+        entries=("/bin/busybox=/bin/busybox:755" "$etc/passwd=/etc/passwd:644" "$etc/group=/etc/group:644"
+            "/tmp/:1777" "/root/:700" "/var/www/:755")
+        for applet in $(/bin/busybox --list); do
+            [[ $applet == busybox ]] || entries+=("/bin/$applet->busybox")
+        done
+        python3 "$HERE/mkimage.py" "$img" "$BUSYBOX_IMAGE" "${entries[@]}" --cmd '["sh"]'
+        rm -rf "$etc"
+        log "wrote $img"
+    fi
+fi
 
 log "all binaries ready in $((SECONDS - START_ALL))s: $BIN"
 echo "$BIN"

@@ -3,6 +3,8 @@
 #
 # Kills the etcd and kube-apiserver that start.sh started in DIR (found by
 # their pid files), then removes DIR unless KEEP=1. Safe to run twice.
+# For a node cluster (start-node.sh; DIR/node.state exists) it runs
+# stop-node.sh instead.
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -14,6 +16,11 @@ if [[ ! -d $DIR ]]; then
     exit 0
 fi
 DIR=$(cd "$DIR" && pwd)
+
+# A node cluster (start-node.sh) has its own, longer teardown.
+if [[ -f $DIR/node.state ]]; then
+    exec "$(dirname "${BASH_SOURCE[0]}")/stop-node.sh" "$DIR"
+fi
 
 # ours PID: true if PID is alive and was started for this DIR (guards against
 # the pid having been reused by an unrelated process).
