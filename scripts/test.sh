@@ -23,11 +23,17 @@ LOGS="$RAGPLANE_SVC_DIR/install"
 mkdir -p "$LOGS"
 # apt-get takes one lock, so the Debian packages go first and one at a time.
 for s in postgres redis prometheus; do bash "scripts/services/$s.sh" install; done
-# The Go builds (kube-apiserver, etcd, kubectl, helm, Ollama) and s3s-fs's cargo build are cached
+# The real node (containerd, runc, CNI, kube-proxy's iptables, the check pod's busybox, gcc for
+# the pause image) and the image builds (buildah, mmdebstrap), before any background job runs apt.
+# shellcheck disable=SC1091
+source scripts/services/lib.sh
+svc_apt containerd runc containernetworking-plugins iptables conntrack busybox-static util-linux \
+  iproute2 procps gcc libc6-dev buildah podman mmdebstrap debian-archive-keyring binutils
+# The Go builds (the Kubernetes binaries of a real node, etcd, CoreDNS, helm, Ollama) and s3s-fs's cargo build are cached
 # by version, so after the first run these finish at once. On a new machine they take most of an
 # hour of CPU, so they run beside the workspace's own build rather than before it.
 declare -A BUILDS=(
-  [testcluster]="bash e2e/testcluster/build.sh"
+  [testcluster]="bash e2e/testcluster/build.sh --node"
   [helm]="bash e2e/testcluster/build-helm.sh"
   [llm]="bash scripts/services/llm.sh install"
   [s3]="bash scripts/services/s3.sh install"
@@ -79,6 +85,8 @@ source "$RAGPLANE_SVC_DIR/env.sh"
 step "tests"
 # Tests that need the model, the API server, helm or a test service fail instead of skipping when it is missing.
 export RAGPLANE_REQUIRE_MODEL=1 RAGPLANE_REQUIRE_CLUSTER=1 RAGPLANE_REQUIRE_HELM=1 RAGPLANE_REQUIRE_SERVICES=1
+# The dev RagCluster on a real node (e2e/tests/node.rs) needs root; CI runs as root.
+if [ "$(id -u)" = 0 ]; then export RAGPLANE_REQUIRE_NODE=1; fi
 if [ -z "${QDRANT_URL:-}" ]; then
   # cargo test hides a passing test's output, so say it here too.
   echo "SKIPPED: Collection tests against a real Qdrant (collection_against_a_real_qdrant): QDRANT_URL is not set;" \

@@ -694,7 +694,11 @@ spec:
     - -c
     - |
       set -e
-      nslookup kubernetes.default.svc.$CLUSTER_DOMAIN
+      # kube-proxy programs kube-dns's endpoints a moment after CoreDNS turns Ready.
+      i=0
+      until nslookup kubernetes.default.svc.$CLUSTER_DOMAIN; do
+        i=\$((i + 1)); [ "\$i" -lt 30 ] || exit 1; sleep 1
+      done
       timeout 10 wget -q -O- http://kube-dns.kube-system.svc.$CLUSTER_DOMAIN:9153/metrics | grep -q '^coredns_build_info'
       echo node-check-ok
 EOF

@@ -1,0 +1,393 @@
+//! The dev RagCluster served from real pods: a single-node cluster (kubelet, containerd, CNI,
+//! kube-proxy, CoreDNS) started by `e2e/testcluster/start-node.sh`, the images this repository
+//! builds loaded into its containerd, the chart installed with helm, and the example applied
+//! with kubectl, as a platform team would. Readiness comes from the pods themselves; nothing
+//! here writes a status.
+//!
+//! Needs root (network namespaces, cgroups) and the node binaries; without them the test prints
+//! why and skips, unless `RAGPLANE_REQUIRE_NODE=1`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use ragplane_e2e::{ragplane_bin, repo_root};
+use serde_json::Value;
+
+/// The question whose answer is in `examples/corpus/skerry-point-lighthouse.md`.
+const QUESTION: &str = "How far away can the Skerry Point light be seen?";
+
+/// A running node cluster, stopped (with its directory kept for the logs) when dropped.
+struct Node {
+    dir: PathBuf,
+    env: HashMap<String, String>,
+}
+
+impl Node {
+    fn start() -> anyhow::Result<Self> {
+        let base = PathBuf::from(format!("/tmp/rpn-{}", std::process::id()));
+        std::fs::create_dir_all(&base)?;
+        let dir = base.join("node");
+        let out = Command::new("bash")
+            .arg(repo_root().join("e2e/testcluster/start-node.sh"))
+            .arg(&dir)
+            .env("OWNER_PID", std::process::id().to_string())
+            .env("NODE_PVS", "1")
+            .output()
+            .context("failed to run start-node.sh")?;
+        if !out.status.success() {
+            bail!(
+                "start-node.sh exited with {}:\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let env = std::fs::read_to_string(dir.join("env"))?
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Ok(Self { dir, env })
+    }
+
+    fn var(&self, key: &str) -> &str {
+        self.env.get(key).map_or("", String::as_str)
+    }
+
+    /// Runs `program args` on the host with the cluster's kubeconfig.
+    fn run(&self, program: &str, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(program)
+            .args(args)
+            .env("KUBECONFIG", self.var("KUBECONFIG"))
+            .env("KUBECACHEDIR", self.var("KUBECACHEDIR"))
+            .current_dir(repo_root())
+            .output()
+            .with_context(|| format!("failed to run {program}"))?;
+        checked(program, args, out)
+    }
+
+    fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.run(self.var("KUBECTL"), args)
+    }
+
+    fn json(&self, args: &[&str]) -> anyhow::Result<Value> {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        Ok(serde_json::from_str(&self.kubectl(&all)?)?)
+    }
+
+    /// Runs a command inside the node's network namespace, where Service and pod IPs live.
+    fn in_node(&self, env: &[(&str, &str)], args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(self.var("NODE_EXEC"))
+            .arg("env")
+            .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+            .args(args)
+            .current_dir(repo_root())
+            .output()
+            .context("failed to run in the node's network namespace")?;
+        checked("(in node)", args, out)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo_root().join("e2e/testcluster/stop.sh"))
+            .arg(&self.dir)
+            .env("KEEP", "1")
+            .status();
+    }
+}
+
+fn checked(program: &str, args: &[&str], out: Output) -> anyhow::Result<String> {
+    if !out.status.success() {
+        bail!(
+            "{program} {} failed ({}): {}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The node, or `None` after a SKIPPED line when it cannot start and none is required.
+fn node() -> Option<Node> {
+    let why = if is_root() {
+        match Node::start() {
+            Ok(n) => return Some(n),
+            Err(e) => format!("the node cluster did not start: {e:#}"),
+        }
+    } else {
+        "a real node needs root (network namespaces, cgroups, containerd)".to_owned()
+    };
+    assert!(
+        std::env::var("RAGPLANE_REQUIRE_NODE").as_deref() != Ok("1"),
+        "{why}"
+    );
+    eprintln!("SKIPPED: the dev RagCluster on a real node: {why}");
+    None
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .is_some_and(|ids| ids.split_whitespace().next() == Some("0"))
+    })
+}
+
+/// The target directory the test binaries and `ragplane` were built into.
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>
+    exe.ancestors().nth(3).expect("target dir").to_path_buf()
+}
+
+fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn seconds(t: &Value) -> Option<i64> {
+    let text = t.as_str()?;
+    // RFC 3339 with whole seconds, as the API server writes them.
+    let (date, time) = text.trim_end_matches('Z').split_once('T')?;
+    let d: Vec<i64> = date.split('-').filter_map(|x| x.parse().ok()).collect();
+    let h: Vec<i64> = time.split(':').filter_map(|x| x.parse().ok()).collect();
+    if d.len() != 3 || h.len() != 3 {
+        return None;
+    }
+    // Days from the civil date (proleptic Gregorian), enough for differences.
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let days = 365 * y + y / 4 - y / 100 + y / 400 + (153 * m + 2) / 5 + d[2];
+    Some(((days * 24 + h[0]) * 60 + h[1]) * 60 + h[2])
+}
+
+fn condition_time(pod: &Value, type_: &str) -> Option<i64> {
+    pod["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_ && c["status"] == "True")
+        .and_then(|c| seconds(&c["lastTransitionTime"]))
+}
+
+fn api_pods(node: &Node, ns: &str) -> Vec<Value> {
+    node.json(&[
+        "get",
+        "pods",
+        "-n",
+        ns,
+        "-l",
+        "app.kubernetes.io/instance=dev,app.kubernetes.io/component=api",
+    ])
+    .map(|v| v["items"].as_array().cloned().unwrap_or_default())
+    .unwrap_or_default()
+}
+
+fn ready_pod(pods: &[Value]) -> Option<Value> {
+    pods.iter()
+        .find(|p| {
+            p["metadata"]["deletionTimestamp"].is_null() && condition_time(p, "Ready").is_some()
+        })
+        .cloned()
+}
+
+/// The first source `ragplane query` lists for the question.
+fn first_source(node: &Node, url: &str, key: &str) -> anyhow::Result<String> {
+    let out = node.in_node(
+        &[("RAGPLANE_URL", url), ("RAGPLANE_API_KEY", key)],
+        &[
+            &ragplane_bin().to_string_lossy(),
+            "query",
+            "--collection",
+            "examples",
+            QUESTION,
+        ],
+    )?;
+    out.lines()
+        .find(|l| l.trim_start().starts_with("[1]"))
+        .map(str::to_owned)
+        .with_context(|| format!("no sources in:\n{out}"))
+}
+
+#[test]
+fn the_dev_ragcluster_serves_queries_from_real_pods() {
+    let Some(node) = node() else { return };
+    let helm = std::env::var("HELM").unwrap_or_else(|_| "helm".into());
+
+    // The images, built from this build's binaries and loaded into the node's containerd.
+    let images = repo_root().join("scripts/images.sh");
+    let out = Command::new("bash")
+        .arg(&images)
+        .args(["build", "--profile", "dev", "--skip-cargo"])
+        .env("CARGO_TARGET_DIR", target_dir())
+        .output()
+        .unwrap();
+    let built = checked("images.sh", &["build"], out).unwrap();
+    eprintln!("{built}");
+    node.run(
+        "bash",
+        &[
+            &images.to_string_lossy(),
+            "load",
+            "--containerd-address",
+            node.var("CONTAINERD_ADDRESS"),
+        ],
+    )
+    .unwrap();
+
+    // The chart, with the operator image just loaded.
+    node.run(
+        &helm,
+        &[
+            "install",
+            "ragplane",
+            "charts/ragplane",
+            "--namespace",
+            "ragplane-system",
+            "--create-namespace",
+            "--set",
+            "image.pullPolicy=IfNotPresent",
+            "--wait",
+            "--timeout",
+            "180s",
+        ],
+    )
+    .unwrap();
+    let operator = wait(
+        "the operator pod to be Ready",
+        Duration::from_secs(120),
+        || {
+            let pods = node.json(&["get", "pods", "-n", "ragplane-system"]).ok()?["items"]
+                .as_array()
+                .cloned()?;
+            ready_pod(&pods)
+        },
+    );
+    let operator_pod = operator["metadata"]["name"].as_str().unwrap().to_owned();
+    wait(
+        "the operator to take the leader Lease",
+        Duration::from_secs(60),
+        || {
+            let lease = node
+                .json(&["get", "lease", "-n", "ragplane-system", "ragplane"])
+                .ok()?;
+            (lease["spec"]["holderIdentity"] == operator_pod.as_str()).then_some(())
+        },
+    );
+
+    // The example, in a namespace that enforces the restricted Pod Security level.
+    let ns = "rag-dev";
+    node.kubectl(&["create", "namespace", ns]).unwrap();
+    node.kubectl(&[
+        "label",
+        "namespace",
+        ns,
+        "pod-security.kubernetes.io/enforce=restricted",
+    ])
+    .unwrap();
+    let applied = Instant::now();
+    node.kubectl(&["apply", "-n", ns, "-f", "examples/k8s/dev-ragcluster.yaml"])
+        .unwrap();
+    node.kubectl(&[
+        "wait",
+        "-n",
+        ns,
+        "ragcluster/dev",
+        "--for=condition=Ready",
+        "--timeout=300s",
+    ])
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{}",
+            node.kubectl(&["describe", "pods", "-n", ns])
+                .unwrap_or_default()
+        )
+    });
+    let to_ready = applied.elapsed();
+    let pod = ready_pod(&api_pods(&node, ns)).expect("a ready API pod");
+    let created = seconds(&pod["metadata"]["creationTimestamp"]).unwrap();
+    let scheduled = condition_time(&pod, "PodScheduled").unwrap();
+    let started =
+        seconds(&pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]).unwrap();
+    let ready = condition_time(&pod, "Ready").unwrap();
+    eprintln!(
+        "BENCH node-apply-to-ready: kubectl apply -> RagCluster Ready {:.1} s; pod created -> \
+         scheduled {} s, -> container started {} s, -> Ready {} s (image already present, \
+         imagePullPolicy IfNotPresent)",
+        to_ready.as_secs_f64(),
+        scheduled - created,
+        started - created,
+        ready - created
+    );
+
+    // Ingest and query through the Service's ClusterIP, with the key the operator created.
+    let service = node.json(&["get", "service", "-n", ns, "dev-api"]).unwrap();
+    let url = format!(
+        "http://{}:{}",
+        service["spec"]["clusterIP"].as_str().unwrap(),
+        service["spec"]["ports"][0]["port"]
+    );
+    let key = node
+        .kubectl(&[
+            "get",
+            "secret",
+            "-n",
+            ns,
+            "dev-admin-key",
+            "-o",
+            "go-template={{index .data \"api-key\" | base64decode}}",
+        ])
+        .unwrap();
+    let ingest = node
+        .in_node(
+            &[("RAGPLANE_URL", &url), ("RAGPLANE_API_KEY", &key)],
+            &[
+                &ragplane_bin().to_string_lossy(),
+                "ingest",
+                "--collection",
+                "examples",
+                "examples/corpus",
+            ],
+        )
+        .unwrap();
+    assert!(ingest.contains("0 failed"), "{ingest}");
+    let first = first_source(&node, &url, &key).unwrap();
+    assert!(first.contains("skerry-point-lighthouse.md"), "{first}");
+
+    // A new pod takes over the claim and still has the documents.
+    let old = pod["metadata"]["name"].as_str().unwrap().to_owned();
+    node.kubectl(&["delete", "pod", "-n", ns, &old, "--wait=false"])
+        .unwrap();
+    wait(
+        "a new API pod to be Ready",
+        Duration::from_secs(180),
+        || ready_pod(&api_pods(&node, ns)).filter(|p| p["metadata"]["name"] != old.as_str()),
+    );
+    let after = wait(
+        "the Service to answer from the new pod",
+        Duration::from_secs(60),
+        || first_source(&node, &url, &key).ok(),
+    );
+    assert!(after.contains("skerry-point-lighthouse.md"), "{after}");
+    eprintln!(
+        "{}",
+        node.kubectl(&["get", "ragclusters,modelpools,collections", "-A"])
+            .unwrap_or_default()
+    );
+}
