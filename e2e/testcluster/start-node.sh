@@ -144,23 +144,12 @@ wait_for() {
 # ------------------------------------------------------------- credentials
 PKI=$DIR/pki
 mkdir -p "$PKI"
+# shellcheck source=pki.sh
+source "$HERE/pki.sh"
 (
     cd "$PKI"
-    key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
-    key ca.key
-    openssl req -x509 -new -key ca.key -out ca.crt -days 3650 -subj "/CN=ragplane-testcluster-ca" \
-        -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"
-    # sign NAME SUBJECT EXTENSIONS
-    sign() {
-        key "$1.key"
-        openssl req -new -key "$1.key" -subj "$2" -out "$1.csr"
-        printf '%s\n' "basicConstraints=critical,CA:FALSE" \
-            "keyUsage=critical,digitalSignature,keyEncipherment" "$3" >"$1.ext"
-        openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial \
-            -days 3650 -extfile "$1.ext" -out "$1.crt" 2>/dev/null
-        rm -f "$1.csr" "$1.ext"
-    }
+    pki_ca ca "/CN=ragplane-testcluster-ca"
+    sign() { pki_sign ca "$@"; }
     client() { sign "$1" "$2" "extendedKeyUsage=clientAuth"; }
     sign apiserver "/CN=kube-apiserver" "$(printf '%s\n' "extendedKeyUsage=serverAuth" \
         "subjectAltName=IP:127.0.0.1,IP:$NODE_IP,IP:$KUBERNETES_SVC_IP,DNS:localhost,DNS:$NODE_NAME,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.$CLUSTER_DOMAIN")"
@@ -175,26 +164,15 @@ mkdir -p "$PKI"
     client kube-proxy "/CN=system:kube-proxy"
     # Node authorizer + NodeRestriction: the CN must name this node.
     client kubelet "/O=system:nodes/CN=system:node:$NODE_NAME"
-    key sa.key
+    pki_key sa.key
     openssl pkey -in sa.key -pubout -out sa.pub
     # Front proxy (API aggregation, and the request-header client CA that
     # controller-manager and scheduler read from the
     # extension-apiserver-authentication ConfigMap), as kubeadm sets it up:
     # its own CA.
-    key front-proxy-ca.key
-    openssl req -x509 -new -key front-proxy-ca.key -out front-proxy-ca.crt -days 3650 \
-        -subj "/CN=ragplane-testcluster-front-proxy-ca" \
-        -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"
-    key front-proxy-client.key
-    openssl req -new -key front-proxy-client.key -subj "/CN=front-proxy-client" -out front-proxy-client.csr
-    printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
-        "extendedKeyUsage=clientAuth" >front-proxy-client.ext
-    openssl x509 -req -in front-proxy-client.csr -CA front-proxy-ca.crt -CAkey front-proxy-ca.key \
-        -CAcreateserial -days 3650 -extfile front-proxy-client.ext -out front-proxy-client.crt 2>/dev/null
-    rm -f front-proxy-client.csr front-proxy-client.ext
-    openssl rand -hex 32 >admin.token
-    echo "$(cat admin.token),ragplane-admin,ragplane-admin,system:masters" >tokens.csv
+    pki_ca front-proxy-ca "/CN=ragplane-testcluster-front-proxy-ca"
+    pki_sign front-proxy-ca front-proxy-client "/CN=front-proxy-client" "extendedKeyUsage=clientAuth"
+    pki_admin_token
 )
 ADMIN_TOKEN=$(cat "$PKI/admin.token")
 

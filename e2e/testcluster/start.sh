@@ -51,39 +51,21 @@ TIMEOUT=${START_TIMEOUT:-90}
 # --------------------------------------------------------------- credentials
 PKI=$DIR/pki
 mkdir -p "$PKI"
+# shellcheck source=pki.sh
+source "$HERE/pki.sh"
 (
     cd "$PKI"
-    # EC P-256 keys: generated instantly, accepted by Go, rustls and OpenSSL.
-    key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
-
-    key ca.key
-    openssl req -x509 -new -key ca.key -out ca.crt -days 3650 -subj "/CN=ragplane-testcluster-ca" \
-        -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"
-
-    # sign NAME SUBJECT EXTENSIONS
-    sign() {
-        key "$1.key"
-        openssl req -new -key "$1.key" -subj "$2" -out "$1.csr"
-        printf '%s\n' "basicConstraints=critical,CA:FALSE" \
-            "keyUsage=critical,digitalSignature" "$3" >"$1.ext"
-        openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial \
-            -days 3650 -extfile "$1.ext" -out "$1.crt" 2>/dev/null
-        rm -f "$1.csr" "$1.ext"
-    }
-    sign apiserver "/CN=kube-apiserver" \
+    pki_ca ca "/CN=ragplane-testcluster-ca"
+    pki_sign ca apiserver "/CN=kube-apiserver" \
         "$(printf '%s\n' "extendedKeyUsage=serverAuth" \
             "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc")"
     # Group (O) system:masters: superuser, bypasses RBAC.
-    sign admin "/O=system:masters/CN=ragplane-admin" "extendedKeyUsage=clientAuth"
-
+    pki_sign ca admin "/O=system:masters/CN=ragplane-admin" "extendedKeyUsage=clientAuth"
     # Service-account token signing key pair.
-    key sa.key
+    pki_key sa.key
     openssl pkey -in sa.key -pubout -out sa.pub
-
     # A bearer token for the same superuser, for tools that prefer tokens.
-    openssl rand -hex 32 >admin.token
-    echo "$(cat admin.token),ragplane-admin,ragplane-admin,system:masters" >tokens.csv
+    pki_admin_token
 )
 ADMIN_TOKEN=$(cat "$PKI/admin.token")
 
