@@ -43,20 +43,8 @@ cleanup() {
 trap cleanup EXIT
 
 k() { "$KUBECTL" --request-timeout=30s "$@"; }
-pass() { printf 'ok   %s\n' "$*"; }
-fail() {
-    printf 'FAIL %s\n' "$*" >&2
-    [[ -s $OUT ]] && sed 's/^/     | /' "$OUT" >&2
-    exit 1
-}
-# expect_output DESCRIPTION PATTERN CMD...: CMD succeeds and its output matches PATTERN (ERE).
-expect_output() {
-    local what=$1 pattern=$2
-    shift 2
-    "$@" >"$OUT" 2>&1 || fail "$what (command failed: $*)"
-    grep -Eq -- "$pattern" "$OUT" || fail "$what (no match for /$pattern/)"
-    pass "$what"
-}
+# shellcheck source=checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
 # eventually SECONDS DESCRIPTION CMD...: retries CMD every 0.5 s.
 eventually() {
     local deadline=$((SECONDS + $1)) what=$2

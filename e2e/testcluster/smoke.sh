@@ -24,20 +24,8 @@ OUT=$(mktemp)
 trap 'rm -f "$OUT"; "$KUBECTL" delete namespace "$NS" --wait=false >/dev/null 2>&1 || true' EXIT
 
 k() { "$KUBECTL" "$@"; }
-pass() { printf 'ok   %s\n' "$*"; }
-fail() {
-    printf 'FAIL %s\n' "$*" >&2
-    [[ -s $OUT ]] && sed 's/^/     | /' "$OUT" >&2
-    exit 1
-}
-# expect_output DESCRIPTION PATTERN CMD...: CMD succeeds and its output matches PATTERN (ERE).
-expect_output() {
-    local what=$1 pattern=$2
-    shift 2
-    "$@" >"$OUT" 2>&1 || fail "$what (command failed: $*)"
-    grep -Eq -- "$pattern" "$OUT" || fail "$what (no match for /$pattern/)"
-    pass "$what"
-}
+# shellcheck source=checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
 
 expect_output "/readyz is ok" '^ok$' k get --raw /readyz
 expect_output "server version" 'Server Version: v1\.' k version
