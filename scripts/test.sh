@@ -68,8 +68,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "build"
 # Every target at once: `cargo test` then only runs what this built. No dev-dependency turns on
-# extra features of a shared crate (such as tokio's test-util), so README command 1's
-# `cargo build -p ragplane` and this build share every dependency.
+# extra features of tokio any more, so after README command 1's `cargo build -p ragplane` this
+# build compiles only about twenty more dependencies (the operator's prometheus-http-query asks
+# `time` for more features, and the AWS SDK sits above `time`).
 cargo build --workspace --locked --all-targets
 
 step "test servers and services: waiting for the builds, then starting on 127.0.0.1"

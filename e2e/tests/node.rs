@@ -19,6 +19,37 @@ use serde_json::Value;
 /// The question whose answer is in `examples/corpus/skerry-point-lighthouse.md`.
 const QUESTION: &str = "How far away can the Skerry Point light be seen?";
 
+/// Times `POST /v1/search` against two base URLs (argv 1 and 2) in alternating rounds, each on
+/// one kept-alive connection, and prints each one's p50 and p95 and the ratio of the p95s.
+const LATENCY_SCRIPT: &str = r#"
+import http.client, json, os, sys, time, urllib.parse
+body = json.dumps({"collection": "examples", "query": "Skerry Point light range", "top_k": 5})
+headers = {"Authorization": "Bearer " + os.environ["RAGPLANE_API_KEY"],
+           "Content-Type": "application/json"}
+def conn(url):
+    u = urllib.parse.urlparse(url)
+    return http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+def once(c):
+    t = time.perf_counter()
+    c.request("POST", "/v1/search", body, headers)
+    r = c.getresponse(); r.read()
+    assert r.status == 200, r.status
+    return time.perf_counter() - t
+conns = [conn(u) for u in sys.argv[1:3]]
+samples = [[], []]
+for c in conns:
+    for _ in range(20): once(c)
+for _ in range(5):
+    for i, c in enumerate(conns):
+        samples[i] += [once(c) for _ in range(100)]
+def q(xs, p):
+    xs = sorted(xs); return xs[min(len(xs) - 1, int(p * len(xs)))] * 1000
+(s, d) = samples
+print(f"through the Service p50 {q(s, .5):.2f} ms p95 {q(s, .95):.2f} ms; "
+      f"direct to the pod p50 {q(d, .5):.2f} ms p95 {q(d, .95):.2f} ms; "
+      f"p95 ratio {q(s, .95) / q(d, .95):.2f} ({len(s)} queries each)")
+"#;
+
 /// A running node cluster, stopped (with its directory kept for the logs) when dropped.
 struct Node {
     dir: PathBuf,
@@ -369,6 +400,17 @@ fn the_dev_ragcluster_serves_queries_from_real_pods() {
     assert!(ingest.contains("0 failed"), "{ingest}");
     let first = first_source(&node, &url, &key).unwrap();
     assert!(first.contains("skerry-point-lighthouse.md"), "{first}");
+
+    // Query latency through the Service's ClusterIP (kube-proxy) against the pod's own IP, in
+    // alternating rounds on kept-alive connections from inside the node's network namespace.
+    let pod_url = format!("http://{}:8080", pod["status"]["podIP"].as_str().unwrap());
+    let bench = node
+        .in_node(
+            &[("RAGPLANE_API_KEY", &key)],
+            &["python3", "-c", LATENCY_SCRIPT, &url, &pod_url],
+        )
+        .unwrap();
+    eprintln!("BENCH node-service-latency: {}", bench.trim());
 
     // A new pod takes over the claim and still has the documents.
     let old = pod["metadata"]["name"].as_str().unwrap().to_owned();
