@@ -256,11 +256,9 @@ fn first_source(node: &Node, url: &str, key: &str) -> anyhow::Result<String> {
         .with_context(|| format!("no sources in:\n{out}"))
 }
 
-#[test]
-fn the_dev_ragcluster_serves_queries_from_real_pods() {
-    let Some(node) = node() else { return };
-    let helm = std::env::var("HELM").unwrap_or_else(|_| "helm".into());
-
+/// Builds the images, loads them into the node, installs the chart and waits until the operator
+/// pod is Ready and holds the leader Lease; returns the pod's name.
+fn install_operator(node: &Node, helm: &str) -> String {
     // The images, built from this build's binaries and loaded into the node's containerd.
     let images = repo_root().join("scripts/images.sh");
     let out = Command::new("bash")
@@ -268,8 +266,8 @@ fn the_dev_ragcluster_serves_queries_from_real_pods() {
         .args(["build", "--profile", "dev", "--skip-cargo"])
         .env("CARGO_TARGET_DIR", target_dir())
         .output()
-        .unwrap();
-    let built = checked("images.sh", &["build"], out).unwrap();
+        .expect("installing the operator");
+    let built = checked("images.sh", &["build"], out).expect("installing the operator");
     eprintln!("{built}");
     node.run(
         "bash",
@@ -280,11 +278,11 @@ fn the_dev_ragcluster_serves_queries_from_real_pods() {
             node.var("CONTAINERD_ADDRESS"),
         ],
     )
-    .unwrap();
+    .expect("installing the operator");
 
     // The chart, with the operator image just loaded.
     node.run(
-        &helm,
+        helm,
         &[
             "install",
             "ragplane",
@@ -299,7 +297,7 @@ fn the_dev_ragcluster_serves_queries_from_real_pods() {
             "180s",
         ],
     )
-    .unwrap();
+    .expect("installing the operator");
     let operator = wait(
         "the operator pod to be Ready",
         Duration::from_secs(120),
@@ -310,7 +308,10 @@ fn the_dev_ragcluster_serves_queries_from_real_pods() {
             ready_pod(&pods)
         },
     );
-    let operator_pod = operator["metadata"]["name"].as_str().unwrap().to_owned();
+    let operator_pod = operator["metadata"]["name"]
+        .as_str()
+        .expect("installing the operator")
+        .to_owned();
     wait(
         "the operator to take the leader Lease",
         Duration::from_secs(60),
@@ -321,6 +322,15 @@ fn the_dev_ragcluster_serves_queries_from_real_pods() {
             (lease["spec"]["holderIdentity"] == operator_pod.as_str()).then_some(())
         },
     );
+    operator_pod
+}
+
+#[test]
+fn the_dev_ragcluster_serves_queries_from_real_pods() {
+    let Some(node) = node() else { return };
+    let helm = std::env::var("HELM").unwrap_or_else(|_| "helm".into());
+
+    install_operator(&node, &helm);
 
     // The example, in a namespace that enforces the restricted Pod Security level.
     let ns = "rag-dev";
@@ -432,4 +442,80 @@ fn the_dev_ragcluster_serves_queries_from_real_pods() {
         node.kubectl(&["get", "ragclusters,modelpools,collections", "-A"])
             .unwrap_or_default()
     );
+}
+
+/// The operator pod's resident memory after it reconciled 200 RagClusters (API at 0 replicas,
+/// so that no data-plane pod competes for the node), read from the container's process.
+#[test]
+#[ignore = "benchmark; see docs/benchmarks.md"]
+fn operator_pod_memory_with_200_ragclusters() {
+    let Some(node) = node() else { return };
+    let helm = std::env::var("HELM").unwrap_or_else(|_| "helm".into());
+    let pod = install_operator(&node, &helm);
+    let ns = "rag-many";
+    node.kubectl(&["create", "namespace", ns]).unwrap();
+    let yaml: String = (0..200)
+        .map(|i| {
+            format!("apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {{name: c{i}}}\nspec: {{api: {{replicas: 0}}}}\n---\n")
+        })
+        .collect();
+    let file = node.dir.join("many.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let started = Instant::now();
+    node.kubectl(&["apply", "-n", ns, "-f", &file.to_string_lossy()])
+        .unwrap();
+    wait(
+        "200 RagClusters reconciled",
+        Duration::from_secs(600),
+        || {
+            let list = node.json(&["get", "ragclusters", "-n", ns]).ok()?;
+            let done = list["items"]
+                .as_array()?
+                .iter()
+                .filter(|c| !c["status"]["observedGeneration"].is_null())
+                .count();
+            (done == 200).then_some(())
+        },
+    );
+    let converged = started.elapsed();
+    std::thread::sleep(Duration::from_secs(10));
+    let status = node
+        .json(&["get", "pod", "-n", "ragplane-system", &pod])
+        .unwrap();
+    let id = status["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("containerd://")
+        .to_owned();
+    let tasks = node
+        .run(
+            node.var("CTR"),
+            &[
+                "--address",
+                node.var("CONTAINERD_ADDRESS"),
+                "-n",
+                "k8s.io",
+                "task",
+                "ls",
+            ],
+        )
+        .unwrap();
+    let pid = tasks
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .expect("the operator's task");
+    let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss_kib: u64 = proc_status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    eprintln!(
+        "BENCH operator-pod-rss: {:.1} MiB after reconciling 200 RagClusters in the pod \
+         (converged in {:.1} s)",
+        rss_kib as f64 / 1024.0,
+        converged.as_secs_f64()
+    );
+    assert!(rss_kib < 50 * 1024, "{rss_kib} KiB");
 }
