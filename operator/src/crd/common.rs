@@ -1,6 +1,9 @@
 //! Spec and status types shared by more than one custom resource.
 
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{
+    PersistentVolumeClaimSpec, ResourceRequirements, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::KubeSchema;
 use schemars::JsonSchema;
@@ -254,6 +257,21 @@ pub struct StorageSpec {
     /// Storage class; the cluster default when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
+}
+
+impl StorageSpec {
+    /// The spec of a claim of this size and class with one access mode.
+    pub fn claim_spec(&self, access_mode: &str) -> PersistentVolumeClaimSpec {
+        PersistentVolumeClaimSpec {
+            access_modes: Some(vec![access_mode.into()]),
+            storage_class_name: self.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some([("storage".to_owned(), Quantity(self.size.clone()))].into()),
+                limits: None,
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }
+    }
 }
 
 /// Container resources; a thin alias so every CRD documents them the same way.

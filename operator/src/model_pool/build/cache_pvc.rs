@@ -1,9 +1,6 @@
 //! The model-cache claim of Deployment-backed pools.
 
-use k8s_openapi::api::core::v1::{
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, VolumeResourceRequirements,
-};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
 use crate::model_pool::validate::ValidatedPool;
 
@@ -23,15 +20,7 @@ pub fn build_cache_pvc(p: &ValidatedPool) -> Option<PersistentVolumeClaim> {
     };
     Some(PersistentVolumeClaim {
         metadata: super::meta(p, cache_claim_name(&p.name)),
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec![mode.into()]),
-            storage_class_name: cache.storage_class_name.clone(),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some([("storage".to_owned(), Quantity(cache.size.clone()))].into()),
-                limits: None,
-            }),
-            ..PersistentVolumeClaimSpec::default()
-        }),
+        spec: Some(cache.claim_spec(mode)),
         ..PersistentVolumeClaim::default()
     })
 }

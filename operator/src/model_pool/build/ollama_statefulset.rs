@@ -4,10 +4,8 @@
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, ExecAction, HTTPGetAction, Lifecycle,
-    LifecycleHandler, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec,
-    Probe, Volume, VolumeMount, VolumeResourceRequirements,
+    LifecycleHandler, PersistentVolumeClaim, PodSpec, PodTemplateSpec, Probe, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -116,17 +114,7 @@ pub fn build_ollama_statefulset(p: &ValidatedPool) -> StatefulSet {
                     labels: Some(super::selector(p)),
                     ..ObjectMeta::default()
                 },
-                spec: Some(PersistentVolumeClaimSpec {
-                    access_modes: Some(vec!["ReadWriteOnce".into()]),
-                    storage_class_name: cache.storage_class_name.clone(),
-                    resources: Some(VolumeResourceRequirements {
-                        requests: Some(
-                            [("storage".to_owned(), Quantity(cache.size.clone()))].into(),
-                        ),
-                        limits: None,
-                    }),
-                    ..PersistentVolumeClaimSpec::default()
-                }),
+                spec: Some(cache.claim_spec("ReadWriteOnce")),
                 ..PersistentVolumeClaim::default()
             }]),
         ),

@@ -1,10 +1,7 @@
 //! The PersistentVolumeClaim of the data directory of a cluster with embedded backends, so that
 //! SQLite, the local originals and the embedded index survive a pod restart.
 
-use k8s_openapi::api::core::v1::{
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, VolumeResourceRequirements,
-};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
 use crate::rag_cluster::validate::ValidatedCluster;
 
@@ -18,16 +15,8 @@ pub fn build_data_volume(c: &ValidatedCluster) -> Option<PersistentVolumeClaim> 
     let storage = c.data_volume.as_ref()?;
     Some(PersistentVolumeClaim {
         metadata: super::meta(c, data_volume_name(c), "data"),
-        spec: Some(PersistentVolumeClaimSpec {
-            // One API pod writes it (a CEL rule keeps embedded clusters at one replica).
-            access_modes: Some(vec!["ReadWriteOnce".into()]),
-            storage_class_name: storage.storage_class_name.clone(),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some([("storage".to_owned(), Quantity(storage.size.clone()))].into()),
-                ..VolumeResourceRequirements::default()
-            }),
-            ..PersistentVolumeClaimSpec::default()
-        }),
+        // One API pod writes it (a CEL rule keeps embedded clusters at one replica).
+        spec: Some(storage.claim_spec("ReadWriteOnce")),
         ..PersistentVolumeClaim::default()
     })
 }

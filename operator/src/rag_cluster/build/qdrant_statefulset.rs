@@ -2,11 +2,9 @@
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PersistentVolumeClaim, PodSpec,
+    PodTemplateSpec, Probe, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -45,17 +43,7 @@ pub fn build_qdrant_statefulset(c: &ValidatedCluster, q: &ManagedQdrant) -> Stat
                     labels: Some(labels::selector("qdrant", &c.name, "qdrant")),
                     ..ObjectMeta::default()
                 },
-                spec: Some(PersistentVolumeClaimSpec {
-                    access_modes: Some(vec!["ReadWriteOnce".into()]),
-                    storage_class_name: storage.storage_class_name.clone(),
-                    resources: Some(VolumeResourceRequirements {
-                        requests: Some(
-                            [("storage".to_owned(), Quantity(storage.size.clone()))].into(),
-                        ),
-                        limits: None,
-                    }),
-                    ..PersistentVolumeClaimSpec::default()
-                }),
+                spec: Some(storage.claim_spec("ReadWriteOnce")),
                 ..PersistentVolumeClaim::default()
             }]),
         ),
