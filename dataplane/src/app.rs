@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ragplane_config::{Config, GenerationConfig, QueueConfig};
-use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -92,10 +91,6 @@ pub struct IssuedKey {
 /// Hashes an API key for storage and lookup.
 pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
-}
-
-fn generate_key() -> String {
-    format!("rp_{}", Alphanumeric.sample_string(&mut rand::rng(), 40))
 }
 
 /// Names of tenants and collections: 1–64 of `[a-z0-9_-]`, starting alphanumeric.
@@ -314,7 +309,7 @@ impl App {
         }
         let (key, generated) = match &self.config.auth.admin_key {
             Some(k) => (k.expose().to_string(), false),
-            None => (generate_key(), true),
+            None => (ragplane_config::new_api_key(), true),
         };
         let prefix: String = key.chars().take(10).collect();
         self.metadata
@@ -429,7 +424,7 @@ impl App {
             .tenant_by_name(tenant)
             .await?
             .ok_or_else(|| Error::not_found("tenant", tenant))?;
-        let key = generate_key();
+        let key = ragplane_config::new_api_key();
         let prefix: String = key.chars().take(10).collect();
         let k = self
             .metadata

@@ -32,7 +32,7 @@ pub use generation::GenerationPoolConfig;
 pub use ollama::OllamaEmbeddingConfig;
 pub use redis::{FailMode, JobQueueSettings, RateLimitBackend, RateLimitConfig, RedisConfig};
 pub use scale_out::{PostgresConfig, S3Config, S3_MIN_PART_BYTES};
-pub use secret::Secret;
+pub use secret::{new_api_key, Secret};
 pub use validate::{ConfigError, ValidationErrors};
 pub use vectors::{
     EmbeddedIndexConfig, PostgresIndexConfig, QdrantHnswConfig, QdrantIndexConfig,

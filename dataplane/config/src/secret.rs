@@ -19,6 +19,13 @@ impl Secret {
     }
 }
 
+/// A new random API key: `rp_` and 40 alphanumerics. The data plane issues keys in this form,
+/// and the operator creates a cluster's first admin key with it.
+pub fn new_api_key() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    format!("rp_{}", Alphanumeric.sample_string(&mut rand::rng(), 40))
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("\"<redacted>\"")

@@ -253,7 +253,7 @@ async fn dereference(obj: &RagCluster, client: &Client, namespace: &str) -> Resu
             .and_then(Option::as_ref)
             .and_then(|data| data.get(validate::ADMIN_KEY_SECRET_KEY))
             .map(|v| String::from_utf8_lossy(&v.0).into_owned());
-        out.generated_admin_key = Some(existing.unwrap_or_else(new_admin_key));
+        out.generated_admin_key = Some(existing.unwrap_or_else(ragplane_config::new_api_key));
     }
     if let Some(q) = &obj.spec.qdrant {
         let collections: Api<Collection> = Api::namespaced(client.clone(), namespace);
@@ -264,12 +264,6 @@ async fn dereference(obj: &RagCluster, client: &Client, namespace: &str) -> Resu
         out.shared_collection = shared_collection(list.items, &obj.name_any(), q.collection_name());
     }
     Ok(out)
-}
-
-/// A random admin API key in the data plane's format (`rp_` and 40 alphanumerics).
-fn new_admin_key() -> String {
-    use rand::distr::{Alphanumeric, SampleString};
-    format!("rp_{}", Alphanumeric.sample_string(&mut rand::rng(), 40))
 }
 
 /// The Collection of `cluster` whose Qdrant collection is the shared one, if any; the oldest
