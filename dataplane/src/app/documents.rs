@@ -1,0 +1,207 @@
+//! Collections and documents: creating and deleting collections, accepting uploads, and
+//! queueing their ingestion.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{key_of, validate_metadata, validate_name, App, Principal};
+use crate::error::{Error, Result};
+use crate::ingest::parse::Format;
+use crate::metadata::{Collection, Document, NewDocument};
+use crate::queue::{Job, Task, DOCUMENTS};
+
+/// A document upload, already read from JSON or multipart.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// Title (defaults to the file name).
+    pub title: String,
+    /// File name or source URI.
+    pub source: Option<String>,
+    /// Format of `body`.
+    pub format: Format,
+    /// The original bytes.
+    pub body: Bytes,
+    /// Client metadata.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A document accepted for ingestion.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Accepted {
+    /// The document.
+    pub document: Document,
+    /// The ingestion job.
+    pub job_id: String,
+}
+
+impl App {
+    /// Creates a collection for the caller's tenant.
+    pub async fn create_collection(
+        &self,
+        p: &Principal,
+        name: &str,
+        description: &str,
+    ) -> Result<Collection> {
+        validate_name("name", name)?;
+        if description.len() > 4096 {
+            return Err(Error::invalid("description", "must be at most 4096 bytes"));
+        }
+        let dim = self.embedder.dimension();
+        let c = self
+            .metadata
+            .create_collection(&p.tenant_id, name, description, dim as i64)
+            .await?;
+        self.vectors.ensure_collection(&key_of(&c), dim).await?;
+        Ok(c)
+    }
+
+    /// Lists the caller's collections.
+    pub async fn list_collections(&self, p: &Principal) -> Result<Vec<Collection>> {
+        Ok(self.metadata.list_collections(&p.tenant_id).await?)
+    }
+
+    /// Finds one of the caller's collections; 404 for other tenants' collections too.
+    pub async fn collection(&self, p: &Principal, name: &str) -> Result<Collection> {
+        self.metadata
+            .collection_by_name(&p.tenant_id, name)
+            .await?
+            .ok_or_else(|| Error::not_found("collection", name))
+    }
+
+    /// Deletes a collection with its documents, points and originals.
+    pub async fn delete_collection(&self, p: &Principal, name: &str) -> Result<()> {
+        let c = self.collection(p, name).await?;
+        self.vectors.drop_collection(&key_of(&c)).await?;
+        self.objects
+            .delete_prefix(&format!("{}/{}", c.tenant_id, c.id))
+            .await?;
+        self.metadata.delete_collection(&c.id).await?;
+        Ok(())
+    }
+
+    /// Stores an upload and queues its ingestion.
+    pub async fn add_document(
+        &self,
+        p: &Principal,
+        collection: &str,
+        upload: Upload,
+    ) -> Result<Accepted> {
+        let c = self.collection(p, collection).await?;
+        if upload.body.is_empty() {
+            return Err(Error::invalid("content", "document is empty"));
+        }
+        if upload.title.len() > 1024 {
+            return Err(Error::invalid("title", "must be at most 1024 bytes"));
+        }
+        validate_metadata(&upload.metadata)?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let object_key = format!("{}/{}/{}", c.tenant_id, c.id, id);
+        let sha256 = hex::encode(Sha256::digest(&upload.body));
+        let size = upload.body.len() as i64;
+        self.objects.put(&object_key, upload.body).await?;
+        let doc = self
+            .metadata
+            .insert_document(NewDocument {
+                id,
+                tenant_id: c.tenant_id.clone(),
+                collection_id: c.id.clone(),
+                title: upload.title,
+                source: upload.source,
+                content_type: upload.format.media_type().to_string(),
+                size_bytes: size,
+                sha256,
+                metadata: upload.metadata,
+                object_key,
+            })
+            .await?;
+        let job = self.enqueue_ingest(&c.tenant_id, &doc.id).await?;
+        Ok(Accepted {
+            document: doc,
+            job_id: job.id,
+        })
+    }
+
+    /// Queues the (re)indexing of a document.
+    pub async fn enqueue_ingest(&self, tenant_id: &str, document_id: &str) -> Result<Job> {
+        let task = Task::IngestDocument {
+            document_id: document_id.to_string(),
+        };
+        Ok(self.queue.enqueue(tenant_id, DOCUMENTS, task).await?)
+    }
+
+    /// Finds one of the caller's documents in a collection.
+    pub async fn document(
+        &self,
+        p: &Principal,
+        collection: &str,
+        id: &str,
+    ) -> Result<(Collection, Document)> {
+        let c = self.collection(p, collection).await?;
+        let d = self
+            .metadata
+            .document(id)
+            .await?
+            .filter(|d| d.collection_id == c.id && d.tenant_id == p.tenant_id)
+            .ok_or_else(|| Error::not_found("document", id))?;
+        Ok((c, d))
+    }
+
+    /// Lists a collection's documents, `limit` at a time after the cursor.
+    pub async fn list_documents(
+        &self,
+        p: &Principal,
+        collection: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Document>> {
+        if !(1..=1000).contains(&limit) {
+            return Err(Error::invalid("limit", "must be between 1 and 1000"));
+        }
+        let c = self.collection(p, collection).await?;
+        Ok(self.metadata.list_documents(&c.id, after, limit).await?)
+    }
+
+    /// Deletes a document with its points and original.
+    pub async fn delete_document(&self, p: &Principal, collection: &str, id: &str) -> Result<()> {
+        let (c, d) = self.document(p, collection, id).await?;
+        self.vectors.delete_document(&key_of(&c), &d.id).await?;
+        self.metadata.bump_collection_version(&c.id).await?;
+        self.objects.delete(&d.object_key).await?;
+        self.metadata.delete_document(&d.id).await?;
+        Ok(())
+    }
+
+    /// Queues a document for indexing again (its points are replaced).
+    pub async fn reindex_document(
+        &self,
+        p: &Principal,
+        collection: &str,
+        id: &str,
+    ) -> Result<Accepted> {
+        let (c, d) = self.document(p, collection, id).await?;
+        self.metadata
+            .set_document_status(
+                &d.id,
+                crate::metadata::DocumentStatus::Queued,
+                None,
+                d.chunk_count,
+            )
+            .await?;
+        let job = self.enqueue_ingest(&c.tenant_id, &d.id).await?;
+        let document = self.metadata.document(&d.id).await?.unwrap_or(d);
+        Ok(Accepted {
+            document,
+            job_id: job.id,
+        })
+    }
+
+    /// Reads one of the caller's jobs.
+    pub async fn job(&self, p: &Principal, id: &str) -> Result<Job> {
+        self.queue
+            .get(id)
+            .await?
+            .filter(|j| j.tenant_id == p.tenant_id)
+            .ok_or_else(|| Error::not_found("job", id))
+    }
+}

@@ -1,0 +1,274 @@
+//! The application core: backends wired together from configuration, and the operations the
+//! HTTP API and workers perform. Handlers stay thin; everything tenant-scoped is resolved here,
+//! so isolation lives in one place. The operations are split by concern:
+//!
+//! - [`keys`]: API keys, tenants, authentication and the per-key rate limit;
+//! - [`documents`]: collections, documents and their ingestion jobs;
+//! - [`search`]: retrieval and answers.
+
+mod documents;
+mod keys;
+mod search;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ragplane_config::{Config, GenerationConfig, QueueConfig};
+
+use crate::cache::{Cache, MemoryCache, RedisCache, TieredCache};
+use crate::embed::onnx::OnnxEmbedder;
+use crate::embed::remote::RemoteEmbedder;
+use crate::embed::tokenizer::TextTokenizer;
+use crate::embed::{CachedEmbedder, Embedder};
+use crate::error::{Error, Result};
+use crate::generate::pool::{GeneratorPool, Protocol};
+use crate::generate::Generator;
+use crate::metadata::{Collection, MetadataStore, SqliteStore};
+use crate::objects::ObjectStore;
+use crate::queue::{JobQueue, RedisQueue, SqliteQueue};
+use crate::ratelimit::{MemoryLimiter, Quota, RateLimiter, RedisLimiter};
+use crate::redis_conn::Redis;
+use crate::vectors::{CollectionKey, VectorIndex};
+
+pub use documents::{Accepted, Upload};
+pub use keys::{hash_key, IssuedKey};
+pub use search::{AnswerOptions, QueryAnswer, SearchHit, SearchRequest, StartedAnswer};
+
+/// Name of the tenant created on first start, which the first admin key belongs to.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Who is calling: resolved from the API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Tenant id.
+    pub tenant_id: String,
+    /// Whether the key may manage tenants and keys.
+    pub admin: bool,
+}
+
+/// Every backend, wired from configuration.
+pub struct App {
+    /// The configuration in force.
+    pub config: Arc<Config>,
+    /// Tenants, keys, collections, documents.
+    pub metadata: Arc<dyn MetadataStore>,
+    /// Document originals.
+    pub objects: Arc<dyn ObjectStore>,
+    /// Vectors.
+    pub vectors: Arc<dyn VectorIndex>,
+    /// Jobs.
+    pub queue: Arc<dyn JobQueue>,
+    /// Embeddings (with the embedding cache in front).
+    pub embedder: Arc<dyn Embedder>,
+    /// The model's tokenizer, for token-aware chunking.
+    pub tokenizer: TextTokenizer,
+    /// Search result cache.
+    pub results: Option<Arc<dyn Cache>>,
+    /// Answer generator, when configured.
+    pub generator: Option<Arc<dyn Generator>>,
+    /// Per-API-key rate limit, when enabled.
+    pub rate_limiter: Option<Arc<dyn RateLimiter>>,
+    /// The default tenant's id.
+    pub default_tenant: String,
+    /// Recently verified keys (by hash), so the hot path skips the metadata store. Entries
+    /// expire after [`KEY_CACHE_TTL`], which bounds how long a revoked key keeps working.
+    known_keys: moka::sync::Cache<String, Principal>,
+    /// Held while this process uses local stores in the data directory.
+    _data_dir_lock: Option<crate::data_dir::DataDirLock>,
+}
+
+/// How long a verified API key is trusted without asking the metadata store again.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// Names of tenants and collections: 1–64 of `[a-z0-9_-]`, starting alphanumeric.
+pub fn validate_name(field: &str, name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(field, format!("{name:?} must be 1-64 characters of a-z, 0-9, '-' or '_', starting with a letter or digit")))
+    }
+}
+
+impl App {
+    /// Opens every backend named by `config` and loads the embedding model.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.validate()?;
+        crate::metrics::init();
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "failed to create data directory {}: {e}",
+                config.data_dir.display()
+            )
+        })?;
+        // A replacement pod on the same volume waits here until the old process has exited.
+        let data_dir_lock = if config.uses_local_stores() {
+            Some(crate::data_dir::DataDirLock::acquire(&config.data_dir).await?)
+        } else {
+            None
+        };
+        let store = SqliteStore::open(&config.sqlite_path()).await?;
+        store.migrate().await?;
+        let redis = match &config.redis {
+            Some(r) => Some(Redis::connect(r).map_err(|e| anyhow::anyhow!("redis.url: {e}"))?),
+            None => None,
+        };
+        let queue: Arc<dyn JobQueue> = match (&config.queue, &redis) {
+            (QueueConfig::Sqlite(qcfg), _) => {
+                Arc::new(SqliteQueue::open(store.pool().clone(), qcfg).await?)
+            }
+            (QueueConfig::Redis(qcfg), Some(r)) => {
+                Arc::new(RedisQueue::open(r.clone(), qcfg).await?)
+            }
+            (QueueConfig::Redis(_), None) => {
+                anyhow::bail!("queue.backend: redis needs a [redis] section")
+            }
+        };
+        let objects = crate::objects::open(&config).await?;
+        let vectors = crate::vectors::open(&config).await?;
+
+        let ecfg = config.embedding.clone();
+        // The embedding model runs on embed-server instances (`embedding.remote`), on an Ollama
+        // server (`embedding.ollama`), or in this process; chunking needs the tokenizer here.
+        let model: Arc<dyn Embedder> = match (&config.embedding.remote, &config.embedding.ollama) {
+            (Some(r), _) => Arc::new(RemoteEmbedder::new(r, &config.embedding)?),
+            (None, Some(o)) => Arc::new(crate::embed::ollama::OllamaEmbedder::new(o)),
+            (None, None) => {
+                Arc::new(tokio::task::spawn_blocking(move || OnnxEmbedder::start(&ecfg)).await??)
+            }
+        };
+        let tokenizer_file = config.embedding.resolved_model_dir().join("tokenizer.json");
+        let tokenizer = TextTokenizer::from_file(&tokenizer_file, config.embedding.max_seq_len)?;
+        let (embedding_cache, results) = build_caches(&config, redis.as_ref());
+        let rate_limiter = build_rate_limiter(&config, redis.as_ref());
+        let embedder: Arc<dyn Embedder> = Arc::new(CachedEmbedder::new(model, embedding_cache));
+        let generator: Option<Arc<dyn Generator>> = match &config.generation {
+            GenerationConfig::None => None,
+            GenerationConfig::Ollama(ep) => {
+                Some(Arc::new(GeneratorPool::new(Protocol::Ollama, ep)))
+            }
+            GenerationConfig::Openai(ep) => {
+                Some(Arc::new(GeneratorPool::new(Protocol::OpenAi, ep)))
+            }
+        };
+        let metadata = crate::metadata::open(&config.metadata, store).await?;
+        let default_tenant = match metadata.tenant_by_name(DEFAULT_TENANT).await? {
+            Some(t) => t.id,
+            None => metadata.create_tenant(DEFAULT_TENANT).await?.id,
+        };
+        Ok(Self {
+            config: Arc::new(config),
+            metadata,
+            objects,
+            vectors,
+            queue,
+            rate_limiter,
+            embedder,
+            tokenizer,
+            results,
+            generator,
+            default_tenant,
+            known_keys: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(KEY_CACHE_TTL)
+                .build(),
+            _data_dir_lock: data_dir_lock,
+        })
+    }
+
+    /// Checks that the stores answer.
+    pub async fn ready(&self) -> Result<()> {
+        self.metadata.ping().await?;
+        self.objects.ping().await?;
+        Ok(())
+    }
+}
+
+/// The vector-index key of a collection.
+pub fn key_of(c: &Collection) -> CollectionKey {
+    CollectionKey {
+        tenant: c.tenant_id.clone(),
+        collection: c.id.clone(),
+    }
+}
+
+type OptionalCache = Option<Arc<dyn Cache>>;
+
+/// The embedding and result caches: in process, with a Redis layer under each when
+/// `cache.redis_l2` is set.
+fn build_caches(config: &Config, redis: Option<&Redis>) -> (OptionalCache, OptionalCache) {
+    let c = &config.cache;
+    let deadline =
+        Duration::from_millis(config.redis.as_ref().map_or(250, |r| r.command_timeout_ms));
+    let layered = |on: bool, name: &'static str, capacity: u64, ttl_secs: u64| {
+        on.then(|| {
+            let ttl = Duration::from_secs(ttl_secs);
+            let l1: Arc<dyn Cache> = Arc::new(MemoryCache::new(name, capacity, ttl));
+            match redis.filter(|_| c.redis_l2) {
+                Some(r) => Arc::new(TieredCache::new(
+                    l1,
+                    Arc::new(RedisCache::new(r.clone(), name, ttl, deadline)),
+                )) as Arc<dyn Cache>,
+                None => l1,
+            }
+        })
+    };
+    (
+        layered(
+            c.embeddings,
+            "embedding",
+            c.embedding_capacity,
+            c.embedding_ttl_secs,
+        ),
+        layered(c.results, "results", c.result_capacity, c.result_ttl_secs),
+    )
+}
+
+/// The per-key rate limiter, when enabled.
+fn build_rate_limiter(config: &Config, redis: Option<&Redis>) -> Option<Arc<dyn RateLimiter>> {
+    let rl = &config.rate_limit;
+    if !rl.enabled {
+        return None;
+    }
+    let quota = Quota::new(rl.requests_per_second, rl.burst);
+    Some(match (rl.backend, redis) {
+        (ragplane_config::RateLimitBackend::Redis, Some(r)) => Arc::new(RedisLimiter::new(
+            r.clone(),
+            quota,
+            Duration::from_millis(config.redis.as_ref().map_or(250, |c| c.command_timeout_ms)),
+        )),
+        _ => Arc::new(MemoryLimiter::new(quota)),
+    })
+}
+
+/// Metadata keys are 1–64 of `[A-Za-z0-9_.-]`; values are scalars.
+pub(crate) fn validate_metadata(m: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    if m.len() > 64 {
+        return Err(Error::invalid("metadata", "at most 64 keys"));
+    }
+    for (k, v) in m {
+        let key_ok = (1..=64).contains(&k.len())
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !key_ok {
+            return Err(Error::invalid(
+                "metadata",
+                format!("key {k:?} must be 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'"),
+            ));
+        }
+        if v.is_object() || v.is_array() {
+            return Err(Error::invalid(
+                "metadata",
+                format!("value of {k:?} must be a string, number, boolean or null"),
+            ));
+        }
+    }
+    Ok(())
+}
