@@ -16,4 +16,5 @@ pub mod leader;
 pub mod metrics;
 pub mod model_pool;
 pub mod rag_cluster;
+pub mod reconciler;
 pub mod security;

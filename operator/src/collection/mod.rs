@@ -8,13 +8,11 @@ pub mod validate;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::runtime::{watcher, Controller};
 use kube::{Api, ResourceExt};
-use tracing::instrument;
 
 use crate::conditions::{conditions, Health};
 use crate::context::Context;
@@ -23,6 +21,7 @@ use crate::crd::common::SecretKeyRef;
 use crate::crd::rag_cluster::RagCluster;
 use crate::error::{Error, Result};
 use crate::rag_cluster::scoped;
+use crate::reconciler::{failed_conditions, write_status, Reconciler};
 
 /// Kind label in metrics and logs.
 pub const KIND: &str = "Collection";
@@ -36,68 +35,47 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    Controller::new(
+    let controller = Controller::new(
         scoped::<Collection>(&client, namespace.as_deref()),
         watcher::Config::default(),
-    )
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            tracing::debug!(%error, "Collection reconcile ended with an error");
-        }
-    })
-    .await;
+    );
+    crate::reconciler::run(controller, ctx, shutdown).await;
 }
 
-fn key(obj: &Collection) -> String {
-    crate::context::object_key(KIND, obj)
-}
+/// Apply or clean up behind the finalizer; a failure while the resource is not being deleted is
+/// recorded in its conditions, transient ones too.
+impl Reconciler for Collection {
+    const KIND: &'static str = KIND;
+    // Deletion goes through the finalizer, which carries out `deletionPolicy`.
+    const SKIPS_DELETED: bool = false;
 
-/// What the controller does after a failed reconcile.
-pub fn error_policy(obj: Arc<Collection>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.on_error(KIND, &key(&obj), error)
-}
-
-/// One reconcile of one Collection.
-#[instrument(skip(ctx, obj), fields(namespace = obj.namespace(), name = obj.name_any()))]
-pub async fn reconcile(obj: Arc<Collection>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile(KIND);
-    let ns = obj.namespace().unwrap_or_default();
-    let api: Api<Collection> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, obj.clone(), |event| async {
-        match event {
-            FinalizerEvent::Apply(c) => apply(&c, &ctx).await,
-            FinalizerEvent::Cleanup(c) => cleanup(&c, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    });
-    match result {
-        Ok(action) => {
-            ctx.reset_backoff(&key(&obj));
-            Ok(action)
-        }
-        Err(error) => {
-            ctx.event(&*obj, true, error.metric_label(), error.to_string())
-                .await;
-            if obj.metadata.deletion_timestamp.is_none() {
-                let previous = obj.status.clone().unwrap_or_default();
-                let health = Health::failed(&error, !error.is_permanent());
-                let status = CollectionStatus {
-                    observed_generation: obj.metadata.generation,
-                    conditions: conditions(&health, obj.metadata.generation, &previous.conditions),
-                    ..previous
-                };
-                if let Err(e) = write_status(&obj, &ctx, &status).await {
-                    tracing::warn!(error = %e, "failed to record the error in status");
-                }
+    async fn pipeline(obj: Arc<Self>, ctx: Arc<Context>) -> Result<Action> {
+        let ns = obj.namespace().unwrap_or_default();
+        let api: Api<Collection> = Api::namespaced(ctx.client.clone(), &ns);
+        finalizer(&api, FINALIZER, obj, |event| async {
+            match event {
+                FinalizerEvent::Apply(c) => apply(&c, &ctx).await,
+                FinalizerEvent::Cleanup(c) => cleanup(&c, &ctx).await,
             }
-            Err(error)
+        })
+        .await
+        .map_err(|e| match e {
+            kube::runtime::finalizer::Error::ApplyFailed(e)
+            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+            other => Error::Finalizer(other.to_string()),
+        })
+    }
+
+    fn records_failure(&self, _error: &Error) -> bool {
+        self.metadata.deletion_timestamp.is_none()
+    }
+
+    fn failed_status(&self, error: &Error) -> CollectionStatus {
+        let previous = self.status.clone().unwrap_or_default();
+        CollectionStatus {
+            observed_generation: self.metadata.generation,
+            conditions: failed_conditions(error, self.metadata.generation, &previous.conditions),
+            ..previous
         }
     }
 }
@@ -243,10 +221,4 @@ async fn cleanup(obj: &Collection, ctx: &Context) -> Result<Action> {
     )
     .await;
     Ok(Action::await_change())
-}
-
-async fn write_status(obj: &Collection, ctx: &Context, status: &CollectionStatus) -> Result<()> {
-    crate::apply::apply_status(&ctx.client, obj, status)
-        .await
-        .map_err(|e| Error::kube("write Collection status", e))
 }

@@ -7,14 +7,11 @@ pub mod validate;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use kube::runtime::controller::Action;
 use kube::runtime::{watcher, Controller};
-use kube::ResourceExt;
-use tracing::instrument;
 
 use self::build::{PoolObjects, Workload};
 use self::status::AppliedWorkload;
@@ -27,6 +24,7 @@ use crate::crd::model_pool::{ModelPool, ModelPoolStatus};
 use crate::error::{Error, Result};
 use crate::labels;
 use crate::rag_cluster::{delete_if_owned, scoped};
+use crate::reconciler::{failed_conditions, write_status, Reconciler};
 
 /// Kind label in metrics and logs.
 pub const KIND: &str = "ModelPool";
@@ -42,7 +40,7 @@ pub async fn run(
         "app.kubernetes.io/managed-by={}",
         labels::MANAGED_BY
     ));
-    Controller::new(
+    let controller = Controller::new(
         scoped::<ModelPool>(&client, namespace.as_deref()),
         watcher::Config::default(),
     )
@@ -61,155 +59,112 @@ pub async fn run(
     .owns(
         scoped::<HorizontalPodAutoscaler>(&client, namespace.as_deref()),
         owned,
-    )
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            tracing::debug!(%error, "ModelPool reconcile ended with an error");
-        }
-    })
-    .await;
+    );
+    crate::reconciler::run(controller, ctx, shutdown).await;
 }
 
-fn key(obj: &ModelPool) -> String {
-    crate::context::object_key(KIND, obj)
-}
+/// Validate → build → apply → status; a failure keeps the status of the last success apart from
+/// the conditions.
+impl Reconciler for ModelPool {
+    const KIND: &'static str = KIND;
 
-/// One reconcile of one ModelPool.
-#[instrument(skip(ctx, obj), fields(namespace = obj.namespace(), name = obj.name_any()))]
-pub async fn reconcile(obj: Arc<ModelPool>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile(KIND);
-    if obj.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
-    match pipeline(&obj, &ctx).await {
-        Ok(action) => {
-            ctx.reset_backoff(&key(&obj));
-            Ok(action)
-        }
-        Err(error) => {
-            ctx.event(&*obj, true, error.metric_label(), error.to_string())
-                .await;
-            if error.is_permanent() {
-                let previous = obj.status.clone().unwrap_or_default();
-                let health = crate::conditions::Health::failed(&error, false);
-                let status = ModelPoolStatus {
-                    observed_generation: obj.metadata.generation,
-                    conditions: crate::conditions::conditions(
-                        &health,
-                        obj.metadata.generation,
-                        &previous.conditions,
-                    ),
-                    // The autoscaler owns that list under its own field manager.
-                    autoscaling: Vec::new(),
-                    ..previous
-                };
-                if let Err(e) = write_status(&obj, &ctx, &status).await {
-                    tracing::warn!(error = %e, "failed to record the error in status");
-                }
-            }
-            Err(error)
-        }
-    }
-}
-
-/// What the controller does after a failed reconcile.
-pub fn error_policy(obj: Arc<ModelPool>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.on_error(KIND, &key(&obj), error)
-}
-
-async fn pipeline(obj: &ModelPool, ctx: &Context) -> Result<Action> {
-    let pool = validate::validate(obj).map_err(|e| Error::InvalidSpec(e.to_string()))?;
-    let PoolObjects { workload, service } = build::build(&pool);
-    let client = &ctx.client;
-    let ns = pool.namespace.as_str();
-    apply(client, ns, &service)
-        .await
-        .map_err(|e| Error::kube(format!("apply Service {}", pool.name), e))?;
-    let workload_kind = match &workload {
-        Workload::StatefulSet(_) => "StatefulSet",
-        Workload::Deployment(..) => "Deployment",
-    };
-    if pool.replicas.is_none() {
-        let released = match &workload {
-            Workload::StatefulSet(_) => {
-                release_replicas::<StatefulSet>(client, ns, &pool.name).await
-            }
-            Workload::Deployment(..) => {
-                release_replicas::<Deployment>(client, ns, &pool.name).await
-            }
+    async fn pipeline(obj: Arc<Self>, ctx: Arc<Context>) -> Result<Action> {
+        let pool = validate::validate(&obj).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+        let PoolObjects { workload, service } = build::build(&pool);
+        let client = &ctx.client;
+        let ns = pool.namespace.as_str();
+        apply(client, ns, &service)
+            .await
+            .map_err(|e| Error::kube(format!("apply Service {}", pool.name), e))?;
+        let workload_kind = match &workload {
+            Workload::StatefulSet(_) => "StatefulSet",
+            Workload::Deployment(..) => "Deployment",
         };
-        released.map_err(|e| {
-            Error::kube(
-                format!("hand the replicas of {workload_kind} {} over", pool.name),
-                e,
-            )
-        })?;
-    }
-    let applied = match workload {
-        Workload::StatefulSet(sts) => {
-            delete_if_owned::<Deployment>(client, ns, &pool.name, &pool.owner.uid).await?;
-            AppliedWorkload::StatefulSet(
-                apply(client, ns, &sts)
-                    .await
-                    .map_err(|e| Error::kube(format!("apply StatefulSet {}", pool.name), e))?,
-            )
-        }
-        Workload::Deployment(deployment, pvc) => {
-            delete_if_owned::<StatefulSet>(client, ns, &pool.name, &pool.owner.uid).await?;
-            if let Some(pvc) = pvc {
-                apply(client, ns, &pvc)
-                    .await
-                    .map_err(|e| Error::kube("apply the model-cache PersistentVolumeClaim", e))?;
-            } else {
-                let name = build::cache_pvc::cache_claim_name(&pool.name);
-                delete_if_owned::<PersistentVolumeClaim>(client, ns, &name, &pool.owner.uid)
-                    .await?;
-            }
-            AppliedWorkload::Deployment(
-                apply(client, ns, &deployment)
-                    .await
-                    .map_err(|e| Error::kube(format!("apply Deployment {}", pool.name), e))?,
-            )
-        }
-    };
-    match &pool.scaling {
-        Scaling::Hpa(targets) => {
-            let hpa = build_hpa(
-                build::meta(&pool, pool.name.clone()),
-                workload_kind,
-                &pool.name,
-                targets,
-            );
-            apply(client, ns, &hpa).await.map_err(|e| {
-                Error::kube(format!("apply HorizontalPodAutoscaler {}", pool.name), e)
+        if pool.replicas.is_none() {
+            let released = match &workload {
+                Workload::StatefulSet(_) => {
+                    release_replicas::<StatefulSet>(client, ns, &pool.name).await
+                }
+                Workload::Deployment(..) => {
+                    release_replicas::<Deployment>(client, ns, &pool.name).await
+                }
+            };
+            released.map_err(|e| {
+                Error::kube(
+                    format!("hand the replicas of {workload_kind} {} over", pool.name),
+                    e,
+                )
             })?;
         }
-        Scaling::Fixed(_) | Scaling::Rules(_) | Scaling::Bounds { .. } => {
-            delete_if_owned::<HorizontalPodAutoscaler>(client, ns, &pool.name, &pool.owner.uid)
-                .await?;
+        let applied = match workload {
+            Workload::StatefulSet(sts) => {
+                delete_if_owned::<Deployment>(client, ns, &pool.name, &pool.owner.uid).await?;
+                AppliedWorkload::StatefulSet(
+                    apply(client, ns, &sts)
+                        .await
+                        .map_err(|e| Error::kube(format!("apply StatefulSet {}", pool.name), e))?,
+                )
+            }
+            Workload::Deployment(deployment, pvc) => {
+                delete_if_owned::<StatefulSet>(client, ns, &pool.name, &pool.owner.uid).await?;
+                if let Some(pvc) = pvc {
+                    apply(client, ns, &pvc).await.map_err(|e| {
+                        Error::kube("apply the model-cache PersistentVolumeClaim", e)
+                    })?;
+                } else {
+                    let name = build::cache_pvc::cache_claim_name(&pool.name);
+                    delete_if_owned::<PersistentVolumeClaim>(client, ns, &name, &pool.owner.uid)
+                        .await?;
+                }
+                AppliedWorkload::Deployment(
+                    apply(client, ns, &deployment)
+                        .await
+                        .map_err(|e| Error::kube(format!("apply Deployment {}", pool.name), e))?,
+                )
+            }
+        };
+        match &pool.scaling {
+            Scaling::Hpa(targets) => {
+                let hpa = build_hpa(
+                    build::meta(&pool, pool.name.clone()),
+                    workload_kind,
+                    &pool.name,
+                    targets,
+                );
+                apply(client, ns, &hpa).await.map_err(|e| {
+                    Error::kube(format!("apply HorizontalPodAutoscaler {}", pool.name), e)
+                })?;
+            }
+            Scaling::Fixed(_) | Scaling::Rules(_) | Scaling::Bounds { .. } => {
+                delete_if_owned::<HorizontalPodAutoscaler>(client, ns, &pool.name, &pool.owner.uid)
+                    .await?;
+            }
+        }
+        let previous = obj.status.clone().unwrap_or_default();
+        let status = status::compute(&pool, &applied, obj.metadata.generation, &previous);
+        write_status(&*obj, &ctx, &status).await?;
+        if crate::conditions::is_true(&status.conditions, "Ready")
+            && !crate::conditions::is_true(&previous.conditions, "Ready")
+        {
+            ctx.event(
+                &*obj,
+                false,
+                "Ready",
+                format!("{} serves {}", pool.name, pool.model),
+            )
+            .await;
+        }
+        Ok(Action::requeue(Duration::from_secs(300)))
+    }
+
+    fn failed_status(&self, error: &Error) -> ModelPoolStatus {
+        let previous = self.status.clone().unwrap_or_default();
+        ModelPoolStatus {
+            observed_generation: self.metadata.generation,
+            conditions: failed_conditions(error, self.metadata.generation, &previous.conditions),
+            // The autoscaler owns that list under its own field manager.
+            autoscaling: Vec::new(),
+            ..previous
         }
     }
-    let previous = obj.status.clone().unwrap_or_default();
-    let status = status::compute(&pool, &applied, obj.metadata.generation, &previous);
-    write_status(obj, ctx, &status).await?;
-    if crate::conditions::is_true(&status.conditions, "Ready")
-        && !crate::conditions::is_true(&previous.conditions, "Ready")
-    {
-        ctx.event(
-            obj,
-            false,
-            "Ready",
-            format!("{} serves {}", pool.name, pool.model),
-        )
-        .await;
-    }
-    Ok(Action::requeue(Duration::from_secs(300)))
-}
-
-async fn write_status(obj: &ModelPool, ctx: &Context, status: &ModelPoolStatus) -> Result<()> {
-    crate::apply::apply_status(&ctx.client, obj, status)
-        .await
-        .map_err(|e| Error::kube("write ModelPool status", e))
 }

@@ -8,7 +8,6 @@ pub mod validate;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -20,7 +19,6 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use tracing::instrument;
 
 use self::build::{ClusterObjects, QdrantObjects};
 use self::status::AppliedWorkloads;
@@ -32,6 +30,7 @@ use crate::crd::model_pool::ModelPool;
 use crate::crd::rag_cluster::{RagCluster, RagClusterStatus};
 use crate::error::{Error, Result};
 use crate::labels;
+use crate::reconciler::{failed_conditions, write_status, Reconciler};
 
 /// Kind label in metrics and logs.
 pub const KIND: &str = "RagCluster";
@@ -54,7 +53,7 @@ pub async fn run(
     let store = controller.store();
     let clusters = store.clone();
     let readers = store.clone();
-    controller
+    let controller = controller
         .owns(
             scoped::<Deployment>(&client, namespace.as_deref()),
             owned.clone(),
@@ -130,15 +129,8 @@ pub async fn run(
                     .map(|c| ObjectRef::from_obj(&*c))
                     .collect::<Vec<_>>()
             },
-        )
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "RagCluster reconcile ended with an error");
-            }
-        })
-        .await;
+        );
+    crate::reconciler::run(controller, ctx, shutdown).await;
 }
 
 /// An Api for `K` in `namespace`, or in every namespace.
@@ -153,67 +145,55 @@ where
     }
 }
 
-fn key(obj: &RagCluster) -> String {
-    crate::context::object_key(KIND, obj)
-}
+/// Dereference → validate → build → apply → status; a failure keeps the status of the last
+/// success apart from the conditions.
+impl Reconciler for RagCluster {
+    const KIND: &'static str = KIND;
 
-/// One reconcile of one RagCluster.
-#[instrument(skip(ctx, obj), fields(namespace = obj.namespace(), name = obj.name_any()))]
-pub async fn reconcile(obj: Arc<RagCluster>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile(KIND);
-    if obj.metadata.deletion_timestamp.is_some() {
-        // Children carry owner references; the garbage collector removes them.
-        return Ok(Action::await_change());
-    }
-    match pipeline(&obj, &ctx).await {
-        Ok(action) => {
-            ctx.reset_backoff(&key(&obj));
-            Ok(action)
+    async fn pipeline(obj: Arc<Self>, ctx: Arc<Context>) -> Result<Action> {
+        let namespace = obj.namespace().unwrap_or_default();
+        let refs = dereference(&obj, &ctx.client, &namespace).await?;
+        let validated = validate::validate(&obj, &refs, &ctx.data_plane)
+            .map_err(|e| Error::InvalidSpec(e.to_string()))?;
+        let objects = build::build(&validated);
+        let applied = apply_all(&ctx.client, &validated, objects).await?;
+        let pools: Vec<&ModelPool> = [&refs.generation_pool, &refs.embedding_pool]
+            .into_iter()
+            .flatten()
+            .collect();
+        let previous = obj.status.clone().unwrap_or_default();
+        let status = status::compute(
+            &validated,
+            &applied,
+            obj.metadata.generation,
+            &pools,
+            &previous,
+        );
+        write_status(&*obj, &ctx, &status).await?;
+        let was_ready = crate::conditions::is_true(&previous.conditions, "Ready");
+        let is_ready = crate::conditions::is_true(&status.conditions, "Ready");
+        if is_ready && !was_ready {
+            ctx.event(
+                &*obj,
+                false,
+                "Ready",
+                "every component has its desired ready replicas".into(),
+            )
+            .await;
         }
-        Err(error) => {
-            report_error(&obj, &ctx, &error).await;
-            Err(error)
+        Ok(Action::requeue(Duration::from_secs(300)))
+    }
+
+    fn failed_status(&self, error: &Error) -> RagClusterStatus {
+        let previous = self.status.clone().unwrap_or_default();
+        RagClusterStatus {
+            observed_generation: self.metadata.generation,
+            conditions: failed_conditions(error, self.metadata.generation, &previous.conditions),
+            // The autoscaler owns that list under its own field manager.
+            autoscaling: Vec::new(),
+            ..previous
         }
     }
-}
-
-/// What the controller does after a failed reconcile.
-pub fn error_policy(obj: Arc<RagCluster>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.on_error(KIND, &key(&obj), error)
-}
-
-async fn pipeline(obj: &RagCluster, ctx: &Context) -> Result<Action> {
-    let namespace = obj.namespace().unwrap_or_default();
-    let refs = dereference(obj, &ctx.client, &namespace).await?;
-    let validated = validate::validate(obj, &refs, &ctx.data_plane)
-        .map_err(|e| Error::InvalidSpec(e.to_string()))?;
-    let objects = build::build(&validated);
-    let applied = apply_all(&ctx.client, &validated, objects).await?;
-    let pools: Vec<&ModelPool> = [&refs.generation_pool, &refs.embedding_pool]
-        .into_iter()
-        .flatten()
-        .collect();
-    let previous = obj.status.clone().unwrap_or_default();
-    let status = status::compute(
-        &validated,
-        &applied,
-        obj.metadata.generation,
-        &pools,
-        &previous,
-    );
-    write_status(obj, ctx, &status).await?;
-    let was_ready = crate::conditions::is_true(&previous.conditions, "Ready");
-    let is_ready = crate::conditions::is_true(&status.conditions, "Ready");
-    if is_ready && !was_ready {
-        ctx.event(
-            obj,
-            false,
-            "Ready",
-            "every component has its desired ready replicas".into(),
-        )
-        .await;
-    }
-    Ok(Action::requeue(Duration::from_secs(300)))
 }
 
 async fn dereference(obj: &RagCluster, client: &Client, namespace: &str) -> Result<Dereferenced> {
@@ -524,43 +504,12 @@ where
     Ok(())
 }
 
-async fn write_status(obj: &RagCluster, ctx: &Context, status: &RagClusterStatus) -> Result<()> {
-    crate::apply::apply_status(&ctx.client, obj, status)
-        .await
-        .map_err(|e| Error::kube("write RagCluster status", e))
-}
-
-/// Records a failed reconcile on the resource: an Event always, and for a permanent error the
-/// conditions too, since nothing will retry until the spec changes.
-async fn report_error(obj: &RagCluster, ctx: &Context, error: &Error) {
-    ctx.event(obj, true, error.metric_label(), error.to_string())
-        .await;
-    if !error.is_permanent() {
-        return;
-    }
-    let previous = obj.status.clone().unwrap_or_default();
-    let health = crate::conditions::Health::failed(error, false);
-    let status = RagClusterStatus {
-        observed_generation: obj.metadata.generation,
-        conditions: crate::conditions::conditions(
-            &health,
-            obj.metadata.generation,
-            &previous.conditions,
-        ),
-        // The autoscaler owns that list under its own field manager.
-        autoscaling: Vec::new(),
-        ..previous
-    };
-    if let Err(e) = write_status(obj, ctx, &status).await {
-        tracing::warn!(error = %e, "failed to record the error in status");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fixtures::{mock_client, Exchange};
     use crate::metrics::Metrics;
+    use crate::reconciler::{error_policy, reconcile};
     use http::{Method, StatusCode};
 
     fn apply_path(path: &str) -> String {
