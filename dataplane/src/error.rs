@@ -169,6 +169,7 @@ impl From<VectorError> for Error {
                 message: e.to_string(),
                 retry_after_secs: 2,
             },
+            VectorError::Unsupported { .. } => Self::invalid("mode", e.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }

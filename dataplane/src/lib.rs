@@ -17,6 +17,7 @@ pub mod embed_server;
 pub mod error;
 pub mod generate;
 pub mod ingest;
+pub mod keyword;
 pub mod metadata;
 pub mod metrics;
 pub mod objects;

@@ -81,6 +81,11 @@ metric!(CACHE_REQUESTS: IntCounterVec = IntCounterVec::new(
     &["cache", "layer", "result"]));
 metric!(SEARCH_SECONDS: Histogram = Histogram::with_opts(
     HistogramOpts::new("ragplane_vector_search_seconds", "Vector index search latency").buckets(latency_buckets())));
+metric!(KEYWORD_SEARCH_SECONDS: Histogram = Histogram::with_opts(
+    HistogramOpts::new("ragplane_keyword_search_seconds", "BM25 keyword search latency in the in-process keyword index").buckets(latency_buckets())));
+metric!(SEARCHES: IntCounterVec = IntCounterVec::new(
+    Opts::new("ragplane_searches_total", "Retrievals by mode (dense, keyword, hybrid)"),
+    &["mode"]));
 metric!(CHUNKS_INDEXED: IntCounter = IntCounter::new(
     "ragplane_chunks_indexed_total", "Chunks embedded and written to the vector index"));
 metric!(LLM_OUTSTANDING: IntGaugeVec = IntGaugeVec::new(
@@ -148,6 +153,8 @@ pub fn init() {
     LazyLock::force(&RATE_LIMITED);
     LazyLock::force(&RATE_LIMIT_ERRORS);
     LazyLock::force(&SEARCH_SECONDS);
+    LazyLock::force(&KEYWORD_SEARCH_SECONDS);
+    LazyLock::force(&SEARCHES);
     LazyLock::force(&CHUNKS_INDEXED);
     LazyLock::force(&LLM_OUTSTANDING);
     LazyLock::force(&LLM_HEALTHY);

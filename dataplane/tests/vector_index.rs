@@ -9,9 +9,10 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use ragplane::keyword::{english, Bm25};
 use ragplane::vectors::{
-    point_id, CollectionKey, EmbeddedIndex, Filter, Payload, Point, PostgresIndex, QdrantIndex,
-    VectorIndex,
+    point_id, CollectionKey, EmbeddedIndex, Filter, Fusion, HybridQuery, Payload, Point,
+    PostgresIndex, QdrantIndex, VectorIndex,
 };
 use ragplane_config::{EmbeddedIndexConfig, PostgresIndexConfig, QdrantIndexConfig};
 
@@ -108,7 +109,160 @@ fn filter(k: &CollectionKey) -> Filter {
 async fn conformance(idx: Arc<dyn VectorIndex>, tenant: &str) {
     upsert_search_delete(&*idx, tenant).await;
     collections_are_isolated(&*idx, tenant).await;
+    if idx.supports_keyword() {
+        keyword_and_hybrid(&*idx, tenant).await;
+    } else {
+        println!("SKIPPED: keyword_and_hybrid: this backend has no keyword search yet");
+    }
     many_concurrent_searches(idx, tenant).await;
+}
+
+/// A point with a given text (no title), for keyword tests.
+fn text_point(key: &CollectionKey, doc: &str, chunk: u32, text: &str) -> Point {
+    Point {
+        id: point_id(doc, chunk),
+        vector: unit(seed(doc, chunk)),
+        payload: Payload {
+            tenant: key.tenant.clone(),
+            collection: key.collection.clone(),
+            document: doc.into(),
+            title: String::new(),
+            chunk,
+            text: text.into(),
+        },
+    }
+}
+
+fn terms(q: &str) -> Vec<String> {
+    english().query_terms(q)
+}
+
+/// BM25 over the analyser's terms, with statistics of exactly one tenant's collection; hybrid
+/// search finds what either half finds and reports both scores.
+async fn keyword_and_hybrid(idx: &dyn VectorIndex, tenant: &str) {
+    let a = key(&format!("{tenant}-kw-a"), "docs");
+    let b = key(&format!("{tenant}-kw-b"), "docs");
+    let a2 = key(&format!("{tenant}-kw-a"), "other");
+    for k in [&a, &b, &a2] {
+        idx.ensure_collection(k, DIM).await.unwrap();
+    }
+    idx.upsert(
+        &a,
+        vec![
+            text_point(&a, "d1", 0, "Zebras graze on the savanna grasses"),
+            text_point(&a, "d2", 0, "Lions hunt zebras and antelopes at night"),
+            text_point(&a, "d3", 0, "The savanna is dry for most of the year"),
+            text_point(&a, "d4", 0, "Penguins live in cold southern oceans"),
+        ],
+    )
+    .await
+    .unwrap();
+    // Another tenant's and another collection's points use the same words many times; they
+    // must not change tenant a's statistics.
+    let noise: Vec<Point> = (0..50)
+        .map(|i| text_point(&b, &format!("n{i}"), 0, "penguins penguins zebras"))
+        .collect();
+    idx.upsert(&b, noise.clone()).await.unwrap();
+    let noise2: Vec<Point> = (0..20)
+        .map(|i| text_point(&a2, &format!("m{i}"), 0, "penguins zebras savanna"))
+        .collect();
+    idx.upsert(&a2, noise2).await.unwrap();
+
+    // "penguin": df 1 of 4 in (a, docs); lengths count terms after stop words are dropped.
+    let texts = [
+        "Zebras graze on the savanna grasses",
+        "Lions hunt zebras and antelopes at night",
+        "The savanna is dry for most of the year",
+        "Penguins live in cold southern oceans",
+    ];
+    let lens: Vec<usize> = texts.iter().map(|t| english().terms(t).len()).collect();
+    assert_eq!(lens, [4, 5, 4, 5]);
+    let avg = lens.iter().sum::<usize>() as f32 / 4.0;
+    let hits = idx
+        .keyword_search(terms("penguins"), 10, filter(&a))
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].payload.document, "d4");
+    let expected = Bm25::idf(4, 1) * Bm25::default().weight(1, 5, avg);
+    assert!(
+        (hits[0].score - expected).abs() < 1e-4,
+        "score {} expected {expected}: statistics leak across tenants or collections",
+        hits[0].score
+    );
+    assert_eq!(hits[0].keyword, Some(hits[0].score));
+    assert_eq!(hits[0].dense, None);
+
+    // More query terms matched ranks higher; chunks sharing no term are absent.
+    let hits = idx
+        .keyword_search(terms("zebra savanna"), 10, filter(&a))
+        .await
+        .unwrap();
+    let docs: Vec<&str> = hits.iter().map(|h| h.payload.document.as_str()).collect();
+    assert_eq!(docs[0], "d1", "{docs:?}");
+    assert_eq!(docs.len(), 3);
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    assert!(idx
+        .keyword_search(terms("unicorn"), 10, filter(&a))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Document filters and deletes apply to keyword search too.
+    let mut only_d2 = filter(&a);
+    only_d2.documents = Some(["d2".to_string()].into());
+    let hits = idx
+        .keyword_search(terms("zebra savanna"), 10, only_d2)
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].payload.document, "d2");
+    idx.delete_document(&a, "d1").await.unwrap();
+    let hits = idx
+        .keyword_search(terms("zebra"), 10, filter(&a))
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].payload.document, "d2");
+    // Re-upserting a chunk with new text replaces its terms.
+    idx.upsert(&a, vec![text_point(&a, "d3", 0, "Unicorns are imaginary")])
+        .await
+        .unwrap();
+    let hits = idx
+        .keyword_search(terms("unicorn savanna"), 10, filter(&a))
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].payload.text, "Unicorns are imaginary");
+
+    // Hybrid: the dense half finds d4 by its vector, the keyword half d2 by its words.
+    let query = HybridQuery {
+        vector: unit(seed("d4", 0)),
+        terms: terms("lions hunting"),
+        k: 3,
+        candidates: 3,
+        fusion: Fusion::default(),
+    };
+    let hits = idx.hybrid_search(query, filter(&a)).await.unwrap();
+    assert_eq!(hits.len(), 3, "{hits:?}");
+    let top: HashSet<&str> = hits[..2]
+        .iter()
+        .map(|h| h.payload.document.as_str())
+        .collect();
+    assert_eq!(top, HashSet::from(["d2", "d4"]), "{hits:?}");
+    let d4 = hits.iter().find(|h| h.payload.document == "d4").unwrap();
+    assert!((d4.dense.unwrap() - 1.0).abs() < 1e-3);
+    let d2 = hits.iter().find(|h| h.payload.document == "d2").unwrap();
+    assert!(d2.keyword.unwrap() > 0.0);
+    for h in &hits {
+        assert!(
+            h.score > 0.0 && h.score < 1.0,
+            "fused RRF scores are small: {h:?}"
+        );
+    }
+    for k in [&a, &b, &a2] {
+        idx.drop_collection(k).await.unwrap();
+    }
 }
 
 async fn upsert_search_delete(idx: &dyn VectorIndex, tenant: &str) {

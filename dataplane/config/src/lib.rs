@@ -15,6 +15,7 @@ mod generation;
 mod ollama;
 mod redis;
 mod scale_out;
+mod search;
 mod secret;
 mod validate;
 mod vectors;
@@ -32,6 +33,7 @@ pub use generation::GenerationPoolConfig;
 pub use ollama::OllamaEmbeddingConfig;
 pub use redis::{FailMode, JobQueueSettings, RateLimitBackend, RateLimitConfig, RedisConfig};
 pub use scale_out::{PostgresConfig, S3Config, S3_MIN_PART_BYTES};
+pub use search::{FusionMethod, SearchConfig, SearchMode};
 pub use secret::{new_api_key, Secret};
 pub use validate::{ConfigError, ValidationErrors};
 pub use vectors::{
@@ -51,6 +53,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Request and payload limits.
     pub limits: LimitsConfig,
+    /// Retrieval defaults: search mode and hybrid fusion.
+    pub search: SearchConfig,
     /// Metadata store (tenants, keys, collections, documents).
     pub metadata: MetadataConfig,
     /// Object store for original documents.
@@ -86,6 +90,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
+            search: SearchConfig::default(),
             metadata: MetadataConfig::default(),
             objects: ObjectStoreConfig::default(),
             vectors: VectorIndexConfig::default(),
@@ -155,7 +160,7 @@ impl Default for LimitsConfig {
         Self {
             max_body_bytes: 32 * 1024 * 1024,
             max_concurrent_requests: 2048,
-            max_top_k: 100,
+            max_top_k: 1000,
             max_query_bytes: 8 * 1024,
             request_timeout_secs: 120,
         }
@@ -390,6 +395,10 @@ pub struct ChunkingConfig {
     pub overlap_tokens: usize,
     /// Largest extracted text per document, in bytes.
     pub max_document_bytes: usize,
+    /// Embed each chunk with its document's title in front (`title`, a blank line, the chunk
+    /// text), so that every chunk carries what the document is about. The stored chunk text
+    /// is unchanged; keyword search always indexes the title with each chunk.
+    pub embed_title: bool,
 }
 
 impl Default for ChunkingConfig {
@@ -398,6 +407,7 @@ impl Default for ChunkingConfig {
             chunk_tokens: 200,
             overlap_tokens: 40,
             max_document_bytes: 16 * 1024 * 1024,
+            embed_title: true,
         }
     }
 }

@@ -49,6 +49,7 @@ impl Config {
             "must be at least 1",
         );
         c.check(l.max_top_k >= 1, "limits.max_top_k", "must be at least 1");
+        self.search.validate(&mut c);
         c.check(
             l.max_query_bytes >= 1,
             "limits.max_query_bytes",

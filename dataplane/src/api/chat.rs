@@ -52,6 +52,14 @@ pub struct ChatCompletionRequest {
     /// ragplane extension: chunks to retrieve (default 5).
     #[serde(default)]
     pub top_k: Option<usize>,
+    /// ragplane extension: retrieval mode, `dense`, `keyword` or `hybrid` (default: the
+    /// server's `search.default_mode`).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "hybrid")]
+    pub mode: Option<crate::app::SearchMode>,
+    /// ragplane extension: how `hybrid` mode fuses its two lists.
+    #[serde(default)]
+    pub fusion: Option<crate::app::FusionRequest>,
 }
 
 /// One message of the conversation; `content` is a string or a list of `{type: "text", text}`
@@ -104,6 +112,10 @@ fn interpret(req: &ChatCompletionRequest) -> Result<(SearchRequest, AnswerOption
         top_k: req.top_k.unwrap_or(5),
         filter: None,
         document_ids: None,
+        mode: req.mode,
+        fusion: req.fusion.clone(),
+        group_by: None,
+        min_score: None,
         stream: false,
     };
     let options = AnswerOptions {

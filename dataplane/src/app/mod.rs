@@ -32,7 +32,10 @@ use crate::vectors::{CollectionKey, VectorIndex};
 
 pub use documents::{Accepted, Upload};
 pub use keys::{hash_key, IssuedKey};
-pub use search::{AnswerOptions, QueryAnswer, SearchHit, SearchRequest, StartedAnswer};
+pub use search::{
+    AnswerOptions, FusionRequest, GroupBy, QueryAnswer, SearchHit, SearchMode, SearchRequest,
+    StartedAnswer,
+};
 
 /// Name of the tenant created on first start, which the first admin key belongs to.
 pub const DEFAULT_TENANT: &str = "default";

@@ -10,14 +10,24 @@ use sha2::{Digest, Sha256};
 use super::{validate_metadata, App, Principal};
 use crate::error::{Error, Result};
 use crate::generate::{prompt, ChatMessage, ChatRequest, TokenStream, Usage};
+use crate::keyword;
 use crate::metadata::Collection;
-use crate::vectors::Filter;
+use crate::vectors::fusion::FusionMethod;
+use crate::vectors::{Filter, Fusion, Hit, HybridQuery};
+pub use ragplane_config::SearchMode;
 
 /// One retrieved chunk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SearchHit {
-    /// Cosine similarity to the query.
+    /// The score hits are ranked by: the cosine similarity in `dense` mode, the BM25 score in
+    /// `keyword` mode, the fused score in `hybrid` mode.
     pub score: f32,
+    /// Cosine similarity to the query; `null` when the dense search did not return this chunk.
+    #[serde(default)]
+    pub dense_score: Option<f32>,
+    /// BM25 score; `null` when the keyword search did not return this chunk.
+    #[serde(default)]
+    pub keyword_score: Option<f32>,
     /// Document id.
     pub document_id: String,
     /// Document title.
@@ -46,6 +56,20 @@ pub struct SearchRequest {
     /// Only chunks of these documents.
     #[serde(default)]
     pub document_ids: Option<Vec<String>>,
+    /// `dense`, `keyword` or `hybrid`; the server's `search.default_mode` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "hybrid")]
+    pub mode: Option<SearchMode>,
+    /// How `hybrid` mode fuses its two lists; the server's `[search]` settings when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fusion: Option<FusionRequest>,
+    /// `document`: return at most one chunk per document (its best), and `top_k` documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "document")]
+    pub group_by: Option<GroupBy>,
+    /// Drop hits whose `score` is below this (the score of the request's mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_score: Option<f32>,
     /// `/v1/query` only: answer as Server-Sent Events (token deltas, then a final event with
     /// the cited sources and usage) instead of one JSON object.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -54,6 +78,56 @@ pub struct SearchRequest {
 
 fn default_top_k() -> usize {
     5
+}
+
+/// How hits are collapsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    /// One hit per document.
+    Document,
+}
+
+/// Largest number of chunks one grouped search looks at to find `top_k` documents.
+const MAX_GROUP_SCAN: usize = 10_000;
+
+/// Fusion settings of one hybrid request; each absent field takes the server's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FusionRequest {
+    /// `rrf` (reciprocal rank fusion) or `dbsf` (distribution-based score fusion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "rrf")]
+    pub method: Option<FusionMethod>,
+    /// RRF's rank constant (at least 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<f32>,
+    /// Weight of the dense list (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dense_weight: Option<f32>,
+    /// Weight of the keyword list (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyword_weight: Option<f32>,
+    /// Results each list contributes before fusion (at least `top_k`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidates: Option<usize>,
+}
+
+/// Largest `fusion.candidates` accepted.
+pub const MAX_FUSION_CANDIDATES: usize = 10_000;
+
+impl From<Hit> for SearchHit {
+    fn from(h: Hit) -> Self {
+        Self {
+            score: h.score,
+            dense_score: h.dense,
+            keyword_score: h.keyword,
+            document_id: h.payload.document,
+            title: h.payload.title,
+            chunk: h.payload.chunk,
+            text: h.payload.text,
+        }
+    }
 }
 
 /// Result of `/v1/query`.
@@ -95,7 +169,8 @@ pub struct StartedAnswer {
 }
 
 impl App {
-    /// Retrieval: embeds the query and searches the collection, through the result cache.
+    /// Retrieval in the request's mode (dense, keyword or both fused), through the result
+    /// cache.
     pub async fn search(&self, p: &Principal, req: &SearchRequest) -> Result<Vec<SearchHit>> {
         let limits = &self.config.limits;
         if req.query.trim().is_empty() {
@@ -113,14 +188,22 @@ impl App {
                 format!("must be between 1 and {}", limits.max_top_k),
             ));
         }
+        if req.min_score.is_some_and(|m| !m.is_finite()) {
+            return Err(Error::invalid("min_score", "must be a finite number"));
+        }
         if let Some(f) = &req.filter {
             validate_metadata(f).map_err(|e| match e {
                 Error::Invalid { message, .. } => Error::invalid("filter", message),
                 other => other,
             })?;
         }
+        let mode = self.search_mode(req);
+        let fusion = self.fusion(req)?;
         let c = self.collection(p, &req.collection).await?;
-        let cache_key = self.results.as_ref().map(|_| result_cache_key(&c, req));
+        let cache_key = self
+            .results
+            .as_ref()
+            .map(|_| result_cache_key(&c, req, mode, &fusion));
         if let (Some(cache), Some(key)) = (&self.results, &cache_key) {
             let hit = cache
                 .get(key)
@@ -149,34 +232,146 @@ impl App {
         if documents.as_ref().is_some_and(HashSet::is_empty) {
             return Ok(Vec::new());
         }
-        let vector = self
-            .embedder
-            .embed(vec![req.query.clone()])
-            .await?
-            .pop()
-            .unwrap_or_default();
         let filter = Filter {
             tenant: c.tenant_id.clone(),
             collection: c.id.clone(),
             documents,
         };
-        let hits = self.vectors.search(vector, req.top_k, filter).await?;
-        let out: Vec<SearchHit> = hits
-            .into_iter()
-            .map(|h| SearchHit {
-                score: h.score,
-                document_id: h.payload.document,
-                title: h.payload.title,
-                chunk: h.payload.chunk,
-                text: h.payload.text,
-            })
-            .collect();
+        crate::metrics::SEARCHES
+            .with_label_values(&[mode.as_str()])
+            .inc();
+        let mut hits = match req.group_by {
+            None => self.retrieve(req, mode, fusion, req.top_k, filter).await?,
+            Some(GroupBy::Document) => {
+                // Collapse to each document's best chunk; look deeper while too few documents
+                // came back and more chunks may exist.
+                let mut depth = (req.top_k * 4).min(MAX_GROUP_SCAN);
+                loop {
+                    let found = self
+                        .retrieve(req, mode, fusion, depth, filter.clone())
+                        .await?;
+                    let exhausted = found.len() < depth || depth >= MAX_GROUP_SCAN;
+                    let mut seen = HashSet::new();
+                    let mut best: Vec<Hit> = found
+                        .into_iter()
+                        .filter(|h| seen.insert(h.payload.document.clone()))
+                        .collect();
+                    if best.len() >= req.top_k || exhausted {
+                        best.truncate(req.top_k);
+                        break best;
+                    }
+                    depth = (depth * 4).min(MAX_GROUP_SCAN);
+                }
+            }
+        };
+        if let Some(min) = req.min_score {
+            hits.retain(|h| h.score >= min);
+        }
+        let out: Vec<SearchHit> = hits.into_iter().map(SearchHit::from).collect();
         if let (Some(cache), Some(key)) = (&self.results, &cache_key) {
             if let Ok(b) = serde_json::to_vec(&out) {
                 cache.put(key, Bytes::from(b)).await;
             }
         }
         Ok(out)
+    }
+
+    /// The best `k` chunks in `mode`.
+    async fn retrieve(
+        &self,
+        req: &SearchRequest,
+        mode: SearchMode,
+        fusion: Fusion,
+        k: usize,
+        filter: Filter,
+    ) -> Result<Vec<Hit>> {
+        Ok(match mode {
+            SearchMode::Dense => {
+                let vector = self.embed_query(&req.query).await?;
+                self.vectors.search(vector, k, filter).await?
+            }
+            SearchMode::Keyword => {
+                let terms = keyword::english().query_terms(&req.query);
+                if terms.is_empty() {
+                    // Only stop words or punctuation: nothing can match.
+                    Vec::new()
+                } else {
+                    self.vectors.keyword_search(terms, k, filter).await?
+                }
+            }
+            SearchMode::Hybrid => {
+                let query = HybridQuery {
+                    vector: self.embed_query(&req.query).await?,
+                    terms: keyword::english().query_terms(&req.query),
+                    k,
+                    candidates: req
+                        .fusion
+                        .as_ref()
+                        .and_then(|f| f.candidates)
+                        .unwrap_or(self.config.search.hybrid_candidates)
+                        .max(k),
+                    fusion,
+                };
+                self.vectors.hybrid_search(query, filter).await?
+            }
+        })
+    }
+
+    /// The request's mode, else the configured default; a backend without keyword search
+    /// serves requests that name no mode densely.
+    fn search_mode(&self, req: &SearchRequest) -> SearchMode {
+        match req.mode {
+            Some(m) => m,
+            None if self.vectors.supports_keyword() => self.config.search.default_mode,
+            None => SearchMode::Dense,
+        }
+    }
+
+    /// The request's fusion settings over the configured ones, checked.
+    fn fusion(&self, req: &SearchRequest) -> Result<Fusion> {
+        let cfg = &self.config.search;
+        let f = req.fusion.clone().unwrap_or_default();
+        let weight = |field: &str, w: Option<f32>| match w {
+            Some(w) if !(w.is_finite() && w >= 0.0) => {
+                Err(Error::invalid(field, "must be a number of at least 0"))
+            }
+            w => Ok(w.unwrap_or(1.0)),
+        };
+        let fusion = Fusion {
+            method: f.method.unwrap_or(cfg.fusion),
+            rrf_k: match f.k {
+                Some(k) if !(k.is_finite() && k >= 0.0) => {
+                    return Err(Error::invalid("fusion.k", "must be a number of at least 0"))
+                }
+                k => k.unwrap_or(cfg.rrf_k),
+            },
+            dense_weight: weight("fusion.dense_weight", f.dense_weight)?,
+            keyword_weight: weight("fusion.keyword_weight", f.keyword_weight)?,
+        };
+        if fusion.dense_weight == 0.0 && fusion.keyword_weight == 0.0 {
+            return Err(Error::invalid(
+                "fusion",
+                "dense_weight and keyword_weight must not both be 0",
+            ));
+        }
+        if f.candidates
+            .is_some_and(|n| n == 0 || n > MAX_FUSION_CANDIDATES)
+        {
+            return Err(Error::invalid(
+                "fusion.candidates",
+                format!("must be between 1 and {MAX_FUSION_CANDIDATES}"),
+            ));
+        }
+        Ok(fusion)
+    }
+
+    async fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
+        Ok(self
+            .embedder
+            .embed(vec![query.to_string()])
+            .await?
+            .pop()
+            .unwrap_or_default())
     }
 
     /// Retrieval plus generation. Without a generator, returns the sources and says so.
@@ -249,13 +444,23 @@ impl App {
     }
 }
 
-fn result_cache_key(c: &Collection, req: &SearchRequest) -> String {
+/// The result-cache key: the collection's version and the request as resolved, so that a
+/// changed default mode or fusion setting never serves another mode's results.
+fn result_cache_key(
+    c: &Collection,
+    req: &SearchRequest,
+    mode: SearchMode,
+    fusion: &Fusion,
+) -> String {
     let body = serde_json::to_vec(req).unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(&body);
+    h.update(format!("{}:{fusion:?}", mode.as_str()).as_bytes());
     format!(
         "res:{}:{}:{}:{}",
         c.tenant_id,
         c.id,
         c.version,
-        hex::encode(Sha256::digest(&body))
+        hex::encode(h.finalize())
     )
 }

@@ -95,8 +95,11 @@ impl Client {
 /// `ragplane search` / `ragplane query`.
 pub async fn search(args: SearchArgs, generate: bool) -> anyhow::Result<()> {
     let client = Client::new(&args.conn)?;
-    let body =
+    let mut body =
         json!({ "collection": args.collection, "query": args.text.join(" "), "top_k": args.top_k });
+    if let Some(mode) = &args.mode {
+        body["mode"] = json!(mode);
+    }
     let path = if generate { "/v1/query" } else { "/v1/search" };
     let v: Value = client
         .send(client.request(reqwest::Method::POST, path).json(&body))
@@ -115,12 +118,20 @@ pub async fn search(args: SearchArgs, generate: bool) -> anyhow::Result<()> {
     for (i, h) in hits.as_array().into_iter().flatten().enumerate() {
         let text = h["text"].as_str().unwrap_or("").replace('\n', " ");
         let short: String = text.chars().take(160).collect();
+        let part = |name: &str, key: &str| {
+            h[key]
+                .as_f64()
+                .map(|v| format!("  {name} {v:.3}"))
+                .unwrap_or_default()
+        };
         println!(
-            "[{}] {:.3}  {}  (chunk {})\n    {short}",
+            "[{}] {:.3}  {}  (chunk {}{}{})\n    {short}",
             i + 1,
             h["score"].as_f64().unwrap_or(0.0),
             h["title"].as_str().unwrap_or(""),
-            h["chunk"]
+            h["chunk"],
+            part("dense", "dense_score"),
+            part("keyword", "keyword_score"),
         );
     }
     Ok(())

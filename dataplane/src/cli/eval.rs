@@ -1,11 +1,12 @@
 //! `ragplane eval DIR`: retrieval quality on a BEIR-format folder (`corpus.jsonl`,
-//! `queries.jsonl`, `qrels/test.tsv`). The corpus is uploaded to a fresh collection, indexed,
-//! and every query with judgements is searched; results are deduplicated by document (a
-//! document ranks at its best chunk) and scored with nDCG@10 and recall@k.
+//! `queries.jsonl`, `qrels/test.tsv`). The corpus is uploaded to a fresh collection (or an
+//! earlier upload is reused), indexed, and every query with judgements is searched with
+//! `group_by: document` (a document ranks at its best chunk), one at a time, in the chosen mode.
+//! The rankings are scored with nDCG@10 and recall@k, and each search's latency is recorded.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -27,6 +28,17 @@ pub struct EvalArgs {
     /// Cut-off for recall@k.
     #[arg(long, short = 'k', env = "RAGPLANE_EVAL_K", default_value_t = 10)]
     pub k: usize,
+    /// Retrieval mode (default: the server's `search.default_mode`).
+    #[arg(long, short, env = "RAGPLANE_SEARCH_MODE", value_parser = super::SEARCH_MODES)]
+    pub mode: Option<String>,
+    /// Fusion of hybrid mode, as the JSON of the request's `fusion` object, for example
+    /// `{"method":"rrf","k":60}`.
+    #[arg(long, env = "RAGPLANE_EVAL_FUSION")]
+    pub fusion: Option<String>,
+    /// Use the collection as an earlier run left it (its documents' sources are the corpus
+    /// ids) instead of creating and filling it.
+    #[arg(long)]
+    pub reuse: bool,
     /// Print the result as JSON.
     #[arg(long, env = "RAGPLANE_JSON")]
     pub json: bool,
@@ -134,6 +146,81 @@ pub fn recall_at_k(ranked: &[String], rel: &HashMap<String, f64>, k: usize) -> f
     found as f64 / relevant as f64
 }
 
+/// Creates the collection and uploads the corpus (the title as the title, the text as the
+/// body, the corpus id as the source); returns document id → corpus id.
+async fn upload_corpus(
+    client: &Client,
+    collection: &str,
+    corpus: &[CorpusDoc],
+) -> anyhow::Result<HashMap<String, String>> {
+    let _: Value = client
+        .send(
+            client
+                .request(reqwest::Method::POST, "/v1/collections")
+                .json(&json!({ "name": collection })),
+        )
+        .await
+        .context(
+            "failed to create the evaluation collection (use --reuse to search an earlier upload)",
+        )?;
+    let path = format!("/v1/collections/{collection}/documents");
+    let mut by_doc_id: HashMap<String, String> = HashMap::new();
+    let mut ids = Vec::new();
+    for d in corpus {
+        let body = json!({ "text": d.text, "title": d.title, "source": d.id, "metadata": { "beir_id": d.id } });
+        let v: Value = client
+            .send(client.request(reqwest::Method::POST, &path).json(&body))
+            .await?;
+        let id = v["document"]["id"].as_str().unwrap_or_default().to_string();
+        by_doc_id.insert(id.clone(), d.id.clone());
+        ids.push(id);
+    }
+    let failed = wait_indexed(client, collection, &ids, Duration::from_secs(3600)).await?;
+    if failed > 0 {
+        bail!("{failed} corpus documents failed to index");
+    }
+    Ok(by_doc_id)
+}
+
+/// Document id → corpus id of an earlier upload, from the documents' sources.
+async fn existing_corpus(
+    client: &Client,
+    collection: &str,
+) -> anyhow::Result<HashMap<String, String>> {
+    let mut by_doc_id = HashMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/collections/{collection}/documents?limit=1000");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page: Value = client
+            .send(client.request(reqwest::Method::GET, &path))
+            .await
+            .with_context(|| format!("failed to list the documents of {collection}"))?;
+        for d in page["documents"].as_array().into_iter().flatten() {
+            if d["status"] != "indexed" {
+                bail!(
+                    "document {} of {collection} is {}, not indexed",
+                    d["id"],
+                    d["status"]
+                );
+            }
+            if let (Some(id), Some(source)) = (d["id"].as_str(), d["source"].as_str()) {
+                by_doc_id.insert(id.to_string(), source.to_string());
+            }
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    if by_doc_id.is_empty() {
+        bail!("collection {collection} has no documents to reuse");
+    }
+    Ok(by_doc_id)
+}
+
 /// Runs the command.
 pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     let corpus: Vec<CorpusDoc> = read_jsonl(&args.dir.join("corpus.jsonl"))?;
@@ -146,57 +233,48 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
         );
     }
     let client = Client::new(&args.conn)?;
-    let _: Value = client
-        .send(
-            client
-                .request(reqwest::Method::POST, "/v1/collections")
-                .json(&json!({ "name": args.collection })),
-        )
-        .await
-        .context("failed to create the evaluation collection")?;
-    let path = format!("/v1/collections/{}/documents", args.collection);
-    let mut by_doc_id: HashMap<String, String> = HashMap::new();
-    let mut ids = Vec::new();
-    for d in &corpus {
-        let text = if d.title.is_empty() {
-            d.text.clone()
-        } else {
-            format!("{}\n\n{}", d.title, d.text)
-        };
-        let body = json!({ "text": text, "title": d.title, "source": d.id, "metadata": { "beir_id": d.id } });
-        let v: Value = client
-            .send(client.request(reqwest::Method::POST, &path).json(&body))
-            .await?;
-        let id = v["document"]["id"].as_str().unwrap_or_default().to_string();
-        by_doc_id.insert(id.clone(), d.id.clone());
-        ids.push(id);
-    }
-    let failed = wait_indexed(&client, &args.collection, &ids, Duration::from_secs(3600)).await?;
-    if failed > 0 {
-        bail!("{failed} corpus documents failed to index");
-    }
+    let by_doc_id = if args.reuse {
+        existing_corpus(&client, &args.collection).await?
+    } else {
+        upload_corpus(&client, &args.collection, &corpus).await?
+    };
+    let fusion: Option<Value> = match &args.fusion {
+        Some(f) => Some(serde_json::from_str(f).context("--fusion is not a JSON object")?),
+        None => None,
+    };
     let depth = args.k.max(10);
     let (mut ndcg, mut recall, mut n) = (0.0, 0.0, 0usize);
+    let mut latencies = Vec::new();
     for q in queries.iter().filter(|q| qrels.contains_key(&q.id)) {
-        let body = json!({ "collection": args.collection, "query": q.text, "top_k": depth * 4 });
+        let mut body = json!({
+            "collection": args.collection,
+            "query": q.text,
+            "top_k": depth,
+            "group_by": "document",
+        });
+        if let Some(mode) = &args.mode {
+            body["mode"] = json!(mode);
+        }
+        if let Some(f) = &fusion {
+            body["fusion"] = f.clone();
+        }
+        let started = Instant::now();
         let v: Value = client
             .send(
                 client
                     .request(reqwest::Method::POST, "/v1/search")
                     .json(&body),
             )
-            .await?;
-        let mut ranked: Vec<String> = Vec::new();
-        for h in v["hits"].as_array().into_iter().flatten() {
-            let doc = h["document_id"]
-                .as_str()
-                .and_then(|id| by_doc_id.get(id))
-                .cloned()
-                .unwrap_or_default();
-            if !ranked.contains(&doc) {
-                ranked.push(doc);
-            }
-        }
+            .await
+            .context("search failed; a --k above the server's limits.max_top_k is refused")?;
+        latencies.push(started.elapsed());
+        let ranked: Vec<String> = v["hits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| h["document_id"].as_str())
+            .filter_map(|id| by_doc_id.get(id).cloned())
+            .collect();
         let rel = &qrels[&q.id];
         ndcg += ndcg_at_k(&ranked, rel, 10);
         recall += recall_at_k(&ranked, rel, args.k);
@@ -206,15 +284,31 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
         bail!("no query in queries.jsonl has judgements in qrels/test.tsv");
     }
     let (ndcg, recall) = (ndcg / n as f64, recall / n as f64);
+    latencies.sort();
+    let ms = |q: f64| {
+        let i = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[i].as_secs_f64() * 1000.0
+    };
+    let (p50, p95) = (ms(0.50), ms(0.95));
+    let mode = args.mode.as_deref().unwrap_or("server default");
     if args.json {
         println!(
             "{}",
-            json!({ "queries": n, "documents": corpus.len(), "ndcg@10": ndcg, format!("recall@{}", args.k): recall })
+            json!({
+                "mode": mode,
+                "queries": n,
+                "documents": corpus.len(),
+                "ndcg@10": ndcg,
+                format!("recall@{}", args.k): recall,
+                "search_p50_ms": p50,
+                "search_p95_ms": p95,
+            })
         );
     } else {
-        println!("queries: {n}  documents: {}", corpus.len());
+        println!("mode: {mode}  queries: {n}  documents: {}", corpus.len());
         println!("nDCG@10:   {ndcg:.4}");
         println!("recall@{}: {recall:.4}", args.k);
+        println!("search latency, one at a time: p50 {p50:.1} ms, p95 {p95:.1} ms");
     }
     Ok(())
 }

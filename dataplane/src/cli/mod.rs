@@ -130,6 +130,9 @@ pub struct WorkerArgs {
     pub log_format: Option<String>,
 }
 
+/// Values of `--mode`.
+pub const SEARCH_MODES: [&str; 3] = ["dense", "keyword", "hybrid"];
+
 /// Flags of `ragplane search` and `ragplane query`.
 #[derive(Debug, Clone, Args)]
 pub struct SearchArgs {
@@ -142,6 +145,9 @@ pub struct SearchArgs {
     /// Number of chunks.
     #[arg(long, short = 'k', env = "RAGPLANE_TOP_K", default_value_t = 5)]
     pub top_k: usize,
+    /// Retrieval mode (default: the server's `search.default_mode`).
+    #[arg(long, short, env = "RAGPLANE_SEARCH_MODE", value_parser = SEARCH_MODES)]
+    pub mode: Option<String>,
     /// Print the raw JSON response.
     #[arg(long, env = "RAGPLANE_JSON")]
     pub json: bool,

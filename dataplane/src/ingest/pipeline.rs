@@ -38,6 +38,7 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     let max_bytes = app.config.chunking.max_document_bytes;
     let tokenizer = app.tokenizer.clone();
     let chunking = app.config.chunking.clone();
+    let split = chunking.clone();
     // Parsing and tokenising a large document is CPU work: keep it off the async threads.
     let chunks = tokio::task::spawn_blocking(move || -> Result<_> {
         let text = extract_text(format, &body).map_err(|e| Error::invalid("content", e.to_string()))?;
@@ -48,7 +49,7 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
             ));
         }
         let offsets = tokenizer.token_offsets(&text).map_err(|e| Error::invalid("content", e.to_string()))?;
-        Ok(chunk_by_tokens(&text, &offsets, chunking.chunk_tokens, chunking.overlap_tokens))
+        Ok(chunk_by_tokens(&text, &offsets, split.chunk_tokens, split.overlap_tokens))
     })
     .await
     .map_err(|e| Error::Internal(format!("chunking task failed: {e}")))??;
@@ -64,7 +65,13 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     let groups: Vec<&[Chunk]> = chunks.chunks(EMBED_REQUEST_CHUNKS).collect();
     let requests: Vec<_> = groups
         .iter()
-        .map(|group| embed_waiting(app, group.iter().map(|c| c.text.clone()).collect()))
+        .map(|group| {
+            let texts = group
+                .iter()
+                .map(|c| embedding_input(&doc.title, &c.text, chunking.embed_title))
+                .collect();
+            embed_waiting(app, texts)
+        })
         .collect();
     let mut embedded = futures::stream::iter(requests).buffered(EMBED_REQUESTS_IN_FLIGHT);
     for group in groups {
@@ -96,6 +103,16 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
         .await?;
     app.metadata.bump_collection_version(&collection.id).await?;
     Ok(chunks.len())
+}
+
+/// What is embedded for a chunk: its text, after the document's title when `with_title`.
+pub fn embedding_input(title: &str, text: &str, with_title: bool) -> String {
+    let title = title.trim();
+    if with_title && !title.is_empty() && !text.starts_with(title) {
+        format!("{title}\n\n{text}")
+    } else {
+        text.to_string()
+    }
 }
 
 /// Workers embed as bulk work, which the inference threads serve after any waiting query, and

@@ -321,14 +321,23 @@ impl VectorIndex for EmbeddedIndex {
     }
 
     async fn search(&self, query: Vec<f32>, k: usize, filter: Filter) -> Result<Vec<Hit>> {
-        let key = CollectionKey {
-            tenant: filter.tenant.clone(),
-            collection: filter.collection.clone(),
-        };
+        let key = filter.key();
         let Some(c) = self.get(&key) else {
             return Ok(Vec::new());
         };
         c.memory.search(query, k, filter).await
+    }
+
+    async fn keyword_search(
+        &self,
+        terms: Vec<String>,
+        k: usize,
+        filter: Filter,
+    ) -> Result<Vec<Hit>> {
+        let Some(c) = self.get(&filter.key()) else {
+            return Ok(Vec::new());
+        };
+        c.memory.keyword_search(terms, k, filter).await
     }
 
     async fn count(&self, key: &CollectionKey, document: Option<&str>) -> Result<u64> {

@@ -1,7 +1,8 @@
 //! The in-memory HNSW collection shared by the embedded index (which persists it to local files)
 //! and the PostgreSQL-backed index (which keeps it as a per-process replica of a shared table).
 //!
-//! One usearch graph per collection, with the payloads and a document → ids map beside it.
+//! One usearch graph per collection, with the payloads, a document → ids map and the BM25
+//! inverted index of keyword search beside it, all changed under one lock.
 //! usearch gives each concurrent call one of a fixed number of thread contexts and fails a call
 //! that finds none free, so searches pass a semaphore with exactly that many permits, and graph
 //! changes (which also take a context, and `reserve`, which must not overlap anything) hold the
@@ -15,6 +16,7 @@ use tokio::sync::Semaphore;
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use super::{io, Filter, Hit, Payload, Point, Result, VectorError};
+use crate::keyword::{Bm25, InvertedIndex};
 use crate::metrics;
 
 /// Document filters selecting at most this many points are scored exactly instead of walking
@@ -49,6 +51,7 @@ struct State {
     index: Index,
     payloads: HashMap<u64, Payload>,
     by_document: HashMap<String, HashSet<u64>>,
+    keywords: InvertedIndex,
 }
 
 /// A collection's graph, payloads and search permits, all in memory.
@@ -141,11 +144,13 @@ impl MemoryCollection {
         payloads: HashMap<u64, Payload>,
     ) -> Self {
         let mut by_document: HashMap<String, HashSet<u64>> = HashMap::new();
+        let mut keywords = InvertedIndex::new();
         for (id, p) in &payloads {
             by_document
                 .entry(p.document.clone())
                 .or_default()
                 .insert(*id);
+            keywords.insert(*id, &p.keyword_terms());
         }
         Self {
             name: name.to_string(),
@@ -154,6 +159,7 @@ impl MemoryCollection {
                 index,
                 payloads,
                 by_document,
+                keywords,
             }),
             searches: Arc::new(Semaphore::new(*CONTEXTS)),
         }
@@ -208,6 +214,7 @@ impl MemoryCollection {
                 .remove(*id)
                 .map_err(|e| index_err(&self.name, e))?;
             state.payloads.remove(id);
+            state.keywords.remove(*id);
         }
         Ok(ids.len() as u64)
     }
@@ -226,6 +233,14 @@ impl MemoryCollection {
                 }
             }
         }
+        // Text analysis is the slow part of a keyword index update; do it before taking the lock.
+        let terms: Vec<Vec<String>> = changes
+            .iter()
+            .map(|c| match c {
+                Change::Upsert(p) => p.payload.keyword_terms(),
+                Change::Remove(_) => Vec::new(),
+            })
+            .collect();
         let mut state = self.write();
         let adds = changes
             .iter()
@@ -236,9 +251,9 @@ impl MemoryCollection {
             let grown = needed.max(state.index.capacity() * 2);
             reserve(&state.index, grown, &self.name)?;
         }
-        for c in changes {
+        for (c, terms) in changes.into_iter().zip(terms) {
             match c {
-                Change::Upsert(p) => state.put(p, &self.name)?,
+                Change::Upsert(p) => state.put(p, &terms, &self.name)?,
                 Change::Remove(id) => state.remove(id, &self.name)?,
             }
         }
@@ -341,13 +356,35 @@ impl MemoryCollection {
                 // Every point of this graph belongs to one tenant and collection; the payload
                 // check is a second guard, not the mechanism.
                 let payload = state.payloads.get(&id).filter(|p| filter.matches(p))?;
-                Some(Hit {
-                    id,
-                    score,
-                    payload: payload.clone(),
-                })
+                Some(Hit::dense(id, score, payload.clone()))
             })
             .collect())
+    }
+
+    /// The `k` best points by BM25 for the distinct analysed `terms` that pass `filter`, best
+    /// first, scored on a blocking thread.
+    pub async fn keyword_search(
+        self: &Arc<Self>,
+        terms: Vec<String>,
+        k: usize,
+        filter: Filter,
+    ) -> Result<Vec<Hit>> {
+        let _timer = metrics::KEYWORD_SEARCH_SECONDS.start_timer();
+        let this = self.clone();
+        blocking(move || {
+            let state = this.read();
+            let scored = state.keywords.search(&terms, &Bm25::default(), k, |id| {
+                state.payloads.get(&id).is_some_and(|p| filter.matches(p))
+            });
+            Ok(scored
+                .into_iter()
+                .filter_map(|(id, score)| {
+                    let payload = state.payloads.get(&id)?;
+                    Some(Hit::keyword(id, score, payload.clone()))
+                })
+                .collect())
+        })
+        .await
     }
 
     /// Scores `candidates` exactly (inner product of unit vectors) and keeps the best `k`.
@@ -375,7 +412,7 @@ impl MemoryCollection {
 }
 
 impl State {
-    fn put(&mut self, p: Point, name: &str) -> Result<()> {
+    fn put(&mut self, p: Point, terms: &[String], name: &str) -> Result<()> {
         if self.index.contains(p.id) {
             self.index.remove(p.id).map_err(|e| index_err(name, e))?;
         }
@@ -391,6 +428,7 @@ impl State {
             .entry(p.payload.document.clone())
             .or_default()
             .insert(p.id);
+        self.keywords.insert(p.id, terms);
         self.payloads.insert(p.id, p.payload);
         Ok(())
     }
@@ -400,6 +438,7 @@ impl State {
             return Ok(());
         };
         self.index.remove(id).map_err(|e| index_err(name, e))?;
+        self.keywords.remove(id);
         self.unlink(id, &old.document);
         Ok(())
     }

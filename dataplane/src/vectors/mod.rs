@@ -7,6 +7,7 @@
 //! filtered by tenant and collection; a document filter narrows it further.
 
 pub mod embedded;
+pub mod fusion;
 pub mod hnsw;
 pub mod postgres;
 pub mod qdrant;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use embedded::EmbeddedIndex;
+pub use fusion::Fusion;
 pub use postgres::PostgresIndex;
 pub use qdrant::QdrantIndex;
 
@@ -72,6 +74,14 @@ pub enum VectorError {
         /// The server's message.
         message: String,
     },
+    /// The backend cannot answer this kind of request.
+    #[error("the {backend} vector index does not support {what} yet")]
+    Unsupported {
+        /// Which backend.
+        backend: &'static str,
+        /// What was asked.
+        what: &'static str,
+    },
     /// A persisted file is damaged beyond the recoverable torn tail.
     #[error("vector index file {path} is corrupt: {message}")]
     Corrupt {
@@ -115,6 +125,16 @@ pub struct Payload {
     pub text: String,
 }
 
+impl Payload {
+    /// The terms keyword search indexes for this chunk: its document's title and its text,
+    /// through the shared analyzer.
+    pub fn keyword_terms(&self) -> Vec<String> {
+        let mut terms = crate::keyword::english().terms(&self.title);
+        terms.extend(crate::keyword::english().terms(&self.text));
+        terms
+    }
+}
+
 /// A point to upsert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Point {
@@ -138,6 +158,14 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// The collection the filter selects.
+    pub fn key(&self) -> CollectionKey {
+        CollectionKey {
+            tenant: self.tenant.clone(),
+            collection: self.collection.clone(),
+        }
+    }
+
     /// Whether `p` passes the filter.
     pub fn matches(&self, p: &Payload) -> bool {
         p.tenant == self.tenant
@@ -154,10 +182,55 @@ impl Filter {
 pub struct Hit {
     /// Point id.
     pub id: u64,
-    /// Cosine similarity to the query.
+    /// The score results are ranked by: the cosine similarity in a dense search, the BM25
+    /// score in a keyword search, the fused score in a hybrid one.
     pub score: f32,
+    /// Cosine similarity to the query, when the dense search found this point.
+    pub dense: Option<f32>,
+    /// BM25 score, when the keyword search found this point.
+    pub keyword: Option<f32>,
     /// The point's payload.
     pub payload: Payload,
+}
+
+impl Hit {
+    /// A hit of a dense search.
+    pub fn dense(id: u64, score: f32, payload: Payload) -> Self {
+        Self {
+            id,
+            score,
+            dense: Some(score),
+            keyword: None,
+            payload,
+        }
+    }
+
+    /// A hit of a keyword search.
+    pub fn keyword(id: u64, score: f32, payload: Payload) -> Self {
+        Self {
+            id,
+            score,
+            dense: None,
+            keyword: Some(score),
+            payload,
+        }
+    }
+}
+
+/// A hybrid request: a dense and a keyword search of `candidates` points each, fused into
+/// the best `k`.
+#[derive(Debug, Clone)]
+pub struct HybridQuery {
+    /// The query's embedding.
+    pub vector: Vec<f32>,
+    /// The query's distinct analysed terms.
+    pub terms: Vec<String>,
+    /// Results wanted.
+    pub k: usize,
+    /// How many results each search contributes before fusion (at least `k`).
+    pub candidates: usize,
+    /// How the two lists are fused.
+    pub fusion: Fusion,
 }
 
 /// Identifies a collection inside the index.
@@ -182,6 +255,29 @@ pub trait VectorIndex: Send + Sync {
     async fn delete_document(&self, key: &CollectionKey, document: &str) -> Result<u64>;
     /// The `k` nearest points to `query` that pass `filter`, best first.
     async fn search(&self, query: Vec<f32>, k: usize, filter: Filter) -> Result<Vec<Hit>>;
+    /// The `k` best points by BM25 for the distinct analysed query `terms` (see
+    /// [`crate::keyword::Analyzer::query_terms`]) that pass `filter`, best first. Points sharing
+    /// no term with the query are not returned.
+    async fn keyword_search(
+        &self,
+        terms: Vec<String>,
+        k: usize,
+        filter: Filter,
+    ) -> Result<Vec<Hit>>;
+    /// Whether [`VectorIndex::keyword_search`] (and so hybrid search) is available.
+    fn supports_keyword(&self) -> bool {
+        true
+    }
+    /// Dense and keyword search fused. By default both searches run here, concurrently, and
+    /// are fused in this process; a backend that can fuse on its server overrides this.
+    async fn hybrid_search(&self, query: HybridQuery, filter: Filter) -> Result<Vec<Hit>> {
+        let candidates = query.candidates.max(query.k);
+        let (dense, keyword) = futures::try_join!(
+            self.search(query.vector, candidates, filter.clone()),
+            self.keyword_search(query.terms, candidates, filter),
+        )?;
+        Ok(query.fusion.fuse(dense, keyword, query.k))
+    }
     /// Number of points in the collection, or of one document when given.
     async fn count(&self, key: &CollectionKey, document: Option<&str>) -> Result<u64>;
     /// Persists everything in memory so that the next open is fast.

@@ -513,14 +513,23 @@ impl VectorIndex for PostgresIndex {
     }
 
     async fn search(&self, query: Vec<f32>, k: usize, filter: Filter) -> Result<Vec<Hit>> {
-        let key = CollectionKey {
-            tenant: filter.tenant.clone(),
-            collection: filter.collection.clone(),
-        };
+        let key = filter.key();
         let Some(memory) = self.synced(&key).await? else {
             return Ok(Vec::new());
         };
         memory.search(query, k, filter).await
+    }
+
+    async fn keyword_search(
+        &self,
+        terms: Vec<String>,
+        k: usize,
+        filter: Filter,
+    ) -> Result<Vec<Hit>> {
+        let Some(memory) = self.synced(&filter.key()).await? else {
+            return Ok(Vec::new());
+        };
+        memory.keyword_search(terms, k, filter).await
     }
 
     async fn count(&self, key: &CollectionKey, document: Option<&str>) -> Result<u64> {

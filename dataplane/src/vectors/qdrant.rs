@@ -405,13 +405,22 @@ impl VectorIndex for QdrantIndex {
                 };
                 // The filter is Qdrant's; this is a second guard against a misconfigured
                 // tenant field.
-                filter.matches(&payload).then_some(Hit {
-                    id,
-                    score: p.score,
-                    payload,
-                })
+                filter
+                    .matches(&payload)
+                    .then(|| Hit::dense(id, p.score, payload))
             })
             .collect())
+    }
+
+    fn supports_keyword(&self) -> bool {
+        false
+    }
+
+    async fn keyword_search(&self, _: Vec<String>, _: usize, _: Filter) -> Result<Vec<Hit>> {
+        Err(VectorError::Unsupported {
+            backend: "qdrant",
+            what: "keyword and hybrid search",
+        })
     }
 
     async fn count(&self, key: &CollectionKey, document: Option<&str>) -> Result<u64> {
