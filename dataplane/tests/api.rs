@@ -226,6 +226,62 @@ async fn ingest_search_query_reindex_delete() {
     assert_eq!(s.status, StatusCode::OK, "{:?}", s.body);
     assert_eq!(s.body["hits"][0]["document_id"], lighthouse.as_str());
     assert_eq!(s.body["hits"].as_array().unwrap().len(), 3);
+    // The default mode is hybrid: the top hit was found by both retrievers and shows both.
+    assert!(s.body["hits"][0]["dense_score"].as_f64().unwrap() > 0.3);
+    assert!(s.body["hits"][0]["keyword_score"].as_f64().unwrap() > 0.0);
+    // Keyword mode: BM25 over the analysed text; chunks with none of the words are absent.
+    let kw = call(r, Method::POST, "/v1/search", ADMIN, Some(json!({ "collection": "docs", "query": "Skerry nautical miles", "mode": "keyword", "top_k": 3 }))).await;
+    assert_eq!(kw.status, StatusCode::OK, "{:?}", kw.body);
+    let hits = kw.body["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{:?}", kw.body);
+    assert_eq!(hits[0]["document_id"], lighthouse.as_str());
+    assert!(hits[0]["dense_score"].is_null());
+    assert_eq!(hits[0]["score"], hits[0]["keyword_score"]);
+    let stop = call(
+        r,
+        Method::POST,
+        "/v1/search",
+        ADMIN,
+        Some(json!({ "collection": "docs", "query": "the and of", "mode": "keyword" })),
+    )
+    .await;
+    assert_eq!(stop.status, StatusCode::OK);
+    assert!(stop.body["hits"].as_array().unwrap().is_empty());
+    // Dense mode ranks by cosine similarity alone.
+    let dense = call(r, Method::POST, "/v1/search", ADMIN, Some(json!({ "collection": "docs", "query": "where do bees find flowers?", "mode": "dense", "top_k": 3 }))).await;
+    assert_eq!(dense.body["hits"][0]["document_id"], bees.as_str());
+    assert_eq!(
+        dense.body["hits"][0]["score"],
+        dense.body["hits"][0]["dense_score"]
+    );
+    assert!(dense.body["hits"][0]["keyword_score"].is_null());
+    // A score threshold drops weak hits; a weighted DBSF fusion leans towards one list.
+    let none = call(
+        r,
+        Method::POST,
+        "/v1/search",
+        ADMIN,
+        Some(json!({ "collection": "docs", "query": "bees", "mode": "dense", "min_score": 1.5 })),
+    )
+    .await;
+    assert!(
+        none.body["hits"].as_array().unwrap().is_empty(),
+        "{:?}",
+        none.body
+    );
+    let dbsf = call(r, Method::POST, "/v1/search", ADMIN, Some(json!({ "collection": "docs", "query": "wild yeast starter", "fusion": { "method": "dbsf", "keyword_weight": 2.0, "candidates": 10 } }))).await;
+    assert_eq!(dbsf.status, StatusCode::OK, "{:?}", dbsf.body);
+    assert_eq!(dbsf.body["hits"][0]["document_id"], bread.as_str());
+    // Grouping by document returns each document once.
+    let grouped = call(r, Method::POST, "/v1/search", ADMIN, Some(json!({ "collection": "docs", "query": "lighthouse bees bread", "group_by": "document", "top_k": 10 }))).await;
+    let docs: Vec<&str> = grouped.body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["document_id"].as_str().unwrap())
+        .collect();
+    let distinct: std::collections::HashSet<&str> = docs.iter().copied().collect();
+    assert_eq!(docs.len(), distinct.len(), "{docs:?}");
     // A metadata filter narrows the search.
     let f = call(
         r,
@@ -488,6 +544,39 @@ async fn bad_input_gets_the_right_status_and_a_json_error() {
         "invalid_request",
         "top_k",
     );
+    for (body, field) in [
+        (
+            json!({ "collection": "docs", "query": "x", "mode": "fuzzy" }),
+            "mode",
+        ),
+        (
+            json!({ "collection": "docs", "query": "x", "fusion": { "k": -1.0 } }),
+            "fusion.k",
+        ),
+        (
+            json!({ "collection": "docs", "query": "x", "fusion": { "dense_weight": 0.0, "keyword_weight": 0.0 } }),
+            "fusion",
+        ),
+        (
+            json!({ "collection": "docs", "query": "x", "fusion": { "candidates": 0 } }),
+            "fusion.candidates",
+        ),
+        (
+            json!({ "collection": "docs", "query": "x", "fusion": { "method": "max" } }),
+            "method",
+        ),
+        (
+            json!({ "collection": "docs", "query": "x", "group_by": "chunk" }),
+            "group_by",
+        ),
+    ] {
+        check(
+            call(r, Method::POST, "/v1/search", ADMIN, Some(body)).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            field,
+        );
+    }
     check(
         call(
             r,

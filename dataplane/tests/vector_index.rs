@@ -313,6 +313,16 @@ async fn upsert_search_delete(idx: &dyn VectorIndex, tenant: &str) {
         "a vector of the wrong dimension is refused"
     );
 
+    // A document re-indexed into fewer chunks sheds only the chunks beyond the new count.
+    assert_eq!(idx.delete_chunks_from(&k, "doc22", 7).await.unwrap(), 3);
+    assert_eq!(idx.delete_chunks_from(&k, "doc22", 7).await.unwrap(), 0);
+    assert_eq!(idx.count(&k, Some("doc22")).await.unwrap(), 7);
+    let mut only22 = filter(&k);
+    only22.documents = Some(["doc22".to_string()].into());
+    let left = idx.search(q.clone(), 10, only22).await.unwrap();
+    assert!(left.iter().all(|h| h.payload.chunk < 7), "{left:?}");
+    assert_eq!(left.len(), 7);
+    idx.upsert(&k, points(&k, "doc22", 10)).await.unwrap();
     assert_eq!(idx.delete_document(&k, "doc1").await.unwrap(), 20);
     assert_eq!(idx.delete_document(&k, "doc1").await.unwrap(), 0);
     assert_eq!(idx.count(&k, None).await.unwrap(), 10);

@@ -58,8 +58,9 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     app.vectors
         .ensure_collection(&key, app.embedder.dimension())
         .await?;
-    // Replace, not merge: a re-indexed document may have fewer chunks than before.
-    app.vectors.delete_document(&key, &doc.id).await?;
+    // The new points overwrite the old ones in place (ids derive from document and chunk), and
+    // only then are the chunks beyond the new count removed: a re-indexed document never
+    // drops out of search results.
     // Two groups in flight keep two inference threads busy on one large document; upserts
     // still happen in order.
     let groups: Vec<&[Chunk]> = chunks.chunks(EMBED_REQUEST_CHUNKS).collect();
@@ -98,6 +99,9 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
         app.vectors.upsert(&key, points).await?;
         crate::metrics::CHUNKS_INDEXED.inc_by(group.len() as u64);
     }
+    app.vectors
+        .delete_chunks_from(&key, &doc.id, chunks.len() as u32)
+        .await?;
     app.metadata
         .set_document_status(&doc.id, DocumentStatus::Indexed, None, chunks.len() as i64)
         .await?;

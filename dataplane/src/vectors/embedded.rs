@@ -229,7 +229,8 @@ impl CollectionIndex {
 fn apply(memory: &MemoryCollection, record: Record) -> Result<u64> {
     match record {
         Record::Upsert(points) => memory.upsert(points),
-        Record::DeleteDocument(document) => memory.delete_document(&document),
+        Record::DeleteDocument(document) => memory.delete_chunks_from(&document, 0),
+        Record::DeleteChunksFrom(document, first) => memory.delete_chunks_from(&document, first),
     }
 }
 
@@ -314,10 +315,20 @@ impl VectorIndex for EmbeddedIndex {
         blocking(move || c.write(Record::Upsert(points)).map(|_| ())).await
     }
 
-    async fn delete_document(&self, key: &CollectionKey, document: &str) -> Result<u64> {
+    async fn delete_chunks_from(
+        &self,
+        key: &CollectionKey,
+        document: &str,
+        first: u32,
+    ) -> Result<u64> {
         let Some(c) = self.get(key) else { return Ok(0) };
         let document = document.to_string();
-        blocking(move || c.write(Record::DeleteDocument(document))).await
+        let record = if first == 0 {
+            Record::DeleteDocument(document)
+        } else {
+            Record::DeleteChunksFrom(document, first)
+        };
+        blocking(move || c.write(record)).await
     }
 
     async fn search(&self, query: Vec<f32>, k: usize, filter: Filter) -> Result<Vec<Hit>> {
@@ -449,15 +460,28 @@ mod tests {
         assert!(hits.iter().all(|h| h.payload.document == "doc22"));
 
         assert_eq!(idx.delete_document(&k, "doc1").await.unwrap(), 20);
+        assert_eq!(idx.delete_chunks_from(&k, "doc22", 8).await.unwrap(), 2);
+        let terms = crate::keyword::english().query_terms("doc22 chunk 5");
+        let before = idx
+            .keyword_search(terms.clone(), 30, filter(&k))
+            .await
+            .unwrap();
+        assert_eq!(before.len(), 8);
+        // No flush: the reopened index replays the log, and the keyword index, derived from
+        // the same records, agrees with the vectors.
         drop(idx);
 
         let idx = EmbeddedIndex::open(dir.path().to_path_buf(), cfg(u64::MAX))
             .await
             .unwrap();
-        assert_eq!(idx.count(&k, None).await.unwrap(), 10);
+        assert_eq!(idx.count(&k, None).await.unwrap(), 8);
         let hits = idx.search(q, 30, filter(&k)).await.unwrap();
-        assert_eq!(hits.len(), 10);
-        assert!(hits.iter().all(|h| h.payload.document == "doc22"));
+        assert_eq!(hits.len(), 8);
+        assert!(hits
+            .iter()
+            .all(|h| h.payload.document == "doc22" && h.payload.chunk < 8));
+        let after = idx.keyword_search(terms, 30, filter(&k)).await.unwrap();
+        assert_eq!(after, before);
     }
 
     #[tokio::test]

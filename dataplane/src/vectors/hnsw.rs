@@ -204,10 +204,19 @@ impl MemoryCollection {
         Ok(n)
     }
 
-    /// Removes every point of `document`; returns how many were removed.
-    pub fn delete_document(&self, document: &str) -> Result<u64> {
+    /// Removes the points of `document` whose chunk index is `first` or more (all of them for
+    /// 0); returns how many were removed.
+    pub fn delete_chunks_from(&self, document: &str, first: u32) -> Result<u64> {
         let mut state = self.write();
-        let ids = state.by_document.remove(document).unwrap_or_default();
+        let Some(all) = state.by_document.remove(document) else {
+            return Ok(0);
+        };
+        let (ids, kept): (HashSet<u64>, HashSet<u64>) = all
+            .into_iter()
+            .partition(|id| state.payloads.get(id).is_none_or(|p| p.chunk >= first));
+        if !kept.is_empty() {
+            state.by_document.insert(document.to_string(), kept);
+        }
         for id in &ids {
             state
                 .index

@@ -252,7 +252,17 @@ pub trait VectorIndex: Send + Sync {
     /// Inserts or replaces points by id.
     async fn upsert(&self, key: &CollectionKey, points: Vec<Point>) -> Result<()>;
     /// Removes every point of `document`; returns how many were removed.
-    async fn delete_document(&self, key: &CollectionKey, document: &str) -> Result<u64>;
+    async fn delete_document(&self, key: &CollectionKey, document: &str) -> Result<u64> {
+        self.delete_chunks_from(key, document, 0).await
+    }
+    /// Removes the points of `document` whose chunk index is `first` or more: what a document
+    /// re-indexed into fewer chunks leaves behind. Returns how many were removed.
+    async fn delete_chunks_from(
+        &self,
+        key: &CollectionKey,
+        document: &str,
+        first: u32,
+    ) -> Result<u64>;
     /// The `k` nearest points to `query` that pass `filter`, best first.
     async fn search(&self, query: Vec<f32>, k: usize, filter: Filter) -> Result<Vec<Hit>>;
     /// The `k` best points by BM25 for the distinct analysed query `terms` (see

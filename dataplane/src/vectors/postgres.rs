@@ -483,9 +483,14 @@ impl VectorIndex for PostgresIndex {
         tx.commit().await.map_err(pg_err(&action))
     }
 
-    async fn delete_document(&self, key: &CollectionKey, document: &str) -> Result<u64> {
+    async fn delete_chunks_from(
+        &self,
+        key: &CollectionKey,
+        document: &str,
+        first: u32,
+    ) -> Result<u64> {
         let action = format!(
-            "delete document {document} from collection {}",
+            "delete document {document} from chunk {first} on from collection {}",
             key.collection
         );
         let Some((mut tx, version, _)) = self.begin_write(key, &action).await? else {
@@ -493,12 +498,14 @@ impl VectorIndex for PostgresIndex {
         };
         let removed = sqlx::query(
             "UPDATE ragplane_vector_points SET vector = NULL, text = '', seq = $4
-             WHERE tenant = $1 AND collection = $2 AND document = $3 AND vector IS NOT NULL",
+             WHERE tenant = $1 AND collection = $2 AND document = $3 AND chunk >= $5
+               AND vector IS NOT NULL",
         )
         .bind(&key.tenant)
         .bind(&key.collection)
         .bind(document)
         .bind(version)
+        .bind(first as i32)
         .execute(&mut *tx)
         .await
         .map_err(pg_err(&action))?

@@ -18,7 +18,7 @@ use qdrant_client::qdrant::{
     BinaryQuantization, Condition, CountPointsBuilder, CreateCollection,
     CreateFieldIndexCollection, DeletePointsBuilder, Distance, FieldType, Filter as QFilter,
     HnswConfigDiff, KeywordIndexParams, PayloadIndexParams, PointId, PointStruct,
-    QuantizationConfig, QuantizationType, Query, QueryPointsBuilder, ScalarQuantization,
+    QuantizationConfig, QuantizationType, Query, QueryPointsBuilder, Range, ScalarQuantization,
     SearchParamsBuilder, UpsertPointsBuilder, Value, VectorParams, VectorsConfig,
 };
 use qdrant_client::{Qdrant, QdrantError};
@@ -345,13 +345,28 @@ impl VectorIndex for QdrantIndex {
         Ok(())
     }
 
-    async fn delete_document(&self, key: &CollectionKey, document: &str) -> Result<u64> {
-        let n = self.count(key, Some(document)).await?;
+    async fn delete_chunks_from(
+        &self,
+        key: &CollectionKey,
+        document: &str,
+        first: u32,
+    ) -> Result<u64> {
+        let mut filter = self.key_filter(key, Some(document));
+        if first > 0 {
+            filter.must.push(Condition::range(
+                "chunk",
+                Range {
+                    gte: Some(f64::from(first)),
+                    ..Range::default()
+                },
+            ));
+        }
+        let n = self.count_matching(key, filter.clone()).await?;
         if n == 0 {
             return Ok(0);
         }
         let request = DeletePointsBuilder::new(self.name())
-            .points(self.key_filter(key, Some(document)))
+            .points(filter)
             .wait(true);
         self.client
             .delete_points(request)
@@ -424,8 +439,21 @@ impl VectorIndex for QdrantIndex {
     }
 
     async fn count(&self, key: &CollectionKey, document: Option<&str>) -> Result<u64> {
+        self.count_matching(key, self.key_filter(key, document))
+            .await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        // Every write waited for Qdrant's acknowledgement.
+        Ok(())
+    }
+}
+
+impl QdrantIndex {
+    /// Exactly how many points of `key`'s collection match `filter`.
+    async fn count_matching(&self, key: &CollectionKey, filter: QFilter) -> Result<u64> {
         let request = CountPointsBuilder::new(self.name())
-            .filter(self.key_filter(key, document))
+            .filter(filter)
             .exact(true);
         match self.client.count(request).await {
             Err(e) if is_not_found(&e) => Ok(0),
@@ -437,11 +465,6 @@ impl VectorIndex for QdrantIndex {
                 .result
                 .map_or(0, |c| c.count)),
         }
-    }
-
-    async fn flush(&self) -> Result<()> {
-        // Every write waited for Qdrant's acknowledgement.
-        Ok(())
     }
 }
 

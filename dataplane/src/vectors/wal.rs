@@ -19,6 +19,9 @@ pub enum Record {
     Upsert(Vec<Point>),
     /// Every point of a document removed.
     DeleteDocument(String),
+    /// The points of a document from this chunk index on removed (added after the first
+    /// release; older logs simply never contain it).
+    DeleteChunksFrom(String, u32),
 }
 
 /// Appends records to a log file.
