@@ -74,6 +74,9 @@ pub enum Error {
         /// Suggested wait.
         retry_after_secs: u64,
     },
+    /// A collection's vectors come from another embedding model than the configured one.
+    #[error("{0}")]
+    ModelMismatch(String),
     /// Anything else.
     #[error("{0}")]
     Internal(String),

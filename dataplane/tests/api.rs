@@ -1124,3 +1124,87 @@ fn uuid_like() -> String {
             .as_nanos()
     )
 }
+
+/// A collection records its embedding model; searching or ingesting it with another model is a
+/// clear error. Two real models are not at hand here, so the other model's probe is recorded
+/// directly: the embedding of another sentence by the real model, as different as another
+/// model's would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_of_another_model_is_refused() {
+    let Some(e) = env(|_| {}).await else { return };
+    let r = &e.router;
+    let c = create_collection(r, ADMIN, "docs").await;
+    assert_eq!(c.status, StatusCode::CREATED, "{:?}", c.body);
+    assert_eq!(c.body["embedding_model"], "all-MiniLM-L6-v2-int8");
+    let fingerprint = c.body["embedding_fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(fingerprint.len(), 12);
+    let (doc, _) = upload_text(
+        r,
+        ADMIN,
+        "docs",
+        "Otters hold hands while they sleep.",
+        "otters",
+    )
+    .await;
+    wait_status(r, ADMIN, "docs", &doc, "indexed").await;
+    // The same model, again: still searchable, same fingerprint in listings.
+    let list = call(r, Method::GET, "/v1/collections", ADMIN, None).await;
+    assert_eq!(
+        list.body[0]["embedding_fingerprint"],
+        fingerprint.as_str()
+    );
+
+    let other = e
+        .app
+        .embedder
+        .embed(vec!["A completely unrelated sentence about tax law.".into()])
+        .await
+        .unwrap()
+        .remove(0);
+    let id = c.body["id"].as_str().unwrap();
+    e.app
+        .metadata
+        .set_collection_model(
+            id,
+            "other-model",
+            &ragplane::embed::identity::encode_probe(&other),
+        )
+        .await
+        .unwrap();
+    let s = call(
+        r,
+        Method::POST,
+        "/v1/search",
+        ADMIN,
+        Some(json!({ "collection": "docs", "query": "otters", "mode": "hybrid" })),
+    )
+    .await;
+    assert_eq!(s.status, StatusCode::CONFLICT, "{:?}", s.body);
+    assert_eq!(s.body["type"], "model_mismatch");
+    let msg = s.body["error"].as_str().unwrap();
+    assert!(
+        msg.contains("other-model") && msg.contains("ragplane reindex --collection docs"),
+        "{msg}"
+    );
+    // Keyword search does not use the vectors and still works.
+    let kw = call(
+        r,
+        Method::POST,
+        "/v1/search",
+        ADMIN,
+        Some(json!({ "collection": "docs", "query": "otters", "mode": "keyword" })),
+    )
+    .await;
+    assert_eq!(kw.status, StatusCode::OK, "{:?}", kw.body);
+    assert_eq!(kw.body["hits"][0]["document_id"], doc.as_str());
+    // A new document fails with the reason instead of mixing models.
+    let (bad, _) = upload_text(r, ADMIN, "docs", "Sea otters eat urchins.", "urchins").await;
+    let d = wait_status(r, ADMIN, "docs", &bad, "failed").await;
+    assert!(
+        d["error"].as_str().unwrap().contains("other-model"),
+        "{d:?}"
+    );
+}

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{key_of, validate_metadata, validate_name, App, Principal};
+use crate::embed::identity::{self, ModelIdentity, PROBE_TEXT};
 use crate::error::{Error, Result};
 use crate::ingest::parse::Format;
 use crate::metadata::{Collection, Document, NewDocument};
@@ -53,7 +54,57 @@ impl App {
             .create_collection(&p.tenant_id, name, description, dim as i64)
             .await?;
         self.vectors.ensure_collection(&key_of(&c), dim).await?;
-        Ok(c)
+        let model = self.model_identity().await?;
+        self.metadata
+            .set_collection_model(&c.id, &model.name, &model.probe)
+            .await?;
+        Ok(Collection {
+            embedding_model: Some(model.name.clone()),
+            embedding_probe: Some(model.probe.clone()),
+            ..c
+        })
+    }
+
+    /// The configured embedding model's identity: its name and its embedding of the probe
+    /// sentence, computed once.
+    pub async fn model_identity(&self) -> Result<&ModelIdentity> {
+        self.model_identity
+            .get_or_try_init(|| async {
+                let probe = self
+                    .embedder
+                    .embed(vec![PROBE_TEXT.to_string()])
+                    .await?
+                    .pop()
+                    .unwrap_or_default();
+                Ok(ModelIdentity::new(self.embedder.model(), &probe))
+            })
+            .await
+    }
+
+    /// Checks that `c`'s vectors come from the configured embedding model; a collection with
+    /// no recorded model adopts it.
+    pub async fn check_model(&self, c: &Collection) -> Result<()> {
+        let model = self.model_identity().await?;
+        let Some(recorded) = &c.embedding_probe else {
+            self.metadata
+                .set_collection_model(&c.id, &model.name, &model.probe)
+                .await?;
+            return Ok(());
+        };
+        if model.matches(recorded) {
+            return Ok(());
+        }
+        Err(Error::ModelMismatch(format!(
+            "collection {:?} was indexed with embedding model {:?} (fingerprint {}), but this \
+             server embeds with {:?} (fingerprint {}); re-embed it with `ragplane reindex \
+             --collection {}`, or configure the model it was indexed with",
+            c.name,
+            c.embedding_model.as_deref().unwrap_or("unknown"),
+            identity::fingerprint(recorded),
+            model.name,
+            model.fingerprint(),
+            c.name,
+        )))
     }
 
     /// Lists the caller's collections.

@@ -76,6 +76,8 @@ pub struct App {
     /// Recently verified keys (by hash), so the hot path skips the metadata store. Entries
     /// expire after [`KEY_CACHE_TTL`], which bounds how long a revoked key keeps working.
     known_keys: moka::sync::Cache<String, Principal>,
+    /// The embedding model's identity, probed on first use.
+    model_identity: tokio::sync::OnceCell<crate::embed::identity::ModelIdentity>,
     /// Held while this process uses local stores in the data directory.
     _data_dir_lock: Option<crate::data_dir::DataDirLock>,
 }
@@ -182,6 +184,7 @@ impl App {
                 .max_capacity(10_000)
                 .time_to_live(KEY_CACHE_TTL)
                 .build(),
+            model_identity: tokio::sync::OnceCell::new(),
             _data_dir_lock: data_dir_lock,
         })
     }

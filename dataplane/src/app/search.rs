@@ -200,6 +200,9 @@ impl App {
         let mode = self.search_mode(req);
         let fusion = self.fusion(req)?;
         let c = self.collection(p, &req.collection).await?;
+        if mode != SearchMode::Keyword {
+            self.check_model(&c).await?;
+        }
         let cache_key = self
             .results
             .as_ref()

@@ -3,6 +3,7 @@
 
 mod cached;
 pub mod device;
+pub mod identity;
 pub mod ollama;
 pub mod onnx;
 pub mod pooling;

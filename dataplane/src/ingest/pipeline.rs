@@ -54,6 +54,8 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     .await
     .map_err(|e| Error::Internal(format!("chunking task failed: {e}")))??;
 
+    // Vectors of another model would be meaningless beside the collection's.
+    app.check_model(&collection).await?;
     let key = key_of(&collection);
     app.vectors
         .ensure_collection(&key, app.embedder.dimension())

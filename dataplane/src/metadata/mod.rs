@@ -159,6 +159,28 @@ pub struct Collection {
     pub version: i64,
     /// Creation time (RFC 3339).
     pub created_at: String,
+    /// Name of the embedding model the collection's vectors come from (recorded at creation,
+    /// or on first use for collections made before models were recorded).
+    #[serde(default)]
+    pub embedding_model: Option<String>,
+    /// The model's probe (see [`crate::embed::identity`]); shown as a short fingerprint.
+    #[serde(
+        rename = "embedding_fingerprint",
+        serialize_with = "probe_fingerprint",
+        skip_deserializing
+    )]
+    #[schema(value_type = Option<String>)]
+    pub embedding_probe: Option<String>,
+}
+
+fn probe_fingerprint<S: serde::Serializer>(
+    probe: &Option<String>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match probe {
+        Some(p) => s.serialize_some(&crate::embed::identity::fingerprint(p)),
+        None => s.serialize_none(),
+    }
 }
 
 /// Life cycle of a document.
@@ -329,6 +351,8 @@ pub trait MetadataStore: Send + Sync {
     async fn delete_collection(&self, id: &str) -> Result<()>;
     /// Increments the collection's version; returns the new one.
     async fn bump_collection_version(&self, id: &str) -> Result<i64>;
+    /// Records the embedding model of a collection's vectors.
+    async fn set_collection_model(&self, id: &str, model: &str, probe: &str) -> Result<()>;
 
     /// Inserts a document with status `queued`.
     async fn insert_document(&self, doc: NewDocument) -> Result<Document>;

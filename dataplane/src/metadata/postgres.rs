@@ -202,7 +202,8 @@ fn documents_from_rows(rows: &[PgRow]) -> Result<Vec<Document>> {
         .map_err(db("decode document"))
 }
 
-const COLLECTION_COLUMNS: &str = "id, tenant_id, name, description, dimension, version, created_at";
+const COLLECTION_COLUMNS: &str =
+    "id, tenant_id, name, description, dimension, version, created_at, embedding_model, embedding_probe";
 
 #[async_trait]
 impl MetadataStore for PostgresStore {
@@ -323,6 +324,8 @@ impl MetadataStore for PostgresStore {
             dimension,
             version: 0,
             created_at: now_rfc3339(),
+            embedding_model: None,
+            embedding_probe: None,
         };
         sqlx::query(
             "INSERT INTO collections (id, tenant_id, name, description, dimension, version, created_at) \
@@ -386,6 +389,19 @@ impl MetadataStore for PostgresStore {
             .execute(&self.primary)
             .await
             .map_err(db("delete collection"))?;
+        Ok(())
+    }
+
+    async fn set_collection_model(&self, id: &str, model: &str, probe: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE collections SET embedding_model = $1, embedding_probe = $2 WHERE id = $3",
+        )
+        .bind(model)
+        .bind(probe)
+        .bind(id)
+        .execute(&self.primary)
+        .await
+        .map_err(db("record the collection's embedding model"))?;
         Ok(())
     }
 

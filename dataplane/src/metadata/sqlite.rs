@@ -182,6 +182,8 @@ impl MetadataStore for SqliteStore {
             dimension,
             version: 0,
             created_at: now_rfc3339(),
+            embedding_model: None,
+            embedding_probe: None,
         };
         sqlx::query(
             "INSERT INTO collections (id, tenant_id, name, description, dimension, version, created_at) \
@@ -230,6 +232,17 @@ impl MetadataStore for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(db("delete collection"))?;
+        Ok(())
+    }
+
+    async fn set_collection_model(&self, id: &str, model: &str, probe: &str) -> Result<()> {
+        sqlx::query("UPDATE collections SET embedding_model = ?, embedding_probe = ? WHERE id = ?")
+            .bind(model)
+            .bind(probe)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db("record the collection's embedding model"))?;
         Ok(())
     }
 
