@@ -1152,10 +1152,7 @@ async fn a_collection_of_another_model_is_refused() {
     wait_status(r, ADMIN, "docs", &doc, "indexed").await;
     // The same model, again: still searchable, same fingerprint in listings.
     let list = call(r, Method::GET, "/v1/collections", ADMIN, None).await;
-    assert_eq!(
-        list.body[0]["embedding_fingerprint"],
-        fingerprint.as_str()
-    );
+    assert_eq!(list.body[0]["embedding_fingerprint"], fingerprint.as_str());
 
     let other = e
         .app
@@ -1207,4 +1204,25 @@ async fn a_collection_of_another_model_is_refused() {
         d["error"].as_str().unwrap().contains("other-model"),
         "{d:?}"
     );
+    // Re-embedding the collection with the configured model makes it whole again.
+    let re = call(r, Method::POST, "/v1/collections/docs/reindex", ADMIN, None).await;
+    assert_eq!(re.status, StatusCode::ACCEPTED, "{:?}", re.body);
+    assert_eq!(re.body["documents"].as_array().unwrap().len(), 2);
+    for id in [&doc, &bad] {
+        wait_status(r, ADMIN, "docs", id, "indexed").await;
+    }
+    let s = call(
+        r,
+        Method::POST,
+        "/v1/search",
+        ADMIN,
+        Some(json!({ "collection": "docs", "query": "what do sea otters eat?", "mode": "dense" })),
+    )
+    .await;
+    assert_eq!(s.status, StatusCode::OK, "{:?}", s.body);
+    assert_eq!(s.body["hits"][0]["document_id"], bad.as_str());
+    let c = call(r, Method::GET, "/v1/collections/docs", ADMIN, None).await;
+    assert_eq!(c.body["embedding_model"], "all-MiniLM-L6-v2-int8");
+    assert_eq!(c.body["embedding_fingerprint"], fingerprint.as_str());
+    assert_eq!(c.body["points"], 2);
 }

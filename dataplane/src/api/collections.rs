@@ -73,6 +73,35 @@ pub async fn get_one(
     Ok(ApiJson(CollectionInfo { collection, points }))
 }
 
+/// Answer of `POST /v1/collections/{collection}/reindex`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReindexAccepted {
+    /// The collection, with the model it is now recorded under.
+    pub collection: String,
+    /// Ids of the documents queued for re-embedding.
+    pub documents: Vec<String>,
+}
+
+/// Re-embeds every document of a collection with the configured model (see docs/api.md).
+#[utoipa::path(post, path = "/v1/collections/{collection}/reindex",
+    params(("collection" = String, Path, description = "Collection name")),
+    responses((status = 202, body = ReindexAccepted), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn reindex(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, ApiJson<ReindexAccepted>), ApiError> {
+    let documents = app.reindex_collection(&p, &name).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        ApiJson(ReindexAccepted {
+            collection: name,
+            documents,
+        }),
+    ))
+}
+
 /// Deletes a collection with all its documents.
 #[utoipa::path(delete, path = "/v1/collections/{collection}",
     params(("collection" = String, Path, description = "Collection name")),

@@ -70,6 +70,7 @@ impl FromRequestParts<AppState> for Auth {
     paths(
         admin::create_tenant, admin::list_tenants, admin::issue_key,
         collections::create, collections::list, collections::get_one, collections::delete,
+        collections::reindex,
         documents::upload, documents::list, documents::get_one, documents::delete, documents::reindex,
         documents::job, search::search, search::query, chat::completions,
     ),
@@ -113,6 +114,10 @@ pub fn router(app: AppState) -> Router {
         .route(
             "/collections/{collection}",
             get(collections::get_one).delete(collections::delete),
+        )
+        .route(
+            "/collections/{collection}/reindex",
+            post(collections::reindex),
         )
         .route(
             "/collections/{collection}/documents",

@@ -247,6 +247,54 @@ impl App {
         })
     }
 
+    /// Re-embeds every document of a collection with the configured embedding model: records
+    /// the model, then queues each document. A document's new points overwrite its old ones in
+    /// place, so no document drops out of results while the jobs run; until its job has run, a
+    /// document is found by its old vectors. Returns the ids of the queued documents.
+    pub async fn reindex_collection(&self, p: &Principal, name: &str) -> Result<Vec<String>> {
+        let c = self.collection(p, name).await?;
+        let dim = self.embedder.dimension();
+        if c.dimension != dim as i64 {
+            return Err(Error::invalid(
+                "collection",
+                format!(
+                    "{name:?} holds {}-dimensional vectors and the configured model makes \
+                     {dim}-dimensional ones, so they cannot share an index; create a new \
+                     collection and ingest the documents into it",
+                    c.dimension
+                ),
+            ));
+        }
+        let model = self.model_identity().await?;
+        self.metadata
+            .set_collection_model(&c.id, &model.name, &model.probe)
+            .await?;
+        let mut queued = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .metadata
+                .list_documents(&c.id, after.as_deref(), 1000)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for d in page {
+                self.metadata
+                    .set_document_status(
+                        &d.id,
+                        crate::metadata::DocumentStatus::Queued,
+                        None,
+                        d.chunk_count,
+                    )
+                    .await?;
+                self.enqueue_ingest(&c.tenant_id, &d.id).await?;
+                queued.push(d.id);
+            }
+        }
+        self.metadata.bump_collection_version(&c.id).await?;
+        Ok(queued)
+    }
+
     /// Reads one of the caller's jobs.
     pub async fn job(&self, p: &Principal, id: &str) -> Result<Job> {
         self.queue

@@ -152,6 +152,58 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Flags of `ragplane reindex`.
+#[derive(Debug, Clone, Args)]
+pub struct ReindexArgs {
+    /// Server connection.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Collection to re-embed.
+    #[arg(long, short, env = "RAGPLANE_COLLECTION")]
+    pub collection: String,
+    /// Return once the documents are queued instead of waiting for them.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Longest wait for the documents, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub timeout_secs: u64,
+}
+
+/// `ragplane reindex`: queues every document of the collection for re-embedding, then waits
+/// until all are indexed again (non-zero exit when any failed).
+pub async fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.conn)?;
+    let path = format!("/v1/collections/{}/reindex", args.collection);
+    let v: Value = client
+        .send(client.request(reqwest::Method::POST, &path))
+        .await?;
+    let ids: Vec<String> = v["documents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.as_str().map(str::to_string))
+        .collect();
+    println!(
+        "{} documents of {} queued for re-embedding",
+        ids.len(),
+        args.collection
+    );
+    if args.no_wait || ids.is_empty() {
+        return Ok(());
+    }
+    let failed = wait_indexed(
+        &client,
+        &args.collection,
+        &ids,
+        Duration::from_secs(args.timeout_secs),
+    )
+    .await?;
+    if failed > 0 {
+        bail!("{failed} documents failed to re-index");
+    }
+    Ok(())
+}
+
 /// Polls until every document is `indexed` or `failed`; prints failures; returns their count.
 pub async fn wait_indexed(
     client: &Client,

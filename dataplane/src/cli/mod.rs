@@ -46,6 +46,8 @@ pub enum Command {
     Search(SearchArgs),
     /// Answer a question from a collection, with sources.
     Query(SearchArgs),
+    /// Re-embed every document of a collection with the server's configured model.
+    Reindex(ingest::ReindexArgs),
     /// Measure retrieval quality (nDCG@10, recall@k) on a BEIR-format folder.
     Eval(eval::EvalArgs),
     /// Serve the embedding model over HTTP (OpenAI /v1/embeddings and native /v1/embed), on
@@ -313,6 +315,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => client::search(args, false).await,
         Command::Query(args) => client::search(args, true).await,
         Command::Eval(args) => eval::run(args).await,
+        Command::Reindex(args) => ingest::reindex(args).await,
         Command::EmbedServer(args) => {
             let config = args.into_config()?;
             init_logging(config.telemetry.log_format, &config.telemetry.log_filter);
