@@ -24,6 +24,7 @@ pub mod objects;
 pub mod queue;
 pub mod ratelimit;
 pub mod redis_conn;
+pub mod rerank;
 pub mod server;
 pub mod testing;
 pub mod vectors;

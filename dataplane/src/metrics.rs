@@ -86,6 +86,10 @@ metric!(KEYWORD_SEARCH_SECONDS: Histogram = Histogram::with_opts(
 metric!(SEARCHES: IntCounterVec = IntCounterVec::new(
     Opts::new("ragplane_searches_total", "Retrievals by mode (dense, keyword, hybrid)"),
     &["mode"]));
+metric!(RERANK_SECONDS: Histogram = Histogram::with_opts(
+    HistogramOpts::new("ragplane_rerank_seconds", "Latency of calls to the rerank endpoint").buckets(latency_buckets())));
+metric!(RERANK_ERRORS: IntCounter = IntCounter::new(
+    "ragplane_rerank_errors_total", "Rerank calls that failed (served in retrieval order or refused, per rerank.on_error)"));
 metric!(CHUNKS_INDEXED: IntCounter = IntCounter::new(
     "ragplane_chunks_indexed_total", "Chunks embedded and written to the vector index"));
 metric!(LLM_OUTSTANDING: IntGaugeVec = IntGaugeVec::new(
@@ -155,6 +159,8 @@ pub fn init() {
     LazyLock::force(&SEARCH_SECONDS);
     LazyLock::force(&KEYWORD_SEARCH_SECONDS);
     LazyLock::force(&SEARCHES);
+    LazyLock::force(&RERANK_SECONDS);
+    LazyLock::force(&RERANK_ERRORS);
     LazyLock::force(&CHUNKS_INDEXED);
     LazyLock::force(&LLM_OUTSTANDING);
     LazyLock::force(&LLM_HEALTHY);

@@ -1226,3 +1226,189 @@ async fn a_collection_of_another_model_is_refused() {
     assert_eq!(c.body["embedding_fingerprint"], fingerprint.as_str());
     assert_eq!(c.body["points"], 2);
 }
+
+/// A stand-in rerank endpoint: scores each document by how many of the query's words it
+/// contains, in the Cohere or the TEI format; answers 500 after `fail_after` calls.
+async fn stub_rerank_server(
+    tei: bool,
+    fail_after: usize,
+) -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let handler = move |axum::Json(body): axum::Json<Value>| {
+        let log = log.clone();
+        async move {
+            let calls = {
+                let mut l = log.lock().unwrap();
+                l.push(body.clone());
+                l.len()
+            };
+            if calls > fail_after {
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "model crashed".to_string(),
+                );
+            }
+            let query: Vec<String> = body["query"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            let docs = if tei {
+                &body["texts"]
+            } else {
+                &body["documents"]
+            };
+            let scored: Vec<Value> = docs
+                .as_array()
+                .unwrap()
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let text = d.as_str().unwrap().to_lowercase();
+                    let s = query.iter().filter(|w| text.contains(w.as_str())).count() as f64;
+                    if tei {
+                        json!({ "index": i, "score": s })
+                    } else {
+                        json!({ "index": i, "relevance_score": s })
+                    }
+                })
+                .rev()
+                .collect();
+            let out = if tei {
+                json!(scored)
+            } else {
+                json!({ "results": scored })
+            };
+            (StatusCode::OK, out.to_string())
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            Router::new().route("/rerank", axum::routing::post(handler)),
+        )
+        .await
+    });
+    (format!("http://{addr}/rerank"), seen)
+}
+
+/// The rerank stage against a stand-in endpoint in both wire formats (no real cross-encoder is
+/// packaged anywhere these machines reach): the stand-in's order wins, `rerank: false` skips it,
+/// and a failing endpoint is served around (`open`) or refused with 503 (`closed`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reranking_follows_the_rerank_endpoint() {
+    for (tei, on_error) in [
+        (false, ragplane_config::FailMode::Open),
+        (true, ragplane_config::FailMode::Closed),
+    ] {
+        let (url, seen) = stub_rerank_server(tei, 2).await;
+        let Some(e) = env(|c| {
+            c.rerank = Some(ragplane_config::RerankConfig {
+                url,
+                protocol: if tei {
+                    ragplane_config::RerankProtocol::Tei
+                } else {
+                    ragplane_config::RerankProtocol::Cohere
+                },
+                model: Some("stand-in".into()),
+                candidates: 10,
+                on_error,
+                ..ragplane_config::RerankConfig::default()
+            });
+        })
+        .await
+        else {
+            return;
+        };
+        let r = &e.router;
+        create_collection(r, ADMIN, "docs").await;
+        let mut ids = Vec::new();
+        for (text, title) in [
+            (
+                "Penguins huddle together to keep warm in winter.",
+                "penguins",
+            ),
+            (
+                "Emperor penguins breed in the Antarctic winter; males keep the egg warm.",
+                "emperor",
+            ),
+            ("Camels store fat in their humps.", "camels"),
+        ] {
+            ids.push(upload_text(r, ADMIN, "docs", text, title).await.0);
+        }
+        for id in &ids {
+            wait_status(r, ADMIN, "docs", id, "indexed").await;
+        }
+        let body = json!({ "collection": "docs", "query": "emperor penguins egg", "top_k": 2 });
+        let s = call(r, Method::POST, "/v1/search", ADMIN, Some(body.clone())).await;
+        assert_eq!(s.status, StatusCode::OK, "{:?}", s.body);
+        let hits = s.body["hits"].as_array().unwrap();
+        assert_eq!(hits.len(), 2);
+        assert_eq!(hits[0]["document_id"], ids[1].as_str());
+        assert_eq!(hits[0]["rerank_score"], 3.0);
+        assert_eq!(hits[0]["score"], 3.0);
+        {
+            let sent = seen.lock().unwrap();
+            let docs = if tei {
+                &sent[0]["texts"]
+            } else {
+                &sent[0]["documents"]
+            };
+            assert_eq!(
+                docs.as_array().unwrap().len(),
+                3,
+                "all candidates go to the endpoint"
+            );
+            if !tei {
+                assert_eq!(sent[0]["model"], "stand-in");
+            }
+        }
+        let mut plain = body.clone();
+        plain["rerank"] = json!(false);
+        let s = call(r, Method::POST, "/v1/search", ADMIN, Some(plain)).await;
+        assert!(s.body["hits"][0]["rerank_score"].is_null());
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            1,
+            "rerank: false calls no endpoint"
+        );
+        // The second call succeeds, the third fails.
+        let mut other = body.clone();
+        other["query"] = json!("camels humps");
+        let s = call(r, Method::POST, "/v1/search", ADMIN, Some(other)).await;
+        assert_eq!(s.body["hits"][0]["document_id"], ids[2].as_str());
+        let mut third = body.clone();
+        third["query"] = json!("penguins keep warm");
+        let s = call(r, Method::POST, "/v1/search", ADMIN, Some(third)).await;
+        match on_error {
+            ragplane_config::FailMode::Open => {
+                assert_eq!(s.status, StatusCode::OK, "{:?}", s.body);
+                assert_eq!(s.body["hits"].as_array().unwrap().len(), 2);
+                assert!(s.body["hits"][0]["rerank_score"].is_null());
+            }
+            ragplane_config::FailMode::Closed => {
+                assert_eq!(s.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", s.body);
+                assert!(s.headers.contains_key(header::RETRY_AFTER));
+                assert!(s.body["error"].as_str().unwrap().contains("model crashed"));
+            }
+        }
+    }
+    // Asking for reranking where none is configured is a clear error.
+    let Some(e) = env(|_| {}).await else { return };
+    create_collection(&e.router, ADMIN, "docs").await;
+    let s = call(
+        &e.router,
+        Method::POST,
+        "/v1/search",
+        ADMIN,
+        Some(json!({ "collection": "docs", "query": "x", "rerank": true })),
+    )
+    .await;
+    assert_eq!(s.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(s.body["error"].as_str().unwrap().contains("rerank"));
+}

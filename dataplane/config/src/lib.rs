@@ -33,7 +33,7 @@ pub use generation::GenerationPoolConfig;
 pub use ollama::OllamaEmbeddingConfig;
 pub use redis::{FailMode, JobQueueSettings, RateLimitBackend, RateLimitConfig, RedisConfig};
 pub use scale_out::{PostgresConfig, S3Config, S3_MIN_PART_BYTES};
-pub use search::{FusionMethod, SearchConfig, SearchMode};
+pub use search::{FusionMethod, RerankConfig, RerankProtocol, SearchConfig, SearchMode};
 pub use secret::{new_api_key, Secret};
 pub use validate::{ConfigError, ValidationErrors};
 pub use vectors::{
@@ -55,6 +55,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Retrieval defaults: search mode and hybrid fusion.
     pub search: SearchConfig,
+    /// Reranking of retrieved chunks by a cross-encoder endpoint, when configured.
+    pub rerank: Option<RerankConfig>,
     /// Metadata store (tenants, keys, collections, documents).
     pub metadata: MetadataConfig,
     /// Object store for original documents.
@@ -91,6 +93,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             search: SearchConfig::default(),
+            rerank: None,
             metadata: MetadataConfig::default(),
             objects: ObjectStoreConfig::default(),
             vectors: VectorIndexConfig::default(),

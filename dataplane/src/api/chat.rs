@@ -116,6 +116,7 @@ fn interpret(req: &ChatCompletionRequest) -> Result<(SearchRequest, AnswerOption
         fusion: req.fusion.clone(),
         group_by: None,
         min_score: None,
+        rerank: None,
         stream: false,
     };
     let options = AnswerOptions {

@@ -67,6 +67,8 @@ pub struct App {
     pub tokenizer: TextTokenizer,
     /// Search result cache.
     pub results: Option<Arc<dyn Cache>>,
+    /// Reranker of retrieved chunks, when configured.
+    pub reranker: Option<Arc<dyn crate::rerank::Reranker>>,
     /// Answer generator, when configured.
     pub generator: Option<Arc<dyn Generator>>,
     /// Per-API-key rate limit, when enabled.
@@ -163,6 +165,10 @@ impl App {
                 Some(Arc::new(GeneratorPool::new(Protocol::OpenAi, ep)))
             }
         };
+        let reranker: Option<Arc<dyn crate::rerank::Reranker>> = match &config.rerank {
+            Some(r) => Some(Arc::new(crate::rerank::remote::RemoteReranker::new(r)?)),
+            None => None,
+        };
         let metadata = crate::metadata::open(&config.metadata, store).await?;
         let default_tenant = match metadata.tenant_by_name(DEFAULT_TENANT).await? {
             Some(t) => t.id,
@@ -179,6 +185,7 @@ impl App {
             tokenizer,
             results,
             generator,
+            reranker,
             default_tenant,
             known_keys: moka::sync::Cache::builder()
                 .max_capacity(10_000)

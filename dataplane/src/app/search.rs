@@ -28,6 +28,9 @@ pub struct SearchHit {
     /// BM25 score; `null` when the keyword search did not return this chunk.
     #[serde(default)]
     pub keyword_score: Option<f32>,
+    /// The reranker's score, which `score` then equals; `null` when not reranked.
+    #[serde(default)]
+    pub rerank_score: Option<f32>,
     /// Document id.
     pub document_id: String,
     /// Document title.
@@ -70,6 +73,10 @@ pub struct SearchRequest {
     /// Drop hits whose `score` is below this (the score of the request's mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_score: Option<f32>,
+    /// Rerank the retrieved chunks with the configured reranker (default: whenever one is
+    /// configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerank: Option<bool>,
     /// `/v1/query` only: answer as Server-Sent Events (token deltas, then a final event with
     /// the cited sources and usage) instead of one JSON object.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -122,6 +129,7 @@ impl From<Hit> for SearchHit {
             score: h.score,
             dense_score: h.dense,
             keyword_score: h.keyword,
+            rerank_score: h.rerank,
             document_id: h.payload.document,
             title: h.payload.title,
             chunk: h.payload.chunk,
@@ -279,8 +287,69 @@ impl App {
         Ok(out)
     }
 
-    /// The best `k` chunks in `mode`.
+    /// The best `k` chunks in `mode`, reranked when the request asks for it.
     async fn retrieve(
+        &self,
+        req: &SearchRequest,
+        mode: SearchMode,
+        fusion: Fusion,
+        k: usize,
+        filter: Filter,
+    ) -> Result<Vec<Hit>> {
+        let reranker = match (req.rerank, &self.reranker, &self.config.rerank) {
+            (Some(false), _, _) | (None, None, _) => None,
+            (_, Some(r), Some(cfg)) => Some((r, cfg)),
+            _ => {
+                return Err(Error::invalid(
+                    "rerank",
+                    "no reranker is configured on this server ([rerank])",
+                ))
+            }
+        };
+        let Some((reranker, cfg)) = reranker else {
+            return self.retrieve_ranked(req, mode, fusion, k, filter).await;
+        };
+        let hits = self
+            .retrieve_ranked(req, mode, fusion, k.max(cfg.candidates), filter)
+            .await?;
+        let texts: Vec<String> = hits.iter().map(|h| h.payload.text.clone()).collect();
+        let _timer = crate::metrics::RERANK_SECONDS.start_timer();
+        match reranker.score(&req.query, texts).await {
+            Ok(scores) => {
+                let mut reranked: Vec<Hit> = hits
+                    .into_iter()
+                    .zip(scores)
+                    .map(|(h, s)| Hit {
+                        score: s,
+                        rerank: Some(s),
+                        ..h
+                    })
+                    .collect();
+                // A stable sort keeps the retrieval order among equal rerank scores.
+                reranked.sort_by(|a, b| b.score.total_cmp(&a.score));
+                reranked.truncate(k);
+                Ok(reranked)
+            }
+            Err(e) => {
+                crate::metrics::RERANK_ERRORS.inc();
+                match cfg.on_error {
+                    ragplane_config::FailMode::Open => {
+                        tracing::warn!(error = %e, "reranking failed; serving the retrieval order");
+                        let mut hits = hits;
+                        hits.truncate(k);
+                        Ok(hits)
+                    }
+                    ragplane_config::FailMode::Closed => Err(Error::Unavailable {
+                        message: e.to_string(),
+                        retry_after_secs: 1,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The best `k` chunks in `mode`, as the index ranks them.
+    async fn retrieve_ranked(
         &self,
         req: &SearchRequest,
         mode: SearchMode,

@@ -189,6 +189,8 @@ pub struct Hit {
     pub dense: Option<f32>,
     /// BM25 score, when the keyword search found this point.
     pub keyword: Option<f32>,
+    /// The reranker's score, when the hits were reranked.
+    pub rerank: Option<f32>,
     /// The point's payload.
     pub payload: Payload,
 }
@@ -201,6 +203,7 @@ impl Hit {
             score,
             dense: Some(score),
             keyword: None,
+            rerank: None,
             payload,
         }
     }
@@ -212,6 +215,7 @@ impl Hit {
             score,
             dense: None,
             keyword: Some(score),
+            rerank: None,
             payload,
         }
     }
