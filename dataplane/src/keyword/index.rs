@@ -155,28 +155,45 @@ impl InvertedIndex {
             return Vec::new();
         }
         let avg_len = self.average_len();
-        let mut scores: HashMap<u32, f32> = HashMap::new();
-        for term in terms {
-            let Some(&t) = self.dictionary.get(term) else {
-                continue;
-            };
-            let postings = &self.postings[t as usize];
-            if postings.is_empty() {
-                continue;
-            }
-            let idf = Bm25::idf(n, postings.len() as u64);
-            for (&slot, &tf) in postings {
-                let len = self.entries[slot as usize].as_ref().map_or(0, |e| e.len);
-                *scores.entry(slot).or_default() += idf * params.weight(tf as u32, len, avg_len);
-            }
-        }
-        let mut hits: Vec<(u64, f32)> = scores
-            .into_iter()
-            .filter_map(|(slot, score)| {
-                let id = self.entries[slot as usize].as_ref()?.id;
-                accept(id).then_some((id, score))
-            })
+        let lists: Vec<(f32, &HashMap<u32, u16>)> = terms
+            .iter()
+            .filter_map(|term| self.dictionary.get(term))
+            .map(|&t| &self.postings[t as usize])
+            .filter(|p| !p.is_empty())
+            .map(|p| (Bm25::idf(n, p.len() as u64), p))
             .collect();
+        let touched: usize = lists.iter().map(|(_, p)| p.len()).sum();
+        let weight = |slot: u32, tf: u16| {
+            let len = self.entries[slot as usize].as_ref().map_or(0, |e| e.len);
+            params.weight(tf as u32, len, avg_len)
+        };
+        let hit = |slot: u32, score: f32| {
+            let id = self.entries[slot as usize].as_ref()?.id;
+            accept(id).then_some((id, score))
+        };
+        // Accumulate in a dense array when the query touches a good share of the chunks (common
+        // words), in a map when it touches few.
+        let mut hits: Vec<(u64, f32)> = if touched * 8 >= self.entries.len() {
+            let mut acc = vec![0f32; self.entries.len()];
+            for (idf, postings) in &lists {
+                for (&slot, &tf) in *postings {
+                    acc[slot as usize] += idf * weight(slot, tf);
+                }
+            }
+            acc.into_iter()
+                .enumerate()
+                .filter(|(_, s)| *s > 0.0)
+                .filter_map(|(slot, s)| hit(slot as u32, s))
+                .collect()
+        } else {
+            let mut acc: HashMap<u32, f32> = HashMap::with_capacity(touched);
+            for (idf, postings) in &lists {
+                for (&slot, &tf) in *postings {
+                    *acc.entry(slot).or_default() += idf * weight(slot, tf);
+                }
+            }
+            acc.into_iter().filter_map(|(s, v)| hit(s, v)).collect()
+        };
         let order = |a: &(u64, f32), b: &(u64, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         if hits.len() > k {
             hits.select_nth_unstable_by(k - 1, order);

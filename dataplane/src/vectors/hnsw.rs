@@ -382,13 +382,21 @@ impl MemoryCollection {
         let this = self.clone();
         blocking(move || {
             let state = this.read();
-            let scored = state.keywords.search(&terms, &Bm25::default(), k, |id| {
-                state.payloads.get(&id).is_some_and(|p| filter.matches(p))
-            });
+            let scored = match &filter.documents {
+                Some(docs) => state.keywords.search(&terms, &Bm25::default(), k, |id| {
+                    state
+                        .payloads
+                        .get(&id)
+                        .is_some_and(|p| docs.contains(&p.document))
+                }),
+                // Every point here belongs to the filter's tenant and collection.
+                None => state.keywords.search(&terms, &Bm25::default(), k, |_| true),
+            };
             Ok(scored
                 .into_iter()
                 .filter_map(|(id, score)| {
-                    let payload = state.payloads.get(&id)?;
+                    // The payload check is a second guard, as in dense search.
+                    let payload = state.payloads.get(&id).filter(|p| filter.matches(p))?;
                     Some(Hit::keyword(id, score, payload.clone()))
                 })
                 .collect())
