@@ -403,8 +403,35 @@ fn eval_scores_a_beir_folder() {
     let recall = v["recall@5"].as_f64().unwrap();
     assert!(ndcg > 0.8 && ndcg <= 1.0, "nDCG@10 {ndcg}");
     assert!((0.9..=1.0).contains(&recall), "recall@5 {recall}");
-    // A second run refuses to reuse the collection instead of mixing corpora.
+    // A second run refuses to reuse the collection instead of mixing corpora, unless told to.
     let again = server.cli(&["eval", "--collection", "beir", fixture.to_str().unwrap()]);
     assert!(again.unwrap_err().to_string().contains("already exists"));
+    // Every mode, at a k beyond the old 25-chunk ceiling, on the same upload.
+    for mode in ["dense", "keyword", "hybrid"] {
+        let out = server
+            .cli(&[
+                "eval",
+                "--json",
+                "--reuse",
+                "--collection",
+                "beir",
+                "--mode",
+                mode,
+                "-k",
+                "40",
+                fixture.to_str().unwrap(),
+            ])
+            .unwrap();
+        let v: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        assert_eq!(v["mode"], mode);
+        let ndcg = v["ndcg@10"].as_f64().unwrap();
+        assert!(ndcg > 0.5, "{mode}: nDCG@10 {ndcg}");
+        if mode != "keyword" {
+            // Twelve documents and k = 40: every one comes back (keyword search returns only
+            // documents sharing a word with the query).
+            assert_eq!(v["recall@40"].as_f64(), Some(1.0), "{mode}: {out}");
+        }
+        assert!(v["search_p95_ms"].as_f64().unwrap() > 0.0);
+    }
     server.stop().unwrap();
 }
