@@ -346,6 +346,35 @@ async fn kill_9_during_ingestion_loses_and_duplicates_nothing() {
             "duplicate hit {h:?}"
         );
     }
+    // The keyword index and the vectors hold exactly the same chunks after the crash: every
+    // chunk contains the committee sentence, so keyword search returns them all, as dense does.
+    let mut sets = Vec::new();
+    for mode in ["keyword", "dense"] {
+        let (_, hits) = server
+            .call(
+                Method::POST,
+                "/v1/search",
+                Some(json!({ "collection": "crash", "query": "committee reviewed measurements", "top_k": 1000, "mode": mode })),
+            )
+            .await
+            .unwrap();
+        let set: HashSet<(String, Option<i64>)> = hits["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (h["document_id"].to_string(), h["chunk"].as_i64()))
+            .collect();
+        assert_eq!(
+            set.len() as i64,
+            chunks,
+            "{mode} search sees every chunk once"
+        );
+        sets.push(set);
+    }
+    assert_eq!(
+        sets[0], sets[1],
+        "keyword and dense indexes agree after kill -9"
+    );
     // No job is stuck: every queue is empty.
     let metrics = reqwest::get(format!("{}/metrics", server.url))
         .await
