@@ -229,6 +229,31 @@ async fn ingest_search_query_reindex_delete() {
     // The default mode is hybrid: the top hit was found by both retrievers and shows both.
     assert!(s.body["hits"][0]["dense_score"].as_f64().unwrap() > 0.3);
     assert!(s.body["hits"][0]["keyword_score"].as_f64().unwrap() > 0.0);
+    // Filter operators narrow the same way.
+    let f = call(r, Method::POST, "/v1/search", ADMIN, Some(json!({ "collection": "docs", "query": "lighthouse", "filter": { "topic": { "in": ["bees", "ants"] } } }))).await;
+    assert_eq!(f.status, StatusCode::OK, "{:?}", f.body);
+    assert!(f.body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h["document_id"] == bees.as_str()));
+    let f = call(
+        r,
+        Method::POST,
+        "/v1/search",
+        ADMIN,
+        Some(json!({ "collection": "docs", "query": "x", "filter": { "topic": { "near": 1 } } })),
+    )
+    .await;
+    assert_eq!(f.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        f.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown operator \"near\""),
+        "{:?}",
+        f.body
+    );
     // Keyword mode: BM25 over the analysed text; chunks with none of the words are absent.
     let kw = call(r, Method::POST, "/v1/search", ADMIN, Some(json!({ "collection": "docs", "query": "Skerry nautical miles", "mode": "keyword", "top_k": 3 }))).await;
     assert_eq!(kw.status, StatusCode::OK, "{:?}", kw.body);

@@ -117,11 +117,11 @@ async fn suite(s: &dyn MetadataStore) {
     // Documents: inserted queued, listed by id with a cursor, status updates kept.
     let ids: Vec<String> = (0..5).map(|_| uuid::Uuid::now_v7().to_string()).collect();
     let metas = [
-        json!({"lang": "en", "year": 2024, "draft": false}),
-        json!({"lang": "en", "year": 2023}),
-        json!({"lang": "de", "year": 2024, "draft": null}),
+        json!({"lang": "en", "year": 2024, "draft": false, "published": "2024-03-05T10:00:00Z", "score": 7.5}),
+        json!({"lang": "en", "year": 2023, "published": "2023-12-31"}),
+        json!({"lang": "de", "year": 2024, "draft": null, "published": "not a date", "score": "high"}),
         json!({}),
-        json!({"lang": "en", "year": 2024, "team": "ops \"sre\""}),
+        json!({"lang": "en", "year": 2024, "team": "ops \"sre\"", "published": "2024-07-01", "score": 9}),
     ];
     for (id, m) in ids.iter().zip(&metas) {
         let d = s
@@ -180,6 +180,7 @@ async fn suite(s: &dyn MetadataStore) {
         let f = f.as_object().cloned().unwrap();
         let c = docs.id.clone();
         async move {
+            let f = ragplane::metadata::filter::MetadataFilter::parse(&f).unwrap();
             let mut m = s.documents_matching(&c, &f).await.unwrap();
             m.sort();
             m
@@ -196,6 +197,49 @@ async fn suite(s: &dyn MetadataStore) {
     assert_eq!(matching(json!({"draft": null})).await, pick(&[1, 2, 3, 4]));
     assert_eq!(matching(json!({"lang": "fr"})).await, pick(&[]));
     assert_eq!(matching(json!({})).await, pick(&[0, 1, 2, 3, 4]));
+    // Operators: in, not (a missing key passes), numeric and date ranges (values of another
+    // type never match a range).
+    assert_eq!(
+        matching(json!({"lang": {"in": ["de", "fr"]}})).await,
+        pick(&[2])
+    );
+    assert_eq!(
+        matching(json!({"year": {"in": [2023, 2025]}})).await,
+        pick(&[1])
+    );
+    assert_eq!(
+        matching(json!({"lang": {"not": "en"}})).await,
+        pick(&[2, 3])
+    );
+    assert_eq!(
+        matching(json!({"lang": {"not": ["en", "de"]}})).await,
+        pick(&[3])
+    );
+    assert_eq!(
+        matching(json!({"year": {"gte": 2024}})).await,
+        pick(&[0, 2, 4])
+    );
+    assert_eq!(
+        matching(json!({"year": {"gt": 2023, "lt": 2024}})).await,
+        pick(&[])
+    );
+    assert_eq!(
+        matching(json!({"score": {"gt": 7, "lte": 9}})).await,
+        pick(&[0, 4])
+    );
+    assert_eq!(
+        matching(json!({"published": {"gte": "2024-01-01"}})).await,
+        pick(&[0, 4])
+    );
+    assert_eq!(
+        matching(json!({"published": {"gte": "2023-12-31", "lt": "2024-07-01"}})).await,
+        pick(&[0, 1])
+    );
+    assert_eq!(
+        matching(json!({"lang": "en", "year": {"lte": 2024}, "published": {"lt": "2024-06-01"}}))
+            .await,
+        pick(&[0, 1])
+    );
 
     // Orphans: queued or processing with no live job.
     let mut orphans: Vec<_> = s

@@ -7,10 +7,11 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{validate_metadata, App, Principal};
+use super::{App, Principal};
 use crate::error::{Error, Result};
 use crate::generate::{prompt, ChatMessage, ChatRequest, TokenStream, Usage};
 use crate::keyword;
+use crate::metadata::filter::MetadataFilter;
 use crate::metadata::Collection;
 use crate::vectors::fusion::FusionMethod;
 use crate::vectors::{Filter, Fusion, Hit, HybridQuery};
@@ -199,12 +200,10 @@ impl App {
         if req.min_score.is_some_and(|m| !m.is_finite()) {
             return Err(Error::invalid("min_score", "must be a finite number"));
         }
-        if let Some(f) = &req.filter {
-            validate_metadata(f).map_err(|e| match e {
-                Error::Invalid { message, .. } => Error::invalid("filter", message),
-                other => other,
-            })?;
-        }
+        let metadata_filter = match &req.filter {
+            Some(f) => MetadataFilter::parse(f).map_err(|e| Error::invalid("filter", e))?,
+            None => MetadataFilter::default(),
+        };
         let mode = self.search_mode(req);
         let fusion = self.fusion(req)?;
         let c = self.collection(p, &req.collection).await?;
@@ -228,10 +227,10 @@ impl App {
             .document_ids
             .as_ref()
             .map(|ids| ids.iter().cloned().collect());
-        if let Some(f) = req.filter.as_ref().filter(|f| !f.is_empty()) {
+        if !metadata_filter.is_empty() {
             let matching: HashSet<String> = self
                 .metadata
-                .documents_matching(&c.id, f)
+                .documents_matching(&c.id, &metadata_filter)
                 .await?
                 .into_iter()
                 .collect();

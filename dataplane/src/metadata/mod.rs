@@ -2,6 +2,7 @@
 //! trait, with the SQLite implementation for the embedded data plane and the PostgreSQL one
 //! for many processes sharing a database.
 
+pub mod filter;
 pub mod postgres;
 pub mod sqlite;
 
@@ -375,11 +376,11 @@ pub trait MetadataStore: Send + Sync {
     ) -> Result<()>;
     /// Deletes a document row.
     async fn delete_document(&self, id: &str) -> Result<()>;
-    /// Ids of the collection's documents whose metadata has every given key with the given value.
+    /// Ids of the collection's documents whose metadata passes every condition of `filter`.
     async fn documents_matching(
         &self,
         collection_id: &str,
-        filter: &serde_json::Map<String, serde_json::Value>,
+        filter: &filter::MetadataFilter,
     ) -> Result<Vec<String>>;
     /// Documents left `queued` or `processing` with no live job (after a crash between steps).
     async fn orphaned_documents(&self) -> Result<Vec<Document>>;

@@ -25,6 +25,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 
+use super::filter::{Bound, Condition, MetadataFilter};
 use super::{
     conflict_or, db, is_unavailable, new_id, now_rfc3339, ApiKey, Collection, Document,
     DocumentStatus, MetadataStore, NewDocument, Result, Tenant,
@@ -509,39 +510,85 @@ impl MetadataStore for PostgresStore {
     async fn documents_matching(
         &self,
         collection_id: &str,
-        filter: &serde_json::Map<String, serde_json::Value>,
+        filter: &MetadataFilter,
     ) -> Result<Vec<String>> {
-        // Non-null values must all be contained (one indexed `@>` test; `{}` matches every
-        // document); a null value matches a missing key as well as an explicit null, as in the
-        // SQLite store.
+        #[derive(Clone)]
+        enum Arg {
+            Text(String),
+            Real(f64),
+            Json(serde_json::Value),
+        }
+        // Non-null equalities are one containment test, which the GIN index serves (`{}`
+        // matches every document); a null value matches a missing key as well as an explicit
+        // null, as in the SQLite store.
+        let mut contained = serde_json::Map::new();
         let mut sql =
             String::from("SELECT id FROM documents WHERE collection_id = $1 AND metadata @> $2");
-        let contained: serde_json::Map<_, _> = filter
-            .iter()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let nulls: Vec<&String> = filter
-            .iter()
-            .filter(|(_, v)| v.is_null())
-            .map(|(k, _)| k)
-            .collect();
-        for i in 0..nulls.len() {
-            let p = i + 3;
-            sql.push_str(&format!(
-                " AND (metadata -> ${p} IS NULL OR metadata -> ${p} = 'null'::jsonb)"
-            ));
+        let mut args: Vec<Arg> = Vec::new();
+        let next = |args: &mut Vec<Arg>, a: Arg| {
+            args.push(a);
+            format!("${}", args.len() + 2)
+        };
+        for (k, c) in &filter.conditions {
+            match c {
+                Condition::Eq(serde_json::Value::Null) => {
+                    let p = next(&mut args, Arg::Text(k.clone()));
+                    sql.push_str(&format!(
+                        " AND (metadata -> {p} IS NULL OR metadata -> {p} = 'null'::jsonb)"
+                    ));
+                }
+                Condition::Eq(v) => {
+                    contained.insert(k.clone(), v.clone());
+                }
+                Condition::In(l) => {
+                    let p = next(&mut args, Arg::Text(k.clone()));
+                    let q = next(&mut args, Arg::Json(l.clone().into()));
+                    sql.push_str(&format!(
+                        " AND metadata -> {p} = ANY (SELECT jsonb_array_elements({q}::jsonb))"
+                    ));
+                }
+                Condition::NotIn(l) => {
+                    let p = next(&mut args, Arg::Text(k.clone()));
+                    let q = next(&mut args, Arg::Json(l.clone().into()));
+                    sql.push_str(&format!(
+                        " AND NOT COALESCE(metadata -> {p} = ANY (SELECT jsonb_array_elements({q}::jsonb)), false)"
+                    ));
+                }
+                Condition::Range(cmp, Bound::Number(n)) => {
+                    let p = next(&mut args, Arg::Text(k.clone()));
+                    let q = next(&mut args, Arg::Real(*n));
+                    sql.push_str(&format!(
+                        " AND (CASE WHEN jsonb_typeof(metadata -> {p}) = 'number' \
+                         THEN (metadata ->> {p})::float8 END) {} {q}",
+                        cmp.sql()
+                    ));
+                }
+                Condition::Range(cmp, Bound::Date(d)) => {
+                    let p = next(&mut args, Arg::Text(k.clone()));
+                    let q = next(&mut args, Arg::Text(d.clone()));
+                    sql.push_str(&format!(
+                        " AND (CASE WHEN jsonb_typeof(metadata -> {p}) = 'string' \
+                         AND (metadata ->> {p}) ~ '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}' \
+                         THEN metadata ->> {p} END) COLLATE \"C\" {} {q}",
+                        cmp.sql()
+                    ));
+                }
+            }
         }
         sql.push_str(" ORDER BY id");
         let contained = Json(contained);
         self.read(|pool| {
             let sql = sql.clone();
             let contained = &contained;
-            let nulls = &nulls;
+            let args = args.clone();
             async move {
                 let mut q = sqlx::query_scalar(&sql).bind(collection_id).bind(contained);
-                for k in nulls {
-                    q = q.bind(*k);
+                for a in args {
+                    q = match a {
+                        Arg::Text(t) => q.bind(t),
+                        Arg::Real(f) => q.bind(f),
+                        Arg::Json(v) => q.bind(Json(v)),
+                    };
                 }
                 q.fetch_all(&pool).await
             }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use super::filter::{Bound, Condition, MetadataFilter};
 use super::{
     conflict_or, db, new_id, now_rfc3339, ApiKey, Collection, Document, DocumentStatus,
     MetadataStore, NewDocument, Result, Tenant,
@@ -346,17 +347,62 @@ impl MetadataStore for SqliteStore {
     async fn documents_matching(
         &self,
         collection_id: &str,
-        filter: &serde_json::Map<String, serde_json::Value>,
+        filter: &MetadataFilter,
     ) -> Result<Vec<String>> {
+        enum Arg {
+            Text(String),
+            Real(f64),
+        }
         let mut sql = String::from("SELECT id FROM documents WHERE collection_id = ?");
-        for _ in filter {
-            sql.push_str(" AND json_extract(metadata, ?) IS json_extract(?, '$')");
+        let mut args = Vec::new();
+        for (k, c) in &filter.conditions {
+            // Keys are validated to [A-Za-z0-9_.-]; quoting keeps dots literal.
+            let path = || Arg::Text(format!("$.\"{k}\""));
+            let list = |l: &Vec<serde_json::Value>| {
+                Arg::Text(serde_json::Value::from(l.clone()).to_string())
+            };
+            match c {
+                Condition::Eq(v) => {
+                    sql.push_str(" AND json_extract(metadata, ?) IS json_extract(?, '$')");
+                    args.extend([path(), Arg::Text(v.to_string())]);
+                }
+                Condition::In(l) => {
+                    sql.push_str(
+                        " AND json_extract(metadata, ?) IN (SELECT value FROM json_each(?))",
+                    );
+                    args.extend([path(), list(l)]);
+                }
+                Condition::NotIn(l) => {
+                    sql.push_str(
+                        " AND (json_extract(metadata, ?) IS NULL \
+                         OR json_extract(metadata, ?) NOT IN (SELECT value FROM json_each(?)))",
+                    );
+                    args.extend([path(), path(), list(l)]);
+                }
+                Condition::Range(cmp, Bound::Number(n)) => {
+                    sql.push_str(&format!(
+                        " AND json_type(metadata, ?) IN ('integer', 'real') AND json_extract(metadata, ?) {} ?",
+                        cmp.sql()
+                    ));
+                    args.extend([path(), path(), Arg::Real(*n)]);
+                }
+                Condition::Range(cmp, Bound::Date(d)) => {
+                    sql.push_str(&format!(
+                        " AND json_type(metadata, ?) = 'text' \
+                         AND json_extract(metadata, ?) GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*' \
+                         AND json_extract(metadata, ?) {} ?",
+                        cmp.sql()
+                    ));
+                    args.extend([path(), path(), path(), Arg::Text(d.clone())]);
+                }
+            }
         }
         let mut q = sqlx::query_scalar(&sql).bind(collection_id);
-        for (k, v) in filter {
-            q = q
-                .bind(format!("$.\"{}\"", k.replace('"', "\\\"")))
-                .bind(v.to_string());
+        for a in args {
+            q = match a {
+                Arg::Text(t) => q.bind(t),
+                Arg::Real(f) => q.bind(f),
+            };
         }
         q.fetch_all(&self.pool)
             .await
