@@ -225,6 +225,15 @@ async fn ingest_search_query_reindex_delete() {
     let s = call(r, Method::POST, "/v1/search", ADMIN, Some(json!({ "collection": "docs", "query": "how far can the lighthouse lamp be seen?", "top_k": 3 }))).await;
     assert_eq!(s.status, StatusCode::OK, "{:?}", s.body);
     assert_eq!(s.body["hits"][0]["document_id"], lighthouse.as_str());
+    // Each hit says where it comes from: character offsets, page (PDF only) and headings.
+    let prov = &s.body["hits"][0]["provenance"];
+    assert_eq!(prov["headings"], json!(["Lighthouse"]), "{prov:?}");
+    assert_eq!(prov["start"], 0);
+    assert_eq!(
+        prov["end"].as_i64().unwrap() as usize,
+        s.body["hits"][0]["text"].as_str().unwrap().chars().count()
+    );
+    assert!(prov["page"].is_null());
     assert_eq!(s.body["hits"].as_array().unwrap().len(), 3);
     // The default mode is hybrid: the top hit was found by both retrievers and shows both.
     assert!(s.body["hits"][0]["dense_score"].as_f64().unwrap() > 0.3);

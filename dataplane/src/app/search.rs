@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::generate::{prompt, ChatMessage, ChatRequest, TokenStream, Usage};
 use crate::keyword;
 use crate::metadata::filter::MetadataFilter;
-use crate::metadata::Collection;
+use crate::metadata::{ChunkProvenance, Collection};
 use crate::vectors::fusion::FusionMethod;
 use crate::vectors::{Filter, Fusion, Hit, HybridQuery};
 pub use ragplane_config::SearchMode;
@@ -40,6 +40,10 @@ pub struct SearchHit {
     pub chunk: u32,
     /// Chunk text.
     pub text: String,
+    /// Where the chunk comes from: character offsets in the document's extracted text, the PDF
+    /// page and the heading path; `null` for chunks indexed before this was recorded.
+    #[serde(default)]
+    pub provenance: Option<ChunkProvenance>,
 }
 
 /// A search request, shared by `/v1/search` and `/v1/query`.
@@ -135,6 +139,7 @@ impl From<Hit> for SearchHit {
             title: h.payload.title,
             chunk: h.payload.chunk,
             text: h.payload.text,
+            provenance: None,
         }
     }
 }
@@ -277,7 +282,17 @@ impl App {
         if let Some(min) = req.min_score {
             hits.retain(|h| h.score >= min);
         }
-        let out: Vec<SearchHit> = hits.into_iter().map(SearchHit::from).collect();
+        let mut out: Vec<SearchHit> = hits.into_iter().map(SearchHit::from).collect();
+        if !out.is_empty() {
+            let keys: Vec<(String, u32)> = out
+                .iter()
+                .map(|h| (h.document_id.clone(), h.chunk))
+                .collect();
+            let mut found = self.metadata.chunk_provenance(&keys).await?;
+            for h in &mut out {
+                h.provenance = found.remove(&(h.document_id.clone(), h.chunk));
+            }
+        }
         if let (Some(cache), Some(key)) = (&self.results, &cache_key) {
             if let Ok(b) = serde_json::to_vec(&out) {
                 cache.put(key, Bytes::from(b)).await;

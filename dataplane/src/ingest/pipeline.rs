@@ -10,8 +10,8 @@ use crate::app::{key_of, App};
 use crate::embed::{EmbedError, Priority};
 use crate::error::{Error, Result};
 use crate::ingest::chunk::{chunk_by_tokens, Chunk};
-use crate::ingest::parse::{extract_text, Format};
-use crate::metadata::DocumentStatus;
+use crate::ingest::parse::{extract, Extracted, Format};
+use crate::metadata::{ChunkProvenance, DocumentStatus};
 use crate::vectors::{point_id, Payload, Point};
 
 /// Chunks embedded per request to the embedder; the embedder batches further by tokens.
@@ -40,16 +40,19 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     let chunking = app.config.chunking.clone();
     let split = chunking.clone();
     // Parsing and tokenising a large document is CPU work: keep it off the async threads.
-    let chunks = tokio::task::spawn_blocking(move || -> Result<_> {
-        let text = extract_text(format, &body).map_err(|e| Error::invalid("content", e.to_string()))?;
+    let (chunks, provenance) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let extracted = extract(format, &body).map_err(|e| Error::invalid("content", e.to_string()))?;
+        let text = &extracted.text;
         if text.len() > max_bytes {
             return Err(Error::invalid(
                 "content",
                 format!("extracted text is {} bytes, more than chunking.max_document_bytes ({max_bytes})", text.len()),
             ));
         }
-        let offsets = tokenizer.token_offsets(&text).map_err(|e| Error::invalid("content", e.to_string()))?;
-        Ok(chunk_by_tokens(&text, &offsets, split.chunk_tokens, split.overlap_tokens))
+        let offsets = tokenizer.token_offsets(text).map_err(|e| Error::invalid("content", e.to_string()))?;
+        let chunks = chunk_by_tokens(text, &offsets, split.chunk_tokens, split.overlap_tokens);
+        let provenance = provenance(&extracted, &chunks);
+        Ok((chunks, provenance))
     })
     .await
     .map_err(|e| Error::Internal(format!("chunking task failed: {e}")))??;
@@ -104,11 +107,48 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     app.vectors
         .delete_chunks_from(&key, &doc.id, chunks.len() as u32)
         .await?;
+    app.metadata.replace_chunks(&doc.id, &provenance).await?;
     app.metadata
         .set_document_status(&doc.id, DocumentStatus::Indexed, None, chunks.len() as i64)
         .await?;
     app.metadata.bump_collection_version(&collection.id).await?;
     Ok(chunks.len())
+}
+
+/// Each chunk's character offsets, page and heading path.
+pub fn provenance(extracted: &Extracted, chunks: &[Chunk]) -> Vec<(u32, ChunkProvenance)> {
+    // Byte offsets to character offsets, in one pass over the text.
+    let mut wanted: Vec<usize> = chunks.iter().flat_map(|c| [c.start, c.end]).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut chars = std::collections::HashMap::with_capacity(wanted.len());
+    let mut next = wanted.iter().peekable();
+    for (i, (byte, _)) in extracted
+        .text
+        .char_indices()
+        .chain(std::iter::once((extracted.text.len(), ' ')))
+        .enumerate()
+    {
+        while next.peek().is_some_and(|&&w| w <= byte) {
+            chars.insert(*next.next().unwrap_or(&byte), i as i64);
+        }
+    }
+    chunks
+        .iter()
+        .map(|c| {
+            (
+                c.index,
+                ChunkProvenance {
+                    start: chars.get(&c.start).copied().unwrap_or(0),
+                    end: chars.get(&c.end).copied().unwrap_or(0),
+                    page: extracted
+                        .page_at(c.start)
+                        .map(|p| i32::try_from(p).unwrap_or(i32::MAX)),
+                    headings: extracted.heading_path_at(c.start),
+                },
+            )
+        })
+        .collect()
 }
 
 /// What is embedded for a chunk: its text, after the document's title when `with_title`.
@@ -134,5 +174,69 @@ async fn embed_waiting(app: &App, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
             }
             other => return other.map_err(Error::from),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::chunk::chunk_by_tokens;
+
+    /// Whitespace-separated words as tokens, for chunking without a model.
+    fn word_offsets(text: &str) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        let mut start = None;
+        for (i, c) in text
+            .char_indices()
+            .chain(std::iter::once((text.len(), ' ')))
+        {
+            match (c.is_whitespace(), start) {
+                (true, Some(s)) => {
+                    out.push((s, i));
+                    start = None;
+                }
+                (false, None) => start = Some(i),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn chunks_know_their_page_headings_and_character_offsets() {
+        let pdf = crate::ingest::testdata::pdf_with_pages(&[
+            "alpha beta gamma delta",
+            "epsilon zeta eta theta",
+        ]);
+        let e = extract(Format::Pdf, &pdf).unwrap();
+        let chunks = chunk_by_tokens(&e.text, &word_offsets(&e.text), 3, 1);
+        let p = provenance(&e, &chunks);
+        assert_eq!(p.len(), chunks.len());
+        let first = &p[0].1;
+        assert_eq!((first.start, first.page), (0, Some(1)));
+        let last = &p[p.len() - 1].1;
+        assert_eq!(last.page, Some(2), "{p:?}");
+        assert_eq!(last.end as usize, e.text.chars().count());
+
+        let md = "# Café guide\n\nÉspresso is brewed under pressure.\n\n## Milk\n\nSteamed milk is added.";
+        let e = extract(Format::Markdown, md.as_bytes()).unwrap();
+        let chunks = chunk_by_tokens(&e.text, &word_offsets(&e.text), 4, 1);
+        let p = provenance(&e, &chunks);
+        let text: Vec<char> = e.text.chars().collect();
+        for ((_, prov), c) in p.iter().zip(&chunks) {
+            // Character offsets select exactly the chunk's text, accents included.
+            let s: String = text[prov.start as usize..prov.end as usize]
+                .iter()
+                .collect();
+            assert_eq!(s, c.text);
+            assert!(prov.page.is_none());
+        }
+        assert_eq!(p[0].1.headings, ["Café guide"]);
+        // A chunk's headings are those in force where it starts.
+        let after = chunks
+            .iter()
+            .position(|c| c.text.starts_with("milk"))
+            .unwrap();
+        assert_eq!(p[after].1.headings, ["Café guide", "Milk"]);
     }
 }

@@ -257,6 +257,22 @@ pub struct Document {
     pub updated_at: String,
 }
 
+/// Where a chunk comes from in its document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChunkProvenance {
+    /// Character offset of the chunk's start in the document's extracted text.
+    pub start: i64,
+    /// Character offset one past the chunk's end.
+    pub end: i64,
+    /// The PDF page the chunk starts on, from 1; `null` for other formats.
+    pub page: Option<i32>,
+    /// The Markdown or HTML headings in force at the chunk's start, outermost first.
+    pub headings: Vec<String>,
+}
+
+/// Rows of one chunk-provenance insert: SQLite allows 32,766 bound values per statement.
+pub(crate) const PROVENANCE_BATCH: usize = 1000;
+
 /// Fields of a new document.
 #[derive(Debug, Clone)]
 pub struct NewDocument {
@@ -376,6 +392,17 @@ pub trait MetadataStore: Send + Sync {
     ) -> Result<()>;
     /// Deletes a document row.
     async fn delete_document(&self, id: &str) -> Result<()>;
+    /// Replaces the provenance of a document's chunks.
+    async fn replace_chunks(
+        &self,
+        document_id: &str,
+        chunks: &[(u32, ChunkProvenance)],
+    ) -> Result<()>;
+    /// The provenance of these (document, chunk) pairs; pairs without a record are absent.
+    async fn chunk_provenance(
+        &self,
+        keys: &[(String, u32)],
+    ) -> Result<std::collections::HashMap<(String, u32), ChunkProvenance>>;
     /// Ids of the collection's documents whose metadata passes every condition of `filter`.
     async fn documents_matching(
         &self,

@@ -10,8 +10,8 @@ use sqlx::{Row, SqlitePool};
 
 use super::filter::{Bound, Condition, MetadataFilter};
 use super::{
-    conflict_or, db, new_id, now_rfc3339, ApiKey, Collection, Document, DocumentStatus,
-    MetadataStore, NewDocument, Result, Tenant,
+    conflict_or, db, new_id, now_rfc3339, ApiKey, ChunkProvenance, Collection, Document,
+    DocumentStatus, MetadataStore, NewDocument, Result, Tenant, PROVENANCE_BATCH,
 };
 
 /// The embedded metadata store.
@@ -342,6 +342,93 @@ impl MetadataStore for SqliteStore {
             .await
             .map_err(db("delete document"))?;
         Ok(())
+    }
+
+    async fn replace_chunks(
+        &self,
+        document_id: &str,
+        chunks: &[(u32, ChunkProvenance)],
+    ) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("replace chunk provenance"))?;
+        sqlx::query("DELETE FROM chunks WHERE document_id = ?")
+            .bind(document_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("replace chunk provenance"))?;
+        for batch in chunks.chunks(PROVENANCE_BATCH) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO chunks (document_id, chunk, start_char, end_char, page, headings) ",
+            );
+            q.push_values(batch, |mut row, (chunk, p)| {
+                row.push_bind(document_id)
+                    .push_bind(*chunk as i64)
+                    .push_bind(p.start)
+                    .push_bind(p.end)
+                    .push_bind(p.page)
+                    .push_bind(serde_json::to_string(&p.headings).unwrap_or_default());
+            });
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(db("replace chunk provenance"))?;
+        }
+        tx.commit().await.map_err(db("replace chunk provenance"))
+    }
+
+    async fn chunk_provenance(
+        &self,
+        keys: &[(String, u32)],
+    ) -> Result<std::collections::HashMap<(String, u32), ChunkProvenance>> {
+        let mut out = std::collections::HashMap::new();
+        for batch in keys.chunks(PROVENANCE_BATCH) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "SELECT document_id, chunk, start_char, end_char, page, headings FROM chunks \
+                 WHERE (document_id, chunk) IN (",
+            );
+            let mut list = q.separated(", ");
+            for (doc, chunk) in batch {
+                list.push("(")
+                    .push_bind_unseparated(doc.clone())
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(*chunk as i64)
+                    .push_unseparated(")");
+            }
+            q.push(")");
+            let rows = q
+                .build()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("read chunk provenance"))?;
+            for r in rows {
+                let headings: String = r
+                    .try_get("headings")
+                    .map_err(db("decode chunk provenance"))?;
+                let key = (
+                    r.try_get::<String, _>("document_id")
+                        .map_err(db("decode chunk provenance"))?,
+                    r.try_get::<i64, _>("chunk")
+                        .map_err(db("decode chunk provenance"))? as u32,
+                );
+                out.insert(
+                    key,
+                    ChunkProvenance {
+                        start: r
+                            .try_get("start_char")
+                            .map_err(db("decode chunk provenance"))?,
+                        end: r
+                            .try_get("end_char")
+                            .map_err(db("decode chunk provenance"))?,
+                        page: r.try_get("page").map_err(db("decode chunk provenance"))?,
+                        headings: serde_json::from_str(&headings).unwrap_or_default(),
+                    },
+                );
+            }
+        }
+        Ok(out)
     }
 
     async fn documents_matching(
