@@ -197,6 +197,39 @@ async fn suite(s: &dyn MetadataStore) {
     assert_eq!(matching(json!({"draft": null})).await, pick(&[1, 2, 3, 4]));
     assert_eq!(matching(json!({"lang": "fr"})).await, pick(&[]));
     assert_eq!(matching(json!({})).await, pick(&[0, 1, 2, 3, 4]));
+    // Chunk provenance: replaced per document, read back by (document, chunk) pairs.
+    use ragplane::metadata::ChunkProvenance;
+    let prov = |start: i64, page: Option<i32>, h: &[&str]| ChunkProvenance {
+        start,
+        end: start + 10,
+        page,
+        headings: h.iter().map(|s| s.to_string()).collect(),
+    };
+    s.replace_chunks(
+        &ids[0],
+        &[
+            (0, prov(0, Some(1), &["A"])),
+            (1, prov(8, Some(2), &["A", "B \"q\""])),
+        ],
+    )
+    .await
+    .unwrap();
+    s.replace_chunks(
+        &ids[0],
+        &[(0, prov(0, None, &[])), (1, prov(5, None, &["C"]))],
+    )
+    .await
+    .unwrap();
+    let keys = vec![
+        (ids[0].clone(), 1),
+        (ids[0].clone(), 7),
+        (ids[1].clone(), 0),
+    ];
+    let found = s.chunk_provenance(&keys).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[&(ids[0].clone(), 1)], prov(5, None, &["C"]));
+    assert!(s.chunk_provenance(&[]).await.unwrap().is_empty());
+
     // Operators: in, not (a missing key passes), numeric and date ranges (values of another
     // type never match a range).
     assert_eq!(

@@ -2,7 +2,7 @@
 -- PDF page it starts on, and the heading path (a JSON array of strings) in force at its start.
 CREATE TABLE chunks (
     document_id TEXT COLLATE "C" NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
-    chunk       INTEGER NOT NULL,
+    chunk       BIGINT NOT NULL,
     start_char  BIGINT NOT NULL,
     end_char    BIGINT NOT NULL,
     page        INTEGER,

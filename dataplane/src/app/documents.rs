@@ -181,6 +181,19 @@ impl App {
         Ok(self.queue.enqueue(tenant_id, DOCUMENTS, task).await?)
     }
 
+    /// Marks a document queued again and queues its ingestion.
+    async fn requeue(&self, tenant_id: &str, d: &Document) -> Result<Job> {
+        self.metadata
+            .set_document_status(
+                &d.id,
+                crate::metadata::DocumentStatus::Queued,
+                None,
+                d.chunk_count,
+            )
+            .await?;
+        self.enqueue_ingest(tenant_id, &d.id).await
+    }
+
     /// Finds one of the caller's documents in a collection.
     pub async fn document(
         &self,
@@ -231,15 +244,7 @@ impl App {
         id: &str,
     ) -> Result<Accepted> {
         let (c, d) = self.document(p, collection, id).await?;
-        self.metadata
-            .set_document_status(
-                &d.id,
-                crate::metadata::DocumentStatus::Queued,
-                None,
-                d.chunk_count,
-            )
-            .await?;
-        let job = self.enqueue_ingest(&c.tenant_id, &d.id).await?;
+        let job = self.requeue(&c.tenant_id, &d).await?;
         let document = self.metadata.document(&d.id).await?.unwrap_or(d);
         Ok(Accepted {
             document,
@@ -279,15 +284,7 @@ impl App {
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());
             for d in page {
-                self.metadata
-                    .set_document_status(
-                        &d.id,
-                        crate::metadata::DocumentStatus::Queued,
-                        None,
-                        d.chunk_count,
-                    )
-                    .await?;
-                self.enqueue_ingest(&c.tenant_id, &d.id).await?;
+                self.requeue(&c.tenant_id, &d).await?;
                 queued.push(d.id);
             }
         }

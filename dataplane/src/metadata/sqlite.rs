@@ -10,8 +10,8 @@ use sqlx::{Row, SqlitePool};
 
 use super::filter::{Bound, Condition, MetadataFilter};
 use super::{
-    conflict_or, db, new_id, now_rfc3339, ApiKey, ChunkProvenance, Collection, Document,
-    DocumentStatus, MetadataStore, NewDocument, Result, Tenant, PROVENANCE_BATCH,
+    conflict_or, db, new_id, now_rfc3339, provenance_from_row, ApiKey, ChunkProvenance, Collection,
+    Document, DocumentStatus, MetadataStore, NewDocument, Result, Tenant, PROVENANCE_BATCH,
 };
 
 /// The embedded metadata store.
@@ -403,29 +403,9 @@ impl MetadataStore for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db("read chunk provenance"))?;
-            for r in rows {
-                let headings: String = r
-                    .try_get("headings")
-                    .map_err(db("decode chunk provenance"))?;
-                let key = (
-                    r.try_get::<String, _>("document_id")
-                        .map_err(db("decode chunk provenance"))?,
-                    r.try_get::<i64, _>("chunk")
-                        .map_err(db("decode chunk provenance"))? as u32,
-                );
-                out.insert(
-                    key,
-                    ChunkProvenance {
-                        start: r
-                            .try_get("start_char")
-                            .map_err(db("decode chunk provenance"))?,
-                        end: r
-                            .try_get("end_char")
-                            .map_err(db("decode chunk provenance"))?,
-                        page: r.try_get("page").map_err(db("decode chunk provenance"))?,
-                        headings: serde_json::from_str(&headings).unwrap_or_default(),
-                    },
-                );
+            for r in &rows {
+                let (key, p) = provenance_from_row(r).map_err(db("decode chunk provenance"))?;
+                out.insert(key, p);
             }
         }
         Ok(out)
