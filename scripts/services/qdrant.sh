@@ -34,7 +34,7 @@ case "${1:-start}" in
       echo "SKIPPED: Qdrant: QDRANT_BIN is not set and no qdrant is on PATH; no package registry serves a Qdrant server"
       exit 0
     fi
-    "$0" stop
+    bash "$0" stop
     run_peer qdrant "$PORT" $((PORT + 1)) $((PORT + 2))
     svc_wait qdrant 60 curl -sf "http://127.0.0.1:$PORT/readyz"
     svc_env QDRANT_URL "http://127.0.0.1:$((PORT + 1))"
