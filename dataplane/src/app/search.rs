@@ -100,6 +100,13 @@ pub enum GroupBy {
     Document,
 }
 
+/// A query as the retrievers take it: its embedding (empty in keyword mode) and its distinct
+/// analysed terms (empty in dense mode).
+struct Analysed {
+    vector: Vec<f32>,
+    terms: Vec<String>,
+}
+
 /// Largest number of chunks one grouped search looks at to find `top_k` documents.
 const MAX_GROUP_SCAN: usize = 10_000;
 
@@ -255,15 +262,29 @@ impl App {
         crate::metrics::SEARCHES
             .with_label_values(&[mode.as_str()])
             .inc();
+        // Embedded and analysed once, however deep a grouped search has to look.
+        let query = Analysed {
+            vector: match mode {
+                SearchMode::Keyword => Vec::new(),
+                _ => self.embed_query(&req.query).await?,
+            },
+            terms: match mode {
+                SearchMode::Dense => Vec::new(),
+                _ => keyword::english().query_terms(&req.query),
+            },
+        };
         let mut hits = match req.group_by {
-            None => self.retrieve(req, mode, fusion, req.top_k, filter).await?,
+            None => {
+                self.retrieve(req, &query, mode, fusion, req.top_k, filter)
+                    .await?
+            }
             Some(GroupBy::Document) => {
                 // Collapse to each document's best chunk; look deeper while too few documents
                 // came back and more chunks may exist.
                 let mut depth = (req.top_k * 4).min(MAX_GROUP_SCAN);
                 loop {
                     let found = self
-                        .retrieve(req, mode, fusion, depth, filter.clone())
+                        .retrieve(req, &query, mode, fusion, depth, filter.clone())
                         .await?;
                     let exhausted = found.len() < depth || depth >= MAX_GROUP_SCAN;
                     let mut seen = HashSet::new();
@@ -305,6 +326,7 @@ impl App {
     async fn retrieve(
         &self,
         req: &SearchRequest,
+        query: &Analysed,
         mode: SearchMode,
         fusion: Fusion,
         k: usize,
@@ -321,10 +343,12 @@ impl App {
             }
         };
         let Some((reranker, cfg)) = reranker else {
-            return self.retrieve_ranked(req, mode, fusion, k, filter).await;
+            return self
+                .retrieve_ranked(req, query, mode, fusion, k, filter)
+                .await;
         };
         let hits = self
-            .retrieve_ranked(req, mode, fusion, k.max(cfg.candidates), filter)
+            .retrieve_ranked(req, query, mode, fusion, k.max(cfg.candidates), filter)
             .await?;
         let texts: Vec<String> = hits.iter().map(|h| h.payload.text.clone()).collect();
         let _timer = crate::metrics::RERANK_SECONDS.start_timer();
@@ -366,29 +390,25 @@ impl App {
     async fn retrieve_ranked(
         &self,
         req: &SearchRequest,
+        query: &Analysed,
         mode: SearchMode,
         fusion: Fusion,
         k: usize,
         filter: Filter,
     ) -> Result<Vec<Hit>> {
         Ok(match mode {
-            SearchMode::Dense => {
-                let vector = self.embed_query(&req.query).await?;
-                self.vectors.search(vector, k, filter).await?
-            }
+            SearchMode::Dense => self.vectors.search(query.vector.clone(), k, filter).await?,
+            // Only stop words or punctuation: nothing can match.
+            SearchMode::Keyword if query.terms.is_empty() => Vec::new(),
             SearchMode::Keyword => {
-                let terms = keyword::english().query_terms(&req.query);
-                if terms.is_empty() {
-                    // Only stop words or punctuation: nothing can match.
-                    Vec::new()
-                } else {
-                    self.vectors.keyword_search(terms, k, filter).await?
-                }
+                self.vectors
+                    .keyword_search(query.terms.clone(), k, filter)
+                    .await?
             }
             SearchMode::Hybrid => {
                 let query = HybridQuery {
-                    vector: self.embed_query(&req.query).await?,
-                    terms: keyword::english().query_terms(&req.query),
+                    vector: query.vector.clone(),
+                    terms: query.terms.clone(),
                     k,
                     candidates: req
                         .fusion

@@ -25,14 +25,18 @@ pub struct ModelIdentity {
     pub name: String,
     /// The probe, encoded as stored (see [`encode_probe`]).
     pub probe: String,
+    /// The stored probe decoded, so that each check decodes only the recorded one.
+    decoded: Vec<f32>,
 }
 
 impl ModelIdentity {
     /// The identity of a model whose embedding of [`PROBE_TEXT`] is `probe`.
     pub fn new(name: &str, probe: &[f32]) -> Self {
+        let probe = encode_probe(probe);
         Self {
             name: name.to_string(),
-            probe: encode_probe(probe),
+            decoded: decode_probe(&probe).unwrap_or_default(),
+            probe,
         }
     }
 
@@ -43,8 +47,10 @@ impl ModelIdentity {
 
     /// Whether a recorded probe comes from this model.
     pub fn matches(&self, recorded_probe: &str) -> bool {
-        match (decode_probe(&self.probe), decode_probe(recorded_probe)) {
-            (Some(a), Some(b)) if a.len() == b.len() => cosine(&a, &b) >= SAME_MODEL_COSINE,
+        match decode_probe(recorded_probe) {
+            Some(b) if b.len() == self.decoded.len() => {
+                cosine(&self.decoded, &b) >= SAME_MODEL_COSINE
+            }
             _ => false,
         }
     }

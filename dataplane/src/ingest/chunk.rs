@@ -85,26 +85,7 @@ fn pull_back_to_boundary(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Whitespace tokenisation, enough to test the windowing.
-    fn words(text: &str) -> Vec<(usize, usize)> {
-        let mut out = Vec::new();
-        let mut start = None;
-        for (i, c) in text.char_indices() {
-            match (c.is_whitespace(), start) {
-                (true, Some(s)) => {
-                    out.push((s, i));
-                    start = None;
-                }
-                (false, None) => start = Some(i),
-                _ => {}
-            }
-        }
-        if let Some(s) = start {
-            out.push((s, text.len()));
-        }
-        out
-    }
+    use crate::ingest::testdata::word_offsets as words;
 
     #[test]
     fn short_text_is_one_chunk() {

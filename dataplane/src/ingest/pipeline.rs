@@ -37,8 +37,8 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
         .map_err(|e| Error::invalid("content_type", e.to_string()))?;
     let max_bytes = app.config.chunking.max_document_bytes;
     let tokenizer = app.tokenizer.clone();
-    let chunking = app.config.chunking.clone();
-    let split = chunking.clone();
+    let chunking = &app.config.chunking;
+    let (size, overlap) = (chunking.chunk_tokens, chunking.overlap_tokens);
     // Parsing and tokenising a large document is CPU work: keep it off the async threads.
     let (chunks, provenance) = tokio::task::spawn_blocking(move || -> Result<_> {
         let extracted = extract(format, &body).map_err(|e| Error::invalid("content", e.to_string()))?;
@@ -50,7 +50,7 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
             ));
         }
         let offsets = tokenizer.token_offsets(text).map_err(|e| Error::invalid("content", e.to_string()))?;
-        let chunks = chunk_by_tokens(text, &offsets, split.chunk_tokens, split.overlap_tokens);
+        let chunks = chunk_by_tokens(text, &offsets, size, overlap);
         let provenance = provenance(&extracted, &chunks);
         Ok((chunks, provenance))
     })
@@ -181,26 +181,7 @@ async fn embed_waiting(app: &App, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
 mod tests {
     use super::*;
     use crate::ingest::chunk::chunk_by_tokens;
-
-    /// Whitespace-separated words as tokens, for chunking without a model.
-    fn word_offsets(text: &str) -> Vec<(usize, usize)> {
-        let mut out = Vec::new();
-        let mut start = None;
-        for (i, c) in text
-            .char_indices()
-            .chain(std::iter::once((text.len(), ' ')))
-        {
-            match (c.is_whitespace(), start) {
-                (true, Some(s)) => {
-                    out.push((s, i));
-                    start = None;
-                }
-                (false, None) => start = Some(i),
-                _ => {}
-            }
-        }
-        out
-    }
+    use crate::ingest::testdata::word_offsets;
 
     #[test]
     fn chunks_know_their_page_headings_and_character_offsets() {

@@ -1,4 +1,5 @@
-//! Test fixtures built in code: PDFs with known text on each page.
+//! Test fixtures built in code: PDFs with known text on each page, and a whitespace tokeniser
+//! for chunking without a model.
 
 use lopdf::content::{Content, Operation};
 use lopdf::{dictionary, Document, Object, Stream};
@@ -44,5 +45,25 @@ pub fn pdf_with_pages(pages: &[&str]) -> Vec<u8> {
     doc.trailer.set("Root", catalog_id);
     let mut out = Vec::new();
     doc.save_to(&mut out).unwrap();
+    out
+}
+
+/// Byte ranges of the whitespace-separated words of `text`, as a model's token offsets would be.
+pub fn word_offsets(text: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (c.is_whitespace(), start) {
+            (true, Some(s)) => {
+                out.push((s, i));
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        out.push((s, text.len()));
+    }
     out
 }
