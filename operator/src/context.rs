@@ -41,8 +41,14 @@ pub struct Context {
     pub metrics: Metrics,
     /// What a RagCluster's pods run when its spec does not say.
     pub data_plane: DataPlaneDefaults,
+    /// How long one reconcile may run before it is dropped and retried as a transient error.
+    pub reconcile_timeout: Duration,
     failures: Arc<Mutex<HashMap<String, u32>>>,
 }
+
+/// Default of [`Context::reconcile_timeout`]: a healthy reconcile takes milliseconds, and the
+/// API server gives up on a request after 60 s, so a hung call is cut well before that.
+pub const DEFAULT_RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Context {
     /// A context for `client`.
@@ -56,8 +62,16 @@ impl Context {
             client,
             metrics,
             data_plane,
+            reconcile_timeout: DEFAULT_RECONCILE_TIMEOUT,
             failures: Arc::default(),
         }
+    }
+
+    /// The same context with another reconcile deadline.
+    #[must_use]
+    pub fn with_reconcile_timeout(mut self, timeout: Duration) -> Self {
+        self.reconcile_timeout = timeout;
+        self
     }
 
     /// Publishes an Event about `object` from a reconcile; failures are logged, never fatal.

@@ -35,6 +35,10 @@ pub enum Error {
     /// The finalizer machinery failed.
     #[error("finalizer failed: {0}")]
     Finalizer(String),
+    /// The reconcile ran past the operator's deadline: an API server or Qdrant call hung. The
+    /// pipeline is idempotent, so it is dropped where it stood and retried.
+    #[error("reconcile took longer than {}s", .0.as_secs_f64())]
+    Timeout(std::time::Duration),
 }
 
 /// Result of a reconcile step.
@@ -62,7 +66,8 @@ impl Error {
             Self::MissingReference { .. }
             | Self::Kube { .. }
             | Self::Qdrant { .. }
-            | Self::Finalizer(_) => false,
+            | Self::Finalizer(_)
+            | Self::Timeout(_) => false,
         }
     }
 
@@ -74,6 +79,7 @@ impl Error {
             Self::Kube { .. } => "KubeError",
             Self::Qdrant { .. } => "QdrantError",
             Self::Finalizer(_) => "FinalizerError",
+            Self::Timeout(_) => "Timeout",
         }
     }
 }

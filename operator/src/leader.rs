@@ -1,252 +1,148 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease: only the holder reconciles, so several
 //! operator replicas never write the same objects at once.
+//!
+//! The Lease protocol (server-side apply with conflict detection, renewal ahead of expiry,
+//! taking over an expired Lease, release on shutdown) is `kube-lease-manager`'s; this module
+//! fixes the operator's timings and turns the manager's state channel into the two moments
+//! the operator cares about: becoming leader, and losing the Lease.
 
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::Client;
+use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Leader-election failures.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
     /// The Lease could not be read or written.
-    #[error("failed to {action} Lease {name}: {source}")]
-    Kube {
-        /// What was being done.
-        action: &'static str,
+    #[error("leader election on Lease {name} failed: {source}")]
+    Lease {
         /// Lease name.
         name: String,
-        /// Client error.
+        /// The manager's error.
         #[source]
-        source: kube::Error,
+        source: LeaseManagerError,
     },
+    /// Another candidate holds the Lease this one held.
+    #[error("lost the leader Lease {0}")]
+    Lost(String),
+    /// The manager stopped while this candidate still waited or held the Lease.
+    #[error("the leader election of Lease {0} stopped")]
+    Stopped(String),
 }
 
-/// One candidate for a Lease.
-#[derive(Clone)]
-pub struct LeaseLock {
-    api: Api<Lease>,
+/// Where the Lease lives and how long one renewal holds it.
+#[derive(Clone, Debug)]
+pub struct LeaseConfig {
+    /// Namespace of the Lease.
+    pub namespace: String,
+    /// Lease name; candidates of one operator share it.
+    pub name: String,
+    /// This candidate's identity in the Lease (the pod name in a cluster).
+    pub identity: String,
+    /// How long one renewal holds the Lease.
+    pub duration: Duration,
+}
+
+impl LeaseConfig {
+    /// Seconds before expiry at which the holder renews: a third of the duration, at least 1.
+    /// The same margin is the clock skew between nodes the election tolerates.
+    pub fn grace_secs(&self) -> u64 {
+        (self.duration.as_secs() / 3).max(1)
+    }
+
+    /// The duration in whole seconds, at least one more than the grace.
+    pub fn duration_secs(&self) -> u64 {
+        self.duration.as_secs().max(self.grace_secs() + 1)
+    }
+}
+
+/// A running candidacy for the Lease.
+pub struct Candidate {
     name: String,
-    identity: String,
-    duration: Duration,
+    state: watch::Receiver<bool>,
+    task: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
 }
 
-impl LeaseLock {
-    /// A candidate `identity` for Lease `name` in `namespace`, held for `duration` per renewal.
-    pub fn new(
-        client: Client,
-        namespace: &str,
-        name: &str,
-        identity: &str,
-        duration: Duration,
-    ) -> Self {
-        Self {
-            api: Api::namespaced(client, namespace),
-            name: name.into(),
-            identity: identity.into(),
-            duration,
-        }
-    }
-
-    /// How long a renewal lasts.
-    pub fn duration(&self) -> Duration {
-        self.duration
-    }
-
-    fn err(&self, action: &'static str) -> impl FnOnce(kube::Error) -> LeaderError + '_ {
-        move |source| LeaderError::Kube {
-            action,
-            name: self.name.clone(),
-            source,
-        }
-    }
-
-    fn spec(&self, now: Timestamp, acquired: Option<MicroTime>, transitions: i32) -> LeaseSpec {
-        LeaseSpec {
-            holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(
-                i32::try_from(self.duration.as_secs()).unwrap_or(i32::MAX),
-            ),
-            acquire_time: Some(acquired.unwrap_or(MicroTime(now))),
-            renew_time: Some(MicroTime(now)),
-            lease_transitions: Some(transitions),
-            ..LeaseSpec::default()
-        }
-    }
-
-    /// Takes or renews the Lease. `Ok(true)` means this candidate holds it now.
-    pub async fn try_acquire(&self) -> Result<bool, LeaderError> {
-        let now = Timestamp::now();
-        let Some(lease) = self
-            .api
-            .get_opt(&self.name)
+impl Candidate {
+    /// Starts competing for the Lease in the background, creating it if it does not exist.
+    pub async fn start(client: Client, config: &LeaseConfig) -> Result<Self, LeaderError> {
+        let manager = LeaseManagerBuilder::new(client, &config.name)
+            .with_namespace(&config.namespace)
+            .with_identity(&config.identity)
+            .with_duration(config.duration_secs())
+            .with_grace(config.grace_secs())
+            .with_field_manager(format!("ragplane-operator-{}", config.identity))
+            .build()
             .await
-            .map_err(self.err("read"))?
-        else {
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(self.name.clone()),
-                    ..ObjectMeta::default()
-                },
-                spec: Some(self.spec(now, None, 0)),
-            };
-            return match self.api.create(&PostParams::default(), &lease).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-                Err(e) => Err(self.err("create")(e)),
-            };
-        };
-        let spec = lease.spec.clone().unwrap_or_default();
-        let holder = spec.holder_identity.clone().unwrap_or_default();
-        let mine = holder == self.identity;
-        let expired = spec.renew_time.as_ref().is_none_or(|t| {
-            let secs = i64::from(spec.lease_duration_seconds.unwrap_or(0));
-            t.0.as_second() + secs < now.as_second()
-        });
-        if !(mine || holder.is_empty() || expired) {
-            return Ok(false);
-        }
-        let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(!mine);
-        let acquired = if mine {
-            spec.acquire_time.clone()
-        } else {
-            None
-        };
-        let mut next = lease.clone();
-        next.spec = Some(self.spec(now, acquired, transitions));
-        // `replace` carries the resourceVersion we read: a concurrent writer makes it fail with 409.
-        match self
-            .api
-            .replace(&self.name, &PostParams::default(), &next)
+            .map_err(|source| LeaderError::Lease {
+                name: config.name.clone(),
+                source,
+            })?;
+        let (state, task) = manager.watch().await;
+        Ok(Self {
+            name: config.name.clone(),
+            state,
+            task,
+        })
+    }
+
+    /// Resolves once this candidate holds the Lease.
+    pub async fn acquired(&mut self) -> Result<(), LeaderError> {
+        self.state
+            .wait_for(|leader| *leader)
             .await
-        {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-            Err(e) => Err(self.err("renew")(e)),
+            .map(|_| ())
+            .map_err(|_| LeaderError::Stopped(self.name.clone()))
+    }
+
+    /// Resolves when the Lease is lost: another candidate took it, or the manager stopped.
+    pub async fn lost(&mut self) -> LeaderError {
+        match self.state.wait_for(|leader| !*leader).await {
+            Ok(_) => LeaderError::Lost(self.name.clone()),
+            Err(_) => LeaderError::Stopped(self.name.clone()),
         }
     }
 
-    /// Gives the Lease up so a standby takes over at once instead of waiting for expiry.
-    pub async fn release(&self) -> Result<(), LeaderError> {
-        let patch = serde_json::json!({
-            "spec": {"holderIdentity": null, "renewTime": null}
-        });
-        let lease = self
-            .api
-            .get_opt(&self.name)
-            .await
-            .map_err(self.err("read"))?;
-        if lease
-            .and_then(|l| l.spec)
-            .and_then(|s| s.holder_identity)
-            .as_deref()
-            == Some(self.identity.as_str())
-        {
-            self.api
-                .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(self.err("release"))?;
+    /// Gives the Lease up, so a standby takes over at once instead of waiting for expiry.
+    pub async fn release(self) -> Result<(), LeaderError> {
+        // Closing the state channel makes the manager release the Lease and return.
+        drop(self.state);
+        match self.task.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(source)) => Err(LeaderError::Lease {
+                name: self.name,
+                source,
+            }),
+            Err(_) => Err(LeaderError::Stopped(self.name)),
         }
-        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{mock_client, Exchange};
-    use http::{Method, StatusCode};
 
-    const PATH: &str = "/apis/coordination.k8s.io/v1/namespaces/ops/leases";
-
-    fn lock(client: Client) -> LeaseLock {
-        LeaseLock::new(client, "ops", "op", "me", Duration::from_secs(15))
+    fn config(secs: u64) -> LeaseConfig {
+        LeaseConfig {
+            namespace: "ns".into(),
+            name: "lease".into(),
+            identity: "me".into(),
+            duration: Duration::from_secs(secs),
+        }
     }
 
-    #[tokio::test]
-    async fn creates_a_missing_lease() {
-        let (client, server) = mock_client(vec![
-            Exchange::not_found(Method::GET, &format!("{PATH}/op")),
-            Exchange {
-                status: StatusCode::CREATED,
-                ..Exchange::echo(Method::POST, &format!("{PATH}?"), |body| {
-                    assert_eq!(body["metadata"]["name"], "op");
-                    assert_eq!(body["spec"]["holderIdentity"], "me");
-                    assert_eq!(body["spec"]["leaseDurationSeconds"], 15);
-                })
-            },
-        ]);
-        assert!(lock(client).try_acquire().await.unwrap());
-        server.await.unwrap();
-    }
-
-    fn lease(holder: &str, renewed: Timestamp) -> serde_json::Value {
-        serde_json::json!({
-            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": "op", "namespace": "ops", "resourceVersion": "7"},
-            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
-                     "renewTime": MicroTime(renewed), "leaseTransitions": 2}
-        })
-    }
-
-    #[tokio::test]
-    async fn a_fresh_lease_of_another_holder_is_left_alone() {
-        let (client, server) = mock_client(vec![Exchange::reply(
-            Method::GET,
-            &format!("{PATH}/op"),
-            StatusCode::OK,
-            lease("other", Timestamp::now()),
-        )]);
-        assert!(!lock(client).try_acquire().await.unwrap());
-        server.await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn an_expired_lease_is_taken_over_with_its_resource_version() {
-        let old = Timestamp::now() - std::time::Duration::from_secs(60);
-        let (client, server) = mock_client(vec![
-            Exchange::reply(
-                Method::GET,
-                &format!("{PATH}/op"),
-                StatusCode::OK,
-                lease("other", old),
-            ),
-            Exchange::echo(Method::PUT, &format!("{PATH}/op"), |body| {
-                assert_eq!(
-                    body["metadata"]["resourceVersion"], "7",
-                    "optimistic concurrency"
-                );
-                assert_eq!(body["spec"]["holderIdentity"], "me");
-                assert_eq!(body["spec"]["leaseTransitions"], 3);
-            }),
-        ]);
-        assert!(lock(client).try_acquire().await.unwrap());
-        server.await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn losing_the_race_is_not_an_error() {
-        let old = Timestamp::now() - std::time::Duration::from_secs(60);
-        let conflict = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-            "reason": "Conflict", "code": 409, "message": "conflict"});
-        let (client, server) = mock_client(vec![
-            Exchange::reply(
-                Method::GET,
-                &format!("{PATH}/op"),
-                StatusCode::OK,
-                lease("other", old),
-            ),
-            Exchange::reply(
-                Method::PUT,
-                &format!("{PATH}/op"),
-                StatusCode::CONFLICT,
-                conflict,
-            ),
-        ]);
-        assert!(!lock(client).try_acquire().await.unwrap());
-        server.await.unwrap();
+    #[test]
+    fn the_holder_renews_a_third_of_the_duration_before_expiry() {
+        assert_eq!(
+            (config(15).duration_secs(), config(15).grace_secs()),
+            (15, 5)
+        );
+        assert_eq!((config(4).duration_secs(), config(4).grace_secs()), (4, 1));
+        // A duration too short to renew ahead of expiry is lengthened, never left at zero grace.
+        assert_eq!((config(1).duration_secs(), config(1).grace_secs()), (2, 1));
+        assert_eq!((config(0).duration_secs(), config(0).grace_secs()), (2, 1));
     }
 }

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use ragplane_operator::context::Context;
 use ragplane_operator::http::Health;
-use ragplane_operator::leader::LeaseLock;
+use ragplane_operator::leader::{Candidate, LeaseConfig};
 use ragplane_operator::metrics::Metrics;
 use ragplane_operator::{autoscale, collection, model_pool, rag_cluster};
 use tracing_subscriber::EnvFilter;
@@ -53,6 +53,10 @@ struct Args {
     /// the version it runs until its spec names another.
     #[arg(long, env = "RAGPLANE_VERSION", default_value = env!("CARGO_PKG_VERSION"))]
     data_plane_version: String,
+    /// Seconds one reconcile may run before it is dropped and retried: a hung API server or
+    /// Qdrant call then delays an object by this much, not until the connection dies.
+    #[arg(long, env = "RECONCILE_TIMEOUT_SECS", default_value_t = 30)]
+    reconcile_timeout_secs: u64,
     /// Prometheus base URL of autoscaling rules in resources that set no `prometheusUrl`.
     #[arg(long, env = "PROMETHEUS_URL")]
     prometheus_url: Option<String>,
@@ -133,44 +137,44 @@ async fn main() -> anyhow::Result<()> {
         .identity
         .clone()
         .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
-    let lock = args.leader_elect.then(|| {
-        LeaseLock::new(
-            client.clone(),
-            &args.lease_namespace,
-            &args.lease_name,
-            &identity,
-            Duration::from_secs(args.lease_duration_secs),
-        )
-    });
-    if let Some(lock) = &lock {
+    let mut candidate = None;
+    if args.leader_elect {
+        let config = LeaseConfig {
+            namespace: args.lease_namespace.clone(),
+            name: args.lease_name.clone(),
+            identity: identity.clone(),
+            duration: Duration::from_secs(args.lease_duration_secs),
+        };
         tracing::info!(
             identity,
             lease = args.lease_name,
             "waiting to become leader"
         );
-        loop {
-            if *stop_rx.borrow() {
+        let mut c = Candidate::start(client.clone(), &config).await?;
+        let mut stop = stop_rx.clone();
+        tokio::select! {
+            r = c.acquired() => r?,
+            _ = stop.wait_for(|s| *s) => {
+                c.release().await?;
                 return Ok(());
             }
-            match lock.try_acquire().await {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "leader election failed"),
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
         }
         tracing::info!(identity, "became leader");
+        candidate = Some(c);
     }
     health.leader.store(true, Ordering::Relaxed);
 
-    let ctx = Arc::new(Context::new(
-        client,
-        metrics,
-        ragplane_operator::context::DataPlaneDefaults {
-            image: args.default_image.clone(),
-            version: args.data_plane_version.clone(),
-        },
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client,
+            metrics,
+            ragplane_operator::context::DataPlaneDefaults {
+                image: args.default_image.clone(),
+                version: args.data_plane_version.clone(),
+            },
+        )
+        .with_reconcile_timeout(Duration::from_secs(args.reconcile_timeout_secs.max(1))),
+    );
     // One set of controllers per watched namespace, so that a namespaced Role is enough; one
     // set over all namespaces when none is named.
     let controllers = futures::future::join_all(watch_scopes(&args).into_iter().map(|ns| {
@@ -182,30 +186,23 @@ async fn main() -> anyhow::Result<()> {
             autoscale::runner::run(ctx.clone(), ns, args.prometheus_url.clone(), stopped()),
         )
     }));
-    let renew = async {
-        let Some(lock) = &lock else {
-            return std::future::pending::<anyhow::Result<()>>().await;
-        };
-        loop {
-            tokio::time::sleep(lock.duration() / 3).await;
-            match lock.try_acquire().await {
-                Ok(true) => {}
-                Ok(false) => anyhow::bail!("lost the leader Lease"),
-                Err(e) => tracing::warn!(error = %e, "failed to renew the leader Lease"),
-            }
+    let lost = async {
+        match candidate.as_mut() {
+            Some(c) => c.lost().await,
+            None => std::future::pending().await,
         }
     };
     let result = tokio::select! {
         _ = controllers => Ok(()),
-        r = renew => r,
+        e = lost => Err(anyhow::Error::new(e)),
         r = server => match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(anyhow::Error::new(e).context("the metrics server failed")),
             Err(e) => Err(anyhow::Error::new(e).context("the metrics server panicked")),
         },
     };
-    if let Some(lock) = &lock {
-        if let Err(e) = lock.release().await {
+    if let Some(c) = candidate {
+        if let Err(e) = c.release().await {
             tracing::warn!(error = %e, "failed to release the leader Lease");
         }
     }

@@ -5,7 +5,8 @@
 //! reconcile. The wrapper does the rest, the same way for every kind:
 //!
 //! - [`reconcile`] times the reconcile under the kind's label, skips an object being deleted
-//!   (unless the kind's pipeline handles deletion itself), runs the pipeline and forgets the
+//!   (unless the kind's pipeline handles deletion itself), runs the pipeline under the context's
+//!   deadline (a hung call fails it as a transient `Timeout`) and forgets the
 //!   object's backoff when it succeeds. When it fails, it publishes a Warning Event whose reason
 //!   is the error's label and, where the kind records that failure (by default a permanent error,
 //!   which nothing retries until the spec changes), writes the failed status: the previous one,
@@ -73,13 +74,25 @@ pub async fn reconcile<R: Reconciler>(obj: Arc<R>, ctx: Arc<Context>) -> Result<
     if R::SKIPS_DELETED && obj.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    match R::pipeline(obj.clone(), ctx.clone()).await {
+    let started = std::time::Instant::now();
+    let deadline = ctx.reconcile_timeout;
+    let outcome = tokio::time::timeout(deadline, R::pipeline(obj.clone(), ctx.clone()))
+        .await
+        .unwrap_or(Err(Error::Timeout(deadline)));
+    match outcome {
         Ok(action) => {
             ctx.reset_backoff(&key(&*obj));
+            tracing::debug!(elapsed = ?started.elapsed(), ?action, "reconciled");
             Ok(action)
         }
         Err(error) => {
-            report_error(&*obj, &ctx, &error).await;
+            // Reporting talks to the same API server that may be hanging: it gets a deadline too.
+            if tokio::time::timeout(deadline, report_error(&*obj, &ctx, &error))
+                .await
+                .is_err()
+            {
+                tracing::warn!(%error, "the API server did not take the failure report in time");
+            }
             Err(error)
         }
     }
@@ -180,6 +193,37 @@ mod tests {
         let transient = failed_conditions(&transient, Some(3), &[]);
         assert!(is_true(&transient, "Degraded") && is_true(&transient, "Progressing"));
         assert!(transient.iter().all(|c| c.observed_generation == Some(3)));
+    }
+
+    /// An API server that takes a request and never answers fails the reconcile at the
+    /// context's deadline as a transient error, instead of holding the object forever.
+    #[tokio::test]
+    async fn a_hung_api_server_fails_the_reconcile_at_the_deadline() {
+        let silent = tower::service_fn(|_request: http::Request<kube::client::Body>| {
+            std::future::pending::<Result<http::Response<kube::client::Body>, tower::BoxError>>()
+        });
+        let client = kube::Client::new(silent, "default");
+        let deadline = Duration::from_millis(200);
+        let ctx = Arc::new(
+            Context::new(client, Metrics::new(), DataPlaneDefaults::new("img"))
+                .with_reconcile_timeout(deadline),
+        );
+        let cluster = crate::rag_cluster::build::test_support::cluster(
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: dev, namespace: rag}\nspec: {}\n",
+        );
+        let started = std::time::Instant::now();
+        let error = reconcile(Arc::new(cluster.clone()), ctx.clone())
+            .await
+            .expect_err("nothing answered");
+        assert!(
+            matches!(error, Error::Timeout(d) if d == deadline),
+            "{error}"
+        );
+        assert!(!error.is_permanent());
+        // The pipeline and the failure report each get the deadline once.
+        assert!(started.elapsed() < deadline * 4, "{:?}", started.elapsed());
+        assert!(error_policy(Arc::new(cluster), &error, ctx.clone()) != Action::await_change());
+        assert!(ctx.metrics.render().contains("error=\"Timeout\""));
     }
 
     /// A RagCluster being deleted is left to the garbage collector: no request, no error.
