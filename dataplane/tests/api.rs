@@ -1259,6 +1259,9 @@ async fn a_collection_of_another_model_is_refused() {
     assert_eq!(c.body["embedding_model"], "all-MiniLM-L6-v2-int8");
     assert_eq!(c.body["embedding_fingerprint"], fingerprint.as_str());
     assert_eq!(c.body["points"], 2);
+    // Two one-sentence chunks, each with its title's terms: a handful of terms on average.
+    let average = c.body["keyword_average_terms"].as_f64().unwrap();
+    assert!((3.0..=12.0).contains(&average), "{average}");
 }
 
 /// A stand-in rerank endpoint: scores each document by how many of the query's words it

@@ -883,6 +883,19 @@ spec:
     );
     let c = cluster.get(&ns, "collection", "docs").unwrap().unwrap();
     assert_eq!(c["status"]["pointsCount"], 0);
+    // The collection has the sparse vector the data plane's keyword search writes, with IDF.
+    // Qdrant's REST port is the gRPC port less one (scripts/services/qdrant.sh).
+    let grpc_port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    let rest = format!("http://127.0.0.1:{}/collections/{name}", grpc_port - 1);
+    let out = std::process::Command::new("curl")
+        .args(["-sf", &rest])
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(
+        info["result"]["config"]["params"]["sparse_vectors"]["keyword"]["modifier"], "idf",
+        "{info}"
+    );
     assert!(
         c["status"]["shards"]
             .as_array()

@@ -38,7 +38,7 @@ pub use secret::{new_api_key, Secret};
 pub use validate::{ConfigError, ValidationErrors};
 pub use vectors::{
     EmbeddedIndexConfig, PostgresIndexConfig, QdrantHnswConfig, QdrantIndexConfig,
-    QdrantQuantization, QuantizationKind, VectorIndexConfig,
+    QdrantQuantization, QuantizationKind, VectorIndexConfig, QDRANT_KEYWORD_VECTOR,
 };
 
 /// The whole data-plane configuration.

@@ -104,7 +104,19 @@ pub struct QdrantIndexConfig {
     /// Vector quantization at creation.
     #[serde(default)]
     pub quantization: Option<QdrantQuantization>,
+    /// Average length, in analysed terms, that BM25 normalises a chunk's length against.
+    /// Qdrant stores each chunk's term weights when the chunk is written, so the average is a
+    /// setting here rather than the live statistic the other backends use; set it to the
+    /// average of your corpus (what `ragplane eval` prints for the embedded backend) for scores
+    /// identical to theirs.
+    #[serde(default = "default_keyword_average_terms")]
+    pub keyword_average_terms: f32,
 }
+
+/// Name of the sparse vector that holds a Qdrant point's BM25 term weights; the collection
+/// gives it the IDF modifier, so Qdrant multiplies each query term by its inverse document
+/// frequency.
+pub const QDRANT_KEYWORD_VECTOR: &str = "keyword";
 
 /// HNSW settings of a Qdrant collection.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -220,6 +232,7 @@ impl QdrantIndexConfig {
             on_disk: false,
             hnsw: QdrantHnswConfig::default(),
             quantization: None,
+            keyword_average_terms: default_keyword_average_terms(),
         }
     }
 }
@@ -235,6 +248,9 @@ fn default_qdrant_timeout() -> u64 {
 }
 fn default_connect_timeout() -> u64 {
     5
+}
+fn default_keyword_average_terms() -> f32 {
+    100.0
 }
 fn default_qdrant_batch() -> usize {
     256

@@ -27,6 +27,11 @@ pub struct CollectionInfo {
     pub collection: Collection,
     /// Points (indexed chunks) in the vector index.
     pub points: u64,
+    /// Average chunk length in analysed terms, which keyword search normalises lengths
+    /// against: the live figure on the embedded and PostgreSQL-backed indexes, absent on Qdrant
+    /// (whose `keyword_average_terms` setting this is the figure for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyword_average_terms: Option<f32>,
 }
 
 /// Creates a collection.
@@ -65,12 +70,17 @@ pub async fn get_one(
     Path(name): Path<String>,
 ) -> Result<ApiJson<CollectionInfo>, ApiError> {
     let collection = app.collection(&p, &name).await?;
-    let points = app
-        .vectors
-        .count(&crate::app::key_of(&collection), None)
-        .await
-        .map_err(crate::error::Error::from)?;
-    Ok(ApiJson(CollectionInfo { collection, points }))
+    let key = crate::app::key_of(&collection);
+    let (points, keyword_average_terms) = futures::try_join!(
+        app.vectors.count(&key, None),
+        app.vectors.keyword_average_terms(&key),
+    )
+    .map_err(crate::error::Error::from)?;
+    Ok(ApiJson(CollectionInfo {
+        collection,
+        points,
+        keyword_average_terms,
+    }))
 }
 
 /// Answer of `POST /v1/collections/{collection}/reindex`.

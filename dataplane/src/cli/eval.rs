@@ -291,6 +291,15 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     };
     let (p50, p95) = (ms(0.50), ms(0.95));
     let mode = args.mode.as_deref().unwrap_or("server default");
+    // What a Qdrant backend's `keyword_average_terms` should be for this corpus.
+    let info: Value = client
+        .send(client.request(
+            reqwest::Method::GET,
+            &format!("/v1/collections/{}", args.collection),
+        ))
+        .await
+        .context("failed to read the evaluation collection")?;
+    let average_terms = info["keyword_average_terms"].as_f64();
     if args.json {
         println!(
             "{}",
@@ -302,6 +311,8 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
                 format!("recall@{}", args.k): recall,
                 "search_p50_ms": p50,
                 "search_p95_ms": p95,
+                "chunks": info["points"],
+                "keyword_average_terms": average_terms,
             })
         );
     } else {
@@ -309,6 +320,12 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
         println!("nDCG@10:   {ndcg:.4}");
         println!("recall@{}: {recall:.4}", args.k);
         println!("search latency, one at a time: p50 {p50:.1} ms, p95 {p95:.1} ms");
+        if let Some(avg) = average_terms {
+            println!(
+                "chunks: {}  average chunk length: {avg:.1} terms",
+                info["points"]
+            );
+        }
     }
     Ok(())
 }

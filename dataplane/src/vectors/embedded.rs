@@ -351,6 +351,10 @@ impl VectorIndex for EmbeddedIndex {
         c.memory.keyword_search(terms, k, filter).await
     }
 
+    async fn keyword_average_terms(&self, key: &CollectionKey) -> Result<Option<f32>> {
+        Ok(self.get(key).map(|c| c.memory.keyword_average_terms()))
+    }
+
     async fn count(&self, key: &CollectionKey, document: Option<&str>) -> Result<u64> {
         let Some(c) = self.get(key) else { return Ok(0) };
         Ok(c.memory.count(document))

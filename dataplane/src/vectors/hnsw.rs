@@ -181,6 +181,12 @@ impl MemoryCollection {
     }
 
     /// Points of the collection, or of one document.
+    /// Average chunk length, in analysed terms, that keyword search normalises against.
+    pub fn keyword_average_terms(&self) -> f32 {
+        self.read().keywords.average_len()
+    }
+
+    /// Points in the collection, or of one document.
     pub fn count(&self, document: Option<&str>) -> u64 {
         let state = self.read();
         match document {

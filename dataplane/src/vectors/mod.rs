@@ -292,6 +292,12 @@ pub trait VectorIndex: Send + Sync {
         )?;
         Ok(query.fusion.fuse(dense, keyword, query.k))
     }
+    /// The live average chunk length, in analysed terms, that keyword search normalises
+    /// against; `None` where the backend has no live statistic (Qdrant uses a setting).
+    async fn keyword_average_terms(&self, key: &CollectionKey) -> Result<Option<f32>> {
+        let _ = key;
+        Ok(None)
+    }
     /// Number of points in the collection, or of one document when given.
     async fn count(&self, key: &CollectionKey, document: Option<&str>) -> Result<u64>;
     /// Persists everything in memory so that the next open is fast.
@@ -305,7 +311,11 @@ pub async fn open(config: &ragplane_config::Config) -> Result<std::sync::Arc<dyn
         VectorIndexConfig::Embedded(c) => {
             std::sync::Arc::new(EmbeddedIndex::open(config.vectors_dir(), c.clone()).await?)
         }
-        VectorIndexConfig::Qdrant(c) => std::sync::Arc::new(QdrantIndex::open(c.clone())?),
+        VectorIndexConfig::Qdrant(c) => {
+            let idx = QdrantIndex::open(c.clone())?;
+            idx.inspect().await;
+            std::sync::Arc::new(idx)
+        }
         VectorIndexConfig::Postgres(c) => {
             std::sync::Arc::new(PostgresIndex::open(c.clone()).await?)
         }

@@ -539,6 +539,13 @@ impl VectorIndex for PostgresIndex {
         memory.keyword_search(terms, k, filter).await
     }
 
+    async fn keyword_average_terms(&self, key: &CollectionKey) -> Result<Option<f32>> {
+        Ok(self
+            .synced(key)
+            .await?
+            .map(|memory| memory.keyword_average_terms()))
+    }
+
     async fn count(&self, key: &CollectionKey, document: Option<&str>) -> Result<u64> {
         let action = format!("count the points of collection {}", key.collection);
         let n: i64 = sqlx::query_scalar(

@@ -8,6 +8,15 @@
 //! and collection. When the Qdrant collection does not exist (no operator created it) the data
 //! plane creates it with the shards, replication, write consistency, HNSW, on-disk and
 //! quantization settings of its configuration.
+//!
+//! Keyword search: the dense embedding is the unnamed vector, and the sparse vector `keyword`
+//! (created with Qdrant's IDF modifier) holds each chunk's BM25 term weights
+//! ([`crate::keyword::sparse`]). Every keyword query names the tenant's collection as the IDF
+//! corpus, so document frequencies never mix tenants or collections even though they share the
+//! Qdrant collection. A hybrid search is one `query_batch` round trip: the dense and keyword
+//! candidate lists and, for reciprocal rank fusion with equal weights, their fusion by Qdrant
+//! itself (`prefetch` + `rrf`); other fusions are computed here from the two lists. A Qdrant
+//! collection created without the `keyword` vector keeps serving dense search only.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,15 +26,20 @@ use qdrant_client::qdrant::{
     payload_index_params::IndexParams, quantization_config, value::Kind, vectors_config,
     BinaryQuantization, Condition, CountPointsBuilder, CreateCollection,
     CreateFieldIndexCollection, DeletePointsBuilder, Distance, FieldType, Filter as QFilter,
-    HnswConfigDiff, KeywordIndexParams, PayloadIndexParams, PointId, PointStruct,
-    QuantizationConfig, QuantizationType, Query, QueryPointsBuilder, Range, ScalarQuantization,
-    SearchParamsBuilder, UpsertPointsBuilder, Value, VectorParams, VectorsConfig,
+    HnswConfigDiff, IdfParams, KeywordIndexParams, Modifier, NamedVectors, PayloadIndexParams,
+    PointId, PointStruct, PrefetchQueryBuilder, QuantizationConfig, QuantizationType, Query,
+    QueryBatchPointsBuilder, QueryPoints, QueryPointsBuilder, Range, Rrf, ScalarQuantization,
+    ScoredPoint, SearchParams, SparseVectorConfig, SparseVectorParams, UpsertPointsBuilder, Value,
+    Vector, VectorInput, VectorParams, VectorsConfig,
 };
 use qdrant_client::{Qdrant, QdrantError};
-use ragplane_config::{QdrantIndexConfig, QuantizationKind};
+use ragplane_config::{FusionMethod, QdrantIndexConfig, QuantizationKind, QDRANT_KEYWORD_VECTOR};
 use tokio::sync::OnceCell;
 
-use super::{CollectionKey, Filter, Hit, Payload, Point, Result, VectorError, VectorIndex};
+use super::{
+    CollectionKey, Filter, Hit, HybridQuery, Payload, Point, Result, VectorError, VectorIndex,
+};
+use crate::keyword::{sparse, Bm25};
 use crate::metrics;
 
 /// gRPC status codes (google.rpc.Code) that mean "try again later".
@@ -41,6 +55,8 @@ pub struct QdrantIndex {
     cfg: QdrantIndexConfig,
     /// Dimension of the Qdrant collection, once it is known to exist with its indexes.
     ready: OnceCell<u64>,
+    /// Whether the Qdrant collection has the IDF-modified `keyword` sparse vector, once read.
+    keyword: OnceCell<bool>,
 }
 
 fn status_code(e: &QdrantError) -> Option<i32> {
@@ -105,6 +121,40 @@ fn integer(payload: &HashMap<String, Value>, field: &str) -> i64 {
     }
 }
 
+/// The sparse vector config of a collection that serves keyword search.
+pub fn keyword_vector_config() -> SparseVectorConfig {
+    SparseVectorConfig {
+        map: HashMap::from([(
+            QDRANT_KEYWORD_VECTOR.to_string(),
+            SparseVectorParams {
+                modifier: Some(Modifier::Idf as i32),
+                ..SparseVectorParams::default()
+            },
+        )]),
+    }
+}
+
+/// Whether a collection's parameters include the IDF-modified `keyword` sparse vector.
+fn has_keyword_vector(params: Option<&qdrant_client::qdrant::CollectionParams>) -> bool {
+    params
+        .and_then(|p| p.sparse_vectors_config.as_ref())
+        .and_then(|c| c.map.get(QDRANT_KEYWORD_VECTOR))
+        .is_some_and(|v| v.modifier == Some(Modifier::Idf as i32))
+}
+
+/// Whether Qdrant's own reciprocal rank fusion ranks exactly as `fusion` does: equal weights
+/// and a whole `k`. Qdrant scores 0-based position `p` as `1 / (p + k)`, so it is given `k + 1`.
+fn server_rrf_k(fusion: &super::Fusion) -> Option<u32> {
+    let k = fusion.rrf_k;
+    (fusion.method == FusionMethod::Rrf
+        && fusion.dense_weight == fusion.keyword_weight
+        && fusion.dense_weight > 0.0
+        && k >= 0.0
+        && k.fract() == 0.0
+        && k < 1e6)
+        .then(|| k as u32 + 1)
+}
+
 impl QdrantIndex {
     /// A client for `cfg.url`. gRPC connects lazily, so this succeeds while Qdrant is down;
     /// requests then fail with [`VectorError::Unavailable`].
@@ -120,6 +170,7 @@ impl QdrantIndex {
             client,
             cfg,
             ready: OnceCell::new(),
+            keyword: OnceCell::new(),
         })
     }
 
@@ -195,6 +246,7 @@ impl QdrantIndex {
                     ..VectorParams::default()
                 })),
             }),
+            sparse_vectors_config: Some(keyword_vector_config()),
             shard_number: Some(c.shard_number),
             replication_factor: Some(c.replication_factor),
             write_consistency_factor: Some(c.write_consistency_factor),
@@ -265,10 +317,9 @@ impl QdrantIndex {
             .collection_info(name.as_str())
             .await
             .map_err(qdrant_err(format!("read collection {name}")))?;
-        let size = info
-            .result
-            .and_then(|r| r.config)
-            .and_then(|c| c.params)
+        let params = info.result.and_then(|r| r.config).and_then(|c| c.params);
+        let _ = self.keyword.set(has_keyword_vector(params.as_ref()));
+        let size = params
             .and_then(|p| p.vectors_config)
             .and_then(|v| v.config)
             .and_then(|c| match c {
@@ -315,6 +366,8 @@ impl VectorIndex for QdrantIndex {
 
     async fn upsert(&self, key: &CollectionKey, points: Vec<Point>) -> Result<()> {
         let action = format!("upsert points into collection {}", key.collection);
+        let keyword = self.keyword_layout().await?.unwrap_or(false);
+        let bm25 = Bm25::default();
         for batch in points.chunks(self.cfg.upsert_batch_size.max(1)) {
             let structs: Vec<PointStruct> = batch
                 .iter()
@@ -330,10 +383,26 @@ impl VectorIndex for QdrantIndex {
                         ("chunk".into(), i64::from(p.payload.chunk).into()),
                         ("text".into(), p.payload.text.clone().into()),
                     ]);
+                    let vectors = if keyword {
+                        let terms = sparse::document(
+                            &p.payload.keyword_terms(),
+                            bm25,
+                            self.cfg.keyword_average_terms,
+                        );
+                        NamedVectors::default()
+                            .add_vector("", p.vector.clone())
+                            .add_vector(
+                                QDRANT_KEYWORD_VECTOR,
+                                Vector::new_sparse(terms.indices, terms.values),
+                            )
+                            .into()
+                    } else {
+                        p.vector.clone().into()
+                    };
                     PointStruct {
                         id: Some(PointId::from(p.id)),
                         payload,
-                        vectors: Some(p.vector.clone().into()),
+                        vectors: Some(vectors),
                     }
                 })
                 .collect();
@@ -379,63 +448,109 @@ impl VectorIndex for QdrantIndex {
     }
 
     async fn search(&self, query: Vec<f32>, k: usize, filter: Filter) -> Result<Vec<Hit>> {
-        if k == 0 || filter.documents.as_ref().is_some_and(|d| d.is_empty()) {
+        let Some(q) = self.search_filter(&filter).filter(|_| k > 0) else {
             return Ok(Vec::new());
-        }
-        let _timer = metrics::SEARCH_SECONDS.start_timer();
-        let documents = filter
-            .documents
-            .as_ref()
-            .map(|d| d.iter().cloned().collect::<Vec<_>>());
-        let mut request = QueryPointsBuilder::new(self.name())
-            .query(Query::new_nearest(query))
-            .filter(self.filter(&filter.tenant, &filter.collection, documents))
-            .limit(k as u64)
-            .with_payload(true);
-        if let Some(ef) = self.cfg.hnsw_ef {
-            request = request.params(SearchParamsBuilder::default().hnsw_ef(ef));
-        }
-        let response = match self.client.query(request).await {
-            Err(e) if is_not_found(&e) => return Ok(Vec::new()),
-            r => r.map_err(qdrant_err(format!(
-                "search collection {}",
-                filter.collection
-            )))?,
         };
-        Ok(response
-            .result
-            .into_iter()
-            .filter_map(|p| {
-                let id = match p.id?.point_id_options? {
-                    qdrant_client::qdrant::point_id::PointIdOptions::Num(n) => n,
-                    qdrant_client::qdrant::point_id::PointIdOptions::Uuid(_) => return None,
-                };
-                let payload = Payload {
-                    tenant: string(&p.payload, &self.cfg.tenant_field),
-                    collection: string(&p.payload, "collection"),
-                    document: string(&p.payload, "document"),
-                    title: string(&p.payload, "title"),
-                    chunk: u32::try_from(integer(&p.payload, "chunk")).unwrap_or(0),
-                    text: string(&p.payload, "text"),
-                };
-                // The filter is Qdrant's; this is a second guard against a misconfigured
-                // tenant field.
-                filter
-                    .matches(&payload)
-                    .then(|| Hit::dense(id, p.score, payload))
-            })
-            .collect())
+        let _timer = metrics::SEARCH_SECONDS.start_timer();
+        let mut results = self
+            .batch(vec![self.dense_query(query, k, q)], &filter)
+            .await?;
+        Ok(self.hits(results.pop().unwrap_or_default(), &filter, Hit::dense))
     }
 
     fn supports_keyword(&self) -> bool {
-        false
+        // Until the collection has been read, assume it was made by this version.
+        self.keyword.get().copied().unwrap_or(true)
     }
 
-    async fn keyword_search(&self, _: Vec<String>, _: usize, _: Filter) -> Result<Vec<Hit>> {
-        Err(VectorError::Unsupported {
-            backend: "qdrant",
-            what: "keyword and hybrid search",
-        })
+    async fn keyword_search(
+        &self,
+        terms: Vec<String>,
+        k: usize,
+        filter: Filter,
+    ) -> Result<Vec<Hit>> {
+        let Some(q) = self
+            .search_filter(&filter)
+            .filter(|_| k > 0 && !terms.is_empty())
+        else {
+            return Ok(Vec::new());
+        };
+        if !self.keyword_ready().await? {
+            return Ok(Vec::new());
+        }
+        let _timer = metrics::SEARCH_SECONDS.start_timer();
+        let mut results = self
+            .batch(vec![self.keyword_query(&terms, k, &filter, q)], &filter)
+            .await?;
+        Ok(self.hits(results.pop().unwrap_or_default(), &filter, Hit::keyword))
+    }
+
+    async fn hybrid_search(&self, query: HybridQuery, filter: Filter) -> Result<Vec<Hit>> {
+        let Some(q) = self.search_filter(&filter).filter(|_| query.k > 0) else {
+            return Ok(Vec::new());
+        };
+        if !self.keyword_ready().await? {
+            return Ok(Vec::new());
+        }
+        let _timer = metrics::SEARCH_SECONDS.start_timer();
+        let candidates = query.candidates.max(query.k);
+        let dense = self.dense_query(query.vector, candidates, q.clone());
+        let keyword = self.keyword_query(&query.terms, candidates, &filter, q);
+        // The two candidate lists come back either way: they carry each hit's dense and
+        // keyword scores, which a fused result does not.
+        let mut queries = vec![dense.clone(), keyword.clone()];
+        let server_k = server_rrf_k(&query.fusion);
+        if let Some(rrf_k) = server_k {
+            let prefetch = |p: QueryPoints| {
+                let mut b = PrefetchQueryBuilder::default()
+                    .limit(candidates as u64)
+                    .filter(p.filter.unwrap_or_default());
+                if let Some(query) = p.query {
+                    b = b.query(query);
+                }
+                if let Some(using) = p.using {
+                    b = b.using(using);
+                }
+                if let Some(params) = p.params {
+                    b = b.params(params);
+                }
+                b
+            };
+            let fused = QueryPointsBuilder::new(self.name())
+                .add_prefetch(prefetch(dense))
+                .add_prefetch(prefetch(keyword))
+                .query(Query::new_rrf(Rrf {
+                    k: Some(rrf_k),
+                    weights: Vec::new(),
+                }))
+                .limit(query.k as u64)
+                .with_payload(true)
+                .build();
+            queries.push(fused);
+        }
+        let mut results = self.batch(queries, &filter).await?.into_iter();
+        let dense = self.hits(results.next().unwrap_or_default(), &filter, Hit::dense);
+        let keyword = self.hits(results.next().unwrap_or_default(), &filter, Hit::keyword);
+        let Some(fused) = results.next().filter(|_| server_k.is_some()) else {
+            return Ok(query.fusion.fuse(dense, keyword, query.k));
+        };
+        let dense: HashMap<u64, f32> = dense.into_iter().map(|h| (h.id, h.score)).collect();
+        let keyword: HashMap<u64, f32> = keyword.into_iter().map(|h| (h.id, h.score)).collect();
+        let mut hits: Vec<Hit> = fused
+            .into_iter()
+            .filter_map(|p| self.result(p, &filter))
+            .map(|(id, score, payload)| Hit {
+                id,
+                score,
+                dense: dense.get(&id).copied(),
+                keyword: keyword.get(&id).copied(),
+                rerank: None,
+                payload,
+            })
+            .collect();
+        // The same order as fusion here: by score, ties by point id.
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+        Ok(hits)
     }
 
     async fn count(&self, key: &CollectionKey, document: Option<&str>) -> Result<u64> {
@@ -450,6 +565,169 @@ impl VectorIndex for QdrantIndex {
 }
 
 impl QdrantIndex {
+    /// Reads whether an existing Qdrant collection serves keyword search, so that requests
+    /// that name no mode fall back to dense search from the first one on. Qdrant being down
+    /// or slow leaves that to the first request.
+    pub async fn inspect(&self) {
+        let read = tokio::time::timeout(Duration::from_secs(2), self.keyword_layout()).await;
+        match read {
+            Ok(Ok(Some(false))) => tracing::warn!(
+                collection = %self.name(),
+                "the Qdrant collection has no IDF-modified `keyword` sparse vector: keyword and \
+                 hybrid search are off until it is recreated"
+            ),
+            Ok(Err(e)) => tracing::debug!(error = %e, "could not read the Qdrant collection yet"),
+            _ => {}
+        }
+    }
+
+    /// Whether the Qdrant collection serves keyword search; `None` while it does not exist.
+    async fn keyword_layout(&self) -> Result<Option<bool>> {
+        if let Some(&k) = self.keyword.get() {
+            return Ok(Some(k));
+        }
+        let name = self.name().to_string();
+        match self.client.collection_info(name.as_str()).await {
+            Err(e) if is_not_found(&e) => Ok(None),
+            r => {
+                let info = r.map_err(qdrant_err(format!("read collection {name}")))?;
+                let params = info.result.and_then(|r| r.config).and_then(|c| c.params);
+                let keyword = has_keyword_vector(params.as_ref());
+                let _ = self.keyword.set(keyword);
+                Ok(Some(keyword))
+            }
+        }
+    }
+
+    /// Whether keyword queries can run: `false` while the collection does not exist, an
+    /// error when it exists without the `keyword` vector.
+    async fn keyword_ready(&self) -> Result<bool> {
+        match self.keyword_layout().await? {
+            None => Ok(false),
+            Some(true) => Ok(true),
+            Some(false) => Err(VectorError::Unsupported {
+                backend: "qdrant",
+                what: "keyword and hybrid search on a collection created without the \
+                       IDF-modified `keyword` sparse vector (recreate it to enable them)",
+            }),
+        }
+    }
+
+    /// The search filter, or `None` when it selects no document at all.
+    fn search_filter(&self, filter: &Filter) -> Option<QFilter> {
+        let documents = match &filter.documents {
+            Some(d) if d.is_empty() => return None,
+            Some(d) => Some(d.iter().cloned().collect()),
+            None => None,
+        };
+        Some(self.filter(&filter.tenant, &filter.collection, documents))
+    }
+
+    fn dense_params(&self) -> Option<SearchParams> {
+        self.cfg.hnsw_ef.map(|ef| SearchParams {
+            hnsw_ef: Some(ef),
+            ..SearchParams::default()
+        })
+    }
+
+    /// Keyword search parameters: document frequencies over the tenant's collection only.
+    fn keyword_params(&self, filter: &Filter) -> SearchParams {
+        SearchParams {
+            idf: Some(IdfParams {
+                corpus: Some(self.filter(&filter.tenant, &filter.collection, None)),
+            }),
+            ..SearchParams::default()
+        }
+    }
+
+    fn dense_query(&self, vector: Vec<f32>, k: usize, filter: QFilter) -> QueryPoints {
+        let mut q = QueryPointsBuilder::new(self.name())
+            .query(Query::new_nearest(vector))
+            .filter(filter)
+            .limit(k as u64)
+            .with_payload(true);
+        if let Some(p) = self.dense_params() {
+            q = q.params(p);
+        }
+        q.build()
+    }
+
+    fn keyword_query(
+        &self,
+        terms: &[String],
+        k: usize,
+        filter: &Filter,
+        q: QFilter,
+    ) -> QueryPoints {
+        let v = sparse::query(terms);
+        QueryPointsBuilder::new(self.name())
+            .query(Query::new_nearest(VectorInput::new_sparse(
+                v.indices, v.values,
+            )))
+            .using(QDRANT_KEYWORD_VECTOR)
+            .filter(q)
+            .params(self.keyword_params(filter))
+            .limit(k as u64)
+            .with_payload(true)
+            .build()
+    }
+
+    /// Point id and payload of a result that passes `filter` (a second guard, behind Qdrant's
+    /// own filter, against a misconfigured tenant field).
+    fn result(&self, p: ScoredPoint, filter: &Filter) -> Option<(u64, f32, Payload)> {
+        let id = match p.id?.point_id_options? {
+            qdrant_client::qdrant::point_id::PointIdOptions::Num(n) => n,
+            qdrant_client::qdrant::point_id::PointIdOptions::Uuid(_) => return None,
+        };
+        let payload = Payload {
+            tenant: string(&p.payload, &self.cfg.tenant_field),
+            collection: string(&p.payload, "collection"),
+            document: string(&p.payload, "document"),
+            title: string(&p.payload, "title"),
+            chunk: u32::try_from(integer(&p.payload, "chunk")).unwrap_or(0),
+            text: string(&p.payload, "text"),
+        };
+        filter.matches(&payload).then_some((id, p.score, payload))
+    }
+
+    fn hits(
+        &self,
+        points: Vec<ScoredPoint>,
+        filter: &Filter,
+        hit: fn(u64, f32, Payload) -> Hit,
+    ) -> Vec<Hit> {
+        points
+            .into_iter()
+            .filter_map(|p| self.result(p, filter))
+            .map(|(id, score, payload)| hit(id, score, payload))
+            .collect()
+    }
+
+    /// Runs `queries` in one round trip; a missing collection answers empty lists.
+    async fn batch(
+        &self,
+        queries: Vec<QueryPoints>,
+        filter: &Filter,
+    ) -> Result<Vec<Vec<ScoredPoint>>> {
+        let n = queries.len();
+        match self
+            .client
+            .query_batch(QueryBatchPointsBuilder::new(self.name(), queries))
+            .await
+        {
+            Err(e) if is_not_found(&e) => Ok(vec![Vec::new(); n]),
+            r => Ok(r
+                .map_err(qdrant_err(format!(
+                    "search collection {}",
+                    filter.collection
+                )))?
+                .result
+                .into_iter()
+                .map(|b| b.result)
+                .collect()),
+        }
+    }
+
     /// Exactly how many points of `key`'s collection match `filter`.
     async fn count_matching(&self, key: &CollectionKey, filter: QFilter) -> Result<u64> {
         let request = CountPointsBuilder::new(self.name())
@@ -503,6 +781,8 @@ mod tests {
             panic!("single vector params")
         };
         assert_eq!((v.size, v.on_disk), (384, Some(true)));
+        let keyword = &req.sparse_vectors_config.as_ref().unwrap().map[QDRANT_KEYWORD_VECTOR];
+        assert_eq!(keyword.modifier, Some(Modifier::Idf as i32));
         let hnsw = req.hnsw_config.unwrap();
         assert_eq!((hnsw.m, hnsw.payload_m), (Some(0), Some(16)));
         let Some(quantization_config::Quantization::Scalar(s)) =
@@ -518,6 +798,27 @@ mod tests {
             panic!("keyword index")
         };
         assert_eq!(k.is_tenant, Some(true));
+    }
+
+    #[test]
+    fn qdrant_fuses_only_what_it_ranks_exactly_as_here() {
+        use super::super::Fusion;
+        assert_eq!(server_rrf_k(&Fusion::default()), Some(61));
+        let weighted = Fusion {
+            keyword_weight: 2.0,
+            ..Fusion::default()
+        };
+        assert_eq!(server_rrf_k(&weighted), None);
+        let fractional = Fusion {
+            rrf_k: 60.5,
+            ..Fusion::default()
+        };
+        assert_eq!(server_rrf_k(&fractional), None);
+        let dbsf = Fusion {
+            method: FusionMethod::Dbsf,
+            ..Fusion::default()
+        };
+        assert_eq!(server_rrf_k(&dbsf), None);
     }
 
     #[tokio::test]

@@ -3,8 +3,9 @@
 use qdrant_client::qdrant::{
     quantization_config, quantization_config_diff, vectors_config, BinaryQuantization,
     CollectionParamsDiff, CreateCollection, CreateFieldIndexCollection, FieldType, HnswConfigDiff,
-    KeywordIndexParams, PayloadIndexParams, QuantizationConfig, QuantizationConfigDiff,
-    QuantizationType, ScalarQuantization, UpdateCollection, VectorParams, VectorsConfig,
+    KeywordIndexParams, Modifier, PayloadIndexParams, QuantizationConfig, QuantizationConfigDiff,
+    QuantizationType, ScalarQuantization, SparseVectorConfig, SparseVectorParams, UpdateCollection,
+    VectorParams, VectorsConfig,
 };
 
 use super::validate::ValidatedCollection;
@@ -59,7 +60,8 @@ fn binary(always_ram: bool) -> BinaryQuantization {
 // The deprecated on-disk and always-RAM flags are what Qdrant servers older than this client
 // understand; their replacement (`memory`) would be ignored there.
 #[allow(deprecated)]
-/// The create request: shards, replication, write consistency, HNSW, on-disk and quantization.
+/// The create request: shards, replication, write consistency, HNSW, on-disk and quantization,
+/// and the IDF-modified sparse vector the data plane's keyword search writes and queries.
 pub fn build_create_collection(c: &ValidatedCollection) -> CreateCollection {
     let quantization = c.quantization.as_ref().map(|q| QuantizationConfig {
         quantization: Some(match q {
@@ -84,6 +86,16 @@ pub fn build_create_collection(c: &ValidatedCollection) -> CreateCollection {
                 on_disk: Some(c.on_disk),
                 ..VectorParams::default()
             })),
+        }),
+        sparse_vectors_config: Some(SparseVectorConfig {
+            map: [(
+                ragplane_config::QDRANT_KEYWORD_VECTOR.to_string(),
+                SparseVectorParams {
+                    modifier: Some(Modifier::Idf as i32),
+                    ..SparseVectorParams::default()
+                },
+            )]
+            .into(),
         }),
         shard_number: Some(c.shards),
         replication_factor: Some(c.replication_factor),
@@ -190,6 +202,8 @@ mod tests {
             panic!("single vector params")
         };
         assert_eq!((v.size, v.on_disk), (384, Some(true)));
+        let keyword = &req.sparse_vectors_config.as_ref().unwrap().map["keyword"];
+        assert_eq!(keyword.modifier, Some(Modifier::Idf as i32));
         assert_eq!(req.hnsw_config.unwrap().m, Some(32));
         let Some(quantization_config::Quantization::Scalar(s)) =
             req.quantization_config.unwrap().quantization
