@@ -76,6 +76,7 @@ fn seed(doc: &str, chunk: u32) -> u64 {
 fn points(key: &CollectionKey, doc: &str, n: u32) -> Vec<Point> {
     (0..n)
         .map(|i| Point {
+            metadata: Default::default(),
             id: point_id(doc, i),
             vector: unit(seed(doc, i)),
             payload: Payload {
@@ -102,6 +103,7 @@ fn filter(k: &CollectionKey) -> Filter {
         tenant: k.tenant.clone(),
         collection: k.collection.clone(),
         documents: None,
+        metadata: None,
     }
 }
 
@@ -120,6 +122,7 @@ async fn conformance(idx: Arc<dyn VectorIndex>, tenant: &str) {
 /// A point with a given text (no title), for keyword tests.
 fn text_point(key: &CollectionKey, doc: &str, chunk: u32, text: &str) -> Point {
     Point {
+        metadata: Default::default(),
         id: point_id(doc, chunk),
         vector: unit(seed(doc, chunk)),
         payload: Payload {
@@ -352,6 +355,7 @@ async fn upsert_search_delete(idx: &dyn VectorIndex, tenant: &str) {
     let wrong = idx.upsert(
         &k,
         vec![Point {
+            metadata: Default::default(),
             vector: vec![0.5; DIM + 1],
             ..points(&k, "doc3", 1).remove(0)
         }],
@@ -463,6 +467,110 @@ async fn qdrant_index_conforms() {
     let name = cfg.collection.clone();
     let idx = QdrantIndex::open(cfg).unwrap();
     conformance(Arc::new(idx), &unique("tenant")).await;
+    let client = qdrant_client::Qdrant::from_url(&url).build().unwrap();
+    client.delete_collection(name).await.unwrap();
+}
+
+/// Metadata filters run inside Qdrant's search, and select exactly the documents the SQL
+/// metadata store selects for the same filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qdrant_filters_metadata_as_the_metadata_store_does() {
+    use ragplane::metadata::filter::MetadataFilter;
+    use ragplane::metadata::{MetadataStore, NewDocument, SqliteStore};
+    use serde_json::json;
+
+    let Some(url) = qdrant_url("qdrant_filters_metadata_as_the_metadata_store_does") else {
+        return;
+    };
+    let mut cfg = QdrantIndexConfig::new(url.clone());
+    cfg.collection = unique("ragplane-filter");
+    let name = cfg.collection.clone();
+    let idx = QdrantIndex::open(cfg).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("m.db")).await.unwrap();
+    store.migrate().await.unwrap();
+    let tenant = store.create_tenant("t").await.unwrap();
+    let c = store
+        .create_collection(&tenant.id, "docs", "", DIM as i64)
+        .await
+        .unwrap();
+    let k = key(&tenant.id, &c.id);
+    idx.ensure_collection(&k, DIM).await.unwrap();
+    let docs = [
+        (
+            "d1",
+            json!({"lang": "en", "year": 2020, "tag": "a", "day": "2024-01-15", "score": 2.5}),
+        ),
+        (
+            "d2",
+            json!({"lang": "de", "year": 2023, "tag": "b", "day": "2024-07-01T10:00:00Z"}),
+        ),
+        (
+            "d3",
+            json!({"lang": "en", "year": 2024, "draft": true, "tag": 7}),
+        ),
+        ("d4", json!({})),
+        (
+            "d5",
+            json!({"lang": "en", "draft": false, "year": 2021.5, "day": "2023-12-31"}),
+        ),
+    ];
+    for (doc, metadata) in &docs {
+        let metadata = metadata.as_object().cloned().unwrap();
+        store
+            .insert_document(NewDocument {
+                id: doc.to_string(),
+                tenant_id: tenant.id.clone(),
+                collection_id: c.id.clone(),
+                title: doc.to_string(),
+                source: None,
+                content_type: "text/plain".into(),
+                size_bytes: 1,
+                sha256: "ab".repeat(32),
+                metadata: metadata.clone(),
+                object_key: doc.to_string(),
+            })
+            .await
+            .unwrap();
+        let mut p = points(&k, doc, 2);
+        for p in &mut p {
+            p.metadata = metadata.clone();
+        }
+        idx.upsert(&k, p).await.unwrap();
+    }
+    assert!(
+        idx.supports_keyword(),
+        "a collection this version creates has the keyword vector"
+    );
+    for wanted in [
+        json!({"lang": "en"}),
+        json!({"lang": "en", "year": 2024}),
+        json!({"year": {"gte": 2021, "lt": 2024}}),
+        json!({"year": 2021.5}),
+        json!({"tag": {"in": ["a", "b", 7]}}),
+        json!({"tag": {"not": "a"}}),
+        json!({"lang": {"not": ["en", "de"]}}),
+        json!({"draft": null}),
+        json!({"draft": true}),
+        json!({"draft": false}),
+        json!({"score": 2.5}),
+        json!({"day": {"gte": "2024-02-01"}}),
+        json!({"day": {"lt": "2024-01-15"}}),
+        json!({"day": {"gte": "2024-01-01", "lte": "2024-07-01T10:00:00Z"}}),
+        json!({"lang": "fr"}),
+    ] {
+        let f = MetadataFilter::parse(wanted.as_object().unwrap()).unwrap();
+        assert!(idx.filters_metadata(&f), "{wanted}");
+        let mut expected = store.documents_matching(&c.id, &f).await.unwrap();
+        expected.sort();
+        let mut filter = filter(&k);
+        filter.metadata = Some(f);
+        let hits = idx.search(unit(seed("d1", 0)), 20, filter).await.unwrap();
+        let mut found: Vec<String> = hits.into_iter().map(|h| h.payload.document).collect();
+        found.sort();
+        found.dedup();
+        assert_eq!(found, expected, "filter {wanted}");
+    }
     let client = qdrant_client::Qdrant::from_url(&url).build().unwrap();
     client.delete_collection(name).await.unwrap();
 }
@@ -619,6 +727,7 @@ async fn compare_postgres_with_embedded() {
         .iter()
         .enumerate()
         .map(|(i, v)| Point {
+            metadata: Default::default(),
             id: i as u64,
             vector: v.clone(),
             payload: Payload {
@@ -716,6 +825,7 @@ async fn compare_postgres_with_embedded() {
         .iter()
         .take(1000)
         .map(|p| Point {
+            metadata: Default::default(),
             id: p.id + n as u64,
             ..p.clone()
         })

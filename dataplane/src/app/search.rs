@@ -239,7 +239,11 @@ impl App {
             .document_ids
             .as_ref()
             .map(|ids| ids.iter().cloned().collect());
-        if !metadata_filter.is_empty() {
+        // A backend that keeps each point's document metadata filters on it in the same
+        // query; for the others the metadata store names the matching documents first.
+        let pushed_down =
+            !metadata_filter.is_empty() && self.vectors.filters_metadata(&metadata_filter);
+        if !metadata_filter.is_empty() && !pushed_down {
             let matching: HashSet<String> = self
                 .metadata
                 .documents_matching(&c.id, &metadata_filter)
@@ -258,6 +262,7 @@ impl App {
             tenant: c.tenant_id.clone(),
             collection: c.id.clone(),
             documents,
+            metadata: pushed_down.then_some(metadata_filter),
         };
         crate::metrics::SEARCHES
             .with_label_values(&[mode.as_str()])

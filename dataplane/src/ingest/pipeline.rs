@@ -89,6 +89,7 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
             .iter()
             .zip(vectors)
             .map(|(c, vector)| Point {
+                metadata: doc.metadata.clone(),
                 id: point_id(&doc.id, c.index),
                 vector,
                 payload: Payload {

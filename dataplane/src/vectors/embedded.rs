@@ -402,6 +402,7 @@ mod tests {
     fn points(key: &CollectionKey, doc: &str, n: u32, dim: usize) -> Vec<Point> {
         (0..n)
             .map(|i| Point {
+                metadata: Default::default(),
                 id: point_id(doc, i),
                 vector: unit(seed(doc, i), dim),
                 payload: Payload {
@@ -428,6 +429,7 @@ mod tests {
             tenant: k.tenant.clone(),
             collection: k.collection.clone(),
             documents: None,
+            metadata: None,
         }
     }
 

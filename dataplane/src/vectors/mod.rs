@@ -144,6 +144,11 @@ pub struct Point {
     pub vector: Vec<f32>,
     /// Payload.
     pub payload: Payload,
+    /// The document's client metadata, for backends that filter on it themselves (see
+    /// [`VectorIndex::filters_metadata`]); the others resolve metadata filters in the metadata
+    /// store, so it is not kept in their logs.
+    #[serde(skip, default)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Which points a search may return.
@@ -155,6 +160,9 @@ pub struct Filter {
     pub collection: String,
     /// When set, only points of these documents.
     pub documents: Option<std::collections::HashSet<String>>,
+    /// When set, only points of documents whose metadata passes it; set only for a backend
+    /// that [filters metadata](VectorIndex::filters_metadata) itself.
+    pub metadata: Option<crate::metadata::filter::MetadataFilter>,
 }
 
 impl Filter {
@@ -278,6 +286,13 @@ pub trait VectorIndex: Send + Sync {
         k: usize,
         filter: Filter,
     ) -> Result<Vec<Hit>>;
+    /// Whether the backend applies `filter` as [`Filter::metadata`] itself, on the points' copy
+    /// of their document's metadata. When it does not, the metadata store resolves the filter
+    /// into [`Filter::documents`].
+    fn filters_metadata(&self, filter: &crate::metadata::filter::MetadataFilter) -> bool {
+        let _ = filter;
+        false
+    }
     /// Whether [`VectorIndex::keyword_search`] (and so hybrid search) is available.
     fn supports_keyword(&self) -> bool {
         true

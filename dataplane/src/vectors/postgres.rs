@@ -323,6 +323,7 @@ impl PostgresIndex {
                 changes.push(match vector {
                     None => Change::Remove(from_db(id)),
                     Some(bytes) => Change::Upsert(Point {
+                        metadata: Default::default(),
                         id: from_db(id),
                         vector: decode(&bytes, &key.collection)?,
                         payload: Payload {

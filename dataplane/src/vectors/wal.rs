@@ -128,6 +128,7 @@ mod tests {
 
     fn point(id: u64) -> Point {
         Point {
+            metadata: Default::default(),
             id,
             vector: vec![0.5; 4],
             payload: Payload {

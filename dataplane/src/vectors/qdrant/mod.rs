@@ -18,6 +18,8 @@
 //! itself (`prefetch` + `rrf`); other fusions are computed here from the two lists. A Qdrant
 //! collection created without the `keyword` vector keeps serving dense search only.
 
+pub mod filter;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -382,6 +384,10 @@ impl VectorIndex for QdrantIndex {
                         ("title".into(), p.payload.title.clone().into()),
                         ("chunk".into(), i64::from(p.payload.chunk).into()),
                         ("text".into(), p.payload.text.clone().into()),
+                        (
+                            filter::METADATA.into(),
+                            serde_json::Value::Object(p.metadata.clone()).into(),
+                        ),
                     ]);
                     let vectors = if keyword {
                         let terms = sparse::document(
@@ -456,6 +462,12 @@ impl VectorIndex for QdrantIndex {
             .batch(vec![self.dense_query(query, k, q)], &filter)
             .await?;
         Ok(self.hits(results.pop().unwrap_or_default(), &filter, Hit::dense))
+    }
+
+    fn filters_metadata(&self, wanted: &crate::metadata::filter::MetadataFilter) -> bool {
+        // Points carry their document's metadata since the collections got the keyword vector:
+        // a collection without it may hold points without metadata too.
+        self.keyword.get() == Some(&true) && filter::conditions(wanted).is_some()
     }
 
     fn supports_keyword(&self) -> bool {
@@ -620,7 +632,13 @@ impl QdrantIndex {
             Some(d) => Some(d.iter().cloned().collect()),
             None => None,
         };
-        Some(self.filter(&filter.tenant, &filter.collection, documents))
+        let mut q = self.filter(&filter.tenant, &filter.collection, documents);
+        if let Some(wanted) = &filter.metadata {
+            // The caller pushes a filter down only when filters_metadata said it translates;
+            // one that does not selects nothing rather than everything.
+            q.must.extend(filter::conditions(wanted)?);
+        }
+        Some(q)
     }
 
     fn dense_params(&self) -> Option<SearchParams> {
