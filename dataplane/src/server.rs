@@ -31,7 +31,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let mut workers = None;
     if workers_enabled {
-        crate::worker::requeue_orphans(&app).await?;
+        crate::worker::recover(&app).await?;
         workers = Some(crate::worker::spawn_workers(
             app.clone(),
             concurrency,
@@ -74,7 +74,7 @@ pub async fn run_workers(config: Config, queues: Vec<String>) -> anyhow::Result<
     let concurrency = config.workers.concurrency;
     let app = Arc::new(App::build(config).await?);
     let shutdown = CancellationToken::new();
-    crate::worker::requeue_orphans(&app).await?;
+    crate::worker::recover(&app).await?;
     let workers =
         crate::worker::spawn_queue_workers(app.clone(), &queues, concurrency, shutdown.clone());
     let listener = tokio::net::TcpListener::bind(listen)

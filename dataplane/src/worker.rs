@@ -79,6 +79,7 @@ pub fn spawn_queue_workers(
             shutdown.clone(),
         ));
     }
+    set.spawn(sweep(app.clone(), shutdown.clone()));
     set.spawn(refresh_queue_metrics(app, shutdown));
     Workers { set, names }
 }
@@ -144,16 +145,84 @@ async fn run_job_renewing(app: &App, job: Job, worker: &str) {
         }
     };
     tokio::select! {
-        () = run_job(app, job) => {}
+        () = run_job(app, job, worker) => {}
         () = renew => {}
     }
 }
 
-/// Runs one claimed job and records its outcome; a failure that is final marks the document
-/// `failed` with the reason.
-pub async fn run_job(app: &App, job: Job) {
+/// Runs one job that `worker` claimed and records its outcome; a failure that is final marks
+/// the document `failed` with the reason. An attempt past `workers.max_job_seconds` is
+/// abandoned as a retryable failure. When the claim expired meanwhile and the job went to
+/// another attempt, this attempt's outcome is dropped: the newer one decides.
+pub async fn run_job(app: &App, job: Job, worker: &str) {
     let started = Instant::now();
-    let result = match &job.task {
+    let limit = Duration::from_secs(app.config.workers.max_job_seconds.max(1));
+    let result = tokio::time::timeout(limit, attempt(app, &job))
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Internal(format!(
+                "abandoned after workers.max_job_seconds ({} s)",
+                limit.as_secs()
+            )))
+        });
+    metrics::JOB_DURATION
+        .with_label_values(&[&job.queue])
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(chunks) => match app.queue.complete(&job, worker).await {
+            Ok(true) => {
+                metrics::JOBS
+                    .with_label_values(&[&job.queue, "succeeded"])
+                    .inc();
+                tracing::info!(job = %job.id, document = ?job.document_id, chunks, "job succeeded");
+            }
+            Ok(false) => not_held(&job, worker),
+            Err(e) => {
+                tracing::warn!(job = %job.id, error = %e, "failed to mark job complete; it will run again");
+            }
+        },
+        Err(e) => {
+            let message = e.to_string();
+            let outcome = app
+                .queue
+                .fail(&job, worker, &message, e.is_retryable())
+                .await;
+            let label = match outcome {
+                Ok(Some(FailOutcome::Retrying)) => "retrying",
+                Ok(Some(FailOutcome::Dead)) => "dead",
+                Ok(None) => return not_held(&job, worker),
+                Err(_) => "error",
+            };
+            metrics::JOBS.with_label_values(&[&job.queue, label]).inc();
+            tracing::warn!(job = %job.id, error = %message, outcome = label, "job failed");
+            if let (Ok(Some(FailOutcome::Dead)), Some(doc)) = (outcome, &job.document_id) {
+                if let Err(e) = app
+                    .metadata
+                    .set_document_status(doc, DocumentStatus::Failed, Some(&message), 0)
+                    .await
+                {
+                    tracing::error!(document = %doc, error = %e, "failed to mark document failed");
+                }
+            }
+        }
+    }
+}
+
+fn not_held(job: &Job, worker: &str) {
+    metrics::JOBS
+        .with_label_values(&[&job.queue, "superseded"])
+        .inc();
+    tracing::warn!(
+        job = %job.id,
+        worker,
+        attempt = job.attempts,
+        "the claim on this attempt expired and another attempt holds the job; its outcome is dropped"
+    );
+}
+
+/// One attempt at a job's task.
+async fn attempt(app: &App, job: &Job) -> crate::error::Result<usize> {
+    match &job.task {
         // Every allowed attempt was started and the last one's worker died (or was killed)
         // while running it: a job that kills its workers must not kill them forever.
         _ if job.attempts > job.max_attempts => Err(Error::invalid(
@@ -168,48 +237,16 @@ pub async fn run_job(app: &App, job: Job) {
             "payload",
             format!("job {} has an unreadable payload", job.id),
         )),
-    };
-    metrics::JOB_DURATION
-        .with_label_values(&[&job.queue])
-        .observe(started.elapsed().as_secs_f64());
-    match result {
-        Ok(chunks) => {
-            metrics::JOBS
-                .with_label_values(&[&job.queue, "succeeded"])
-                .inc();
-            tracing::info!(job = %job.id, document = ?job.document_id, chunks, "job succeeded");
-            if let Err(e) = app.queue.complete(&job.id).await {
-                tracing::warn!(job = %job.id, error = %e, "failed to mark job complete; it will run again");
-            }
-        }
-        Err(e) => {
-            let message = e.to_string();
-            let outcome = app.queue.fail(&job.id, &message, e.is_retryable()).await;
-            let label = match outcome {
-                Ok(FailOutcome::Retrying) => "retrying",
-                Ok(FailOutcome::Dead) => "dead",
-                Err(_) => "error",
-            };
-            metrics::JOBS.with_label_values(&[&job.queue, label]).inc();
-            tracing::warn!(job = %job.id, error = %message, outcome = label, "job failed");
-            if let (Ok(FailOutcome::Dead), Some(doc)) = (outcome, &job.document_id) {
-                if let Err(e) = app
-                    .metadata
-                    .set_document_status(doc, DocumentStatus::Failed, Some(&message), 0)
-                    .await
-                {
-                    tracing::error!(document = %doc, error = %e, "failed to mark document failed");
-                }
-            }
-        }
     }
 }
 
-/// Re-queues documents left without a live job by a crash between storing and enqueueing.
-pub async fn requeue_orphans(app: &App) -> crate::error::Result<usize> {
+/// Re-queues documents left `queued` or `processing` without a live job for at least
+/// `min_age` (a crash between storing an upload and queueing it, or between a job's end and its
+/// document's status). The age keeps a document whose job is being queued right now out.
+pub async fn requeue_orphans(app: &App, min_age: Duration) -> crate::error::Result<usize> {
     let mut orphans = Vec::new();
     for d in app.metadata.orphaned_documents().await? {
-        if !app.queue.has_live_job(&d.id).await? {
+        if older_than(&d.updated_at, min_age) && !app.queue.has_live_job(&d.id).await? {
             orphans.push(d);
         }
     }
@@ -220,6 +257,66 @@ pub async fn requeue_orphans(app: &App) -> crate::error::Result<usize> {
         tracing::warn!(count = orphans.len(), "re-queued documents that had no job");
     }
     Ok(orphans.len())
+}
+
+/// Finishes deletions left part-way (a document still marked `deleting` after `min_age`).
+pub async fn finish_deletions(app: &App, min_age: Duration) -> crate::error::Result<usize> {
+    let mut n = 0;
+    for d in app.metadata.deleting_documents().await? {
+        if !older_than(&d.updated_at, min_age) {
+            continue;
+        }
+        match app.metadata.collection_by_id(&d.collection_id).await? {
+            Some(c) => app.finish_document_deletion(&c, &d).await?,
+            // Its collection went with its points; only the row is left.
+            None => app.metadata.delete_document(&d.id).await?,
+        }
+        n += 1;
+    }
+    if n > 0 {
+        tracing::warn!(count = n, "finished deleting documents left part-way");
+    }
+    Ok(n)
+}
+
+fn older_than(rfc3339: &str, age: Duration) -> bool {
+    chrono::DateTime::parse_from_rfc3339(rfc3339).map_or(true, |t| {
+        chrono::Utc::now()
+            .signed_duration_since(t)
+            .to_std()
+            .unwrap_or_default()
+            >= age
+    })
+}
+
+/// What a starting process does before its workers claim: re-queue orphaned documents (a
+/// failure stops the start) and finish deletions left part-way (a failure is retried by the
+/// workers' sweep).
+pub async fn recover(app: &App) -> crate::error::Result<()> {
+    let age = Duration::from_secs(app.config.workers.orphan_check_secs);
+    requeue_orphans(app, age).await?;
+    if let Err(e) = finish_deletions(app, age).await {
+        tracing::warn!(error = %e, "failed to finish deletions left part-way; the workers retry");
+    }
+    Ok(())
+}
+
+/// Every `workers.orphan_check_secs`: re-queues orphaned documents and finishes deletions
+/// left part-way, so that neither waits for the next process start.
+async fn sweep(app: Arc<App>, shutdown: CancellationToken) {
+    let every = Duration::from_secs(app.config.workers.orphan_check_secs.max(1));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Err(e) = requeue_orphans(&app, every).await {
+            tracing::warn!(error = %e, "failed to look for documents without a job");
+        }
+        if let Err(e) = finish_deletions(&app, every).await {
+            tracing::warn!(error = %e, "failed to finish deletions left part-way");
+        }
+    }
 }
 
 async fn refresh_queue_metrics(app: Arc<App>, shutdown: CancellationToken) {

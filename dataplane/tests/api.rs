@@ -1449,3 +1449,191 @@ async fn reranking_follows_the_rerank_endpoint() {
     assert_eq!(s.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(s.body["error"].as_str().unwrap().contains("rerank"));
 }
+
+/// A long text: `n` sentences of distinct words, so that it makes many chunks.
+fn long_text(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("Paragraph {i} describes lighthouse number {i} on the northern coast. "))
+        .collect()
+}
+
+/// A document deleted while its job is embedding and writing points keeps none: the job's
+/// later writes are removed when it finds the document gone, and search never finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_document_deleted_while_indexing_leaves_no_points() {
+    let Some(e) = env(|_| {}).await else { return };
+    let r = &e.router;
+    create_collection(r, ADMIN, "docs").await;
+    let (doc, job) = upload_text(r, ADMIN, "docs", &long_text(3000), "coast").await;
+    wait_status(r, ADMIN, "docs", &doc, "processing").await;
+    let del = call(
+        r,
+        Method::DELETE,
+        &format!("/v1/collections/docs/documents/{doc}"),
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT, "{:?}", del.body);
+    // The job carries on to its end: it does not know about the deletion until it checks.
+    for _ in 0..600 {
+        let j = call(r, Method::GET, &format!("/v1/jobs/{job}"), ADMIN, None).await;
+        if j.body["status"] == "succeeded" {
+            break;
+        }
+        assert_ne!(j.body["status"], "dead", "{:?}", j.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let c = e
+        .app
+        .metadata
+        .collection_by_name(
+            &e.app
+                .metadata
+                .tenant_by_name("default")
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            "docs",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let points = e
+        .app
+        .vectors
+        .count(&ragplane::app::key_of(&c), Some(&doc))
+        .await
+        .unwrap();
+    assert_eq!(points, 0, "the deleted document left points behind");
+    let gone = call(
+        r,
+        Method::GET,
+        &format!("/v1/collections/docs/documents/{doc}"),
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    let s = call(
+        r,
+        Method::POST,
+        "/v1/search",
+        ADMIN,
+        Some(json!({ "collection": "docs", "query": "lighthouse on the northern coast" })),
+    )
+    .await;
+    assert_eq!(s.body["hits"], json!([]), "{:?}", s.body);
+}
+
+/// A document stored without a job (a crash between the two) is found by the workers'
+/// periodic sweep and indexed, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_document_left_without_a_job_is_requeued_by_the_sweep() {
+    let Some(e) = env(|c| c.workers.orphan_check_secs = 1).await else {
+        return;
+    };
+    let r = &e.router;
+    let c = create_collection(r, ADMIN, "docs").await;
+    let collection = c.body["id"].as_str().unwrap().to_string();
+    let tenant = e
+        .app
+        .metadata
+        .tenant_by_name("default")
+        .await
+        .unwrap()
+        .unwrap();
+    let object_key = format!("{}/{collection}/orphan", tenant.id);
+    e.app
+        .objects
+        .put(
+            &object_key,
+            bytes::Bytes::from_static(b"Kelp forests shelter sea otters."),
+        )
+        .await
+        .unwrap();
+    e.app
+        .metadata
+        .insert_document(ragplane::metadata::NewDocument {
+            id: "orphan".into(),
+            tenant_id: tenant.id.clone(),
+            collection_id: collection,
+            title: "kelp".into(),
+            source: None,
+            content_type: "text/plain".into(),
+            size_bytes: 32,
+            sha256: "ab".repeat(32),
+            metadata: Default::default(),
+            object_key,
+        })
+        .await
+        .unwrap();
+    let d = wait_status(r, ADMIN, "docs", "orphan", "indexed").await;
+    assert_eq!(d["chunk_count"], 1);
+}
+
+/// A job that runs past `workers.max_job_seconds` is abandoned; out of attempts, its document
+/// is `failed` with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_past_its_time_limit_is_abandoned() {
+    let Some(e) = env(|c| {
+        c.workers.max_job_seconds = 1;
+        if let ragplane_config::QueueConfig::Sqlite(s) = &mut c.queue {
+            s.max_attempts = 1;
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    let r = &e.router;
+    create_collection(r, ADMIN, "docs").await;
+    let (doc, _) = upload_text(r, ADMIN, "docs", &long_text(4000), "coast").await;
+    let d = wait_status(r, ADMIN, "docs", &doc, "failed").await;
+    assert!(
+        d["error"]
+            .as_str()
+            .unwrap()
+            .contains("workers.max_job_seconds (1 s)"),
+        "{d:?}"
+    );
+}
+
+/// Instances that start together on one PostgreSQL database with the same configured admin
+/// key all come up, and share one default tenant and one admin key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_starting_together_all_come_up() {
+    let Some(model) = ragplane::testing::model_files() else {
+        return;
+    };
+    let Some(url) = ragplane::testing::fresh_postgres_database("instances_starting_together")
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let dirs: Vec<tempfile::TempDir> = (0..8).map(|_| tempfile::tempdir().unwrap()).collect();
+    let starts = dirs.iter().map(|dir| {
+        let mut config = ragplane::testing::config_in(dir.path(), &model, ADMIN);
+        config.metadata = ragplane_config::MetadataConfig::Postgres(
+            ragplane_config::PostgresConfig::new(url.clone()),
+        );
+        App::build(config)
+    });
+    let apps: Vec<App> = futures::future::try_join_all(starts)
+        .await
+        .expect("every instance starts");
+    // Each sees no admin key yet, then each stores the configured one.
+    futures::future::try_join_all(apps.iter().map(App::bootstrap_admin_key))
+        .await
+        .expect("every instance stores or finds the admin key");
+    let tenants: std::collections::HashSet<&str> =
+        apps.iter().map(|a| a.default_tenant.as_str()).collect();
+    assert_eq!(tenants.len(), 1);
+    assert_eq!(apps[0].metadata.count_admin_keys().await.unwrap(), 1);
+    for app in &apps {
+        let p = app.authenticate(Some(ADMIN)).await.unwrap();
+        assert!(p.admin);
+    }
+}

@@ -285,6 +285,43 @@ async fn suite(s: &dyn MetadataStore) {
     orphans.sort();
     assert_eq!(orphans, pick(&[0, 3, 4]));
 
+    // A document marked deleting refuses every status change, and is hidden from lists and
+    // filters; the sweep finds it.
+    s.mark_document_deleting(&ids[3]).await.unwrap();
+    assert!(!s
+        .set_document_status(&ids[3], DocumentStatus::Indexed, None, 3)
+        .await
+        .unwrap());
+    assert_eq!(
+        s.document(&ids[3]).await.unwrap().unwrap().status,
+        DocumentStatus::Deleting
+    );
+    let listed: Vec<_> = s
+        .list_documents(&docs.id, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert!(!listed.contains(&ids[3]) && listed.len() == 4, "{listed:?}");
+    assert_eq!(matching(json!({})).await, pick(&[0, 1, 2, 4]));
+    let deleting: Vec<_> = s
+        .deleting_documents()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(deleting, pick(&[3]));
+    assert!(s
+        .set_document_status(&ids[4], DocumentStatus::Indexed, None, 1)
+        .await
+        .unwrap());
+    assert!(!s
+        .set_document_status("missing", DocumentStatus::Indexed, None, 1)
+        .await
+        .unwrap());
+
     // Deleting a document, then a collection with its documents.
     s.delete_document(&ids[3]).await.unwrap();
     assert_eq!(s.document(&ids[3]).await.unwrap(), None);

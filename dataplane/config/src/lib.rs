@@ -425,6 +425,13 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Milliseconds between polls of an empty queue.
     pub poll_interval_ms: u64,
+    /// Seconds one job may run: past it the attempt is abandoned, and the job retried (or
+    /// dead-lettered once out of attempts), so a hung parse cannot hold its job forever.
+    pub max_job_seconds: u64,
+    /// Seconds between looks for documents left `queued` or `processing` without a live job
+    /// (for example by a crash between storing an upload and queueing it); a document is
+    /// re-queued once it has been left like that for this long.
+    pub orphan_check_secs: u64,
 }
 
 impl Default for WorkerConfig {
@@ -433,6 +440,8 @@ impl Default for WorkerConfig {
             enabled: true,
             concurrency: 2,
             poll_interval_ms: 500,
+            max_job_seconds: 900,
+            orphan_check_secs: 60,
         }
     }
 }

@@ -163,6 +163,16 @@ impl Config {
             "must be at least 1",
         );
         c.check(
+            self.workers.max_job_seconds >= 1,
+            "workers.max_job_seconds",
+            "must be at least 1",
+        );
+        c.check(
+            self.workers.orphan_check_secs >= 1,
+            "workers.orphan_check_secs",
+            "must be at least 1",
+        );
+        c.check(
             self.cache.embedding_capacity >= 1,
             "cache.embedding_capacity",
             "must be at least 1",

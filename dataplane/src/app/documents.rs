@@ -9,7 +9,7 @@ use super::{key_of, validate_metadata, validate_name, App, Principal};
 use crate::embed::identity::{self, ModelIdentity, PROBE_TEXT};
 use crate::error::{Error, Result};
 use crate::ingest::parse::Format;
-use crate::metadata::{Collection, Document, NewDocument};
+use crate::metadata::{Collection, Document, DocumentStatus, NewDocument};
 use crate::queue::{Job, Task, DOCUMENTS};
 
 /// A document upload, already read from JSON or multipart.
@@ -184,12 +184,7 @@ impl App {
     /// Marks a document queued again and queues its ingestion.
     async fn requeue(&self, tenant_id: &str, d: &Document) -> Result<Job> {
         self.metadata
-            .set_document_status(
-                &d.id,
-                crate::metadata::DocumentStatus::Queued,
-                None,
-                d.chunk_count,
-            )
+            .set_document_status(&d.id, DocumentStatus::Queued, None, d.chunk_count)
             .await?;
         self.enqueue_ingest(tenant_id, &d.id).await
     }
@@ -206,7 +201,11 @@ impl App {
             .metadata
             .document(id)
             .await?
-            .filter(|d| d.collection_id == c.id && d.tenant_id == p.tenant_id)
+            .filter(|d| {
+                d.collection_id == c.id
+                    && d.tenant_id == p.tenant_id
+                    && d.status != DocumentStatus::Deleting
+            })
             .ok_or_else(|| Error::not_found("document", id))?;
         Ok((c, d))
     }
@@ -227,9 +226,20 @@ impl App {
     }
 
     /// Deletes a document with its points and original.
+    ///
+    /// The document is marked `deleting` first: from then on a worker still indexing it cannot
+    /// record it as indexed, and removes the points it wrote itself (see
+    /// [`crate::ingest::pipeline`]). Then its points, original and row go, in that order; a
+    /// crash part-way leaves it `deleting`, and the workers' periodic sweep finishes the job.
     pub async fn delete_document(&self, p: &Principal, collection: &str, id: &str) -> Result<()> {
         let (c, d) = self.document(p, collection, id).await?;
-        self.vectors.delete_document(&key_of(&c), &d.id).await?;
+        self.metadata.mark_document_deleting(&d.id).await?;
+        self.finish_document_deletion(&c, &d).await
+    }
+
+    /// Removes a document marked `deleting`: its points, its original, then its row.
+    pub async fn finish_document_deletion(&self, c: &Collection, d: &Document) -> Result<()> {
+        self.vectors.delete_document(&key_of(c), &d.id).await?;
         self.metadata.bump_collection_version(&c.id).await?;
         self.objects.delete(&d.object_key).await?;
         self.metadata.delete_document(&d.id).await?;

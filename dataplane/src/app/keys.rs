@@ -41,16 +41,25 @@ impl App {
             None => (ragplane_config::new_api_key(), true),
         };
         let prefix: String = key.chars().take(10).collect();
-        self.metadata
-            .create_api_key(
-                &self.default_tenant,
-                "admin",
-                &hash_key(&key),
-                &prefix,
-                true,
-            )
-            .await?;
-        Ok(generated.then_some(key))
+        let hash = hash_key(&key);
+        match self
+            .metadata
+            .create_api_key(&self.default_tenant, "admin", &hash, &prefix, true)
+            .await
+        {
+            Ok(_) => Ok(generated.then_some(key)),
+            // Instances starting together with the same configured key: one stored it first.
+            Err(crate::metadata::MetadataError::Conflict { .. })
+                if self
+                    .metadata
+                    .api_key_by_hash(&hash)
+                    .await?
+                    .is_some_and(|k| k.admin) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Resolves a bearer token to a principal.

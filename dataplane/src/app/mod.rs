@@ -172,7 +172,18 @@ impl App {
         let metadata = crate::metadata::open(&config.metadata, store).await?;
         let default_tenant = match metadata.tenant_by_name(DEFAULT_TENANT).await? {
             Some(t) => t.id,
-            None => metadata.create_tenant(DEFAULT_TENANT).await?.id,
+            None => match metadata.create_tenant(DEFAULT_TENANT).await {
+                Ok(t) => t.id,
+                // Another instance starting at the same time created it first.
+                Err(crate::metadata::MetadataError::Conflict { .. }) => {
+                    metadata
+                        .tenant_by_name(DEFAULT_TENANT)
+                        .await?
+                        .ok_or_else(|| Error::Internal("the default tenant vanished".into()))?
+                        .id
+                }
+                Err(e) => return Err(e.into()),
+            },
         };
         Ok(Self {
             config: Arc::new(config),

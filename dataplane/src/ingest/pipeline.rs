@@ -1,6 +1,11 @@
 //! The ingestion pipeline for one document: read the original, extract text, chunk by tokens,
 //! embed in batches (through the embedding cache), replace the document's points, and mark it
 //! indexed. Point ids derive from (document, chunk), so running it twice is harmless.
+//!
+//! A document deleted while it is being indexed never keeps points: the deletion marks it
+//! `deleting` before removing its points, and the pipeline marks it indexed only after its last
+//! write, through a status change that a `deleting` document refuses. When refused, the
+//! pipeline removes what it wrote.
 
 use std::time::Duration;
 
@@ -22,16 +27,25 @@ const EMBED_REQUESTS_IN_FLIGHT: usize = 2;
 /// Indexes document `id`; returns its number of chunks. Errors that retrying cannot fix
 /// (bad format, no text) come back as not retryable.
 pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
-    let Some(doc) = app.metadata.document(id).await? else {
+    let Some(doc) = app
+        .metadata
+        .document(id)
+        .await?
+        .filter(|d| d.status != DocumentStatus::Deleting)
+    else {
         // Deleted after it was queued: nothing to do.
         return Ok(0);
     };
     let Some(collection) = app.metadata.collection_by_id(&doc.collection_id).await? else {
         return Ok(0);
     };
-    app.metadata
+    if !app
+        .metadata
         .set_document_status(&doc.id, DocumentStatus::Processing, None, doc.chunk_count)
-        .await?;
+        .await?
+    {
+        return Ok(0);
+    }
     let body = app.objects.get(&doc.object_key).await?;
     let format = Format::from_media_type(&doc.content_type)
         .map_err(|e| Error::invalid("content_type", e.to_string()))?;
@@ -108,10 +122,20 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     app.vectors
         .delete_chunks_from(&key, &doc.id, chunks.len() as u32)
         .await?;
-    app.metadata.replace_chunks(&doc.id, &provenance).await?;
-    app.metadata
+    // Every point is written; only now may the document count as indexed. If it was deleted
+    // meanwhile (marked `deleting`, or gone with its collection), the deletion may have run
+    // before some of those writes: remove them, so no orphan point stays searchable. A
+    // deletion that comes after this check removes the points itself.
+    if !app
+        .metadata
         .set_document_status(&doc.id, DocumentStatus::Indexed, None, chunks.len() as i64)
-        .await?;
+        .await?
+    {
+        app.vectors.delete_document(&key, &doc.id).await?;
+        tracing::info!(document = %doc.id, "deleted while being indexed; its points are removed");
+        return Ok(0);
+    }
+    app.metadata.replace_chunks(&doc.id, &provenance).await?;
     app.metadata.bump_collection_version(&collection.id).await?;
     Ok(chunks.len())
 }

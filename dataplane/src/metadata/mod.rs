@@ -196,6 +196,8 @@ pub enum DocumentStatus {
     Indexed,
     /// Ingestion failed; `error` says why.
     Failed,
+    /// Being deleted: hidden from reads, its points and original being removed.
+    Deleting,
 }
 
 impl DocumentStatus {
@@ -206,6 +208,7 @@ impl DocumentStatus {
             Self::Processing => "processing",
             Self::Indexed => "indexed",
             Self::Failed => "failed",
+            Self::Deleting => "deleting",
         }
     }
 
@@ -214,6 +217,7 @@ impl DocumentStatus {
             "processing" => Self::Processing,
             "indexed" => Self::Indexed,
             "failed" => Self::Failed,
+            "deleting" => Self::Deleting,
             _ => Self::Queued,
         }
     }
@@ -409,14 +413,20 @@ pub trait MetadataStore: Send + Sync {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Document>>;
-    /// Sets a document's status, error and chunk count.
+    /// Sets a document's status, error and chunk count, unless the document is being deleted:
+    /// `false` when it is, or is gone, so that a late worker cannot bring it back.
     async fn set_document_status(
         &self,
         id: &str,
         status: DocumentStatus,
         error: Option<&str>,
         chunks: i64,
-    ) -> Result<()>;
+    ) -> Result<bool>;
+    /// Marks a document `deleting`: from then on no status change applies to it, it is hidden
+    /// from reads and filters, and whoever finds it so finishes removing it.
+    async fn mark_document_deleting(&self, id: &str) -> Result<()>;
+    /// Documents marked `deleting` whose removal has not finished (after a crash between steps).
+    async fn deleting_documents(&self) -> Result<Vec<Document>>;
     /// Deletes a document row.
     async fn delete_document(&self, id: &str) -> Result<()>;
     /// Replaces the provenance of a document's chunks.

@@ -465,7 +465,8 @@ impl MetadataStore for PostgresStore {
         let rows = self
             .read(|pool| async move {
                 sqlx::query(
-                    "SELECT * FROM documents WHERE collection_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                    "SELECT * FROM documents WHERE collection_id = $1 AND id > $2 AND status <> 'deleting' \
+                     ORDER BY id LIMIT $3",
                 )
                 .bind(collection_id)
                 .bind(after)
@@ -484,9 +485,10 @@ impl MetadataStore for PostgresStore {
         status: DocumentStatus,
         error: Option<&str>,
         chunks: i64,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE documents SET status = $1, error = $2, chunk_count = $3, updated_at = $4 WHERE id = $5",
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE documents SET status = $1, error = $2, chunk_count = $3, updated_at = $4 \
+             WHERE id = $5 AND status <> 'deleting'",
         )
         .bind(status.as_str())
         .bind(error)
@@ -496,7 +498,25 @@ impl MetadataStore for PostgresStore {
         .execute(&self.primary)
         .await
         .map_err(db("update document status"))?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn mark_document_deleting(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE documents SET status = 'deleting', updated_at = $1 WHERE id = $2")
+            .bind(now_rfc3339())
+            .bind(id)
+            .execute(&self.primary)
+            .await
+            .map_err(db("mark document deleting"))?;
         Ok(())
+    }
+
+    async fn deleting_documents(&self) -> Result<Vec<Document>> {
+        let rows = sqlx::query("SELECT * FROM documents WHERE status = 'deleting'")
+            .fetch_all(&self.primary)
+            .await
+            .map_err(db("find documents being deleted"))?;
+        documents_from_rows(&rows)
     }
 
     async fn delete_document(&self, id: &str) -> Result<()> {
@@ -591,7 +611,7 @@ impl MetadataStore for PostgresStore {
         // null, as in the SQLite store.
         let mut contained = serde_json::Map::new();
         let mut sql =
-            String::from("SELECT id FROM documents WHERE collection_id = $1 AND metadata @> $2");
+            String::from("SELECT id FROM documents WHERE collection_id = $1 AND status <> 'deleting' AND metadata @> $2");
         let mut args: Vec<Arg> = Vec::new();
         let next = |args: &mut Vec<Arg>, a: Arg| {
             args.push(a);

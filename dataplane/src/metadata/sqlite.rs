@@ -302,7 +302,8 @@ impl MetadataStore for SqliteStore {
         limit: i64,
     ) -> Result<Vec<Document>> {
         let rows = sqlx::query(
-            "SELECT * FROM documents WHERE collection_id = ? AND id > ? ORDER BY id LIMIT ?",
+            "SELECT * FROM documents WHERE collection_id = ? AND id > ? AND status <> 'deleting' \
+             ORDER BY id LIMIT ?",
         )
         .bind(collection_id)
         .bind(after.unwrap_or(""))
@@ -322,17 +323,41 @@ impl MetadataStore for SqliteStore {
         status: DocumentStatus,
         error: Option<&str>,
         chunks: i64,
-    ) -> Result<()> {
-        sqlx::query("UPDATE documents SET status = ?, error = ?, chunk_count = ?, updated_at = ? WHERE id = ?")
-            .bind(status.as_str())
-            .bind(error)
-            .bind(chunks)
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE documents SET status = ?, error = ?, chunk_count = ?, updated_at = ? \
+             WHERE id = ? AND status <> 'deleting'",
+        )
+        .bind(status.as_str())
+        .bind(error)
+        .bind(chunks)
+        .bind(now_rfc3339())
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db("update document status"))?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn mark_document_deleting(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE documents SET status = 'deleting', updated_at = ? WHERE id = ?")
             .bind(now_rfc3339())
             .bind(id)
             .execute(&self.pool)
             .await
-            .map_err(db("update document status"))?;
+            .map_err(db("mark document deleting"))?;
         Ok(())
+    }
+
+    async fn deleting_documents(&self) -> Result<Vec<Document>> {
+        let rows = sqlx::query("SELECT * FROM documents WHERE status = 'deleting'")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("find documents being deleted"))?;
+        rows.iter()
+            .map(document_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(db("decode document"))
     }
 
     async fn delete_document(&self, id: &str) -> Result<()> {
@@ -420,7 +445,9 @@ impl MetadataStore for SqliteStore {
             Text(String),
             Real(f64),
         }
-        let mut sql = String::from("SELECT id FROM documents WHERE collection_id = ?");
+        let mut sql = String::from(
+            "SELECT id FROM documents WHERE collection_id = ? AND status <> 'deleting'",
+        );
         let mut args = Vec::new();
         for (k, c) in &filter.conditions {
             // Keys are validated to [A-Za-z0-9_.-]; quoting keeps dots literal.

@@ -27,7 +27,7 @@ pub async fn run_all(long: &dyn JobQueue, short: &dyn JobQueue) {
 
 async fn drain(q: &dyn JobQueue) {
     while let Some(j) = q.claim(DOCUMENTS, "drain").await.unwrap() {
-        q.complete(&j.id).await.unwrap();
+        assert!(q.complete(&j, "drain").await.unwrap());
     }
 }
 
@@ -52,7 +52,7 @@ async fn claimed_once_then_completed(q: &dyn JobQueue) {
         "a claimed job is invisible to other workers"
     );
     assert_eq!(depth(&q.stats().await.unwrap(), DOCUMENTS), (0, 1, 0));
-    q.complete(&job.id).await.unwrap();
+    assert!(q.complete(&claimed, "w1").await.unwrap());
     let done = q.get(&job.id).await.unwrap().unwrap();
     assert_eq!(done.status, JobStatus::Succeeded);
     assert!(!q.has_live_job("c1").await.unwrap());
@@ -61,18 +61,18 @@ async fn claimed_once_then_completed(q: &dyn JobQueue) {
 
 async fn failures_retry_then_dead_letter_with_the_error(q: &dyn JobQueue) {
     let job = q.enqueue("t", DOCUMENTS, task("f1")).await.unwrap();
-    q.claim(DOCUMENTS, "w").await.unwrap().unwrap();
+    let first = q.claim(DOCUMENTS, "w").await.unwrap().unwrap();
     assert_eq!(
-        q.fail(&job.id, "boom 1", true).await.unwrap(),
-        FailOutcome::Retrying
+        q.fail(&first, "w", "boom 1", true).await.unwrap(),
+        Some(FailOutcome::Retrying)
     );
     assert_eq!(depth(&q.stats().await.unwrap(), DOCUMENTS), (1, 0, 0));
     let again = q.claim(DOCUMENTS, "w").await.unwrap().unwrap();
     assert_eq!((again.id.as_str(), again.attempts), (job.id.as_str(), 2));
     assert_eq!(again.last_error.as_deref(), Some("boom 1"));
     assert_eq!(
-        q.fail(&job.id, "boom 2", true).await.unwrap(),
-        FailOutcome::Dead
+        q.fail(&again, "w", "boom 2", true).await.unwrap(),
+        Some(FailOutcome::Dead)
     );
     let dead = q.get(&job.id).await.unwrap().unwrap();
     assert_eq!(dead.status, JobStatus::Dead);
@@ -84,10 +84,10 @@ async fn failures_retry_then_dead_letter_with_the_error(q: &dyn JobQueue) {
 
 async fn permanent_failure_dead_letters_at_once(q: &dyn JobQueue) {
     let job = q.enqueue("t", DOCUMENTS, task("p1")).await.unwrap();
-    q.claim(DOCUMENTS, "w").await.unwrap().unwrap();
+    let claimed = q.claim(DOCUMENTS, "w").await.unwrap().unwrap();
     assert_eq!(
-        q.fail(&job.id, "unsupported", false).await.unwrap(),
-        FailOutcome::Dead
+        q.fail(&claimed, "w", "unsupported", false).await.unwrap(),
+        Some(FailOutcome::Dead)
     );
     assert_eq!(q.get(&job.id).await.unwrap().unwrap().attempts, 1);
 }
@@ -100,7 +100,7 @@ async fn release_gives_jobs_back_without_counting_the_attempt(q: &dyn JobQueue) 
     assert_eq!(q.release("stopping").await.unwrap(), 0);
     let again = q.claim(DOCUMENTS, "w").await.unwrap().unwrap();
     assert_eq!((again.id.as_str(), again.attempts), (a.id.as_str(), 1));
-    q.complete(&a.id).await.unwrap();
+    assert!(q.complete(&again, "w").await.unwrap());
 }
 
 async fn renew_belongs_to_the_holder(q: &dyn JobQueue) {
@@ -109,7 +109,7 @@ async fn renew_belongs_to_the_holder(q: &dyn JobQueue) {
     assert_eq!(claimed.id, job.id);
     assert!(q.renew(&job.id, "holder").await.unwrap());
     assert!(!q.renew(&job.id, "someone-else").await.unwrap());
-    q.complete(&job.id).await.unwrap();
+    assert!(q.complete(&claimed, "holder").await.unwrap());
     assert!(!q.renew(&job.id, "holder").await.unwrap());
 }
 
@@ -119,18 +119,30 @@ async fn queues_are_separate_and_names_checked(q: &dyn JobQueue) {
     assert!(q.claim(DOCUMENTS, "w").await.unwrap().is_none());
     let got = q.claim(EMBEDDINGS, "w").await.unwrap().unwrap();
     assert_eq!(got.id, e.id);
-    q.complete(&e.id).await.unwrap();
+    assert!(q.complete(&got, "w").await.unwrap());
     let err = q.enqueue("t", "nope", task("x")).await;
     assert!(err.is_err(), "an unknown queue is refused");
 }
 
 async fn an_expired_claim_is_reclaimed(q: &dyn JobQueue) {
     let job = q.enqueue("t", DOCUMENTS, task("x1")).await.unwrap();
-    q.claim(DOCUMENTS, "dead-worker").await.unwrap().unwrap();
+    let first = q.claim(DOCUMENTS, "dead-worker").await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     let again = q.claim(DOCUMENTS, "w2").await.unwrap().unwrap();
     assert_eq!(again.id, job.id);
     assert_eq!(again.attempts, 2);
+    // The first worker was only slow: its late outcome must not overwrite the newer attempt.
+    assert!(!q.complete(&first, "dead-worker").await.unwrap());
+    assert_eq!(
+        q.fail(&first, "dead-worker", "late", false).await.unwrap(),
+        None
+    );
+    let now = q.get(&job.id).await.unwrap().unwrap();
+    assert_eq!((now.status, now.attempts), (JobStatus::Running, 2));
+    assert_eq!(now.last_error, None);
+    // Nor can a worker that never held it, or the holder naming another attempt.
+    assert!(!q.complete(&again, "w3").await.unwrap());
+    assert!(!q.complete(&first, "w2").await.unwrap());
     // Its last attempt's worker died too: the job comes out once more with its attempts over
     // the maximum, which tells the worker to dead-letter it instead of running it.
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -138,7 +150,11 @@ async fn an_expired_claim_is_reclaimed(q: &dyn JobQueue) {
     assert_eq!(third.attempts, 3);
     assert!(third.attempts > third.max_attempts);
     assert_eq!(
-        q.fail(&job.id, "abandoned", false).await.unwrap(),
-        FailOutcome::Dead
+        q.fail(&third, "w3", "abandoned", false).await.unwrap(),
+        Some(FailOutcome::Dead)
+    );
+    assert!(
+        !q.complete(&again, "w2").await.unwrap(),
+        "a dead job stays dead"
     );
 }

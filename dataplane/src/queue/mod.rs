@@ -4,7 +4,9 @@
 //! Delivery is at least once. A claimed job is invisible for the visibility timeout; if its
 //! worker dies, the job becomes claimable again when the lease runs out. A failed attempt is
 //! retried with exponential backoff until `max_attempts`, after which the job is dead-lettered
-//! with its last error.
+//! with its last error. Only the holder of the current attempt (its worker and attempt number,
+//! a fencing token) can complete or fail a job: a worker whose claim expired cannot overwrite
+//! what the newer attempt records.
 
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -207,10 +209,18 @@ pub trait JobQueue: Send + Sync {
     async fn enqueue(&self, tenant_id: &str, queue: &str, task: Task) -> Result<Job>;
     /// Claims the oldest runnable job of `queue` for `worker`, if any.
     async fn claim(&self, queue: &str, worker: &str) -> Result<Option<Job>>;
-    /// Marks a claimed job done.
-    async fn complete(&self, job_id: &str) -> Result<()>;
-    /// Records a failed attempt; retries with backoff unless out of attempts or not retryable.
-    async fn fail(&self, job_id: &str, error: &str, retryable: bool) -> Result<FailOutcome>;
+    /// Marks `job` done, if `worker` still holds the attempt it claimed (`job.attempts`);
+    /// `false` when the claim expired and the job went to another attempt, which then decides.
+    async fn complete(&self, job: &Job, worker: &str) -> Result<bool>;
+    /// Records a failed attempt of `job` (retried with backoff unless out of attempts or not
+    /// retryable), if `worker` still holds that attempt; `None` when it does not.
+    async fn fail(
+        &self,
+        job: &Job,
+        worker: &str,
+        error: &str,
+        retryable: bool,
+    ) -> Result<Option<FailOutcome>>;
     /// Gives claimed jobs back at once (graceful shutdown of `worker`).
     async fn release(&self, worker: &str) -> Result<u64>;
     /// Extends `worker`'s claim on a running job by a visibility timeout; `false` when the

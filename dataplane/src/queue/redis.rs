@@ -71,11 +71,16 @@ end
 return false
 ";
 
-/// Finishes a job: succeeded, retrying (back into the delayed set) or dead.
+/// Finishes a job: succeeded, retrying (back into the delayed set) or dead; only for the
+/// worker holding the attempt it names, else `not_held` and nothing changes.
 const FINISH: &str = r"
 local stream, delayed, dead, key, docjob = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local group, outcome, err, run_at, now, retention, dead_max, jid =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local group, outcome, err, run_at, now, retention, dead_max, jid, worker, attempt =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local held = redis.call('HMGET', key, 'status', 'worker', 'attempts')
+if held[1] ~= 'running' or held[2] ~= worker or held[3] ~= attempt then
+  return 'not_held'
+end
 local eid = redis.call('HGET', key, 'entry')
 if eid then
   redis.call('XACK', stream, group, eid)
@@ -233,7 +238,17 @@ impl RedisQueue {
         Err(QueueError::UnknownQueue(queue.to_string()))
     }
 
-    async fn finish(&self, job_id: &str, outcome: &str, error: &str, run_at: i64) -> Result<()> {
+    /// Runs [`FINISH`] for the attempt of `job` that `worker` claimed; `false` when that
+    /// attempt is no longer the job's current one.
+    async fn finish(
+        &self,
+        job: &Job,
+        worker: &str,
+        outcome: &str,
+        error: &str,
+        run_at: i64,
+    ) -> Result<bool> {
+        let job_id = job.id.as_str();
         // One round trip for both: the job's queue and its document.
         let mut conn = self.redis.conn.clone();
         let (queue, doc): (Option<String>, Option<String>) = redis::cmd("HMGET")
@@ -244,7 +259,7 @@ impl RedisQueue {
             .await
             .map_err(redis_err("read a job"))?;
         let queue = queue.ok_or_else(|| QueueError::UnknownJob(job_id.to_string()))?;
-        let _: String = self
+        let done: String = self
             .finish
             .key(self.stream(&queue))
             .key(self.delayed(&queue))
@@ -259,10 +274,12 @@ impl RedisQueue {
             .arg(FINISHED_RETENTION_SECS)
             .arg(DEAD_LETTER_MAX)
             .arg(job_id)
+            .arg(worker)
+            .arg(job.attempts)
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("record a job's outcome"))?;
-        Ok(())
+        Ok(done != "not_held")
     }
 
     async fn field(&self, job_id: &str, field: &str) -> Result<Option<String>> {
@@ -402,28 +419,31 @@ impl JobQueue for RedisQueue {
         }
     }
 
-    async fn complete(&self, job_id: &str) -> Result<()> {
-        self.finish(job_id, "succeeded", "", 0).await
+    async fn complete(&self, job: &Job, worker: &str) -> Result<bool> {
+        self.finish(job, worker, "succeeded", "", 0).await
     }
 
-    async fn fail(&self, job_id: &str, error: &str, retryable: bool) -> Result<FailOutcome> {
-        let attempts: i64 = self
-            .field(job_id, "attempts")
-            .await?
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(i64::from(self.settings.max_attempts));
-        if retryable && attempts < i64::from(self.settings.max_attempts) {
-            let delay = backoff_for(
-                Duration::from_millis(self.settings.retry_backoff_ms),
-                u32::try_from(attempts).unwrap_or(u32::MAX),
-            );
-            let run_at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(0);
-            self.finish(job_id, "retrying", error, run_at).await?;
-            Ok(FailOutcome::Retrying)
-        } else {
-            self.finish(job_id, "dead", error, 0).await?;
-            Ok(FailOutcome::Dead)
-        }
+    async fn fail(
+        &self,
+        job: &Job,
+        worker: &str,
+        error: &str,
+        retryable: bool,
+    ) -> Result<Option<FailOutcome>> {
+        let attempts = job.attempts;
+        let (outcome, label, run_at) =
+            if retryable && attempts < i64::from(self.settings.max_attempts) {
+                let delay = backoff_for(
+                    Duration::from_millis(self.settings.retry_backoff_ms),
+                    u32::try_from(attempts).unwrap_or(u32::MAX),
+                );
+                let run_at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(0);
+                (FailOutcome::Retrying, "retrying", run_at)
+            } else {
+                (FailOutcome::Dead, "dead", 0)
+            };
+        let held = self.finish(job, worker, label, error, run_at).await?;
+        Ok(held.then_some(outcome))
     }
 
     async fn release(&self, worker: &str) -> Result<u64> {

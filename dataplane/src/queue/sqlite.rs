@@ -142,25 +142,29 @@ impl JobQueue for SqliteQueue {
             .map_err(db("decode job"))
     }
 
-    async fn complete(&self, job_id: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE jobs SET status = 'succeeded', lease_until = NULL, last_error = NULL, updated_at = ? WHERE id = ?",
+    async fn complete(&self, job: &Job, worker: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE jobs SET status = 'succeeded', lease_until = NULL, last_error = NULL, updated_at = ? \
+             WHERE id = ? AND status = 'running' AND worker = ? AND attempts = ?",
         )
         .bind(now_rfc3339())
-        .bind(job_id)
+        .bind(&job.id)
+        .bind(worker)
+        .bind(job.attempts)
         .execute(&self.pool)
         .await
         .map_err(db("complete job"))?;
-        Ok(())
+        Ok(r.rows_affected() > 0)
     }
 
-    async fn fail(&self, job_id: &str, error: &str, retryable: bool) -> Result<FailOutcome> {
-        let attempts: Option<i64> = sqlx::query_scalar("SELECT attempts FROM jobs WHERE id = ?")
-            .bind(job_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("read job"))?;
-        let attempts = attempts.unwrap_or(i64::from(self.max_attempts));
+    async fn fail(
+        &self,
+        job: &Job,
+        worker: &str,
+        error: &str,
+        retryable: bool,
+    ) -> Result<Option<FailOutcome>> {
+        let attempts = job.attempts;
         let outcome = if retryable && attempts < i64::from(self.max_attempts) {
             FailOutcome::Retrying
         } else {
@@ -176,19 +180,21 @@ impl JobQueue for SqliteQueue {
             }
             FailOutcome::Dead => ("dead", now_ms()),
         };
-        sqlx::query(
+        let r = sqlx::query(
             "UPDATE jobs SET status = ?, run_at = ?, lease_until = NULL, worker = NULL, last_error = ?, updated_at = ? \
-             WHERE id = ?",
+             WHERE id = ? AND status = 'running' AND worker = ? AND attempts = ?",
         )
         .bind(status)
         .bind(run_at)
         .bind(error)
         .bind(now_rfc3339())
-        .bind(job_id)
+        .bind(&job.id)
+        .bind(worker)
+        .bind(attempts)
         .execute(&self.pool)
         .await
         .map_err(db("record job failure"))?;
-        Ok(outcome)
+        Ok((r.rows_affected() > 0).then_some(outcome))
     }
 
     async fn release(&self, worker: &str) -> Result<u64> {
