@@ -26,6 +26,9 @@ pub mod ratelimit;
 pub mod redis_conn;
 pub mod rerank;
 pub mod server;
+/// Test helpers; compiled only for tests and with the `testing` feature, which this crate's
+/// own tests and benches turn on, so none of it is in a release binary.
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod vectors;
 pub mod worker;

@@ -46,6 +46,8 @@ metric!(QUEUE_DEAD: IntGaugeVec = IntGaugeVec::new(
     Opts::new("ragplane_queue_dead_letter", "Jobs dead-lettered after their last attempt, by queue"), &["queue"]));
 metric!(JOBS: IntCounterVec = IntCounterVec::new(
     Opts::new("ragplane_jobs_total", "Finished job attempts by queue and outcome"), &["queue", "outcome"]));
+metric!(UPLOADS_REFUSED: IntCounterVec = IntCounterVec::new(
+    Opts::new("ragplane_uploads_refused_total", "Uploads refused because the ingest backlog was past its bound, by bound (total, tenant)"), &["bound"]));
 metric!(JOB_DURATION: HistogramVec = HistogramVec::new(
     HistogramOpts::new("ragplane_job_duration_seconds", "Job processing time by queue").buckets(latency_buckets()),
     &["queue"]));
@@ -142,6 +144,7 @@ pub fn init() {
     LazyLock::force(&QUEUE_DEAD);
     LazyLock::force(&JOBS);
     LazyLock::force(&JOB_DURATION);
+    LazyLock::force(&UPLOADS_REFUSED);
     LazyLock::force(&EMBED_BATCH_SIZE);
     LazyLock::force(&EMBED_BATCH_SECONDS);
     LazyLock::force(&EMBED_QUEUE_WAIT);
@@ -178,4 +181,45 @@ pub fn render() -> String {
         tracing::warn!(error = %e, "failed to encode metrics");
     }
     String::from_utf8(buf).unwrap_or_default()
+}
+
+/// A server URL as a metric label or log field: without user info (a password in
+/// `http://user:pass@host`) and without a query string (a token in `?key=`).
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url).ok().filter(reqwest::Url::has_host) {
+        Some(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.as_str().trim_end_matches('/').to_string()
+        }
+        // Not a URL with a host: keep only what follows any '@' and precedes any '?'.
+        None => url
+            .rsplit('@')
+            .next()
+            .unwrap_or_default()
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_url;
+
+    #[test]
+    fn user_info_and_queries_never_reach_a_label() {
+        assert_eq!(
+            redact_url("http://admin:hunter2@ollama:11434/"),
+            "http://ollama:11434"
+        );
+        assert_eq!(
+            redact_url("https://llm.example/v1?api_key=secret"),
+            "https://llm.example/v1"
+        );
+        assert_eq!(redact_url("http://ollama:11434"), "http://ollama:11434");
+        assert_eq!(redact_url("user:pw@host?x=1"), "host");
+    }
 }

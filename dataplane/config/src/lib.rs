@@ -119,6 +119,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Seconds to wait for in-flight requests on shutdown.
     pub shutdown_grace_secs: u64,
+    /// Origins whose browser pages may call the API (CORS), each `scheme://host[:port]`.
+    /// Empty (the default) answers no preflight and sends no CORS header, so browsers keep
+    /// other sites' pages out; there is no wildcard.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -126,6 +130,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             shutdown_grace_secs: 20,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -156,6 +161,12 @@ pub struct LimitsConfig {
     pub max_query_bytes: usize,
     /// Per-request timeout, in seconds.
     pub request_timeout_secs: u64,
+    /// Documents waiting for or being indexed, over all tenants, past which uploads are
+    /// refused with 429 and Retry-After until the workers catch up.
+    pub max_ingest_backlog: i64,
+    /// The same bound for one tenant, so that one tenant's bulk upload cannot fill the queue
+    /// for everyone.
+    pub max_tenant_ingest_backlog: i64,
 }
 
 impl Default for LimitsConfig {
@@ -166,6 +177,8 @@ impl Default for LimitsConfig {
             max_top_k: 1000,
             max_query_bytes: 8 * 1024,
             request_timeout_secs: 120,
+            max_ingest_backlog: 10_000,
+            max_tenant_ingest_backlog: 1_000,
         }
     }
 }

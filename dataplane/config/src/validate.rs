@@ -152,6 +152,14 @@ impl Config {
 
         self.check_redis(&mut c);
 
+        for origin in &self.server.cors_allowed_origins {
+            let ok = is_origin(origin);
+            c.check(
+                ok,
+                "server.cors_allowed_origins",
+                format!("{origin:?} is not an origin (scheme://host[:port], no path, no '*')"),
+            );
+        }
         c.check(
             self.workers.concurrency >= 1,
             "workers.concurrency",
@@ -160,6 +168,16 @@ impl Config {
         c.check(
             self.workers.poll_interval_ms >= 1,
             "workers.poll_interval_ms",
+            "must be at least 1",
+        );
+        c.check(
+            self.limits.max_ingest_backlog >= 1,
+            "limits.max_ingest_backlog",
+            "must be at least 1",
+        );
+        c.check(
+            self.limits.max_tenant_ingest_backlog >= 1,
+            "limits.max_tenant_ingest_backlog",
             "must be at least 1",
         );
         c.check(
@@ -324,9 +342,74 @@ impl Config {
     }
 }
 
+/// Whether `o` is an origin: `http` or `https`, `://`, a host of letters, digits, dots and
+/// dashes (or a bracketed IPv6 address), an optional port, and nothing after.
+fn is_origin(o: &str) -> bool {
+    let Some(rest) = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (host_ok, port) = match rest.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((addr, tail)) => (
+                !addr.is_empty() && addr.chars().all(|c| c.is_ascii_hexdigit() || c == ':'),
+                tail,
+            ),
+            None => return false,
+        },
+        None => {
+            let end = rest.find(':').unwrap_or(rest.len());
+            let host = &rest[..end];
+            (
+                !host.is_empty()
+                    && host
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'),
+                &rest[end..],
+            )
+        }
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| p.parse::<u16>().is_ok());
+    host_ok && port_ok
+}
+
 #[cfg(test)]
 mod tests {
     use crate::Config;
+
+    #[test]
+    fn cors_origins_are_origins_and_nothing_more() {
+        for ok in [
+            "https://app.example.com",
+            "http://localhost:3000",
+            "http://[::1]:8080",
+            "https://a-b.c",
+        ] {
+            assert!(super::is_origin(ok), "{ok}");
+        }
+        for bad in [
+            "*",
+            "app.example.com",
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "ftp://x",
+            "https://",
+            "http://host:port",
+            "http://host:99999",
+            "https://*.example.com",
+        ] {
+            assert!(!super::is_origin(bad), "{bad}");
+        }
+        let mut c = Config::default();
+        c.server.cors_allowed_origins = vec!["*".into()];
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.0[0].field, "server.cors_allowed_origins");
+    }
 
     #[test]
     fn every_violation_is_listed_with_its_field() {

@@ -235,6 +235,7 @@ fn chunk_events(
     let StartedAnswer {
         sources, tokens, ..
     } = started;
+    let request_id = super::request_id::current();
     async_stream::stream! {
         let Some(mut tokens) = tokens else { return };
         yield Ok(data(&h.chunk(json!({ "role": "assistant", "content": "" }), None)));
@@ -261,7 +262,7 @@ fn chunk_events(
                 }
                 Err(e) => {
                     // OpenAI clients raise on a chunk that carries `error`.
-                    let b = error_body(e);
+                    let b = error_body(e, request_id.clone());
                     yield Ok(data(&json!({ "error": { "message": b.error, "type": b.kind } })));
                     return;
                 }

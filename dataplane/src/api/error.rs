@@ -1,5 +1,6 @@
-//! The one place where errors become HTTP responses: domain error → `{error, type}` JSON →
-//! status code, with `Retry-After` on 429 and 503. Extractor rejections (bad JSON, body too
+//! The one place where errors become HTTP responses: domain error → `{error, type, request_id}`
+//! JSON → status code, with `Retry-After` on 429 and 503. A server error's detail is logged under
+//! the request id and replaced by a generic message. Extractor rejections (bad JSON, body too
 //! large, wrong content type) are mapped here too, so every error body has the same shape.
 
 use axum::extract::multipart::{MultipartError, MultipartRejection};
@@ -13,11 +14,41 @@ use crate::error::Error;
 /// The JSON body of every error response.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// Human-readable message naming what was wrong.
+    /// Human-readable message naming what was wrong. For a server error (5xx) it is generic:
+    /// the detail, which may name internal hosts or queries, goes to the log under
+    /// `request_id`.
     pub error: String,
     /// Machine-readable kind, for example `invalid_request` or `not_found`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The request's id (also in the `x-request-id` header), to find its log lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl ErrorBody {
+    /// What the client of request `request_id` is told about `e`: the message itself for a
+    /// client error; for a server error a generic one, the detail being logged here.
+    pub fn of(e: &Error, request_id: Option<String>) -> Self {
+        let (status, kind, retry_after) = classify(e);
+        let error = if status.is_server_error() {
+            let id = request_id.as_deref().unwrap_or("none");
+            tracing::error!(request_id = id, error = %e, status = status.as_u16(), "request failed");
+            match retry_after {
+                Some(secs) => format!(
+                    "the service is temporarily unavailable; retry in {secs} s (request id {id})"
+                ),
+                None => format!("internal error (request id {id})"),
+            }
+        } else {
+            e.to_string()
+        };
+        Self {
+            error,
+            kind: kind.to_string(),
+            request_id,
+        }
+    }
 }
 
 /// An error on its way to becoming a response.
@@ -73,14 +104,8 @@ pub fn classify(e: &Error) -> (StatusCode, &'static str, Option<u64>) {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, kind, retry_after) = classify(&self.0);
-        if status.is_server_error() {
-            tracing::error!(error = %self.0, "request failed");
-        }
-        let body = ErrorBody {
-            error: self.0.to_string(),
-            kind: kind.to_string(),
-        };
+        let (status, _, retry_after) = classify(&self.0);
+        let body = ErrorBody::of(&self.0, super::request_id::current());
         let mut resp = (status, axum::Json(body)).into_response();
         if let Some(secs) = retry_after {
             resp.headers_mut()

@@ -6,6 +6,7 @@ mod chat;
 mod collections;
 mod documents;
 pub mod error;
+pub mod request_id;
 mod search;
 mod service;
 
@@ -15,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -146,9 +147,9 @@ pub fn router(app: AppState) -> Router {
             Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_requests)),
             shed_load,
         ))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
+        .layer(middleware::from_fn_with_state(
             Duration::from_secs(limits.request_timeout_secs),
+            time_limit,
         ));
     service_routes()
         .merge(traffic)
@@ -157,7 +158,57 @@ pub fn router(app: AppState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError(Error::Internal("the request handler panicked".into())).into_response()
         }))
+        .layer(middleware::from_fn(request_id::assign))
+        .layer(cors(&app.config.server.cors_allowed_origins))
         .with_state(app)
+}
+
+/// CORS for the configured origins: none by default, so no CORS header is ever sent and
+/// browsers keep other sites' pages from calling the API with a user's key.
+fn cors(
+    origins: &[String],
+) -> tower::util::Either<tower_http::cors::CorsLayer, tower::layer::util::Identity> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return tower::util::Either::Right(tower::layer::util::Identity::new());
+    }
+    let allowed: Vec<axum::http::HeaderValue> = origins
+        .iter()
+        .filter_map(|o| axum::http::HeaderValue::from_str(o).ok())
+        .collect();
+    tower::util::Either::Left(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(allowed))
+            .allow_methods([
+                axum::http::Method::GET,
+                axum::http::Method::POST,
+                axum::http::Method::PUT,
+                axum::http::Method::PATCH,
+                axum::http::Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                request_id::HEADER.clone(),
+            ])
+            .expose_headers([header::RETRY_AFTER, request_id::HEADER.clone()])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// Answers 503 with Retry-After when a request runs past `limits.request_timeout_secs`.
+async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError(Error::Unavailable {
+            message: format!(
+                "the request ran past limits.request_timeout_secs ({} s)",
+                limit.as_secs()
+            ),
+            retry_after_secs: 1,
+        })
+        .into_response(),
+    }
 }
 
 /// The service endpoints alone (`/healthz`, `/readyz`, `/metrics`), for worker processes.

@@ -10,7 +10,7 @@ use futures::{Stream, StreamExt};
 use serde::Serialize;
 use serde_json::json;
 
-use super::error::{classify, ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody};
 use super::{ApiJson, AppState, Auth};
 use crate::app::{AnswerOptions, QueryAnswer, SearchHit, SearchRequest, StartedAnswer};
 use crate::generate::{prompt, Chunk, Usage};
@@ -115,6 +115,7 @@ fn json_event(name: &str, data: &impl Serialize) -> Event {
 }
 
 fn query_events(started: StartedAnswer) -> impl Stream<Item = Result<Event, Infallible>> {
+    let request_id = super::request_id::current();
     let StartedAnswer {
         sources,
         model,
@@ -157,7 +158,7 @@ fn query_events(started: StartedAnswer) -> impl Stream<Item = Result<Event, Infa
                     return;
                 }
                 Err(e) => {
-                    yield Ok(error_event(e));
+                    yield Ok(error_event(e, request_id.clone()));
                     return;
                 }
             }
@@ -165,18 +166,16 @@ fn query_events(started: StartedAnswer) -> impl Stream<Item = Result<Event, Infa
     }
 }
 
-/// The `{error, type}` of a failure after a stream started.
-pub(super) fn error_body(e: crate::generate::GenerateError) -> ErrorBody {
-    let e = crate::error::Error::from(e);
-    tracing::warn!(error = %e, "generation failed after streaming started");
-    let (_, kind, _) = classify(&e);
-    ErrorBody {
-        error: e.to_string(),
-        kind: kind.to_string(),
-    }
+/// The `{error, type, request_id}` of a failure after the stream of request `request_id`
+/// started (the handler has returned by then, so the id is captured when the stream is made).
+pub(super) fn error_body(
+    e: crate::generate::GenerateError,
+    request_id: Option<String>,
+) -> ErrorBody {
+    ErrorBody::of(&crate::error::Error::from(e), request_id)
 }
 
 /// The `event: error` that ends a stream which failed after it started.
-fn error_event(e: crate::generate::GenerateError) -> Event {
-    json_event("error", &error_body(e))
+fn error_event(e: crate::generate::GenerateError, request_id: Option<String>) -> Event {
+    json_event("error", &error_body(e, request_id))
 }

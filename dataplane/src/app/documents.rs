@@ -112,6 +112,47 @@ impl App {
         Ok(self.metadata.list_collections(&p.tenant_id).await?)
     }
 
+    /// Refuses an upload with 429 while the ingest backlog is past its bound: over all tenants
+    /// (`limits.max_ingest_backlog`, from the queue's own counts) or for this tenant
+    /// (`limits.max_tenant_ingest_backlog`).
+    async fn admit_ingest(&self, tenant_id: &str) -> Result<()> {
+        let limits = &self.config.limits;
+        let total: i64 = self
+            .queue
+            .stats()
+            .await?
+            .iter()
+            .filter(|s| s.queue == crate::queue::DOCUMENTS)
+            .map(|s| s.waiting + s.in_flight)
+            .sum();
+        if total >= limits.max_ingest_backlog {
+            crate::metrics::UPLOADS_REFUSED
+                .with_label_values(&["total"])
+                .inc();
+            return Err(Error::Overloaded {
+                message: format!(
+                    "{total} documents are waiting to be indexed (limits.max_ingest_backlog is {}); retry later",
+                    limits.max_ingest_backlog
+                ),
+                retry_after_secs: 5,
+            });
+        }
+        let mine = self.metadata.pending_documents(tenant_id).await?;
+        if mine >= limits.max_tenant_ingest_backlog {
+            crate::metrics::UPLOADS_REFUSED
+                .with_label_values(&["tenant"])
+                .inc();
+            return Err(Error::Overloaded {
+                message: format!(
+                    "this tenant has {mine} documents waiting to be indexed (limits.max_tenant_ingest_backlog is {}); retry later",
+                    limits.max_tenant_ingest_backlog
+                ),
+                retry_after_secs: 5,
+            });
+        }
+        Ok(())
+    }
+
     /// Finds one of the caller's collections; 404 for other tenants' collections too.
     pub async fn collection(&self, p: &Principal, name: &str) -> Result<Collection> {
         self.metadata
@@ -146,6 +187,7 @@ impl App {
             return Err(Error::invalid("title", "must be at most 1024 bytes"));
         }
         validate_metadata(&upload.metadata)?;
+        self.admit_ingest(&c.tenant_id).await?;
         let id = uuid::Uuid::now_v7().to_string();
         let object_key = format!("{}/{}/{}", c.tenant_id, c.id, id);
         let sha256 = hex::encode(Sha256::digest(&upload.body));

@@ -78,18 +78,25 @@ async fn upload(client: &Client, collection: &str, path: &Path) -> anyhow::Resul
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let format = Format::from_file_name(&name).unwrap_or(Format::Text);
-    let bytes = tokio::fs::read(path).await?;
-    let part = reqwest::multipart::Part::bytes(bytes)
-        .file_name(name)
-        .mime_str(format.media_type())?;
-    let form = reqwest::multipart::Form::new().part("file", part);
-    let req = client
-        .request(
-            reqwest::Method::POST,
-            &format!("/v1/collections/{collection}/documents"),
-        )
-        .multipart(form);
-    let v: Value = client.send(req).await?;
+    let bytes = bytes::Bytes::from(tokio::fs::read(path).await?);
+    // A multipart body is a stream: each attempt (after a busy server's Retry-After) builds
+    // its own from the bytes read once.
+    let v: Value = client
+        .send_with(|| {
+            let part = reqwest::multipart::Part::stream(bytes.clone())
+                .file_name(name.clone())
+                .mime_str(format.media_type())
+                .ok()?;
+            Some(
+                client
+                    .request(
+                        reqwest::Method::POST,
+                        &format!("/v1/collections/{collection}/documents"),
+                    )
+                    .multipart(reqwest::multipart::Form::new().part("file", part)),
+            )
+        })
+        .await?;
     Ok(v["document"]["id"].as_str().unwrap_or_default().to_string())
 }
 

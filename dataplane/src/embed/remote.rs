@@ -30,6 +30,8 @@ pub const COUNT_HEADER: &str = "x-ragplane-count";
 
 struct Endpoint {
     url: String,
+    /// The URL without user info or query, for metrics and logs.
+    label: String,
     outstanding: AtomicUsize,
     avoid_until: Mutex<Option<Instant>>,
 }
@@ -119,6 +121,7 @@ impl RemoteEmbedder {
                 .iter()
                 .map(|u| Endpoint {
                     url: u.trim_end_matches('/').to_string(),
+                    label: crate::metrics::redact_url(u),
                     outstanding: AtomicUsize::new(0),
                     avoid_until: Mutex::new(None),
                 })
@@ -169,13 +172,13 @@ impl RemoteEmbedder {
             match self.attempt(ep, texts, priority).await {
                 Ok(v) => {
                     metrics::REMOTE_EMBED_REQUESTS
-                        .with_label_values(&[ep.url.as_str(), "ok"])
+                        .with_label_values(&[ep.label.as_str(), "ok"])
                         .inc();
                     return Ok(v);
                 }
                 Err(Failure::Fatal(e)) => {
                     metrics::REMOTE_EMBED_REQUESTS
-                        .with_label_values(&[ep.url.as_str(), "rejected"])
+                        .with_label_values(&[ep.label.as_str(), "rejected"])
                         .inc();
                     return Err(e);
                 }
@@ -185,12 +188,12 @@ impl RemoteEmbedder {
                 }) => {
                     let outcome = if overloaded { "overloaded" } else { "failed" };
                     metrics::REMOTE_EMBED_REQUESTS
-                        .with_label_values(&[ep.url.as_str(), outcome])
+                        .with_label_values(&[ep.label.as_str(), outcome])
                         .inc();
-                    tracing::warn!(endpoint = %ep.url, error = %message, "embedding server attempt failed; trying another");
+                    tracing::warn!(endpoint = %ep.label, error = %message, "embedding server attempt failed; trying another");
                     ep.avoid_for(self.cooldown);
                     all_overloaded &= overloaded;
-                    errors.push(format!("{}: {message}", ep.url));
+                    errors.push(format!("{}: {message}", ep.label));
                 }
             }
         }
@@ -243,7 +246,7 @@ impl RemoteEmbedder {
             } else {
                 Failure::Fatal(EmbedError::Inference(format!(
                     "embedding server {} rejected the request: {message}",
-                    ep.url
+                    ep.label
                 )))
             });
         }
@@ -255,7 +258,7 @@ impl RemoteEmbedder {
             return openai_vectors(body, texts.len(), self.dimension).map_err(|message| {
                 Failure::Fatal(EmbedError::Inference(format!(
                     "embedding server {}: {message}",
-                    ep.url
+                    ep.label
                 )))
             });
         }
@@ -267,7 +270,7 @@ impl RemoteEmbedder {
         if dim != Some(self.dimension) {
             return Err(Failure::Fatal(EmbedError::Inference(format!(
                 "embedding server {} serves vectors of dimension {dim:?}; embedding.dimension is {}",
-                ep.url, self.dimension
+                ep.label, self.dimension
             ))));
         }
         let body = resp

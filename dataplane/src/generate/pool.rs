@@ -39,7 +39,7 @@ pub enum Protocol {
 /// One server's state, as seen by the pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointStatus {
-    /// Base URL (the metrics' `endpoint` label).
+    /// Base URL without user info or query (the metrics' `endpoint` label).
     pub url: String,
     /// Whether it is in rotation.
     pub healthy: bool,
@@ -150,6 +150,8 @@ impl GeneratorPool {
                         total,
                     )),
                 };
+                // The client has the URL; labels, logs and status get it without credentials.
+                let url = crate::metrics::redact_url(&url);
                 LLM_HEALTHY.with_label_values(&[url.as_str()]).set(1);
                 LLM_OUTSTANDING.with_label_values(&[url.as_str()]).set(0);
                 Endpoint {

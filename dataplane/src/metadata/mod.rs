@@ -427,6 +427,8 @@ pub trait MetadataStore: Send + Sync {
     async fn mark_document_deleting(&self, id: &str) -> Result<()>;
     /// Documents marked `deleting` whose removal has not finished (after a crash between steps).
     async fn deleting_documents(&self) -> Result<Vec<Document>>;
+    /// How many of a tenant's documents wait for or are being indexed (`queued`, `processing`).
+    async fn pending_documents(&self, tenant_id: &str) -> Result<i64>;
     /// Deletes a document row.
     async fn delete_document(&self, id: &str) -> Result<()>;
     /// Replaces the provenance of a document's chunks.

@@ -511,6 +511,16 @@ impl MetadataStore for PostgresStore {
         Ok(())
     }
 
+    async fn pending_documents(&self, tenant_id: &str) -> Result<i64> {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM documents WHERE tenant_id = $1 AND status IN ('queued', 'processing')",
+        )
+        .bind(tenant_id)
+        .fetch_one(&self.primary)
+        .await
+        .map_err(db("count pending documents"))
+    }
+
     async fn deleting_documents(&self) -> Result<Vec<Document>> {
         let rows = sqlx::query("SELECT * FROM documents WHERE status = 'deleting'")
             .fetch_all(&self.primary)

@@ -349,6 +349,16 @@ impl MetadataStore for SqliteStore {
         Ok(())
     }
 
+    async fn pending_documents(&self, tenant_id: &str) -> Result<i64> {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM documents WHERE tenant_id = ? AND status IN ('queued', 'processing')",
+        )
+        .bind(tenant_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("count pending documents"))
+    }
+
     async fn deleting_documents(&self) -> Result<Vec<Document>> {
         let rows = sqlx::query("SELECT * FROM documents WHERE status = 'deleting'")
             .fetch_all(&self.pool)
