@@ -46,6 +46,8 @@ metric!(QUEUE_DEAD: IntGaugeVec = IntGaugeVec::new(
     Opts::new("ragplane_queue_dead_letter", "Jobs dead-lettered after their last attempt, by queue"), &["queue"]));
 metric!(JOBS: IntCounterVec = IntCounterVec::new(
     Opts::new("ragplane_jobs_total", "Finished job attempts by queue and outcome"), &["queue", "outcome"]));
+metric!(AUTH_FAILURES: IntCounterVec = IntCounterVec::new(
+    Opts::new("ragplane_auth_failures_total", "Failed authentications (failed), and requests refused because their address failed too often (blocked)"), &["outcome"]));
 metric!(UPLOADS_REFUSED: IntCounterVec = IntCounterVec::new(
     Opts::new("ragplane_uploads_refused_total", "Uploads refused because the ingest backlog was past its bound, by bound (total, tenant)"), &["bound"]));
 metric!(JOB_DURATION: HistogramVec = HistogramVec::new(
@@ -145,6 +147,7 @@ pub fn init() {
     LazyLock::force(&JOBS);
     LazyLock::force(&JOB_DURATION);
     LazyLock::force(&UPLOADS_REFUSED);
+    LazyLock::force(&AUTH_FAILURES);
     LazyLock::force(&EMBED_BATCH_SIZE);
     LazyLock::force(&EMBED_BATCH_SECONDS);
     LazyLock::force(&EMBED_QUEUE_WAIT);

@@ -20,8 +20,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let concurrency = config.workers.concurrency;
     let app = Arc::new(App::build(config).await?);
     if let Some(key) = app.bootstrap_admin_key().await? {
-        // Printed once, on stdout, so scripts can capture it; only its hash is stored.
-        println!("admin API key (shown once, store it now): {key}");
+        reveal_admin_key(&app.config.data_dir, &key)?;
     }
     if app.config.auth.disabled {
         tracing::warn!(
@@ -44,13 +43,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "ragplane listening");
     let router = crate::api::router(app.clone());
     let signal = shutdown.clone();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down: draining requests and jobs");
-            signal.cancel();
-        })
-        .await?;
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining requests and jobs");
+        signal.cancel();
+    })
+    .await?;
     if let Some(w) = workers {
         w.drain(&app, grace).await;
     }
@@ -114,5 +116,59 @@ pub async fn wait_for_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+/// Hands a generated admin key to the person starting the server, once; only its hash is
+/// stored. On a terminal it is printed. Anywhere else (a log collector, a CI job, a pod's log)
+/// it is written to `<data_dir>/admin-key`, readable by its owner only (0600), and the log says
+/// where.
+fn reveal_admin_key(data_dir: &std::path::Path, key: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        println!("admin API key (shown once, store it now): {key}");
+        return Ok(());
+    }
+    let path = write_admin_key(data_dir, key)?;
+    tracing::warn!(
+        path = %path.display(),
+        "generated an admin API key; it is in this file (mode 0600), not in the log: read it, store it, delete the file"
+    );
+    Ok(())
+}
+
+/// Writes `key` to `<data_dir>/admin-key` with mode 0600, replacing nothing: an existing file is
+/// an error, not overwritten.
+pub fn write_admin_key(
+    data_dir: &std::path::Path,
+    key: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(data_dir)?;
+    let path = data_dir.join("admin-key");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("failed to write the admin key to {}: {e}", path.display()))?;
+    writeln!(f, "{key}")?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_admin_key_file_is_private_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = super::write_admin_key(dir.path(), "rp_secret").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "rp_secret\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(super::write_admin_key(dir.path(), "rp_other").is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "rp_secret\n");
     }
 }

@@ -1041,31 +1041,66 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn rate_limited_three_times(router: &Router) -> Vec<Resp> {
-    let mut out = Vec::new();
-    for _ in 0..3 {
-        out.push(call(router, Method::GET, "/v1/collections", ADMIN, None).await);
-    }
-    out
-}
-
+/// The rate limit is per tenant: its keys share one budget, and other tenants have their own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_over_its_rate_limit_gets_429_with_retry_after() {
+async fn a_tenant_over_its_rate_limit_gets_429_with_retry_after() {
     let Some(e) = env(|c| {
         c.rate_limit.enabled = true;
         c.rate_limit.requests_per_second = 0.2;
-        c.rate_limit.burst = 2;
+        c.rate_limit.burst = 3;
     })
     .await
     else {
         return;
     };
-    let r = rate_limited_three_times(&e.router).await;
-    assert_eq!((r[0].status, r[1].status), (StatusCode::OK, StatusCode::OK));
-    assert_eq!(r[2].status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(r[2].body["type"], "rate_limited");
-    assert!(r[2].body["error"].as_str().unwrap().contains("rate limit"));
-    let wait: u64 = r[2].headers[header::RETRY_AFTER]
+    // Three requests of the default tenant's admin key use its whole burst.
+    let t = call(
+        &e.router,
+        Method::POST,
+        "/v1/tenants",
+        ADMIN,
+        Some(json!({"name": "other"})),
+    )
+    .await;
+    assert_eq!(t.status, StatusCode::CREATED);
+    let other = call(
+        &e.router,
+        Method::POST,
+        "/v1/tenants/other/keys",
+        ADMIN,
+        Some(json!({})),
+    )
+    .await;
+    let second = call(
+        &e.router,
+        Method::POST,
+        "/v1/tenants/default/keys",
+        ADMIN,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (other.status, second.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    let second_key = second.body["key"].as_str().unwrap();
+    let other_key = other.body["key"].as_str().unwrap();
+    let shared = call(&e.router, Method::GET, "/v1/collections", second_key, None).await;
+    assert_eq!(
+        shared.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "keys of one tenant share its budget"
+    );
+    let apart = call(&e.router, Method::GET, "/v1/collections", other_key, None).await;
+    assert_eq!(apart.status, StatusCode::OK, "another tenant has its own");
+    let limited = call(&e.router, Method::GET, "/v1/collections", ADMIN, None).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.body["type"], "rate_limited");
+    assert!(limited.body["error"]
+        .as_str()
+        .unwrap()
+        .contains("rate limit exceeded for this tenant"));
+    let wait: u64 = limited.headers[header::RETRY_AFTER]
         .to_str()
         .unwrap()
         .parse()
@@ -1086,7 +1121,17 @@ async fn two_instances_share_one_rate_limit_through_redis() {
         return;
     };
     let prefix = format!("ratelimit-test-{}", uuid_like());
+    // Instances of one deployment share the metadata database, so their tenants are the same.
+    let Some(db) = ragplane::testing::fresh_postgres_database("shared rate limit")
+        .await
+        .unwrap()
+    else {
+        return;
+    };
     let shared = |c: &mut Config| {
+        c.metadata = ragplane_config::MetadataConfig::Postgres(
+            ragplane_config::PostgresConfig::new(db.clone()),
+        );
         c.redis = Some(ragplane_config::RedisConfig {
             url: url.clone(),
             key_prefix: prefix.clone(),
@@ -1640,7 +1685,7 @@ async fn instances_starting_together_all_come_up() {
     assert_eq!(apps[0].metadata.count_admin_keys().await.unwrap(), 1);
     for app in &apps {
         let p = app.authenticate(Some(ADMIN)).await.unwrap();
-        assert!(p.admin);
+        assert_eq!(p.scope, ragplane::metadata::Scope::ClusterAdmin);
     }
 }
 
@@ -1793,4 +1838,378 @@ async fn uploads_past_the_ingest_backlog_are_refused() {
             upload_text(r, ADMIN, "docs", "Kelp forests shelter sea otters.", "kelp").await;
         wait_status(r, ADMIN, "docs", &later, "indexed").await;
     }
+}
+
+/// Scopes: each key does what its scope allows and gets 403 for the rest; a tenant-admin
+/// manages only its own tenant's keys, up to its own scope. Lifecycle: expiry, revocation
+/// within `auth.key_cache_secs`, rotation with and without grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_have_scopes_expiry_revocation_and_rotation() {
+    let Some(e) = env(|c| c.auth.key_cache_secs = 1).await else {
+        return;
+    };
+    let r = &e.router;
+    let status = |resp: &Resp| resp.status;
+    let issue = |key: &'static str, tenant: &'static str, body: Value| {
+        let r = r.clone();
+        async move {
+            call(
+                &r,
+                Method::POST,
+                &format!("/v1/tenants/{tenant}/keys"),
+                key,
+                Some(body),
+            )
+            .await
+        }
+    };
+    let t = call(
+        r,
+        Method::POST,
+        "/v1/tenants",
+        ADMIN,
+        Some(json!({"name": "acme"})),
+    )
+    .await;
+    assert_eq!(t.status, StatusCode::CREATED);
+    let ta = issue(
+        ADMIN,
+        "acme",
+        json!({"name": "ops", "scope": "tenant-admin"}),
+    )
+    .await;
+    assert_eq!(ta.status, StatusCode::CREATED, "{:?}", ta.body);
+    assert_eq!(ta.body["scope"], "tenant-admin");
+    let ta_key: &'static str = Box::leak(
+        ta.body["key"]
+            .as_str()
+            .unwrap()
+            .to_string()
+            .into_boxed_str(),
+    );
+
+    // A tenant-admin: no tenants, no stronger keys, no other tenant's keys.
+    assert_eq!(
+        status(&call(r, Method::GET, "/v1/tenants", ta_key, None).await),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(&issue(ta_key, "acme", json!({"scope": "cluster-admin"})).await),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(&issue(ta_key, "default", json!({"scope": "read-write"})).await),
+        StatusCode::NOT_FOUND
+    );
+    let rw = issue(
+        ta_key,
+        "acme",
+        json!({"name": "app", "scope": "read-write"}),
+    )
+    .await;
+    let qo = issue(
+        ta_key,
+        "acme",
+        json!({"name": "reader", "scope": "query-only"}),
+    )
+    .await;
+    assert_eq!(
+        (rw.status, qo.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    let rw_key = rw.body["key"].as_str().unwrap().to_string();
+    let qo_key = qo.body["key"].as_str().unwrap().to_string();
+
+    // read-write manages collections and documents; query-only reads and searches only.
+    assert_eq!(
+        create_collection(r, &rw_key, "docs").await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        create_collection(r, &qo_key, "nope").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let up = call(
+        r,
+        Method::POST,
+        "/v1/collections/docs/documents",
+        &qo_key,
+        Some(json!({"text": "read only", "title": "t"})),
+    )
+    .await;
+    assert_eq!(up.status, StatusCode::FORBIDDEN);
+    assert!(
+        up.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("needs a read-write key"),
+        "{:?}",
+        up.body
+    );
+    assert_eq!(
+        status(&call(r, Method::GET, "/v1/collections/docs", &qo_key, None).await),
+        StatusCode::OK
+    );
+    let s = call(
+        r,
+        Method::POST,
+        "/v1/search",
+        &qo_key,
+        Some(json!({"collection": "docs", "query": "x"})),
+    )
+    .await;
+    assert_eq!(s.status, StatusCode::OK, "{:?}", s.body);
+    assert_eq!(
+        status(&call(r, Method::GET, "/v1/tenants/acme/keys", &rw_key, None).await),
+        StatusCode::FORBIDDEN
+    );
+
+    // Listing shows scopes and prefixes, never keys.
+    let list = call(r, Method::GET, "/v1/tenants/acme/keys", ta_key, None).await;
+    assert_eq!(list.status, StatusCode::OK);
+    let keys = list.body.as_array().unwrap();
+    assert_eq!(keys.len(), 3);
+    assert!(keys
+        .iter()
+        .all(|k| k.get("key").is_none() && k["prefix"].is_string()));
+    let scopes: Vec<&str> = keys.iter().map(|k| k["scope"].as_str().unwrap()).collect();
+    assert_eq!(scopes, ["tenant-admin", "read-write", "query-only"]);
+
+    // Expiry applies at once.
+    let short = issue(
+        ta_key,
+        "acme",
+        json!({"scope": "query-only", "expires_in_secs": 1}),
+    )
+    .await;
+    let short_key = short.body["key"].as_str().unwrap().to_string();
+    assert_eq!(
+        status(&call(r, Method::GET, "/v1/collections", &short_key, None).await),
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let expired = call(r, Method::GET, "/v1/collections", &short_key, None).await;
+    assert_eq!(expired.status, StatusCode::UNAUTHORIZED);
+    assert!(expired.body["error"].as_str().unwrap().contains("expired"));
+
+    // Revocation: within the key cache's lifetime (1 s here) the key stops working.
+    let rw_id = rw.body["id"].as_str().unwrap();
+    assert_eq!(
+        status(&call(r, Method::GET, "/v1/collections", &rw_key, None).await),
+        StatusCode::OK
+    );
+    let revoked = call(
+        r,
+        Method::DELETE,
+        &format!("/v1/tenants/acme/keys/{rw_id}"),
+        ta_key,
+        None,
+    )
+    .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    let started = std::time::Instant::now();
+    loop {
+        let got = call(r, Method::GET, "/v1/collections", &rw_key, None).await;
+        if got.status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "a revoked key kept working past the cache bound"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Rotation: the new key has the old one's scope; without grace the old one goes, with
+    // grace it keeps working meanwhile.
+    let qo_id = qo.body["id"].as_str().unwrap();
+    let graceful = call(
+        r,
+        Method::POST,
+        &format!("/v1/tenants/acme/keys/{qo_id}/rotate"),
+        ta_key,
+        Some(json!({"grace_secs": 60})),
+    )
+    .await;
+    assert_eq!(graceful.status, StatusCode::CREATED, "{:?}", graceful.body);
+    assert_eq!(graceful.body["scope"], "query-only");
+    let new_key = graceful.body["key"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        status(&call(r, Method::GET, "/v1/collections", &qo_key, None).await),
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&call(r, Method::GET, "/v1/collections", &new_key, None).await),
+        StatusCode::OK
+    );
+    let new_id = graceful.body["id"].as_str().unwrap();
+    let at_once = call(
+        r,
+        Method::POST,
+        &format!("/v1/tenants/acme/keys/{new_id}/rotate"),
+        ta_key,
+        None,
+    )
+    .await;
+    assert_eq!(at_once.status, StatusCode::CREATED, "{:?}", at_once.body);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        status(&call(r, Method::GET, "/v1/collections", &new_key, None).await),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Bad input names the field.
+    let bad = issue(ADMIN, "acme", json!({"scope": "root"})).await;
+    assert_eq!(
+        bad.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        bad.body
+    );
+    let bad = issue(ADMIN, "acme", json!({"expires_at": "tomorrow"})).await;
+    assert!(
+        bad.body["error"].as_str().unwrap().contains("expires_at"),
+        "{:?}",
+        bad.body
+    );
+    let legacy = issue(ADMIN, "acme", json!({"admin": true})).await;
+    assert_eq!(legacy.body["scope"], "cluster-admin");
+}
+
+/// An address whose keys keep failing is refused with 429 before any lookup, good key or not;
+/// other addresses are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_whose_keys_keep_failing_is_refused() {
+    let Some(e) = env(|c| c.auth.failed_attempts_per_minute = 3).await else {
+        return;
+    };
+    let from = |addr: &str, key: &str| {
+        let mut req = req(Method::GET, "/v1/collections", Some(key), None);
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo::<std::net::SocketAddr>(
+                addr.parse().unwrap(),
+            ));
+        req
+    };
+    for i in 0..4 {
+        let r = send(&e.router, from("10.0.0.7:5000", &format!("rp_wrong_{i}"))).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let blocked = send(&e.router, from("10.0.0.7:5001", ADMIN)).await;
+    assert_eq!(
+        blocked.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{:?}",
+        blocked.body
+    );
+    assert!(blocked.headers.contains_key(header::RETRY_AFTER));
+    assert!(blocked.body["error"]
+        .as_str()
+        .unwrap()
+        .contains("failed authentications"));
+    let elsewhere = send(&e.router, from("10.0.0.8:5000", ADMIN)).await;
+    assert_eq!(elsewhere.status, StatusCode::OK);
+    // The same bad key again is answered without the metadata store; still a 401.
+    let again = send(&e.router, from("10.0.0.9:5000", "rp_wrong_0")).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+}
+
+/// Deleting a tenant removes its documents, points, originals, cached results and keys, and
+/// nothing of another tenant's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleting_a_tenant_removes_everything_it_had() {
+    let Some(e) = env(|_| {}).await else { return };
+    let r = &e.router;
+    call(
+        r,
+        Method::POST,
+        "/v1/tenants",
+        ADMIN,
+        Some(json!({"name": "gone"})),
+    )
+    .await;
+    let k = call(
+        r,
+        Method::POST,
+        "/v1/tenants/gone/keys",
+        ADMIN,
+        Some(json!({})),
+    )
+    .await;
+    let key = k.body["key"].as_str().unwrap().to_string();
+    create_collection(r, &key, "docs").await;
+    let (doc, _) = upload_text(r, &key, "docs", "The vault code is 4711.", "vault").await;
+    wait_status(r, &key, "docs", &doc, "indexed").await;
+    // The default tenant keeps its own collection of the same name.
+    create_collection(r, ADMIN, "docs").await;
+    let (mine, _) = upload_text(r, ADMIN, "docs", "Kelp forests shelter sea otters.", "kelp").await;
+    wait_status(r, ADMIN, "docs", &mine, "indexed").await;
+    let query = json!({"collection": "docs", "query": "vault code"});
+    let s = call(r, Method::POST, "/v1/search", &key, Some(query.clone())).await;
+    assert_eq!(s.body["hits"].as_array().unwrap().len(), 1, "{:?}", s.body);
+
+    let tenant = e
+        .app
+        .metadata
+        .tenant_by_name("gone")
+        .await
+        .unwrap()
+        .unwrap();
+    let c = e
+        .app
+        .metadata
+        .collection_by_name(&tenant.id, "docs")
+        .await
+        .unwrap()
+        .unwrap();
+    let object_key = e
+        .app
+        .metadata
+        .document(&doc)
+        .await
+        .unwrap()
+        .unwrap()
+        .object_key;
+    let del = call(r, Method::DELETE, "/v1/tenants/gone", ADMIN, None).await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT, "{:?}", del.body);
+
+    assert_eq!(
+        call(r, Method::GET, "/v1/collections", &key, None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(e
+        .app
+        .metadata
+        .tenant_by_name("gone")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(e.app.metadata.document(&doc).await.unwrap().is_none());
+    let key_of = ragplane::app::key_of(&c);
+    assert_eq!(e.app.vectors.count(&key_of, None).await.unwrap(), 0);
+    assert!(
+        e.app.objects.get(&object_key).await.is_err(),
+        "the original is gone"
+    );
+    let mine_now = call(
+        r,
+        Method::GET,
+        &format!("/v1/collections/docs/documents/{mine}"),
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(
+        mine_now.status,
+        StatusCode::OK,
+        "another tenant keeps everything"
+    );
+    // A key cannot delete its own tenant; an unknown tenant is 404.
+    let own = call(r, Method::DELETE, "/v1/tenants/default", ADMIN, None).await;
+    assert_eq!(own.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let none = call(r, Method::DELETE, "/v1/tenants/nobody", ADMIN, None).await;
+    assert_eq!(none.status, StatusCode::NOT_FOUND);
 }

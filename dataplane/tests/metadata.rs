@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ragplane::metadata::{
-    DocumentStatus, MetadataError, MetadataStore, NewDocument, PostgresStore, SqliteStore,
+    DocumentStatus, MetadataError, MetadataStore, NewApiKey, NewDocument, PostgresStore, Scope,
+    SqliteStore,
 };
 use ragplane::testing::fresh_postgres_database;
 use ragplane_config::{PostgresConfig, Secret};
@@ -52,24 +53,61 @@ async fn suite(s: &dyn MetadataStore) {
         .collect();
     assert_eq!(names, ["alpha", "beta"]);
 
-    // Keys: found by hash, admin keys counted.
+    // Keys: found by hash, cluster-admin keys counted, listed, revoked and expired.
+    let new_key = |tenant: &'static str, name: &'static str, hash: &'static str, scope| NewApiKey {
+        tenant_id: tenant,
+        name,
+        key_hash: hash,
+        prefix: "rp_abcdefg",
+        scope,
+        expires_at: None,
+    };
+    let (alpha_id, beta_id): (&'static str, &'static str) = (
+        Box::leak(alpha.id.clone().into_boxed_str()),
+        Box::leak(beta.id.clone().into_boxed_str()),
+    );
     assert_eq!(s.count_admin_keys().await.unwrap(), 0);
     let k = s
-        .create_api_key(&alpha.id, "ci", "hash-1", "rp_abcdefg", true)
+        .create_api_key(new_key(alpha_id, "ci", "hash-1", Scope::ClusterAdmin))
         .await
         .unwrap();
-    s.create_api_key(&beta.id, "reader", "hash-2", "rp_zzzzzzz", false)
+    let reader = s
+        .create_api_key(new_key(beta_id, "reader", "hash-2", Scope::QueryOnly))
         .await
         .unwrap();
     assert!(matches!(
-        s.create_api_key(&beta.id, "dup", "hash-2", "rp_dup", false)
+        s.create_api_key(new_key(beta_id, "dup", "hash-2", Scope::ReadWrite))
             .await,
         Err(MetadataError::Conflict { .. })
     ));
     assert_eq!(s.api_key_by_hash("hash-1").await.unwrap(), Some(k));
-    assert!(!s.api_key_by_hash("hash-2").await.unwrap().unwrap().admin);
+    assert_eq!(
+        s.api_key_by_hash("hash-2").await.unwrap().unwrap().scope,
+        Scope::QueryOnly
+    );
     assert_eq!(s.api_key_by_hash("nope").await.unwrap(), None);
     assert_eq!(s.count_admin_keys().await.unwrap(), 1);
+    assert!(s
+        .expire_api_key(beta_id, &reader.id, "2099-01-01T00:00:00Z")
+        .await
+        .unwrap());
+    assert!(
+        !s.expire_api_key(alpha_id, &reader.id, "2099-01-01T00:00:00Z")
+            .await
+            .unwrap(),
+        "another tenant's key"
+    );
+    assert!(!s.revoke_api_key(alpha_id, &reader.id).await.unwrap());
+    assert!(s.revoke_api_key(beta_id, &reader.id).await.unwrap());
+    assert!(!s.revoke_api_key(beta_id, &reader.id).await.unwrap());
+    assert_eq!(s.api_key_by_hash("hash-2").await.unwrap(), None);
+    let listed = s.list_api_keys(beta_id).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].expires_at.as_deref(),
+        Some("2099-01-01T00:00:00Z")
+    );
+    assert!(listed[0].revoked_at.is_some());
 
     // Collections: unique per tenant, versioned, found by name and id.
     let docs = s

@@ -464,3 +464,58 @@ fn eval_scores_a_beir_folder() {
     }
     server.stop().unwrap();
 }
+
+/// `ragplane keys` creates, lists, rotates and revokes keys, and a bad scope is a clear error
+/// with a non-zero exit.
+#[test]
+fn keys_are_managed_from_the_command_line() {
+    if !model_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("data"), None, &[]).unwrap();
+    let created = server
+        .cli(&[
+            "keys",
+            "create",
+            "--name",
+            "ci-reader",
+            "--scope",
+            "query-only",
+        ])
+        .unwrap();
+    assert!(created.contains("scope: query-only"), "{created}");
+    let field = |out: &str, name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap()
+            .to_string()
+    };
+    let id = field(&created, "id");
+    let key = field(&created, "key");
+    assert!(key.starts_with("rp_"));
+    let list = server.cli(&["keys", "list"]).unwrap();
+    assert!(list.contains(&id) && list.contains("query-only"), "{list}");
+    assert!(!list.contains(&key), "a listing never shows a key");
+    let rotated = server.cli(&["keys", "rotate", &id]).unwrap();
+    assert!(
+        rotated.contains(&format!("the old key {id} is revoked")),
+        "{rotated}"
+    );
+    let new_id = field(&rotated, "id");
+    assert_eq!(
+        server.cli(&["keys", "revoke", &new_id]).unwrap().trim(),
+        format!("revoked {new_id}")
+    );
+    let list = server.cli(&["keys", "list"]).unwrap();
+    assert_eq!(list.matches("revoked").count(), 2, "{list}");
+    let bad = server
+        .cli(&["keys", "create", "--scope", "root"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        bad.contains("unknown variant") || bad.contains("scope"),
+        "{bad}"
+    );
+    server.stop().unwrap();
+}

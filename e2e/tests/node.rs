@@ -50,7 +50,8 @@ print(f"through the Service p50 {q(s, .5):.2f} ms p95 {q(s, .95):.2f} ms; "
       f"p95 ratio {q(s, .95) / q(d, .95):.2f} ({len(s)} queries each)")
 "#;
 
-/// A running node cluster, stopped (with its directory kept for the logs) when dropped.
+/// A running node cluster, stopped when dropped (its directory kept for the logs when the test
+/// failed).
 struct Node {
     dir: PathBuf,
     env: HashMap<String, String>,
@@ -58,6 +59,7 @@ struct Node {
 
 impl Node {
     fn start() -> anyhow::Result<Self> {
+        remove_stale_runs();
         let base = PathBuf::from(format!("/tmp/rpn-{}", std::process::id()));
         std::fs::create_dir_all(&base)?;
         let dir = base.join("node");
@@ -125,11 +127,39 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        // A failed test keeps its directory for the logs; a passed one frees its ~0.5 GB.
+        let keep = if std::thread::panicking() { "1" } else { "0" };
         let _ = Command::new("bash")
             .arg(repo_root().join("e2e/testcluster/stop.sh"))
             .arg(&self.dir)
-            .env("KEEP", "1")
+            .env("KEEP", keep)
             .status();
+        if let Some(base) = self.dir.parent() {
+            // Empty once the node directory is gone.
+            let _ = std::fs::remove_dir(base);
+        }
+    }
+}
+
+/// Removes the directories of earlier runs whose process is gone and whose node was fully
+/// stopped (no `node.state` left), so that kept logs do not fill the disk run after run.
+fn remove_stale_runs() {
+    let Ok(entries) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(pid) = name
+            .strip_prefix("rpn-")
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if pid != std::process::id() && !alive && !path.join("node/node.state").exists() {
+            let _ = std::fs::remove_dir_all(&path);
+        }
     }
 }
 

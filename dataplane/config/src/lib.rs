@@ -136,7 +136,7 @@ impl Default for ServerConfig {
 }
 
 /// Authentication settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Turns authentication off: every request acts as the default tenant's admin. Only for
@@ -145,6 +145,23 @@ pub struct AuthConfig {
     /// Admin key to create on first start instead of a random one. When absent a random key
     /// is generated and printed once.
     pub admin_key: Option<Secret>,
+    /// Seconds a verified key is trusted without asking the metadata store again: the longest
+    /// a revoked key keeps working on an instance that used it just before.
+    pub key_cache_secs: u64,
+    /// Failed authentications (unknown, revoked or expired keys) one client address may make
+    /// per minute; past it, its requests get 429 with Retry-After before any key is looked up.
+    pub failed_attempts_per_minute: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            disabled: false,
+            admin_key: None,
+            key_cache_secs: 10,
+            failed_attempts_per_minute: 30,
+        }
+    }
 }
 
 /// Limits that keep memory and latency bounded.

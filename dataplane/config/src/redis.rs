@@ -82,11 +82,11 @@ pub enum FailMode {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
-    /// Limit requests per API key.
+    /// Limit requests per tenant (all its keys share one budget).
     pub enabled: bool,
-    /// Sustained requests per second allowed per key.
+    /// Sustained requests per second allowed per tenant.
     pub requests_per_second: f64,
-    /// Requests a key may send at once above the sustained rate.
+    /// Requests a tenant may send at once above the sustained rate.
     pub burst: u32,
     /// Where the counts live.
     pub backend: RateLimitBackend,

@@ -1,4 +1,5 @@
-//! Tenant and API key management (admin keys only).
+//! Tenant and API key management: tenants for cluster-admin keys; a tenant's keys (list, issue,
+//! revoke, rotate) for its tenant-admin keys and for cluster-admin keys.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -6,8 +7,9 @@ use serde::Deserialize;
 
 use super::error::{ApiError, ErrorBody};
 use super::{ApiJson, AppState, Auth};
-use crate::app::IssuedKey;
-use crate::metadata::Tenant;
+use crate::app::{IssuedKey, KeyRequest};
+use crate::error::Error;
+use crate::metadata::{ApiKey, Scope, Tenant};
 
 /// Body of `POST /v1/tenants`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -21,12 +23,74 @@ pub struct CreateTenant {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
-    /// A label for the key.
+    /// A label for the key (default `key`).
     #[serde(default)]
     pub name: Option<String>,
-    /// Whether the key may manage tenants and keys.
+    /// What the key may do (default `read-write`).
+    #[serde(default)]
+    pub scope: Option<Scope>,
+    /// Older form of `"scope": "cluster-admin"`.
     #[serde(default)]
     pub admin: bool,
+    /// When the key stops working (RFC 3339).
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// Seconds from now after which the key stops working (instead of `expires_at`).
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+}
+
+impl CreateKey {
+    fn request(self) -> Result<KeyRequest, Error> {
+        let scope = match (self.scope, self.admin) {
+            (Some(s), false) => s,
+            (None, true) => Scope::ClusterAdmin,
+            (None, false) => Scope::ReadWrite,
+            (Some(_), true) => {
+                return Err(Error::invalid(
+                    "admin",
+                    "give either scope or admin, not both",
+                ))
+            }
+        };
+        let expires_at = match (self.expires_at, self.expires_in_secs) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "expires_at",
+                    "give either expires_at or expires_in_secs, not both",
+                ))
+            }
+            (Some(at), None) => Some(
+                chrono::DateTime::parse_from_rfc3339(&at)
+                    .map_err(|e| {
+                        Error::invalid("expires_at", format!("not an RFC 3339 time: {e}"))
+                    })?
+                    .with_timezone(&chrono::Utc),
+            ),
+            (None, Some(secs)) => Some(
+                chrono::Utc::now()
+                    + chrono::Duration::seconds(
+                        i64::try_from(secs)
+                            .map_err(|_| Error::invalid("expires_in_secs", "is too large"))?,
+                    ),
+            ),
+            (None, None) => None,
+        };
+        Ok(KeyRequest {
+            name: self.name.unwrap_or_else(|| "key".into()),
+            scope,
+            expires_at,
+        })
+    }
+}
+
+/// Body of `POST /v1/tenants/{tenant}/keys/{id}/rotate`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKey {
+    /// Seconds the old key keeps working, so clients can switch (default 0: revoked at once).
+    #[serde(default)]
+    pub grace_secs: u64,
 }
 
 /// Creates a tenant.
@@ -43,6 +107,21 @@ pub async fn create_tenant(
     ))
 }
 
+/// Deletes a tenant with all its collections, documents, points, originals, cached results
+/// and keys.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}",
+    params(("tenant" = String, Path, description = "Tenant name")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn delete_tenant(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(tenant): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    app.delete_tenant(&p, &tenant).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Lists tenants.
 #[utoipa::path(get, path = "/v1/tenants", responses((status = 200, body = Vec<Tenant>)))]
 pub async fn list_tenants(
@@ -55,16 +134,67 @@ pub async fn list_tenants(
 /// Issues an API key for a tenant; the key is shown only in this response.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/keys", request_body = CreateKey,
     params(("tenant" = String, Path, description = "Tenant name")),
-    responses((status = 201, body = IssuedKey), (status = 404, body = ErrorBody)))]
+    responses((status = 201, body = IssuedKey), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn issue_key(
     State(app): State<AppState>,
     Auth(p): Auth,
     Path(tenant): Path<String>,
     ApiJson(body): ApiJson<CreateKey>,
 ) -> Result<(StatusCode, ApiJson<IssuedKey>), ApiError> {
-    let name = body.name.unwrap_or_else(|| "key".into());
+    let request = body.request()?;
     Ok((
         StatusCode::CREATED,
-        ApiJson(app.issue_key(&p, &tenant, &name, body.admin).await?),
+        ApiJson(app.issue_key(&p, &tenant, request).await?),
+    ))
+}
+
+/// Lists a tenant's keys, revoked ones included; never the keys themselves.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/keys",
+    params(("tenant" = String, Path, description = "Tenant name")),
+    responses((status = 200, body = Vec<ApiKey>), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn list_keys(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(tenant): Path<String>,
+) -> Result<ApiJson<Vec<ApiKey>>, ApiError> {
+    Ok(ApiJson(app.list_keys(&p, &tenant).await?))
+}
+
+/// Revokes a key; it stops working within `auth.key_cache_secs`.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/keys/{id}",
+    params(("tenant" = String, Path, description = "Tenant name"), ("id" = String, Path, description = "Key id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke_key(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path((tenant, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    app.revoke_key(&p, &tenant, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Replaces a key by a new one with the same name, scope and expiry; the old one keeps working
+/// for `grace_secs`.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/keys/{id}/rotate", request_body = RotateKey,
+    params(("tenant" = String, Path, description = "Tenant name"), ("id" = String, Path, description = "Key id")),
+    responses((status = 201, body = IssuedKey), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn rotate_key(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path((tenant, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, ApiJson<IssuedKey>), ApiError> {
+    // The body is optional: none means no grace.
+    let body: RotateKey = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateKey::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| Error::invalid("body", e.to_string()))?
+    };
+    let grace = std::time::Duration::from_secs(body.grace_secs);
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(app.rotate_key(&p, &tenant, &id, grace).await?),
     ))
 }

@@ -20,7 +20,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use utoipa::OpenApi;
 
@@ -61,7 +61,12 @@ impl FromRequestParts<AppState> for Auth {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .map(str::trim);
-        Ok(Self(app.authenticate(bearer).await?))
+        // The peer address when the server was started with connect info (absent in-process).
+        let client = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(Self(app.authenticate_from(bearer, client).await?))
     }
 }
 
@@ -69,7 +74,9 @@ impl FromRequestParts<AppState> for Auth {
 #[openapi(
     info(title = "ragplane", description = "Retrieval-augmented generation API"),
     paths(
-        admin::create_tenant, admin::list_tenants, admin::issue_key,
+        admin::create_tenant, admin::list_tenants, admin::delete_tenant, admin::issue_key,
+        admin::list_keys,
+        admin::revoke_key, admin::rotate_key,
         collections::create, collections::list, collections::get_one, collections::delete,
         collections::reindex,
         documents::upload, documents::list, documents::get_one, documents::delete, documents::reindex,
@@ -107,7 +114,16 @@ pub fn router(app: AppState) -> Router {
             "/tenants",
             post(admin::create_tenant).get(admin::list_tenants),
         )
-        .route("/tenants/{tenant}/keys", post(admin::issue_key))
+        .route("/tenants/{tenant}", delete(admin::delete_tenant))
+        .route(
+            "/tenants/{tenant}/keys",
+            post(admin::issue_key).get(admin::list_keys),
+        )
+        .route("/tenants/{tenant}/keys/{id}", delete(admin::revoke_key))
+        .route(
+            "/tenants/{tenant}/keys/{id}/rotate",
+            post(admin::rotate_key),
+        )
         .route(
             "/collections",
             post(collections::create).get(collections::list),

@@ -9,7 +9,7 @@ use super::{key_of, validate_metadata, validate_name, App, Principal};
 use crate::embed::identity::{self, ModelIdentity, PROBE_TEXT};
 use crate::error::{Error, Result};
 use crate::ingest::parse::Format;
-use crate::metadata::{Collection, Document, DocumentStatus, NewDocument};
+use crate::metadata::{Collection, Document, DocumentStatus, NewDocument, Scope};
 use crate::queue::{Job, Task, DOCUMENTS};
 
 /// A document upload, already read from JSON or multipart.
@@ -44,6 +44,7 @@ impl App {
         name: &str,
         description: &str,
     ) -> Result<Collection> {
+        Self::require(p, Scope::ReadWrite)?;
         validate_name("name", name)?;
         if description.len() > 4096 {
             return Err(Error::invalid("description", "must be at most 4096 bytes"));
@@ -163,11 +164,22 @@ impl App {
 
     /// Deletes a collection with its documents, points and originals.
     pub async fn delete_collection(&self, p: &Principal, name: &str) -> Result<()> {
+        Self::require(p, Scope::ReadWrite)?;
         let c = self.collection(p, name).await?;
-        self.vectors.drop_collection(&key_of(&c)).await?;
+        self.remove_collection(&c).await
+    }
+
+    /// Removes a collection's points, originals, cached results and rows.
+    pub(crate) async fn remove_collection(&self, c: &Collection) -> Result<()> {
+        self.vectors.drop_collection(&key_of(c)).await?;
         self.objects
             .delete_prefix(&format!("{}/{}", c.tenant_id, c.id))
             .await?;
+        if let Some(cache) = &self.results {
+            cache
+                .delete_prefix(&format!("res:{}:{}:", c.tenant_id, c.id))
+                .await;
+        }
         self.metadata.delete_collection(&c.id).await?;
         Ok(())
     }
@@ -179,6 +191,7 @@ impl App {
         collection: &str,
         upload: Upload,
     ) -> Result<Accepted> {
+        Self::require(p, Scope::ReadWrite)?;
         let c = self.collection(p, collection).await?;
         if upload.body.is_empty() {
             return Err(Error::invalid("content", "document is empty"));
@@ -274,6 +287,7 @@ impl App {
     /// [`crate::ingest::pipeline`]). Then its points, original and row go, in that order; a
     /// crash part-way leaves it `deleting`, and the workers' periodic sweep finishes the job.
     pub async fn delete_document(&self, p: &Principal, collection: &str, id: &str) -> Result<()> {
+        Self::require(p, Scope::ReadWrite)?;
         let (c, d) = self.document(p, collection, id).await?;
         self.metadata.mark_document_deleting(&d.id).await?;
         self.finish_document_deletion(&c, &d).await
@@ -295,6 +309,7 @@ impl App {
         collection: &str,
         id: &str,
     ) -> Result<Accepted> {
+        Self::require(p, Scope::ReadWrite)?;
         let (c, d) = self.document(p, collection, id).await?;
         let job = self.requeue(&c.tenant_id, &d).await?;
         let document = self.metadata.document(&d.id).await?.unwrap_or(d);
@@ -309,6 +324,7 @@ impl App {
     /// place, so no document drops out of results while the jobs run; until its job has run, a
     /// document is found by its old vectors. Returns the ids of the queued documents.
     pub async fn reindex_collection(&self, p: &Principal, name: &str) -> Result<Vec<String>> {
+        Self::require(p, Scope::ReadWrite)?;
         let c = self.collection(p, name).await?;
         let dim = self.embedder.dimension();
         if c.dimension != dim as i64 {

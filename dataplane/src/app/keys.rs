@@ -1,13 +1,13 @@
-//! API keys and tenants: issuing keys, resolving a bearer token to a [`Principal`], and the
-//! per-key rate limit.
+//! API keys and tenants: issuing, listing, revoking and rotating keys, resolving a bearer token
+//! to a [`Principal`] with its [`Scope`], and the per-tenant rate limit.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{validate_name, App, Principal};
 use crate::error::{Error, Result};
-use crate::metadata::Tenant;
-use crate::ratelimit::Decision;
+use crate::metadata::{ApiKey, NewApiKey, Scope, Tenant};
+use crate::ratelimit::{Decision, RateLimiter};
 
 /// A new API key, shown once.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -20,8 +20,23 @@ pub struct IssuedKey {
     pub prefix: String,
     /// Tenant name.
     pub tenant: String,
-    /// Whether it is an admin key.
+    /// What it may do.
+    pub scope: Scope,
+    /// When it stops working (RFC 3339), if ever.
+    pub expires_at: Option<String>,
+    /// Whether it is a cluster-admin key (the scope says so too; kept for older clients).
     pub admin: bool,
+}
+
+/// What a new key is for.
+#[derive(Debug, Clone)]
+pub struct KeyRequest {
+    /// A label.
+    pub name: String,
+    /// What it may do.
+    pub scope: Scope,
+    /// When it stops working, if ever.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Hashes an API key for storage and lookup.
@@ -44,7 +59,14 @@ impl App {
         let hash = hash_key(&key);
         match self
             .metadata
-            .create_api_key(&self.default_tenant, "admin", &hash, &prefix, true)
+            .create_api_key(NewApiKey {
+                tenant_id: &self.default_tenant,
+                name: "admin",
+                key_hash: &hash,
+                prefix: &prefix,
+                scope: Scope::ClusterAdmin,
+                expires_at: None,
+            })
             .await
         {
             Ok(_) => Ok(generated.then_some(key)),
@@ -54,7 +76,7 @@ impl App {
                     .metadata
                     .api_key_by_hash(&hash)
                     .await?
-                    .is_some_and(|k| k.admin) =>
+                    .is_some_and(|k| k.scope == Scope::ClusterAdmin) =>
             {
                 Ok(None)
             }
@@ -62,38 +84,105 @@ impl App {
         }
     }
 
-    /// Resolves a bearer token to a principal.
+    /// Resolves a bearer token to a principal: 401 for a key that is unknown, revoked or
+    /// expired. Keys are cached for `auth.key_cache_secs`, which bounds how long a revoked key
+    /// keeps working; an expiry applies at once, cached or not.
     pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Principal> {
+        self.authenticate_from(bearer, None).await
+    }
+
+    /// [`App::authenticate`] for a request from `client`. A client address whose keys keep
+    /// failing (`auth.failed_attempts_per_minute`) gets 429 with Retry-After before any lookup,
+    /// and a key just found unknown is answered from memory, so a burst of bad keys never
+    /// reaches the metadata store each time.
+    pub async fn authenticate_from(
+        &self,
+        bearer: Option<&str>,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Principal> {
+        if let Some(until) = client.and_then(|c| self.blocked_clients.get(&c)) {
+            let now = std::time::Instant::now();
+            if until > now {
+                crate::metrics::AUTH_FAILURES
+                    .with_label_values(&["blocked"])
+                    .inc();
+                return Err(Error::RateLimited {
+                    message: "too many failed authentications from this address".into(),
+                    retry_after_secs: (until - now).as_secs().max(1),
+                });
+            }
+        }
+        match self.resolve(bearer).await {
+            Err(e @ Error::Unauthorized(_)) => {
+                self.count_failure(client).await;
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    /// Counts a failed authentication of `client`, blocking it once over its budget.
+    async fn count_failure(&self, client: Option<std::net::IpAddr>) {
+        crate::metrics::AUTH_FAILURES
+            .with_label_values(&["failed"])
+            .inc();
+        let Some(c) = client else { return };
+        if let Ok(Decision::Limit { retry_after }) = self.auth_failures.check(&c.to_string()).await
+        {
+            tracing::warn!(client = %c, ?retry_after, "blocking a client whose keys keep failing");
+            self.blocked_clients
+                .insert(c, std::time::Instant::now() + retry_after);
+        }
+    }
+
+    async fn resolve(&self, bearer: Option<&str>) -> Result<Principal> {
         if self.config.auth.disabled {
             self.admit("anonymous").await?;
             return Ok(Principal {
                 tenant_id: self.default_tenant.clone(),
-                admin: true,
+                scope: Scope::ClusterAdmin,
+                expires_at: None,
             });
         }
         let key = bearer.ok_or_else(|| {
             Error::Unauthorized("missing API key: send Authorization: Bearer <key>".into())
         })?;
         let hash = hash_key(key);
+        let unknown = || Error::Unauthorized("unknown or revoked API key".into());
         let principal = match self.known_keys.get(&hash) {
             Some(p) => p,
+            None if self.unknown_keys.contains_key(&hash) => return Err(unknown()),
             None => {
-                let found = self.metadata.api_key_by_hash(&hash).await?;
-                let k = found
-                    .ok_or_else(|| Error::Unauthorized("unknown or revoked API key".into()))?;
+                let Some(k) = self.metadata.api_key_by_hash(&hash).await? else {
+                    self.unknown_keys.insert(hash, ());
+                    return Err(unknown());
+                };
                 let principal = Principal {
                     tenant_id: k.tenant_id,
-                    admin: k.admin,
+                    scope: k.scope,
+                    expires_at: k
+                        .expires_at
+                        .as_deref()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.with_timezone(&chrono::Utc)),
                 };
                 self.known_keys.insert(hash.clone(), principal.clone());
                 principal
             }
         };
-        self.admit(&hash).await?;
+        if principal
+            .expires_at
+            .is_some_and(|t| t <= chrono::Utc::now())
+        {
+            return Err(Error::Unauthorized("expired API key".into()));
+        }
+        // One limit per tenant, however many keys it has.
+        self.admit(&format!("tenant:{}", principal.tenant_id))
+            .await?;
         Ok(principal)
     }
 
-    /// Counts a request against the key's rate limit (keyed by the key's hash, never the key).
+    /// Counts a request against its tenant's rate limit (keyed by the tenant id, never a key).
     async fn admit(&self, key_id: &str) -> Result<()> {
         let Some(limiter) = &self.rate_limiter else {
             return Ok(());
@@ -105,7 +194,7 @@ impl App {
                 crate::metrics::RATE_LIMITED.inc();
                 Err(Error::RateLimited {
                     message: format!(
-                        "rate limit exceeded for this API key ({} requests/s, burst {})",
+                        "rate limit exceeded for this tenant ({} requests/s, burst {}, shared by its keys)",
                         rl.requests_per_second, rl.burst
                     ),
                     retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64,
@@ -125,55 +214,190 @@ impl App {
         }
     }
 
-    fn require_admin(p: &Principal) -> Result<()> {
-        if p.admin {
+    /// Refuses with 403 unless the caller's key has at least `scope`.
+    pub fn require(p: &Principal, scope: Scope) -> Result<()> {
+        if p.scope >= scope {
             Ok(())
         } else {
-            Err(Error::Forbidden(
-                "this operation needs an admin API key".into(),
-            ))
+            Err(Error::Forbidden(format!(
+                "this operation needs a {scope} key; this key is {}",
+                p.scope
+            )))
         }
     }
 
-    /// Creates a tenant (admin only).
+    /// The tenant named `tenant`, whose keys the caller manages: a cluster-admin any tenant's,
+    /// a tenant-admin only its own (another tenant answers 404, as if it did not exist).
+    async fn managed_tenant(&self, p: &Principal, tenant: &str) -> Result<Tenant> {
+        Self::require(p, Scope::TenantAdmin)?;
+        self.metadata
+            .tenant_by_name(tenant)
+            .await?
+            .filter(|t| p.scope == Scope::ClusterAdmin || t.id == p.tenant_id)
+            .ok_or_else(|| Error::not_found("tenant", tenant))
+    }
+
+    /// Creates a tenant (cluster-admin only).
     pub async fn create_tenant(&self, p: &Principal, name: &str) -> Result<Tenant> {
-        Self::require_admin(p)?;
+        Self::require(p, Scope::ClusterAdmin)?;
         validate_name("name", name)?;
         Ok(self.metadata.create_tenant(name).await?)
     }
 
-    /// Lists tenants (admin only).
+    /// Deletes a tenant with everything it has: each collection's points, originals, cached
+    /// results and rows, then its keys (cluster-admin only; not the caller's own tenant). Its
+    /// keys stop working at once on this instance and within `auth.key_cache_secs` on others.
+    pub async fn delete_tenant(&self, p: &Principal, name: &str) -> Result<()> {
+        Self::require(p, Scope::ClusterAdmin)?;
+        let t = self
+            .metadata
+            .tenant_by_name(name)
+            .await?
+            .ok_or_else(|| Error::not_found("tenant", name))?;
+        if t.id == p.tenant_id {
+            return Err(Error::invalid(
+                "tenant",
+                "a key cannot delete its own tenant; use a cluster-admin key of another tenant",
+            ));
+        }
+        for c in self.metadata.list_collections(&t.id).await? {
+            self.remove_collection(&c).await?;
+        }
+        // Anything left under the tenant's prefix (an upload whose row was never written).
+        self.objects.delete_prefix(&t.id).await?;
+        if let Some(cache) = &self.results {
+            cache.delete_prefix(&format!("res:{}:", t.id)).await;
+        }
+        self.metadata.delete_tenant(&t.id).await?;
+        let tenant = t.id.clone();
+        let _ = self
+            .known_keys
+            .invalidate_entries_if(move |_, principal| principal.tenant_id == tenant);
+        tracing::info!(tenant = %t.name, "deleted a tenant and everything it had");
+        Ok(())
+    }
+
+    /// Lists tenants (cluster-admin only).
     pub async fn list_tenants(&self, p: &Principal) -> Result<Vec<Tenant>> {
-        Self::require_admin(p)?;
+        Self::require(p, Scope::ClusterAdmin)?;
         Ok(self.metadata.list_tenants().await?)
     }
 
-    /// Issues a key for a tenant (admin only).
+    /// Issues a key for a tenant. A tenant-admin issues keys of its own tenant, up to its own
+    /// scope; only a cluster-admin issues cluster-admin keys.
     pub async fn issue_key(
         &self,
         p: &Principal,
         tenant: &str,
-        name: &str,
-        admin: bool,
+        request: KeyRequest,
     ) -> Result<IssuedKey> {
-        Self::require_admin(p)?;
-        let t = self
-            .metadata
-            .tenant_by_name(tenant)
-            .await?
-            .ok_or_else(|| Error::not_found("tenant", tenant))?;
+        let t = self.managed_tenant(p, tenant).await?;
+        if request.scope > p.scope {
+            return Err(Error::Forbidden(format!(
+                "a {} key cannot issue a {} key",
+                p.scope, request.scope
+            )));
+        }
+        if request.name.is_empty() || request.name.len() > 128 {
+            return Err(Error::invalid("name", "must be 1 to 128 bytes"));
+        }
+        if request.expires_at.is_some_and(|t| t <= chrono::Utc::now()) {
+            return Err(Error::invalid("expires_at", "must be in the future"));
+        }
         let key = ragplane_config::new_api_key();
         let prefix: String = key.chars().take(10).collect();
+        let expires_at = request.expires_at.map(|t| t.to_rfc3339());
         let k = self
             .metadata
-            .create_api_key(&t.id, name, &hash_key(&key), &prefix, admin)
+            .create_api_key(NewApiKey {
+                tenant_id: &t.id,
+                name: &request.name,
+                key_hash: &hash_key(&key),
+                prefix: &prefix,
+                scope: request.scope,
+                expires_at,
+            })
             .await?;
         Ok(IssuedKey {
             id: k.id,
             key,
             prefix,
             tenant: t.name,
-            admin,
+            scope: k.scope,
+            expires_at: k.expires_at,
+            admin: k.scope == Scope::ClusterAdmin,
         })
+    }
+
+    /// A tenant's keys, revoked ones included (never the keys themselves).
+    pub async fn list_keys(&self, p: &Principal, tenant: &str) -> Result<Vec<ApiKey>> {
+        let t = self.managed_tenant(p, tenant).await?;
+        Ok(self.metadata.list_api_keys(&t.id).await?)
+    }
+
+    /// A key of a tenant the caller manages, unrevoked; 404 otherwise.
+    async fn managed_key(&self, p: &Principal, tenant: &str, id: &str) -> Result<(Tenant, ApiKey)> {
+        let t = self.managed_tenant(p, tenant).await?;
+        let k = self
+            .metadata
+            .list_api_keys(&t.id)
+            .await?
+            .into_iter()
+            .find(|k| k.id == id && k.revoked_at.is_none())
+            .ok_or_else(|| Error::not_found("api key", id))?;
+        if k.scope > p.scope {
+            return Err(Error::Forbidden(format!(
+                "a {} key cannot manage a {} key",
+                p.scope, k.scope
+            )));
+        }
+        Ok((t, k))
+    }
+
+    /// Revokes a key. It stops working within `auth.key_cache_secs` on every instance.
+    pub async fn revoke_key(&self, p: &Principal, tenant: &str, id: &str) -> Result<()> {
+        let (t, k) = self.managed_key(p, tenant, id).await?;
+        self.metadata.revoke_api_key(&t.id, &k.id).await?;
+        Ok(())
+    }
+
+    /// Replaces a key by a new one with the same name, scope and expiry. The old key keeps
+    /// working for `grace` (so clients can switch), then expires; with no grace it is revoked
+    /// at once.
+    pub async fn rotate_key(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        id: &str,
+        grace: std::time::Duration,
+    ) -> Result<IssuedKey> {
+        let (t, old) = self.managed_key(p, tenant, id).await?;
+        let expires_at = old
+            .expires_at
+            .as_deref()
+            .and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok())
+            .map(|e| e.with_timezone(&chrono::Utc))
+            .filter(|e| *e > chrono::Utc::now());
+        let issued = self
+            .issue_key(
+                p,
+                &t.name,
+                KeyRequest {
+                    name: old.name.clone(),
+                    scope: old.scope,
+                    expires_at,
+                },
+            )
+            .await?;
+        if grace.is_zero() {
+            self.metadata.revoke_api_key(&t.id, &old.id).await?;
+        } else {
+            let until = chrono::Utc::now()
+                + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+            self.metadata
+                .expire_api_key(&t.id, &old.id, &until.to_rfc3339())
+                .await?;
+        }
+        Ok(issued)
     }
 }

@@ -31,7 +31,7 @@ use crate::redis_conn::Redis;
 use crate::vectors::{CollectionKey, VectorIndex};
 
 pub use documents::{Accepted, Upload};
-pub use keys::{hash_key, IssuedKey};
+pub use keys::{hash_key, IssuedKey, KeyRequest};
 pub use search::{
     AnswerOptions, FusionRequest, GroupBy, QueryAnswer, SearchHit, SearchMode, SearchRequest,
     StartedAnswer,
@@ -45,8 +45,10 @@ pub const DEFAULT_TENANT: &str = "default";
 pub struct Principal {
     /// Tenant id.
     pub tenant_id: String,
-    /// Whether the key may manage tenants and keys.
-    pub admin: bool,
+    /// What the key may do.
+    pub scope: crate::metadata::Scope,
+    /// When the key stops working, if ever.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Every backend, wired from configuration.
@@ -76,16 +78,19 @@ pub struct App {
     /// The default tenant's id.
     pub default_tenant: String,
     /// Recently verified keys (by hash), so the hot path skips the metadata store. Entries
-    /// expire after [`KEY_CACHE_TTL`], which bounds how long a revoked key keeps working.
+    /// expire after `auth.key_cache_secs`, which bounds how long a revoked key keeps working.
     known_keys: moka::sync::Cache<String, Principal>,
+    /// Hashes just found to be no key, so a burst of bad keys does not reach the metadata
+    /// store each time; kept as long as verified keys are.
+    unknown_keys: moka::sync::Cache<String, ()>,
+    /// Failed authentications per client address, and the addresses blocked until a time.
+    auth_failures: MemoryLimiter,
+    blocked_clients: moka::sync::Cache<std::net::IpAddr, std::time::Instant>,
     /// The embedding model's identity, probed on first use.
     model_identity: tokio::sync::OnceCell<crate::embed::identity::ModelIdentity>,
     /// Held while this process uses local stores in the data directory.
     _data_dir_lock: Option<crate::data_dir::DataDirLock>,
 }
-
-/// How long a verified API key is trusted without asking the metadata store again.
-pub const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
 
 /// Names of tenants and collections: 1–64 of `[a-z0-9_-]`, starting alphanumeric.
 pub fn validate_name(field: &str, name: &str) -> Result<()> {
@@ -185,6 +190,8 @@ impl App {
                 Err(e) => return Err(e.into()),
             },
         };
+        let key_cache = Duration::from_secs(config.auth.key_cache_secs);
+        let failures_per_minute = config.auth.failed_attempts_per_minute.max(1);
         Ok(Self {
             config: Arc::new(config),
             metadata,
@@ -200,7 +207,20 @@ impl App {
             default_tenant,
             known_keys: moka::sync::Cache::builder()
                 .max_capacity(10_000)
-                .time_to_live(KEY_CACHE_TTL)
+                .time_to_live(key_cache)
+                .support_invalidation_closures()
+                .build(),
+            unknown_keys: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(key_cache)
+                .build(),
+            auth_failures: MemoryLimiter::new(Quota::new(
+                f64::from(failures_per_minute) / 60.0,
+                failures_per_minute,
+            )),
+            blocked_clients: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(60))
                 .build(),
             model_identity: tokio::sync::OnceCell::new(),
             _data_dir_lock: data_dir_lock,

@@ -40,6 +40,8 @@ pub trait Cache: Send + Sync {
             self.put(&k, v).await;
         }
     }
+    /// Drops every entry whose key starts with `prefix` (a deleted tenant's, say).
+    async fn delete_prefix(&self, prefix: &str);
 }
 
 /// In-process cache with a capacity (in entries) and a time to live.
@@ -56,6 +58,7 @@ impl MemoryCache {
             inner: Moka::builder()
                 .max_capacity(capacity)
                 .time_to_live(ttl)
+                .support_invalidation_closures()
                 .build(),
         }
     }
@@ -76,6 +79,16 @@ impl Cache for MemoryCache {
 
     async fn put(&self, key: &str, value: Bytes) {
         self.inner.insert(Arc::from(key), value);
+    }
+
+    async fn delete_prefix(&self, prefix: &str) {
+        let prefix = prefix.to_string();
+        if let Err(e) = self
+            .inner
+            .invalidate_entries_if(move |k, _| k.starts_with(prefix.as_str()))
+        {
+            tracing::warn!(cache = self.name, error = %e, "failed to drop cache entries");
+        }
     }
 }
 
@@ -131,6 +144,11 @@ impl Cache for TieredCache {
     async fn put_many(&self, entries: Vec<(String, Bytes)>) {
         self.l1.put_many(entries.clone()).await;
         self.l2.put_many(entries).await;
+    }
+
+    async fn delete_prefix(&self, prefix: &str) {
+        self.l2.delete_prefix(prefix).await;
+        self.l1.delete_prefix(prefix).await;
     }
 }
 

@@ -73,6 +73,32 @@ impl RedisCache {
 
 #[async_trait]
 impl Cache for RedisCache {
+    async fn delete_prefix(&self, prefix: &str) {
+        // SCAN in pages, unlinking each page's keys: no KEYS, so Redis never blocks on it.
+        let pattern = format!("{}*", glob_escape(&self.key(prefix)));
+        let mut cursor: u64 = 0;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500);
+            let Some((next, keys)) = self.run::<(u64, Vec<String>)>(&scan).await else {
+                return;
+            };
+            if !keys.is_empty() {
+                let mut unlink = redis::cmd("UNLINK");
+                unlink.arg(keys);
+                let _: Option<i64> = self.run(&unlink).await;
+            }
+            if next == 0 {
+                return;
+            }
+            cursor = next;
+        }
+    }
+
     async fn get(&self, key: &str) -> Option<Bytes> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.key(key));
@@ -136,4 +162,16 @@ impl Cache for RedisCache {
             tracing::debug!(cache = self.name, error = %e, "Redis cache write failed");
         }
     }
+}
+
+/// `s` with Redis glob characters escaped, to match literally in `SCAN MATCH`.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

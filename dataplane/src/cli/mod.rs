@@ -9,6 +9,7 @@ mod client;
 mod embed_server;
 mod eval;
 mod ingest;
+mod keys;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,6 +51,8 @@ pub enum Command {
     Reindex(ingest::ReindexArgs),
     /// Measure retrieval quality (nDCG@10, recall@k) on a BEIR-format folder.
     Eval(eval::EvalArgs),
+    /// List, create, revoke and rotate a tenant's API keys.
+    Keys(keys::KeysArgs),
     /// Serve the embedding model over HTTP (OpenAI /v1/embeddings and native /v1/embed), on
     /// GPUs when present, else on the CPU.
     EmbedServer(EmbedServerArgs),
@@ -315,6 +318,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => client::search(args, false).await,
         Command::Query(args) => client::search(args, true).await,
         Command::Eval(args) => eval::run(args).await,
+        Command::Keys(args) => keys::run(args).await,
         Command::Reindex(args) => ingest::reindex(args).await,
         Command::EmbedServer(args) => {
             let config = args.into_config()?;

@@ -127,19 +127,119 @@ pub struct Tenant {
     pub created_at: String,
 }
 
+/// What an API key may do. Each scope includes everything the ones before it may do.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// Read collections and documents, search, query and chat.
+    QueryOnly,
+    /// Also create, change and delete collections and documents.
+    ReadWrite,
+    /// Also list, issue, revoke and rotate the keys of its own tenant.
+    TenantAdmin,
+    /// Also manage tenants, and the keys of every tenant.
+    ClusterAdmin,
+}
+
+impl Scope {
+    /// Every scope, weakest first.
+    pub const ALL: [Scope; 4] = [
+        Scope::QueryOnly,
+        Scope::ReadWrite,
+        Scope::TenantAdmin,
+        Scope::ClusterAdmin,
+    ];
+
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::QueryOnly => "query-only",
+            Self::ReadWrite => "read-write",
+            Self::TenantAdmin => "tenant-admin",
+            Self::ClusterAdmin => "cluster-admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown scope {s:?} (use query-only, read-write, tenant-admin or cluster-admin)"
+                )
+            })
+    }
+}
+
+impl TryFrom<String> for Scope {
+    type Error = String;
+
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An API key as stored: only its hash is kept.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ApiKey {
     /// Key id.
     pub id: String,
     /// Tenant the key acts for.
+    #[serde(skip)]
     pub tenant_id: String,
     /// The first characters of the key, for recognising it.
     pub prefix: String,
     /// Human-readable name.
     pub name: String,
-    /// Whether the key may manage tenants and keys.
-    pub admin: bool,
+    /// What the key may do.
+    #[sqlx(try_from = "String")]
+    pub scope: Scope,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+    /// When the key stops working (RFC 3339), if ever.
+    pub expires_at: Option<String>,
+    /// When the key was revoked (RFC 3339), if it was.
+    pub revoked_at: Option<String>,
+}
+
+/// A key to store.
+#[derive(Debug, Clone)]
+pub struct NewApiKey<'a> {
+    /// Tenant the key acts for.
+    pub tenant_id: &'a str,
+    /// Human-readable name.
+    pub name: &'a str,
+    /// SHA-256 of the key, hex.
+    pub key_hash: &'a str,
+    /// The key's first characters.
+    pub prefix: &'a str,
+    /// What the key may do.
+    pub scope: Scope,
+    /// When it stops working (RFC 3339), if ever.
+    pub expires_at: Option<String>,
 }
 
 /// A collection of documents sharing one vector space.
@@ -367,19 +467,21 @@ pub trait MetadataStore: Send + Sync {
     /// Lists tenants by name.
     async fn list_tenants(&self) -> Result<Vec<Tenant>>;
 
+    /// Deletes a tenant row; its keys, collections, documents and chunk records go with it.
+    async fn delete_tenant(&self, id: &str) -> Result<()>;
     /// Stores a key's hash for a tenant.
-    async fn create_api_key(
-        &self,
-        tenant_id: &str,
-        name: &str,
-        key_hash: &str,
-        prefix: &str,
-        admin: bool,
-    ) -> Result<ApiKey>;
-    /// Finds a live key by its hash.
+    async fn create_api_key(&self, key: NewApiKey<'_>) -> Result<ApiKey>;
+    /// Finds an unrevoked key by its hash (expired or not: the caller checks).
     async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>>;
-    /// Number of live admin keys.
+    /// Number of unrevoked cluster-admin keys.
     async fn count_admin_keys(&self) -> Result<i64>;
+    /// Every key of a tenant, revoked ones included, oldest first.
+    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKey>>;
+    /// Revokes a tenant's key now; `false` when it has no such unrevoked key.
+    async fn revoke_api_key(&self, tenant_id: &str, id: &str) -> Result<bool>;
+    /// Makes a tenant's unrevoked key expire at `at` (RFC 3339) unless it expires sooner;
+    /// `false` when it has no such key.
+    async fn expire_api_key(&self, tenant_id: &str, id: &str, at: &str) -> Result<bool>;
 
     /// Creates a collection; `Conflict` when the tenant already has that name.
     async fn create_collection(

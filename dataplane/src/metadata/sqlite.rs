@@ -11,7 +11,8 @@ use sqlx::{Row, SqlitePool};
 use super::filter::{Bound, Condition, MetadataFilter};
 use super::{
     conflict_or, db, new_id, now_rfc3339, provenance_from_row, ApiKey, ChunkProvenance, Collection,
-    Document, DocumentStatus, MetadataStore, NewDocument, Result, Tenant, PROVENANCE_BATCH,
+    Document, DocumentStatus, MetadataStore, NewApiKey, NewDocument, Result, Scope, Tenant,
+    PROVENANCE_BATCH,
 };
 
 /// The embedded metadata store.
@@ -120,40 +121,48 @@ impl MetadataStore for SqliteStore {
             .map_err(db("list tenants"))
     }
 
-    async fn create_api_key(
-        &self,
-        tenant_id: &str,
-        name: &str,
-        key_hash: &str,
-        prefix: &str,
-        admin: bool,
-    ) -> Result<ApiKey> {
+    async fn delete_tenant(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM tenants WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db("delete tenant"))?;
+        Ok(())
+    }
+
+    async fn create_api_key(&self, key: NewApiKey<'_>) -> Result<ApiKey> {
         let k = ApiKey {
             id: new_id(),
-            tenant_id: tenant_id.to_string(),
-            prefix: prefix.to_string(),
-            name: name.to_string(),
-            admin,
+            tenant_id: key.tenant_id.to_string(),
+            prefix: key.prefix.to_string(),
+            name: key.name.to_string(),
+            scope: key.scope,
+            created_at: now_rfc3339(),
+            expires_at: key.expires_at,
+            revoked_at: None,
         };
         sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, name, admin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, name, admin, scope, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&k.id)
-        .bind(tenant_id)
-        .bind(key_hash)
-        .bind(prefix)
-        .bind(name)
-        .bind(admin)
-        .bind(now_rfc3339())
+        .bind(&k.tenant_id)
+        .bind(key.key_hash)
+        .bind(&k.prefix)
+        .bind(&k.name)
+        .bind(k.scope == Scope::ClusterAdmin)
+        .bind(k.scope.as_str())
+        .bind(&k.created_at)
+        .bind(&k.expires_at)
         .execute(&self.pool)
         .await
-        .map_err(conflict_or("api key", prefix.to_string(), "create api key"))?;
+        .map_err(conflict_or("api key", key.prefix.to_string(), "create api key"))?;
         Ok(k)
     }
 
     async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>> {
         sqlx::query_as(
-            "SELECT id, tenant_id, prefix, name, admin FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+            "SELECT id, tenant_id, prefix, name, scope, created_at, expires_at, revoked_at FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
         )
         .bind(key_hash)
         .fetch_optional(&self.pool)
@@ -162,10 +171,50 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn count_admin_keys(&self) -> Result<i64> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE admin = 1 AND revoked_at IS NULL")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db("count admin keys"))
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM api_keys WHERE scope = 'cluster-admin' AND revoked_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("count admin keys"))
+    }
+
+    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKey>> {
+        sqlx::query_as(
+            "SELECT id, tenant_id, prefix, name, scope, created_at, expires_at, revoked_at FROM api_keys WHERE tenant_id = ? ORDER BY created_at, id",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("list api keys"))
+    }
+
+    async fn revoke_api_key(&self, tenant_id: &str, id: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL",
+        )
+        .bind(now_rfc3339())
+        .bind(tenant_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db("revoke api key"))?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn expire_api_key(&self, tenant_id: &str, id: &str, at: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE api_keys SET expires_at = ? WHERE tenant_id = ? AND id = ? \
+             AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+        )
+        .bind(at)
+        .bind(tenant_id)
+        .bind(id)
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .map_err(db("set api key expiry"))?;
+        Ok(r.rows_affected() > 0)
     }
 
     async fn create_collection(

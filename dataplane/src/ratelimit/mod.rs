@@ -1,7 +1,8 @@
-//! Per-API-key rate limiting with the generic cell rate algorithm (GCRA): the [`RateLimiter`]
-//! trait, an in-process limiter, and a Redis limiter whose counts every API instance shares.
+//! Rate limiting with the generic cell rate algorithm (GCRA): the [`RateLimiter`] trait, an
+//! in-process limiter, and a Redis limiter whose counts every API instance shares. Requests are
+//! limited per tenant, and failed authentications per client address.
 //!
-//! A key may send `burst` requests at once and `requests_per_second` sustained. A refused
+//! A tenant may send `burst` requests at once and `requests_per_second` sustained. A refused
 //! request learns how long to wait, which the API returns as `Retry-After` with a 429.
 
 mod memory;
