@@ -100,4 +100,8 @@ if [ -z "${QDRANT_CLUSTER_URL:-}" ]; then
 fi
 cargo test --workspace --locked --no-fail-fast
 
+step "schemathesis: generated requests against /openapi.json on a running server"
+# No 5xx, and every status, content type and body as the schema documents (docs/security.md).
+bash scripts/schemathesis.sh "${CARGO_TARGET_DIR:-target}/debug/ragplane"
+
 echo "all checks passed in ${SECONDS}s"

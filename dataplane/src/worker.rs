@@ -112,7 +112,7 @@ async fn run_worker(
             }
         }
         match claimed {
-            Some(job) => run_job_renewing(&app, job, &worker).await,
+            Some(job) => run_guarded(&app, job, &worker).await,
             None => {
                 let wait = if failed { poll * 4 } else { poll };
                 tokio::select! {
@@ -123,6 +123,40 @@ async fn run_worker(
         }
     }
     tracing::debug!(worker, "worker stopped");
+}
+
+/// Runs a job so that a panic inside it fails that attempt instead of ending the worker: the
+/// worker lives on to claim the next job, and the attempt is recorded as a retryable failure
+/// (the job is dead-lettered once out of attempts, as any other).
+async fn run_guarded(app: &App, job: Job, worker: &str) {
+    use futures::FutureExt;
+    let attempt = job.clone();
+    let outcome = std::panic::AssertUnwindSafe(run_job_renewing(app, job, worker))
+        .catch_unwind()
+        .await;
+    if let Err(panic) = outcome {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        metrics::JOBS
+            .with_label_values(&[&attempt.queue, "panicked"])
+            .inc();
+        tracing::error!(job = %attempt.id, worker, panic = %what, "a job panicked; the worker goes on");
+        if let Err(e) = app
+            .queue
+            .fail(
+                &attempt,
+                worker,
+                &format!("the worker panicked: {what}"),
+                true,
+            )
+            .await
+        {
+            tracing::warn!(job = %attempt.id, error = %e, "failed to record the panic; the claim runs out instead");
+        }
+    }
 }
 
 /// Runs a job while renewing `worker`'s claim on it every third of the visibility timeout.

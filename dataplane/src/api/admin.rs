@@ -19,6 +19,9 @@ pub struct CreateTenant {
     pub name: String,
 }
 
+/// The longest `expires_in_secs` a key may ask for: 100 years.
+const MAX_KEY_LIFETIME_SECS: i64 = 100 * 366 * 24 * 3600;
+
 /// Body of `POST /v1/tenants/{tenant}/keys`.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -35,8 +38,10 @@ pub struct CreateKey {
     /// When the key stops working (RFC 3339).
     #[serde(default)]
     pub expires_at: Option<String>,
-    /// Seconds from now after which the key stops working (instead of `expires_at`).
+    /// Seconds from now after which the key stops working (instead of `expires_at`), at most
+    /// 100 years.
     #[serde(default)]
+    #[schema(maximum = 3_162_240_000_u64)]
     pub expires_in_secs: Option<u64>,
 }
 
@@ -68,11 +73,17 @@ impl CreateKey {
                     .with_timezone(&chrono::Utc),
             ),
             (None, Some(secs)) => Some(
-                chrono::Utc::now()
-                    + chrono::Duration::seconds(
-                        i64::try_from(secs)
-                            .map_err(|_| Error::invalid("expires_in_secs", "is too large"))?,
-                    ),
+                i64::try_from(secs)
+                    .ok()
+                    .filter(|s| *s <= MAX_KEY_LIFETIME_SECS)
+                    .and_then(chrono::Duration::try_seconds)
+                    .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "expires_in_secs",
+                            format!("must be at most {MAX_KEY_LIFETIME_SECS} (100 years)"),
+                        )
+                    })?,
             ),
             (None, None) => None,
         };
@@ -88,8 +99,10 @@ impl CreateKey {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateKey {
-    /// Seconds the old key keeps working, so clients can switch (default 0: revoked at once).
+    /// Seconds the old key keeps working, so clients can switch (default 0: revoked at once;
+    /// at most 30 days).
     #[serde(default)]
+    #[schema(maximum = 2_592_000_u64)]
     pub grace_secs: u64,
 }
 

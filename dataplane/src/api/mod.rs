@@ -83,7 +83,7 @@ impl FromRequestParts<AppState> for Auth {
         documents::job, search::search, search::query, chat::completions,
     ),
     components(schemas(error::ErrorBody, search::QueryDone, search::CitedSource)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonErrors),
     security(("bearer" = []))
 )]
 struct ApiDoc;
@@ -98,6 +98,62 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// The error responses any operation may give, added to each where its own annotation does
+/// not list them: a malformed body (400), no or a bad key (401), a scope that does not allow it
+/// (403), a body over the limit (413), a wrong content type (415, operations with a body), an
+/// invalid field (422), a rate limit or backlog (429), and a dependency down, the concurrency
+/// limit or the request timeout (503).
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let has_body = op.request_body.is_some();
+                let mut codes = vec![
+                    ("400", "malformed request"),
+                    ("401", "missing, unknown, revoked or expired API key"),
+                    ("403", "the key's scope does not allow this"),
+                    ("422", "a field is invalid"),
+                    ("429", "rate limited or overloaded; see Retry-After"),
+                    ("503", "temporarily unavailable; see Retry-After"),
+                ];
+                if has_body {
+                    codes.push(("413", "body too large"));
+                    codes.push(("415", "unsupported content type"));
+                }
+                for (code, description) in codes {
+                    op.responses
+                        .responses
+                        .entry(code.to_string())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
     }
 }
 

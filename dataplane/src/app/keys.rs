@@ -372,6 +372,7 @@ impl App {
         grace: std::time::Duration,
     ) -> Result<IssuedKey> {
         let (t, old) = self.managed_key(p, tenant, id).await?;
+        grace_period(grace)?;
         let expires_at = old
             .expires_at
             .as_deref()
@@ -392,12 +393,24 @@ impl App {
         if grace.is_zero() {
             self.metadata.revoke_api_key(&t.id, &old.id).await?;
         } else {
-            let until = chrono::Utc::now()
-                + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+            let until = chrono::Utc::now() + grace_period(grace)?;
             self.metadata
                 .expire_api_key(&t.id, &old.id, &until.to_rfc3339())
                 .await?;
         }
         Ok(issued)
     }
+}
+
+/// A rotation's grace period as a date offset: at most 30 days, which is long enough to
+/// switch every client and short enough that a leaked key does not live on unnoticed.
+fn grace_period(grace: std::time::Duration) -> Result<chrono::Duration> {
+    const MAX_GRACE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+    if grace > MAX_GRACE {
+        return Err(Error::invalid(
+            "grace_secs",
+            format!("must be at most {} (30 days)", MAX_GRACE.as_secs()),
+        ));
+    }
+    chrono::Duration::from_std(grace).map_err(|e| Error::invalid("grace_secs", e.to_string()))
 }

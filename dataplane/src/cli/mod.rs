@@ -262,9 +262,13 @@ fn parse_log_format(f: &str) -> anyhow::Result<LogFormat> {
 pub fn init_logging(format: LogFormat, filter: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // A log line that cannot be written (a full disk under a redirected stderr) is dropped.
+    // With internal errors on, tracing-subscriber would report it with `eprintln!`, which
+    // panics when stderr fails too, and take down whatever task was logging (a worker).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
