@@ -9,6 +9,9 @@ use serde_json::{json, Value};
 
 use super::SearchArgs;
 
+/// When a busy server was last reported (Unix seconds), to say so at most every 30 s.
+static LAST_BUSY_NOTICE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
 /// How long one request may wait out a busy server in all before its error is reported.
 pub const MAX_BUSY_WAIT: Duration = Duration::from_secs(600);
 
@@ -109,11 +112,16 @@ impl Client {
             if let (true, Some(wait)) = (busy, wait) {
                 if started.elapsed() + wait <= MAX_BUSY_WAIT {
                     if let Some(next) = make() {
-                        eprintln!(
-                            "server busy ({status}: {}); retrying in {} s",
-                            error_message(&text),
-                            wait.as_secs()
-                        );
+                        // Many uploads in flight would each say so: once every 30 s is enough.
+                        let now = chrono::Utc::now().timestamp();
+                        if now - LAST_BUSY_NOTICE.swap(now, std::sync::atomic::Ordering::Relaxed)
+                            >= 30
+                        {
+                            eprintln!(
+                                "server busy ({status}: {}); waiting as it asks and retrying",
+                                error_message(&text)
+                            );
+                        }
                         tokio::time::sleep(wait).await;
                         req = next;
                         continue;
