@@ -45,6 +45,25 @@ pub fn backoff_for(base: Duration, attempt: u32) -> Duration {
     base.saturating_mul(factor).min(Duration::from_secs(300))
 }
 
+/// What becomes of a failed attempt, the `attempts`-th, of a job allowed `max_attempts`: retried
+/// after the backoff (and when), or dead-lettered now.
+pub(crate) fn after_failure(
+    attempts: i64,
+    max_attempts: u32,
+    backoff: Duration,
+    retryable: bool,
+) -> (FailOutcome, i64) {
+    if retryable && attempts < i64::from(max_attempts) {
+        let delay = backoff_for(backoff, u32::try_from(attempts).unwrap_or(u32::MAX));
+        (
+            FailOutcome::Retrying,
+            now_ms() + i64::try_from(delay.as_millis()).unwrap_or(0),
+        )
+    } else {
+        (FailOutcome::Dead, now_ms())
+    }
+}
+
 /// Refuses a queue name this build does not know.
 pub fn known_queue(queue: &str) -> Result<()> {
     if QUEUES.contains(&queue) {

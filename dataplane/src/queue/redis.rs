@@ -22,7 +22,7 @@ use ragplane_config::JobQueueSettings;
 use redis::{Script, Value};
 
 use super::{
-    backoff_for, known_queue, now_ms, FailOutcome, Job, JobQueue, JobStatus, QueueError,
+    after_failure, known_queue, now_ms, FailOutcome, Job, JobQueue, JobStatus, QueueError,
     QueueStats, Result, Task, QUEUES,
 };
 use crate::metadata::now_rfc3339;
@@ -430,18 +430,16 @@ impl JobQueue for RedisQueue {
         error: &str,
         retryable: bool,
     ) -> Result<Option<FailOutcome>> {
-        let attempts = job.attempts;
-        let (outcome, label, run_at) =
-            if retryable && attempts < i64::from(self.settings.max_attempts) {
-                let delay = backoff_for(
-                    Duration::from_millis(self.settings.retry_backoff_ms),
-                    u32::try_from(attempts).unwrap_or(u32::MAX),
-                );
-                let run_at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(0);
-                (FailOutcome::Retrying, "retrying", run_at)
-            } else {
-                (FailOutcome::Dead, "dead", 0)
-            };
+        let (outcome, run_at) = after_failure(
+            job.attempts,
+            self.settings.max_attempts,
+            Duration::from_millis(self.settings.retry_backoff_ms),
+            retryable,
+        );
+        let (label, run_at) = match outcome {
+            FailOutcome::Retrying => ("retrying", run_at),
+            FailOutcome::Dead => ("dead", 0),
+        };
         let held = self.finish(job, worker, label, error, run_at).await?;
         Ok(held.then_some(outcome))
     }

@@ -11,7 +11,7 @@ use ragplane_config::SqliteQueueConfig;
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    backoff_for, known_queue, now_ms, FailOutcome, Job, JobQueue, JobStatus, QueueError,
+    after_failure, known_queue, now_ms, FailOutcome, Job, JobQueue, JobStatus, QueueError,
     QueueStats, Result, Task,
 };
 use crate::metadata::now_rfc3339;
@@ -165,20 +165,10 @@ impl JobQueue for SqliteQueue {
         retryable: bool,
     ) -> Result<Option<FailOutcome>> {
         let attempts = job.attempts;
-        let outcome = if retryable && attempts < i64::from(self.max_attempts) {
-            FailOutcome::Retrying
-        } else {
-            FailOutcome::Dead
-        };
-        let (status, run_at) = match outcome {
-            FailOutcome::Retrying => {
-                let delay = backoff_for(self.backoff, u32::try_from(attempts).unwrap_or(u32::MAX));
-                (
-                    "queued",
-                    now_ms() + i64::try_from(delay.as_millis()).unwrap_or(0),
-                )
-            }
-            FailOutcome::Dead => ("dead", now_ms()),
+        let (outcome, run_at) = after_failure(attempts, self.max_attempts, self.backoff, retryable);
+        let status = match outcome {
+            FailOutcome::Retrying => "queued",
+            FailOutcome::Dead => "dead",
         };
         let r = sqlx::query(
             "UPDATE jobs SET status = ?, run_at = ?, lease_until = NULL, worker = NULL, last_error = ?, updated_at = ? \
@@ -278,7 +268,7 @@ impl JobQueue for SqliteQueue {
 mod tests {
     use super::*;
     use crate::metadata::{MetadataStore, SqliteStore};
-    use crate::queue::conformance;
+    use crate::queue::{backoff_for, conformance};
 
     async fn queue(
         max_attempts: u32,
