@@ -233,6 +233,10 @@ async fn dereference(obj: &RagCluster, client: &Client, namespace: &str) -> Resu
             .and_then(Option::as_ref)
             .and_then(|data| data.get(validate::ADMIN_KEY_SECRET_KEY))
             .map(|v| String::from_utf8_lossy(&v.0).into_owned());
+        // Once it holds a key, the Secret is the platform team's to rotate: the operator reads
+        // it and never writes it again, so a reconcile that read the old key just before a
+        // rotation cannot put the old key back.
+        out.admin_secret_exists = existing.is_some();
         out.generated_admin_key = Some(existing.unwrap_or_else(ragplane_config::new_api_key));
     }
     if let Some(q) = &obj.spec.qdrant {

@@ -75,6 +75,8 @@ pub struct Dereferenced {
     /// When the spec names no admin key Secret: the key in the operator's Secret, or a new
     /// random one when that Secret does not exist yet.
     pub generated_admin_key: Option<String>,
+    /// Whether the operator's admin key Secret exists with a key (then it is not written).
+    pub admin_secret_exists: bool,
 }
 
 /// A RagCluster with every default applied.
@@ -110,6 +112,8 @@ pub struct ValidatedCluster {
     pub admin_key: SecretKeyRef,
     /// The admin key Secret the operator owns, with its key, when the spec names none.
     pub owned_admin_key: Option<String>,
+    /// Whether that Secret already exists with its key, so the operator leaves it alone.
+    pub admin_secret_exists: bool,
     /// Secret-fed environment variables of every data-plane pod (backend URLs, keys).
     pub secret_env: Vec<super::backends::SecretEnv>,
     /// Persistent volume of the data directory, when any backend is embedded.
@@ -475,6 +479,7 @@ pub fn validate(
         config_toml,
         admin_key,
         owned_admin_key,
+        admin_secret_exists: refs.admin_secret_exists,
         secret_env,
         data_volume,
         secrets_hash,

@@ -1,5 +1,6 @@
 //! The admin key Secret, when the spec names none: created once with a random key, which the
-//! dereference step reads back on every later reconcile, so the key never changes.
+//! dereference step reads back on every later reconcile. The operator never writes it again, so
+//! the key changes only when the platform team rotates it.
 
 use std::collections::BTreeMap;
 
@@ -8,8 +9,13 @@ use k8s_openapi::ByteString;
 
 use crate::rag_cluster::validate::{admin_secret_name, ValidatedCluster, ADMIN_KEY_SECRET_KEY};
 
-/// `<name>-admin-key`, or `None` when the spec names the user's own Secret.
+/// `<name>-admin-key` while it does not exist yet; `None` when it does (it is then only read,
+/// never rewritten, so that a rotation by the platform team stands) or when the spec names the
+/// user's own Secret.
 pub fn build_admin_secret(c: &ValidatedCluster) -> Option<Secret> {
+    if c.admin_secret_exists {
+        return None;
+    }
     let key = c.owned_admin_key.as_ref()?;
     Some(Secret {
         metadata: super::meta(c, admin_secret_name(&c.name), "admin-key"),
@@ -45,5 +51,13 @@ mod tests {
         );
         assert!(build_admin_secret(&theirs).is_none());
         assert_eq!(theirs.admin_key.name, "mine");
+
+        // Once it exists it is only read: a reconcile never writes back the key it read.
+        let existing = ValidatedCluster {
+            admin_secret_exists: true,
+            ..own
+        };
+        assert!(build_admin_secret(&existing).is_none());
+        assert_eq!(existing.admin_key.name, "dev-admin-key");
     }
 }
