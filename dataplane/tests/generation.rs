@@ -289,10 +289,15 @@ impl Drop for Env {
 }
 
 async fn env(generation: GenerationConfig) -> Option<Env> {
+    env_with(generation, |_| {}).await
+}
+
+async fn env_with(generation: GenerationConfig, tweak: impl FnOnce(&mut Config)) -> Option<Env> {
     let model = ragplane::testing::model_files()?;
     let dir = tempfile::tempdir().unwrap();
     let mut config: Config = ragplane::testing::config_in(dir.path(), &model, ADMIN);
     config.generation = generation;
+    tweak(&mut config);
     let app = Arc::new(App::build(config).await.expect("app builds"));
     app.bootstrap_admin_key().await.unwrap();
     let shutdown = CancellationToken::new();
@@ -1196,4 +1201,47 @@ async fn time_to_first_token_through_ragplane_vs_direct() {
             );
         }
     }
+}
+
+/// A tenant past its LLM token quota gets 429 with Retry-After before anything is generated;
+/// every generation (the stand-in reports 43 tokens each) is charged when it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_past_its_llm_token_quota_gets_429() {
+    let s = stub().await;
+    let Some(e) = env_with(openai(&[&s.url]), |c| {
+        c.rate_limit.llm_tokens_per_minute = 40
+    })
+    .await
+    else {
+        return;
+    };
+    let ask = json!({ "collection": "docs", "query": "how far is the lamp visible?" });
+    let (status, body) = e.call(Method::POST, "/v1/query", Some(ask.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["usage"]["prompt_tokens"], 40);
+    // The charge lands before the answer is complete, so the very next request sees it.
+    let refused = e.raw(Method::POST, "/v1/query", Some(ask.clone())).await;
+    assert_eq!(
+        refused.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "43 tokens against 40 a minute: the next generation waits"
+    );
+    let wait: u64 = refused.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 43 tokens against a tolerance of 39 at 1.5 s a token: about 6 s.
+    assert!((1..=7).contains(&wait), "{wait}");
+    let chats = s.chats.load(Ordering::SeqCst);
+    let again = e.raw(Method::POST, "/v1/query", Some(ask.clone())).await;
+    assert_eq!(again.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        s.chats.load(Ordering::SeqCst),
+        chats,
+        "nothing generated while over"
+    );
+    // Search needs no tokens and goes on.
+    let (status, _) = e.call(Method::POST, "/v1/search", Some(ask)).await;
+    assert_eq!(status, StatusCode::OK);
 }

@@ -92,6 +92,10 @@ pub struct RateLimitConfig {
     pub backend: RateLimitBackend,
     /// Behaviour when the backend is unreachable.
     pub on_backend_error: FailMode,
+    /// LLM tokens (prompt and completion) a tenant may use per minute, a minute's worth at
+    /// once; 0 (the default) sets no quota. Counted where `backend` says, whether or not
+    /// `enabled` limits requests too.
+    pub llm_tokens_per_minute: u64,
 }
 
 impl Default for RateLimitConfig {
@@ -102,6 +106,7 @@ impl Default for RateLimitConfig {
             burst: 100,
             backend: RateLimitBackend::Memory,
             on_backend_error: FailMode::Open,
+            llm_tokens_per_minute: 0,
         }
     }
 }

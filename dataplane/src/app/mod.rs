@@ -75,6 +75,8 @@ pub struct App {
     pub generator: Option<Arc<dyn Generator>>,
     /// Per-API-key rate limit, when enabled.
     pub rate_limiter: Option<Arc<dyn RateLimiter>>,
+    /// Each tenant's LLM token quota, when `rate_limit.llm_tokens_per_minute` sets one.
+    pub token_budget: Option<Arc<crate::ratelimit::TokenBudget>>,
     /// The default tenant's id.
     pub default_tenant: String,
     /// Recently verified keys (by hash), so the hot path skips the metadata store. Entries
@@ -160,6 +162,7 @@ impl App {
         let tokenizer = TextTokenizer::from_file(&tokenizer_file, config.embedding.max_seq_len)?;
         let (embedding_cache, results) = build_caches(&config, redis.as_ref());
         let rate_limiter = build_rate_limiter(&config, redis.as_ref());
+        let token_budget = build_token_budget(&config, redis.as_ref());
         let embedder: Arc<dyn Embedder> = Arc::new(CachedEmbedder::new(model, embedding_cache));
         let generator: Option<Arc<dyn Generator>> = match &config.generation {
             GenerationConfig::None => None,
@@ -199,6 +202,7 @@ impl App {
             vectors,
             queue,
             rate_limiter,
+            token_budget,
             embedder,
             tokenizer,
             results,
@@ -290,6 +294,25 @@ fn build_rate_limiter(config: &Config, redis: Option<&Redis>) -> Option<Arc<dyn 
         )),
         _ => Arc::new(MemoryLimiter::new(quota)),
     })
+}
+
+fn build_token_budget(
+    config: &Config,
+    redis: Option<&Redis>,
+) -> Option<Arc<crate::ratelimit::TokenBudget>> {
+    use crate::ratelimit::TokenBudget;
+    let rl = &config.rate_limit;
+    if rl.llm_tokens_per_minute == 0 {
+        return None;
+    }
+    Some(Arc::new(match (rl.backend, redis) {
+        (ragplane_config::RateLimitBackend::Redis, Some(r)) => TokenBudget::redis(
+            rl.llm_tokens_per_minute,
+            r.clone(),
+            Duration::from_millis(config.redis.as_ref().map_or(250, |c| c.command_timeout_ms)),
+        ),
+        _ => TokenBudget::memory(rl.llm_tokens_per_minute),
+    }))
 }
 
 /// Metadata keys are 1–64 of `[A-Za-z0-9_.-]`; values are scalars.

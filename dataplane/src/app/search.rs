@@ -522,6 +522,7 @@ impl App {
     ) -> Result<StartedAnswer> {
         if let Some(g) = &self.generator {
             g.check_available()?;
+            self.within_token_quota(&p.tenant_id).await?;
         }
         let sources = if req.stream {
             // Streaming or not, it is the same retrieval (and the same result-cache entry).
@@ -547,11 +548,42 @@ impl App {
             temperature: options.temperature,
         };
         let tokens = generator.stream(&request).await?;
+        let tokens = match &self.token_budget {
+            Some(budget) => charged(tokens, budget.clone(), p.tenant_id.clone()),
+            None => tokens,
+        };
         Ok(StartedAnswer {
             sources,
             model: generator.model().to_string(),
             tokens: Some(tokens),
         })
+    }
+
+    /// Refuses with 429 while the tenant is past its LLM token quota. When the quota's store
+    /// cannot answer, the generation goes ahead (and is logged): a quota outage must not take
+    /// answers down.
+    async fn within_token_quota(&self, tenant: &str) -> Result<()> {
+        let Some(budget) = &self.token_budget else {
+            return Ok(());
+        };
+        match budget.charge(tenant, 0).await {
+            Ok(wait) if wait.is_zero() => Ok(()),
+            Ok(wait) => {
+                crate::metrics::RATE_LIMITED.inc();
+                Err(Error::RateLimited {
+                    message: format!(
+                        "this tenant used its LLM tokens for now (rate_limit.llm_tokens_per_minute is {})",
+                        self.config.rate_limit.llm_tokens_per_minute
+                    ),
+                    retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+                })
+            }
+            Err(e) => {
+                crate::metrics::RATE_LIMIT_ERRORS.inc();
+                tracing::warn!(error = %e, "LLM token quota unavailable; generating anyway");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -574,4 +606,33 @@ fn result_cache_key(
         c.version,
         hex::encode(h.finalize())
     )
+}
+
+/// `tokens`, charging the generation's prompt and completion tokens to `tenant` as it ends,
+/// before the last chunk goes on (so the next request of the tenant sees the charge). A server
+/// that reports no usage is charged one token per streamed delta.
+fn charged(
+    tokens: crate::generate::TokenStream,
+    budget: std::sync::Arc<crate::ratelimit::TokenBudget>,
+    tenant: String,
+) -> crate::generate::TokenStream {
+    use crate::generate::Chunk;
+    use futures::StreamExt;
+    Box::pin(async_stream::stream! {
+        let mut tokens = tokens;
+        let mut deltas: u64 = 0;
+        while let Some(chunk) = tokens.next().await {
+            match &chunk {
+                Ok(Chunk::Delta(_)) => deltas += 1,
+                Ok(Chunk::Done(f)) => {
+                    let cost = f.usage.map_or(deltas, |u| u.prompt_tokens + u.completion_tokens);
+                    if let Err(e) = budget.charge(&tenant, cost).await {
+                        tracing::warn!(error = %e, cost, "failed to charge LLM tokens to the tenant's quota");
+                    }
+                }
+                Err(_) => {}
+            }
+            yield chunk;
+        }
+    })
 }

@@ -7,6 +7,7 @@
 
 mod memory;
 mod redis;
+mod tokens;
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use async_trait::async_trait;
 
 pub use self::memory::MemoryLimiter;
 pub use self::redis::RedisLimiter;
+pub use self::tokens::TokenBudget;
 
 /// The verdict on one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
