@@ -314,7 +314,7 @@ pub async fn finish_deletions(app: &App, min_age: Duration) -> crate::error::Res
 }
 
 fn older_than(rfc3339: &str, age: Duration) -> bool {
-    chrono::DateTime::parse_from_rfc3339(rfc3339).map_or(true, |t| {
+    crate::metadata::parse_rfc3339(rfc3339).is_none_or(|t| {
         chrono::Utc::now()
             .signed_duration_since(t)
             .to_std()
@@ -323,9 +323,9 @@ fn older_than(rfc3339: &str, age: Duration) -> bool {
     })
 }
 
-/// What a starting process does before its workers claim: re-queue orphaned documents (a
-/// failure stops the start) and finish deletions left part-way (a failure is retried by the
-/// workers' sweep).
+/// Re-queues orphaned documents (a failure is returned: it stops a start) and finishes
+/// deletions left part-way (a failure is logged and retried next time). Run when a process
+/// starts, before its workers claim, and by the workers' sweep.
 pub async fn recover(app: &App) -> crate::error::Result<()> {
     let age = Duration::from_secs(app.config.workers.orphan_check_secs);
     requeue_orphans(app, age).await?;
@@ -344,11 +344,8 @@ async fn sweep(app: Arc<App>, shutdown: CancellationToken) {
             () = tokio::time::sleep(every) => {}
             () = shutdown.cancelled() => return,
         }
-        if let Err(e) = requeue_orphans(&app, every).await {
+        if let Err(e) = recover(&app).await {
             tracing::warn!(error = %e, "failed to look for documents without a job");
-        }
-        if let Err(e) = finish_deletions(&app, every).await {
-            tracing::warn!(error = %e, "failed to finish deletions left part-way");
         }
     }
 }

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::{validate_name, App, Principal};
 use crate::error::{Error, Result};
-use crate::metadata::{ApiKey, NewApiKey, Scope, Tenant};
+use crate::metadata::{parse_rfc3339, ApiKey, NewApiKey, Scope, Tenant};
 use crate::ratelimit::{Decision, RateLimiter};
 
 /// A new API key, shown once.
@@ -160,11 +160,7 @@ impl App {
                 let principal = Principal {
                     tenant_id: k.tenant_id,
                     scope: k.scope,
-                    expires_at: k
-                        .expires_at
-                        .as_deref()
-                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                        .map(|t| t.with_timezone(&chrono::Utc)),
+                    expires_at: k.expires_at.as_deref().and_then(parse_rfc3339),
                 };
                 self.known_keys.insert(hash.clone(), principal.clone());
                 principal
@@ -376,8 +372,7 @@ impl App {
         let expires_at = old
             .expires_at
             .as_deref()
-            .and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok())
-            .map(|e| e.with_timezone(&chrono::Utc))
+            .and_then(parse_rfc3339)
             .filter(|e| *e > chrono::Utc::now());
         let issued = self
             .issue_key(

@@ -558,3 +558,10 @@ pub trait MetadataStore: Send + Sync {
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
+
+/// A stored RFC 3339 time, in UTC; `None` when it does not parse.
+pub fn parse_rfc3339(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
