@@ -314,15 +314,16 @@ impl QdrantIndex {
                 .await
                 .map_err(qdrant_err(format!("index payload field {field} of {name}")))?;
         }
-        let info = self
-            .client
-            .collection_info(name.as_str())
-            .await
-            .map_err(qdrant_err(format!("read collection {name}")))?;
-        let params = info.result.and_then(|r| r.config).and_then(|c| c.params);
-        let _ = self.keyword.set(has_keyword_vector(params.as_ref()));
+        let params = self
+            .collection_params()
+            .await?
+            .ok_or_else(|| VectorError::Backend {
+                backend: "qdrant",
+                action: format!("read collection {name}"),
+                message: "the collection does not exist".into(),
+            })?;
         let size = params
-            .and_then(|p| p.vectors_config)
+            .vectors_config
             .and_then(|v| v.config)
             .and_then(|c| match c {
                 vectors_config::Config::Params(p) => Some(p.size),
@@ -593,22 +594,25 @@ impl QdrantIndex {
         }
     }
 
+    /// The Qdrant collection's parameters, `None` while it does not exist; reading them also
+    /// records whether it serves keyword search.
+    async fn collection_params(&self) -> Result<Option<qdrant_client::qdrant::CollectionParams>> {
+        let name = self.name();
+        let info = match self.client.collection_info(name).await {
+            Err(e) if is_not_found(&e) => return Ok(None),
+            r => r.map_err(qdrant_err(format!("read collection {name}")))?,
+        };
+        let params = info.result.and_then(|r| r.config).and_then(|c| c.params);
+        let _ = self.keyword.set(has_keyword_vector(params.as_ref()));
+        Ok(params)
+    }
+
     /// Whether the Qdrant collection serves keyword search; `None` while it does not exist.
     async fn keyword_layout(&self) -> Result<Option<bool>> {
-        if let Some(&k) = self.keyword.get() {
-            return Ok(Some(k));
+        if self.keyword.get().is_none() && self.collection_params().await?.is_none() {
+            return Ok(None);
         }
-        let name = self.name().to_string();
-        match self.client.collection_info(name.as_str()).await {
-            Err(e) if is_not_found(&e) => Ok(None),
-            r => {
-                let info = r.map_err(qdrant_err(format!("read collection {name}")))?;
-                let params = info.result.and_then(|r| r.config).and_then(|c| c.params);
-                let keyword = has_keyword_vector(params.as_ref());
-                let _ = self.keyword.set(keyword);
-                Ok(Some(keyword))
-            }
-        }
+        Ok(self.keyword.get().copied())
     }
 
     /// Whether keyword queries can run: `false` while the collection does not exist, an
