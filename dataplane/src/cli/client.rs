@@ -131,7 +131,13 @@ impl Client {
             if !status.is_success() {
                 bail!("server answered {status}: {}", error_message(&text));
             }
-            return serde_json::from_str(&text)
+            // An answer without a body (204) reads as JSON null.
+            let json = if text.trim().is_empty() {
+                "null"
+            } else {
+                &text
+            };
+            return serde_json::from_str(json)
                 .with_context(|| format!("failed to decode the server's answer: {text}"));
         }
     }

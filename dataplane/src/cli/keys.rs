@@ -95,18 +95,10 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
             print_issued(&issued);
         }
         KeyAction::Revoke { id } => {
-            let resp = client
-                .request(reqwest::Method::DELETE, &format!("{base}/{id}"))
-                .send()
+            // 204: no body.
+            let _: Option<Value> = client
+                .send(client.request(reqwest::Method::DELETE, &format!("{base}/{id}")))
                 .await?;
-            if !resp.status().is_success() {
-                let status = resp.status();
-                let body: Value = resp.json().await.unwrap_or_default();
-                anyhow::bail!(
-                    "server answered {status}: {}",
-                    body["error"].as_str().unwrap_or("no detail")
-                );
-            }
             println!("revoked {id}");
         }
         KeyAction::Rotate { id, grace_secs } => {
