@@ -28,8 +28,8 @@ use axum::http::{header, Request, StatusCode};
 use ragplane::app::App;
 use ragplane::embed::onnx::{ModelFiles, OnnxModel};
 use ragplane::embed::tokenizer::TextTokenizer;
-use ragplane::ingest::chunk::chunk_by_tokens;
 use ragplane::metadata::DocumentStatus;
+use ragplane_parse::chunk::chunk_by_tokens;
 use tower::ServiceExt;
 
 const BATCH: usize = 32;

@@ -50,6 +50,12 @@ metric!(AUTH_FAILURES: IntCounterVec = IntCounterVec::new(
     Opts::new("ragplane_auth_failures_total", "Failed authentications (failed), and requests refused because their address failed too often (blocked)"), &["outcome"]));
 metric!(UPLOADS_REFUSED: IntCounterVec = IntCounterVec::new(
     Opts::new("ragplane_uploads_refused_total", "Uploads refused because the ingest backlog was past its bound, by bound (total, tenant)"), &["bound"]));
+metric!(PARSE_SECONDS: HistogramVec = HistogramVec::new(
+    HistogramOpts::new("ragplane_parse_seconds", "Time to extract one document's text, child process included, by media type")
+        .buckets(latency_buckets()), &["media_type"]));
+metric!(PARSE_CHILDREN_FAILED: IntCounterVec = IntCounterVec::new(
+    Opts::new("ragplane_parse_children_failed_total",
+        "Parsing child processes that ended without an answer, by cause (memory, time, crash)"), &["cause"]));
 metric!(JOB_DURATION: HistogramVec = HistogramVec::new(
     HistogramOpts::new("ragplane_job_duration_seconds", "Job processing time by queue").buckets(latency_buckets()),
     &["queue"]));

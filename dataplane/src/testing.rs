@@ -42,7 +42,25 @@ pub fn config_in(dir: &Path, model: &(PathBuf, PathBuf), admin_key: &str) -> Con
     c.embedding.ort_library = Some(model.1.clone());
     c.auth.admin_key = Some(Secret::new(admin_key));
     c.workers.poll_interval_ms = 50;
+    c.parsing.program = Some(ragplane_binary());
     c
+}
+
+/// The `ragplane` binary cargo built beside the running test or bench (`target/<profile>/`),
+/// which parses documents in child processes: the test harness itself cannot.
+pub fn ragplane_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|profile| profile.join("ragplane"))
+        .unwrap_or_default();
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p ragplane` (cargo test and cargo bench do)",
+        bin.display()
+    );
+    bin
 }
 
 /// The value of a test server's environment variable (recorded by `scripts/services/*.sh`).

@@ -2213,3 +2213,115 @@ async fn deleting_a_tenant_removes_everything_it_had() {
     let none = call(r, Method::DELETE, "/v1/tenants/nobody", ADMIN, None).await;
     assert_eq!(none.status, StatusCode::NOT_FOUND);
 }
+
+/// A PDF whose one page's content stream inflates from well under a megabyte to `inflated`
+/// bytes of spaces: a compressed-stream ("Flate") bomb.
+fn flate_bomb_pdf(inflated: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    let block = vec![b' '; 1 << 20];
+    for _ in 0..inflated / block.len() {
+        z.write_all(&block).unwrap();
+    }
+    let compressed = z.finish().unwrap();
+    let mut pdf = b"%PDF-1.5\n".to_vec();
+    let mut offsets = Vec::new();
+    let mut object = |pdf: &mut Vec<u8>, body: &[u8]| {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n", offsets.len()).as_bytes());
+        pdf.extend_from_slice(body);
+        pdf.extend_from_slice(b"\nendobj\n");
+    };
+    object(&mut pdf, b"<< /Type /Catalog /Pages 2 0 R >>");
+    object(
+        &mut pdf,
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 /MediaBox [0 0 612 792] >>",
+    );
+    object(&mut pdf, b"<< /Type /Page /Parent 2 0 R /Contents 4 0 R >>");
+    let mut stream = format!(
+        "<< /Length {} /Filter /FlateDecode >>\nstream\n",
+        compressed.len()
+    )
+    .into_bytes();
+    stream.extend_from_slice(&compressed);
+    stream.extend_from_slice(b"\nendstream");
+    object(&mut pdf, &stream);
+    let xref = pdf.len();
+    pdf.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", offsets.len() + 1).as_bytes(),
+    );
+    for o in &offsets {
+        pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    pdf.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            offsets.len() + 1
+        )
+        .as_bytes(),
+    );
+    pdf
+}
+
+/// Parsing runs in a child process under limits: a Flate bomb fails its document with the
+/// memory budget named, a page whose text passes `chunking.max_document_bytes` fails with that
+/// limit named, and the process serving the API goes on indexing the next document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_decompression_bomb_or_an_oversized_page_fails_only_its_document() {
+    let Some(e) = env(|c| {
+        c.parsing.max_memory_mib = 256;
+        c.chunking.max_document_bytes = 100_000;
+    })
+    .await
+    else {
+        return;
+    };
+    let r = &e.router;
+    create_collection(r, ADMIN, "docs").await;
+    let upload = |name: &'static str, ctype: &'static str, content: Vec<u8>| async move {
+        let (mp_type, body) = multipart(name, ctype, &content);
+        let up = send(
+            r,
+            Request::post("/v1/collections/docs/documents")
+                .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+                .header(header::CONTENT_TYPE, mp_type)
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(up.status, StatusCode::ACCEPTED, "{name}: {:?}", up.body);
+        up.body["document"]["id"].as_str().unwrap().to_string()
+    };
+    let memory_failures = || {
+        ragplane::metrics::PARSE_CHILDREN_FAILED
+            .with_label_values(&["memory"])
+            .get()
+    };
+    let before = memory_failures();
+    // About 1 MiB compressed, 1 GiB inflated: four times the budget.
+    let bomb = flate_bomb_pdf(1 << 30);
+    assert!(bomb.len() < 4 << 20, "{} bytes", bomb.len());
+    let bomb = upload("bomb.pdf", "application/pdf", bomb).await;
+    let d = wait_status(r, ADMIN, "docs", &bomb, "failed").await;
+    let why = d["error"].as_str().unwrap();
+    assert!(
+        why.contains("256 MiB") && why.contains("parsing.max_memory_mib"),
+        "{why}"
+    );
+    assert_eq!(memory_failures(), before + 1);
+
+    let page = format!(
+        "<html><body>{}</body></html>",
+        "<p>Tidal flats hold the water.</p>".repeat(10_000)
+    );
+    let huge = upload("huge.html", "text/html", page.into_bytes()).await;
+    let d = wait_status(r, ADMIN, "docs", &huge, "failed").await;
+    let why = d["error"].as_str().unwrap();
+    assert!(
+        why.contains("100000 bytes") && why.contains("chunking.max_document_bytes"),
+        "{why}"
+    );
+
+    let (fine, _) = upload_text(r, ADMIN, "docs", "Kelp forests shelter sea otters.", "kelp").await;
+    wait_status(r, ADMIN, "docs", &fine, "indexed").await;
+}

@@ -12,6 +12,8 @@
 
 mod embed_server;
 mod generation;
+#[cfg(feature = "load")]
+pub mod load;
 mod ollama;
 mod redis;
 mod scale_out;
@@ -77,6 +79,8 @@ pub struct Config {
     pub generation: GenerationConfig,
     /// Document chunking.
     pub chunking: ChunkingConfig,
+    /// How documents are parsed: in a child process with limits, or in this one.
+    pub parsing: ParsingConfig,
     /// In-process queue workers.
     pub workers: WorkerConfig,
     /// Logging.
@@ -104,6 +108,7 @@ impl Default for Config {
             embedding: EmbeddingConfig::default(),
             generation: GenerationConfig::default(),
             chunking: ChunkingConfig::default(),
+            parsing: ParsingConfig::default(),
             workers: WorkerConfig::default(),
             telemetry: TelemetryConfig::default(),
             embed_server: EmbedServerConfig::default(),
@@ -443,6 +448,45 @@ impl Default for ChunkingConfig {
             embed_title: true,
         }
     }
+}
+
+/// Where documents are parsed, and with what limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ParsingConfig {
+    /// `process`: each document is parsed in a child process (this binary, run again) under
+    /// the memory and CPU limits below, so a decompression bomb or a parser bug fails that
+    /// document and nothing else. `inline`: parsed on a thread of this process, without
+    /// those limits; only the text budget (`chunking.max_document_bytes`) applies.
+    pub isolation: ParseIsolation,
+    /// Address space a parsing child may use, in MiB.
+    pub max_memory_mib: u64,
+    /// Seconds a document's parse may take, as CPU time in the child and as wall time overall.
+    pub timeout_secs: u64,
+    /// The program run as the child, with the hidden `parse-document` subcommand; by default
+    /// the running executable.
+    pub program: Option<PathBuf>,
+}
+
+impl Default for ParsingConfig {
+    fn default() -> Self {
+        Self {
+            isolation: ParseIsolation::Process,
+            max_memory_mib: 1024,
+            timeout_secs: 60,
+            program: None,
+        }
+    }
+}
+
+/// Where documents are parsed.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ParseIsolation {
+    /// In a child process with memory and CPU limits.
+    Process,
+    /// On a thread of the serving process.
+    Inline,
 }
 
 /// In-process workers.

@@ -135,6 +135,17 @@ impl Config {
             "chunking.max_document_bytes",
             "must be at least 1",
         );
+        let p = &self.parsing;
+        c.check(
+            p.max_memory_mib >= 64,
+            "parsing.max_memory_mib",
+            "must be at least 64 (the child process itself needs some)",
+        );
+        c.check(
+            p.timeout_secs >= 1,
+            "parsing.timeout_secs",
+            "must be at least 1",
+        );
 
         c.0.extend(self.vectors.validate());
 

@@ -10,9 +10,9 @@ use super::error::{ApiError, ErrorBody};
 use super::{ApiJson, AppState, Auth};
 use crate::app::{Accepted, Upload};
 use crate::error::Error;
-use crate::ingest::parse::Format;
 use crate::metadata::Document;
 use crate::queue::Job;
+use ragplane_parse::Format;
 
 /// JSON form of an upload.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

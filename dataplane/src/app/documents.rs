@@ -8,9 +8,9 @@ use sha2::{Digest, Sha256};
 use super::{key_of, validate_metadata, validate_name, App, Principal};
 use crate::embed::identity::{self, ModelIdentity, PROBE_TEXT};
 use crate::error::{Error, Result};
-use crate::ingest::parse::Format;
 use crate::metadata::{Collection, Document, DocumentStatus, NewDocument, Scope};
 use crate::queue::{Job, Task, DOCUMENTS};
+use ragplane_parse::Format;
 
 /// A document upload, already read from JSON or multipart.
 #[derive(Debug, Clone)]

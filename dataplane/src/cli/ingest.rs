@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 use super::client::{Client, ConnArgs};
-use crate::ingest::parse::Format;
+use ragplane_parse::Format;
 
 /// Flags of `ragplane ingest`.
 #[derive(Debug, Clone, Args)]

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use ragplane_config::{Config, GenerationConfig, GeneratorEndpoint, LogFormat, Secret};
 
@@ -56,6 +56,51 @@ pub enum Command {
     /// Serve the embedding model over HTTP (OpenAI /v1/embeddings and native /v1/embed), on
     /// GPUs when present, else on the CPU.
     EmbedServer(EmbedServerArgs),
+    /// Parse one document from stdin under limits, answering on stdout: the child process of
+    /// isolated parsing (`[parsing]`), not for direct use.
+    #[command(hide = true)]
+    ParseDocument(ParseDocumentArgs),
+}
+
+/// Flags of the hidden `parse-document` subcommand, set by the parent process.
+#[derive(Debug, Clone, Args)]
+pub struct ParseDocumentArgs {
+    /// Media type of the document.
+    #[arg(long)]
+    pub format: String,
+    /// Largest extracted text, in bytes.
+    #[arg(long)]
+    pub max_text_bytes: usize,
+    /// Address space limit, in MiB.
+    #[arg(long)]
+    pub max_memory_mib: u64,
+    /// CPU time limit, in seconds.
+    #[arg(long)]
+    pub cpu_secs: u64,
+}
+
+impl ParseDocumentArgs {
+    /// Limits this process, then parses stdin to stdout. Runs before any async runtime or
+    /// thread starts, so the limits cover everything the process does.
+    pub fn run(self) -> anyhow::Result<()> {
+        use ragplane_parse::child;
+        let format = ragplane_parse::Format::from_media_type(&self.format)?;
+        child::limit_self(child::Limits {
+            memory_bytes: self.max_memory_mib.saturating_mul(1024 * 1024),
+            cpu_secs: self.cpu_secs,
+        })
+        .context("failed to set the parser's limits")?;
+        let budget = ragplane_parse::Budget {
+            max_text_bytes: self.max_text_bytes,
+        };
+        child::serve(
+            format,
+            budget,
+            std::io::stdin().lock(),
+            std::io::stdout().lock(),
+        )
+        .context("failed to parse")
+    }
 }
 
 /// Where the configuration comes from, and the settings most often overridden.
@@ -173,38 +218,12 @@ pub fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
         user = user.merge(Toml::file(path));
     }
     user = user.merge(Env::prefixed("RAGPLANE__").split("__"));
-    let mut config: Config = Figment::from(Serialized::defaults(defaults_under(&user)?))
-        .merge(user)
-        .extract()
-        .context("failed to read the configuration")?;
+    let mut config =
+        ragplane_config::load::from_layers(user).context("failed to read the configuration")?;
     if let Some(dir) = &args.data_dir {
         config.data_dir.clone_from(dir);
     }
     Ok(config)
-}
-
-/// Sections that select a backend by a tag, and the tag's name.
-const TAGGED_SECTIONS: &[(&str, &str)] = &[
-    ("metadata", "backend"),
-    ("objects", "backend"),
-    ("vectors", "backend"),
-    ("queue", "backend"),
-    ("generation", "provider"),
-];
-
-/// The built-in defaults as the bottom layer, without the default backend's settings for every
-/// section in which `user` selects a backend: those belong to the default backend only, and
-/// would be unknown fields of the chosen one.
-fn defaults_under(user: &Figment) -> anyhow::Result<serde_json::Value> {
-    let mut defaults = serde_json::to_value(Config::default())?;
-    if let Some(sections) = defaults.as_object_mut() {
-        for (section, tag) in TAGGED_SECTIONS {
-            if user.find_value(&format!("{section}.{tag}")).is_ok() {
-                sections.remove(*section);
-            }
-        }
-    }
-    Ok(defaults)
 }
 
 impl ServeArgs {
@@ -329,6 +348,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(config.telemetry.log_format, &config.telemetry.log_filter);
             crate::embed_server::run(config).await
         }
+        // `main` runs it before starting the runtime; here for completeness.
+        Command::ParseDocument(args) => tokio::task::spawn_blocking(|| args.run()).await?,
     }
 }
 

@@ -1,7 +1,6 @@
-//! Ingestion: parsing, chunking, and the pipeline a worker runs for one document.
+//! Ingestion: parsing (through [`isolate`], in a child process with limits unless configured
+//! inline) and the pipeline a worker runs for one document. Extraction and chunking themselves
+//! live in the `ragplane-parse` crate.
 
-pub mod chunk;
-pub mod parse;
+pub mod isolate;
 pub mod pipeline;
-#[cfg(test)]
-pub(crate) mod testdata;

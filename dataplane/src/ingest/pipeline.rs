@@ -14,10 +14,10 @@ use futures::StreamExt;
 use crate::app::{key_of, App};
 use crate::embed::{EmbedError, Priority};
 use crate::error::{Error, Result};
-use crate::ingest::chunk::{chunk_by_tokens, Chunk};
-use crate::ingest::parse::{extract, Extracted, Format};
 use crate::metadata::{ChunkProvenance, DocumentStatus};
 use crate::vectors::{point_id, Payload, Point};
+use ragplane_parse::chunk::{chunk_by_tokens, Chunk};
+use ragplane_parse::{Budget, Extracted, Format};
 
 /// Chunks embedded per request to the embedder; the embedder batches further by tokens.
 const EMBED_REQUEST_CHUNKS: usize = 256;
@@ -49,21 +49,20 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     let body = app.objects.get(&doc.object_key).await?;
     let format = Format::from_media_type(&doc.content_type)
         .map_err(|e| Error::invalid("content_type", e.to_string()))?;
-    let max_bytes = app.config.chunking.max_document_bytes;
+    let budget = Budget {
+        max_text_bytes: app.config.chunking.max_document_bytes,
+    };
+    let extracted =
+        crate::ingest::isolate::extract(&app.config.parsing, format, body, budget).await?;
     let tokenizer = app.tokenizer.clone();
     let chunking = &app.config.chunking;
     let (size, overlap) = (chunking.chunk_tokens, chunking.overlap_tokens);
-    // Parsing and tokenising a large document is CPU work: keep it off the async threads.
+    // Tokenising a large document is CPU work: keep it off the async threads.
     let (chunks, provenance) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let extracted = extract(format, &body).map_err(|e| Error::invalid("content", e.to_string()))?;
         let text = &extracted.text;
-        if text.len() > max_bytes {
-            return Err(Error::invalid(
-                "content",
-                format!("extracted text is {} bytes, more than chunking.max_document_bytes ({max_bytes})", text.len()),
-            ));
-        }
-        let offsets = tokenizer.token_offsets(text).map_err(|e| Error::invalid("content", e.to_string()))?;
+        let offsets = tokenizer
+            .token_offsets(text)
+            .map_err(|e| Error::invalid("content", e.to_string()))?;
         let chunks = chunk_by_tokens(text, &offsets, size, overlap);
         let provenance = provenance(&extracted, &chunks);
         Ok((chunks, provenance))
@@ -205,12 +204,19 @@ async fn embed_waiting(app: &App, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::chunk::chunk_by_tokens;
-    use crate::ingest::testdata::word_offsets;
+    use ragplane_parse::chunk::chunk_by_tokens;
+    use ragplane_parse::testdata::word_offsets;
+
+    fn extract(
+        format: Format,
+        bytes: &[u8],
+    ) -> std::result::Result<Extracted, ragplane_parse::ParseError> {
+        ragplane_parse::extract(format, bytes, Budget::UNLIMITED)
+    }
 
     #[test]
     fn chunks_know_their_page_headings_and_character_offsets() {
-        let pdf = crate::ingest::testdata::pdf_with_pages(&[
+        let pdf = ragplane_parse::testdata::pdf_with_pages(&[
             "alpha beta gamma delta",
             "epsilon zeta eta theta",
         ]);

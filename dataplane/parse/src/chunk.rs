@@ -85,7 +85,7 @@ fn pull_back_to_boundary(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::testdata::word_offsets as words;
+    use crate::testdata::word_offsets as words;
 
     #[test]
     fn short_text_is_one_chunk() {
@@ -137,5 +137,17 @@ mod tests {
     #[test]
     fn empty_text_has_no_chunks() {
         assert!(chunk_by_tokens("", &[], 10, 2).is_empty());
+    }
+
+    #[test]
+    fn every_size_and_overlap_covers_every_token() {
+        let text = "The lamp is visible. From 22 miles!\n\nNext paragraph; and more words follow here.\nA last line";
+        let offsets = words(text);
+        for size in 1..=offsets.len() + 1 {
+            for overlap in 0..size {
+                let chunks = chunk_by_tokens(text, &offsets, size, overlap);
+                crate::testdata::assert_chunks_cover(text, &offsets, &chunks, size);
+            }
+        }
     }
 }
