@@ -345,6 +345,21 @@ impl Operator {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
+    /// The sum of every sample of metric `name` whose labels include each of `labels`
+    /// (`key="value"` strings), from the operator's `/metrics`; 0 when there is none.
+    pub fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let out = std::process::Command::new("curl")
+            .args(["-sf", &format!("{}/metrics", self.metrics_url)])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        out.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .filter(|l| labels.iter().all(|want| l.contains(want)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Kills the process at once (SIGKILL), as a crash or node loss would.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -170,7 +170,8 @@ const QUEUE: &str = r#"ragplane_queue_depth{queue="documents"}"#;
 fn cluster_yaml(prometheus: &str, autoscaling: &str) -> String {
     format!(
         "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {{name: rc}}\nspec:\n  \
-         prometheusUrl: {prometheus}\n  api: {{replicas: 1}}\n  workers:\n  - name: ingest\n    \
+         prometheusUrl: {prometheus}\n  api: {{replicas: 1}}\n  \
+         redis: {{urlSecretRef: {{name: redis, key: url}}}}\n  workers:\n  - name: ingest\n    \
          queues: [documents]\n{autoscaling}"
     )
 }
@@ -486,7 +487,8 @@ fn invalid_autoscaling_is_rejected_with_the_cel_message() {
         ),
     ] {
         let yaml = format!(
-            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {{name: bad}}\nspec:\n  workers: [{{name: w, autoscaling: {autoscaling}}}]\n"
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {{name: bad}}\nspec:\n  redis: {{urlSecretRef: {{name: redis, key: url}}}}\n  \
+             workers: [{{name: w, queues: [documents], autoscaling: {autoscaling}}}]\n"
         );
         let err = cluster
             .apply(&ns, &yaml)

@@ -109,7 +109,7 @@ fn examples_create_children_with_owner_references_labels_and_printer_columns() {
         ("service", "prod-api", "api"),
         ("poddisruptionbudget", "prod-api", "api"),
         ("deployment", "prod-worker-ingest", "worker"),
-        ("deployment", "prod-worker-embed", "worker"),
+        ("deployment", "prod-worker-backfill", "worker"),
         ("statefulset", "prod-qdrant", "qdrant"),
         ("service", "prod-qdrant", "qdrant"),
         ("poddisruptionbudget", "prod-qdrant", "qdrant"),
@@ -282,6 +282,27 @@ fn invalid_resources_are_rejected_with_the_cel_message() {
             "spec.api.replicas",
             "more than one API replica needs the shared backends spec.postgres, spec.s3 and spec.redis",
         ),
+        // Worker pools: one queue, named; a queue shared with the API through Redis.
+        (
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: q1}\nspec: {redis: {urlSecretRef: {name: r, key: url}}, workers: [{name: w}]}\n",
+            "spec.workers[0].queues",
+            "Required value",
+        ),
+        (
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: q2}\nspec: {redis: {urlSecretRef: {name: r, key: url}}, workers: [{name: w, queues: [embeddings]}]}\n",
+            "spec.workers[0].queues[0]",
+            "supported values: \"documents\"",
+        ),
+        (
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: q3}\nspec: {redis: {urlSecretRef: {name: r, key: url}}, workers: [{name: w, queues: []}]}\n",
+            "spec.workers[0].queues",
+            "should have at least 1 items",
+        ),
+        (
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: q4}\nspec: {workers: [{name: w, queues: [documents]}]}\n",
+            "spec.workers",
+            "worker pools need spec.redis",
+        ),
         (
             "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {name: d}\nspec: {kind: ollama, model: m, gpu: {count: -1}}\n",
             "spec.gpu.count",
@@ -308,6 +329,51 @@ fn invalid_resources_are_rejected_with_the_cel_message() {
             "expected {field}: {message}, got {err}"
         );
     }
+    // Fields Qdrant cannot change on an existing collection are immutable, each rejected
+    // with its own message and field.
+    cluster
+        .apply(&ns, "apiVersion: ragplane.dev/v1alpha1\nkind: Collection\nmetadata: {name: im}\nspec: {cluster: x, collectionName: docs, vectorSize: 384, distance: Cosine}\n")
+        .unwrap();
+    for (spec, field, message) in [
+        (
+            "{cluster: other, collectionName: docs, vectorSize: 384, distance: Cosine}",
+            "spec.cluster",
+            "cluster is immutable after creation",
+        ),
+        (
+            "{cluster: x, collectionName: other, vectorSize: 384, distance: Cosine}",
+            "spec.collectionName",
+            "collectionName is immutable after creation",
+        ),
+        (
+            "{cluster: x, vectorSize: 384, distance: Cosine}",
+            "spec.collectionName",
+            "collectionName is immutable after creation",
+        ),
+        (
+            "{cluster: x, collectionName: docs, vectorSize: 768, distance: Cosine}",
+            "spec.vectorSize",
+            "vectorSize is immutable after creation",
+        ),
+        (
+            "{cluster: x, collectionName: docs, vectorSize: 384, distance: Dot}",
+            "spec.distance",
+            "distance is immutable after creation",
+        ),
+    ] {
+        let err = cluster
+            .apply(&ns, &format!("apiVersion: ragplane.dev/v1alpha1\nkind: Collection\nmetadata: {{name: im}}\nspec: {spec}\n"))
+            .expect_err("immutable");
+        let err = err.to_string();
+        assert!(
+            err.contains(field) && err.contains(message),
+            "{field}: {message}: {err}"
+        );
+    }
+    // A mutable field still changes.
+    cluster
+        .apply(&ns, "apiVersion: ragplane.dev/v1alpha1\nkind: Collection\nmetadata: {name: im}\nspec: {cluster: x, collectionName: docs, vectorSize: 384, distance: Cosine, replicationFactor: 2}\n")
+        .unwrap();
     // Shards are fixed once created.
     cluster
         .apply(&ns, "apiVersion: ragplane.dev/v1alpha1\nkind: Collection\nmetadata: {name: g}\nspec: {cluster: x, shards: 2}\n")
@@ -328,9 +394,10 @@ kind: RagCluster
 metadata: {name: edit}
 spec:
   api: {replicas: 1}
+  redis: {urlSecretRef: {name: redis, key: url}}
   workers:
     - {name: ingest, queues: [documents], replicas: 1}
-    - {name: embed, queues: [embeddings], replicas: 1}
+    - {name: bulk, queues: [documents], replicas: 1}
 "#;
 
 #[test]
@@ -339,7 +406,7 @@ fn editing_the_spec_updates_and_prunes_children() {
         return;
     };
     cluster.apply(&ns, EDITABLE).unwrap();
-    for name in ["edit-api", "edit-worker-ingest", "edit-worker-embed"] {
+    for name in ["edit-api", "edit-worker-ingest", "edit-worker-bulk"] {
         cluster
             .wait_for(&ns, "deployment", name, WAIT, |_| true)
             .unwrap_or_else(|e| panic!("{e}\n{}", operator.log_tail()));
@@ -391,13 +458,13 @@ spec:
     // The removed pool's Deployment is deleted.
     let start = Instant::now();
     while cluster
-        .get(&ns, "deployment", "edit-worker-embed")
+        .get(&ns, "deployment", "edit-worker-bulk")
         .unwrap()
         .is_some()
     {
         assert!(
             start.elapsed() < WAIT,
-            "edit-worker-embed was not pruned\n{}",
+            "edit-worker-bulk was not pruned\n{}",
             operator.log_tail()
         );
         std::thread::sleep(Duration::from_millis(200));
@@ -514,7 +581,7 @@ spec:
   postgres: {urlSecretRef: {name: pg, key: url}}
   redis: {urlSecretRef: {name: redis, key: url}}
   s3: {bucket: docs}
-  workers: [{name: w, replicas: 1}]
+  workers: [{name: w, queues: [documents], replicas: 1}]
   generation: {name: llm}
 "#,
         )
@@ -636,7 +703,7 @@ fn operator_restart_converges_without_duplicates() {
     for (kind, name) in [
         ("deployment", "prod-api"),
         ("deployment", "prod-worker-ingest"),
-        ("deployment", "prod-worker-embed"),
+        ("deployment", "prod-worker-backfill"),
         ("statefulset", "prod-qdrant"),
         ("statefulset", "llm"),
         ("deployment", "embeddings"),
@@ -902,6 +969,73 @@ spec:
             .is_some_and(|s| s.len() >= 2),
         "{c}"
     );
+    // Steady state: further reconciles (each annotation triggers one) send Qdrant nothing.
+    let writes = || {
+        operator.metric(
+            "ragplane_operator_qdrant_writes_total",
+            &[&format!("namespace=\"{ns}\""), "collection=\"docs\""],
+        )
+    };
+    let reconciles = || {
+        operator.metric(
+            "ragplane_operator_reconciles_total",
+            &["kind=\"Collection\""],
+        )
+    };
+    let settled = writes();
+    assert!(
+        settled >= 2.0,
+        "creation and the tenant index are writes: {settled}"
+    );
+    let before = reconciles();
+    for i in 0..3 {
+        cluster
+            .kubectl_ok(&[
+                "annotate",
+                "--overwrite",
+                "-n",
+                &ns,
+                "collection/docs",
+                &format!("e2e/poke={i}"),
+            ])
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while reconciles() < before + 2.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reconciles after annotating\n{}",
+            operator.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        writes(),
+        settled,
+        "a steady collection was written to\n{}",
+        operator.log_tail()
+    );
+    // A change is one write: the update of what differs.
+    cluster
+        .apply(&ns, &format!("apiVersion: ragplane.dev/v1alpha1\nkind: Collection\nmetadata: {{name: docs}}\nspec: {{cluster: q, collectionName: {name}, vectorSize: 8, shards: 2, hnsw: {{m: 16}}, quantization: {{type: scalar}}, deletionPolicy: Delete}}\n"))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while writes() < settled + 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the change was not written\n{}",
+            operator.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = std::process::Command::new("curl")
+        .args(["-sf", &rest])
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(info["result"]["config"]["hnsw_config"]["m"], 16, "{info}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(writes(), settled + 1.0, "one change, one write");
     cluster
         .kubectl_ok(&["delete", "-n", &ns, "collection/docs", "--timeout=60s"])
         .unwrap();
@@ -1086,7 +1220,7 @@ spec:
   postgres: {urlSecretRef: {name: pg, key: url}}
   redis: {urlSecretRef: {name: redis, key: url}}
   s3: {bucket: docs}
-  workers: [{name: w}]
+  workers: [{name: w, queues: [documents]}]
   generation: {name: llm}
   qdrant: {external: {url: "http://127.0.0.1:1", apiKeySecretRef: {name: qdrant, key: api-key}}}
 ---
@@ -1229,7 +1363,7 @@ fn every_pod_the_operator_creates_passes_the_restricted_pod_security_level() {
     let expected = [
         ("deployment", "prod-api"),
         ("deployment", "prod-worker-ingest"),
-        ("deployment", "prod-worker-embed"),
+        ("deployment", "prod-worker-backfill"),
         ("statefulset", "prod-qdrant"),
         ("statefulset", "llm"),
         ("deployment", "embeddings"),

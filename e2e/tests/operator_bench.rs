@@ -7,7 +7,9 @@ use ragplane_e2e::cluster::{self, Operator};
 
 fn cluster_yaml(name: &str) -> String {
     format!(
-        "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {{name: {name}}}\nspec:\n  api: {{replicas: 2}}\n  workers: [{{name: ingest, replicas: 1}}]\n"
+        "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {{name: {name}}}\nspec:\n  api: {{replicas: 2}}\n  postgres: {{urlSecretRef: {{name: pg, key: url}}}}\n  \
+         redis: {{urlSecretRef: {{name: redis, key: url}}}}\n  s3: {{bucket: docs}}\n  \
+         workers: [{{name: ingest, queues: [documents], replicas: 1}}]\n"
     )
 }
 

@@ -12,6 +12,7 @@ pub struct Metrics {
     reconciles: IntCounterVec,
     failures: IntCounterVec,
     duration: HistogramVec,
+    qdrant_writes: IntCounterVec,
     autoscaler: AutoscalerMetrics,
 }
 
@@ -70,6 +71,15 @@ impl Metrics {
             )
             .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             &["kind"],
+        )
+        .expect("valid metric");
+        let qdrant_writes = IntCounterVec::new(
+            Opts::new(
+                "ragplane_operator_qdrant_writes_total",
+                "Writes the Collection reconciler sent to Qdrant (create, update, index, replicate); \
+                 flat while collections are as specified.",
+            ),
+            &["namespace", "collection"],
         )
         .expect("valid metric");
         const COMPONENT: [&str; 3] = ["namespace", "resource", "component"];
@@ -145,6 +155,7 @@ impl Metrics {
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(failures.clone()),
             Box::new(duration.clone()),
+            Box::new(qdrant_writes.clone()),
             Box::new(autoscaler.desired.clone()),
             Box::new(autoscaler.current.clone()),
             Box::new(autoscaler.value.clone()),
@@ -161,8 +172,16 @@ impl Metrics {
             reconciles,
             failures,
             duration,
+            qdrant_writes,
             autoscaler,
         }
+    }
+
+    /// Counts `n` writes sent to Qdrant for a Collection.
+    pub fn qdrant_writes(&self, namespace: &str, collection: &str, n: usize) {
+        self.qdrant_writes
+            .with_label_values(&[namespace, collection])
+            .inc_by(n as u64);
     }
 
     /// The autoscaler's metrics.

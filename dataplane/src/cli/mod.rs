@@ -161,7 +161,7 @@ pub struct WorkerArgs {
     /// Configuration source.
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Queues to take jobs from, comma-separated: documents, embeddings, llm.
+    /// Queues to take jobs from, comma-separated; `documents` is the only one.
     #[arg(
         long,
         env = "RAGPLANE_QUEUES",

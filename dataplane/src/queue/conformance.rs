@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{FailOutcome, JobQueue, JobStatus, Task, DOCUMENTS, EMBEDDINGS};
+use super::{FailOutcome, JobQueue, JobStatus, Task, DOCUMENTS};
 
 /// An ingest task for document `d`.
 pub fn task(d: &str) -> Task {
@@ -115,13 +115,15 @@ async fn renew_belongs_to_the_holder(q: &dyn JobQueue) {
 
 async fn queues_are_separate_and_names_checked(q: &dyn JobQueue) {
     drain(q).await;
-    let e = q.enqueue("t", EMBEDDINGS, task("e1")).await.unwrap();
-    assert!(q.claim(DOCUMENTS, "w").await.unwrap().is_none());
-    let got = q.claim(EMBEDDINGS, "w").await.unwrap().unwrap();
+    let e = q.enqueue("t", DOCUMENTS, task("e1")).await.unwrap();
+    for unknown in ["embeddings", "llm", ""] {
+        let err = q.enqueue("t", unknown, task("x")).await;
+        assert!(err.is_err(), "the unknown queue {unknown:?} is refused");
+        assert!(q.claim(unknown, "w").await.is_err());
+    }
+    let got = q.claim(DOCUMENTS, "w").await.unwrap().unwrap();
     assert_eq!(got.id, e.id);
     assert!(q.complete(&got, "w").await.unwrap());
-    let err = q.enqueue("t", "nope", task("x")).await;
-    assert!(err.is_err(), "an unknown queue is refused");
 }
 
 async fn an_expired_claim_is_reclaimed(q: &dyn JobQueue) {

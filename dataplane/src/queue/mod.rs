@@ -23,14 +23,11 @@ pub use sqlite::SqliteQueue;
 
 /// The queue that carries document ingestion jobs.
 pub const DOCUMENTS: &str = "documents";
-/// The queue for batch embedding work.
-pub const EMBEDDINGS: &str = "embeddings";
-/// The queue for batch generation work.
-pub const LLM: &str = "llm";
 
 /// Every queue this build knows; metrics report each, empty ones included, and workers accept
-/// only these names.
-pub const QUEUES: &[&str] = &[DOCUMENTS, EMBEDDINGS, LLM];
+/// only these names. Ingestion is the only queued work: embedding and generation are requests
+/// to model servers, which scale as ModelPools.
+pub const QUEUES: &[&str] = &[DOCUMENTS];
 
 /// Milliseconds since the Unix epoch, the queues' clock for run-at times.
 pub(crate) fn now_ms() -> i64 {
@@ -96,7 +93,7 @@ pub enum QueueError {
     #[error("failed to encode job payload: {0}")]
     Payload(#[from] serde_json::Error),
     /// The queue name is not one this build knows.
-    #[error("unknown queue {0:?} (known: documents, embeddings, llm)")]
+    #[error("unknown queue {0:?} (the only queue is documents)")]
     UnknownQueue(String),
     /// No job has this id.
     #[error("job {0:?} not found")]

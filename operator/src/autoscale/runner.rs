@@ -132,7 +132,7 @@ pub fn cluster_targets(c: &RagCluster, default_url: Option<&str>) -> Vec<ScaleTa
                 Scope::Worker {
                     namespace: &namespace,
                     cluster: &name,
-                    queues: &w.queues,
+                    queues: &crate::crd::rag_cluster::queue_names(&w.queues),
                 },
                 "workers",
             ),
@@ -677,6 +677,7 @@ spec:
         maxReplicas: 5
         rules: [{name: queue, preset: queueDepth, targetPerReplica: 5}]
         fallback: {failureThreshold: 1, onFailure: static, replicas: 3}
+  redis: {urlSecretRef: {name: redis, key: url}}
 "#,
         )
         .expect("valid RagCluster");

@@ -2,10 +2,11 @@
 
 use qdrant_client::qdrant::{
     quantization_config, quantization_config_diff, vectors_config, BinaryQuantization,
-    CollectionParamsDiff, CreateCollection, CreateFieldIndexCollection, FieldType, HnswConfigDiff,
-    KeywordIndexParams, Modifier, PayloadIndexParams, QuantizationConfig, QuantizationConfigDiff,
-    QuantizationType, ScalarQuantization, SparseVectorConfig, SparseVectorParams, UpdateCollection,
-    VectorParams, VectorsConfig,
+    CollectionConfig, CollectionParamsDiff, CreateCollection, CreateFieldIndexCollection,
+    FieldType, HnswConfigDiff, KeywordIndexParams, Modifier, PayloadIndexParams, PayloadSchemaInfo,
+    PayloadSchemaType, QuantizationConfig, QuantizationConfigDiff, QuantizationType,
+    ScalarQuantization, SparseVectorConfig, SparseVectorParams, UpdateCollection, VectorParams,
+    VectorsConfig,
 };
 
 use super::validate::ValidatedCollection;
@@ -162,6 +163,97 @@ pub fn build_tenant_index(c: &ValidatedCollection) -> Option<CreateFieldIndexCol
     })
 }
 
+/// What of `desired` differs from the collection's `current` configuration: `None` when
+/// nothing does, so a steady collection gets no update (each is a Raft write in a cluster).
+// The deprecated on-disk-payload flag is the one `build_update_collection` sets (see `hnsw`).
+#[allow(deprecated)]
+pub fn pending_update(
+    desired: UpdateCollection,
+    current: Option<&CollectionConfig>,
+) -> Option<UpdateCollection> {
+    let Some(current) = current else {
+        return Some(desired);
+    };
+    let params = desired.params.and_then(|d| {
+        let now = current.params.as_ref();
+        let differs = |want: Option<u32>, have: Option<u32>| want.filter(|w| Some(*w) != have);
+        let diff = CollectionParamsDiff {
+            replication_factor: differs(
+                d.replication_factor,
+                now.and_then(|p| p.replication_factor),
+            ),
+            write_consistency_factor: differs(
+                d.write_consistency_factor,
+                now.and_then(|p| p.write_consistency_factor),
+            ),
+            on_disk_payload: d
+                .on_disk_payload
+                .filter(|w| Some(*w) != now.map(|p| p.on_disk_payload)),
+            ..CollectionParamsDiff::default()
+        };
+        (diff != CollectionParamsDiff::default()).then_some(diff)
+    });
+    let hnsw_config = desired.hnsw_config.and_then(|d| {
+        let now = current.hnsw_config.unwrap_or_default();
+        let keep = |want: Option<u64>, have: Option<u64>| want.filter(|w| Some(*w) != have);
+        let diff = HnswConfigDiff {
+            m: keep(d.m, now.m),
+            ef_construct: keep(d.ef_construct, now.ef_construct),
+            full_scan_threshold: keep(d.full_scan_threshold, now.full_scan_threshold),
+            on_disk: d.on_disk.filter(|w| Some(*w) != now.on_disk),
+            payload_m: keep(d.payload_m, now.payload_m),
+            ..HnswConfigDiff::default()
+        };
+        (diff != HnswConfigDiff::default()).then_some(diff)
+    });
+    let quantization_config = desired.quantization_config.filter(|d| {
+        let now = current
+            .quantization_config
+            .as_ref()
+            .and_then(|q| q.quantization.as_ref());
+        !same_quantization(d.quantization.as_ref(), now)
+    });
+    if params.is_none() && hnsw_config.is_none() && quantization_config.is_none() {
+        return None;
+    }
+    Some(UpdateCollection {
+        params,
+        hnsw_config,
+        quantization_config,
+        ..desired
+    })
+}
+
+// The deprecated always-RAM flag is the one this operator sets (see `scalar`).
+#[allow(deprecated)]
+fn same_quantization(
+    want: Option<&quantization_config_diff::Quantization>,
+    have: Option<&quantization_config::Quantization>,
+) -> bool {
+    use quantization_config::Quantization as Have;
+    use quantization_config_diff::Quantization as Want;
+    match (want, have) {
+        (None, _) => true,
+        (Some(Want::Scalar(w)), Some(Have::Scalar(h))) => {
+            w.r#type == h.r#type && w.quantile == h.quantile && w.always_ram == h.always_ram
+        }
+        (Some(Want::Binary(w)), Some(Have::Binary(h))) => w.always_ram == h.always_ram,
+        _ => false,
+    }
+}
+
+/// Whether the collection lacks the keyword index on the tenant field that `c` asks for.
+pub fn tenant_index_missing(
+    c: &ValidatedCollection,
+    payload_schema: &std::collections::HashMap<String, PayloadSchemaInfo>,
+) -> bool {
+    c.tenant_field.as_ref().is_some_and(|field| {
+        payload_schema
+            .get(field)
+            .is_none_or(|info| info.data_type != PayloadSchemaType::Keyword as i32)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +316,70 @@ mod tests {
         );
         assert!(build_tenant_index(&c).is_none());
         assert_eq!(c.vector_size, 768);
+    }
+
+    /// The configuration Qdrant reports for a collection made from `c`.
+    #[allow(deprecated)]
+    fn as_created(c: &ValidatedCollection) -> CollectionConfig {
+        let create = build_create_collection(c);
+        CollectionConfig {
+            params: Some(qdrant_client::qdrant::CollectionParams {
+                replication_factor: create.replication_factor,
+                write_consistency_factor: create.write_consistency_factor,
+                on_disk_payload: create.on_disk_payload.unwrap_or_default(),
+                ..Default::default()
+            }),
+            hnsw_config: Some(HnswConfigDiff {
+                full_scan_threshold: Some(10_000),
+                ..create.hnsw_config.unwrap_or_default()
+            }),
+            quantization_config: create.quantization_config,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn a_collection_as_specified_needs_no_update_and_a_change_only_itself() {
+        let spec = "  cluster: prod\n  replicationFactor: 2\n  hnsw: {m: 8}\n  quantization: {type: scalar}\n";
+        let c = validated(spec);
+        let current = as_created(&c);
+        assert_eq!(
+            pending_update(build_update_collection(&c), Some(&current)),
+            None
+        );
+
+        let changed = validated(&format!("{spec}  onDisk: true\n").replace("m: 8", "m: 16"));
+        let update = pending_update(build_update_collection(&changed), Some(&current)).unwrap();
+        assert_eq!(update.hnsw_config.unwrap().m, Some(16));
+        let params = update.params.unwrap();
+        assert_eq!(params.on_disk_payload, Some(true));
+        assert_eq!(
+            params.replication_factor, None,
+            "unchanged fields are left out"
+        );
+        assert_eq!(update.quantization_config, None);
+
+        let binary = validated(&spec.replace("scalar", "binary"));
+        let update = pending_update(build_update_collection(&binary), Some(&current)).unwrap();
+        assert!(update.quantization_config.is_some());
+        // Without a reported configuration everything is sent.
+        assert!(pending_update(build_update_collection(&c), None).is_some());
+    }
+
+    #[test]
+    fn the_tenant_index_is_created_only_when_missing() {
+        use std::collections::HashMap;
+        let c = validated("  cluster: prod\n");
+        let field = c.tenant_field.clone().unwrap();
+        assert!(tenant_index_missing(&c, &HashMap::new()));
+        let info = |t: PayloadSchemaType| PayloadSchemaInfo {
+            data_type: t as i32,
+            ..Default::default()
+        };
+        let indexed = HashMap::from([(field.clone(), info(PayloadSchemaType::Keyword))]);
+        assert!(!tenant_index_missing(&c, &indexed));
+        let wrong = HashMap::from([(field, info(PayloadSchemaType::Integer))]);
+        assert!(tenant_index_missing(&c, &wrong));
     }
 }

@@ -133,6 +133,11 @@ async fn apply(obj: &Collection, ctx: &Context) -> Result<Action> {
         validate::validate(obj, &cluster).map_err(|e| Error::InvalidSpec(e.to_string()))?;
     let client = connect(obj, ctx, &validated.qdrant).await?;
     let observed = qdrant::ensure(&client, &validated).await?;
+    ctx.metrics.qdrant_writes(
+        obj.namespace().as_deref().unwrap_or_default(),
+        &obj.name_any(),
+        observed.writes,
+    );
     if observed.created {
         ctx.event(
             obj,

@@ -9,7 +9,10 @@ use qdrant_client::qdrant::{
 };
 use qdrant_client::Qdrant;
 
-use super::build::{build_create_collection, build_tenant_index, build_update_collection};
+use super::build::{
+    build_create_collection, build_tenant_index, build_update_collection, pending_update,
+    tenant_index_missing,
+};
 use super::validate::ValidatedCollection;
 use crate::crd::collection::ShardStatus;
 use crate::error::{Error, Result};
@@ -27,6 +30,9 @@ pub struct Observed {
     pub replications_started: usize,
     /// Shard transfers Qdrant reports as running (this reconcile's and earlier ones').
     pub transfers_running: usize,
+    /// Writes this reconcile sent: creation, an update of what differed, the tenant index,
+    /// replications. None for a collection already as specified.
+    pub writes: usize,
 }
 
 impl Observed {
@@ -63,22 +69,39 @@ pub async fn ensure(client: &Qdrant, c: &ValidatedCollection) -> Result<Observed
         .collection_exists(c.name.as_str())
         .await
         .map_err(qdrant_err(format!("check collection {}", c.name)))?;
-    if exists {
-        client
-            .update_collection(build_update_collection(c))
+    let mut writes = 0;
+    let payload_schema = if exists {
+        // Only what differs is written: a steady collection costs reads only.
+        let info = client
+            .collection_info(c.name.as_str())
             .await
-            .map_err(qdrant_err(format!("update collection {}", c.name)))?;
+            .map_err(qdrant_err(format!("read collection {}", c.name)))?
+            .result
+            .unwrap_or_default();
+        if let Some(update) = pending_update(build_update_collection(c), info.config.as_ref()) {
+            client
+                .update_collection(update)
+                .await
+                .map_err(qdrant_err(format!("update collection {}", c.name)))?;
+            writes += 1;
+        }
+        info.payload_schema
     } else {
         client
             .create_collection(build_create_collection(c))
             .await
             .map_err(qdrant_err(format!("create collection {}", c.name)))?;
-    }
-    if let Some(index) = build_tenant_index(c) {
-        client
-            .create_field_index(index)
-            .await
-            .map_err(qdrant_err(format!("index the tenant field of {}", c.name)))?;
+        writes += 1;
+        Default::default()
+    };
+    if tenant_index_missing(c, &payload_schema) {
+        if let Some(index) = build_tenant_index(c) {
+            client
+                .create_field_index(index)
+                .await
+                .map_err(qdrant_err(format!("index the tenant field of {}", c.name)))?;
+            writes += 1;
+        }
     }
     let layout = client
         .collection_cluster_info(c.name.as_str())
@@ -95,6 +118,7 @@ pub async fn ensure(client: &Qdrant, c: &ValidatedCollection) -> Result<Observed
             .await
             .map_err(qdrant_err(format!("replicate a shard of {}", c.name)))?;
         replications_started += 1;
+        writes += 1;
     }
     let info = client
         .collection_info(c.name.as_str())
@@ -109,6 +133,7 @@ pub async fn ensure(client: &Qdrant, c: &ValidatedCollection) -> Result<Observed
         shards: shard_layout(&layout),
         replications_started,
         transfers_running: layout.shard_transfers.len(),
+        writes,
     })
 }
 

@@ -40,20 +40,24 @@ use serde::{Deserialize, Serialize};
     )
 )]
 #[x_kube(validation = Rule::new("self.writeConsistencyFactor <= self.replicationFactor").message("writeConsistencyFactor must be less than or equal to replicationFactor"))]
+#[x_kube(validation = Rule::new("has(self.collectionName) == has(oldSelf.collectionName) && (!has(self.collectionName) || self.collectionName == oldSelf.collectionName)").message("collectionName is immutable after creation: the Qdrant collection keeps its name").field_path(".collectionName"))]
+#[x_kube(validation = Rule::new("has(self.vectorSize) == has(oldSelf.vectorSize) && (!has(self.vectorSize) || self.vectorSize == oldSelf.vectorSize)").message("vectorSize is immutable after creation: a Qdrant collection's vectors keep their dimension; create a new Collection and reindex").field_path(".vectorSize"))]
 #[serde(rename_all = "camelCase")]
 pub struct CollectionSpec {
-    /// Name of the RagCluster whose Qdrant holds the collection.
+    /// Name of the RagCluster whose Qdrant holds the collection; immutable.
     #[schemars(length(min = 1))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("cluster is immutable after creation: a Collection stays in the RagCluster it was created in"))]
     pub cluster: String,
-    /// Collection name in Qdrant; the resource name when omitted.
+    /// Collection name in Qdrant; the resource name when omitted. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collection_name: Option<String>,
-    /// Vector dimension; the embedding model's dimension when omitted.
+    /// Vector dimension; the embedding model's dimension when omitted. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub vector_size: Option<i64>,
-    /// Distance function.
+    /// Distance function; immutable.
     #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("distance is immutable after creation: Qdrant cannot change a collection's distance"))]
     pub distance: Distance,
     /// Number of shards; fixed when the collection is created.
     #[serde(default = "one")]

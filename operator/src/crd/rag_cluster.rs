@@ -52,6 +52,7 @@ use super::common::{
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.workers) || size(self.workers) == 0 || has(self.redis)").message("workers: worker pools need spec.redis, the queue they share with the API; without it each pool would get an embedded queue of its own and never see the API's jobs").field_path(".workers"))]
 #[x_kube(validation = Rule::new("!has(self.api) || (self.api.replicas <= 1 && (!has(self.api.autoscaling) || self.api.autoscaling.maxReplicas <= 1)) || (has(self.postgres) && has(self.s3) && has(self.redis))").message("api.replicas: more than one API replica needs the shared backends spec.postgres, spec.s3 and spec.redis; with embedded SQLite, local files and the embedded queue each pod would keep data of its own").field_path(".api.replicas"))]
 pub struct RagClusterSpec {
     /// Data-plane version; the image tag when `image` is not set. When omitted, a new cluster
@@ -173,9 +174,10 @@ pub struct WorkerPoolSpec {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub name: String,
-    /// Queues this pool consumes, for example `documents` or `embeddings`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub queues: Vec<String>,
+    /// Queues this pool consumes; required. `documents` (ingestion: parse, chunk, embed,
+    /// index) is the only queue: embedding and generation servers scale as ModelPools.
+    #[schemars(length(min = 1, max = 1))]
+    pub queues: Vec<WorkerQueue>,
     /// Replicas when autoscaling is off.
     #[serde(default = "default_worker_replicas")]
     #[schemars(range(min = 0))]
@@ -199,6 +201,28 @@ pub struct WorkerPoolSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 86400))]
     pub max_job_seconds: Option<i32>,
+}
+
+/// A queue a worker pool consumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerQueue {
+    /// Document ingestion jobs.
+    Documents,
+}
+
+impl WorkerQueue {
+    /// The queue's name in the data plane (`ragplane worker --queues`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Documents => "documents",
+        }
+    }
+}
+
+/// The pool's queue names, as the data plane and its metrics call them.
+pub fn queue_names(queues: &[WorkerQueue]) -> Vec<String> {
+    queues.iter().map(|q| q.as_str().to_owned()).collect()
 }
 
 fn default_worker_replicas() -> i32 {

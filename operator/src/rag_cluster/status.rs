@@ -166,7 +166,7 @@ mod tests {
     #[test]
     fn ready_only_when_every_deployment_is_ready() {
         let c = validated(
-            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: x}\nspec: {api: {replicas: 2}, workers: [{name: w, replicas: 1}]}\n",
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: x}\nspec: {api: {replicas: 2}, workers: [{name: w, queues: [documents], replicas: 1}], redis: {urlSecretRef: {name: r, key: url}}}\n",
         );
         let objects = build(&c);
         let applied = |api_ready, worker_ready| AppliedWorkloads {

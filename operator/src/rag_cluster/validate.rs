@@ -15,7 +15,7 @@ use crate::autoscale::presets::Scope;
 use crate::autoscale::Scaling;
 use crate::crd::common::{SecretKeyRef, StorageSpec};
 use crate::crd::model_pool::{ModelPool, ModelPoolKind};
-use crate::crd::rag_cluster::{QdrantSpec, RagCluster};
+use crate::crd::rag_cluster::{queue_names, QdrantSpec, RagCluster};
 
 /// Where the data plane keeps embedded data inside its pods.
 pub const DATA_DIR: &str = "/var/lib/ragplane";
@@ -290,6 +290,13 @@ pub fn validate(
         },
         "api",
     )?;
+    // The CRD's rule says the same; this holds for objects written before it existed.
+    if !spec.workers.is_empty() && spec.redis.is_none() {
+        return Err(field(
+            "workers",
+            "worker pools need spec.redis, the queue they share with the API",
+        ));
+    }
     let mut workers = Vec::with_capacity(spec.workers.len());
     for (i, w) in spec.workers.iter().enumerate() {
         if workers.iter().any(|v: &WorkerPool| v.name == w.name) {
@@ -300,7 +307,7 @@ pub fn validate(
         }
         workers.push(WorkerPool {
             name: w.name.clone(),
-            queues: w.queues.clone(),
+            queues: queue_names(&w.queues),
             concurrency: w.concurrency,
             component: component(
                 w.replicas,
@@ -309,7 +316,7 @@ pub fn validate(
                 Scope::Worker {
                     namespace: &namespace,
                     cluster: &name,
-                    queues: &w.queues,
+                    queues: &queue_names(&w.queues),
                 },
                 &format!("workers[{i}]"),
             )?,

@@ -160,7 +160,8 @@ metadata: {name: a}
 spec:
   api:
     autoscaling: {minReplicas: 2, maxReplicas: 6}
-  workers: [{name: w}]
+  workers: [{name: w, queues: [documents]}]
+  redis: {urlSecretRef: {name: redis, key: url}}
 "#,
         ));
         let spec = d.spec;

@@ -33,6 +33,7 @@ metadata: {name: dev}
 spec:
   logFilter: debug
   workers: [{name: ingest, queues: [documents]}]
+  redis: {urlSecretRef: {name: redis, key: url}}
 "#,
         );
         let cm = build_config_map(&c);

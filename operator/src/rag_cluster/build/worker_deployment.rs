@@ -92,7 +92,8 @@ metadata: {name: prod}
 spec:
   workers:
     - {name: ingest, queues: [documents], replicas: 4, concurrency: 8, maxJobSeconds: 600}
-    - {name: embed, queues: [embeddings], nodeSelector: {gpu: "true"}, autoscaling: {minReplicas: 1, maxReplicas: 5}}
+    - {name: bulk, queues: [documents], nodeSelector: {gpu: "true"}, autoscaling: {minReplicas: 1, maxReplicas: 5}}
+  redis: {urlSecretRef: {name: redis, key: url}}
 "#,
         );
         let built = crate::rag_cluster::build::build(&c);
@@ -114,11 +115,8 @@ spec:
                 .any(|e| e.name == "RAGPLANE__WORKERS__CONCURRENCY"
                     && e.value.as_deref() == Some("8"))
         );
-        let embed = &built.workers[1].spec;
-        assert_eq!(
-            embed.replicas, None,
-            "autoscaled pool leaves replicas alone"
-        );
+        let bulk = &built.workers[1].spec;
+        assert_eq!(bulk.replicas, None, "autoscaled pool leaves replicas alone");
         let grace = |d: &Deployment| {
             d.spec
                 .template
@@ -138,8 +136,7 @@ spec:
             "the default longest job"
         );
         assert_eq!(
-            embed
-                .template
+            bulk.template
                 .spec
                 .as_ref()
                 .unwrap()
