@@ -78,6 +78,8 @@ wait_builds
 HELM=$(tail -n 1 "$LOGS/helm.log")
 export HELM
 "$HELM" lint --strict charts/ragplane
+# The chart's alert rules against synthetic series, with Debian prometheus's promtool.
+bash scripts/alert-rules.sh
 rm -f "$RAGPLANE_SVC_DIR/env.sh"
 for s in $SERVICES; do bash "scripts/services/$s.sh" start; done
 # shellcheck disable=SC1091
