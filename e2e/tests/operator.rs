@@ -187,6 +187,19 @@ fn examples_create_children_with_owner_references_labels_and_printer_columns() {
     );
     assert_eq!(pod["initContainers"][0]["name"], "pull-model");
     assert_eq!(pod["tolerations"][0]["key"], "nvidia.com/gpu");
+    // Each Ollama pod has a DNS name through the headless Service that governs the
+    // StatefulSet, and a drain takes one server at a time.
+    assert_eq!(sts["spec"]["serviceName"], "llm-pods");
+    let headless = cluster
+        .wait_for(&ns, "service", "llm-pods", WAIT, |_| true)
+        .unwrap();
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+    let pdb = cluster
+        .wait_for(&ns, "poddisruptionbudget", "llm", WAIT, |_| true)
+        .unwrap();
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    assert!(pod["containers"][0]["startupProbe"].is_object());
+    assert!(pod["containers"][0]["livenessProbe"].is_object());
     let embeddings = cluster
         .get(&ns, "modelpool", "embeddings")
         .unwrap()

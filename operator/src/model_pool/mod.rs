@@ -70,12 +70,31 @@ impl Reconciler for ModelPool {
 
     async fn pipeline(obj: Arc<Self>, ctx: Arc<Context>) -> Result<Action> {
         let pool = validate::validate(&obj).map_err(|e| Error::InvalidSpec(e.to_string()))?;
-        let PoolObjects { workload, service } = build::build(&pool);
+        let PoolObjects {
+            workload,
+            service,
+            headless,
+            pdb,
+        } = build::build(&pool);
         let client = &ctx.client;
         let ns = pool.namespace.as_str();
         apply(client, ns, &service)
             .await
             .map_err(|e| Error::kube(format!("apply Service {}", pool.name), e))?;
+        let headless_name = build::service::headless_name(&pool.name);
+        match headless {
+            Some(headless) => {
+                apply(client, ns, &headless)
+                    .await
+                    .map_err(|e| Error::kube(format!("apply Service {headless_name}"), e))?;
+            }
+            None => {
+                delete_if_owned::<Service>(client, ns, &headless_name, &pool.owner.uid).await?;
+            }
+        }
+        apply(client, ns, &pdb)
+            .await
+            .map_err(|e| Error::kube(format!("apply PodDisruptionBudget {}", pool.name), e))?;
         let workload_kind = match &workload {
             Workload::StatefulSet(_) => "StatefulSet",
             Workload::Deployment(..) => "Deployment",

@@ -2,11 +2,13 @@
 
 pub mod cache_pvc;
 pub mod ollama_statefulset;
+pub mod pdb;
 pub mod server_deployment;
 pub mod service;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::validate::ValidatedPool;
@@ -32,6 +34,10 @@ pub struct PoolObjects {
     pub workload: Workload,
     /// The pool's Service.
     pub service: Service,
+    /// The headless Service governing an Ollama StatefulSet (`None` for a Deployment).
+    pub headless: Option<Service>,
+    /// At most one server of the pool down to voluntary disruptions (drains, evictions).
+    pub pdb: PodDisruptionBudget,
 }
 
 /// Builds every object `p` wants.
@@ -46,8 +52,11 @@ pub fn build(p: &ValidatedPool) -> PoolObjects {
         ),
     };
     PoolObjects {
+        headless: matches!(workload, Workload::StatefulSet(_))
+            .then(|| service::build_headless_service(p)),
         workload,
         service: service::build_service(p),
+        pdb: pdb::build_pdb(p),
     }
 }
 

@@ -15,11 +15,14 @@ use crate::rag_cluster::build::env;
 /// Where models are stored inside the pod.
 const MODELS_DIR: &str = "/models";
 
-/// Pulls the model with a temporary server, so the main container starts with it on disk.
+/// Pulls the model with a temporary server, so the main container starts with it on disk. A
+/// failed pull (or a server that dies first) fails the init container, so the pod retries with
+/// backoff and shows `Init:Error` instead of starting without its model.
 const PULL_SCRIPT: &str = "ollama serve & server=$!\n\
-until ollama list >/dev/null 2>&1; do sleep 1; done\n\
-ollama pull \"$MODEL\"\n\
-kill \"$server\"\n";
+until ollama list >/dev/null 2>&1; do kill -0 \"$server\" || exit 1; sleep 1; done\n\
+ollama pull \"$MODEL\"; pulled=$?\n\
+kill \"$server\"\n\
+exit $pulled\n";
 
 /// Loads the model into memory (kept there by OLLAMA_KEEP_ALIVE=-1) before the probe may pass.
 const LOAD_SCRIPT: &str = "until ollama list >/dev/null 2>&1; do sleep 1; done\n\
@@ -68,6 +71,17 @@ pub fn build_ollama_statefulset(p: &ValidatedPool) -> StatefulSet {
             ..Probe::default()
         }
     };
+    let http_root = |period: i32, failures: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/".into()),
+            port: IntOrString::String("http".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    };
     let server = Container {
         name: "ollama".into(),
         image: Some(p.image.clone()),
@@ -80,6 +94,10 @@ pub fn build_ollama_statefulset(p: &ValidatedPool) -> StatefulSet {
             ..ContainerPort::default()
         }]),
         readiness_probe: Some(readiness),
+        // Loading a large model from disk can take minutes: the startup probe allows 30, and
+        // only then may the liveness probe restart a server that stopped answering.
+        startup_probe: Some(http_root(10, 180)),
+        liveness_probe: Some(http_root(10, 6)),
         lifecycle: p.warmup.then(|| Lifecycle {
             post_start: Some(LifecycleHandler {
                 exec: Some(ExecAction {
@@ -131,7 +149,7 @@ pub fn build_ollama_statefulset(p: &ValidatedPool) -> StatefulSet {
         metadata: super::meta(p, p.name.clone()),
         spec: StatefulSetSpec {
             replicas: p.replicas,
-            service_name: Some(p.name.clone()),
+            service_name: Some(super::service::headless_name(&p.name)),
             pod_management_policy: Some("Parallel".into()),
             selector: LabelSelector {
                 match_labels: Some(super::selector(p)),
@@ -228,6 +246,55 @@ spec:
         );
         let svc = objects.service.spec.unwrap();
         assert_eq!(svc.ports.unwrap()[0].port, 11434);
+    }
+
+    /// The pull script, run by a real shell against a stand-in `ollama` that fails or
+    /// succeeds to pull: the init container's exit status must follow the pull's.
+    #[test]
+    fn the_pull_script_fails_when_the_pull_fails() {
+        use std::os::unix::fs::PermissionsExt;
+        for (pull_status, want_success) in [(1, false), (0, true)] {
+            let dir = tempfile::tempdir().unwrap();
+            let fake = dir.path().join("ollama");
+            std::fs::write(
+                &fake,
+                format!(
+                    "#!/bin/sh\ncase \"$1\" in\n  serve) exec sleep 30 ;;\n  list) exit 0 ;;\n  pull) exit {pull_status} ;;\nesac\n"
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let status = std::process::Command::new("/bin/sh")
+                .args(["-c", super::PULL_SCRIPT])
+                .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+                .env("MODEL", "m")
+                .status()
+                .unwrap();
+            assert_eq!(status.success(), want_success, "pull exited {pull_status}");
+        }
+    }
+
+    #[test]
+    fn servers_have_startup_and_liveness_probes_a_headless_service_and_a_pdb() {
+        let objects = build(&validated(GPU_POOL));
+        let Workload::StatefulSet(sts) = objects.workload else {
+            panic!("ollama runs as a StatefulSet")
+        };
+        let headless = objects.headless.expect("a headless Service");
+        assert_eq!(sts.spec.service_name, headless.metadata.name);
+        assert_eq!(headless.spec.unwrap().cluster_ip.as_deref(), Some("None"));
+        let c = &sts.spec.template.spec.unwrap().containers[0];
+        let startup = c.startup_probe.as_ref().unwrap();
+        assert_eq!(
+            startup.period_seconds.unwrap() * startup.failure_threshold.unwrap(),
+            1800
+        );
+        assert!(c.liveness_probe.as_ref().unwrap().http_get.is_some());
+        let pdb = objects.pdb.spec.unwrap();
+        assert_eq!(
+            pdb.max_unavailable,
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+        );
     }
 
     #[test]

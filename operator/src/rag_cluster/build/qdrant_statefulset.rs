@@ -3,13 +3,28 @@
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PersistentVolumeClaim, PodSpec,
-    PodTemplateSpec, Probe, Volume, VolumeMount,
+    PodTemplateSpec, Probe, TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::labels;
 use crate::rag_cluster::validate::{qdrant_service_name, ManagedQdrant, ValidatedCluster};
+
+/// An HTTP probe of Qdrant's REST port.
+fn probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(6333),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
 
 /// `<name>-qdrant`: peers start in parallel; peer 0 founds the cluster and the others bootstrap
 /// from it over the headless Service.
@@ -84,15 +99,11 @@ pub fn build_qdrant_statefulset(c: &ValidatedCluster, q: &ManagedQdrant) -> Stat
                             port("grpc", 6334),
                             port("p2p", 6335),
                         ]),
-                        readiness_probe: Some(Probe {
-                            http_get: Some(HTTPGetAction {
-                                path: Some("/readyz".into()),
-                                port: IntOrString::Int(6333),
-                                ..HTTPGetAction::default()
-                            }),
-                            period_seconds: Some(5),
-                            ..Probe::default()
-                        }),
+                        readiness_probe: Some(probe("/readyz", 5, 3)),
+                        // Replaying a large WAL at start can take long: up to 30 minutes
+                        // before the liveness probe may restart a peer.
+                        startup_probe: Some(probe("/livez", 10, 180)),
+                        liveness_probe: Some(probe("/livez", 10, 6)),
                         resources: q.resources.clone(),
                         volume_mounts: Some(vec![VolumeMount {
                             name: "storage".into(),
@@ -103,6 +114,18 @@ pub fn build_qdrant_statefulset(c: &ValidatedCluster, q: &ManagedQdrant) -> Stat
                         ..Container::default()
                     }],
                     volumes,
+                    // Peers on different nodes where there are several, so that losing a node
+                    // loses at most one replica of a shard; one node still schedules them all.
+                    topology_spread_constraints: Some(vec![TopologySpreadConstraint {
+                        max_skew: 1,
+                        topology_key: "kubernetes.io/hostname".into(),
+                        when_unsatisfiable: "ScheduleAnyway".into(),
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(labels::selector("qdrant", &c.name, "qdrant")),
+                            ..LabelSelector::default()
+                        }),
+                        ..TopologySpreadConstraint::default()
+                    }]),
                     security_context: Some(crate::security::restricted_pod(
                         crate::security::QDRANT_UID,
                     )),
@@ -138,6 +161,24 @@ spec:
         let q = build(&c).qdrant.expect("managed qdrant objects");
         let spec = q.statefulset.spec;
         assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        let pod = spec.template.spec.clone().unwrap();
+        let spread = &pod.topology_spread_constraints.unwrap()[0];
+        assert_eq!(spread.topology_key, "kubernetes.io/hostname");
+        assert_eq!(spread.when_unsatisfiable, "ScheduleAnyway");
+        let qdrant = &pod.containers[0];
+        let path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+            p.as_ref()
+                .unwrap()
+                .http_get
+                .as_ref()
+                .unwrap()
+                .path
+                .clone()
+                .unwrap()
+        };
+        assert_eq!(path(&qdrant.startup_probe), "/livez");
+        assert_eq!(path(&qdrant.liveness_probe), "/livez");
+        assert_eq!(path(&qdrant.readiness_probe), "/readyz");
         assert_eq!(spec.replicas, Some(3));
         assert_eq!(spec.service_name.as_deref(), Some("prod-qdrant"));
         let claim = &spec.volume_claim_templates.unwrap()[0];
