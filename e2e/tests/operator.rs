@@ -749,17 +749,86 @@ fn operator_restart_converges_without_duplicates() {
     assert_eq!(count("services", prod), 2);
     assert_eq!(count("poddisruptionbudgets", prod), 2);
     assert_eq!(count("configmaps", prod), 1);
-    // Steady state: another reconcile changes nothing.
-    let rv = |kind: &str, name: &str| {
-        cluster.get(&ns, kind, name).unwrap().unwrap()["metadata"]["resourceVersion"].clone()
+    // Steady state: further reconciles write nothing. A no-op server-side apply keeps the
+    // resourceVersion, so comparing it could not fail; the operator counts its applies that
+    // changed an object instead.
+    let changed = || second.metric("ragplane_operator_applies_changed_total", &[]);
+    let reconciles = || {
+        second.metric(
+            "ragplane_operator_reconciles_total",
+            &["kind=\"RagCluster\""],
+        )
     };
-    let before = rv("deployment", "prod-api");
-    std::thread::sleep(Duration::from_secs(3));
+    let deadline = Instant::now() + WAIT;
+    let mut settled = changed();
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let now = changed();
+        if now == settled {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "applies never settle\n{}",
+            second.log_tail()
+        );
+        settled = now;
+    }
+    let before = reconciles();
+    for i in 0..3 {
+        cluster
+            .kubectl_ok(&[
+                "annotate",
+                "--overwrite",
+                "-n",
+                &ns,
+                "ragcluster/prod",
+                &format!("e2e/poke={i}"),
+            ])
+            .unwrap();
+    }
+    let deadline = Instant::now() + WAIT;
+    while reconciles() < before + 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no reconciles after annotating\n{}",
+            second.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_eq!(
-        rv("deployment", "prod-api"),
-        before,
-        "no writes without changes"
+        changed(),
+        settled,
+        "a reconcile without a change wrote\n{}",
+        second.log_tail()
     );
+    // A change is counted: the log filter reaches the ConfigMap.
+    let spec = cluster.get(&ns, "ragcluster", "prod").unwrap().unwrap();
+    let filter = if spec["spec"]["logFilter"] == "debug" {
+        "info"
+    } else {
+        "debug"
+    };
+    cluster
+        .kubectl_ok(&[
+            "patch",
+            "-n",
+            &ns,
+            "ragcluster/prod",
+            "--type=merge",
+            "-p",
+            &format!("{{\"spec\":{{\"logFilter\":\"{filter}\"}}}}"),
+        ])
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while changed() <= settled {
+        assert!(
+            Instant::now() < deadline,
+            "the change was not applied\n{}",
+            second.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

@@ -1,8 +1,16 @@
 //! Server-side apply under the operator's one field manager, and the `Applied` marker that status
 //! computation requires.
+//!
+//! A server-side apply that changes nothing is not a write: the API server keeps the object and
+//! its resourceVersion. `ragplane_operator_applies_changed_total{kind}` counts the applies that
+//! did change their object, so a steady state (no count) can be told from an operator that keeps
+//! rewriting something (a count on every reconcile).
 
+use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::{LazyLock, Mutex};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -35,6 +43,40 @@ impl<K> Applied<K> {
     }
 }
 
+/// Applies that changed their object, by kind.
+pub static APPLIES_CHANGED: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    prometheus::IntCounterVec::new(
+        prometheus::Opts::new(
+            "ragplane_operator_applies_changed_total",
+            "Server-side applies that changed their object (not no-ops), by kind.",
+        ),
+        &["kind"],
+    )
+    .expect("valid metric")
+});
+
+/// An object's kind, namespace and name.
+type ObjectKey = (String, String, String);
+
+/// The resourceVersion each object had after the operator's last apply to it.
+static LAST_APPLIED: LazyLock<Mutex<HashMap<ObjectKey, String>>> = LazyLock::new(Mutex::default);
+
+/// Whether an apply that started at `started` (Unix seconds) changed the object it returned:
+/// its resourceVersion moved since the operator's `previous` apply (a status update by another
+/// controller moves it too), and the operator's own managed-fields entry was stamped during
+/// this apply (the API server stamps it only when the manager's fields change).
+pub fn changed(previous: Option<&str>, after: &ObjectMeta, started: i64) -> bool {
+    if previous.is_some() && previous == after.resource_version.as_deref() {
+        return false;
+    }
+    after.managed_fields.iter().flatten().any(|m| {
+        m.manager.as_deref() == Some(FIELD_MANAGER)
+            && m.operation.as_deref() == Some("Apply")
+            && m.subresource.is_none()
+            && m.time.as_ref().is_some_and(|t| t.0.as_second() >= started)
+    })
+}
+
 /// Server-side applies `object` in `namespace`, forcing ownership of the fields it sets.
 pub async fn apply<K>(
     client: &Client,
@@ -47,9 +89,25 @@ where
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(&object.name_any(), &params, &Patch::Apply(object))
-        .await
-        .map(Applied)
+    let started = k8s_openapi::jiff::Timestamp::now().as_second();
+    let stored = api
+        .patch(&object.name_any(), &params, &Patch::Apply(object))
+        .await?;
+    let kind = K::kind(&K::DynamicType::default()).into_owned();
+    let key = (kind.clone(), namespace.to_owned(), object.name_any());
+    let meta = stored.meta();
+    let previous = {
+        let mut last = LAST_APPLIED.lock().unwrap_or_else(|e| e.into_inner());
+        match &meta.resource_version {
+            Some(rv) => last.insert(key, rv.clone()),
+            None => last.remove(&key),
+        }
+    };
+    if changed(previous.as_deref(), meta, started) {
+        APPLIES_CHANGED.with_label_values(&[&kind]).inc();
+        tracing::debug!(kind, namespace, name = %object.name_any(), "apply changed the object");
+    }
+    Ok(Applied(stored))
 }
 
 /// Server-side applies `status` to `object`'s status subresource under the same field manager.
@@ -73,4 +131,45 @@ where
     api.patch_status(&object.name_any(), &params, &Patch::Apply(&patch))
         .await
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+
+    use super::*;
+
+    fn meta(rv: &str, manager: &str, stamped: i64) -> ObjectMeta {
+        ObjectMeta {
+            resource_version: Some(rv.into()),
+            managed_fields: Some(vec![ManagedFieldsEntry {
+                manager: Some(manager.into()),
+                operation: Some("Apply".into()),
+                time: Some(Time(
+                    k8s_openapi::jiff::Timestamp::from_second(stamped).unwrap(),
+                )),
+                ..ManagedFieldsEntry::default()
+            }]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn only_applies_that_stamped_the_operators_fields_count_as_changes() {
+        // A no-op: same resourceVersion as after the last apply.
+        assert!(!changed(Some("5"), &meta("5", FIELD_MANAGER, 1000), 1000));
+        // Our fields changed during this apply.
+        assert!(changed(Some("5"), &meta("6", FIELD_MANAGER, 1000), 1000));
+        // The object moved (say, a status update) but our fields are as they were.
+        assert!(!changed(Some("5"), &meta("7", FIELD_MANAGER, 900), 1000));
+        // Another manager's stamp is not ours.
+        assert!(!changed(
+            Some("5"),
+            &meta("8", "kube-controller-manager", 1000),
+            1000
+        ));
+        // The first apply this process makes counts when it wrote.
+        assert!(changed(None, &meta("9", FIELD_MANAGER, 1001), 1000));
+        assert!(!changed(None, &meta("9", FIELD_MANAGER, 10), 1000));
+    }
 }

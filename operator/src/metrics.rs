@@ -156,6 +156,7 @@ impl Metrics {
             Box::new(failures.clone()),
             Box::new(duration.clone()),
             Box::new(qdrant_writes.clone()),
+            Box::new(crate::apply::APPLIES_CHANGED.clone()),
             Box::new(autoscaler.desired.clone()),
             Box::new(autoscaler.current.clone()),
             Box::new(autoscaler.value.clone()),
