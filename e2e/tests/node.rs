@@ -472,6 +472,66 @@ fn the_dev_ragcluster_serves_queries_from_real_pods() {
         node.kubectl(&["get", "ragclusters,modelpools,collections", "-A"])
             .unwrap_or_default()
     );
+
+    // A cluster whose API pod crash-loops (its PostgreSQL URL cannot be parsed, so the data
+    // plane exits at start) shows Degraded with the reason and the pod, from the real kubelet.
+    // Its backends are all shared ones, so it needs no volume of its own.
+    let broken = r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: broken}
+stringData: {pg: "not a postgres url", redis: "redis://127.0.0.1:1"}
+---
+apiVersion: ragplane.dev/v1alpha1
+kind: RagCluster
+metadata: {name: broken}
+spec:
+  api: {replicas: 1}
+  postgres: {urlSecretRef: {name: broken, key: pg}}
+  redis: {urlSecretRef: {name: broken, key: redis}}
+  s3: {bucket: docs, endpoint: "http://127.0.0.1:1"}
+"#;
+    let file = target_dir().join("broken-ragcluster.yaml");
+    std::fs::write(&file, broken).unwrap();
+    node.kubectl(&["apply", "-n", ns, "-f", &file.to_string_lossy()])
+        .unwrap();
+    node.kubectl(&[
+        "wait",
+        "-n",
+        ns,
+        "ragcluster/broken",
+        "--for=jsonpath={.status.conditions[?(@.type==\"Degraded\")].reason}=CrashLoopBackOff",
+        "--timeout=180s",
+    ])
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{}",
+            node.kubectl(&[
+                "describe",
+                "pods",
+                "-n",
+                ns,
+                "-l",
+                "app.kubernetes.io/instance=broken"
+            ])
+            .unwrap_or_default()
+        )
+    });
+    let status = node
+        .json(&["get", "ragcluster", "-n", ns, "broken"])
+        .unwrap();
+    let conditions = status["status"]["conditions"].as_array().unwrap();
+    let of = |t: &str| conditions.iter().find(|c| c["type"] == t).unwrap();
+    assert!(
+        of("Degraded")["message"]
+            .as_str()
+            .unwrap()
+            .contains("broken-api-"),
+        "{status}"
+    );
+    assert_eq!(of("Ready")["status"], "False", "{status}");
+    node.kubectl(&["delete", "ragcluster", "-n", ns, "broken", "--wait=false"])
+        .unwrap();
 }
 
 /// The operator pod's resident memory after it reconciled 200 RagClusters (API at 0 replicas,

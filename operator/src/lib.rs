@@ -17,4 +17,5 @@ pub mod metrics;
 pub mod model_pool;
 pub mod rag_cluster;
 pub mod reconciler;
+pub mod rollout;
 pub mod security;

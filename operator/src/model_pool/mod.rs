@@ -5,7 +5,6 @@ pub mod status;
 pub mod validate;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -160,7 +159,24 @@ impl Reconciler for ModelPool {
             }
         }
         let previous = obj.status.clone().unwrap_or_default();
-        let status = status::compute(&pool, &applied, obj.metadata.generation, &previous);
+        let crash_loops = crate::rollout::crash_looping_pods(
+            client,
+            ns,
+            &format!(
+                "{}={},{}=ragplane-model-server",
+                labels::INSTANCE,
+                pool.name,
+                labels::NAME
+            ),
+        )
+        .await;
+        let status = status::compute(
+            &pool,
+            &applied,
+            obj.metadata.generation,
+            &crash_loops,
+            &previous,
+        );
         write_status(&*obj, &ctx, &status).await?;
         if crate::conditions::is_true(&status.conditions, "Ready")
             && !crate::conditions::is_true(&previous.conditions, "Ready")
@@ -173,7 +189,9 @@ impl Reconciler for ModelPool {
             )
             .await;
         }
-        Ok(Action::requeue(Duration::from_secs(300)))
+        Ok(Action::requeue(crate::rollout::recheck_after(
+            crate::conditions::is_true(&status.conditions, "Ready"),
+        )))
     }
 
     fn failed_status(&self, error: &Error) -> ModelPoolStatus {

@@ -6,6 +6,7 @@ use super::validate::{service_url, ValidatedPool};
 use crate::apply::Applied;
 use crate::conditions::{conditions, Health};
 use crate::crd::model_pool::ModelPoolStatus;
+use crate::rollout;
 
 /// The pool's workload after the apply step.
 // Built once per reconcile and consumed at once: boxing would buy nothing.
@@ -17,32 +18,22 @@ pub enum AppliedWorkload {
     Deployment(Applied<Deployment>),
 }
 
-/// The status for `p` given its applied workload.
+/// The status for `p` given its applied workload and its crash-looping pods. Loading a model
+/// takes minutes: a pool warming up is Progressing, and Degraded only when its rollout failed
+/// or a server crash-loops.
 pub fn compute(
     p: &ValidatedPool,
     applied: &AppliedWorkload,
     generation: Option<i64>,
+    crash_loops: &[String],
     previous: &ModelPoolStatus,
 ) -> ModelPoolStatus {
-    let (ready, current) = match applied {
-        AppliedWorkload::StatefulSet(s) => {
-            let s = s.get();
-            let status = s.status.clone().unwrap_or_default();
-            (
-                status.ready_replicas.unwrap_or(0),
-                status.observed_generation.unwrap_or(0) >= s.metadata.generation.unwrap_or(0),
-            )
-        }
-        AppliedWorkload::Deployment(d) => {
-            let d = d.get();
-            let status = d.status.clone().unwrap_or_default();
-            (
-                status.ready_replicas.unwrap_or(0),
-                status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0),
-            )
-        }
+    let r = match applied {
+        AppliedWorkload::StatefulSet(s) => rollout::statefulset(s.get(), p.desired),
+        AppliedWorkload::Deployment(d) => rollout::deployment(d.get(), p.desired),
     };
-    let is_ready = current && ready >= p.desired;
+    let (ready, desired) = (r.ready, r.desired);
+    let is_ready = r.complete;
     let summary = if is_ready {
         (
             "ModelLoaded".to_owned(),
@@ -51,24 +42,27 @@ pub fn compute(
     } else {
         (
             "Warming".to_owned(),
-            format!("{ready}/{} replicas have {} loaded", p.desired, p.model),
+            format!("{ready}/{desired} replicas have {} loaded", p.model),
         )
+    };
+    let degraded = match (&r.failure, crash_loops) {
+        (Some(f), _) => Some(("RolloutFailed".to_owned(), f.clone())),
+        (None, []) => None,
+        (None, looping) => Some((
+            "CrashLoopBackOff".to_owned(),
+            format!("model servers crash-looping: {}", looping.join(", ")),
+        )),
     };
     let health = Health {
         ready: is_ready,
         progressing: !is_ready,
-        degraded: (current && ready == 0 && p.desired > 0).then(|| {
-            (
-                "NoReplicaReady".to_owned(),
-                "no replica serves the model".to_owned(),
-            )
-        }),
+        degraded,
         summary,
     };
     ModelPoolStatus {
         observed_generation: generation,
         conditions: conditions(&health, generation, &previous.conditions),
-        replicas: Some(format!("{ready}/{}", p.desired)),
+        replicas: Some(format!("{ready}/{desired}")),
         ready_replicas: ready,
         ready_endpoints: if ready > 0 {
             vec![service_url(&p.name, &p.namespace, p.kind)]
@@ -107,14 +101,21 @@ mod tests {
             &p,
             &with_ready(&sts, 0),
             Some(1),
+            &[],
             &ModelPoolStatus::default(),
         );
         assert!(s.ready_endpoints.is_empty());
+        // Warming up is progress, not a fault.
+        assert!(crate::conditions::is_true(&s.conditions, "Progressing"));
+        assert!(!crate::conditions::is_true(&s.conditions, "Degraded"));
+        let looping = ["llm-0 (ollama: exit 1 Error, 3 restarts)".to_owned()];
+        let s = compute(&p, &with_ready(&sts, 0), Some(1), &looping, &s);
         assert!(crate::conditions::is_true(&s.conditions, "Degraded"));
-        let s = compute(&p, &with_ready(&sts, 1), Some(1), &s);
+        let s = compute(&p, &with_ready(&sts, 1), Some(1), &[], &s);
+        assert!(!crate::conditions::is_true(&s.conditions, "Degraded"));
         assert_eq!(s.ready_endpoints, ["http://llm.ns.svc:11434"]);
         assert!(!crate::conditions::is_true(&s.conditions, "Ready"));
-        let s = compute(&p, &with_ready(&sts, 2), Some(1), &s);
+        let s = compute(&p, &with_ready(&sts, 2), Some(1), &[], &s);
         assert!(crate::conditions::is_true(&s.conditions, "Ready"));
         assert_eq!(s.replicas.as_deref(), Some("2/2"));
     }

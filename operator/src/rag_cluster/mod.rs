@@ -6,7 +6,6 @@ pub mod status;
 pub mod validate;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -162,11 +161,24 @@ impl Reconciler for RagCluster {
             .flatten()
             .collect();
         let previous = obj.status.clone().unwrap_or_default();
+        // The cluster's own pods (a ModelPool of the same name is another app).
+        let crash_loops = crate::rollout::crash_looping_pods(
+            &ctx.client,
+            &namespace,
+            &format!(
+                "{}={},{}!=ragplane-model-server",
+                labels::INSTANCE,
+                validated.name,
+                labels::NAME
+            ),
+        )
+        .await;
         let status = status::compute(
             &validated,
             &applied,
             obj.metadata.generation,
             &pools,
+            &crash_loops,
             &previous,
         );
         write_status(&*obj, &ctx, &status).await?;
@@ -181,7 +193,7 @@ impl Reconciler for RagCluster {
             )
             .await;
         }
-        Ok(Action::requeue(Duration::from_secs(300)))
+        Ok(Action::requeue(crate::rollout::recheck_after(is_ready)))
     }
 
     fn failed_status(&self, error: &Error) -> RagClusterStatus {
@@ -604,6 +616,13 @@ mod tests {
                 serde_json::json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
                     "metadata": {}, "items": []}),
             ),
+            // The cluster's pods, for crash loops.
+            Exchange::reply(
+                Method::GET,
+                "/api/v1/namespaces/rag/pods?&labelSelector=app.kubernetes.io%2Finstance%3Ddev%2Capp.kubernetes.io%2Fname%21%3Dragplane-model-server",
+                StatusCode::OK,
+                serde_json::json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}),
+            ),
             Exchange {
                 reply: Some(
                     serde_json::json!({"apiVersion": "ragplane.dev/v1alpha1", "kind": "RagCluster",
@@ -642,7 +661,8 @@ mod tests {
         let action = reconcile(Arc::new(cluster), ctx)
             .await
             .expect("reconcile succeeds");
-        assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+        // Not Ready yet: looked at again soon.
+        assert_eq!(action, Action::requeue(std::time::Duration::from_secs(15)));
         server.await.expect("every expected request was made");
     }
 

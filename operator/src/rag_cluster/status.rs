@@ -7,6 +7,7 @@ use crate::apply::Applied;
 use crate::conditions::{conditions, Health};
 use crate::crd::model_pool::ModelPool;
 use crate::crd::rag_cluster::{ComponentStatus, RagClusterStatus};
+use crate::rollout;
 
 /// Workloads after the apply step. Every field is listed when this is unpacked, so a new workload
 /// that nobody applies does not compile.
@@ -19,31 +20,13 @@ pub struct AppliedWorkloads {
     pub qdrant: Option<Applied<StatefulSet>>,
 }
 
-/// Ready replicas of a Deployment, counting only a status that describes its current spec.
-fn deployment_ready(d: &Deployment, desired: i32) -> (i32, bool) {
-    let generation = d.metadata.generation.unwrap_or_default();
-    let status = d.status.clone().unwrap_or_default();
-    let ready = status.ready_replicas.unwrap_or(0);
-    let current = status.observed_generation.unwrap_or(0) >= generation;
-    let updated = status.updated_replicas.unwrap_or(0) >= desired;
-    let available = status.available_replicas.unwrap_or(0) >= desired;
-    (ready, current && updated && available && ready >= desired)
-}
-
-fn statefulset_ready(s: &StatefulSet, desired: i32) -> (i32, bool) {
-    let generation = s.metadata.generation.unwrap_or_default();
-    let status = s.status.clone().unwrap_or_default();
-    let ready = status.ready_replicas.unwrap_or(0);
-    let current = status.observed_generation.unwrap_or(0) >= generation;
-    (ready, current && ready >= desired)
-}
-
 /// The status for `c` given what was applied and the referenced ModelPools.
 pub fn compute(
     c: &ValidatedCluster,
     applied: &AppliedWorkloads,
     generation: Option<i64>,
     pools: &[&ModelPool],
+    crash_loops: &[String],
     previous: &RagClusterStatus,
 ) -> RagClusterStatus {
     let AppliedWorkloads {
@@ -53,24 +36,29 @@ pub fn compute(
     } = applied;
     let mut components = Vec::new();
     let mut all_ready = true;
+    let mut failures: Vec<String> = Vec::new();
 
-    let (api_ready, ok) = deployment_ready(api.get(), c.api.desired);
-    all_ready &= ok;
+    let api_rollout = rollout::deployment(api.get(), c.api.desired);
+    all_ready &= api_rollout.complete;
+    failures.extend(api_rollout.failure.iter().map(|f| format!("api: {f}")));
+    let (api_ready, api_desired) = (api_rollout.ready, api_rollout.desired);
     components.push(ComponentStatus {
         name: "api".into(),
-        desired_replicas: c.api.desired,
+        desired_replicas: api_desired,
         ready_replicas: api_ready,
     });
 
     let (mut workers_ready, mut workers_desired) = (0, 0);
     for (pool, deployment) in workers {
-        let desired = c
+        let minimum = c
             .workers
             .iter()
             .find(|w| &w.name == pool)
             .map_or(0, |w| w.component.desired);
-        let (ready, ok) = deployment_ready(deployment.get(), desired);
-        all_ready &= ok;
+        let r = rollout::deployment(deployment.get(), minimum);
+        all_ready &= r.complete;
+        failures.extend(r.failure.iter().map(|f| format!("worker-{pool}: {f}")));
+        let (ready, desired) = (r.ready, r.desired);
         workers_ready += ready;
         workers_desired += desired;
         components.push(ComponentStatus {
@@ -82,8 +70,9 @@ pub fn compute(
 
     let qdrant_text = match (&c.qdrant, qdrant) {
         (QdrantMode::Managed(q), Some(sts)) => {
-            let (ready, ok) = statefulset_ready(sts.get(), q.replicas);
-            all_ready &= ok;
+            let r = rollout::statefulset(sts.get(), q.replicas);
+            all_ready &= r.complete;
+            let ready = r.ready;
             components.push(ComponentStatus {
                 name: "qdrant".into(),
                 desired_replicas: q.replicas,
@@ -104,15 +93,25 @@ pub fn compute(
         })
         .map(|p| p.metadata.name.clone().unwrap_or_default())
         .collect();
-    let degraded = (!unready_pools.is_empty()).then(|| {
-        (
-            "ModelPoolNotReady".to_owned(),
-            format!(
-                "referenced ModelPools not ready: {}",
-                unready_pools.join(", ")
-            ),
-        )
-    });
+    // The most specific cause first: a stuck rollout or crash loop names what to look at.
+    let degraded = if !failures.is_empty() {
+        Some(("RolloutFailed".to_owned(), failures.join("; ")))
+    } else if !crash_loops.is_empty() {
+        Some((
+            "CrashLoopBackOff".to_owned(),
+            format!("pods crash-looping: {}", crash_loops.join(", ")),
+        ))
+    } else {
+        (!unready_pools.is_empty()).then(|| {
+            (
+                "ModelPoolNotReady".to_owned(),
+                format!(
+                    "referenced ModelPools not ready: {}",
+                    unready_pools.join(", ")
+                ),
+            )
+        })
+    };
     let summary = if all_ready {
         (
             "AllComponentsReady".to_owned(),
@@ -133,7 +132,7 @@ pub fn compute(
     RagClusterStatus {
         observed_generation: generation,
         conditions: conditions(&health, generation, &previous.conditions),
-        api: Some(format!("{api_ready}/{}", c.api.desired)),
+        api: Some(format!("{api_ready}/{api_desired}")),
         workers: Some(format!("{workers_ready}/{workers_desired}")),
         qdrant: Some(qdrant_text),
         endpoint: Some(c.endpoint()),
@@ -182,13 +181,14 @@ mod tests {
             &applied(2, 0),
             Some(1),
             &[],
+            &[],
             &RagClusterStatus::default(),
         );
         assert_eq!(s.api.as_deref(), Some("2/2"));
         assert_eq!(s.workers.as_deref(), Some("0/1"));
         assert!(!crate::conditions::is_true(&s.conditions, "Ready"));
         assert!(crate::conditions::is_true(&s.conditions, "Progressing"));
-        let s = compute(&c, &applied(2, 1), Some(1), &[], &s);
+        let s = compute(&c, &applied(2, 1), Some(1), &[], &[], &s);
         assert!(crate::conditions::is_true(&s.conditions, "Ready"));
         assert_eq!(s.endpoint.as_deref(), Some("http://x-api.ns.svc:8080"));
         assert_eq!(s.qdrant.as_deref(), Some("embedded"));
@@ -210,7 +210,73 @@ mod tests {
             workers: vec![],
             qdrant: None,
         };
-        let s = compute(&c, &applied, Some(3), &[], &RagClusterStatus::default());
+        let s = compute(
+            &c,
+            &applied,
+            Some(3),
+            &[],
+            &[],
+            &RagClusterStatus::default(),
+        );
         assert!(!crate::conditions::is_true(&s.conditions, "Ready"));
+    }
+
+    #[test]
+    fn an_autoscaled_component_wants_the_autoscalers_target_and_failures_degrade() {
+        let c = validated(
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: x}\nspec: {api: {autoscaling: {minReplicas: 1, maxReplicas: 1}}}\n",
+        );
+        // The autoscaler's target is what the stored Deployment holds, not the minimum.
+        let mut d = with_status(build(&c).api_deployment, 1).get().clone();
+        d.spec.replicas = Some(3);
+        let applied = AppliedWorkloads {
+            api: Applied::from_server(d.clone()),
+            workers: vec![],
+            qdrant: None,
+        };
+        let s = compute(
+            &c,
+            &applied,
+            Some(1),
+            &[],
+            &[],
+            &RagClusterStatus::default(),
+        );
+        assert_eq!(s.api.as_deref(), Some("1/3"));
+        assert_eq!(s.components[0].desired_replicas, 3);
+        assert!(!crate::conditions::is_true(&s.conditions, "Ready"));
+        assert!(!crate::conditions::is_true(&s.conditions, "Degraded"));
+        // Crash loops and stuck rollouts are Degraded, with what to look at.
+        let looping = ["x-api-1 (ragplane: exit 1 Error, 4 restarts)".to_owned()];
+        let s = compute(&c, &applied, Some(1), &[], &looping, &s);
+        let degraded = s.conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "CrashLoopBackOff")
+        );
+        assert!(degraded.message.contains("x-api-1"), "{}", degraded.message);
+        d.status.as_mut().unwrap().conditions =
+            Some(vec![k8s_openapi::api::apps::v1::DeploymentCondition {
+                type_: Some("Progressing".into()),
+                status: Some("False".into()),
+                reason: Some("ProgressDeadlineExceeded".into()),
+                message: Some("ReplicaSet \"x-api-1\" has timed out progressing.".into()),
+                ..Default::default()
+            }]);
+        let stuck = AppliedWorkloads {
+            api: Applied::from_server(d),
+            workers: vec![],
+            qdrant: None,
+        };
+        let s = compute(&c, &stuck, Some(1), &[], &[], &s);
+        let degraded = s.conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
+        assert_eq!(degraded.reason, "RolloutFailed");
+        assert!(
+            degraded
+                .message
+                .starts_with("api: ProgressDeadlineExceeded"),
+            "{}",
+            degraded.message
+        );
     }
 }
