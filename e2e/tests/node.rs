@@ -532,6 +532,62 @@ spec:
     assert_eq!(of("Ready")["status"], "False", "{status}");
     node.kubectl(&["delete", "ragcluster", "-n", ns, "broken", "--wait=false"])
         .unwrap();
+
+    // `helm upgrade` updates the CRDs (they are chart templates; Helm never upgrades a chart's
+    // crds/ folder). Upgrade to a copy of the chart whose RagCluster CRD differs, see the change
+    // in the API server, then upgrade back.
+    let copy = target_dir().join("chart-upgrade");
+    let _ = std::fs::remove_dir_all(&copy);
+    node.run("cp", &["-r", "charts/ragplane", &copy.to_string_lossy()])
+        .unwrap();
+    let crd_file = copy.join("templates/crds/ragclusters.yaml");
+    let crd = std::fs::read_to_string(&crd_file).unwrap();
+    assert!(crd.contains("Data-plane version;"));
+    std::fs::write(
+        &crd_file,
+        crd.replacen("Data-plane version;", "Data-plane version (upgraded);", 1),
+    )
+    .unwrap();
+    let described = |node: &Node| {
+        node.kubectl(&["get", "crd", "ragclusters.ragplane.dev", "-o", "json"])
+            .unwrap()
+    };
+    assert!(!described(&node).contains("(upgraded)"));
+    for (chart, upgraded) in [
+        (copy.to_string_lossy().into_owned(), true),
+        ("charts/ragplane".to_owned(), false),
+    ] {
+        node.run(
+            &helm,
+            &[
+                "upgrade",
+                "ragplane",
+                &chart,
+                "--namespace",
+                "ragplane-system",
+                "--reuse-values",
+                "--wait",
+                "--timeout",
+                "180s",
+            ],
+        )
+        .unwrap();
+        let crd = described(&node);
+        assert_eq!(
+            crd.contains("(upgraded)"),
+            upgraded,
+            "after helm upgrade to {chart}"
+        );
+        assert!(
+            crd.contains("\"helm.sh/resource-policy\": \"keep\""),
+            "{crd}"
+        );
+    }
+    // The clusters were left alone by the upgrades.
+    assert_eq!(
+        node.json(&["get", "ragcluster", "-n", ns, "dev"]).unwrap()["metadata"]["name"],
+        "dev"
+    );
 }
 
 /// The operator pod's resident memory after it reconciled 200 RagClusters (API at 0 replicas,
