@@ -220,6 +220,45 @@ fn examples_create_children_with_owner_references_labels_and_printer_columns() {
         );
     }
 
+    // A managed Qdrant whose spec names no API key gets one: a Secret the operator creates,
+    // owned by the cluster, which the peers and the data plane both read.
+    cluster
+        .apply(
+            &ns,
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: keyed}\nspec: {qdrant: {managed: {replicas: 1}}}\n",
+        )
+        .unwrap();
+    let key = cluster
+        .wait_for(&ns, "secret", "keyed-qdrant-key", WAIT, |_| true)
+        .unwrap();
+    let keyed = cluster.get(&ns, "ragcluster", "keyed").unwrap().unwrap();
+    assert_eq!(
+        owner(&key),
+        ("RagCluster".into(), "keyed".into(), uid(&keyed).into())
+    );
+    let env_from = |v: &Value, var: &str| {
+        v["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == var)
+            .map(|e| e["valueFrom"]["secretKeyRef"]["name"].clone())
+    };
+    let peers = cluster
+        .wait_for(&ns, "statefulset", "keyed-qdrant", WAIT, |_| true)
+        .unwrap();
+    assert_eq!(
+        env_from(&peers, "QDRANT__SERVICE__API_KEY"),
+        Some("keyed-qdrant-key".into())
+    );
+    let api = cluster
+        .wait_for(&ns, "deployment", "keyed-api", WAIT, |_| true)
+        .unwrap();
+    assert_eq!(
+        env_from(&api, "RAGPLANE__VECTORS__API_KEY"),
+        Some("keyed-qdrant-key".into())
+    );
+
     // The dev cluster has no Qdrant objects.
     cluster
         .wait_for(&ns, "deployment", "dev-api", WAIT, |_| true)

@@ -81,7 +81,7 @@ pub fn qdrant_target(cluster: &RagCluster) -> Result<QdrantTarget, ValidationErr
                 "http://{}.{ns}.svc:6334",
                 crate::rag_cluster::validate::qdrant_service_name(&cluster.name_any())
             ),
-            api_key: m.api_key_secret_ref.clone(),
+            api_key: Some(crate::rag_cluster::validate::managed_qdrant_key(cluster, m)),
         }),
         _ => Err(ValidationError::NoQdrant(cluster.name_any())),
     }

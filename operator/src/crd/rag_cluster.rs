@@ -272,7 +272,9 @@ pub struct ManagedQdrant {
     /// Container resources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
-    /// Secret key holding the API key every peer requires.
+    /// Secret key holding the API key every peer requires. When omitted, the operator creates
+    /// the Secret `<name>-qdrant-key` (key `api-key`) with a random key, once, and keeps it: a
+    /// managed Qdrant always requires a key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_secret_ref: Option<SecretKeyRef>,
 }

@@ -348,8 +348,7 @@ spec:
         .unwrap();
         let refs = Dereferenced {
             shared_collection: Some(layout),
-            generated_admin_key: Some("rp_test".into()),
-            ..Dereferenced::default()
+            ..Dereferenced::generating(&cluster(yaml), "rp_test")
         };
         let c = validate(
             &cluster(yaml),
@@ -417,12 +416,11 @@ spec:
             "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {name: emb, namespace: ns}\nspec: {kind: embedding, model: sentence-transformers/all-MiniLM-L6-v2}\n",
         )
         .unwrap();
+        let yaml = "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: prod}\nspec: {embedding: {name: emb}}\n";
         let refs = Dereferenced {
             embedding_pool: Some(pool),
-            generated_admin_key: Some("rp_test".into()),
-            ..Dereferenced::default()
+            ..Dereferenced::generating(&cluster(yaml), "rp_test")
         };
-        let yaml = "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: prod}\nspec: {embedding: {name: emb}}\n";
         let c = validate(
             &cluster(yaml),
             &refs,

@@ -236,20 +236,22 @@ async fn dereference(obj: &RagCluster, client: &Client, namespace: &str) -> Resu
         out.secrets
             .insert(name, secret.map(|s| s.data.unwrap_or_default()));
     }
-    if obj.spec.admin_key_secret_ref.is_none() {
-        // The operator's own admin key Secret: its key once it exists, a new one before.
-        let name = validate::admin_secret_name(&obj.name_any());
+    // The operator's own Secrets (admin key, managed Qdrant key): the key each holds once it
+    // exists, a new random one before. Once it holds a key, a Secret is the platform team's to
+    // rotate: the operator reads it and never writes it again, so a reconcile that read the old
+    // key just before a rotation cannot put the old key back.
+    for (r, _) in validate::owned_secrets(obj) {
         let existing = out
             .secrets
-            .get(&name)
+            .get(&r.name)
             .and_then(Option::as_ref)
-            .and_then(|data| data.get(validate::ADMIN_KEY_SECRET_KEY))
+            .and_then(|data| data.get(&r.key))
             .map(|v| String::from_utf8_lossy(&v.0).into_owned());
-        // Once it holds a key, the Secret is the platform team's to rotate: the operator reads
-        // it and never writes it again, so a reconcile that read the old key just before a
-        // rotation cannot put the old key back.
-        out.admin_secret_exists = existing.is_some();
-        out.generated_admin_key = Some(existing.unwrap_or_else(ragplane_config::new_api_key));
+        let owned = validate::OwnedValue {
+            exists: existing.is_some(),
+            value: existing.unwrap_or_else(ragplane_config::new_api_key),
+        };
+        out.owned.insert(r.name, owned);
     }
     if let Some(q) = &obj.spec.qdrant {
         let collections: Api<Collection> = Api::namespaced(client.clone(), namespace);
@@ -307,7 +309,7 @@ async fn apply_all(
 ) -> Result<AppliedWorkloads> {
     let ClusterObjects {
         config_map,
-        admin_secret,
+        owned_secrets,
         data_volume,
         api_deployment,
         api_service,
@@ -319,7 +321,7 @@ async fn apply_all(
     let ns = c.namespace.as_str();
     // The config, the key and the volume first: pods of a new Deployment mount them.
     apply_one(client, ns, &config_map).await?;
-    if let Some(secret) = &admin_secret {
+    for secret in &owned_secrets {
         apply_one(client, ns, secret).await?;
     }
     // A claim the spec no longer asks for is kept: it holds the embedded data, and goes with

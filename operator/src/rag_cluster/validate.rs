@@ -72,11 +72,52 @@ pub struct Dereferenced {
     /// Data of every Secret the pods read (see [`referenced_secrets`]), by name; `None` for one
     /// that does not exist yet.
     pub secrets: BTreeMap<String, Option<BTreeMap<String, ByteString>>>,
-    /// When the spec names no admin key Secret: the key in the operator's Secret, or a new
-    /// random one when that Secret does not exist yet.
-    pub generated_admin_key: Option<String>,
-    /// Whether the operator's admin key Secret exists with a key (then it is not written).
-    pub admin_secret_exists: bool,
+    /// The value of each of the operator's own Secrets ([`owned_secrets`]), by name: the key
+    /// the Secret holds, or a new random one when it does not exist yet.
+    pub owned: BTreeMap<String, OwnedValue>,
+}
+
+/// The value of one of the operator's own Secrets, read or generated in the dereference step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedValue {
+    /// The key.
+    pub value: String,
+    /// Whether the Secret already holds it; such a Secret is only read, never written again,
+    /// so that a rotation by the platform team stands.
+    pub exists: bool,
+}
+
+impl Dereferenced {
+    /// References with `value` generated for every Secret the operator owns for `cluster`.
+    #[cfg(test)]
+    pub fn generating(cluster: &RagCluster, value: &str) -> Self {
+        Self {
+            owned: owned_secrets(cluster)
+                .into_iter()
+                .map(|(r, _)| {
+                    let v = OwnedValue {
+                        value: value.into(),
+                        exists: false,
+                    };
+                    (r.name, v)
+                })
+                .collect(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A Secret the operator creates, once, with a random key, because the spec names none.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OwnedSecret {
+    /// Its name and key.
+    pub reference: SecretKeyRef,
+    /// The key's value.
+    pub value: String,
+    /// Whether it exists already (then it is not written).
+    pub exists: bool,
+    /// The component label of the Secret (`admin-key`, `qdrant-key`).
+    pub component: &'static str,
 }
 
 /// A RagCluster with every default applied.
@@ -110,10 +151,9 @@ pub struct ValidatedCluster {
     pub config_toml: String,
     /// Secret key holding the admin key: the spec's, or the operator's own Secret.
     pub admin_key: SecretKeyRef,
-    /// The admin key Secret the operator owns, with its key, when the spec names none.
-    pub owned_admin_key: Option<String>,
-    /// Whether that Secret already exists with its key, so the operator leaves it alone.
-    pub admin_secret_exists: bool,
+    /// The Secrets the operator owns: the admin key and a managed Qdrant's API key, each when
+    /// the spec names none.
+    pub owned_secrets: Vec<OwnedSecret>,
     /// Secret-fed environment variables of every data-plane pod (backend URLs, keys).
     pub secret_env: Vec<super::backends::SecretEnv>,
     /// Persistent volume of the data directory, when any backend is embedded.
@@ -208,6 +248,47 @@ pub fn admin_secret_name(cluster: &str) -> String {
     format!("{cluster}-admin-key")
 }
 
+/// Name of the Qdrant API key Secret the operator creates for `cluster`'s managed Qdrant.
+pub fn qdrant_secret_name(cluster: &str) -> String {
+    format!("{cluster}-qdrant-key")
+}
+
+/// The API key of `cluster`'s managed Qdrant: the spec's Secret, or the operator's own, so that
+/// a managed Qdrant never runs without one.
+pub fn managed_qdrant_key(
+    cluster: &RagCluster,
+    m: &crate::crd::rag_cluster::ManagedQdrant,
+) -> SecretKeyRef {
+    m.api_key_secret_ref
+        .clone()
+        .unwrap_or_else(|| SecretKeyRef {
+            name: qdrant_secret_name(&cluster.name_any()),
+            key: ADMIN_KEY_SECRET_KEY.into(),
+        })
+}
+
+/// The Secrets the operator creates for `cluster` because the spec names none, with their
+/// component labels: the admin key, and a managed Qdrant's API key.
+pub fn owned_secrets(cluster: &RagCluster) -> Vec<(SecretKeyRef, &'static str)> {
+    let spec = &cluster.spec;
+    let mut out = Vec::new();
+    if spec.admin_key_secret_ref.is_none() {
+        out.push((
+            SecretKeyRef {
+                name: admin_secret_name(&cluster.name_any()),
+                key: ADMIN_KEY_SECRET_KEY.into(),
+            },
+            "admin-key",
+        ));
+    }
+    if let Some(m) = spec.qdrant.as_ref().and_then(|q| q.managed.as_ref()) {
+        if m.api_key_secret_ref.is_none() {
+            out.push((managed_qdrant_key(cluster, m), "qdrant-key"));
+        }
+    }
+    out
+}
+
 /// Names of the Secrets whose keys the data-plane pods of `cluster` read.
 pub fn referenced_secrets(cluster: &RagCluster) -> BTreeSet<String> {
     let spec = &cluster.spec;
@@ -234,13 +315,13 @@ pub fn referenced_secrets(cluster: &RagCluster) -> BTreeSet<String> {
         let key = q
             .managed
             .as_ref()
-            .and_then(|m| m.api_key_secret_ref.as_ref())
+            .map(|m| managed_qdrant_key(cluster, m))
             .or_else(|| {
                 q.external
                     .as_ref()
-                    .and_then(|e| e.api_key_secret_ref.as_ref())
+                    .and_then(|e| e.api_key_secret_ref.clone())
             });
-        out.extend(key.map(|k| k.name.clone()));
+        out.extend(key.map(|k| k.name));
     }
     out
 }
@@ -341,7 +422,7 @@ pub fn validate(
                 .unwrap_or_else(|| DEFAULT_QDRANT_IMAGE.into()),
             storage: m.storage.clone(),
             resources: m.resources.clone(),
-            api_key: m.api_key_secret_ref.clone(),
+            api_key: Some(managed_qdrant_key(cluster, m)),
         }),
         Some(QdrantSpec {
             managed: None,
@@ -430,22 +511,30 @@ pub fn validate(
         .map_err(|e| ValidationError::Render(e.to_string()))?;
     let config_toml = super::backends::strip_secrets(&config).map_err(ValidationError::Render)?;
 
-    let (admin_key, owned_admin_key) = match &spec.admin_key_secret_ref {
-        Some(r) => (r.clone(), None),
-        None => {
-            let key = refs
-                .generated_admin_key
-                .clone()
-                .ok_or_else(|| field("adminKeySecretRef", "no admin key was read or generated"))?;
-            (
-                SecretKeyRef {
-                    name: admin_secret_name(&name),
-                    key: ADMIN_KEY_SECRET_KEY.into(),
-                },
-                Some(key),
-            )
-        }
-    };
+    let owned_secrets = owned_secrets(cluster)
+        .into_iter()
+        .map(|(reference, component)| {
+            let owned = refs.owned.get(&reference.name).ok_or_else(|| {
+                field(
+                    component,
+                    format!("no key was read or generated for Secret {}", reference.name),
+                )
+            })?;
+            Ok(OwnedSecret {
+                value: owned.value.clone(),
+                exists: owned.exists,
+                reference,
+                component,
+            })
+        })
+        .collect::<Result<Vec<_>, ValidationError>>()?;
+    let admin_key = spec
+        .admin_key_secret_ref
+        .clone()
+        .unwrap_or_else(|| SecretKeyRef {
+            name: admin_secret_name(&name),
+            key: ADMIN_KEY_SECRET_KEY.into(),
+        });
     // Embedded metadata, queue, originals or vectors live in the pod's data directory, which
     // must then survive a restart.
     let embedded = spec.postgres.is_none() || spec.s3.is_none() || spec.redis.is_none();
@@ -485,8 +574,7 @@ pub fn validate(
         config,
         config_toml,
         admin_key,
-        owned_admin_key,
-        admin_secret_exists: refs.admin_secret_exists,
+        owned_secrets,
         secret_env,
         data_volume,
         secrets_hash,
@@ -556,10 +644,7 @@ mod tests {
             image: "repo/ragplane".into(),
             version: operator_version.into(),
         };
-        let refs = Dereferenced {
-            generated_admin_key: Some("rp_test".into()),
-            ..Dereferenced::default()
-        };
+        let refs = Dereferenced::generating(c, "rp_test");
         validate(c, &refs, &defaults).unwrap().image
     }
 
@@ -606,10 +691,7 @@ spec:
             ["a-admin-key", "pg", "pg-ro", "qdrant", "redis", "s3"]
         );
         let hash = |url: &[u8]| {
-            let mut refs = Dereferenced {
-                generated_admin_key: Some("rp_test".into()),
-                ..Dereferenced::default()
-            };
+            let mut refs = Dereferenced::generating(&c, "rp_test");
             for n in &names {
                 refs.secrets.insert(n.clone(), None);
             }

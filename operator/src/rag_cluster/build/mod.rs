@@ -1,11 +1,11 @@
 //! Pure builders: one function per kind of object, from a [`ValidatedCluster`] only.
 
-pub mod admin_secret;
 pub mod api_deployment;
 pub mod api_pdb;
 pub mod api_service;
 pub mod config_map;
 pub mod data_volume;
+pub mod owned_secrets;
 pub mod qdrant_pdb;
 pub mod qdrant_service;
 pub mod qdrant_statefulset;
@@ -36,8 +36,8 @@ use crate::labels;
 pub struct ClusterObjects {
     /// Rendered data-plane config.
     pub config_map: ConfigMap,
-    /// The admin key Secret, when the operator owns it.
-    pub admin_secret: Option<Secret>,
+    /// The operator's own Secrets that do not exist yet (admin key, managed Qdrant key).
+    pub owned_secrets: Vec<Secret>,
     /// The data directory's claim, when any backend is embedded.
     pub data_volume: Option<PersistentVolumeClaim>,
     /// API Deployment.
@@ -69,7 +69,7 @@ pub struct QdrantObjects {
 pub fn build(c: &ValidatedCluster) -> ClusterObjects {
     ClusterObjects {
         config_map: config_map::build_config_map(c),
-        admin_secret: admin_secret::build_admin_secret(c),
+        owned_secrets: owned_secrets::build_owned_secrets(c),
         data_volume: data_volume::build_data_volume(c),
         api_deployment: api_deployment::build_api_deployment(c),
         api_service: api_service::build_api_service(c),
@@ -314,12 +314,10 @@ pub(crate) mod test_support {
 
     /// Validates YAML without references.
     pub fn validated(yaml: &str) -> ValidatedCluster {
+        let c = cluster(yaml);
         validate(
-            &cluster(yaml),
-            &Dereferenced {
-                generated_admin_key: Some("rp_test".into()),
-                ..Dereferenced::default()
-            },
+            &c,
+            &Dereferenced::generating(&c, "rp_test"),
             &crate::context::DataPlaneDefaults::new("ghcr.io/ragplane/ragplane"),
         )
         .expect("valid cluster")
