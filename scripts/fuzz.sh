@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO_FUZZ_VERSION=0.13.2
-SECONDS_EACH=${FUZZ_SECONDS:-45}
+SECONDS_EACH=${FUZZ_SECONDS:-30}
 TESTBIN=${RAGPLANE_TESTBIN:-$HOME/.cache/ragplane-testbin}
 FUZZ_BIN=$TESTBIN/cargo-fuzz-$CARGO_FUZZ_VERSION
 TARGET_DIR=${RAGPLANE_FUZZ_TARGET_DIR:-$HOME/.cache/ragplane-ci/fuzz-target}

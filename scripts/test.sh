@@ -106,7 +106,7 @@ step "schemathesis: generated requests against /openapi.json on a running server
 # No 5xx, and every status, content type and body as the schema documents (docs/security.md).
 bash scripts/schemathesis.sh "${CARGO_TARGET_DIR:-target}/debug/ragplane"
 
-step "cargo fuzz: the parsers, the chunker and the config loader, 45 s each"
+step "cargo fuzz: the parsers, the chunker and the config loader, 30 s each"
 # Nightly and AddressSanitizer, in a build directory of its own (docs/security.md).
 bash scripts/fuzz.sh
 

@@ -422,6 +422,62 @@ fn invalid_resources_are_rejected_with_the_cel_message() {
             "{field}: {message}: {err}"
         );
     }
+    // Storage the API server cannot change in place is immutable too, so an edit is refused
+    // up front instead of ending in a 422 on every reconcile.
+    let mp = |name: &str, cache: &str| {
+        format!("apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {{name: {name}}}\nspec: {{kind: embedding, model: m, replicas: 1, modelCache: {cache}}}\n")
+    };
+    let rc = |name: &str, extra: &str| {
+        format!("apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {{name: {name}}}\nspec: {{{extra}}}\n")
+    };
+    for (first, edited, field, message) in [
+        (
+            mp("cache", "{size: 5Gi}"),
+            mp("cache", "{size: 10Gi}"),
+            "spec.modelCache",
+            "modelCache is immutable after creation",
+        ),
+        (
+            mp("cache2", "{size: 5Gi}"),
+            mp("cache2", "{size: 5Gi, accessMode: ReadWriteMany}"),
+            "spec.modelCache",
+            "modelCache is immutable after creation",
+        ),
+        (
+            rc("disk", "api: {storage: {size: 1Gi}}"),
+            rc("disk", "api: {storage: {size: 2Gi}}"),
+            "spec.api.storage",
+            "api.storage is immutable after creation",
+        ),
+        (
+            rc("peers", "qdrant: {managed: {storage: {size: 10Gi}}}"),
+            rc("peers", "qdrant: {managed: {storage: {size: 20Gi}}}"),
+            "spec.qdrant.managed.storage",
+            "qdrant.managed.storage is immutable after creation",
+        ),
+    ] {
+        cluster.apply(&ns, &first).unwrap();
+        let err = cluster
+            .apply(&ns, &edited)
+            .expect_err("immutable")
+            .to_string();
+        assert!(
+            err.contains(field) && err.contains(message),
+            "{field}: {message}: {err}"
+        );
+    }
+    // One access-mode rule for a shared cache claim, checked up front.
+    let err = cluster
+        .apply(&ns, "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {name: wide}\nspec: {kind: embedding, model: m, replicas: 2, modelCache: {size: 5Gi}}\n")
+        .expect_err("ReadWriteOnce with two replicas")
+        .to_string();
+    assert!(
+        err.contains("spec.modelCache.accessMode") && err.contains("runs at most one replica"),
+        "{err}"
+    );
+    cluster
+        .apply(&ns, "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {name: wide}\nspec: {kind: embedding, model: m, replicas: 2, modelCache: {size: 5Gi, accessMode: ReadWriteMany}}\n")
+        .unwrap();
     // A mutable field still changes.
     cluster
         .apply(&ns, "apiVersion: ragplane.dev/v1alpha1\nkind: Collection\nmetadata: {name: im}\nspec: {cluster: x, collectionName: docs, vectorSize: 384, distance: Cosine, replicationFactor: 2}\n")
@@ -1161,6 +1217,50 @@ spec:
         .kubectl_ok(&["delete", "-n", &ns, "collection/docs", "--timeout=60s"])
         .unwrap();
     assert!(cluster.get(&ns, "collection", "docs").unwrap().is_none());
+    let exists = |collection: &str| {
+        let url = format!(
+            "http://127.0.0.1:{}/collections/{collection}/exists",
+            grpc_port - 1
+        );
+        let out = std::process::Command::new("curl")
+            .args(["-sf", &url])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["result"]["exists"].as_bool()
+    };
+    assert_eq!(
+        exists(&name),
+        Some(false),
+        "deletionPolicy Delete removed it"
+    );
+
+    // The Delete policy of an external Qdrant holds after the RagCluster is gone: the status
+    // recorded where the collection lives.
+    let orphan = format!("{name}-orphan");
+    cluster
+        .apply(
+            &ns,
+            &format!("apiVersion: ragplane.dev/v1alpha1\nkind: Collection\nmetadata: {{name: orphan}}\nspec: {{cluster: q, collectionName: {orphan}, vectorSize: 8, deletionPolicy: Delete}}\n"),
+        )
+        .unwrap();
+    cluster
+        .wait_for(&ns, "collection", "orphan", WAIT, |v| {
+            condition(v, "Ready").is_some_and(|c| c["status"] == "True")
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", operator.log_tail()));
+    assert_eq!(exists(&orphan), Some(true));
+    cluster
+        .kubectl_ok(&["delete", "-n", &ns, "ragcluster/q", "--timeout=60s"])
+        .unwrap();
+    cluster
+        .kubectl_ok(&["delete", "-n", &ns, "collection/orphan", "--timeout=60s"])
+        .unwrap_or_else(|e| panic!("{e}\n{}", operator.log_tail()));
+    assert_eq!(
+        exists(&orphan),
+        Some(false),
+        "deleted without its RagCluster"
+    );
 }
 
 /// Raising `replicationFactor` replicates every shard to another peer, and `Ready` waits for

@@ -16,7 +16,7 @@ use kube::{Api, ResourceExt};
 
 use crate::conditions::{conditions, Health};
 use crate::context::Context;
-use crate::crd::collection::{Collection, CollectionStatus, DeletionPolicy};
+use crate::crd::collection::{Collection, CollectionStatus, DeletionPolicy, QdrantLocation};
 use crate::crd::common::SecretKeyRef;
 use crate::crd::rag_cluster::RagCluster;
 use crate::error::{Error, Result};
@@ -182,6 +182,12 @@ async fn apply(obj: &Collection, ctx: &Context) -> Result<Action> {
         conditions: conditions(&health, obj.metadata.generation, &previous.conditions),
         points_count: observed.points_count,
         shards: observed.shards,
+        qdrant: Some(QdrantLocation {
+            url: validated.qdrant.url.clone(),
+            managed: validated.qdrant.managed,
+            api_key_secret_ref: validated.qdrant.api_key.clone(),
+            collection_name: validated.name.clone(),
+        }),
     };
     write_status(obj, ctx, &status).await?;
     // Point counts change without any Kubernetes event: poll them.
@@ -204,11 +210,22 @@ async fn cleanup(obj: &Collection, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     }
     let Some(cluster) = cluster_of(obj, ctx).await? else {
-        // The cluster, and with it any managed Qdrant, is gone: nothing is left to delete.
-        tracing::warn!(
-            "RagCluster {} is gone; releasing the Collection",
-            obj.spec.cluster
-        );
+        // The RagCluster is gone. A managed Qdrant went with it; an external one is still
+        // there, where the status recorded the collection.
+        match obj.status.as_ref().and_then(|s| s.qdrant.clone()) {
+            Some(at) if !at.managed => {
+                let target = validate::QdrantTarget {
+                    url: at.url,
+                    api_key: at.api_key_secret_ref,
+                    managed: false,
+                };
+                delete_collection(obj, ctx, &target, &at.collection_name).await?;
+            }
+            _ => tracing::warn!(
+                "RagCluster {} and its managed Qdrant are gone; releasing the Collection",
+                obj.spec.cluster
+            ),
+        }
         return Ok(Action::await_change());
     };
     let validated = match validate::validate(obj, &cluster) {
@@ -216,14 +233,25 @@ async fn cleanup(obj: &Collection, ctx: &Context) -> Result<Action> {
         Err(validate::ValidationError::NoQdrant(_)) => return Ok(Action::await_change()),
         Err(e) => return Err(Error::InvalidSpec(e.to_string())),
     };
-    let client = connect(obj, ctx, &validated.qdrant).await?;
-    qdrant::delete(&client, &validated.name).await?;
+    delete_collection(obj, ctx, &validated.qdrant, &validated.name).await?;
+    Ok(Action::await_change())
+}
+
+/// Deletes Qdrant collection `name` from `target`, with an event on `obj`.
+async fn delete_collection(
+    obj: &Collection,
+    ctx: &Context,
+    target: &validate::QdrantTarget,
+    name: &str,
+) -> Result<()> {
+    let client = connect(obj, ctx, target).await?;
+    qdrant::delete(&client, name).await?;
     ctx.event(
         obj,
         false,
         "Deleted",
-        format!("deleted Qdrant collection {}", validated.name),
+        format!("deleted Qdrant collection {name}"),
     )
     .await;
-    Ok(Action::await_change())
+    Ok(())
 }

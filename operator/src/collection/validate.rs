@@ -31,6 +31,8 @@ pub struct QdrantTarget {
     pub url: String,
     /// Secret holding the API key.
     pub api_key: Option<SecretKeyRef>,
+    /// Whether the RagCluster runs this Qdrant.
+    pub managed: bool,
 }
 
 /// A Collection with every default applied.
@@ -73,6 +75,7 @@ pub fn qdrant_target(cluster: &RagCluster) -> Result<QdrantTarget, ValidationErr
         }) => Ok(QdrantTarget {
             url: e.url.clone(),
             api_key: e.api_key_secret_ref.clone(),
+            managed: false,
         }),
         Some(QdrantSpec {
             managed: Some(m), ..
@@ -82,6 +85,7 @@ pub fn qdrant_target(cluster: &RagCluster) -> Result<QdrantTarget, ValidationErr
                 crate::rag_cluster::validate::qdrant_service_name(&cluster.name_any())
             ),
             api_key: Some(crate::rag_cluster::validate::managed_qdrant_key(cluster, m)),
+            managed: true,
         }),
         _ => Err(ValidationError::NoQdrant(cluster.name_any())),
     }

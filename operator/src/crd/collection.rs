@@ -228,6 +228,25 @@ pub struct CollectionStatus {
     /// Shards and where their replicas live.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardStatus>,
+    /// Where the collection lives, as last reconciled: what `deletionPolicy: Delete` acts on
+    /// once the RagCluster is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qdrant: Option<QdrantLocation>,
+}
+
+/// The Qdrant a collection lives in.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QdrantLocation {
+    /// gRPC URL of the Qdrant.
+    pub url: String,
+    /// Whether the RagCluster runs that Qdrant (then it goes with the cluster).
+    pub managed: bool,
+    /// Secret key holding its API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<crate::crd::common::SecretKeyRef>,
+    /// The collection's name in Qdrant.
+    pub collection_name: String,
 }
 
 /// One shard replica.

@@ -46,6 +46,8 @@ use super::common::{Autoscaling, ComponentAutoscalingStatus, Resources, StorageS
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.modelCache) == has(oldSelf.modelCache) && (!has(self.modelCache) || self.modelCache == oldSelf.modelCache)").message("modelCache is immutable after creation: a claim's size, class and access mode cannot change in place, and an Ollama pool's claims are StatefulSet templates; create a new ModelPool to change it").field_path(".modelCache"))]
+#[x_kube(validation = Rule::new("self.kind == 'ollama' || !has(self.modelCache) || self.modelCache.accessMode == 'ReadWriteMany' || (self.replicas <= 1 && (!has(self.autoscaling) || self.autoscaling.maxReplicas <= 1))").message("modelCache.accessMode: with ReadWriteOnce one pod at a time mounts the shared cache claim, so an openai or embedding pool runs at most one replica; use ReadWriteMany (a storage class that supports it) for more").field_path(".modelCache.accessMode"))]
 pub struct ModelPoolSpec {
     /// What serves the model: `ollama`, `openai` (vLLM, llama.cpp and the like) or `embedding`.
     pub kind: ModelPoolKind,
@@ -81,9 +83,10 @@ pub struct ModelPoolSpec {
     /// Tolerations of the pool's pods (for example for tainted GPU nodes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
-    /// Persistent model cache, so a restarted pod does not download the model again.
+    /// Persistent model cache, so a restarted pod does not download the model again. Immutable
+    /// after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model_cache: Option<StorageSpec>,
+    pub model_cache: Option<ModelCacheSpec>,
     /// Pull and load the model before the pod reports Ready.
     #[serde(default = "default_true")]
     pub warmup: bool,
@@ -95,6 +98,53 @@ fn default_replicas() -> i32 {
 
 fn default_true() -> bool {
     true
+}
+
+/// A pool's model cache.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelCacheSpec {
+    /// Size of the volume, for example `40Gi`.
+    pub size: String,
+    /// Storage class; the cluster default when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// Access mode of the claim that openai and embedding pools share among their replicas:
+    /// `ReadWriteOnce` (the default; such a pool then runs at most one replica) or
+    /// `ReadWriteMany` (needs a storage class that supports it). An Ollama pool gives each
+    /// replica a `ReadWriteOnce` claim of its own and ignores this.
+    #[serde(default)]
+    pub access_mode: CacheAccessMode,
+}
+
+impl ModelCacheSpec {
+    /// The size and class, as every claim the operator makes takes them.
+    pub fn storage(&self) -> StorageSpec {
+        StorageSpec {
+            size: self.size.clone(),
+            storage_class_name: self.storage_class_name.clone(),
+        }
+    }
+}
+
+/// Access mode of a shared model cache claim.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum CacheAccessMode {
+    /// One node mounts it.
+    #[default]
+    ReadWriteOnce,
+    /// Pods on any node mount it.
+    ReadWriteMany,
+}
+
+impl CacheAccessMode {
+    /// The Kubernetes name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReadWriteOnce => "ReadWriteOnce",
+            Self::ReadWriteMany => "ReadWriteMany",
+        }
+    }
 }
 
 /// Kind of model server.

@@ -52,6 +52,7 @@ use super::common::{
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.api) || !has(oldSelf.api) || (has(self.api.storage) == has(oldSelf.api.storage) && (!has(self.api.storage) || self.api.storage == oldSelf.api.storage))").message("api.storage is immutable after creation: a claim's size and class cannot change in place").field_path(".api.storage"))]
 #[x_kube(validation = Rule::new("!has(self.workers) || size(self.workers) == 0 || has(self.redis)").message("workers: worker pools need spec.redis, the queue they share with the API; without it each pool would get an embedded queue of its own and never see the API's jobs").field_path(".workers"))]
 #[x_kube(validation = Rule::new("!has(self.api) || (self.api.replicas <= 1 && (!has(self.api.autoscaling) || self.api.autoscaling.maxReplicas <= 1)) || (has(self.postgres) && has(self.s3) && has(self.redis))").message("api.replicas: more than one API replica needs the shared backends spec.postgres, spec.s3 and spec.redis; with embedded SQLite, local files and the embedded queue each pod would keep data of its own").field_path(".api.replicas"))]
 pub struct RagClusterSpec {
@@ -125,8 +126,8 @@ pub struct ApiSpec {
     pub autoscaling: Option<Autoscaling>,
     /// PersistentVolumeClaim of the data directory while any backend is embedded (SQLite
     /// metadata or queue, local originals, the embedded vector index): 1Gi in the default
-    /// storage class when omitted. The claim outlives pod restarts and is deleted with the
-    /// RagCluster.
+    /// storage class when omitted. The claim (`ReadWriteOnce`: one writer) outlives pod restarts
+    /// and is deleted with the RagCluster. Immutable after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageSpec>,
     /// Service port.
@@ -233,6 +234,7 @@ fn default_worker_replicas() -> i32 {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.managed) != has(self.external)").message("exactly one of qdrant.managed or qdrant.external must be set"))]
+#[x_kube(validation = Rule::new("!has(self.managed) || !has(oldSelf.managed) || (has(self.managed.storage) == has(oldSelf.managed.storage) && (!has(self.managed.storage) || self.managed.storage == oldSelf.managed.storage))").message("qdrant.managed.storage is immutable after creation: it is the StatefulSet's volume claim template").field_path(".managed.storage"))]
 pub struct QdrantSpec {
     /// A Qdrant cluster run by the operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -266,7 +268,8 @@ pub struct ManagedQdrant {
     /// Qdrant image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// Persistent storage of each peer.
+    /// Persistent storage of each peer (a `ReadWriteOnce` claim each); `emptyDir` when omitted.
+    /// Immutable after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageSpec>,
     /// Container resources.

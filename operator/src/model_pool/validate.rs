@@ -7,7 +7,6 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::common::StorageSpec;
 use crate::crd::model_pool::{ModelPool, ModelPoolKind};
 
 /// Default Ollama image.
@@ -73,7 +72,7 @@ pub struct ValidatedPool {
     /// Tolerations.
     pub tolerations: Vec<Toleration>,
     /// Model cache volume.
-    pub cache: Option<StorageSpec>,
+    pub cache: Option<crate::crd::model_pool::ModelCacheSpec>,
     /// Pull and load before Ready.
     pub warmup: bool,
     /// Port the server listens on.

@@ -12,15 +12,12 @@ pub fn cache_claim_name(pool: &str) -> String {
 /// `<pool>-model-cache`, when `spec.modelCache` is set.
 pub fn build_cache_pvc(p: &ValidatedPool) -> Option<PersistentVolumeClaim> {
     let cache = p.cache.as_ref()?;
-    // Several replicas on different nodes need a volume they can all mount.
-    let mode = if p.desired > 1 {
-        "ReadWriteMany"
-    } else {
-        "ReadWriteOnce"
-    };
+    // The mode the spec declares, never one derived from the replica count: a claim's access
+    // mode cannot change, so a mode that followed scaling would end in a permanent 422. The
+    // CRD refuses ReadWriteOnce with more than one replica instead.
     Some(PersistentVolumeClaim {
         metadata: super::meta(p, cache_claim_name(&p.name)),
-        spec: Some(cache.claim_spec(mode)),
+        spec: Some(cache.storage().claim_spec(cache.access_mode.as_str())),
         ..PersistentVolumeClaim::default()
     })
 }

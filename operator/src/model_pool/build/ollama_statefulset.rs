@@ -132,7 +132,7 @@ pub fn build_ollama_statefulset(p: &ValidatedPool) -> StatefulSet {
                     labels: Some(super::selector(p)),
                     ..ObjectMeta::default()
                 },
-                spec: Some(cache.claim_spec("ReadWriteOnce")),
+                spec: Some(cache.storage().claim_spec("ReadWriteOnce")),
                 ..PersistentVolumeClaim::default()
             }]),
         ),
