@@ -1344,6 +1344,26 @@ spec: {{cluster: q, collectionName: {name}, vectorSize: 8, shards: 3, replicatio
             "two replicas of a shard on one peer: {c}"
         );
     }
+
+    // Lowering the factor is carried out too: back to one copy of each shard.
+    cluster.apply(&ns, &collection(1)).unwrap();
+    let start = Instant::now();
+    loop {
+        let c = ready();
+        let r = replicas(&c);
+        if c["status"]["observedGeneration"] == c["metadata"]["generation"]
+            && r.len() == 3
+            && r.values().all(|p| p.len() == 1)
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{c}\n{}",
+            operator.log_tail()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
     cluster
         .kubectl_ok(&["delete", "-n", &ns, "collection/docs", "--timeout=60s"])
         .unwrap();

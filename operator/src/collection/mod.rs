@@ -159,6 +159,18 @@ async fn apply(obj: &Collection, ctx: &Context) -> Result<Action> {
         )
         .await;
     }
+    if observed.replicas_dropped > 0 {
+        ctx.event(
+            obj,
+            false,
+            "DroppingReplicas",
+            format!(
+                "dropped {} shard copies to come down to replication factor {}",
+                observed.replicas_dropped, validated.replication_factor
+            ),
+        )
+        .await;
+    }
     let replicating = observed.settling();
     let health = Health {
         ready: !replicating,

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use qdrant_client::qdrant::{
-    update_collection_cluster_setup_request::Operation, CollectionClusterInfoResponse,
+    update_collection_cluster_setup_request::Operation, CollectionClusterInfoResponse, Replica,
     ReplicateShard, UpdateCollectionClusterSetupRequest,
 };
 use qdrant_client::Qdrant;
@@ -28,6 +28,8 @@ pub struct Observed {
     pub shards: Vec<ShardStatus>,
     /// Replications started to reach the replication factor.
     pub replications_started: usize,
+    /// Copies dropped because the replication factor went down.
+    pub replicas_dropped: usize,
     /// Shard transfers Qdrant reports as running (this reconcile's and earlier ones').
     pub transfers_running: usize,
     /// Writes this reconcile sent: creation, an update of what differed, the tenant index,
@@ -40,6 +42,7 @@ impl Observed {
     /// replica not yet `Active`.
     pub fn settling(&self) -> bool {
         self.replications_started > 0
+            || self.replicas_dropped > 0
             || self.transfers_running > 0
             || self.shards.iter().any(|s| s.state != "Active")
     }
@@ -108,16 +111,29 @@ pub async fn ensure(client: &Qdrant, c: &ValidatedCollection) -> Result<Observed
         .await
         .map_err(qdrant_err(format!("read the shard layout of {}", c.name)))?;
     let mut replications_started = 0;
-    for op in plan_replication(&layout, c.replication_factor) {
+    let mut replicas_dropped = 0;
+    for op in plan_replicas(&layout, c.replication_factor) {
+        let what = match &op {
+            Operation::DropReplica(r) => {
+                replicas_dropped += 1;
+                format!(
+                    "drop a copy of shard {} of {} from peer {}",
+                    r.shard_id, c.name, r.peer_id
+                )
+            }
+            _ => {
+                replications_started += 1;
+                format!("replicate a shard of {}", c.name)
+            }
+        };
         client
             .update_collection_cluster_setup(UpdateCollectionClusterSetupRequest {
                 collection_name: c.name.clone(),
-                operation: Some(Operation::ReplicateShard(op)),
+                operation: Some(op),
                 ..UpdateCollectionClusterSetupRequest::default()
             })
             .await
-            .map_err(qdrant_err(format!("replicate a shard of {}", c.name)))?;
-        replications_started += 1;
+            .map_err(qdrant_err(what))?;
         writes += 1;
     }
     let info = client
@@ -132,6 +148,7 @@ pub async fn ensure(client: &Qdrant, c: &ValidatedCollection) -> Result<Observed
             .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
         shards: shard_layout(&layout),
         replications_started,
+        replicas_dropped,
         transfers_running: layout.shard_transfers.len(),
         writes,
     })
@@ -177,46 +194,74 @@ pub fn shard_layout(info: &CollectionClusterInfoResponse) -> Vec<ShardStatus> {
     shards
 }
 
-/// Replications that bring every shard up to `factor` copies, each to a peer that has none of
-/// that shard yet, preferring the peers holding the fewest replicas. Shards already being
-/// transferred are left alone.
-pub fn plan_replication(info: &CollectionClusterInfoResponse, factor: u32) -> Vec<ReplicateShard> {
-    let mut holders: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
+/// What it takes to give every shard `factor` live copies: replications to peers that hold no
+/// copy of it yet (preferring the peers holding the fewest), and, when the factor went down,
+/// dropped copies (from the most loaded peers). A `Dead` copy does not count toward the factor,
+/// and the last live copy is never dropped. Shards already being transferred are left alone.
+pub fn plan_replicas(info: &CollectionClusterInfoResponse, factor: u32) -> Vec<Operation> {
+    let dead = qdrant_client::qdrant::ReplicaState::Dead as i32;
+    // Every copy by shard: (peer, live).
+    let mut copies: BTreeMap<u32, BTreeMap<u64, bool>> = BTreeMap::new();
     let mut load: BTreeMap<u64, usize> = BTreeMap::from([(info.peer_id, 0)]);
-    for s in &info.local_shards {
-        holders.entry(s.shard_id).or_default().insert(info.peer_id);
-        *load.entry(info.peer_id).or_default() += 1;
-    }
-    for s in &info.remote_shards {
-        holders.entry(s.shard_id).or_default().insert(s.peer_id);
-        *load.entry(s.peer_id).or_default() += 1;
+    let replicas = info
+        .local_shards
+        .iter()
+        .map(|s| (s.shard_id, info.peer_id, s.state))
+        .chain(
+            info.remote_shards
+                .iter()
+                .map(|s| (s.shard_id, s.peer_id, s.state)),
+        );
+    for (shard, peer, state) in replicas {
+        copies.entry(shard).or_default().insert(peer, state != dead);
+        *load.entry(peer).or_default() += 1;
     }
     let busy: BTreeSet<u32> = info.shard_transfers.iter().map(|t| t.shard_id).collect();
+    let factor = factor as usize;
     let mut ops = Vec::new();
-    for (shard, peers) in &holders {
+    for (shard, peers) in &copies {
         if busy.contains(shard) {
             continue;
         }
-        let Some(&from) = peers.iter().next() else {
-            continue;
+        let mut live: Vec<u64> = peers.iter().filter(|(_, l)| **l).map(|(p, _)| *p).collect();
+        let Some(&from) = live.first() else {
+            continue; // no live copy to copy from: only Qdrant's own recovery can help
         };
-        let mut have: BTreeSet<u64> = peers.clone();
-        while have.len() < factor as usize {
+        while live.len() < factor {
             let Some((&to, _)) = load
                 .iter()
-                .filter(|(p, _)| !have.contains(p))
+                .filter(|(p, _)| !peers.contains_key(p) && !live.contains(p))
                 .min_by_key(|(p, n)| (**n, **p))
             else {
                 break; // fewer peers than the factor: nothing more can be placed
             };
-            ops.push(ReplicateShard {
+            ops.push(Operation::ReplicateShard(ReplicateShard {
                 shard_id: *shard,
                 from_peer_id: from,
                 to_peer_id: to,
                 ..ReplicateShard::default()
-            });
-            have.insert(to);
+            }));
+            live.push(to);
             *load.entry(to).or_default() += 1;
+        }
+        while live.len() > factor.max(1) {
+            // The most loaded peer gives its copy up (the higher id on a tie).
+            let Some(pos) = live
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, p)| (load.get(p).copied().unwrap_or(0), **p))
+                .map(|(i, _)| i)
+            else {
+                break;
+            };
+            let peer = live.swap_remove(pos);
+            ops.push(Operation::DropReplica(Replica {
+                shard_id: *shard,
+                peer_id: peer,
+            }));
+            if let Some(n) = load.get_mut(&peer) {
+                *n = n.saturating_sub(1);
+            }
         }
     }
     ops
@@ -256,17 +301,65 @@ mod tests {
         }
     }
 
+    fn replications(ops: &[Operation]) -> Vec<&ReplicateShard> {
+        ops.iter()
+            .filter_map(|o| match o {
+                Operation::ReplicateShard(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn drops(ops: &[Operation]) -> Vec<(u32, u64)> {
+        ops.iter()
+            .filter_map(|o| match o {
+                Operation::DropReplica(r) => Some((r.shard_id, r.peer_id)),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn raising_the_factor_replicates_to_peers_without_the_shard() {
-        let ops = plan_replication(&layout(), 2);
+        let ops = plan_replicas(&layout(), 2);
+        let ops = replications(&ops);
         assert_eq!(ops.len(), 1, "{ops:?}");
         assert_eq!((ops[0].shard_id, ops[0].from_peer_id), (0, 1));
         assert!(ops[0].to_peer_id == 2 || ops[0].to_peer_id == 3);
-        assert!(plan_replication(&layout(), 1).is_empty());
         // Factor 4 on three peers: every shard ends up on all three, a fourth copy has no place.
-        let ops = plan_replication(&layout(), 4);
+        let ops = plan_replicas(&layout(), 4);
+        let ops = replications(&ops);
         assert_eq!(ops.len(), 3, "{ops:?}");
         assert!(ops.iter().all(|o| o.from_peer_id != o.to_peer_id));
+    }
+
+    #[test]
+    fn lowering_the_factor_drops_copies_from_the_most_loaded_peers() {
+        // Shard 1 has copies on peers 2 and 3; factor 1 drops one, never the last.
+        let ops = plan_replicas(&layout(), 1);
+        assert!(replications(&ops).is_empty());
+        assert_eq!(drops(&ops), [(1, 3)], "{ops:?}");
+        assert_eq!(
+            plan_replicas(&layout(), 0).len(),
+            1,
+            "one live copy always stays"
+        );
+    }
+
+    #[test]
+    fn dead_copies_do_not_count_toward_the_factor() {
+        let mut l = layout();
+        l.remote_shards[1].state = qdrant_client::qdrant::ReplicaState::Dead as i32;
+        // Shard 1 has one live copy (peer 2) and a dead one (peer 3): factor 2 needs another,
+        // on a peer without any copy of the shard (peer 1).
+        let ops = plan_replicas(&l, 2);
+        let r = replications(&ops);
+        assert!(
+            r.iter()
+                .any(|o| o.shard_id == 1 && o.from_peer_id == 2 && o.to_peer_id == 1),
+            "{ops:?}"
+        );
+        assert!(drops(&ops).is_empty());
     }
 
     #[test]
