@@ -142,16 +142,20 @@ fn examples_create_children_with_owner_references_labels_and_printer_columns() {
         started.elapsed()
     );
 
-    // The rendered config points generation at the Ollama pool's Service.
+    // The rendered config points generation at every Ollama server of the pool by name,
+    // through its headless Service: maxReplicas (4) of them, for the autoscaled pool.
     let cm = cluster
         .get(&ns, "configmap", "prod-config")
         .unwrap()
         .unwrap();
     let toml = cm["data"]["ragplane.toml"].as_str().expect("config");
-    assert!(
-        toml.contains(&format!("url = \"http://llm.{ns}.svc:11434\"")),
-        "{toml}"
-    );
+    for i in 0..4 {
+        assert!(
+            toml.contains(&format!("\"http://llm-{i}.llm-pods.{ns}.svc:11434\"")),
+            "{toml}"
+        );
+    }
+    assert!(!toml.contains("llm-4."), "{toml}");
     assert!(toml.contains("provider = \"ollama\""), "{toml}");
     // Qdrant: parallel peers behind a headless Service.
     let sts = cluster

@@ -606,7 +606,33 @@ fn component(
     })
 }
 
-/// The generation section for a ModelPool's Service.
+/// Most per-pod endpoints rendered for one Ollama pool.
+const MAX_POD_ENDPOINTS: i32 = 64;
+
+/// Each Ollama server of `pool` by its stable name through the pool's headless Service, so that
+/// the data plane's health-checked pool sees every server and fails over when one goes: one
+/// ClusterIP URL would hide them behind kube-proxy. An autoscaled pool gets `maxReplicas`
+/// names; those with no pod behind them are ejected by the health probes until one starts.
+/// `None` for a pool of no replicas.
+fn ollama_pod_urls(pool: &ModelPool, namespace: &str) -> Option<Vec<String>> {
+    let name = pool.name_any();
+    let count = pool
+        .spec
+        .autoscaling
+        .as_ref()
+        .map_or(pool.spec.replicas, |a| a.max_replicas)
+        .clamp(0, MAX_POD_ENDPOINTS);
+    let headless = crate::model_pool::build::service::headless_name(&name);
+    let port = crate::model_pool::validate::port(ModelPoolKind::Ollama);
+    (count > 0).then(|| {
+        (0..count)
+            .map(|i| format!("http://{name}-{i}.{headless}.{namespace}.svc:{port}"))
+            .collect()
+    })
+}
+
+/// The generation section for a ModelPool: every Ollama server by name, or the Service of an
+/// OpenAI-compatible pool.
 fn generation_config(
     pool: &ModelPool,
     model: Option<&str>,
@@ -620,7 +646,14 @@ fn generation_config(
             .map_err(|e| ValidationError::Render(e.to_string()))
     };
     match pool.spec.kind {
-        ModelPoolKind::Ollama => Ok(GenerationConfig::Ollama(endpoint(url)?)),
+        ModelPoolKind::Ollama => match ollama_pod_urls(pool, namespace) {
+            Some(urls) => {
+                serde_json::from_value(serde_json::json!({ "urls": urls, "model": model }))
+                    .map(GenerationConfig::Ollama)
+                    .map_err(|e| ValidationError::Render(e.to_string()))
+            }
+            None => Ok(GenerationConfig::Ollama(endpoint(url)?)),
+        },
         ModelPoolKind::Openai => Ok(GenerationConfig::Openai(endpoint(format!("{url}/v1"))?)),
         ModelPoolKind::Embedding => Err(field(
             "generation.name",
@@ -705,5 +738,42 @@ spec:
         };
         assert_eq!(hash(b"postgres://a"), hash(b"postgres://a"));
         assert_ne!(hash(b"postgres://a"), hash(b"postgres://b"));
+    }
+
+    #[test]
+    fn generation_reaches_each_ollama_server_by_name() {
+        let pool = |spec: &str| -> ModelPool {
+            serde_yaml::from_str(&format!(
+                "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {{name: llm, namespace: rag}}\nspec: {spec}\n"
+            ))
+            .unwrap()
+        };
+        let urls = |spec: &str| match generation_config(&pool(spec), None, "rag").unwrap() {
+            GenerationConfig::Ollama(e) => (e.url, e.urls),
+            other => panic!("{other:?}"),
+        };
+        let (url, fixed) = urls("{kind: ollama, model: m, replicas: 2}");
+        assert!(url.is_empty());
+        assert_eq!(
+            fixed,
+            [
+                "http://llm-0.llm-pods.rag.svc:11434",
+                "http://llm-1.llm-pods.rag.svc:11434"
+            ]
+        );
+        let (_, scaled) = urls(
+            "{kind: ollama, model: m, replicas: 1, autoscaling: {minReplicas: 1, maxReplicas: 3}}",
+        );
+        assert_eq!(scaled.len(), 3);
+        // No replica: the Service, which answers once there is one.
+        let (url, none) = urls("{kind: ollama, model: m, replicas: 0}");
+        assert_eq!((url.as_str(), none.len()), ("http://llm.rag.svc:11434", 0));
+        // An OpenAI-compatible pool is reached through its Service.
+        let GenerationConfig::Openai(e) =
+            generation_config(&pool("{kind: openai, model: m}"), None, "rag").unwrap()
+        else {
+            panic!("openai")
+        };
+        assert_eq!(e.url, "http://llm.rag.svc:8000/v1");
     }
 }
