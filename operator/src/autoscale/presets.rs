@@ -73,13 +73,14 @@ pub fn expand(preset: Preset, scope: Scope<'_>) -> Result<String, String> {
                  or (sum(rate(ragplane_http_request_duration_seconds_count{{{m}}}[1m])) == 0)"
             ))
         }
-        // The data plane labels outstanding requests with the endpoint URL it calls, which is
+        // The data plane labels outstanding requests with the endpoint URL it calls: each
+        // Ollama server by name (`http://<pool>-<i>.<pool>-pods.<namespace>.svc:<port>`), or
         // the pool's Service (`http://<pool>.<namespace>.svc:<port>`, `/v1` for OpenAI).
         (Preset::OutstandingRequests, Scope::ModelPool { namespace, name }) => Ok(format!(
-            "sum(ragplane_llm_outstanding_requests{{namespace=\"{}\",endpoint=~\"https?://{}\\\\.{}\\\\.svc(\\\\.cluster\\\\.local)?(:[0-9]+)?(/.*)?\"}})",
+            "sum(ragplane_llm_outstanding_requests{{namespace=\"{}\",endpoint=~\"https?://{name}(-[0-9]+\\\\.{name}-pods)?\\\\.{}\\\\.svc(\\\\.cluster\\\\.local)?(:[0-9]+)?(/.*)?\"}})",
             label_escape(namespace),
-            regex_escape(name),
             regex_escape(namespace),
+            name = regex_escape(name),
         )),
         (preset, scope) => Err(format!(
             "preset {} does not apply to {}",
@@ -117,9 +118,11 @@ fn cluster_matchers(namespace: &str, cluster: &str) -> String {
     )
 }
 
+/// The API's series, probes and scrapes left out: a saturated pod's kubelet and Prometheus
+/// traffic is not load to scale on.
 fn api_matchers(namespace: &str, cluster: &str) -> String {
     format!(
-        "{},app_kubernetes_io_component=\"api\"",
+        "{},app_kubernetes_io_component=\"api\",route!~\"/healthz|/readyz|/metrics\"",
         cluster_matchers(namespace, cluster)
     )
 }
@@ -185,8 +188,12 @@ mod tests {
         )
         .unwrap();
         assert!(
-            llm.contains(r#"endpoint=~"https?://llm\\.rag\\.svc"#),
+            llm.contains(r#"endpoint=~"https?://llm(-[0-9]+\\.llm-pods)?\\.rag\\.svc"#),
             "{llm}"
+        );
+        assert!(
+            rps.contains(r#"route!~"/healthz|/readyz|/metrics""#),
+            "probes and scrapes are not load: {rps}"
         );
         assert!(expand(Preset::QueueDepth, api)
             .unwrap_err()
