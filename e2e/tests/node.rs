@@ -473,6 +473,28 @@ fn the_dev_ragcluster_serves_queries_from_real_pods() {
             .unwrap_or_default()
     );
 
+    // Whether this node's CNI enforces NetworkPolicies: a policy that admits nothing to the API
+    // pod. The bridge plugin has no policy engine, so the API still answers; docs/operator.md
+    // says so, and this fails when that stops being true.
+    let deny = target_dir().join("deny-api.yaml");
+    std::fs::write(
+        &deny,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-api}\n\
+         spec: {podSelector: {matchLabels: {app.kubernetes.io/instance: dev, app.kubernetes.io/component: api}}, policyTypes: [Ingress]}\n",
+    )
+    .unwrap();
+    node.kubectl(&["apply", "-n", ns, "-f", &deny.to_string_lossy()])
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let through = first_source(&node, &url, &key);
+    node.kubectl(&["delete", "networkpolicy", "-n", ns, "deny-api"])
+        .unwrap();
+    assert!(
+        through.is_ok(),
+        "the CNI now enforces NetworkPolicies: update docs/operator.md ({through:?})"
+    );
+    eprintln!("NOTE: the node's CNI (bridge, host-local) does not enforce NetworkPolicies");
+
     // A cluster whose API pod crash-loops (its PostgreSQL URL cannot be parsed, so the data
     // plane exits at start) shows Degraded with the reason and the pod, from the real kubelet.
     // Its backends are all shared ones, so it needs no volume of its own.

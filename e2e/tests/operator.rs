@@ -930,6 +930,52 @@ fn operator_restart_converges_without_duplicates() {
     }
 }
 
+/// `spec.networkPolicy` renders a policy for the managed Qdrant and one per referenced
+/// ModelPool, and turning it off removes them.
+#[test]
+fn network_policies_follow_the_spec() {
+    let Some((cluster, ns, operator)) = setup("op-netpol") else {
+        return;
+    };
+    let manifest = |enabled: bool| {
+        format!(
+            "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {{name: llm}}\nspec: {{kind: ollama, model: m}}\n---\n\
+             apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {{name: np}}\n\
+             spec: {{qdrant: {{managed: {{replicas: 1}}}}, generation: {{name: llm}}, networkPolicy: {{enabled: {enabled}}}}}\n"
+        )
+    };
+    cluster.apply(&ns, &manifest(true)).unwrap();
+    let qdrant = cluster
+        .wait_for(&ns, "networkpolicy", "np-qdrant", WAIT, |_| true)
+        .unwrap_or_else(|e| panic!("{e}\n{}", operator.log_tail()));
+    assert_eq!(
+        qdrant["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "qdrant"
+    );
+    let llm = cluster
+        .wait_for(&ns, "networkpolicy", "np-to-llm", WAIT, |_| true)
+        .unwrap();
+    let rule = &llm["spec"]["ingress"][0];
+    assert_eq!(rule["ports"][0]["port"], 11434);
+    assert_eq!(
+        rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"],
+        "np"
+    );
+    cluster.apply(&ns, &manifest(false)).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while ["np-qdrant", "np-to-llm"]
+        .iter()
+        .any(|n| cluster.get(&ns, "networkpolicy", n).unwrap().is_some())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "policies left after turning them off\n{}",
+            operator.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn collection_finalizer_follows_the_deletion_policy() {
     let Some((cluster, ns, operator)) = setup("op-final") else {

@@ -107,6 +107,24 @@ pub struct RagClusterSpec {
     /// key, once, and keeps it; `status.adminKeySecret` names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_key_secret_ref: Option<SecretKeyRef>,
+    /// NetworkPolicies that let only this cluster's data plane (API and workers) reach its
+    /// managed Qdrant and the ModelPools it references. Off when omitted. They take effect only
+    /// where the CNI enforces NetworkPolicies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySpec>,
+}
+
+/// NetworkPolicies of a RagCluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Render the policies.
+    #[serde(default)]
+    pub enabled: bool,
+    /// More peers allowed in, on every port, added to every policy: for example Prometheus
+    /// scraping Qdrant or the model servers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_from: Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>,
 }
 
 /// The HTTP API component.

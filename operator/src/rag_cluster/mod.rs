@@ -10,7 +10,9 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -310,6 +312,7 @@ async fn apply_all(
     let ClusterObjects {
         config_map,
         owned_secrets,
+        network_policies,
         data_volume,
         api_deployment,
         api_service,
@@ -376,11 +379,42 @@ async fn apply_all(
             raise_to_minimum(client, ns, applied, &pool.component).await?,
         ));
     }
-    prune_workers(client, c, &workers).await?;
+    let names = |objects: &[&ObjectMeta]| -> Vec<String> {
+        objects.iter().filter_map(|m| m.name.clone()).collect()
+    };
+    let worker_names = names(&workers.iter().map(|w| &w.metadata).collect::<Vec<_>>());
+    prune::<Deployment>(
+        client,
+        c,
+        ",app.kubernetes.io/component=worker",
+        &worker_names,
+    )
+    .await?;
     for hpa in &hpas {
         apply_one(client, ns, hpa).await?;
     }
-    prune_hpas(client, c, &hpas).await?;
+    prune::<HorizontalPodAutoscaler>(
+        client,
+        c,
+        "",
+        &names(&hpas.iter().map(|h| &h.metadata).collect::<Vec<_>>()),
+    )
+    .await?;
+    for policy in &network_policies {
+        apply_one(client, ns, policy).await?;
+    }
+    prune::<NetworkPolicy>(
+        client,
+        c,
+        "",
+        &names(
+            &network_policies
+                .iter()
+                .map(|p| &p.metadata)
+                .collect::<Vec<_>>(),
+        ),
+    )
+    .await?;
     Ok(AppliedWorkloads {
         api,
         workers: applied_workers,
@@ -421,15 +455,27 @@ async fn release(client: &Client, ns: &str, name: &str) -> Result<()> {
         .map_err(|e| Error::kube(format!("hand the replicas of Deployment {name} over"), e))
 }
 
-/// Deletes the HorizontalPodAutoscalers of components that no longer have CPU/memory targets.
-async fn prune_hpas(
+/// Deletes the children of kind `K` that this cluster controls, among those labelled with its
+/// instance (and `extra_labels`, a `,key=value` suffix), that `desired` no longer names: worker
+/// pools removed from the spec, HPAs of components without CPU/memory targets, NetworkPolicies
+/// turned off.
+async fn prune<K>(
     client: &Client,
     c: &ValidatedCluster,
-    desired: &[HorizontalPodAutoscaler],
-) -> Result<()> {
-    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &c.namespace);
+    extra_labels: &str,
+    desired: &[String],
+) -> Result<()>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let kind = K::kind(&K::DynamicType::default()).into_owned();
+    let api: Api<K> = Api::namespaced(client.clone(), &c.namespace);
     let selector = format!(
-        "{}={},app.kubernetes.io/managed-by={}",
+        "{}={},app.kubernetes.io/managed-by={}{extra_labels}",
         labels::INSTANCE,
         c.name,
         labels::MANAGED_BY
@@ -437,52 +483,14 @@ async fn prune_hpas(
     let existing = api
         .list_metadata(&ListParams::default().labels(&selector))
         .await
-        .map_err(|e| Error::kube("list HorizontalPodAutoscalers", e))?;
-    for h in existing {
-        let name = h.name_any();
-        let wanted = desired
-            .iter()
-            .any(|d| d.metadata.name.as_deref() == Some(name.as_str()));
-        if !wanted && owned_by(&h.metadata, &c.owner.uid) {
+        .map_err(|e| Error::kube(format!("list {kind}s"), e))?;
+    for object in existing {
+        let name = object.name_any();
+        if !desired.contains(&name) && owned_by(&object.metadata, &c.owner.uid) {
+            tracing::info!(kind, name, "deleting a child the spec no longer asks for");
             api.delete(&name, &DeleteParams::background())
                 .await
-                .map_err(|e| Error::kube(format!("delete HorizontalPodAutoscaler {name}"), e))?;
-        }
-    }
-    Ok(())
-}
-
-/// Deletes worker Deployments of pools that left the spec.
-async fn prune_workers(
-    client: &Client,
-    c: &ValidatedCluster,
-    desired: &[Deployment],
-) -> Result<()> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), &c.namespace);
-    let selector = format!(
-        "{}={},{}=worker,app.kubernetes.io/managed-by={}",
-        labels::INSTANCE,
-        c.name,
-        labels::COMPONENT,
-        labels::MANAGED_BY
-    );
-    let existing = api
-        .list_metadata(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|e| Error::kube("list worker Deployments", e))?;
-    for d in existing {
-        let name = d.name_any();
-        let wanted = desired
-            .iter()
-            .any(|w| w.metadata.name.as_deref() == Some(name.as_str()));
-        if !wanted && owned_by(&d.metadata, &c.owner.uid) {
-            tracing::info!(
-                deployment = name,
-                "deleting the Deployment of a removed worker pool"
-            );
-            api.delete(&name, &DeleteParams::background())
-                .await
-                .map_err(|e| Error::kube(format!("delete Deployment {name}"), e))?;
+                .map_err(|e| Error::kube(format!("delete {kind} {name}"), e))?;
         }
     }
     Ok(())
@@ -614,6 +622,13 @@ mod tests {
             Exchange::reply(
                 Method::GET,
                 "/apis/autoscaling/v2/namespaces/rag/horizontalpodautoscalers?&labelSelector=app.kubernetes.io%2Finstance%3Ddev",
+                StatusCode::OK,
+                serde_json::json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                    "metadata": {}, "items": []}),
+            ),
+            Exchange::reply(
+                Method::GET,
+                "/apis/networking.k8s.io/v1/namespaces/rag/networkpolicies?&labelSelector=app.kubernetes.io%2Finstance%3Ddev",
                 StatusCode::OK,
                 serde_json::json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
                     "metadata": {}, "items": []}),

@@ -162,6 +162,10 @@ pub struct ValidatedCluster {
     pub secrets_hash: String,
     /// A model of the user's own, mounted in place of the image's.
     pub model: Option<crate::crd::rag_cluster::ModelVolume>,
+    /// Peers allowed in besides the data plane, when NetworkPolicies are on.
+    pub network_policy: Option<Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>>,
+    /// The ModelPools the data plane calls, with their ports.
+    pub model_pools: Vec<(String, i32)>,
 }
 
 /// A Deployment-backed component.
@@ -579,6 +583,16 @@ pub fn validate(
         data_volume,
         secrets_hash,
         model: spec.model.clone(),
+        network_policy: spec
+            .network_policy
+            .as_ref()
+            .filter(|p| p.enabled)
+            .map(|p| p.allow_from.clone()),
+        model_pools: [&refs.generation_pool, &refs.embedding_pool]
+            .into_iter()
+            .flatten()
+            .map(|p| (p.name_any(), crate::model_pool::validate::port(p.spec.kind)))
+            .collect(),
     })
 }
 

@@ -5,6 +5,7 @@ pub mod api_pdb;
 pub mod api_service;
 pub mod config_map;
 pub mod data_volume;
+pub mod network_policies;
 pub mod owned_secrets;
 pub mod qdrant_pdb;
 pub mod qdrant_service;
@@ -52,6 +53,8 @@ pub struct ClusterObjects {
     pub qdrant: Option<QdrantObjects>,
     /// HorizontalPodAutoscalers of the components with CPU/memory targets.
     pub hpas: Vec<HorizontalPodAutoscaler>,
+    /// NetworkPolicies, when asked for.
+    pub network_policies: Vec<k8s_openapi::api::networking::v1::NetworkPolicy>,
 }
 
 /// The objects of a managed Qdrant.
@@ -70,6 +73,7 @@ pub fn build(c: &ValidatedCluster) -> ClusterObjects {
     ClusterObjects {
         config_map: config_map::build_config_map(c),
         owned_secrets: owned_secrets::build_owned_secrets(c),
+        network_policies: network_policies::build_network_policies(c),
         data_volume: data_volume::build_data_volume(c),
         api_deployment: api_deployment::build_api_deployment(c),
         api_service: api_service::build_api_service(c),
