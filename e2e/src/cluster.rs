@@ -198,6 +198,25 @@ impl TestCluster {
     }
 }
 
+/// Polls `done` every 200 ms until it holds; after `timeout`, panics with `what` and
+/// `context()` (an operator's log tail, say).
+pub fn poll_until(
+    timeout: Duration,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?}: {what}\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Removes the directories of clusters whose test process has exited (the watchdog stopped the
 /// cluster but keeps its directory, ~120 MB of etcd data).
 fn remove_stale_clusters() {

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use ragplane_e2e::cluster::{self, Operator, TestCluster};
+use ragplane_e2e::cluster::{self, poll_until, Operator, TestCluster};
 use ragplane_e2e::repo_root;
 use serde_json::Value;
 
@@ -852,12 +852,6 @@ fn operator_restart_converges_without_duplicates() {
     // resourceVersion, so comparing it could not fail; the operator counts its applies that
     // changed an object instead.
     let changed = || second.metric("ragplane_operator_applies_changed_total", &[]);
-    let reconciles = || {
-        second.metric(
-            "ragplane_operator_reconciles_total",
-            &["kind=\"RagCluster\""],
-        )
-    };
     let deadline = Instant::now() + WAIT;
     let mut settled = changed();
     loop {
@@ -873,28 +867,7 @@ fn operator_restart_converges_without_duplicates() {
         );
         settled = now;
     }
-    let before = reconciles();
-    for i in 0..3 {
-        cluster
-            .kubectl_ok(&[
-                "annotate",
-                "--overwrite",
-                "-n",
-                &ns,
-                "ragcluster/prod",
-                &format!("e2e/poke={i}"),
-            ])
-            .unwrap();
-    }
-    let deadline = Instant::now() + WAIT;
-    while reconciles() < before + 2.0 {
-        assert!(
-            Instant::now() < deadline,
-            "no reconciles after annotating\n{}",
-            second.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    reconcile_again(cluster, &ns, "ragcluster/prod", &second);
     assert_eq!(
         changed(),
         settled,
@@ -919,15 +892,12 @@ fn operator_restart_converges_without_duplicates() {
             &format!("{{\"spec\":{{\"logFilter\":\"{filter}\"}}}}"),
         ])
         .unwrap();
-    let deadline = Instant::now() + WAIT;
-    while changed() <= settled {
-        assert!(
-            Instant::now() < deadline,
-            "the change was not applied\n{}",
-            second.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    poll_until(
+        WAIT,
+        "the change was not applied",
+        || changed() > settled,
+        || second.log_tail(),
+    );
 }
 
 /// `spec.networkPolicy` renders a policy for the managed Qdrant and one per referenced
@@ -962,18 +932,47 @@ fn network_policies_follow_the_spec() {
         "np"
     );
     cluster.apply(&ns, &manifest(false)).unwrap();
-    let deadline = Instant::now() + WAIT;
-    while ["np-qdrant", "np-to-llm"]
-        .iter()
-        .any(|n| cluster.get(&ns, "networkpolicy", n).unwrap().is_some())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "policies left after turning them off\n{}",
-            operator.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(200));
+    poll_until(
+        WAIT,
+        "policies left after turning them off",
+        || {
+            ["np-qdrant", "np-to-llm"]
+                .iter()
+                .all(|n| cluster.get(&ns, "networkpolicy", n).unwrap().is_none())
+        },
+        || operator.log_tail(),
+    );
+}
+
+/// Annotates `object` three times and waits until `operator` has reconciled its kind at least
+/// twice more: reconciles that find nothing to change.
+fn reconcile_again(cluster: &TestCluster, ns: &str, object: &str, operator: &Operator) {
+    let kind = match object.split('/').next() {
+        Some("ragcluster") => "RagCluster",
+        Some("collection") => "Collection",
+        other => panic!("no kind for {other:?}"),
+    };
+    let label = format!("kind=\"{kind}\"");
+    let reconciles = || operator.metric("ragplane_operator_reconciles_total", &[&label]);
+    let before = reconciles();
+    for i in 0..3 {
+        cluster
+            .kubectl_ok(&[
+                "annotate",
+                "--overwrite",
+                "-n",
+                ns,
+                object,
+                &format!("e2e/poke={i}"),
+            ])
+            .unwrap_or_else(|e| panic!("annotate {object}: {e}"));
     }
+    poll_until(
+        WAIT,
+        "no reconciles after annotating",
+        || reconciles() >= before + 2.0,
+        || operator.log_tail(),
+    );
 }
 
 #[test]
@@ -1203,39 +1202,12 @@ spec:
             &[&format!("namespace=\"{ns}\""), "collection=\"docs\""],
         )
     };
-    let reconciles = || {
-        operator.metric(
-            "ragplane_operator_reconciles_total",
-            &["kind=\"Collection\""],
-        )
-    };
     let settled = writes();
     assert!(
         settled >= 2.0,
         "creation and the tenant index are writes: {settled}"
     );
-    let before = reconciles();
-    for i in 0..3 {
-        cluster
-            .kubectl_ok(&[
-                "annotate",
-                "--overwrite",
-                "-n",
-                &ns,
-                "collection/docs",
-                &format!("e2e/poke={i}"),
-            ])
-            .unwrap();
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while reconciles() < before + 2.0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no reconciles after annotating\n{}",
-            operator.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    reconcile_again(cluster, &ns, "collection/docs", &operator);
     assert_eq!(
         writes(),
         settled,
@@ -1246,15 +1218,12 @@ spec:
     cluster
         .apply(&ns, &format!("apiVersion: ragplane.dev/v1alpha1\nkind: Collection\nmetadata: {{name: docs}}\nspec: {{cluster: q, collectionName: {name}, vectorSize: 8, shards: 2, hnsw: {{m: 16}}, quantization: {{type: scalar}}, deletionPolicy: Delete}}\n"))
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while writes() < settled + 1.0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the change was not written\n{}",
-            operator.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    poll_until(
+        Duration::from_secs(30),
+        "the change was not written",
+        || writes() >= settled + 1.0,
+        || operator.log_tail(),
+    );
     let out = std::process::Command::new("curl")
         .args(["-sf", &rest])
         .output()

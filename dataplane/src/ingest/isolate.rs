@@ -187,20 +187,23 @@ mod tests {
         );
     }
 
+    async fn parse_one_byte(config: &ParsingConfig) -> Result<Extracted> {
+        extract(
+            config,
+            Format::Text,
+            Bytes::from_static(b"x"),
+            Budget::UNLIMITED,
+        )
+        .await
+    }
+
     #[tokio::test]
     async fn a_program_that_is_not_a_parser_is_an_internal_error_naming_the_setting() {
         let config = ParsingConfig {
             program: Some("/nonexistent/ragplane".into()),
             ..ParsingConfig::default()
         };
-        let err = extract(
-            &config,
-            Format::Text,
-            Bytes::from_static(b"x"),
-            Budget::UNLIMITED,
-        )
-        .await
-        .unwrap_err();
+        let err = parse_one_byte(&config).await.unwrap_err();
         assert!(matches!(err, Error::Internal(_)), "{err}");
         assert!(err.to_string().contains("parsing.program"), "{err}");
     }
@@ -218,14 +221,7 @@ mod tests {
             ..ParsingConfig::default()
         };
         let started = std::time::Instant::now();
-        let err = extract(
-            &config,
-            Format::Text,
-            Bytes::from_static(b"x"),
-            Budget::UNLIMITED,
-        )
-        .await
-        .unwrap_err();
+        let err = parse_one_byte(&config).await.unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(10));
         assert!(
             matches!(&err, Error::Invalid { message, .. } if message.contains("longer than 1 s (parsing.timeout_secs)")),
