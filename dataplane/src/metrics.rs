@@ -150,7 +150,12 @@ pub fn init() {
     LazyLock::force(&QUEUE_DEPTH);
     LazyLock::force(&QUEUE_IN_FLIGHT);
     LazyLock::force(&QUEUE_DEAD);
-    LazyLock::force(&JOBS);
+    // Outcomes start at zero, so that rates over them read 0 before the first failure.
+    for queue in crate::queue::QUEUES {
+        for outcome in ["succeeded", "retrying", "dead", "error"] {
+            JOBS.with_label_values(&[queue, outcome]);
+        }
+    }
     LazyLock::force(&JOB_DURATION);
     LazyLock::force(&UPLOADS_REFUSED);
     LazyLock::force(&AUTH_FAILURES);

@@ -71,6 +71,16 @@ impl Error {
         }
     }
 
+    /// Every value of [`Error::metric_label`], so that the error counters can start at zero.
+    pub const METRIC_LABELS: [&'static str; 6] = [
+        "InvalidSpec",
+        "MissingReference",
+        "KubeError",
+        "QdrantError",
+        "FinalizerError",
+        "Timeout",
+    ];
+
     /// The variant name, used as metric label and Event reason.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -97,6 +107,8 @@ mod tests {
         };
         assert!(!missing.is_permanent());
         assert_eq!(missing.metric_label(), "MissingReference");
+        assert!(Error::METRIC_LABELS.contains(&missing.metric_label()));
+        assert!(Error::METRIC_LABELS.contains(&Error::InvalidSpec("x".into()).metric_label()));
         let qdrant = Error::Qdrant {
             action: "create".into(),
             message: "unavailable".into(),

@@ -151,6 +151,14 @@ impl Metrics {
             )
             .expect("valid metric"),
         };
+        // Every kind and error from the start, at zero: alert rules and dashboards find the
+        // series before the first failure, and a rate over them reads 0, not "no data".
+        for kind in ["RagCluster", "ModelPool", "Collection"] {
+            reconciles.with_label_values(&[kind]);
+            for error in crate::error::Error::METRIC_LABELS {
+                failures.with_label_values(&[kind, error]);
+            }
+        }
         for m in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(failures.clone()),
