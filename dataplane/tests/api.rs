@@ -2325,3 +2325,68 @@ async fn a_decompression_bomb_or_an_oversized_page_fails_only_its_document() {
     let (fine, _) = upload_text(r, ADMIN, "docs", "Kelp forests shelter sea otters.", "kelp").await;
     wait_status(r, ADMIN, "docs", &fine, "indexed").await;
 }
+
+/// A cluster-admin key reads and changes the process's log filter; a bad filter is a 422 naming
+/// the field, and a weaker key gets 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_admins_change_the_log_filter_at_run_time() {
+    let Some(e) = env(|_| {}).await else { return };
+    ragplane::logging::init(ragplane_config::LogFormat::Text, "warn");
+    let r = &e.router;
+    let path = "/v1/admin/log-filter";
+    let set = call(
+        r,
+        Method::PUT,
+        path,
+        ADMIN,
+        Some(json!({"filter": "info,ragplane=debug"})),
+    )
+    .await;
+    assert_eq!(set.status, StatusCode::OK, "{:?}", set.body);
+    let got = call(r, Method::GET, path, ADMIN, None).await;
+    assert_eq!(got.body["filter"], "info,ragplane=debug");
+    assert_eq!(
+        ragplane::logging::filter().as_deref(),
+        Some("info,ragplane=debug")
+    );
+
+    let bad = call(
+        r,
+        Method::PUT,
+        path,
+        ADMIN,
+        Some(json!({"filter": "ragplane=[loud"})),
+    )
+    .await;
+    assert_eq!(
+        bad.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        bad.body
+    );
+    assert!(
+        bad.body["error"].as_str().unwrap().contains("filter"),
+        "{:?}",
+        bad.body
+    );
+    assert_eq!(
+        ragplane::logging::filter().as_deref(),
+        Some("info,ragplane=debug")
+    );
+
+    let issued = call(
+        r,
+        Method::POST,
+        "/v1/tenants/default/keys",
+        ADMIN,
+        Some(json!({"scope": "read-write"})),
+    )
+    .await;
+    let rw = issued.body["key"].as_str().unwrap().to_owned();
+    let refused = call(r, Method::PUT, path, &rw, Some(json!({"filter": "trace"}))).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.body);
+    assert_eq!(
+        call(r, Method::GET, path, &rw, None).await.status,
+        StatusCode::FORBIDDEN
+    );
+}

@@ -519,3 +519,52 @@ fn keys_are_managed_from_the_command_line() {
     );
     server.stop().unwrap();
 }
+
+/// SIGHUP re-reads the configuration and applies its log filter to the running server.
+#[test]
+fn sighup_applies_a_new_log_filter() {
+    if !model_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ragplane.toml");
+    std::fs::write(&config, "[telemetry]\nlog_filter = \"warn\"\n").unwrap();
+    let mut server = Server::start_command(
+        &["serve", "--config", config.to_str().unwrap()],
+        &dir.path().join("data"),
+        None,
+        &[],
+    )
+    .unwrap();
+    let key = ragplane_e2e::ADMIN_KEY;
+    let filter = || -> Value {
+        let out = std::process::Command::new("curl")
+            .args(["-sf", "-H", &format!("Authorization: Bearer {key}")])
+            .arg(format!("{}/v1/admin/log-filter", server.url))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    assert_eq!(filter()["filter"], "warn");
+    std::fs::write(
+        &config,
+        "[telemetry]\nlog_filter = \"info,ragplane=debug\"\n",
+    )
+    .unwrap();
+    server.signal("HUP").unwrap();
+    let start = Instant::now();
+    while filter()["filter"] != "info,ragplane=debug" {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{}",
+            server.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        server.log_tail().contains("log filter changed"),
+        "{}",
+        server.log_tail()
+    );
+    server.stop().unwrap();
+}

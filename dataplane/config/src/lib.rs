@@ -537,7 +537,8 @@ pub enum LogFormat {
 pub struct TelemetryConfig {
     /// Output format.
     pub log_format: LogFormat,
-    /// Filter in `tracing-subscriber` EnvFilter syntax; can be changed at run time.
+    /// Filter in `tracing-subscriber` EnvFilter syntax. `ragplane serve` applies a new value on
+    /// SIGHUP (re-reading the configuration), and `PUT /v1/admin/log-filter` changes it too.
     pub log_filter: String,
 }
 

@@ -1,13 +1,14 @@
 //! Tenant and API key management: tenants for cluster-admin keys; a tenant's keys (list, issue,
-//! revoke, rotate) for its tenant-admin keys and for cluster-admin keys.
+//! revoke, rotate) for its tenant-admin keys and for cluster-admin keys. Also this process's log
+//! filter, for cluster-admin keys.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ErrorBody};
 use super::{ApiJson, AppState, Auth};
-use crate::app::{IssuedKey, KeyRequest};
+use crate::app::{App, IssuedKey, KeyRequest};
 use crate::error::Error;
 use crate::metadata::{ApiKey, Scope, Tenant};
 
@@ -210,4 +211,44 @@ pub async fn rotate_key(
         StatusCode::CREATED,
         ApiJson(app.rotate_key(&p, &tenant, &id, grace).await?),
     ))
+}
+
+/// Body of `PUT /v1/admin/log-filter`, and the answer of both log-filter routes.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogFilter {
+    /// A filter in `tracing-subscriber` EnvFilter syntax, for example `info,ragplane=debug`.
+    #[schema(min_length = 1, max_length = 1024)]
+    pub filter: String,
+}
+
+/// The log filter in force in this process.
+#[utoipa::path(get, path = "/v1/admin/log-filter",
+    responses((status = 200, body = LogFilter), (status = 403, body = ErrorBody)))]
+pub async fn get_log_filter(Auth(p): Auth) -> Result<ApiJson<LogFilter>, ApiError> {
+    App::require(&p, Scope::ClusterAdmin)?;
+    Ok(ApiJson(LogFilter {
+        filter: crate::logging::filter().unwrap_or_default(),
+    }))
+}
+
+/// Changes the log filter of this process, at once and until the next change or restart. Each
+/// instance has its own: behind a load balancer, change every pod (or send them SIGHUP after
+/// changing `telemetry.log_filter`).
+#[utoipa::path(put, path = "/v1/admin/log-filter", request_body = LogFilter,
+    responses((status = 200, body = LogFilter), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn set_log_filter(
+    Auth(p): Auth,
+    ApiJson(body): ApiJson<LogFilter>,
+) -> Result<ApiJson<LogFilter>, ApiError> {
+    App::require(&p, Scope::ClusterAdmin)?;
+    if body.filter.trim().is_empty() || body.filter.len() > 1024 {
+        return Err(Error::invalid("filter", "must be 1 to 1024 characters").into());
+    }
+    crate::logging::set_filter(&body.filter).map_err(|e| match e {
+        crate::logging::FilterError::Invalid(_) => Error::invalid("filter", e.to_string()),
+        other => Error::Internal(other.to_string()),
+    })?;
+    Ok(ApiJson(body))
 }

@@ -76,7 +76,7 @@ impl FromRequestParts<AppState> for Auth {
     paths(
         admin::create_tenant, admin::list_tenants, admin::delete_tenant, admin::issue_key,
         admin::list_keys,
-        admin::revoke_key, admin::rotate_key,
+        admin::revoke_key, admin::rotate_key, admin::get_log_filter, admin::set_log_filter,
         collections::create, collections::list, collections::get_one, collections::delete,
         collections::reindex,
         documents::upload, documents::list, documents::get_one, documents::delete, documents::reindex,
@@ -171,6 +171,10 @@ pub fn router(app: AppState) -> Router {
             post(admin::create_tenant).get(admin::list_tenants),
         )
         .route("/tenants/{tenant}", delete(admin::delete_tenant))
+        .route(
+            "/admin/log-filter",
+            get(admin::get_log_filter).put(admin::set_log_filter),
+        )
         .route(
             "/tenants/{tenant}/keys",
             post(admin::issue_key).get(admin::list_keys),

@@ -279,27 +279,41 @@ fn parse_log_format(f: &str) -> anyhow::Result<LogFormat> {
 
 /// Sets up logging to stderr.
 pub fn init_logging(format: LogFormat, filter: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    // A log line that cannot be written (a full disk under a redirected stderr) is dropped.
-    // With internal errors on, tracing-subscriber would report it with `eprintln!`, which
-    // panics when stderr fails too, and take down whatever task was logging (a worker).
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .log_internal_errors(false);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+    crate::logging::init(format, filter);
+}
+
+/// On SIGHUP, reads the configuration again and applies its `telemetry.log_filter`; the rest of
+/// the configuration takes a restart.
+fn reload_log_filter_on_hangup(source: ConfigArgs) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; the log filter changes only through the API");
+        return;
     };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match load_config(&source) {
+                Ok(c) => {
+                    if let Err(e) = crate::logging::set_filter(&c.telemetry.log_filter) {
+                        tracing::warn!(error = %e, "SIGHUP: telemetry.log_filter not applied");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "SIGHUP: the configuration could not be read")
+                }
+            }
+        }
+    });
 }
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
+            let source = args.config.clone();
             let config = args.into_config()?;
             init_logging(config.telemetry.log_format, &config.telemetry.log_filter);
+            reload_log_filter_on_hangup(source);
             crate::server::run(config).await
         }
         Command::Worker(args) => {
