@@ -142,3 +142,107 @@ fn every_series_the_rules_and_dashboard_name_exists() {
     );
     server.stop().unwrap();
 }
+
+/// One JSON line per search and per answer under the target `ragplane::query_log`, with the
+/// request's id, and for a streamed answer the tokens it used.
+#[test]
+fn every_query_writes_one_structured_log_line() {
+    if !model_available() {
+        return;
+    }
+    let (Some(ollama), Some(model)) = (
+        service("RAGPLANE_TEST_OLLAMA_URL", "query log"),
+        service("RAGPLANE_TEST_LLM_MODEL", "query log"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(
+        &data,
+        None,
+        &[
+            ("RAGPLANE_GENERATOR", "ollama"),
+            ("RAGPLANE_GENERATOR_URL", &ollama),
+            ("RAGPLANE_GENERATOR_MODEL", &model),
+            ("RAGPLANE__TELEMETRY__LOG_FORMAT", "json"),
+            ("RAGPLANE__GENERATION__MAX_TOKENS", "16"),
+        ],
+    )
+    .unwrap();
+    let corpus = repo_root().join("examples/corpus");
+    server
+        .cli(&[
+            "ingest",
+            "--collection",
+            "examples",
+            corpus.to_str().unwrap(),
+        ])
+        .unwrap();
+    // A request through curl, returning its x-request-id.
+    let post = |path: &str, body: &str| -> String {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-D", "-", "-o", "/dev/null", "-X", "POST"])
+            .args([
+                "-H",
+                &format!("Authorization: Bearer {}", ragplane_e2e::ADMIN_KEY),
+            ])
+            .args(["-H", "content-type: application/json", "-d", body])
+            .arg(format!("{}{path}", server.url))
+            .output()
+            .unwrap();
+        let headers = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        headers
+            .lines()
+            .find_map(|l| l.strip_prefix("x-request-id:"))
+            .map(|v| v.trim().to_owned())
+            .expect("an x-request-id header")
+    };
+    let body = r#"{"collection": "examples", "query": "How far can the Skerry Point light be seen?", "top_k": 3}"#;
+    let search_id = post("/v1/search", body);
+    let streamed = body.replacen('{', r#"{"stream": true, "#, 1);
+    let query_id = post("/v1/query", &streamed);
+    let log = data.with_extension("log");
+    let lines = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "ragplane::query_log")
+            .collect()
+    };
+    poll_until(
+        std::time::Duration::from_secs(30),
+        "two query log lines",
+        || lines().len() >= 2,
+        || server.log_tail(),
+    );
+    let all = lines();
+    let of = |id: &str| {
+        all.iter()
+            .find(|v| v["fields"]["query_id"] == id)
+            .unwrap_or_else(|| panic!("no line for {id}: {all:#?}"))["fields"]
+            .clone()
+    };
+    let search = of(&search_id);
+    assert_eq!(search["kind"], "search");
+    assert_eq!(search["collection"], "examples");
+    assert!(
+        ["dense", "keyword", "hybrid"].contains(&search["mode"].as_str().unwrap()),
+        "{search}"
+    );
+    assert_eq!(search["tenant"].as_str().map(str::is_empty), Some(false));
+    assert_eq!(search["hits"], 3);
+    assert!(search["documents"].as_u64().unwrap() >= 1);
+    assert!(search["latency_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(search["cache"], "miss", "{search}");
+    assert_eq!(search["outcome"], "ok");
+    let query = of(&query_id);
+    assert_eq!(query["kind"], "query");
+    // The same retrieval again: the result cache serves it.
+    assert_eq!(query["cache"], "hit", "{query}");
+    assert!(query["completion_tokens"].as_u64().unwrap() >= 1, "{query}");
+    assert!(query["prompt_tokens"].as_u64().unwrap() >= 1, "{query}");
+    assert_eq!(lines().len(), 2, "one line per query");
+    server.stop().unwrap();
+}

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use super::error::{ApiError, ErrorBody};
 use super::search::{cited_sources, error_body};
 use super::{ApiJson, AppState, Auth};
+use crate::app::query_log::QueryRecord;
 use crate::app::{AnswerOptions, SearchRequest, StartedAnswer};
 use crate::error::Error;
 use crate::generate::{prompt, ChatMessage, Chunk, Usage};
@@ -156,7 +157,16 @@ pub async fn completions(
         .into());
     }
     let (search, options) = interpret(&req)?;
+    let began = std::time::Instant::now();
     let started = app.start_answer(&p, &search, &options).await?;
+    let record = QueryRecord::answer(
+        "chat",
+        &p.tenant_id,
+        &search.collection,
+        began,
+        started.retrieval,
+        &started.sources,
+    );
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = chrono::Utc::now().timestamp();
     let Some(tokens) = started.tokens else {
@@ -167,6 +177,9 @@ pub async fn completions(
             .await
             .map_err(Error::from)?;
         let cited = prompt::cited(&g.text, started.sources.len());
+        record
+            .with_usage(Some(&g.usage))
+            .emit(super::request_id::current().as_deref(), "ok");
         return Ok(ApiJson(json!({
             "id": id,
             "object": "chat.completion",
@@ -199,6 +212,7 @@ pub async fn completions(
             model: req.model,
         },
         include_usage,
+        record,
     );
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
@@ -231,6 +245,7 @@ fn chunk_events(
     started: StartedAnswer,
     h: ChunkHeader,
     include_usage: bool,
+    record: QueryRecord,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let StartedAnswer {
         sources, tokens, ..
@@ -248,6 +263,7 @@ fn chunk_events(
                 }
                 Ok(Chunk::Done(f)) => {
                     let cited = prompt::cited(&text, sources.len());
+                    record.clone().with_usage(f.usage.as_ref()).emit(request_id.as_deref(), "ok");
                     let mut last = h.chunk(json!({}), Some(f.finish_reason.unwrap_or_else(|| "stop".into())));
                     last["sources"] = json!(cited_sources(&sources, &cited));
                     yield Ok(data(&last));
@@ -261,6 +277,7 @@ fn chunk_events(
                     return;
                 }
                 Err(e) => {
+                    record.emit(request_id.as_deref(), "error");
                     // OpenAI clients raise on a chunk that carries `error`.
                     let b = error_body(e, request_id.clone());
                     yield Ok(data(&json!({ "error": { "message": b.error, "type": b.kind } })));

@@ -2,6 +2,7 @@
 //! object or, with `"stream": true`, as Server-Sent Events.
 
 use std::convert::Infallible;
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -12,6 +13,7 @@ use serde_json::json;
 
 use super::error::{ApiError, ErrorBody};
 use super::{ApiJson, AppState, Auth};
+use crate::app::query_log::QueryRecord;
 use crate::app::{AnswerOptions, QueryAnswer, SearchHit, SearchRequest, StartedAnswer};
 use crate::generate::{prompt, Chunk, Usage};
 
@@ -62,9 +64,19 @@ pub async fn search(
     Auth(p): Auth,
     ApiJson(req): ApiJson<SearchRequest>,
 ) -> Result<ApiJson<SearchResponse>, ApiError> {
-    Ok(ApiJson(SearchResponse {
-        hits: app.search(&p, &req).await?,
-    }))
+    let started = Instant::now();
+    let (hits, searched) = app.search_traced(&p, &req).await?;
+    QueryRecord::new(
+        "search",
+        &p.tenant_id,
+        &req.collection,
+        searched.mode,
+        started,
+        searched.cache,
+        &hits,
+    )
+    .emit(super::request_id::current().as_deref(), "ok");
+    Ok(ApiJson(SearchResponse { hits }))
 }
 
 /// Answers the query from retrieved sources, citing them. Without a configured generator,
@@ -82,13 +94,33 @@ pub async fn query(
     Auth(p): Auth,
     ApiJson(req): ApiJson<SearchRequest>,
 ) -> Result<Response, ApiError> {
+    let began = Instant::now();
     if !req.stream {
-        return Ok(ApiJson(app.query(&p, &req).await?).into_response());
+        let (answer, retrieval) = app.query(&p, &req).await?;
+        QueryRecord::answer(
+            "query",
+            &p.tenant_id,
+            &req.collection,
+            began,
+            retrieval,
+            &answer.sources,
+        )
+        .with_usage(answer.usage.as_ref())
+        .emit(super::request_id::current().as_deref(), "ok");
+        return Ok(ApiJson(answer).into_response());
     }
     let started = app
         .start_answer(&p, &req, &AnswerOptions::default())
         .await?;
-    Ok(Sse::new(query_events(started))
+    let record = QueryRecord::answer(
+        "query",
+        &p.tenant_id,
+        &req.collection,
+        began,
+        started.retrieval,
+        &started.sources,
+    );
+    Ok(Sse::new(query_events(started, record))
         .keep_alive(KeepAlive::default())
         .into_response())
 }
@@ -114,15 +146,20 @@ fn json_event(name: &str, data: &impl Serialize) -> Event {
         .unwrap_or_else(|e| Event::default().event("error").data(e.to_string()))
 }
 
-fn query_events(started: StartedAnswer) -> impl Stream<Item = Result<Event, Infallible>> {
+fn query_events(
+    started: StartedAnswer,
+    record: QueryRecord,
+) -> impl Stream<Item = Result<Event, Infallible>> {
     let request_id = super::request_id::current();
     let StartedAnswer {
         sources,
         model,
         tokens,
+        ..
     } = started;
     async_stream::stream! {
         let Some(mut tokens) = tokens else {
+            record.emit(request_id.as_deref(), "ok");
             let all: Vec<usize> = (1..=sources.len()).collect();
             yield Ok(json_event("done", &QueryDone {
                 generation: "not_configured".into(),
@@ -145,6 +182,7 @@ fn query_events(started: StartedAnswer) -> impl Stream<Item = Result<Event, Infa
                 }
                 Ok(Chunk::Done(f)) => {
                     let cited = prompt::cited(&text, sources.len());
+                    record.clone().with_usage(f.usage.as_ref()).emit(request_id.as_deref(), "ok");
                     yield Ok(json_event("done", &QueryDone {
                         generation: "generated".into(),
                         model: Some(if f.model.is_empty() { model.clone() } else { f.model }),
@@ -158,6 +196,7 @@ fn query_events(started: StartedAnswer) -> impl Stream<Item = Result<Event, Infa
                     return;
                 }
                 Err(e) => {
+                    record.emit(request_id.as_deref(), "error");
                     yield Ok(error_event(e, request_id.clone()));
                     return;
                 }

@@ -8,6 +8,7 @@
 
 mod documents;
 mod keys;
+pub mod query_log;
 mod search;
 
 use std::sync::Arc;
@@ -34,7 +35,7 @@ pub use documents::{Accepted, Upload};
 pub use keys::{hash_key, IssuedKey, KeyRequest};
 pub use search::{
     AnswerOptions, FusionRequest, GroupBy, QueryAnswer, SearchHit, SearchMode, SearchRequest,
-    StartedAnswer,
+    Searched, StartedAnswer,
 };
 
 /// Name of the tenant created on first start, which the first admin key belongs to.

@@ -183,16 +183,37 @@ pub struct AnswerOptions {
 pub struct StartedAnswer {
     /// Retrieved sources, numbered from 1 in this order in the prompt.
     pub sources: Vec<SearchHit>,
+    /// The retrieval's mode and cache outcome, for the query log.
+    pub retrieval: Searched,
     /// Model that answers.
     pub model: String,
     /// The tokens; `None` when generation is not configured.
     pub tokens: Option<TokenStream>,
 }
 
+/// How a search went, besides its hits: for the query log.
+#[derive(Debug, Clone, Copy)]
+pub struct Searched {
+    /// The mode it ran in.
+    pub mode: SearchMode,
+    /// Whether the result cache served it.
+    pub cache: super::query_log::CacheOutcome,
+}
+
 impl App {
     /// Retrieval in the request's mode (dense, keyword or both fused), through the result
     /// cache.
     pub async fn search(&self, p: &Principal, req: &SearchRequest) -> Result<Vec<SearchHit>> {
+        Ok(self.search_traced(p, req).await?.0)
+    }
+
+    /// [`App::search`], also saying in which mode it ran and whether the cache served it.
+    pub async fn search_traced(
+        &self,
+        p: &Principal,
+        req: &SearchRequest,
+    ) -> Result<(Vec<SearchHit>, Searched)> {
+        use super::query_log::CacheOutcome;
         let limits = &self.config.limits;
         if req.query.trim().is_empty() {
             return Err(Error::invalid("query", "must not be empty"));
@@ -226,14 +247,20 @@ impl App {
             .results
             .as_ref()
             .map(|_| result_cache_key(&c, req, mode, &fusion));
+        let mut searched = Searched {
+            mode,
+            cache: CacheOutcome::Off,
+        };
         if let (Some(cache), Some(key)) = (&self.results, &cache_key) {
             let hit = cache
                 .get(key)
                 .await
                 .and_then(|b| serde_json::from_slice::<Vec<SearchHit>>(&b).ok());
             if let Some(hits) = hit {
-                return Ok(hits);
+                searched.cache = CacheOutcome::Hit;
+                return Ok((hits, searched));
             }
+            searched.cache = CacheOutcome::Miss;
         }
         let mut documents: Option<HashSet<String>> = req
             .document_ids
@@ -256,7 +283,7 @@ impl App {
             });
         }
         if documents.as_ref().is_some_and(HashSet::is_empty) {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), searched));
         }
         let filter = Filter {
             tenant: c.tenant_id.clone(),
@@ -324,7 +351,7 @@ impl App {
                 cache.put(key, Bytes::from(b)).await;
             }
         }
-        Ok(out)
+        Ok((out, searched))
     }
 
     /// The best `k` chunks in `mode`, reranked when the request asks for it.
@@ -486,28 +513,36 @@ impl App {
     }
 
     /// Retrieval plus generation. Without a generator, returns the sources and says so.
-    pub async fn query(&self, p: &Principal, req: &SearchRequest) -> Result<QueryAnswer> {
+    /// Also says how the retrieval went, for the query log.
+    pub async fn query(
+        &self,
+        p: &Principal,
+        req: &SearchRequest,
+    ) -> Result<(QueryAnswer, Searched)> {
         let started = self.start_answer(p, req, &AnswerOptions::default()).await?;
+        let retrieval = started.retrieval;
         let Some(tokens) = started.tokens else {
-            return Ok(QueryAnswer {
+            let answer = QueryAnswer {
                 answer: None,
                 generation: "not_configured".into(),
                 model: None,
                 sources: started.sources,
                 cited: Vec::new(),
                 usage: None,
-            });
+            };
+            return Ok((answer, retrieval));
         };
         let g = crate::generate::collect(tokens, &started.model).await?;
         let cited = prompt::cited(&g.text, started.sources.len());
-        Ok(QueryAnswer {
+        let answer = QueryAnswer {
             answer: Some(g.text),
             generation: "generated".into(),
             model: Some(g.model),
             sources: started.sources,
             cited,
             usage: Some(g.usage),
-        })
+        };
+        Ok((answer, retrieval))
     }
 
     /// Retrieves sources for `req.query` and starts generating an answer from them; returns
@@ -524,19 +559,20 @@ impl App {
             g.check_available()?;
             self.within_token_quota(&p.tenant_id).await?;
         }
-        let sources = if req.stream {
+        let (sources, retrieval) = if req.stream {
             // Streaming or not, it is the same retrieval (and the same result-cache entry).
             let plain = SearchRequest {
                 stream: false,
                 ..req.clone()
             };
-            self.search(p, &plain).await?
+            self.search_traced(p, &plain).await?
         } else {
-            self.search(p, req).await?
+            self.search_traced(p, req).await?
         };
         let Some(generator) = &self.generator else {
             return Ok(StartedAnswer {
                 sources,
+                retrieval,
                 model: String::new(),
                 tokens: None,
             });
@@ -554,6 +590,7 @@ impl App {
         };
         Ok(StartedAnswer {
             sources,
+            retrieval,
             model: generator.model().to_string(),
             tokens: Some(tokens),
         })
