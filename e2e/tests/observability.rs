@@ -53,6 +53,30 @@ fn scrape(url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A data plane on `data` that generates with the test Ollama server and has ingested the
+/// examples; `None` (after a SKIPPED line) without that server.
+fn serving_examples(data: &std::path::Path, extra_env: &[(&str, &str)]) -> Option<Server> {
+    let ollama = service("RAGPLANE_TEST_OLLAMA_URL", "observability")?;
+    let model = service("RAGPLANE_TEST_LLM_MODEL", "observability")?;
+    let mut env = vec![
+        ("RAGPLANE_GENERATOR", "ollama"),
+        ("RAGPLANE_GENERATOR_URL", ollama.as_str()),
+        ("RAGPLANE_GENERATOR_MODEL", model.as_str()),
+    ];
+    env.extend_from_slice(extra_env);
+    let server = Server::start(data, None, &env).unwrap();
+    let corpus = repo_root().join("examples/corpus");
+    server
+        .cli(&[
+            "ingest",
+            "--collection",
+            "examples",
+            corpus.to_str().unwrap(),
+        ])
+        .unwrap();
+    Some(server)
+}
+
 #[test]
 fn every_series_the_rules_and_dashboard_name_exists() {
     let chart = repo_root().join("charts/ragplane");
@@ -73,32 +97,10 @@ fn every_series_the_rules_and_dashboard_name_exists() {
         return;
     };
     // A data plane with a generation server, after an ingest and a search, as it runs.
-    let (Some(ollama), Some(model)) = (
-        service("RAGPLANE_TEST_OLLAMA_URL", "observability"),
-        service("RAGPLANE_TEST_LLM_MODEL", "observability"),
-    ) else {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut server) = serving_examples(&dir.path().join("data"), &[]) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(
-        &dir.path().join("data"),
-        None,
-        &[
-            ("RAGPLANE_GENERATOR", "ollama"),
-            ("RAGPLANE_GENERATOR_URL", &ollama),
-            ("RAGPLANE_GENERATOR_MODEL", &model),
-        ],
-    )
-    .unwrap();
-    let corpus = repo_root().join("examples/corpus");
-    server
-        .cli(&[
-            "ingest",
-            "--collection",
-            "examples",
-            corpus.to_str().unwrap(),
-        ])
-        .unwrap();
     server
         .cli(&["search", "--collection", "examples", "lighthouse range"])
         .unwrap();
@@ -150,35 +152,15 @@ fn every_query_writes_one_structured_log_line() {
     if !model_available() {
         return;
     }
-    let (Some(ollama), Some(model)) = (
-        service("RAGPLANE_TEST_OLLAMA_URL", "query log"),
-        service("RAGPLANE_TEST_LLM_MODEL", "query log"),
-    ) else {
-        return;
-    };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut server = Server::start(
-        &data,
-        None,
-        &[
-            ("RAGPLANE_GENERATOR", "ollama"),
-            ("RAGPLANE_GENERATOR_URL", &ollama),
-            ("RAGPLANE_GENERATOR_MODEL", &model),
-            ("RAGPLANE__TELEMETRY__LOG_FORMAT", "json"),
-            ("RAGPLANE__GENERATION__MAX_TOKENS", "16"),
-        ],
-    )
-    .unwrap();
-    let corpus = repo_root().join("examples/corpus");
-    server
-        .cli(&[
-            "ingest",
-            "--collection",
-            "examples",
-            corpus.to_str().unwrap(),
-        ])
-        .unwrap();
+    let extra = [
+        ("RAGPLANE__TELEMETRY__LOG_FORMAT", "json"),
+        ("RAGPLANE__GENERATION__MAX_TOKENS", "16"),
+    ];
+    let Some(mut server) = serving_examples(&data, &extra) else {
+        return;
+    };
     // A request through curl, returning its x-request-id.
     let post = |path: &str, body: &str| -> String {
         let out = std::process::Command::new("curl")
