@@ -77,35 +77,95 @@ pub fn decode(stdout: &[u8]) -> Result<Answer, postcard::Error> {
     postcard::from_bytes(stdout)
 }
 
-/// Why a child that did not exit cleanly ended, for the document's failure reason. `stderr` is
-/// what it printed; `limits` what it ran under.
-pub fn explain_exit(status: ExitStatus, stderr: &str, limits: Limits) -> String {
+/// What ended a child that gave no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// It ran out of its address space (or was killed, which the OOM killer does).
+    Memory,
+    /// It ran out of CPU time.
+    Time,
+    /// Anything else: a signal or a failed exit.
+    Crash,
+}
+
+impl Cause {
+    /// The cause as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Time => "time",
+            Self::Crash => "crash",
+        }
+    }
+}
+
+/// How a child that did not exit cleanly ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    /// What ended it.
+    pub cause: Cause,
+    /// The document's failure reason, naming the setting to change where one would help.
+    pub reason: String,
+}
+
+impl Limits {
+    /// Limits of `memory_mib` MiB of address space and `cpu_secs` CPU seconds.
+    pub fn new(memory_mib: u64, cpu_secs: u64) -> Self {
+        Self {
+            memory_bytes: memory_mib.saturating_mul(1024 * 1024),
+            cpu_secs,
+        }
+    }
+}
+
+/// Why a child that did not exit cleanly ended. `stderr` is what it printed; `limits` what it
+/// ran under.
+pub fn explain_exit(status: ExitStatus, stderr: &str, limits: Limits) -> Ending {
     use std::os::unix::process::ExitStatusExt;
     let memory_mib = limits.memory_bytes / (1024 * 1024);
     let out_of_memory = stderr.contains("memory allocation of") || stderr.contains("out of memory");
     const SIGABRT: i32 = 6;
     const SIGKILL: i32 = 9;
     const SIGXCPU: i32 = 24;
-    match status.signal() {
-        _ if out_of_memory => format!(
-            "parsing needed more than its memory budget of {memory_mib} MiB (parsing.max_memory_mib)"
+    let (cause, reason) = match status.signal() {
+        _ if out_of_memory => (
+            Cause::Memory,
+            format!(
+                "parsing needed more than its memory budget of {memory_mib} MiB (parsing.max_memory_mib)"
+            ),
         ),
-        Some(SIGXCPU) => format!(
-            "parsing used more than its {} s of CPU time (parsing.timeout_secs)",
-            limits.cpu_secs
+        Some(SIGXCPU) => (
+            Cause::Time,
+            format!(
+                "parsing used more than its {} s of CPU time (parsing.timeout_secs)",
+                limits.cpu_secs
+            ),
         ),
-        Some(SIGKILL) => format!(
-            "the parser was killed: past its {} s time limit (parsing.timeout_secs) or its memory budget of {memory_mib} MiB (parsing.max_memory_mib)",
-            limits.cpu_secs
+        Some(SIGKILL) => (
+            Cause::Memory,
+            format!(
+                "the parser was killed: past its {} s time limit (parsing.timeout_secs) or its memory budget of {memory_mib} MiB (parsing.max_memory_mib)",
+                limits.cpu_secs
+            ),
         ),
-        Some(SIGABRT) => format!("the parser aborted: {}", last_line(stderr)),
-        Some(sig) => format!("the parser crashed with signal {sig}: {}", last_line(stderr)),
-        None => format!(
-            "the parser exited with status {}: {}",
-            status.code().unwrap_or(-1),
-            last_line(stderr)
+        Some(SIGABRT) => (
+            Cause::Crash,
+            format!("the parser aborted: {}", last_line(stderr)),
         ),
-    }
+        Some(sig) => (
+            Cause::Crash,
+            format!("the parser crashed with signal {sig}: {}", last_line(stderr)),
+        ),
+        None => (
+            Cause::Crash,
+            format!(
+                "the parser exited with status {}: {}",
+                status.code().unwrap_or(-1),
+                last_line(stderr)
+            ),
+        ),
+    };
+    Ending { cause, reason }
 }
 
 fn last_line(stderr: &str) -> &str {
@@ -160,34 +220,35 @@ mod tests {
             "memory allocation of 1073741824 bytes failed\n",
             limits,
         );
+        assert_eq!(oom.cause, Cause::Memory);
+        let oom = oom.reason;
         assert!(
             oom.contains("512 MiB") && oom.contains("parsing.max_memory_mib"),
             "{oom}"
         );
         let cpu = explain_exit(signal(24), "", limits);
+        assert_eq!(cpu.cause, Cause::Time);
+        let cpu = cpu.reason;
         assert!(
             cpu.contains("30 s") && cpu.contains("parsing.timeout_secs"),
             "{cpu}"
         );
-        let killed = explain_exit(signal(9), "", limits);
+        let killed = explain_exit(signal(9), "", limits).reason;
         assert!(killed.contains("killed"), "{killed}");
         let exited = explain_exit(
             ExitStatus::from_raw(101 << 8),
             "thread panicked\nat x\n",
             limits,
         );
-        assert_eq!(exited, "the parser exited with status 101: at x");
+        assert_eq!(exited.cause, Cause::Crash);
+        assert_eq!(exited.reason, "the parser exited with status 101: at x");
     }
 
     #[test]
     fn a_child_limits_itself() {
         // In a child process of the test harness, so the limits do not bind the tests.
         if std::env::var_os("RAGPLANE_PARSE_LIMIT_CHILD").is_some() {
-            limit_self(Limits {
-                memory_bytes: 256 << 20,
-                cpu_secs: 5,
-            })
-            .unwrap();
+            limit_self(Limits::new(256, 5)).unwrap();
             let big: Vec<u8> = Vec::with_capacity(1 << 30);
             std::hint::black_box(&big);
             return;
@@ -204,14 +265,8 @@ mod tests {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "1 GiB fit under a 256 MiB limit");
-        let why = explain_exit(
-            out.status,
-            &stderr,
-            Limits {
-                memory_bytes: 256 << 20,
-                cpu_secs: 5,
-            },
-        );
-        assert!(why.contains("256 MiB"), "{why}\n{stderr}");
+        let why = explain_exit(out.status, &stderr, Limits::new(256, 5));
+        assert_eq!(why.cause, Cause::Memory, "{why:?}\n{stderr}");
+        assert!(why.reason.contains("256 MiB"), "{why:?}\n{stderr}");
     }
 }

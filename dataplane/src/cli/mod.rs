@@ -85,11 +85,8 @@ impl ParseDocumentArgs {
     pub fn run(self) -> anyhow::Result<()> {
         use ragplane_parse::child;
         let format = ragplane_parse::Format::from_media_type(&self.format)?;
-        child::limit_self(child::Limits {
-            memory_bytes: self.max_memory_mib.saturating_mul(1024 * 1024),
-            cpu_secs: self.cpu_secs,
-        })
-        .context("failed to set the parser's limits")?;
+        child::limit_self(child::Limits::new(self.max_memory_mib, self.cpu_secs))
+            .context("failed to set the parser's limits")?;
         let budget = ragplane_parse::Budget {
             max_text_bytes: self.max_text_bytes,
         };

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ragplane_config::{ParseIsolation, ParsingConfig};
-use ragplane_parse::child::{self, Answer, Limits};
+use ragplane_parse::child::{self, Answer, Cause, Limits};
 use ragplane_parse::{Budget, Extracted, Format};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -57,10 +57,7 @@ async fn in_child(
         None => std::env::current_exe()
             .map_err(|e| Error::Internal(format!("cannot find this program to parse with: {e}")))?,
     };
-    let limits = Limits {
-        memory_bytes: config.max_memory_mib.saturating_mul(1024 * 1024),
-        cpu_secs: config.timeout_secs,
-    };
+    let limits = Limits::new(config.max_memory_mib, config.timeout_secs);
     let mut child = tokio::process::Command::new(&program)
         .arg("parse-document")
         .args(["--format", format.media_type()])
@@ -115,7 +112,7 @@ async fn in_child(
     let wall = Duration::from_secs(config.timeout_secs.saturating_add(2));
     let Ok((out, err, status)) = tokio::time::timeout(wall, run).await else {
         // Dropping the future dropped the child, which kills it.
-        failed("time");
+        failed(Cause::Time);
         return Err(Error::invalid(
             "content",
             format!(
@@ -128,22 +125,16 @@ async fn in_child(
     let out = out.map_err(|e| Error::Internal(format!("reading the parser's answer: {e}")))?;
     if !status.success() {
         let stderr = String::from_utf8_lossy(&err);
-        let why = child::explain_exit(status, &stderr, limits);
-        failed(if why.contains("memory") {
-            "memory"
-        } else if why.contains("CPU") || why.contains("killed") {
-            "time"
-        } else {
-            "crash"
-        });
+        let ending = child::explain_exit(status, &stderr, limits);
+        failed(ending.cause);
         tracing::warn!(program = %program.display(), %status, stderr = %stderr.trim(), "a parsing child failed");
-        return Err(Error::invalid("content", why));
+        return Err(Error::invalid("content", ending.reason));
     }
     match child::decode(&out) {
         Ok(Answer::Extracted(e)) => Ok(e),
         Ok(Answer::Failed(why)) => Err(Error::invalid("content", why)),
         Err(e) => {
-            failed("crash");
+            failed(Cause::Crash);
             Err(Error::Internal(format!(
                 "the parser {} answered with something unreadable ({e}); is parsing.program a ragplane binary of this version?",
                 program.display()
@@ -152,9 +143,9 @@ async fn in_child(
     }
 }
 
-fn failed(cause: &str) {
+fn failed(cause: Cause) {
     crate::metrics::PARSE_CHILDREN_FAILED
-        .with_label_values(&[cause])
+        .with_label_values(&[cause.as_str()])
         .inc();
 }
 
