@@ -10,9 +10,7 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -379,42 +377,15 @@ async fn apply_all(
             raise_to_minimum(client, ns, applied, &pool.component).await?,
         ));
     }
-    let names = |objects: &[&ObjectMeta]| -> Vec<String> {
-        objects.iter().filter_map(|m| m.name.clone()).collect()
-    };
-    let worker_names = names(&workers.iter().map(|w| &w.metadata).collect::<Vec<_>>());
-    prune::<Deployment>(
-        client,
-        c,
-        ",app.kubernetes.io/component=worker",
-        &worker_names,
-    )
-    .await?;
+    prune(client, c, ",app.kubernetes.io/component=worker", &workers).await?;
     for hpa in &hpas {
         apply_one(client, ns, hpa).await?;
     }
-    prune::<HorizontalPodAutoscaler>(
-        client,
-        c,
-        "",
-        &names(&hpas.iter().map(|h| &h.metadata).collect::<Vec<_>>()),
-    )
-    .await?;
+    prune(client, c, "", &hpas).await?;
     for policy in &network_policies {
         apply_one(client, ns, policy).await?;
     }
-    prune::<NetworkPolicy>(
-        client,
-        c,
-        "",
-        &names(
-            &network_policies
-                .iter()
-                .map(|p| &p.metadata)
-                .collect::<Vec<_>>(),
-        ),
-    )
-    .await?;
+    prune(client, c, "", &network_policies).await?;
     Ok(AppliedWorkloads {
         api,
         workers: applied_workers,
@@ -456,14 +427,14 @@ async fn release(client: &Client, ns: &str, name: &str) -> Result<()> {
 }
 
 /// Deletes the children of kind `K` that this cluster controls, among those labelled with its
-/// instance (and `extra_labels`, a `,key=value` suffix), that `desired` no longer names: worker
+/// instance (and `extra_labels`, a `,key=value` suffix), that are not among `desired`: worker
 /// pools removed from the spec, HPAs of components without CPU/memory targets, NetworkPolicies
 /// turned off.
 async fn prune<K>(
     client: &Client,
     c: &ValidatedCluster,
     extra_labels: &str,
-    desired: &[String],
+    desired: &[K],
 ) -> Result<()>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -486,7 +457,10 @@ where
         .map_err(|e| Error::kube(format!("list {kind}s"), e))?;
     for object in existing {
         let name = object.name_any();
-        if !desired.contains(&name) && owned_by(&object.metadata, &c.owner.uid) {
+        let wanted = desired
+            .iter()
+            .any(|d| d.meta().name.as_deref() == Some(name.as_str()));
+        if !wanted && owned_by(&object.metadata, &c.owner.uid) {
             tracing::info!(kind, name, "deleting a child the spec no longer asks for");
             api.delete(&name, &DeleteParams::background())
                 .await
