@@ -18,7 +18,6 @@ pub mod error;
 pub mod generate;
 pub mod ingest;
 pub mod keyword;
-pub mod logging;
 pub mod metadata;
 pub mod metrics;
 pub mod objects;

@@ -6,8 +6,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ragplane_telemetry::propagation;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::app::App;
 use crate::error::Error;
@@ -191,7 +193,20 @@ async fn run_job_renewing(app: &App, job: Job, worker: &str) {
 pub async fn run_job(app: &App, job: Job, worker: &str) {
     let started = Instant::now();
     let limit = Duration::from_secs(app.config.workers.max_job_seconds.max(1));
+    // The job joins the trace of the request that queued it.
+    let span = tracing::info_span!(
+        "job",
+        otel.kind = "consumer",
+        job = %job.id,
+        queue = %job.queue,
+        kind = %job.kind,
+        attempt = job.attempts,
+    );
+    if let Some(tp) = job.task.as_ref().and_then(Task::traceparent) {
+        propagation::set_parent(&span, propagation::from_traceparent(tp));
+    }
     let result = tokio::time::timeout(limit, attempt(app, &job))
+        .instrument(span)
         .await
         .unwrap_or_else(|_| {
             Err(Error::Internal(format!(
@@ -266,7 +281,7 @@ async fn attempt(app: &App, job: &Job) -> crate::error::Result<usize> {
                 job.max_attempts
             ),
         )),
-        Some(Task::IngestDocument { document_id }) => ingest_document(app, document_id).await,
+        Some(Task::IngestDocument { document_id, .. }) => ingest_document(app, document_id).await,
         None => Err(Error::invalid(
             "payload",
             format!("job {} has an unreadable payload", job.id),

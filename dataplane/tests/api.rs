@@ -2331,7 +2331,13 @@ async fn a_decompression_bomb_or_an_oversized_page_fails_only_its_document() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_admins_change_the_log_filter_at_run_time() {
     let Some(e) = env(|_| {}).await else { return };
-    ragplane::logging::init(ragplane_config::LogFormat::Text, "warn");
+    let _telemetry = ragplane_telemetry::init(
+        "ragplane",
+        ragplane_config::LogFormat::Text,
+        "warn",
+        &Default::default(),
+    )
+    .unwrap();
     let r = &e.router;
     let path = "/v1/admin/log-filter";
     let set = call(
@@ -2346,7 +2352,7 @@ async fn cluster_admins_change_the_log_filter_at_run_time() {
     let got = call(r, Method::GET, path, ADMIN, None).await;
     assert_eq!(got.body["filter"], "info,ragplane=debug");
     assert_eq!(
-        ragplane::logging::filter().as_deref(),
+        ragplane_telemetry::filter().as_deref(),
         Some("info,ragplane=debug")
     );
 
@@ -2370,7 +2376,7 @@ async fn cluster_admins_change_the_log_filter_at_run_time() {
         bad.body
     );
     assert_eq!(
-        ragplane::logging::filter().as_deref(),
+        ragplane_telemetry::filter().as_deref(),
         Some("info,ragplane=debug")
     );
 

@@ -359,6 +359,17 @@ fn invalid_resources_are_rejected_with_the_cel_message() {
             "spec.workers",
             "worker pools need spec.redis",
         ),
+        // Traces: an OTLP URL and a ratio.
+        (
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: t1}\nspec: {traces: {endpoint: 'jaeger:4317'}}\n",
+            "spec.traces.endpoint",
+            "traces.endpoint must be an http:// or https:// URL",
+        ),
+        (
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: t2}\nspec: {traces: {endpoint: 'http://jaeger:4317', sampleRatio: 1.5}}\n",
+            "spec.traces.sampleRatio",
+            "should be less than or equal to 1",
+        ),
         (
             "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {name: d}\nspec: {kind: ollama, model: m, gpu: {count: -1}}\n",
             "spec.gpu.count",

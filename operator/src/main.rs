@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use ragplane_config::{LogFormat, TracesConfig};
 use ragplane_operator::context::Context;
 use ragplane_operator::http::Health;
 use ragplane_operator::leader::{Candidate, LeaseConfig};
 use ragplane_operator::metrics::Metrics;
 use ragplane_operator::{autoscale, collection, model_pool, rag_cluster};
-use tracing_subscriber::EnvFilter;
 
 /// Command-line flags; each can also be set from its environment variable.
 #[derive(Debug, Parser)]
@@ -66,6 +66,10 @@ struct Args {
     /// Log format: `text` or `json`.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// OTLP/gRPC endpoint for traces (one span per reconcile); `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// and the other standard `OTEL_*` variables work too. No traces when unset.
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
 }
 
 /// The namespaces to watch, without repeats; `[None]` means every namespace.
@@ -87,15 +91,19 @@ fn watch_scopes(args: &Args) -> Vec<Option<String>> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = EnvFilter::try_new(&args.log_filter).context("invalid log filter")?;
-    if args.log_format == "json" {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    tracing_subscriber::EnvFilter::try_new(&args.log_filter).context("invalid log filter")?;
+    let format = match args.log_format.as_str() {
+        "json" => LogFormat::Json,
+        "text" => LogFormat::Text,
+        other => anyhow::bail!("--log-format must be text or json, got {other:?}"),
+    };
+    let traces = TracesConfig {
+        endpoint: args.otlp_endpoint.clone(),
+        ..TracesConfig::default()
+    };
+    let telemetry =
+        ragplane_telemetry::init("ragplane-operator", format, &args.log_filter, &traces)
+            .context("traces")?;
 
     let metrics = Metrics::new();
     let health = Health {
@@ -207,6 +215,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopped");
+    telemetry.shutdown();
     result
 }
 

@@ -531,7 +531,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Logging.
+/// Logging and traces.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetryConfig {
@@ -539,7 +539,11 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// Filter in `tracing-subscriber` EnvFilter syntax. `ragplane serve` applies a new value on
     /// SIGHUP (re-reading the configuration), and `PUT /v1/admin/log-filter` changes it too.
+    /// Spans below the filter's level are not exported as traces either.
     pub log_filter: String,
+    /// OpenTelemetry traces, exported over OTLP. Off unless an endpoint is set here or in the
+    /// standard `OTEL_*` environment variables.
+    pub traces: TracesConfig,
 }
 
 impl Default for TelemetryConfig {
@@ -547,7 +551,55 @@ impl Default for TelemetryConfig {
         Self {
             log_format: LogFormat::Text,
             log_filter: "info".into(),
+            traces: TracesConfig::default(),
         }
+    }
+}
+
+/// OpenTelemetry trace export (OTLP over gRPC). Each setting left unset falls back to its
+/// standard environment variable, so a Deployment can turn traces on without a config change.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracesConfig {
+    /// OTLP/gRPC endpoint, such as `http://jaeger-collector:4317`. Unset: the
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` environment
+    /// variable; with neither, no traces are exported and spans cost nothing beyond logging.
+    pub endpoint: Option<String>,
+    /// Fraction of new traces recorded, 0 to 1. A request that arrives with a `traceparent`
+    /// follows its caller's decision. Unset: `OTEL_TRACES_SAMPLER` and
+    /// `OTEL_TRACES_SAMPLER_ARG`, else every trace.
+    pub sample_ratio: Option<f64>,
+    /// `service.name` of the exported spans. Unset: `OTEL_SERVICE_NAME`, else the program's
+    /// name (`ragplane` or `ragplane-operator`).
+    pub service_name: Option<String>,
+}
+
+impl TracesConfig {
+    /// Each setting that is set and wrong: its dotted path and what is wrong.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(e) = &self.endpoint {
+            let rest = e
+                .strip_prefix("http://")
+                .or_else(|| e.strip_prefix("https://"));
+            if !rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/')) {
+                out.push((
+                    "telemetry.traces.endpoint",
+                    format!(
+                        "must be an http:// or https:// URL such as http://jaeger:4317, got {e:?}"
+                    ),
+                ));
+            }
+        }
+        if let Some(r) = self.sample_ratio {
+            if !(0.0..=1.0).contains(&r) {
+                out.push((
+                    "telemetry.traces.sample_ratio",
+                    format!("must be between 0 and 1, got {r}"),
+                ));
+            }
+        }
+        out
     }
 }
 

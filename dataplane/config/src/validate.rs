@@ -97,6 +97,10 @@ impl Config {
             "must be at least 1",
         );
 
+        for (field, message) in self.telemetry.traces.problems() {
+            c.check(false, field, message);
+        }
+
         if let Some(o) = &e.ollama {
             for (field, message) in o.problems() {
                 c.check(false, field, message);

@@ -19,6 +19,17 @@ pub enum VectorIndexConfig {
     Postgres(PostgresIndexConfig),
 }
 
+impl VectorIndexConfig {
+    /// The backend's name, as in the configuration.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Embedded(_) => "embedded",
+            Self::Qdrant(_) => "qdrant",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
 impl Default for VectorIndexConfig {
     fn default() -> Self {
         Self::Embedded(EmbeddedIndexConfig::default())

@@ -228,7 +228,7 @@ pub struct LogFilter {
 pub async fn get_log_filter(Auth(p): Auth) -> Result<ApiJson<LogFilter>, ApiError> {
     App::require(&p, Scope::ClusterAdmin)?;
     Ok(ApiJson(LogFilter {
-        filter: crate::logging::filter().unwrap_or_default(),
+        filter: ragplane_telemetry::filter().unwrap_or_default(),
     }))
 }
 
@@ -246,8 +246,8 @@ pub async fn set_log_filter(
     if body.filter.trim().is_empty() || body.filter.len() > 1024 {
         return Err(Error::invalid("filter", "must be 1 to 1024 characters").into());
     }
-    crate::logging::set_filter(&body.filter).map_err(|e| match e {
-        crate::logging::FilterError::Invalid(_) => Error::invalid("filter", e.to_string()),
+    ragplane_telemetry::set_filter(&body.filter).map_err(|e| match e {
+        ragplane_telemetry::FilterError::Invalid(_) => Error::invalid("filter", e.to_string()),
         other => Error::Internal(other.to_string()),
     })?;
     Ok(ApiJson(body))

@@ -9,6 +9,7 @@ pub mod error;
 pub mod request_id;
 mod search;
 mod service;
+pub mod trace;
 
 pub(crate) use service::metrics as service_metrics;
 
@@ -234,6 +235,7 @@ pub fn router(app: AppState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError(Error::Internal("the request handler panicked".into())).into_response()
         }))
+        .layer(trace::layer())
         .layer(middleware::from_fn(request_id::assign))
         .layer(cors(&app.config.server.cors_allowed_origins))
         .with_state(app)

@@ -1,12 +1,11 @@
 //! Request ids: every request gets one (the caller's `x-request-id` when it is a sane token,
-//! else a new UUID), echoed in the `x-request-id` response header, attached to every log line of
-//! the request, and named in the body of a server error, whose detail only the log holds.
+//! else a new UUID), echoed in the `x-request-id` response header, carried by the request's span
+//! (so every log line of the request, and its trace, name it), and named in every error body.
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
-use tracing::Instrument;
 
 /// The header carrying the id both ways.
 pub static HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -31,17 +30,19 @@ fn usable(v: &HeaderValue) -> Option<String> {
     .then(|| s.to_string())
 }
 
+/// A request's id, in its extensions, for the layers inside [`assign`].
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 /// Middleware: gives the request its id and runs the rest of the stack with it.
-pub async fn assign(req: Request, next: Next) -> Response {
+pub async fn assign(mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get(&HEADER)
         .and_then(usable)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let span = tracing::info_span!("request", request_id = %id);
-    let mut resp = CURRENT
-        .scope(id.clone(), next.run(req).instrument(span))
-        .await;
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut resp = CURRENT.scope(id.clone(), next.run(req)).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(HEADER.clone(), v);
     }

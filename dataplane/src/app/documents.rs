@@ -232,6 +232,7 @@ impl App {
     pub async fn enqueue_ingest(&self, tenant_id: &str, document_id: &str) -> Result<Job> {
         let task = Task::IngestDocument {
             document_id: document_id.to_string(),
+            traceparent: ragplane_telemetry::propagation::traceparent(),
         };
         Ok(self.queue.enqueue(tenant_id, DOCUMENTS, task).await?)
     }

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use super::{App, Principal};
 use crate::error::{Error, Result};
@@ -208,6 +209,17 @@ impl App {
     }
 
     /// [`App::search`], also saying in which mode it ran and whether the cache served it.
+    #[tracing::instrument(
+        name = "search",
+        skip_all,
+        fields(
+            collection = %req.collection,
+            k = req.top_k,
+            mode = tracing::field::Empty,
+            cache = tracing::field::Empty,
+            hits = tracing::field::Empty,
+        )
+    )]
     pub async fn search_traced(
         &self,
         p: &Principal,
@@ -251,16 +263,25 @@ impl App {
             mode,
             cache: CacheOutcome::Off,
         };
+        let span = tracing::Span::current();
+        span.record("mode", mode.as_str());
         if let (Some(cache), Some(key)) = (&self.results, &cache_key) {
+            let lookup =
+                tracing::info_span!("cache.get", cache = "results", hits = tracing::field::Empty);
             let hit = cache
                 .get(key)
+                .instrument(lookup.clone())
                 .await
                 .and_then(|b| serde_json::from_slice::<Vec<SearchHit>>(&b).ok());
+            lookup.record("hits", usize::from(hit.is_some()));
             if let Some(hits) = hit {
                 searched.cache = CacheOutcome::Hit;
+                span.record("cache", "hit");
+                span.record("hits", hits.len());
                 return Ok((hits, searched));
             }
             searched.cache = CacheOutcome::Miss;
+            span.record("cache", "miss");
         }
         let mut documents: Option<HashSet<String>> = req
             .document_ids
@@ -351,6 +372,7 @@ impl App {
                 cache.put(key, Bytes::from(b)).await;
             }
         }
+        span.record("hits", out.len());
         Ok((out, searched))
     }
 
@@ -384,7 +406,8 @@ impl App {
             .await?;
         let texts: Vec<String> = hits.iter().map(|h| h.payload.text.clone()).collect();
         let _timer = crate::metrics::RERANK_SECONDS.start_timer();
-        match reranker.score(&req.query, texts).await {
+        let span = tracing::info_span!("rerank", candidates = texts.len());
+        match reranker.score(&req.query, texts).instrument(span).await {
             Ok(scores) => {
                 let mut reranked: Vec<Hit> = hits
                     .into_iter()
@@ -420,6 +443,32 @@ impl App {
 
     /// The best `k` chunks in `mode`, as the index ranks them.
     async fn retrieve_ranked(
+        &self,
+        req: &SearchRequest,
+        query: &Analysed,
+        mode: SearchMode,
+        fusion: Fusion,
+        k: usize,
+        filter: Filter,
+    ) -> Result<Vec<Hit>> {
+        let span = tracing::info_span!(
+            "vector.search",
+            backend = self.config.vectors.backend(),
+            mode = mode.as_str(),
+            k,
+            documents = filter.documents.as_ref().map(HashSet::len),
+            metadata_filter = filter.metadata.is_some(),
+            hits = tracing::field::Empty,
+        );
+        let hits = self
+            .retrieve_from_index(req, query, mode, fusion, k, filter)
+            .instrument(span.clone())
+            .await?;
+        span.record("hits", hits.len());
+        Ok(hits)
+    }
+
+    async fn retrieve_from_index(
         &self,
         req: &SearchRequest,
         query: &Analysed,

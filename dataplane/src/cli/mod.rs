@@ -18,7 +18,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
-use ragplane_config::{Config, GenerationConfig, GeneratorEndpoint, LogFormat, Secret};
+use ragplane_config::{
+    Config, GenerationConfig, GeneratorEndpoint, LogFormat, Secret, TelemetryConfig,
+};
 
 pub use client::Client;
 pub use embed_server::EmbedServerArgs;
@@ -274,9 +276,15 @@ fn parse_log_format(f: &str) -> anyhow::Result<LogFormat> {
     }
 }
 
-/// Sets up logging to stderr.
-pub fn init_logging(format: LogFormat, filter: &str) {
-    crate::logging::init(format, filter);
+/// Sets up logging to stderr and, when configured, the export of traces. Keep the guard for as
+/// long as the command runs: dropping it exports the last spans.
+pub fn init_telemetry(t: &TelemetryConfig) -> anyhow::Result<ragplane_telemetry::Telemetry> {
+    Ok(ragplane_telemetry::init(
+        "ragplane",
+        t.log_format,
+        &t.log_filter,
+        &t.traces,
+    )?)
 }
 
 /// On SIGHUP, reads the configuration again and applies its `telemetry.log_filter`; the rest of
@@ -291,7 +299,7 @@ fn reload_log_filter_on_hangup(source: ConfigArgs) {
         while hangups.recv().await.is_some() {
             match load_config(&source) {
                 Ok(c) => {
-                    if let Err(e) = crate::logging::set_filter(&c.telemetry.log_filter) {
+                    if let Err(e) = ragplane_telemetry::set_filter(&c.telemetry.log_filter) {
                         tracing::warn!(error = %e, "SIGHUP: telemetry.log_filter not applied");
                     }
                 }
@@ -309,7 +317,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             let source = args.config.clone();
             let config = args.into_config()?;
-            init_logging(config.telemetry.log_format, &config.telemetry.log_filter);
+            let _telemetry = init_telemetry(&config.telemetry)?;
             reload_log_filter_on_hangup(source);
             crate::server::run(config).await
         }
@@ -325,13 +333,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 config.telemetry.log_format = parse_log_format(f)?;
             }
             config.validate()?;
-            init_logging(config.telemetry.log_format, &config.telemetry.log_filter);
+            let _telemetry = init_telemetry(&config.telemetry)?;
             let queues = args.queues.iter().map(|q| q.trim().to_string()).collect();
             crate::server::run_workers(config, queues).await
         }
         Command::Migrate(args) => {
-            init_logging(LogFormat::Text, "info");
             let config = load_config(&args)?;
+            let _telemetry = init_telemetry(&config.telemetry)?;
             use crate::metadata::MetadataStore;
             if let ragplane_config::MetadataConfig::Postgres(p) = &config.metadata {
                 crate::metadata::PostgresStore::connect(p)?
@@ -356,7 +364,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reindex(args) => ingest::reindex(args).await,
         Command::EmbedServer(args) => {
             let config = args.into_config()?;
-            init_logging(config.telemetry.log_format, &config.telemetry.log_filter);
+            let _telemetry = init_telemetry(&config.telemetry)?;
             crate::embed_server::run(config).await
         }
         // `main` runs it before starting the runtime; here for completeness.

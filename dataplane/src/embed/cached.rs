@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use super::{Embedder, Priority, Result};
 use crate::cache::{pack_f32, unpack_f32, Cache};
@@ -41,8 +42,15 @@ impl Embedder for CachedEmbedder {
             return self.inner.embed_as(texts, priority).await;
         };
         let keys: Vec<String> = texts.iter().map(|t| self.key(t)).collect();
+        let span = tracing::info_span!(
+            "cache.get",
+            cache = "embeddings",
+            keys = keys.len(),
+            hits = tracing::field::Empty,
+        );
         let mut out: Vec<Option<Vec<f32>>> = cache
             .get_many(&keys)
+            .instrument(span.clone())
             .await
             .into_iter()
             .map(|hit| {
@@ -51,6 +59,7 @@ impl Embedder for CachedEmbedder {
             })
             .collect();
         let missing: Vec<usize> = (0..texts.len()).filter(|&i| out[i].is_none()).collect();
+        span.record("hits", texts.len() - missing.len());
         if !missing.is_empty() {
             let todo: Vec<String> = missing.iter().map(|&i| texts[i].clone()).collect();
             let vectors = self.inner.embed_as(todo, priority).await?;

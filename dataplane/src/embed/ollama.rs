@@ -36,6 +36,7 @@ impl OllamaEmbedder {
         let resp = self
             .client
             .post(&self.url)
+            .headers(ragplane_telemetry::propagation::headers())
             .json(&json!({ "model": self.config.model, "input": texts, "truncate": true }))
             .send()
             .await

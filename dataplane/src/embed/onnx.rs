@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -27,6 +27,7 @@ use ort::value::Tensor;
 use ragplane_config::EmbeddingConfig;
 use tokenizers::Encoding;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::device::{Device, DevicePlan};
 use super::pooling::mean_pool_normalize;
@@ -251,6 +252,10 @@ pub struct Embedded {
     pub vectors: Vec<Vec<f32>>,
     /// Model tokens of all inputs (special tokens included, after truncation).
     pub tokens: usize,
+    /// How long the request waited in its queue before a model thread took it.
+    pub queue_wait: Duration,
+    /// Texts embedded together with this request's (its own included): the batch it joined.
+    pub batch_texts: usize,
 }
 
 struct Request {
@@ -440,6 +445,28 @@ impl OnnxEmbedder {
         if texts.is_empty() {
             return Ok(Embedded::default());
         }
+        let span = tracing::info_span!(
+            "embed",
+            model = %self.model_name,
+            class = priority.as_str(),
+            texts = texts.len(),
+            tokens = tracing::field::Empty,
+            batch_texts = tracing::field::Empty,
+            queue_wait_ms = tracing::field::Empty,
+        );
+        let out = self
+            .embed_queued(texts, priority)
+            .instrument(span.clone())
+            .await;
+        if let Ok(e) = &out {
+            span.record("tokens", e.tokens);
+            span.record("batch_texts", e.batch_texts);
+            span.record("queue_wait_ms", e.queue_wait.as_secs_f64() * 1e3);
+        }
+        out
+    }
+
+    async fn embed_queued(&self, texts: Vec<String>, priority: Priority) -> Result<Embedded> {
         let (reply, rx) = oneshot::channel();
         let req = Request {
             texts,
@@ -614,13 +641,17 @@ impl InferenceThread {
         // Only a shared session has queries to serve between its bulk batches.
         let bulk =
             self.role == Role::Shared && requests.iter().all(|r| r.priority == Priority::Bulk);
+        let mut waits = Vec::with_capacity(requests.len());
         for r in &requests {
             let class = r.priority.as_str();
+            let waited = r.enqueued.elapsed();
             metrics::EMBED_QUEUE_DEPTH.with_label_values(&[class]).dec();
             metrics::EMBED_QUEUE_WAIT
                 .with_label_values(&[class])
-                .observe(r.enqueued.elapsed().as_secs_f64());
+                .observe(waited.as_secs_f64());
+            waits.push(waited);
         }
+        let batch_texts = requests.iter().map(|r| r.texts.len()).sum();
         // Tokenise per request so that one bad input fails only its own request.
         let mut items: Vec<(usize, usize, Encoding)> = Vec::new();
         let mut results: Vec<Option<Result<Embedded>>> = Vec::with_capacity(requests.len());
@@ -633,6 +664,8 @@ impl InferenceThread {
                     results.push(Some(Ok(Embedded {
                         vectors: vec![Vec::new(); req.texts.len()],
                         tokens,
+                        queue_wait: waits[r],
+                        batch_texts,
                     })));
                 }
                 Err(e) => results.push(Some(Err(e))),

@@ -228,6 +228,7 @@ impl RemoteEmbedder {
                 .json(&serde_json::json!({ "input": texts, "model": self.model })),
         };
         let resp = request
+            .headers(ragplane_telemetry::propagation::headers())
             .header(PRIORITY_HEADER, priority.as_str())
             .send()
             .await

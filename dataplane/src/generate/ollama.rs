@@ -118,12 +118,16 @@ impl Generator for OllamaGenerator {
         if let Some(t) = request.temperature {
             options["temperature"] = json!(t);
         }
-        let req = self.client.post(&self.chat_url).json(&json!({
-            "model": self.model,
-            "messages": request.messages,
-            "stream": true,
-            "options": options,
-        }));
+        let req = self
+            .client
+            .post(&self.chat_url)
+            .headers(ragplane_telemetry::propagation::headers())
+            .json(&json!({
+                "model": self.model,
+                "messages": request.messages,
+                "stream": true,
+                "options": options,
+            }));
         let resp = send(req, &self.chat_url).await?;
         let url = self.chat_url.clone();
         let model = self.model.clone();

@@ -172,7 +172,9 @@ impl Generator for OpenAiGenerator {
             body["temperature"] = json!(t);
         }
         let resp = send(
-            self.authed(self.client.post(&self.url)).json(&body),
+            self.authed(self.client.post(&self.url))
+                .headers(ragplane_telemetry::propagation::headers())
+                .json(&body),
             &self.url,
         )
         .await?;

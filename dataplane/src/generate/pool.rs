@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures::StreamExt;
 use ragplane_config::{GenerationPoolConfig, GeneratorEndpoint};
+use tracing::{Instrument, Span};
 
 use super::ollama::OllamaGenerator;
 use super::openai::OpenAiGenerator;
@@ -252,10 +253,12 @@ impl GeneratorPool {
         lease: Lease,
         request: &ChatRequest,
         deadline: Instant,
+        span: &Span,
     ) -> std::result::Result<TokenStream, (GenerateError, bool)> {
         let inner = self.inner.clone();
         let eject_after = inner.cfg.eject_after_failures;
         let ep = &inner.endpoints[lease.idx];
+        span.record("endpoint", ep.url.as_str());
         let sent = Instant::now();
         let first_limit = Duration::from_secs(inner.cfg.first_token_timeout_secs)
             .min(deadline.saturating_duration_since(sent));
@@ -292,12 +295,15 @@ impl GeneratorPool {
             }
         };
         ep.success();
-        LLM_TTFT
-            .with_label_values(&[&ep.url])
-            .observe(sent.elapsed().as_secs_f64());
+        let ttft = sent.elapsed().as_secs_f64();
+        LLM_TTFT.with_label_values(&[&ep.url]).observe(ttft);
+        span.record("ttft_ms", ttft * 1e3);
         let total_secs = inner.total.as_secs();
+        // The span lasts as long as the answer streams.
+        let span = span.clone();
         let out = async_stream::stream! {
             let lease = lease;
+            let span = span;
             let ep = &lease.inner.endpoints[lease.idx];
             let first_at = Instant::now();
             let mut deltas = 0u64;
@@ -317,6 +323,10 @@ impl GeneratorPool {
                     }
                     Some(Ok(Chunk::Done(f))) => {
                         let tokens = f.usage.map_or(deltas, |u| u.completion_tokens.max(deltas));
+                        span.record("completion_tokens", tokens);
+                        if let Some(u) = f.usage {
+                            span.record("prompt_tokens", u.prompt_tokens);
+                        }
                         LLM_TOKENS.with_label_values(&[&ep.url]).inc_by(tokens);
                         LLM_REQUESTS.with_label_values(&[&ep.url, "ok"]).inc();
                         let secs = first_at.elapsed().as_secs_f64();
@@ -330,12 +340,16 @@ impl GeneratorPool {
                     }
                     Some(Err(e)) => {
                         ep.error("stream", &e, lease.inner.cfg.eject_after_failures);
+                        span.record("otel.status_code", "ERROR");
+                        span.record("error", tracing::field::display(&e));
                         yield Err(e);
                         break;
                     }
                     None => {
                         let e = GenerateError::Decode("the answer ended without its final message".into());
                         ep.error("stream", &e, lease.inner.cfg.eject_after_failures);
+                        span.record("otel.status_code", "ERROR");
+                        span.record("error", tracing::field::display(&e));
                         yield Err(e);
                         break;
                     }
@@ -346,17 +360,14 @@ impl GeneratorPool {
     }
 }
 
-#[async_trait]
-impl Generator for GeneratorPool {
-    fn model(&self) -> &str {
-        &self.inner.model
-    }
-
-    async fn stream(&self, request: &ChatRequest) -> Result<TokenStream> {
+impl GeneratorPool {
+    /// Sends `request` and waits for its first token, retrying once on another server when
+    /// the first fails before answering.
+    async fn start(&self, request: &ChatRequest, span: &Span) -> Result<TokenStream> {
         let deadline = Instant::now() + self.inner.total;
         let lease = self.pick(None)?;
         let first_idx = lease.idx;
-        let err = match self.attempt(lease, request, deadline).await {
+        let err = match self.attempt(lease, request, deadline, span).await {
             Ok(s) => return Ok(s),
             Err((e, false)) => return Err(e),
             Err((e, true)) => e,
@@ -366,9 +377,38 @@ impl Generator for GeneratorPool {
             return Err(err);
         };
         tracing::info!(error = %err, "generation failed before its first token; retrying on another server");
-        self.attempt(lease, request, deadline)
+        span.record("retries", 1u32);
+        self.attempt(lease, request, deadline, span)
             .await
             .map_err(|(e, _)| e)
+    }
+}
+
+#[async_trait]
+impl Generator for GeneratorPool {
+    fn model(&self) -> &str {
+        &self.inner.model
+    }
+
+    async fn stream(&self, request: &ChatRequest) -> Result<TokenStream> {
+        let span = tracing::info_span!(
+            "llm.generate",
+            otel.kind = "client",
+            model = %self.inner.model,
+            endpoint = tracing::field::Empty,
+            retries = 0u32,
+            ttft_ms = tracing::field::Empty,
+            prompt_tokens = tracing::field::Empty,
+            completion_tokens = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let out = self.start(request, &span).instrument(span.clone()).await;
+        if let Err(e) = &out {
+            span.record("otel.status_code", "ERROR");
+            span.record("error", tracing::field::display(e));
+        }
+        out
     }
 
     fn check_available(&self) -> Result<()> {

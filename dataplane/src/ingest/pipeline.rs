@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use tracing::Instrument;
 
 use crate::app::{key_of, App};
 use crate::embed::{EmbedError, Priority};
@@ -26,6 +27,7 @@ const EMBED_REQUESTS_IN_FLIGHT: usize = 2;
 
 /// Indexes document `id`; returns its number of chunks. Errors that retrying cannot fix
 /// (bad format, no text) come back as not retryable.
+#[tracing::instrument(name = "ingest", skip(app), fields(chunks = tracing::field::Empty))]
 pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     let Some(doc) = app
         .metadata
@@ -52,8 +54,16 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     let budget = Budget {
         max_text_bytes: app.config.chunking.max_document_bytes,
     };
-    let extracted =
-        crate::ingest::isolate::extract(&app.config.parsing, format, body, budget).await?;
+    let parse = tracing::info_span!(
+        "parse",
+        content_type = %doc.content_type,
+        bytes = body.len(),
+        text_bytes = tracing::field::Empty,
+    );
+    let extracted = crate::ingest::isolate::extract(&app.config.parsing, format, body, budget)
+        .instrument(parse.clone())
+        .await?;
+    parse.record("text_bytes", extracted.text.len());
     let tokenizer = app.tokenizer.clone();
     let chunking = &app.config.chunking;
     let (size, overlap) = (chunking.chunk_tokens, chunking.overlap_tokens);
@@ -67,8 +77,10 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
         let provenance = provenance(&extracted, &chunks);
         Ok((chunks, provenance))
     })
+    .instrument(tracing::info_span!("chunk", tokens = size, overlap))
     .await
     .map_err(|e| Error::Internal(format!("chunking task failed: {e}")))??;
+    tracing::Span::current().record("chunks", chunks.len());
 
     // Vectors of another model would be meaningless beside the collection's.
     app.check_model(&collection).await?;
@@ -115,7 +127,14 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
                 },
             })
             .collect();
-        app.vectors.upsert(&key, points).await?;
+        app.vectors
+            .upsert(&key, points)
+            .instrument(tracing::info_span!(
+                "vector.upsert",
+                backend = app.config.vectors.backend(),
+                points = group.len()
+            ))
+            .await?;
         crate::metrics::CHUNKS_INDEXED.inc_by(group.len() as u64);
     }
     app.vectors

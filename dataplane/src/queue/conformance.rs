@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use super::{FailOutcome, JobQueue, JobStatus, Task, DOCUMENTS};
 
-/// An ingest task for document `d`.
+/// An ingest task for document `d`, queued under a trace (the backends must keep its context).
 pub fn task(d: &str) -> Task {
     Task::IngestDocument {
         document_id: d.into(),
+        traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
     }
 }
 

@@ -147,6 +147,10 @@ pub enum Task {
     IngestDocument {
         /// Document id.
         document_id: String,
+        /// W3C `traceparent` of the request that queued the job, so that the worker's spans
+        /// join its trace; absent when traces are off.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        traceparent: Option<String>,
     },
 }
 
@@ -159,7 +163,14 @@ impl Task {
 
     fn document_id(&self) -> Option<&str> {
         match self {
-            Self::IngestDocument { document_id } => Some(document_id),
+            Self::IngestDocument { document_id, .. } => Some(document_id),
+        }
+    }
+
+    /// The `traceparent` of the request that queued the job.
+    pub fn traceparent(&self) -> Option<&str> {
+        match self {
+            Self::IngestDocument { traceparent, .. } => traceparent.as_deref(),
         }
     }
 }

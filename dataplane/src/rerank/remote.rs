@@ -80,7 +80,11 @@ impl Reranker for RemoteReranker {
             }),
             RerankProtocol::Tei => json!({ "query": query, "texts": documents }),
         };
-        let mut request = self.client.post(&self.cfg.url).json(&body);
+        let mut request = self
+            .client
+            .post(&self.cfg.url)
+            .headers(ragplane_telemetry::propagation::headers())
+            .json(&body);
         if let Some(key) = &self.cfg.api_key {
             request = request.bearer_auth(key.expose());
         }

@@ -300,11 +300,21 @@ pub trait VectorIndex: Send + Sync {
     /// Dense and keyword search fused. By default both searches run here, concurrently, and
     /// are fused in this process; a backend that can fuse on its server overrides this.
     async fn hybrid_search(&self, query: HybridQuery, filter: Filter) -> Result<Vec<Hit>> {
+        use tracing::Instrument;
         let candidates = query.candidates.max(query.k);
         let (dense, keyword) = futures::try_join!(
-            self.search(query.vector, candidates, filter.clone()),
-            self.keyword_search(query.terms, candidates, filter),
+            self.search(query.vector, candidates, filter.clone())
+                .instrument(tracing::info_span!("vector.dense", candidates)),
+            self.keyword_search(query.terms, candidates, filter)
+                .instrument(tracing::info_span!("vector.keyword", candidates)),
         )?;
+        let _fusion = tracing::info_span!(
+            "fusion",
+            method = ?query.fusion.method,
+            dense = dense.len(),
+            keyword = keyword.len()
+        )
+        .entered();
         Ok(query.fusion.fuse(dense, keyword, query.k))
     }
     /// The live average chunk length, in analysed terms, that keyword search normalises

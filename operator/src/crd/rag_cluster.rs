@@ -99,9 +99,14 @@ pub struct RagClusterSpec {
     /// omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus_url: Option<String>,
-    /// Log filter of the data plane, in EnvFilter syntax.
+    /// Log filter of the data plane, in EnvFilter syntax. Spans it filters out are not traced
+    /// either.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_filter: Option<String>,
+    /// OpenTelemetry traces of the API and worker pods, exported over OTLP/gRPC to Jaeger,
+    /// Tempo or any collector. Off when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traces: Option<TracesSpec>,
     /// Secret key holding the admin API key the data plane creates on first start. When
     /// omitted, the operator creates the Secret `<name>-admin-key` (key `api-key`) with a random
     /// key, once, and keeps it; `status.adminKeySecret` names it.
@@ -112,6 +117,20 @@ pub struct RagClusterSpec {
     /// where the CNI enforces NetworkPolicies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_policy: Option<NetworkPolicySpec>,
+}
+
+/// Where the data plane sends its traces, and how many.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.endpoint.startsWith('http://') || self.endpoint.startsWith('https://')").message("traces.endpoint must be an http:// or https:// URL, such as http://jaeger-collector.observability:4317").field_path(".endpoint"))]
+pub struct TracesSpec {
+    /// OTLP/gRPC endpoint, such as `http://jaeger-collector.observability:4317`.
+    pub endpoint: String,
+    /// Fraction of new traces recorded, from 0 to 1; every trace when omitted. A request that
+    /// arrives with a `traceparent` follows its caller's sampling decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub sample_ratio: Option<f64>,
 }
 
 /// NetworkPolicies of a RagCluster.

@@ -500,6 +500,13 @@ pub fn validate(
     if let Some(filter) = &spec.log_filter {
         config.telemetry.log_filter.clone_from(filter);
     }
+    if let Some(t) = &spec.traces {
+        config.telemetry.traces = ragplane_config::TracesConfig {
+            endpoint: Some(t.endpoint.clone()),
+            sample_ratio: t.sample_ratio,
+            service_name: None,
+        };
+    }
     // With dedicated worker pools the API pods only serve HTTP.
     config.workers.enabled = workers.is_empty();
     let secret_env = super::backends::apply_backends(

@@ -32,6 +32,7 @@ kind: RagCluster
 metadata: {name: dev}
 spec:
   logFilter: debug
+  traces: {endpoint: "http://jaeger.observability:4317", sampleRatio: 0.25}
   workers: [{name: ingest, queues: [documents]}]
   redis: {urlSecretRef: {name: redis, key: url}}
 "#,
@@ -47,6 +48,11 @@ spec:
             std::path::PathBuf::from("/var/lib/ragplane")
         );
         assert_eq!(parsed.telemetry.log_filter, "debug");
+        assert_eq!(
+            parsed.telemetry.traces.endpoint.as_deref(),
+            Some("http://jaeger.observability:4317")
+        );
+        assert_eq!(parsed.telemetry.traces.sample_ratio, Some(0.25));
         assert!(
             !parsed.workers.enabled,
             "API pods leave the queues to the worker pools"

@@ -1,0 +1,64 @@
+//! The span of each HTTP request (tower-http's `TraceLayer`): named after the route
+//! (`POST /v1/query`), carrying the request id and, when traces are on, the trace id, so that
+//! every log line of the request names both. An incoming W3C `traceparent` makes the request
+//! part of the caller's trace.
+
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::Response;
+use ragplane_telemetry::propagation;
+use ragplane_telemetry::OpenTelemetrySpanExt;
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::trace::TraceLayer;
+use tracing::field::Empty;
+use tracing::Span;
+
+use super::request_id::RequestId;
+
+type MakeSpan = fn(&Request) -> Span;
+type OnResponse = fn(&Response<axum::body::Body>, Duration, &Span);
+
+/// The layer; it must sit inside [`super::request_id::assign`], which gives the id.
+pub fn layer(
+) -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, MakeSpan, (), OnResponse, (), (), ()> {
+    TraceLayer::new_for_http()
+        .make_span_with(make_span as MakeSpan)
+        .on_request(())
+        .on_response(on_response as OnResponse)
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(())
+}
+
+fn make_span(req: &Request) -> Span {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    let id = req.extensions().get::<RequestId>().map(|r| r.0.as_str());
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format_args!("{} {route}", req.method()),
+        otel.kind = "server",
+        request_id = id,
+        trace_id = Empty,
+        otel.status_code = Empty,
+    );
+    propagation::set_parent(&span, propagation::extract(req.headers()));
+    if let Some(t) = propagation::trace_id_of(&span) {
+        span.record("trace_id", t);
+        span.set_attribute("http.request.method", req.method().to_string());
+        span.set_attribute("http.route", route.to_owned());
+        span.set_attribute("url.path", req.uri().path().to_owned());
+    }
+    span
+}
+
+fn on_response(resp: &Response<axum::body::Body>, _latency: Duration, span: &Span) {
+    let status = resp.status();
+    span.set_attribute("http.response.status_code", i64::from(status.as_u16()));
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+}

@@ -1,0 +1,148 @@
+//! W3C trace context in and out: a `traceparent` read from an HTTP request or a queued job
+//! becomes a span's parent, and the current span's context is written into outgoing requests
+//! and new jobs. With traces off every function here is a cheap no-op: nothing is extracted
+//! and nothing is written.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry::Context;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Installs the W3C trace-context propagator process-wide ([`crate::init`] does when traces
+/// are on).
+pub fn install() {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+}
+
+struct Headers<'a>(&'a HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+struct HeadersMut<'a>(&'a mut HeaderMap);
+
+impl Injector for HeadersMut<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(k, v);
+        }
+    }
+}
+
+/// One `traceparent` value as a carrier.
+struct Single<'a>(&'a str);
+
+impl Extractor for Single<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key == "traceparent").then_some(self.0)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent"]
+    }
+}
+
+/// The caller's trace context from request headers (empty when there is none, or traces are
+/// off).
+pub fn extract(headers: &HeaderMap) -> Context {
+    opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(headers)))
+}
+
+/// Makes `cx` the parent of `span` when it carries a valid remote span context.
+pub fn set_parent(span: &tracing::Span, cx: Context) {
+    if cx.span().span_context().is_valid() {
+        // Fails only for a span that is not recorded (filtered out, or traces off).
+        let _ = span.set_parent(cx);
+    }
+}
+
+/// Writes the current span's context into outgoing request headers.
+pub fn inject(headers: &mut HeaderMap) {
+    let cx = tracing::Span::current().context();
+    if cx.span().span_context().is_valid() {
+        opentelemetry::global::get_text_map_propagator(|p| {
+            p.inject_context(&cx, &mut HeadersMut(headers));
+        });
+    }
+}
+
+/// Headers that carry the current span's context to a server this process calls (empty when
+/// traces are off).
+pub fn headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    inject(&mut h);
+    h
+}
+
+/// The current span's `traceparent`, to store with work handed to another process; `None`
+/// when traces are off or the span is not sampled.
+pub fn traceparent() -> Option<String> {
+    let cx = tracing::Span::current().context();
+    if !cx.span().span_context().is_valid() {
+        return None;
+    }
+    let mut headers = HeaderMap::new();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut HeadersMut(&mut headers));
+    });
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The context a stored `traceparent` stands for.
+pub fn from_traceparent(traceparent: &str) -> Context {
+    opentelemetry::global::get_text_map_propagator(|p| p.extract(&Single(traceparent)))
+}
+
+/// The current span's trace id in hex, for log lines and exemplars; `None` when traces are
+/// off.
+pub fn trace_id() -> Option<String> {
+    trace_id_of(&tracing::Span::current())
+}
+
+/// `span`'s trace id in hex; `None` when traces are off.
+pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_traceparent_round_trips_through_headers_and_text() {
+        install();
+        let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let mut h = HeaderMap::new();
+        h.insert("traceparent", HeaderValue::from_static(tp));
+        let cx = extract(&h);
+        let sc = cx.span().span_context().clone();
+        assert!(sc.is_valid() && sc.is_remote() && sc.is_sampled());
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        let again = from_traceparent(tp);
+        assert_eq!(again.span().span_context(), &sc);
+        assert!(!from_traceparent("00-garbage")
+            .span()
+            .span_context()
+            .is_valid());
+    }
+}

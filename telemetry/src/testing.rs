@@ -1,0 +1,87 @@
+//! Spans recorded in memory, for tests that check what a process traces: [`record`] installs
+//! the same layer as [`crate::init`] (all spans at info and above), with an in-memory
+//! exporter in place of OTLP.
+
+use std::collections::BTreeMap;
+
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+
+/// One finished span, flattened for assertions.
+#[derive(Debug, Clone)]
+pub struct RecordedSpan {
+    /// The span's name.
+    pub name: String,
+    /// Trace id, hex.
+    pub trace_id: String,
+    /// Span id, hex.
+    pub span_id: String,
+    /// The parent's span id, hex (`0000000000000000` for a root).
+    pub parent_span_id: String,
+    /// Attributes, their values as text.
+    pub attributes: BTreeMap<String, String>,
+    /// Whether the span ended in error.
+    pub error: bool,
+}
+
+impl RecordedSpan {
+    /// An attribute's value, if set.
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+}
+
+/// The recording pipeline; keep it for the whole test.
+pub struct Recorder {
+    exporter: InMemorySpanExporter,
+    provider: SdkTracerProvider,
+}
+
+impl Recorder {
+    /// Every span finished so far.
+    pub fn spans(&self) -> Vec<RecordedSpan> {
+        let _ = self.provider.force_flush();
+        self.exporter
+            .get_finished_spans()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| RecordedSpan {
+                name: s.name.to_string(),
+                trace_id: s.span_context.trace_id().to_string(),
+                span_id: s.span_context.span_id().to_string(),
+                parent_span_id: s.parent_span_id.to_string(),
+                attributes: s
+                    .attributes
+                    .iter()
+                    .map(|kv| (kv.key.as_str().to_owned(), kv.value.as_str().into_owned()))
+                    .collect(),
+                error: matches!(s.status, opentelemetry::trace::Status::Error { .. }),
+            })
+            .collect()
+    }
+
+    /// The finished spans of one trace.
+    pub fn trace(&self, trace_id: &str) -> Vec<RecordedSpan> {
+        self.spans()
+            .into_iter()
+            .filter(|s| s.trace_id == trace_id)
+            .collect()
+    }
+}
+
+/// Installs the recording subscriber as the process-wide default. Panics when another is
+/// installed already: give such a test a test binary of its own.
+pub fn record() -> Recorder {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("info"))
+        .with(crate::traces::layer(&provider))
+        .try_init()
+        .unwrap_or_else(|e| panic!("a subscriber is installed already: {e}"));
+    crate::propagation::install();
+    Recorder { exporter, provider }
+}
