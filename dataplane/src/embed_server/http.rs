@@ -44,6 +44,8 @@ pub(super) fn router(state: AppState, cfg: &EmbedServerConfig) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError(Error::Internal("the request handler panicked".into())).into_response()
         }))
+        .layer(crate::api::trace::layer())
+        .layer(middleware::from_fn(crate::api::request_id::assign))
         .with_state(state)
 }
 
