@@ -14,6 +14,10 @@
 #   STORES=embedded  the stores, one run each in this order: "embedded" (SQLite + local files),
 #                    "scale-out" (PostgreSQL + S3 on the servers of scripts/services/postgres.sh and
 #                    s3.sh: source their env.sh first), or "embedded scale-out" to compare
+#   CACHES="off on"  the cache settings to run      CONNS="100 1000"  connection counts
+#   TRACES=off       runs of each setting, in order, on the same data: "off" or "on" (every trace
+#                    exported to the Jaeger of scripts/services/jaeger.sh: source its env.sh
+#                    first), for example "off on off on" to compare with tracing on
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-20}
@@ -21,6 +25,9 @@ DOCS=${DOCS:-100}
 RATE=${RATE:-167}
 OPEN_DURATION=${OPEN_DURATION:-40}
 STORES=${STORES:-embedded}
+CACHES=${CACHES:-off on}
+CONNS=${CONNS:-100 1000}
+TRACES=${TRACES:-off}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 bash scripts/setup-model.sh >/dev/null
 if [ -z "${RAGPLANE_BIN:-}" ]; then cargo build --release --locked -p ragplane; fi
@@ -61,29 +68,43 @@ stores_env() {
 
 KEY=rp_bench_search_key
 export RAGPLANE_API_KEY=$KEY
+# traces_env on|off : the server's settings for that tracing mode.
+traces_env() {
+  [ "$1" = on ] || return 0
+  echo "OTEL_EXPORTER_OTLP_ENDPOINT=${RAGPLANE_TEST_JAEGER_OTLP_URL:?source the env.sh of scripts/services/jaeger.sh first}" \
+    RAGPLANE__TELEMETRY__TRACES__SAMPLE_RATIO=1.0
+}
+
 for stores in $STORES; do
-for cache in off on; do
+for cache in $CACHES; do
+  STORE_ENV=$(stores_env "$stores")
+  ingested=
+  for traces in $TRACES; do
   PORT=$((20000 + RANDOM % 20000))
   flag=$([ $cache = on ] && echo true || echo false)
-  # shellcheck disable=SC2046 # stores_env prints separate NAME=value words.
-  env $(stores_env "$stores") RAGPLANE__CACHE__EMBEDDINGS=$flag RAGPLANE__CACHE__RESULTS=$flag \
+  # shellcheck disable=SC2046,SC2086 # the *_env functions print separate NAME=value words.
+  env $STORE_ENV $(traces_env "$traces") RAGPLANE__CACHE__EMBEDDINGS=$flag RAGPLANE__CACHE__RESULTS=$flag \
     "$BIN" serve --listen 127.0.0.1:$PORT --data-dir "$WORK/data-$stores-$cache" --admin-key $KEY >"$WORK/server-$cache.log" 2>&1 &
   PID=$!
   until curl -sf http://127.0.0.1:$PORT/readyz >/dev/null; do sleep 0.2; done
-  RAGPLANE_URL=http://127.0.0.1:$PORT "$BIN" ingest -c bench "$WORK/corpus" >/dev/null
-  for conns in 100 1000; do
+  if [ -z "$ingested" ]; then
+    RAGPLANE_URL=http://127.0.0.1:$PORT "$BIN" ingest -c bench "$WORK/corpus" >/dev/null
+    ingested=1
+  fi
+  for conns in $CONNS; do
     # A short warm-up fills the caches (when on) and the connection pool.
     wrk -t2 -c$conns -d3s -s scripts/bench/search.lua http://127.0.0.1:$PORT >/dev/null 2>&1 || true
     line=$(wrk -t2 -c$conns -d${DURATION}s --timeout 10s -s scripts/bench/search.lua http://127.0.0.1:$PORT | grep '^RESULT')
-    echo "stores=$stores cache=$cache connections=$conns closed-loop $line"
-    if [ $cache = off ]; then
+    echo "stores=$stores cache=$cache traces=$traces connections=$conns closed-loop $line"
+    if [ $cache = off ] && [ "$OPEN_DURATION" -gt 0 ]; then
       # Open loop: RATE requests/s in total over the same number of connections.
       mean=$(python3 -c "print(int($conns * 1000 / $RATE))")
       BENCH_MEAN_DELAY_MS=$mean wrk -t2 -c$conns -d${OPEN_DURATION}s --timeout 10s -s scripts/bench/search.lua \
         http://127.0.0.1:$PORT >"$WORK/open.txt" 2>&1
-      echo "stores=$stores cache=$cache connections=$conns open-loop target=${RATE}/s $(grep '^RESULT' "$WORK/open.txt")"
+      echo "stores=$stores cache=$cache traces=$traces connections=$conns open-loop target=${RATE}/s $(grep '^RESULT' "$WORK/open.txt")"
     fi
   done
   kill $PID; wait $PID 2>/dev/null || true
+  done
 done
 done

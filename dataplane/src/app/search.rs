@@ -265,15 +265,14 @@ impl App {
         };
         let span = tracing::Span::current();
         span.record("mode", mode.as_str());
+        // The result cache's lookup is recorded on this span (`cache`), not in a span of its
+        // own: a cached search is a few microseconds of work, and one more span per request
+        // would cost more than the lookup.
         if let (Some(cache), Some(key)) = (&self.results, &cache_key) {
-            let lookup =
-                tracing::info_span!("cache.get", cache = "results", hits = tracing::field::Empty);
             let hit = cache
                 .get(key)
-                .instrument(lookup.clone())
                 .await
                 .and_then(|b| serde_json::from_slice::<Vec<SearchHit>>(&b).ok());
-            lookup.record("hits", usize::from(hit.is_some()));
             if let Some(hits) = hit {
                 searched.cache = CacheOutcome::Hit;
                 span.record("cache", "hit");
