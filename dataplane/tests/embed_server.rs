@@ -204,13 +204,18 @@ async fn server_vectors_equal_the_local_embedders() {
         .text()
         .await
         .unwrap();
-    for name in [
-        "ragplane_embed_device_sessions{device=",
-        "ragplane_embed_device_batch_size_bucket{device=",
-        "ragplane_embed_queue_wait_seconds_bucket",
-        "ragplane_embed_embeddings_per_second",
+    for (name, label) in [
+        ("ragplane_embed_device_sessions{", "device="),
+        ("ragplane_embed_device_batch_size_bucket{", "device="),
+        ("ragplane_embed_queue_wait_seconds_bucket{", "class="),
+        ("ragplane_embed_embeddings_per_second ", ""),
     ] {
-        assert!(metrics.contains(name), "{name} missing from /metrics");
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains(label)),
+            "{name}…{label} missing from /metrics"
+        );
     }
 }
 

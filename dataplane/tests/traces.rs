@@ -243,6 +243,23 @@ async fn uploads_searches_and_answers_are_traced_end_to_end() {
     for name in ["vector.dense", "vector.keyword", "fusion"] {
         assert_eq!(one(&spans, name).parent_span_id, index.span_id, "{name}");
     }
+    // The latency histogram's bucket of this request names its trace as exemplar.
+    let metrics = ragplane::metrics::render();
+    let exemplar = format!("# {{trace_id=\"{trace}\"}}");
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("ragplane_http_request_duration_seconds_bucket{")
+                && l.contains("route=\"/v1/search\"")
+                && l.contains(&exemplar)
+        ),
+        "no exemplar of trace {trace} on the /v1/search latency:\n{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("/v1/search"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(metrics.ends_with("# EOF\n"), "OpenMetrics exposition");
     // The same search again is served by the result cache, and says so.
     let (tp, trace, _) = traceparent(0x13);
     e.call(

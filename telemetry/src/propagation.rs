@@ -3,6 +3,8 @@
 //! and new jobs. With traces off every function here is a cheap no-op: nothing is extracted
 //! and nothing is written.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TraceContextExt;
@@ -10,10 +12,18 @@ use opentelemetry::Context;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// Installs the W3C trace-context propagator process-wide ([`crate::init`] does when traces
-/// are on).
+/// Whether traces are on in this process; everything here is a no-op while they are off.
+static ON: AtomicBool = AtomicBool::new(false);
+
+/// Installs the W3C trace-context propagator process-wide and turns propagation on
+/// ([`crate::init`] does when traces are on).
 pub fn install() {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    ON.store(true, Ordering::Release);
+}
+
+fn on() -> bool {
+    ON.load(Ordering::Acquire)
 }
 
 struct Headers<'a>(&'a HeaderMap);
@@ -57,6 +67,9 @@ impl Extractor for Single<'_> {
 /// The caller's trace context from request headers (empty when there is none, or traces are
 /// off).
 pub fn extract(headers: &HeaderMap) -> Context {
+    if !on() {
+        return Context::new();
+    }
     opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(headers)))
 }
 
@@ -70,6 +83,9 @@ pub fn set_parent(span: &tracing::Span, cx: Context) {
 
 /// Writes the current span's context into outgoing request headers.
 pub fn inject(headers: &mut HeaderMap) {
+    if !on() {
+        return;
+    }
     let cx = tracing::Span::current().context();
     if cx.span().span_context().is_valid() {
         opentelemetry::global::get_text_map_propagator(|p| {
@@ -89,6 +105,9 @@ pub fn headers() -> HeaderMap {
 /// The current span's `traceparent`, to store with work handed to another process; `None`
 /// when traces are off or the span is not sampled.
 pub fn traceparent() -> Option<String> {
+    if !on() {
+        return None;
+    }
     let cx = tracing::Span::current().context();
     if !cx.span().span_context().is_valid() {
         return None;
@@ -116,6 +135,9 @@ pub fn trace_id() -> Option<String> {
 
 /// `span`'s trace id in hex; `None` when traces are off.
 pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
+    if !on() {
+        return None;
+    }
     let cx = span.context();
     let sc = cx.span().span_context().clone();
     sc.is_valid().then(|| sc.trace_id().to_string())

@@ -23,11 +23,15 @@ pub async fn readyz(State(app): State<AppState>) -> Result<&'static str, ApiErro
     Ok("ready")
 }
 
-/// Prometheus text exposition.
+/// OpenMetrics text exposition (with trace exemplars on the latency histograms when traces
+/// are on).
 pub async fn metrics() -> impl IntoResponse {
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         crate::metrics::render(),
     )
 }

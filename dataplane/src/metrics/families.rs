@@ -1,0 +1,231 @@
+//! The metric types the data plane records into, over `prometheus-client`: counters, gauges
+//! and histograms, alone or in families keyed by label values. They keep the shape of the
+//! call sites (`with_label_values(&[..]).inc()`), sort labels by name in the exposition, and
+//! give every histogram observation made inside a traced request a `trace_id` exemplar, which
+//! the OpenMetrics exposition shows next to its bucket.
+
+use std::sync::{LazyLock, Mutex};
+use std::time::{Instant, SystemTime};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Metric, Registry};
+
+/// A series' labels, sorted by name.
+pub type Labels = Vec<(&'static str, String)>;
+
+/// The labels of an exemplar: the trace it was observed in.
+pub type TraceExemplar = Vec<(&'static str, String)>;
+
+/// The registry every ragplane metric is registered in.
+pub(super) static REGISTRY: LazyLock<Mutex<Registry>> =
+    LazyLock::new(|| Mutex::new(Registry::default()));
+
+/// Registers `metric` under `name`. A counter's name is given with its `_total`, as it is
+/// exposed; the registry wants it without.
+fn register(name: &'static str, help: &'static str, metric: impl Metric) {
+    let name = name.strip_suffix("_total").unwrap_or(name);
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .register(name, help, metric);
+}
+
+/// Pairs label names with values, sorted by name.
+fn labels(names: &[&'static str], values: &[&str]) -> Labels {
+    debug_assert_eq!(names.len(), values.len(), "one value per label: {names:?}");
+    let mut l: Labels = names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| (*n, (*v).to_owned()))
+        .collect();
+    l.sort_unstable_by_key(|(n, _)| *n);
+    l
+}
+
+/// A monotonic counter.
+pub type IntCounter = Counter;
+
+/// A counter without labels, registered.
+pub fn int_counter(name: &'static str, help: &'static str) -> IntCounter {
+    let c = Counter::default();
+    register(name, help, c.clone());
+    c
+}
+
+/// A gauge holding an integer.
+pub type IntGauge = Gauge;
+
+/// A gauge without labels, registered.
+pub fn int_gauge(name: &'static str, help: &'static str) -> IntGauge {
+    let g = Gauge::default();
+    register(name, help, g.clone());
+    g
+}
+
+/// Counters by label values.
+#[derive(Debug)]
+pub struct IntCounterVec {
+    family: Family<Labels, Counter>,
+    names: &'static [&'static str],
+}
+
+impl IntCounterVec {
+    /// A registered family with the label names `names`.
+    pub fn new(name: &'static str, help: &'static str, names: &'static [&'static str]) -> Self {
+        let family = Family::default();
+        register(name, help, family.clone());
+        Self { family, names }
+    }
+
+    /// The counter of these label values (one per name, in the declared order).
+    pub fn with_label_values(&self, values: &[&str]) -> Counter {
+        self.family.get_or_create_owned(&labels(self.names, values))
+    }
+}
+
+/// Gauges by label values.
+#[derive(Debug)]
+pub struct IntGaugeVec {
+    family: Family<Labels, Gauge>,
+    names: &'static [&'static str],
+}
+
+impl IntGaugeVec {
+    /// A registered family with the label names `names`.
+    pub fn new(name: &'static str, help: &'static str, names: &'static [&'static str]) -> Self {
+        let family = Family::default();
+        register(name, help, family.clone());
+        Self { family, names }
+    }
+
+    /// The gauge of these label values (one per name, in the declared order).
+    pub fn with_label_values(&self, values: &[&str]) -> Gauge {
+        self.family.get_or_create_owned(&labels(self.names, values))
+    }
+
+    /// Forgets every series, so that label values no longer in use disappear.
+    pub fn reset(&self) {
+        self.family.clear();
+    }
+}
+
+/// A histogram whose observations inside a traced span carry that trace as their bucket's
+/// exemplar.
+#[derive(Debug, Clone)]
+pub struct Histogram(HistogramWithExemplars<TraceExemplar>);
+
+impl Histogram {
+    fn with_buckets(buckets: &[f64]) -> Self {
+        Self(HistogramWithExemplars::new(buckets.iter().copied()))
+    }
+
+    /// A registered histogram without labels.
+    pub fn new(name: &'static str, help: &'static str, buckets: Vec<f64>) -> Self {
+        let h = Self::with_buckets(&buckets);
+        register(name, help, h.0.clone());
+        h
+    }
+
+    /// Records `v`, with the current trace as exemplar when traces are on.
+    pub fn observe(&self, v: f64) {
+        let exemplar = ragplane_telemetry::propagation::trace_id()
+            .map(|t| (vec![("trace_id", t)], Some(SystemTime::now())));
+        match exemplar {
+            Some((labels, at)) => self.0.observe(v, Some(labels), at),
+            None => self.0.observe(v, None, None),
+        }
+    }
+
+    /// Observes the seconds from now until the timer is dropped.
+    pub fn start_timer(&self) -> HistogramTimer {
+        HistogramTimer {
+            histogram: self.clone(),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Observes its histogram when dropped; see [`Histogram::start_timer`].
+#[derive(Debug)]
+#[must_use = "the time is observed when the timer is dropped"]
+pub struct HistogramTimer {
+    histogram: Histogram,
+    started: Instant,
+}
+
+impl Drop for HistogramTimer {
+    fn drop(&mut self) {
+        self.histogram.observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// Makes a family's histograms with its buckets.
+#[derive(Debug, Clone)]
+pub struct Buckets(Vec<f64>);
+
+impl MetricConstructor<HistogramWithExemplars<TraceExemplar>> for Buckets {
+    fn new_metric(&self) -> HistogramWithExemplars<TraceExemplar> {
+        HistogramWithExemplars::new(self.0.iter().copied())
+    }
+}
+
+/// Histograms by label values.
+#[derive(Debug)]
+pub struct HistogramVec {
+    family: Family<Labels, HistogramWithExemplars<TraceExemplar>, Buckets>,
+    names: &'static [&'static str],
+}
+
+impl HistogramVec {
+    /// A registered family with the label names `names`.
+    pub fn new(
+        name: &'static str,
+        help: &'static str,
+        buckets: Vec<f64>,
+        names: &'static [&'static str],
+    ) -> Self {
+        let family = Family::new_with_constructor(Buckets(buckets));
+        register(name, help, family.clone());
+        Self { family, names }
+    }
+
+    /// The histogram of these label values (one per name, in the declared order).
+    pub fn with_label_values(&self, values: &[&str]) -> Histogram {
+        Histogram(self.family.get_or_create_owned(&labels(self.names, values)))
+    }
+}
+
+/// `count` buckets from `start`, each `factor` times the one before.
+pub fn exponential_buckets(start: f64, factor: f64, count: u16) -> Vec<f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(start, factor, count).collect()
+}
+
+/// Every registered metric in the OpenMetrics text format (which Prometheus asks for, and
+/// which carries exemplars).
+pub fn render() -> String {
+    let mut out = String::new();
+    let registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        tracing::warn!(error = %e, "failed to encode metrics");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_sorted_by_name_whatever_the_declared_order() {
+        assert_eq!(
+            labels(&["queue", "outcome"], &["documents", "dead"]),
+            vec![
+                ("outcome", "dead".to_owned()),
+                ("queue", "documents".to_owned())
+            ]
+        );
+    }
+}
