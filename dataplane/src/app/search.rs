@@ -459,48 +459,37 @@ impl App {
             metadata_filter = filter.metadata.is_some(),
             hits = tracing::field::Empty,
         );
-        let hits = self
-            .retrieve_from_index(req, query, mode, fusion, k, filter)
-            .instrument(span.clone())
-            .await?;
+        let hits = async {
+            Ok::<_, Error>(match mode {
+                SearchMode::Dense => self.vectors.search(query.vector.clone(), k, filter).await?,
+                // Only stop words or punctuation: nothing can match.
+                SearchMode::Keyword if query.terms.is_empty() => Vec::new(),
+                SearchMode::Keyword => {
+                    self.vectors
+                        .keyword_search(query.terms.clone(), k, filter)
+                        .await?
+                }
+                SearchMode::Hybrid => {
+                    let query = HybridQuery {
+                        vector: query.vector.clone(),
+                        terms: query.terms.clone(),
+                        k,
+                        candidates: req
+                            .fusion
+                            .as_ref()
+                            .and_then(|f| f.candidates)
+                            .unwrap_or(self.config.search.hybrid_candidates)
+                            .max(k),
+                        fusion,
+                    };
+                    self.vectors.hybrid_search(query, filter).await?
+                }
+            })
+        }
+        .instrument(span.clone())
+        .await?;
         span.record("hits", hits.len());
         Ok(hits)
-    }
-
-    async fn retrieve_from_index(
-        &self,
-        req: &SearchRequest,
-        query: &Analysed,
-        mode: SearchMode,
-        fusion: Fusion,
-        k: usize,
-        filter: Filter,
-    ) -> Result<Vec<Hit>> {
-        Ok(match mode {
-            SearchMode::Dense => self.vectors.search(query.vector.clone(), k, filter).await?,
-            // Only stop words or punctuation: nothing can match.
-            SearchMode::Keyword if query.terms.is_empty() => Vec::new(),
-            SearchMode::Keyword => {
-                self.vectors
-                    .keyword_search(query.terms.clone(), k, filter)
-                    .await?
-            }
-            SearchMode::Hybrid => {
-                let query = HybridQuery {
-                    vector: query.vector.clone(),
-                    terms: query.terms.clone(),
-                    k,
-                    candidates: req
-                        .fusion
-                        .as_ref()
-                        .and_then(|f| f.candidates)
-                        .unwrap_or(self.config.search.hybrid_candidates)
-                        .max(k),
-                    fusion,
-                };
-                self.vectors.hybrid_search(query, filter).await?
-            }
-        })
     }
 
     /// The request's mode, else the configured default; a backend without keyword search

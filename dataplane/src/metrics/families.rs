@@ -65,44 +65,32 @@ pub fn int_gauge(name: &'static str, help: &'static str) -> IntGauge {
     g
 }
 
-/// Counters by label values.
+/// Metrics of type `M` by label values (`C` makes a new one).
 #[derive(Debug)]
-pub struct IntCounterVec {
-    family: Family<Labels, Counter>,
+pub struct MetricVec<M, C = fn() -> M> {
+    family: Family<Labels, M, C>,
     names: &'static [&'static str],
 }
 
-impl IntCounterVec {
-    /// A registered family with the label names `names`.
-    pub fn new(name: &'static str, help: &'static str, names: &'static [&'static str]) -> Self {
-        let family = Family::default();
+impl<M, C> MetricVec<M, C>
+where
+    M: Clone,
+    C: MetricConstructor<M>,
+    Family<Labels, M, C>: Metric + Clone,
+{
+    fn with_constructor(
+        name: &'static str,
+        help: &'static str,
+        names: &'static [&'static str],
+        constructor: C,
+    ) -> Self {
+        let family = Family::new_with_constructor(constructor);
         register(name, help, family.clone());
         Self { family, names }
     }
 
-    /// The counter of these label values (one per name, in the declared order).
-    pub fn with_label_values(&self, values: &[&str]) -> Counter {
-        self.family.get_or_create_owned(&labels(self.names, values))
-    }
-}
-
-/// Gauges by label values.
-#[derive(Debug)]
-pub struct IntGaugeVec {
-    family: Family<Labels, Gauge>,
-    names: &'static [&'static str],
-}
-
-impl IntGaugeVec {
-    /// A registered family with the label names `names`.
-    pub fn new(name: &'static str, help: &'static str, names: &'static [&'static str]) -> Self {
-        let family = Family::default();
-        register(name, help, family.clone());
-        Self { family, names }
-    }
-
-    /// The gauge of these label values (one per name, in the declared order).
-    pub fn with_label_values(&self, values: &[&str]) -> Gauge {
+    /// The metric of these label values (one per name, in the declared order).
+    pub fn with_label_values(&self, values: &[&str]) -> M {
         self.family.get_or_create_owned(&labels(self.names, values))
     }
 
@@ -111,6 +99,23 @@ impl IntGaugeVec {
         self.family.clear();
     }
 }
+
+impl<M> MetricVec<M>
+where
+    M: Clone + Default,
+    Family<Labels, M>: Metric + Clone,
+{
+    /// A registered family with the label names `names`.
+    pub fn new(name: &'static str, help: &'static str, names: &'static [&'static str]) -> Self {
+        Self::with_constructor(name, help, names, M::default)
+    }
+}
+
+/// Counters by label values.
+pub type IntCounterVec = MetricVec<Counter>;
+
+/// Gauges by label values.
+pub type IntGaugeVec = MetricVec<Gauge>;
 
 /// A histogram whose observations inside a traced span carry that trace as their bucket's
 /// exemplar.
@@ -174,10 +179,7 @@ impl MetricConstructor<HistogramWithExemplars<TraceExemplar>> for Buckets {
 
 /// Histograms by label values.
 #[derive(Debug)]
-pub struct HistogramVec {
-    family: Family<Labels, HistogramWithExemplars<TraceExemplar>, Buckets>,
-    names: &'static [&'static str],
-}
+pub struct HistogramVec(MetricVec<HistogramWithExemplars<TraceExemplar>, Buckets>);
 
 impl HistogramVec {
     /// A registered family with the label names `names`.
@@ -187,14 +189,17 @@ impl HistogramVec {
         buckets: Vec<f64>,
         names: &'static [&'static str],
     ) -> Self {
-        let family = Family::new_with_constructor(Buckets(buckets));
-        register(name, help, family.clone());
-        Self { family, names }
+        Self(MetricVec::with_constructor(
+            name,
+            help,
+            names,
+            Buckets(buckets),
+        ))
     }
 
     /// The histogram of these label values (one per name, in the declared order).
     pub fn with_label_values(&self, values: &[&str]) -> Histogram {
-        Histogram(self.family.get_or_create_owned(&labels(self.names, values)))
+        Histogram(self.0.with_label_values(values))
     }
 }
 
