@@ -376,16 +376,22 @@ impl Default for EmbeddingConfig {
 }
 
 /// Answer generation.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "provider", rename_all = "snake_case", deny_unknown_fields)]
 pub enum GenerationConfig {
-    /// No generator: `/v1/query` returns sources only.
-    #[default]
-    None,
+    /// No generator: `/v1/query` returns sources only. (A struct variant, so that a generation
+    /// setting given without a provider is refused instead of silently dropped.)
+    None {},
     /// An Ollama server, native `/api/chat`.
     Ollama(GeneratorEndpoint),
     /// An OpenAI-compatible server, `/v1/chat/completions`.
     Openai(GeneratorEndpoint),
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        Self::None {}
+    }
 }
 
 /// The servers of one generation model and how they are used.

@@ -166,7 +166,7 @@ impl App {
         let token_budget = build_token_budget(&config, redis.as_ref());
         let embedder: Arc<dyn Embedder> = Arc::new(CachedEmbedder::new(model, embedding_cache));
         let generator: Option<Arc<dyn Generator>> = match &config.generation {
-            GenerationConfig::None => None,
+            GenerationConfig::None {} => None,
             GenerationConfig::Ollama(ep) => {
                 Some(Arc::new(GeneratorPool::new(Protocol::Ollama, ep)))
             }

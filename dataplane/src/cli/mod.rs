@@ -16,11 +16,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use ragplane_config::{
-    Config, GenerationConfig, GeneratorEndpoint, LogFormat, Secret, TelemetryConfig,
-};
+use ragplane_config::{Config, LogFormat, Secret, TelemetryConfig};
 
 pub use client::Client;
 pub use embed_server::EmbedServerArgs;
@@ -207,6 +205,12 @@ pub struct SearchArgs {
 
 /// Loads the layered configuration.
 pub fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
+    load_config_over(args, Figment::new())
+}
+
+/// [`load_config`] with `flags` (settings given as command-line flags) over the file and the
+/// environment.
+fn load_config_over(args: &ConfigArgs, flags: Figment) -> anyhow::Result<Config> {
     let mut user = Figment::new();
     if let Some(path) = &args.config {
         anyhow::ensure!(
@@ -216,7 +220,9 @@ pub fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
         );
         user = user.merge(Toml::file(path));
     }
-    user = user.merge(Env::prefixed("RAGPLANE__").split("__"));
+    user = user
+        .merge(Env::prefixed("RAGPLANE__").split("__"))
+        .merge(flags);
     let mut config =
         ragplane_config::load::from_layers(user).context("failed to read the configuration")?;
     if let Some(dir) = &args.data_dir {
@@ -228,7 +234,22 @@ pub fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
 impl ServeArgs {
     /// The configuration with this command's flags applied.
     pub fn into_config(self) -> anyhow::Result<Config> {
-        let mut c = load_config(&self.config)?;
+        // The generator flags are one more layer: the file's or the environment's other
+        // generation settings (max_tokens, timeouts, the pool) still apply.
+        let mut flags = Figment::new();
+        if let (Some(p), Some(url), Some(model)) =
+            (&self.generator, &self.generator_url, &self.generator_model)
+        {
+            anyhow::ensure!(
+                p == "ollama" || p == "openai",
+                "--generator must be ollama or openai, got {p:?}"
+            );
+            flags = flags
+                .merge(Serialized::default("generation.provider", p))
+                .merge(Serialized::default("generation.url", url))
+                .merge(Serialized::default("generation.model", model));
+        }
+        let mut c = load_config_over(&self.config, flags)?;
         if let Some(l) = self.listen {
             c.server.listen = l;
         }
@@ -246,16 +267,6 @@ impl ServeArgs {
         }
         if self.no_workers {
             c.workers.enabled = false;
-        }
-        if let (Some(p), Some(url), Some(model)) =
-            (self.generator, self.generator_url, self.generator_model)
-        {
-            let ep = GeneratorEndpoint::new(url, model);
-            c.generation = match p.as_str() {
-                "ollama" => GenerationConfig::Ollama(ep),
-                "openai" => GenerationConfig::Openai(ep),
-                other => anyhow::bail!("--generator must be ollama or openai, got {other:?}"),
-            };
         }
         if let Some(f) = self.log_format {
             c.telemetry.log_format = parse_log_format(&f)?;
@@ -444,6 +455,54 @@ mod tests {
             5,
             "the chosen backend's own defaults"
         );
+    }
+
+    #[test]
+    // The closure's error type is figment's own.
+    #[allow(clippy::result_large_err)]
+    fn generation_settings_without_a_provider_are_refused_not_dropped() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("RAGPLANE__GENERATION__MAX_TOKENS", "16");
+            let args = ConfigArgs {
+                config: None,
+                data_dir: None,
+            };
+            let err = load_config(&args).expect_err("max_tokens without a provider");
+            assert!(format!("{err:#}").contains("max_tokens"), "{err:#}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    // The closure's error type is figment's own.
+    #[allow(clippy::result_large_err)]
+    fn the_generator_flags_keep_the_other_generation_settings() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("RAGPLANE__GENERATION__MAX_TOKENS", "16");
+            let cli = Cli::try_parse_from([
+                "ragplane",
+                "serve",
+                "--generator",
+                "ollama",
+                "--generator-url",
+                "http://127.0.0.1:11434",
+                "--generator-model",
+                "m",
+            ])
+            .map_err(|e| e.to_string())?;
+            let Command::Serve(args) = cli.command else {
+                panic!("not serve")
+            };
+            let c = args.into_config().map_err(|e| format!("{e:#}"))?;
+            let ragplane_config::GenerationConfig::Ollama(ep) = &c.generation else {
+                panic!("{:?}", c.generation)
+            };
+            assert_eq!(
+                (ep.url.as_str(), ep.model.as_str(), ep.max_tokens),
+                ("http://127.0.0.1:11434", "m", 16)
+            );
+            Ok(())
+        });
     }
 
     #[test]

@@ -445,7 +445,7 @@ pub fn validate(
     };
 
     let generation = match (&spec.generation, &refs.generation_pool) {
-        (None, _) => GenerationConfig::None,
+        (None, _) => GenerationConfig::None {},
         (Some(r), Some(pool)) => generation_config(pool, r.model.as_deref(), &namespace)?,
         (Some(r), None) => {
             return Err(field(
