@@ -6,9 +6,8 @@
 //! did change their object, so a steady state (no count) can be told from an operator that keeps
 //! rewriting something (a count on every reconcile).
 
-use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::{LazyLock, Mutex};
+use std::sync::LazyLock;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::NamespaceResourceScope;
@@ -58,8 +57,16 @@ pub static APPLIES_CHANGED: LazyLock<prometheus::IntCounterVec> = LazyLock::new(
 /// An object's kind, namespace and name.
 type ObjectKey = (String, String, String);
 
-/// The resourceVersion each object had after the operator's last apply to it.
-static LAST_APPLIED: LazyLock<Mutex<HashMap<ObjectKey, String>>> = LazyLock::new(Mutex::default);
+/// The resourceVersion each object had after the operator's last apply to it. Bounded: an
+/// object not applied for an hour (deleted, or its owner gone) is forgotten, where a map would
+/// keep every object the operator ever touched. Live objects are applied again at every
+/// recheck, minutes apart; a forgotten one only loses the shortcut in [`changed`].
+static LAST_APPLIED: LazyLock<moka::sync::Cache<ObjectKey, String>> = LazyLock::new(|| {
+    moka::sync::Cache::builder()
+        .max_capacity(100_000)
+        .time_to_idle(std::time::Duration::from_secs(3600))
+        .build()
+});
 
 /// Whether an apply that started at `started` (Unix seconds) changed the object it returned:
 /// its resourceVersion moved since the operator's `previous` apply (a status update by another
@@ -96,13 +103,12 @@ where
     let kind = K::kind(&K::DynamicType::default()).into_owned();
     let key = (kind.clone(), namespace.to_owned(), object.name_any());
     let meta = stored.meta();
-    let previous = {
-        let mut last = LAST_APPLIED.lock().unwrap_or_else(|e| e.into_inner());
-        match &meta.resource_version {
-            Some(rv) => last.insert(key, rv.clone()),
-            None => last.remove(&key),
-        }
-    };
+    // One reconcile at a time per object, so the read and the write below do not race.
+    let previous = LAST_APPLIED.get(&key);
+    match &meta.resource_version {
+        Some(rv) => LAST_APPLIED.insert(key, rv.clone()),
+        None => LAST_APPLIED.invalidate(&key),
+    }
     if changed(previous.as_deref(), meta, started) {
         APPLIES_CHANGED.with_label_values(&[&kind]).inc();
         tracing::debug!(kind, namespace, name = %object.name_any(), "apply changed the object");
