@@ -92,11 +92,10 @@ fn watch_scopes(args: &Args) -> Vec<Option<String>> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::EnvFilter::try_new(&args.log_filter).context("invalid log filter")?;
-    let format = match args.log_format.as_str() {
-        "json" => LogFormat::Json,
-        "text" => LogFormat::Text,
-        other => anyhow::bail!("--log-format must be text or json, got {other:?}"),
-    };
+    let format: LogFormat = args
+        .log_format
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--log-format {e}"))?;
     let traces = TracesConfig {
         endpoint: args.otlp_endpoint.clone(),
         ..TracesConfig::default()

@@ -81,15 +81,15 @@ fn resolve(cfg: &TracesConfig) -> Result<Option<(String, TracesConfig)>, TracesE
         endpoint: Some(url.clone()),
         ..cfg.clone()
     };
-    if let Some((_, message)) = resolved
-        .problems()
-        .into_iter()
+    // A wrong endpoint is named where it came from (the setting or the variable).
+    let problems = resolved.problems();
+    let first = problems
+        .iter()
         .find(|(f, _)| *f == "telemetry.traces.endpoint")
-    {
-        return Err(setting(from, message));
-    }
-    if let Some((field, message)) = resolved.problems().into_iter().next() {
-        return Err(setting(field, message));
+        .map(|(_, m)| (from, m))
+        .or_else(|| problems.first().map(|(f, m)| (*f, m)));
+    if let Some((field, message)) = first {
+        return Err(setting(field, message.clone()));
     }
     Ok(Some((url, resolved)))
 }

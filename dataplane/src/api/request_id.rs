@@ -30,18 +30,13 @@ fn usable(v: &HeaderValue) -> Option<String> {
     .then(|| s.to_string())
 }
 
-/// A request's id, in its extensions, for the layers inside [`assign`].
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
 /// Middleware: gives the request its id and runs the rest of the stack with it.
-pub async fn assign(mut req: Request, next: Next) -> Response {
+pub async fn assign(req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get(&HEADER)
         .and_then(usable)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    req.extensions_mut().insert(RequestId(id.clone()));
     let mut resp = CURRENT.scope(id.clone(), next.run(req)).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(HEADER.clone(), v);

@@ -14,12 +14,11 @@ use tower_http::trace::TraceLayer;
 use tracing::field::Empty;
 use tracing::Span;
 
-use super::request_id::RequestId;
-
 type MakeSpan = fn(&Request) -> Span;
 type OnResponse = fn(&Response<axum::body::Body>, Duration, &Span);
 
-/// The layer; it must sit inside [`super::request_id::assign`], which gives the id.
+/// The layer; it must sit inside [`super::request_id::assign`], whose scope gives the id
+/// ([`super::request_id::current`]).
 pub fn layer(
 ) -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, MakeSpan, (), OnResponse, (), (), ()> {
     TraceLayer::new_for_http()
@@ -36,12 +35,12 @@ fn make_span(req: &Request) -> Span {
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str);
-    let id = req.extensions().get::<RequestId>().map(|r| r.0.as_str());
+    let id = super::request_id::current();
     let span = tracing::info_span!(
         "http.request",
         otel.name = %format_args!("{} {route}", req.method()),
         otel.kind = "server",
-        request_id = id,
+        request_id = id.as_deref(),
         trace_id = Empty,
         otel.status_code = Empty,
     );

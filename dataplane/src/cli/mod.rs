@@ -280,11 +280,7 @@ impl ServeArgs {
 }
 
 fn parse_log_format(f: &str) -> anyhow::Result<LogFormat> {
-    match f {
-        "text" => Ok(LogFormat::Text),
-        "json" => Ok(LogFormat::Json),
-        other => anyhow::bail!("--log-format must be text or json, got {other:?}"),
-    }
+    f.parse().map_err(|e| anyhow::anyhow!("--log-format {e}"))
 }
 
 /// Sets up logging to stderr and, when configured, the export of traces. Keep the guard for as

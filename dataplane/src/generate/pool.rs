@@ -340,16 +340,14 @@ impl GeneratorPool {
                     }
                     Some(Err(e)) => {
                         ep.error("stream", &e, lease.inner.cfg.eject_after_failures);
-                        span.record("otel.status_code", "ERROR");
-                        span.record("error", tracing::field::display(&e));
+                        record_failure(&span, &e);
                         yield Err(e);
                         break;
                     }
                     None => {
                         let e = GenerateError::Decode("the answer ended without its final message".into());
                         ep.error("stream", &e, lease.inner.cfg.eject_after_failures);
-                        span.record("otel.status_code", "ERROR");
-                        span.record("error", tracing::field::display(&e));
+                        record_failure(&span, &e);
                         yield Err(e);
                         break;
                     }
@@ -405,8 +403,7 @@ impl Generator for GeneratorPool {
         );
         let out = self.start(request, &span).instrument(span.clone()).await;
         if let Err(e) = &out {
-            span.record("otel.status_code", "ERROR");
-            span.record("error", tracing::field::display(e));
+            record_failure(&span, e);
         }
         out
     }
@@ -426,6 +423,12 @@ impl Generator for GeneratorPool {
             })
         }
     }
+}
+
+/// Marks a generation span failed, with the error.
+fn record_failure(span: &Span, e: &GenerateError) {
+    span.record("otel.status_code", "ERROR");
+    span.record("error", tracing::field::display(e));
 }
 
 /// Probes every server each interval until the pool is dropped.
