@@ -493,6 +493,15 @@ fn invalid_resources_are_rejected_with_the_cel_message() {
     cluster
         .apply(&ns, "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {name: wide}\nspec: {kind: embedding, model: m, replicas: 2, modelCache: {size: 5Gi, accessMode: ReadWriteMany}}\n")
         .unwrap();
+    // Only an embedding pool picks its server.
+    let err = cluster
+        .apply(&ns, "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {name: srv}\nspec: {kind: ollama, model: m, server: ragplane}\n")
+        .expect_err("server on an ollama pool")
+        .to_string();
+    assert!(
+        err.contains("spec.server") && err.contains("only an embedding pool"),
+        "{err}"
+    );
     // A mutable field still changes.
     cluster
         .apply(&ns, "apiVersion: ragplane.dev/v1alpha1\nkind: Collection\nmetadata: {name: im}\nspec: {cluster: x, collectionName: docs, vectorSize: 384, distance: Cosine, replicationFactor: 2}\n")

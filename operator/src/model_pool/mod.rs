@@ -68,7 +68,8 @@ impl Reconciler for ModelPool {
     const KIND: &'static str = KIND;
 
     async fn pipeline(obj: Arc<Self>, ctx: Arc<Context>) -> Result<Action> {
-        let pool = validate::validate(&obj).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+        let pool = validate::validate(&obj, &ctx.data_plane)
+            .map_err(|e| Error::InvalidSpec(e.to_string()))?;
         let PoolObjects {
             workload,
             service,

@@ -7,7 +7,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::model_pool::{ModelPool, ModelPoolKind};
+use crate::context::DataPlaneDefaults;
+use crate::crd::model_pool::{EmbeddingServer, ModelPool, ModelPoolKind};
 
 /// Default Ollama image.
 pub const OLLAMA_IMAGE: &str = "docker.io/ollama/ollama:0.12.6";
@@ -53,6 +54,8 @@ pub struct ValidatedPool {
     pub owner: OwnerReference,
     /// Server kind.
     pub kind: ModelPoolKind,
+    /// The embedding server (`Tei` for the other kinds, where it is not read).
+    pub server: EmbeddingServer,
     /// Model.
     pub model: String,
     /// Server image.
@@ -65,6 +68,8 @@ pub struct ValidatedPool {
     pub desired: i32,
     /// Who writes the replica count.
     pub scaling: crate::autoscale::Scaling,
+    /// GPUs per replica.
+    pub gpus: i32,
     /// Resources with the GPU limit merged in.
     pub resources: Option<ResourceRequirements>,
     /// Node selector.
@@ -93,8 +98,11 @@ pub fn service_url(name: &str, namespace: &str, kind: ModelPoolKind) -> String {
     format!("http://{name}.{namespace}.svc:{}", port(kind))
 }
 
-/// Validates `pool`.
-pub fn validate(pool: &ModelPool) -> Result<ValidatedPool, ValidationError> {
+/// Validates `pool`; a `ragplane` embedding server takes the data-plane image of `defaults`.
+pub fn validate(
+    pool: &ModelPool,
+    defaults: &DataPlaneDefaults,
+) -> Result<ValidatedPool, ValidationError> {
     let name = pool
         .metadata
         .name
@@ -121,14 +129,37 @@ pub fn validate(pool: &ModelPool) -> Result<ValidatedPool, ValidationError> {
             .get_or_insert_with(BTreeMap::new)
             .insert(gpu.resource_name.clone(), Quantity(gpu.count.to_string()));
     }
-    let image = spec.image.clone().unwrap_or_else(|| {
-        match spec.kind {
-            ModelPoolKind::Ollama => OLLAMA_IMAGE,
-            ModelPoolKind::Openai => VLLM_IMAGE,
-            ModelPoolKind::Embedding if gpus > 0 => TEI_GPU_IMAGE,
-            ModelPoolKind::Embedding => TEI_CPU_IMAGE,
+    let server = match spec.kind {
+        ModelPoolKind::Embedding => spec.server.unwrap_or_default(),
+        _ if spec.server.is_some() => {
+            return Err(ValidationError::Field {
+                field: "server",
+                message: "only an embedding pool chooses its server".into(),
+            })
         }
-        .to_owned()
+        _ => EmbeddingServer::Tei,
+    };
+    // `ragplane embed-server` reads the model from a directory of the image, named by `model`.
+    if server == EmbeddingServer::Ragplane
+        && (spec.model.contains('/') || spec.model.starts_with('.'))
+    {
+        return Err(ValidationError::Field {
+            field: "model",
+            message: format!(
+                "{:?} is not a model directory name: a ragplane embedding server serves \
+                 /opt/ragplane/models/<model> of its image, for example all-minilm-l6-v2-int8",
+                spec.model
+            ),
+        });
+    }
+    let image = spec.image.clone().unwrap_or_else(|| match spec.kind {
+        ModelPoolKind::Ollama => OLLAMA_IMAGE.to_owned(),
+        ModelPoolKind::Openai => VLLM_IMAGE.to_owned(),
+        ModelPoolKind::Embedding => match server {
+            EmbeddingServer::Ragplane => format!("{}:{}", defaults.image, defaults.version),
+            EmbeddingServer::Tei if gpus > 0 => TEI_GPU_IMAGE.to_owned(),
+            EmbeddingServer::Tei => TEI_CPU_IMAGE.to_owned(),
+        },
     });
     let scaling = crate::autoscale::scaling(
         spec.replicas,
@@ -149,12 +180,14 @@ pub fn validate(pool: &ModelPool) -> Result<ValidatedPool, ValidationError> {
         namespace,
         owner,
         kind: spec.kind,
+        server,
         model: spec.model.clone(),
         image,
         args: spec.args.clone(),
         replicas,
         desired,
         scaling,
+        gpus,
         resources,
         node_selector: spec.node_selector.clone(),
         tolerations: spec.tolerations.clone(),
@@ -169,7 +202,7 @@ pub(crate) fn validated(yaml: &str) -> ValidatedPool {
     let mut pool: ModelPool = serde_yaml::from_str(yaml).expect("valid ModelPool YAML");
     pool.metadata.uid = Some("uid-2".into());
     pool.metadata.namespace.get_or_insert_with(|| "ns".into());
-    validate(&pool).expect("valid pool")
+    validate(&pool, &DataPlaneDefaults::new("ghcr.io/ragplane/ragplane")).expect("valid pool")
 }
 
 #[cfg(test)]
@@ -201,5 +234,23 @@ spec: {kind: ollama, model: "llama3.1:8b", gpu: {count: 2}, resources: {limits: 
             (cpu.image.as_str(), gpu.image.as_str()),
             (TEI_CPU_IMAGE, TEI_GPU_IMAGE)
         );
+    }
+
+    #[test]
+    fn the_server_choice_is_for_embedding_pools_and_names_a_model_directory() {
+        let refused = |spec: &str| {
+            let mut pool: ModelPool = serde_yaml::from_str(&format!(
+                "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {{name: p, namespace: ns, uid: u}}\nspec: {spec}\n"
+            ))
+            .unwrap();
+            pool.metadata.uid = Some("u".into());
+            validate(&pool, &DataPlaneDefaults::new("img"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refused("{kind: ollama, model: m, server: ragplane}").starts_with("spec.server:"));
+        let why = refused("{kind: embedding, model: BAAI/bge-small-en-v1.5, server: ragplane}");
+        assert!(why.starts_with("spec.model:"), "{why}");
+        assert!(why.contains("/opt/ragplane/models/<model>"), "{why}");
     }
 }

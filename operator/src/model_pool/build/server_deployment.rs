@@ -9,18 +9,38 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::cache_pvc::cache_claim_name;
-use crate::crd::model_pool::ModelPoolKind;
+use crate::crd::model_pool::{EmbeddingServer, ModelPoolKind};
 use crate::model_pool::validate::ValidatedPool;
 use crate::rag_cluster::build::env;
 
 /// Where the Hugging Face cache lives inside the pod.
 const CACHE_DIR: &str = "/data";
 
-/// `<pool>`: both servers download the model at start and answer `/health` only once it is
-/// loaded, which is the readiness probe.
+/// Where the data-plane image keeps its models (`ragplane embed-server --model-dir`).
+const IMAGE_MODELS_DIR: &str = "/opt/ragplane/models";
+
+/// `<pool>`: the servers download the model at start (text-embeddings-inference, vLLM) or load
+/// it from the image (`ragplane embed-server`), and only then pass the readiness probe.
 pub fn build_server_deployment(p: &ValidatedPool) -> Deployment {
     let port = p.port.to_string();
+    let ragplane = p.kind == ModelPoolKind::Embedding && p.server == EmbeddingServer::Ragplane;
     let mut args: Vec<String> = match p.kind {
+        ModelPoolKind::Embedding if ragplane => {
+            let mut a: Vec<String> = vec![
+                "embed-server".into(),
+                "--listen".into(),
+                format!("0.0.0.0:{port}"),
+                "--model-dir".into(),
+                format!("{IMAGE_MODELS_DIR}/{}", p.model),
+            ];
+            // With GPUs the pod fails rather than serve slowly from the CPU.
+            if p.gpus > 0 {
+                a.push("--require-gpu".into());
+            } else {
+                a.extend(["--devices".into(), "cpu".into()]);
+            }
+            a
+        }
         ModelPoolKind::Embedding => {
             vec!["--model-id".into(), p.model.clone(), "--port".into(), port]
         }
@@ -44,9 +64,12 @@ pub fn build_server_deployment(p: &ValidatedPool) -> Deployment {
             ..Volume::default()
         },
     };
+    // `ragplane embed-server` binds once the model is loaded and answers `/readyz` while its
+    // inference threads take requests; the other servers answer `/health`.
+    let health_path = if ragplane { "/readyz" } else { "/health" };
     let health = |period: i32, failures: i32| Probe {
         http_get: Some(HTTPGetAction {
-            path: Some("/health".into()),
+            path: Some(health_path.into()),
             port: IntOrString::String("http".into()),
             ..HTTPGetAction::default()
         }),
@@ -177,5 +200,52 @@ spec:
             "embed-model-cache"
         );
         assert_eq!(objects.service.spec.unwrap().ports.unwrap()[0].port, 8080);
+    }
+
+    #[test]
+    fn a_ragplane_embedding_pool_runs_embed_server_from_the_data_plane_image() {
+        let pool = |gpu: &str| {
+            validated(&format!(
+                "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {{name: embed}}\n\
+                 spec: {{kind: embedding, server: ragplane, model: all-minilm-l6-v2-int8{gpu}}}\n"
+            ))
+        };
+        let cpu = pool("");
+        assert_eq!(
+            cpu.image,
+            format!("ghcr.io/ragplane/ragplane:{}", env!("CARGO_PKG_VERSION"))
+        );
+        let Workload::Deployment(d, None) = build(&cpu).workload else {
+            panic!("a Deployment without a cache claim")
+        };
+        let c = &d.spec.template.spec.unwrap().containers[0];
+        assert_eq!(
+            c.args.as_deref().unwrap(),
+            [
+                "embed-server",
+                "--listen",
+                "0.0.0.0:8080",
+                "--model-dir",
+                "/opt/ragplane/models/all-minilm-l6-v2-int8",
+                "--devices",
+                "cpu"
+            ]
+        );
+        let probe = c
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(probe.path.as_deref(), Some("/readyz"));
+        let Workload::Deployment(d, None) = build(&pool(", gpu: {count: 1}")).workload else {
+            panic!("a Deployment")
+        };
+        let args = d.spec.template.spec.unwrap().containers[0]
+            .args
+            .clone()
+            .unwrap();
+        assert_eq!(args.last().map(String::as_str), Some("--require-gpu"));
     }
 }
