@@ -2,6 +2,7 @@
 //! port with its own data directory, wait for it, talk to it, stop or kill it.
 
 pub mod cluster;
+pub mod node;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
