@@ -29,12 +29,14 @@ for s in postgres redis prometheus; do bash "scripts/services/$s.sh" install; do
 source scripts/services/lib.sh
 svc_apt containerd runc containernetworking-plugins iptables conntrack busybox-static util-linux \
   iproute2 procps gcc libc6-dev buildah podman mmdebstrap debian-archive-keyring binutils
-# The Go builds (the Kubernetes binaries of a real node, etcd, CoreDNS, helm, Ollama, Jaeger) and s3s-fs's cargo build are cached
+# The Go builds (the Kubernetes binaries of a real node, etcd, CoreDNS, helm, Ollama, Jaeger, the
+# node fixtures' Prometheus) and s3s-fs's cargo build are cached
 # by version, so after the first run these finish at once. On a new machine they take most of an
 # hour of CPU, so they run beside the workspace's own build rather than before it.
 declare -A BUILDS=(
   [testcluster]="bash e2e/testcluster/build.sh --node"
   [helm]="bash e2e/testcluster/build-helm.sh"
+  [prometheus-k8s-sd]="bash e2e/testcluster/build-prometheus.sh"
   [llm]="bash scripts/services/llm.sh install"
   [s3]="bash scripts/services/s3.sh install"
   [jaeger]="bash scripts/services/jaeger.sh install"
