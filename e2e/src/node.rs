@@ -91,6 +91,22 @@ impl Node {
             .context("failed to run in the node's network namespace")?;
         checked("(in node)", args, out)
     }
+
+    /// Starts a command inside the node's network namespace, its standard output piped.
+    pub fn spawn_in_node(
+        &self,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> anyhow::Result<std::process::Child> {
+        Command::new(self.var("NODE_EXEC"))
+            .arg("env")
+            .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+            .args(args)
+            .current_dir(repo_root())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("failed to start in the node's network namespace")
+    }
 }
 
 impl Drop for Node {

@@ -62,6 +62,195 @@ r = urllib.request.Request(sys.argv[1] + "/collections/docs", headers={"api-key"
 print(json.load(urllib.request.urlopen(r))["result"]["points_count"])
 "#;
 
+/// Offered load for the fault tests: `threads` clients for `seconds` s against the API Service
+/// (argv 1), each on a kept-alive connection. `search` asks a new question every time (so the
+/// result cache does not answer); `chat` asks for a short answer through the OpenAI-compatible
+/// route. A client retries once, on a new connection, when the connection fails (as HTTP
+/// clients do for a request that was not answered); a 503 or 429 with Retry-After waits that
+/// long. Prints `[[t, outcome], ...]`: `ok`, `ok-retried`, `503-retry-after`, `429-retry-after`
+/// or `fail ...`.
+const LOAD_SCRIPT: &str = r#"
+import http.client, json, os, sys, threading, time, urllib.parse
+url, seconds, threads, kind = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+u = urllib.parse.urlparse(url)
+hdrs = {"Authorization": "Bearer " + os.environ["RAGPLANE_API_KEY"], "Content-Type": "application/json"}
+start, lock, log, n = time.monotonic(), threading.Lock(), [], [0]
+def request(i):
+    if kind == "search":
+        return "/v1/search", json.dumps({"collection": "examples", "top_k": 3,
+                                         "query": f"Skerry Point light range {i}"})
+    return "/v1/chat/completions", json.dumps({"model": "examples", "max_tokens": 8, "messages": [
+        {"role": "user", "content": f"How far away can the Skerry Point light be seen? ({i})"}]})
+def client():
+    c = None
+    while time.monotonic() - start < seconds:
+        with lock:
+            n[0] += 1; i = n[0]
+        t, (path, body), wait = round(time.monotonic() - start, 2), request(i), 0
+        for attempt in (1, 2):
+            try:
+                if c is None:
+                    c = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+                c.request("POST", path, body, hdrs)
+                r = c.getresponse(); data = r.read()
+                if r.status == 200:
+                    outcome = "ok" if attempt == 1 else "ok-retried"
+                elif r.status in (429, 503) and r.getheader("Retry-After"):
+                    outcome, wait = f"{r.status}-retry-after", int(r.getheader("Retry-After"))
+                else:
+                    outcome = f"fail HTTP {r.status}: {data[:300]!r}"
+                break
+            except (OSError, http.client.HTTPException) as e:
+                c = None
+                outcome = f"fail after a retry: {type(e).__name__}: {e}"
+        with lock:
+            log.append([t, outcome])
+        time.sleep(wait)
+ts = [threading.Thread(target=client) for _ in range(threads)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(json.dumps(sorted(log)))
+"#;
+
+/// Counts the documents of collection argv 2 by status (argv 1: base URL) and sums their
+/// chunks; prints `{"statuses": {...}, "chunks": n}`.
+const DOCUMENTS_SCRIPT: &str = r#"
+import json, os, sys, urllib.parse, urllib.request
+url, coll, cursor, statuses, chunks = sys.argv[1], sys.argv[2], None, {}, 0
+while True:
+    q = "?limit=200" + ("&cursor=" + urllib.parse.quote(cursor) if cursor else "")
+    r = urllib.request.Request(f"{url}/v1/collections/{coll}/documents{q}",
+                               headers={"Authorization": "Bearer " + os.environ["RAGPLANE_API_KEY"]})
+    page = json.load(urllib.request.urlopen(r))
+    for d in page["documents"]:
+        statuses[d["status"]] = statuses.get(d["status"], 0) + 1
+        chunks += d.get("chunk_count") or 0
+    cursor = page.get("next_cursor")
+    if not cursor: break
+print(json.dumps({"statuses": statuses, "chunks": chunks}))
+"#;
+
+/// Prints a Qdrant peer's own id and how many peers it sees (argv 1: REST URL, argv 2: key).
+const QDRANT_CLUSTER_SCRIPT: &str = r#"
+import json, sys, urllib.request
+r = urllib.request.Request(sys.argv[1] + "/cluster", headers={"api-key": sys.argv[2]})
+c = json.load(urllib.request.urlopen(r))["result"]
+print(json.dumps({"peer_id": c["peer_id"], "peers": len(c["peers"])}))
+"#;
+
+/// The Qdrant fixture's API key (`e2e/node/prod/fixtures.yaml`).
+const QDRANT_KEY: &str = "qdrant-fixture-key-6f1c2a9e";
+
+/// A running [`LOAD_SCRIPT`] and when it started.
+struct Load {
+    child: std::process::Child,
+    started: Instant,
+}
+
+impl Load {
+    fn start(node: &Node, url: &str, seconds: u32, threads: u32, kind: &str) -> Self {
+        let child = node
+            .spawn_in_node(
+                &[("RAGPLANE_API_KEY", ADMIN_KEY)],
+                &[
+                    "python3",
+                    "-c",
+                    LOAD_SCRIPT,
+                    url,
+                    &seconds.to_string(),
+                    &threads.to_string(),
+                    kind,
+                ],
+            )
+            .expect("starting the load");
+        Self {
+            child,
+            started: Instant::now(),
+        }
+    }
+
+    /// Seconds since the load started.
+    fn now(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Every answer as (seconds since the start, outcome); panics on any `fail`.
+    fn finish(self, what: &str) -> Vec<(f64, String)> {
+        let out = self.child.wait_with_output().expect("the load's output");
+        let log: Vec<(f64, String)> = serde_json::from_slice(&out.stdout).expect("the load's JSON");
+        let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+        for (_, outcome) in &log {
+            *counts
+                .entry(outcome.split(':').next().unwrap_or(""))
+                .or_default() += 1;
+        }
+        eprintln!("{what}: {counts:?}");
+        let failed: Vec<_> = log.iter().filter(|(_, o)| o.starts_with("fail")).collect();
+        assert!(failed.is_empty(), "{what}: {failed:?}");
+        log
+    }
+}
+
+/// Whether every answer after `from` seconds was a plain success.
+fn recovered(log: &[(f64, String)], from: f64) -> bool {
+    let after: Vec<_> = log.iter().filter(|(t, _)| *t >= from).collect();
+    !after.is_empty() && after.iter().all(|(_, o)| o == "ok")
+}
+
+/// Pod names matching `selector` in the cluster's namespace.
+fn pod_names(node: &Node, selector: &str) -> Vec<String> {
+    node.json(&["get", "pods", "-n", NS, "-l", selector])
+        .ok()
+        .and_then(|v| v["items"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Asks the API server to evict `pod`, as a drain does; the error names a refusal.
+fn evict(node: &Node, pod: &str) -> anyhow::Result<String> {
+    let body = target_dir().join(format!("eviction-{pod}.json"));
+    std::fs::write(
+        &body,
+        format!(
+            r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{pod}","namespace":"{NS}"}}}}"#
+        ),
+    )?;
+    node.kubectl(&[
+        "create",
+        "--raw",
+        &format!("/api/v1/namespaces/{NS}/pods/{pod}/eviction"),
+        "-f",
+        &body.to_string_lossy(),
+    ])
+}
+
+/// A drain-style eviction of two pods of one PodDisruptionBudget (`maxUnavailable: 1`) in a
+/// row: the first goes, the second is refused while the first one's replacement is not Ready;
+/// then everything is Ready again.
+fn evictions_respect_the_budget(node: &Node, selector: &str, workload: &str) {
+    let pods = pod_names(node, selector);
+    assert!(pods.len() >= 2, "{selector}: {pods:?}");
+    evict(node, &pods[0]).unwrap_or_else(|e| panic!("evicting {}: {e}", pods[0]));
+    let refused = evict(node, &pods[1]).expect_err("a second eviction within the budget");
+    assert!(
+        refused.to_string().contains("disruption budget"),
+        "{refused}"
+    );
+    eprintln!(
+        "eviction of {} refused: the PodDisruptionBudget holds",
+        pods[1]
+    );
+    ready_again(node, workload);
+}
+
+/// Waits until every replica of `workload` (`deployment/x`, `statefulset/y`) is ready.
+fn ready_again(node: &Node, workload: &str) {
+    node.kubectl(&["rollout", "status", "-n", NS, workload, "--timeout=300s"])
+        .unwrap_or_else(|e| panic!("{e}\n{}", describe(node, NS)));
+}
+
 /// Imports the fixture images (built from this machine's test servers) into the node.
 fn load_fixture_images(node: &Node) {
     let dir = target_dir().join("fixture-images");
@@ -285,6 +474,7 @@ fn the_prod_ragcluster_runs_on_real_pods() {
     assert!(ingest.contains("0 failed"), "{ingest}");
 
     // The chunks went to the managed Qdrant's collection "docs" (spec.qdrant.collection).
+    let mut examples_points = 0;
     if qdrant {
         // The peers' Service is headless; the node's network reaches a peer by its pod IP.
         let pod = node
@@ -299,13 +489,14 @@ fn the_prod_ragcluster_runs_on_real_pods() {
                     "-c",
                     QDRANT_POINTS_SCRIPT,
                     &format!("http://{peer}:6333"),
-                    "qdrant-fixture-key-6f1c2a9e",
+                    QDRANT_KEY,
                 ],
             )
             .unwrap();
         let points: u64 = points.trim().parse().unwrap();
         assert!(points > 0, "no points in the Qdrant collection docs");
         eprintln!("Qdrant collection docs: {points} points");
+        examples_points = points;
     }
 
     // A streamed answer from the in-cluster Ollama, citing what its text cites.
@@ -406,4 +597,186 @@ fn the_prod_ragcluster_runs_on_real_pods() {
         "Prometheus targets up: {}",
         serde_json::to_string(&up).unwrap()
     );
+
+    // Faults, each with nothing lost. First, a drain-style eviction respects each
+    // PodDisruptionBudget.
+    let api = "app.kubernetes.io/instance=prod,app.kubernetes.io/component=api";
+    evictions_respect_the_budget(&node, api, "deployment/prod-api");
+    evictions_respect_the_budget(
+        &node,
+        "app.kubernetes.io/instance=llm,app.kubernetes.io/component=model-server",
+        "statefulset/llm",
+    );
+    let peers = "app.kubernetes.io/instance=prod,app.kubernetes.io/component=qdrant";
+    if qdrant {
+        evictions_respect_the_budget(&node, peers, "statefulset/prod-qdrant");
+    }
+
+    // An API pod deleted under search load: every client sees an answer, a retried one or a
+    // 503 with Retry-After, and the load recovers.
+    let load = Load::start(&node, &url, 30, 6, "search");
+    std::thread::sleep(Duration::from_secs(5));
+    let victim = pod_names(&node, api).remove(0);
+    node.kubectl(&["delete", "pod", "-n", NS, &victim, "--wait=false"])
+        .unwrap();
+    let deleted = load.now();
+    let log = load.finish("search load while an API pod is deleted");
+    assert!(recovered(&log, 25.0), "{log:?}");
+    eprintln!("API pod {victim} deleted at {deleted:.1} s of 30");
+    ready_again(&node, "deployment/prod-api");
+
+    // An Ollama pod deleted under chat load: answers fail over to the other replica while
+    // the deleted one is away.
+    let load = Load::start(&node, &url, 60, 2, "chat");
+    std::thread::sleep(Duration::from_secs(5));
+    let old = node.json(&["get", "pod", "-n", NS, "llm-0"]).unwrap()["metadata"]["uid"].clone();
+    node.kubectl(&["delete", "pod", "-n", NS, "llm-0", "--wait=false"])
+        .unwrap();
+    let deleted = load.now();
+    let back = wait("llm-0 to be Ready again", Duration::from_secs(300), || {
+        let pod = node.json(&["get", "pod", "-n", NS, "llm-0"]).ok()?;
+        let ready = pod["metadata"]["uid"] != old
+            && pod["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        ready.then(|| load.now())
+    });
+    let log = load.finish("chat load while an Ollama pod is deleted");
+    let meanwhile = log
+        .iter()
+        .filter(|(t, o)| *t > deleted + 1.0 && *t < back && o.starts_with("ok"))
+        .count();
+    eprintln!(
+        "llm-0 deleted at {deleted:.1} s, Ready again at {back:.1} s; {meanwhile} answers in \
+         between, from llm-1"
+    );
+    assert!(meanwhile > 0, "no answer while llm-0 was away: {log:?}");
+
+    // A Qdrant peer deleted under search load: replication factor 2 keeps every shard
+    // answering, and the pod rejoins as the same peer of the same cluster.
+    if qdrant {
+        let cluster_of = |pod: &str| -> Value {
+            let ip = node.json(&["get", "pod", "-n", NS, pod]).unwrap()["status"]["podIP"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let out = node
+                .in_node(
+                    &[],
+                    &[
+                        "python3",
+                        "-c",
+                        QDRANT_CLUSTER_SCRIPT,
+                        &format!("http://{ip}:6333"),
+                        QDRANT_KEY,
+                    ],
+                )
+                .unwrap();
+            serde_json::from_str(&out).unwrap()
+        };
+        let before = cluster_of("prod-qdrant-1");
+        let load = Load::start(&node, &url, 40, 4, "search");
+        std::thread::sleep(Duration::from_secs(5));
+        node.kubectl(&["delete", "pod", "-n", NS, "prod-qdrant-1", "--wait=false"])
+            .unwrap();
+        let log = load.finish("search load while a Qdrant peer is deleted");
+        assert!(recovered(&log, 35.0), "{log:?}");
+        ready_again(&node, "statefulset/prod-qdrant");
+        let after = wait(
+            "prod-qdrant-1 to see its cluster",
+            Duration::from_secs(120),
+            || {
+                let c = cluster_of("prod-qdrant-1");
+                (c["peers"] == 3).then_some(c)
+            },
+        );
+        assert_eq!(before["peer_id"], after["peer_id"], "{before} {after}");
+        eprintln!("prod-qdrant-1 rejoined as peer {} of 3", after["peer_id"]);
+    }
+
+    // A worker pod deleted while 500 documents are being indexed: every one is indexed, once.
+    let corpus = target_dir().join("bulk-corpus");
+    let _ = std::fs::remove_dir_all(&corpus);
+    std::fs::create_dir_all(&corpus).unwrap();
+    for i in 0..500 {
+        std::fs::write(
+            corpus.join(format!("note-{i:03}.md")),
+            format!(
+                "# Inventory note {i}\n\nCrate zq{i}x in the lamp room holds {i} spare wicks.\n"
+            ),
+        )
+        .unwrap();
+    }
+    let uploaded = node
+        .in_node(
+            &env,
+            &[
+                &ragplane_bin().to_string_lossy(),
+                "ingest",
+                "--collection",
+                "bulk",
+                "--no-wait",
+                &corpus.to_string_lossy(),
+            ],
+        )
+        .unwrap();
+    assert!(uploaded.contains("uploaded 500 documents"), "{uploaded}");
+    let documents = || -> Value {
+        serde_json::from_str(
+            &node
+                .in_node(&env, &["python3", "-c", DOCUMENTS_SCRIPT, &url, "bulk"])
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let at_deletion = wait(
+        "the first documents indexed",
+        Duration::from_secs(300),
+        || {
+            let d = documents();
+            (d["statuses"]["indexed"].as_u64() >= Some(5)).then_some(d)
+        },
+    );
+    let workers = pod_names(
+        &node,
+        "app.kubernetes.io/instance=prod,app.kubernetes.io/component=worker",
+    );
+    node.kubectl(&["delete", "pod", "-n", NS, &workers[0], "--wait=false"])
+        .unwrap();
+    eprintln!(
+        "worker {} deleted at {}",
+        workers[0], at_deletion["statuses"]
+    );
+    let done = wait("500 documents indexed", Duration::from_secs(900), || {
+        let d = documents();
+        let s = &d["statuses"];
+        assert!(s["failed"].is_null(), "{d}");
+        (s["indexed"] == 500).then_some(d)
+    });
+    assert_eq!(done["chunks"], 500, "{done}");
+    if qdrant {
+        // The 500 notes and the examples' chunks, each stored once.
+        let pod = node
+            .json(&["get", "pod", "-n", NS, "prod-qdrant-0"])
+            .unwrap();
+        let ip = pod["status"]["podIP"].as_str().unwrap();
+        let points: u64 = node
+            .in_node(
+                &[],
+                &[
+                    "python3",
+                    "-c",
+                    QDRANT_POINTS_SCRIPT,
+                    &format!("http://{ip}:6333"),
+                    QDRANT_KEY,
+                ],
+            )
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(points, 500 + examples_points, "points in Qdrant");
+    }
+    eprintln!("after the worker's deletion: {done}");
 }
