@@ -1,5 +1,6 @@
 //! The long-running processes. `ragplane serve` builds the application, prints the first admin
-//! key, starts the workers (unless disabled) and serves HTTP until SIGINT or SIGTERM, then
+//! key, starts the workers (unless disabled; then it still exports the queue's depth) and serves
+//! HTTP until SIGINT or SIGTERM, then
 //! drains requests and jobs and flushes the index. `ragplane worker` runs only queue workers,
 //! with `/healthz`, `/readyz` and `/metrics` for its probes and scraping; on SIGTERM it stops
 //! claiming, finishes the jobs it holds, and exits.
@@ -34,6 +35,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         workers = Some(crate::worker::spawn_workers(
             app.clone(),
             concurrency,
+            shutdown.clone(),
+        ));
+    } else {
+        // The API exports the shared queue's depth too, so that a worker pool scaled to zero
+        // (which exports nothing) can be scaled up from it.
+        tokio::spawn(crate::worker::refresh_queue_metrics(
+            app.clone(),
             shutdown.clone(),
         ));
     }

@@ -365,7 +365,9 @@ async fn sweep(app: Arc<App>, shutdown: CancellationToken) {
     }
 }
 
-async fn refresh_queue_metrics(app: Arc<App>, shutdown: CancellationToken) {
+/// Every 2 s until `shutdown`: the queue gauges (`ragplane_queue_depth`, in flight, dead) from
+/// the shared queue's own counts, the same in every process.
+pub(crate) async fn refresh_queue_metrics(app: Arc<App>, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
         if let Ok(stats) = app.queue.stats().await {
             metrics::QUEUE_DEPTH.reset();

@@ -388,21 +388,27 @@ async fn a_killed_worker_loses_and_duplicates_nothing() {
         Some(N as u64),
         "no duplicate points: {c}"
     );
-    // No stuck jobs: the depth gauge (refreshed every 2 s) falls to zero.
+    // No stuck jobs: the depth gauge (refreshed every 2 s) falls to zero, in a worker and in an
+    // API instance without workers, which exports it for a pool scaled to zero.
     let start = Instant::now();
     loop {
-        let metrics = reqwest::get(format!("{}/metrics", d.workers[1].url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if metrics.contains("ragplane_queue_depth{queue=\"documents\"} 0") {
+        let mut zero = true;
+        for url in [&d.workers[1].url, &d.apis[0].url] {
+            let metrics = reqwest::get(format!("{url}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            zero &= metrics.contains("ragplane_queue_depth{queue=\"documents\"} 0");
+        }
+        if zero {
             break;
         }
         assert!(
             start.elapsed() < Duration::from_secs(20),
-            "jobs left in the queue"
+            "the depth gauge of the worker or of the API instance did not read 0: jobs left in \
+             the queue, or the API does not export it"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
