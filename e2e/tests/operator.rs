@@ -327,6 +327,12 @@ fn invalid_resources_are_rejected_with_the_cel_message() {
             "spec.qdrant",
             "exactly one of qdrant.managed or qdrant.external must be set",
         ),
+        // Peers of a Qdrant cluster keep their identity on volumes.
+        (
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: e}\nspec: {qdrant: {managed: {replicas: 3}}}\n",
+            "spec.qdrant.managed.storage",
+            "a managed Qdrant of more than one peer needs storage",
+        ),
         // Embedded backends keep their data in one pod.
         (
             "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: h}\nspec: {api: {replicas: 2}}\n",

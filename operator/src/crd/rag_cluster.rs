@@ -271,6 +271,7 @@ fn default_worker_replicas() -> i32 {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.managed) != has(self.external)").message("exactly one of qdrant.managed or qdrant.external must be set"))]
+#[x_kube(validation = Rule::new("!has(self.managed) || self.managed.replicas <= 1 || has(self.managed.storage)").message("qdrant.managed.storage: a managed Qdrant of more than one peer needs storage; a peer on an emptyDir loses its identity with its pod, and one that starts empty would found a second cluster").field_path(".managed.storage"))]
 #[x_kube(validation = Rule::new("!has(self.managed) || !has(oldSelf.managed) || (has(self.managed.storage) == has(oldSelf.managed.storage) && (!has(self.managed.storage) || self.managed.storage == oldSelf.managed.storage))").message("qdrant.managed.storage is immutable after creation: it is the StatefulSet's volume claim template").field_path(".managed.storage"))]
 pub struct QdrantSpec {
     /// A Qdrant cluster run by the operator.
@@ -305,8 +306,8 @@ pub struct ManagedQdrant {
     /// Qdrant image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// Persistent storage of each peer (a `ReadWriteOnce` claim each); `emptyDir` when omitted.
-    /// Immutable after creation.
+    /// Persistent storage of each peer (a `ReadWriteOnce` claim each); `emptyDir` when omitted,
+    /// which only a single peer may use. Immutable after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageSpec>,
     /// Container resources.
