@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use ragplane_e2e::node::{install_operator, node, target_dir, wait, Node};
+use ragplane_e2e::node::{install_operator, node, ready_pod, target_dir, wait, Node};
 use ragplane_e2e::{ragplane_bin, repo_root};
 use serde_json::Value;
 
@@ -137,6 +137,84 @@ r = urllib.request.Request(sys.argv[1] + "/cluster", headers={"api-key": sys.arg
 c = json.load(urllib.request.urlopen(r))["result"]
 print(json.dumps({"peer_id": c["peer_id"], "peers": len(c["peers"])}))
 "#;
+
+/// Uploads argv 3 short notes to collection argv 2 (argv 1: base URL) from 8 clients, after
+/// creating the collection, and writes the job ids to the file argv 4.
+const UPLOAD_SCRIPT: &str = r##"
+import json, os, sys, threading, urllib.error, urllib.request
+url, coll, n, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+hdrs = {"Authorization": "Bearer " + os.environ["RAGPLANE_API_KEY"], "Content-Type": "application/json"}
+def post(path, body):
+    r = urllib.request.Request(url + path, json.dumps(body).encode(), hdrs)
+    return json.load(urllib.request.urlopen(r, timeout=60))
+try:
+    post("/v1/collections", {"name": coll})
+except urllib.error.HTTPError as e:
+    if e.code != 409: raise
+jobs, lock = [], threading.Lock()
+def client(k):
+    for i in range(k, n, 8):
+        a = post(f"/v1/collections/{coll}/documents", {"format": "markdown", "title": f"note-{i:03}",
+            "text": f"# Inventory note {i}\n\nCrate zq{i}x in the lamp room holds {i} spare wicks.\n"})
+        with lock: jobs.append(a["job_id"])
+ts = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+for t in ts: t.start()
+for t in ts: t.join()
+assert len(jobs) == n, len(jobs)
+json.dump(jobs, open(out, "w"))
+"##;
+
+/// Reads the job ids in the file argv 2 and counts those run more than once (argv 1: base
+/// URL); prints `{"jobs": n, "retried": n, "statuses": {...}}`.
+const JOBS_SCRIPT: &str = r#"
+import json, os, sys, urllib.request
+url, ids = sys.argv[1], json.load(open(sys.argv[2]))
+hdrs = {"Authorization": "Bearer " + os.environ["RAGPLANE_API_KEY"]}
+retried, statuses = [], {}
+for i in ids:
+    j = json.load(urllib.request.urlopen(urllib.request.Request(f"{url}/v1/jobs/{i}", headers=hdrs)))
+    statuses[j["status"]] = statuses.get(j["status"], 0) + 1
+    if j["attempts"] > 1: retried.append(j)
+print(json.dumps({"jobs": len(ids), "retried": len(retried), "statuses": statuses, "examples": retried[:3]}))
+"#;
+
+/// Open-loop load: argv 2 searches per second for argv 3 s against argv 1, each timed from
+/// when it was due (so queueing counts), with a new question every time (argv 4 makes them
+/// differ between runs, so no cache answers); prints p50 and p95 in milliseconds and how many
+/// were not 200.
+const OPEN_LOOP_SCRIPT: &str = r#"
+import concurrent.futures, http.client, json, os, sys, threading, time, urllib.parse
+u, rate, secs, run = urllib.parse.urlparse(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+hdrs = {"Authorization": "Bearer " + os.environ["RAGPLANE_API_KEY"], "Content-Type": "application/json"}
+local = threading.local()
+def one(i, due):
+    c = getattr(local, "c", None) or http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    local.c = c
+    body = json.dumps({"collection": "examples", "top_k": 3, "query": f"lamp range and fog signal {run} {i}"})
+    try:
+        c.request("POST", "/v1/search", body, hdrs); r = c.getresponse(); r.read(); ok = r.status == 200
+    except (OSError, http.client.HTTPException):
+        local.c, ok = None, False
+    return time.monotonic() - due, ok
+with concurrent.futures.ThreadPoolExecutor(64) as pool:
+    start, futs = time.monotonic(), []
+    for i in range(int(rate * secs)):
+        due = start + i / rate
+        time.sleep(max(0, due - time.monotonic()))
+        futs.append(pool.submit(one, i, due))
+    res = [f.result() for f in futs]
+lat = sorted(l for l, _ in res)
+q = lambda p: round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 1)
+print(json.dumps({"p50_ms": q(.5), "p95_ms": q(.95), "errors": sum(1 for _, ok in res if not ok)}))
+"#;
+
+/// Prints the `/metrics` text of argv 1.
+const METRICS_SCRIPT: &str =
+    "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1] + '/metrics').read().decode())";
+
+/// The pods of the two worker pools.
+const BACKFILL_PODS: &str = "app.kubernetes.io/instance=prod,ragplane.dev/worker-pool=backfill";
+const INGEST_PODS: &str = "app.kubernetes.io/instance=prod,ragplane.dev/worker-pool=ingest";
 
 /// The Qdrant fixture's API key (`e2e/node/prod/fixtures.yaml`).
 const QDRANT_KEY: &str = "qdrant-fixture-key-6f1c2a9e";
@@ -439,9 +517,11 @@ fn the_prod_ragcluster_runs_on_real_pods() {
     }
     assert_eq!(names, want, "{status}");
     for c in &components {
+        // The backfill pool may already have scaled to zero, with the queue empty.
+        let may_idle = c["name"] == "worker-backfill";
         assert!(
             c["readyReplicas"].as_i64() >= c["desiredReplicas"].as_i64()
-                && c["desiredReplicas"].as_i64() > Some(0),
+                && (may_idle || c["desiredReplicas"].as_i64() > Some(0)),
             "{c} in {status}"
         );
     }
@@ -695,33 +775,70 @@ fn the_prod_ragcluster_runs_on_real_pods() {
         eprintln!("prod-qdrant-1 rejoined as peer {} of 3", after["peer_id"]);
     }
 
-    // A worker pod deleted while 500 documents are being indexed: every one is indexed, once.
-    let corpus = target_dir().join("bulk-corpus");
-    let _ = std::fs::remove_dir_all(&corpus);
-    std::fs::create_dir_all(&corpus).unwrap();
-    for i in 0..500 {
-        std::fs::write(
-            corpus.join(format!("note-{i:03}.md")),
-            format!(
-                "# Inventory note {i}\n\nCrate zq{i}x in the lamp room holds {i} spare wicks.\n"
-            ),
-        )
+    // Autoscaling with real pods. The backfill pool (queueDepth, 100 jobs per worker, 0..2)
+    // has scaled to zero with the queue empty.
+    let backfill = "deployment/prod-worker-backfill";
+    let replicas = |workload: &str| -> Option<i64> {
+        node.json(&["get", "-n", NS, workload]).ok()?["spec"]["replicas"].as_i64()
+    };
+    wait(
+        "the backfill pool to scale to zero",
+        Duration::from_secs(180),
+        || (replicas(backfill) == Some(0)).then_some(()),
+    );
+    eprintln!("the backfill pool is at zero replicas");
+
+    // 500 documents: the queue's depth, exported by the API pods and the ingest pool, raises
+    // the pool from zero. Then an ingest-pool pod is deleted mid-ingestion.
+    let job_file = target_dir()
+        .join("bulk-jobs.json")
+        .to_string_lossy()
+        .into_owned();
+    let uploading = Instant::now();
+    node.in_node(
+        &env,
+        &[
+            "python3",
+            "-c",
+            UPLOAD_SCRIPT,
+            &url,
+            "bulk",
+            "500",
+            &job_file,
+        ],
+    )
+    .unwrap();
+    let uploaded = uploading.elapsed();
+    let decided = wait(
+        "the backfill pool to scale up",
+        Duration::from_secs(180),
+        || (replicas(backfill) > Some(0)).then(|| uploading.elapsed()),
+    );
+    let ready = wait(
+        "a backfill pod to be Ready",
+        Duration::from_secs(180),
+        || {
+            let pods = node
+                .json(&["get", "pods", "-n", NS, "-l", BACKFILL_PODS])
+                .ok()?;
+            pods["items"]
+                .as_array()?
+                .iter()
+                .any(|p| ready_pod(std::slice::from_ref(p)).is_some())
+                .then(|| uploading.elapsed())
+        },
+    );
+    eprintln!(
+        "BENCH autoscale-from-zero: 500 uploads in {:.1} s; queue depth -> backfill pool scaled \
+         up after {:.1} s (Prometheus scrape 5 s, autoscaler poll 5 s), first new pod Ready \
+         {:.1} s later",
+        uploaded.as_secs_f64(),
+        decided.as_secs_f64(),
+        (ready - decided).as_secs_f64()
+    );
+    let ingest_pods = pod_names(&node, INGEST_PODS);
+    node.kubectl(&["delete", "pod", "-n", NS, &ingest_pods[0], "--wait=false"])
         .unwrap();
-    }
-    let uploaded = node
-        .in_node(
-            &env,
-            &[
-                &ragplane_bin().to_string_lossy(),
-                "ingest",
-                "--collection",
-                "bulk",
-                "--no-wait",
-                &corpus.to_string_lossy(),
-            ],
-        )
-        .unwrap();
-    assert!(uploaded.contains("uploaded 500 documents"), "{uploaded}");
     let documents = || -> Value {
         serde_json::from_str(
             &node
@@ -730,31 +847,49 @@ fn the_prod_ragcluster_runs_on_real_pods() {
         )
         .unwrap()
     };
-    let at_deletion = wait(
-        "the first documents indexed",
-        Duration::from_secs(300),
-        || {
-            let d = documents();
-            (d["statuses"]["indexed"].as_u64() >= Some(5)).then_some(d)
-        },
-    );
-    let workers = pod_names(
-        &node,
-        "app.kubernetes.io/instance=prod,app.kubernetes.io/component=worker",
-    );
-    node.kubectl(&["delete", "pod", "-n", NS, &workers[0], "--wait=false"])
-        .unwrap();
-    eprintln!(
-        "worker {} deleted at {}",
-        workers[0], at_deletion["statuses"]
-    );
+    let mut most = 0;
     let done = wait("500 documents indexed", Duration::from_secs(900), || {
+        most = most.max(replicas(backfill).unwrap_or(0));
         let d = documents();
         let s = &d["statuses"];
         assert!(s["failed"].is_null(), "{d}");
         (s["indexed"] == 500).then_some(d)
     });
     assert_eq!(done["chunks"], 500, "{done}");
+    assert_eq!(most, 2, "the backfill pool did not reach its maximum");
+    // The new pods took jobs.
+    let took: u64 = pod_names(&node, BACKFILL_PODS)
+        .iter()
+        .filter_map(|pod| {
+            let ip = node.json(&["get", "pod", "-n", NS, pod]).ok()?["status"]["podIP"]
+                .as_str()?
+                .to_owned();
+            let metrics = node
+                .in_node(
+                    &[],
+                    &[
+                        "python3",
+                        "-c",
+                        METRICS_SCRIPT,
+                        &format!("http://{ip}:8080"),
+                    ],
+                )
+                .ok()?;
+            metrics
+                .lines()
+                .find(|l| {
+                    l.starts_with("ragplane_jobs_total")
+                        && l.contains("outcome=\"succeeded\"")
+                        && l.contains("queue=\"documents\"")
+                })?
+                .rsplit(' ')
+                .next()?
+                .parse::<f64>()
+                .ok()
+                .map(|v| v as u64)
+        })
+        .sum();
+    assert!(took > 0, "the backfill pods finished no job");
     if qdrant {
         // The 500 notes and the examples' chunks, each stored once.
         let pod = node
@@ -778,5 +913,95 @@ fn the_prod_ragcluster_runs_on_real_pods() {
             .unwrap();
         assert_eq!(points, 500 + examples_points, "points in Qdrant");
     }
-    eprintln!("after the worker's deletion: {done}");
+    // The backlog drained: the pool scales in, then to zero, and no worker that got SIGTERM
+    // (the deleted pod, the scaled-in ones) left a job to be run again.
+    wait(
+        "the backfill pool to scale back to zero",
+        Duration::from_secs(180),
+        || (replicas(backfill) == Some(0)).then_some(()),
+    );
+    let attempts: Value = serde_json::from_str(
+        &node
+            .in_node(&env, &["python3", "-c", JOBS_SCRIPT, &url, &job_file])
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(attempts["jobs"], 500, "{attempts}");
+    assert_eq!(
+        attempts["retried"], 0,
+        "jobs run more than once: {attempts}"
+    );
+    eprintln!(
+        "after the deletion of {} and autoscaling 0 -> {most} -> 0 (backfill took {took} jobs): \
+         {done}",
+        ingest_pods[0]
+    );
+
+    // The CPU rule renders an HPA that the real kube-controller-manager acts on: scaled past
+    // its maximum by hand, the ingest pool is brought back to it.
+    let ingest = "deployment/prod-worker-ingest";
+    node.kubectl(&["scale", "-n", NS, ingest, "--replicas=3"])
+        .unwrap();
+    wait(
+        "the HPA to bring the ingest pool back to 2",
+        Duration::from_secs(120),
+        || (replicas(ingest) == Some(2)).then_some(()),
+    );
+    eprintln!("the ingest pool's HPA brought 3 replicas back to its maximum of 2");
+    // A ModelPool with bounds is raised to its minimum.
+    node.kubectl(&["scale", "-n", NS, "statefulset/llm", "--replicas=1"])
+        .unwrap();
+    wait(
+        "the llm pool back at its minimum of 2",
+        Duration::from_secs(120),
+        || (replicas("statefulset/llm") == Some(2)).then_some(()),
+    );
+    eprintln!("the llm pool, scaled to 1 by hand, is back at its minimum of 2");
+
+    // Query latency with 2 API pods against 1, at the same offered load, in this run, once
+    // the llm pool's restarted pod has loaded its model.
+    ready_again(&node, "statefulset/llm");
+    let two = node
+        .in_node(
+            &env,
+            &["python3", "-c", OPEN_LOOP_SCRIPT, &url, "60", "20", "two"],
+        )
+        .unwrap();
+    node.kubectl(&[
+        "patch",
+        "ragcluster",
+        "-n",
+        NS,
+        "prod",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"api":{"replicas":1}}}"#,
+    ])
+    .unwrap();
+    wait("one API pod", Duration::from_secs(120), || {
+        (replicas("deployment/prod-api") == Some(1) && pod_names(&node, api).len() == 1)
+            .then_some(())
+    });
+    let one = node
+        .in_node(
+            &env,
+            &["python3", "-c", OPEN_LOOP_SCRIPT, &url, "60", "20", "one"],
+        )
+        .unwrap();
+    let (two, one): (Value, Value) = (
+        serde_json::from_str(&two).unwrap(),
+        serde_json::from_str(&one).unwrap(),
+    );
+    eprintln!(
+        "BENCH api-replicas-p95: 60 searches/s offered for 20 s through the Service: 2 API pods \
+         p50 {} ms p95 {} ms ({} errors); 1 API pod p50 {} ms p95 {} ms ({} errors); p95 ratio \
+         (2 pods / 1 pod) {:.2}",
+        two["p50_ms"],
+        two["p95_ms"],
+        two["errors"],
+        one["p50_ms"],
+        one["p95_ms"],
+        one["errors"],
+        two["p95_ms"].as_f64().unwrap_or(0.0) / one["p95_ms"].as_f64().unwrap_or(1.0)
+    );
 }
