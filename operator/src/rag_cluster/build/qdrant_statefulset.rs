@@ -27,7 +27,9 @@ fn probe(path: &str, period: i32, failures: i32) -> Probe {
 }
 
 /// `<name>-qdrant`: peers start in parallel; peer 0 founds the cluster and the others bootstrap
-/// from it over the headless Service.
+/// from it over the headless Service. A peer that has not joined yet (no Raft state on its
+/// volume) waits until peer 0's p2p port answers, instead of exiting and restarting with the
+/// kubelet's growing back-off; a peer with state starts at once, whoever else is up.
 pub fn build_qdrant_statefulset(c: &ValidatedCluster, q: &ManagedQdrant) -> StatefulSet {
     let sts = c.child("qdrant");
     let svc = qdrant_service_name(&c.name);
@@ -36,6 +38,9 @@ pub fn build_qdrant_statefulset(c: &ValidatedCluster, q: &ManagedQdrant) -> Stat
         "set -e\n\
          self=\"http://${{HOSTNAME}}.{domain}:6335\"\n\
          if [ \"${{HOSTNAME##*-}}\" = \"0\" ]; then exec ./entrypoint.sh --uri \"$self\"; fi\n\
+         if [ ! -e ./storage/raft_state.json ]; then\n\
+         \x20 until (exec 3<>/dev/tcp/{sts}-0.{domain}/6335) 2>/dev/null; do sleep 1; done\n\
+         fi\n\
          exec ./entrypoint.sh --bootstrap \"http://{sts}-0.{domain}:6335\" --uri \"$self\"\n"
     );
     let mut env = vec![super::env("QDRANT__CLUSTER__ENABLED", "true")];
@@ -199,6 +204,10 @@ spec:
         let script = &container.command.as_ref().unwrap()[2];
         assert!(
             script.contains("--bootstrap \"http://prod-qdrant-0.prod-qdrant.rag.svc:6335\""),
+            "{script}"
+        );
+        assert!(
+            script.contains("until (exec 3<>/dev/tcp/prod-qdrant-0.prod-qdrant.rag.svc/6335)"),
             "{script}"
         );
         let env = container.env.as_ref().unwrap();
