@@ -215,6 +215,8 @@ const METRICS_SCRIPT: &str =
 /// The pods of the two worker pools.
 const BACKFILL_PODS: &str = "app.kubernetes.io/instance=prod,ragplane.dev/worker-pool=backfill";
 const INGEST_PODS: &str = "app.kubernetes.io/instance=prod,ragplane.dev/worker-pool=ingest";
+/// The API pods.
+const API_PODS: &str = "app.kubernetes.io/instance=prod,app.kubernetes.io/component=api";
 /// The Qdrant peers.
 const QDRANT_PODS: &str = "app.kubernetes.io/instance=prod,app.kubernetes.io/component=qdrant";
 
@@ -329,6 +331,37 @@ fn evictions_respect_the_budget(node: &Node, selector: &str, workload: &str) {
 fn ready_again(node: &Node, workload: &str) {
     node.kubectl(&["rollout", "status", "-n", NS, workload, "--timeout=300s"])
         .unwrap_or_else(|e| panic!("{e}\n{}", describe(node, NS)));
+}
+
+/// [`OPEN_LOOP_SCRIPT`] at 60 searches/s for 20 s, its questions marked with `run`.
+fn open_loop(node: &Node, url: &str, run: &str) -> Value {
+    let out = node
+        .in_node(
+            &[("RAGPLANE_API_KEY", ADMIN_KEY)],
+            &["python3", "-c", OPEN_LOOP_SCRIPT, url, "60", "20", run],
+        )
+        .expect("the open-loop load");
+    serde_json::from_str(&out).expect("the open-loop load's JSON")
+}
+
+/// Sets the RagCluster's `api.replicas` and waits until exactly that many API pods run, all
+/// Ready.
+fn api_replicas(node: &Node, n: usize) {
+    node.kubectl(&[
+        "patch",
+        "ragcluster",
+        "-n",
+        NS,
+        "prod",
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"spec":{{"api":{{"replicas":{n}}}}}}}"#),
+    ])
+    .expect("patching api.replicas");
+    wait("the API pods", Duration::from_secs(180), || {
+        (pod_names(node, API_PODS).len() == n).then_some(())
+    });
+    ready_again(node, "deployment/prod-api");
 }
 
 /// Imports the fixture images (built from this machine's test servers) into the node.
@@ -692,8 +725,7 @@ fn the_prod_ragcluster_runs_on_real_pods() {
 
     // Faults, each with nothing lost. First, a drain-style eviction respects each
     // PodDisruptionBudget.
-    let api = "app.kubernetes.io/instance=prod,app.kubernetes.io/component=api";
-    evictions_respect_the_budget(&node, api, "deployment/prod-api");
+    evictions_respect_the_budget(&node, API_PODS, "deployment/prod-api");
     evictions_respect_the_budget(
         &node,
         "app.kubernetes.io/instance=llm,app.kubernetes.io/component=model-server",
@@ -707,7 +739,7 @@ fn the_prod_ragcluster_runs_on_real_pods() {
     // 503 with Retry-After, and the load recovers.
     let load = Load::start(&node, &url, 30, 6, "search");
     std::thread::sleep(Duration::from_secs(5));
-    let victim = pod_names(&node, api).remove(0);
+    let victim = pod_names(&node, API_PODS).remove(0);
     node.kubectl(&["delete", "pod", "-n", NS, &victim, "--wait=false"])
         .unwrap();
     let deleted = load.now();
@@ -972,59 +1004,13 @@ fn the_prod_ragcluster_runs_on_real_pods() {
     // Query latency with 2 API pods against 1, at the same offered load, in this run, once
     // the llm pool's restarted pod has loaded its model.
     ready_again(&node, "statefulset/llm");
-    let two = node
-        .in_node(
-            &env,
-            &["python3", "-c", OPEN_LOOP_SCRIPT, &url, "60", "20", "two"],
-        )
-        .unwrap();
-    node.kubectl(&[
-        "patch",
-        "ragcluster",
-        "-n",
-        NS,
-        "prod",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"api":{"replicas":1}}}"#,
-    ])
-    .unwrap();
-    wait("one API pod", Duration::from_secs(120), || {
-        (replicas("deployment/prod-api") == Some(1) && pod_names(&node, api).len() == 1)
-            .then_some(())
-    });
-    let one = node
-        .in_node(
-            &env,
-            &["python3", "-c", OPEN_LOOP_SCRIPT, &url, "60", "20", "one"],
-        )
-        .unwrap();
+    let two = open_loop(&node, &url, "two");
+    api_replicas(&node, 1);
+    let one = open_loop(&node, &url, "one");
     // And 2 pods again, so that the order of the runs shows.
-    node.kubectl(&[
-        "patch",
-        "ragcluster",
-        "-n",
-        NS,
-        "prod",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"api":{"replicas":2}}}"#,
-    ])
-    .unwrap();
-    wait("two API pods", Duration::from_secs(120), || {
-        (replicas("deployment/prod-api") == Some(2)).then_some(())
-    });
-    ready_again(&node, "deployment/prod-api");
-    let again = node
-        .in_node(
-            &env,
-            &["python3", "-c", OPEN_LOOP_SCRIPT, &url, "60", "20", "again"],
-        )
-        .unwrap();
-    let runs: Vec<Value> = [two, one, again]
-        .iter()
-        .map(|r| serde_json::from_str(r).unwrap())
-        .collect();
+    api_replicas(&node, 2);
+    let again = open_loop(&node, &url, "again");
+    let runs = [two, one, again];
     let p95 = |r: &Value| r["p95_ms"].as_f64().unwrap_or(f64::NAN);
     eprintln!(
         "BENCH api-replicas-p95: 60 searches/s offered for 20 s through the Service, in turn: \
