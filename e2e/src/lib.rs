@@ -42,18 +42,23 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Prints why a test is skipped, or panics with that reason when the variable `require` is `1`
+/// (as `scripts/test.sh` sets it, so that CI never skips silently).
+pub fn skip(require: &str, why: &str) {
+    assert!(std::env::var(require).as_deref() != Ok("1"), "{why}");
+    eprintln!("SKIPPED: {why}");
+}
+
 /// The address of a test service from `var` (recorded by `scripts/services/*.sh`); when unset,
 /// prints why `test` is skipped, or panics under `RAGPLANE_REQUIRE_SERVICES=1`.
 pub fn service(var: &str, test: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
         _ => {
-            let why = format!("{test}: {var} is not set; start it with scripts/services/*.sh");
-            assert!(
-                std::env::var("RAGPLANE_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "{why}"
+            skip(
+                "RAGPLANE_REQUIRE_SERVICES",
+                &format!("{test}: {var} is not set; start it with scripts/services/*.sh"),
             );
-            eprintln!("SKIPPED: {why}");
             None
         }
     }
@@ -70,15 +75,13 @@ pub fn model_available() -> bool {
         .exists()
         && cache.join("onnxruntime/libonnxruntime.so").exists();
     if !ok {
-        let why = format!(
-            "model not found under {}; run scripts/setup-model.sh",
-            cache.display()
+        skip(
+            "RAGPLANE_REQUIRE_MODEL",
+            &format!(
+                "model not found under {}; run scripts/setup-model.sh",
+                cache.display()
+            ),
         );
-        assert!(
-            std::env::var("RAGPLANE_REQUIRE_MODEL").as_deref() != Ok("1"),
-            "{why}"
-        );
-        eprintln!("SKIPPED: {why}");
     }
     ok
 }
