@@ -990,7 +990,25 @@ fn the_prod_ragcluster_runs_on_real_pods() {
         Duration::from_secs(120),
         || (replicas(ingest) == Some(2)).then_some(()),
     );
-    eprintln!("the ingest pool's HPA brought 3 replicas back to its maximum of 2");
+    // It was the HPA controller that did it, as its own event says.
+    let rescaled = wait("the HPA's rescale event", Duration::from_secs(60), || {
+        let events = node
+            .json(&[
+                "get",
+                "events",
+                "-n",
+                NS,
+                "--field-selector",
+                "involvedObject.kind=HorizontalPodAutoscaler,reason=SuccessfulRescale",
+            ])
+            .ok()?;
+        events["items"]
+            .as_array()?
+            .iter()
+            .find(|e| e["involvedObject"]["name"] == "prod-worker-ingest")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+    });
+    eprintln!("the ingest pool's HPA brought 3 replicas back to its maximum of 2: {rescaled}");
     // A ModelPool with bounds is raised to its minimum.
     node.kubectl(&["scale", "-n", NS, "statefulset/llm", "--replicas=1"])
         .unwrap();
