@@ -219,6 +219,71 @@ spec:
         assert_eq!(q.pdb.metadata.name.as_deref(), Some("prod-qdrant"));
     }
 
+    /// The peers' script, run by a real bash in a directory laid out as Qdrant's image is,
+    /// with a stand-in `entrypoint.sh` that records its arguments.
+    #[test]
+    fn peers_found_join_or_wait_as_their_state_says() {
+        use std::os::unix::fs::PermissionsExt;
+        use std::time::Duration;
+        let c = validated(
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: prod, namespace: rag}\n\
+             spec: {qdrant: {managed: {replicas: 3, storage: {size: 1Gi}}}}\n",
+        );
+        let sts = build(&c)
+            .qdrant
+            .expect("managed qdrant objects")
+            .statefulset;
+        let script = sts.spec.template.spec.unwrap().containers[0]
+            .command
+            .clone()
+            .unwrap()[2]
+            .clone();
+        let run = |host: &str, joined: bool| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("storage")).unwrap();
+            if joined {
+                std::fs::write(dir.path().join("storage/raft_state.json"), "{}").unwrap();
+            }
+            let entry = dir.path().join("entrypoint.sh");
+            std::fs::write(&entry, "#!/bin/sh\necho \"$@\" > args\n").unwrap();
+            std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let mut child = std::process::Command::new("bash")
+                .args(["-c", &script])
+                .env("HOSTNAME", host)
+                .current_dir(dir.path())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(1500));
+            let done = child.try_wait().unwrap().is_some();
+            let _ = child.kill();
+            let _ = child.wait();
+            (done, std::fs::read_to_string(dir.path().join("args")).ok())
+        };
+        let uri = "--uri http://prod-qdrant-1.prod-qdrant.rag.svc:6335";
+        // Peer 0 founds the cluster at once.
+        let (done, args) = run("prod-qdrant-0", false);
+        assert!(done, "peer 0 waited");
+        assert_eq!(
+            args.as_deref().map(str::trim),
+            Some("--uri http://prod-qdrant-0.prod-qdrant.rag.svc:6335")
+        );
+        // A peer with Raft state starts at once, whoever else is up.
+        let (done, args) = run("prod-qdrant-1", true);
+        assert!(done, "a peer with state waited for peer 0");
+        assert_eq!(
+            args.as_deref().map(str::trim),
+            Some(
+                format!("--bootstrap http://prod-qdrant-0.prod-qdrant.rag.svc:6335 {uri}").as_str()
+            )
+        );
+        // A peer that has not joined waits while peer 0 cannot be reached (here: never).
+        let (done, args) = run("prod-qdrant-1", false);
+        assert!(
+            !done && args.is_none(),
+            "a new peer did not wait for peer 0"
+        );
+    }
+
     #[test]
     fn external_qdrant_builds_nothing() {
         let c = validated(
