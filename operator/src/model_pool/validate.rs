@@ -9,6 +9,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::context::DataPlaneDefaults;
 use crate::crd::model_pool::{EmbeddingServer, ModelPool, ModelPoolKind};
+use crate::rag_cluster::validate::IMAGE_MODELS_DIR;
 
 /// Default Ollama image.
 pub const OLLAMA_IMAGE: &str = "docker.io/ollama/ollama:0.12.6";
@@ -147,7 +148,7 @@ pub fn validate(
             field: "model",
             message: format!(
                 "{:?} is not a model directory name: a ragplane embedding server serves \
-                 /opt/ragplane/models/<model> of its image, for example all-minilm-l6-v2-int8",
+                 {IMAGE_MODELS_DIR}/<model> of its image, for example all-minilm-l6-v2-int8",
                 spec.model
             ),
         });

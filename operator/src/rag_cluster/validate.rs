@@ -30,7 +30,10 @@ pub const DEFAULT_MAX_JOB_SECONDS: i32 = 300;
 pub const DRAIN_MARGIN_SECONDS: i64 = 15;
 /// Default Qdrant image of managed clusters: the variant that runs as a non-root user.
 pub const DEFAULT_QDRANT_IMAGE: &str = "docker.io/qdrant/qdrant:v1.15.4-unprivileged";
-/// Where the data-plane image keeps its embedding model (`images/ragplane.Containerfile`).
+/// Where the data-plane image keeps its models, one directory each
+/// (`images/ragplane.Containerfile`; `ragplane embed-server --model-dir` in embedding pools).
+pub const IMAGE_MODELS_DIR: &str = "/opt/ragplane/models";
+/// The data-plane image's embedding model, in [`IMAGE_MODELS_DIR`].
 pub const IMAGE_MODEL_DIR: &str = "/opt/ragplane/models/all-minilm-l6-v2-int8";
 /// Where the data-plane image keeps the ONNX Runtime library.
 pub const IMAGE_ORT_LIBRARY: &str = "/opt/ragplane/onnxruntime/libonnxruntime.so";

@@ -12,18 +12,17 @@ use super::cache_pvc::cache_claim_name;
 use crate::crd::model_pool::{EmbeddingServer, ModelPoolKind};
 use crate::model_pool::validate::ValidatedPool;
 use crate::rag_cluster::build::env;
+use crate::rag_cluster::validate::IMAGE_MODELS_DIR;
 
 /// Where the Hugging Face cache lives inside the pod.
 const CACHE_DIR: &str = "/data";
-
-/// Where the data-plane image keeps its models (`ragplane embed-server --model-dir`).
-const IMAGE_MODELS_DIR: &str = "/opt/ragplane/models";
 
 /// `<pool>`: the servers download the model at start (text-embeddings-inference, vLLM) or load
 /// it from the image (`ragplane embed-server`), and only then pass the readiness probe.
 pub fn build_server_deployment(p: &ValidatedPool) -> Deployment {
     let port = p.port.to_string();
-    let ragplane = p.kind == ModelPoolKind::Embedding && p.server == EmbeddingServer::Ragplane;
+    // Validation leaves `Tei` on every pool but an embedding one.
+    let ragplane = p.server == EmbeddingServer::Ragplane;
     let mut args: Vec<String> = match p.kind {
         ModelPoolKind::Embedding if ragplane => {
             let mut a: Vec<String> = vec![
