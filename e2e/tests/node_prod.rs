@@ -290,6 +290,32 @@ fn pod_names(node: &Node, selector: &str) -> Vec<String> {
         .collect()
 }
 
+/// The IP of `pod` in the cluster's namespace: the node's network reaches pods behind headless
+/// Services (the Qdrant peers) and single pods by it.
+fn pod_ip(node: &Node, pod: &str) -> Option<String> {
+    let p = node.json(&["get", "pod", "-n", NS, pod]).ok()?;
+    p["status"]["podIP"].as_str().map(str::to_owned)
+}
+
+/// The points in the Qdrant collection `docs`, asked of peer 0.
+fn qdrant_points(node: &Node) -> u64 {
+    let ip = pod_ip(node, "prod-qdrant-0").expect("peer 0's address");
+    node.in_node(
+        &[],
+        &[
+            "python3",
+            "-c",
+            QDRANT_POINTS_SCRIPT,
+            &format!("http://{ip}:6333"),
+            QDRANT_KEY,
+        ],
+    )
+    .expect("the points of collection docs")
+    .trim()
+    .parse()
+    .expect("a count of points")
+}
+
 /// Asks the API server to evict `pod`, as a drain does; the error names a refusal.
 fn evict(node: &Node, pod: &str) -> anyhow::Result<String> {
     let body = target_dir().join(format!("eviction-{pod}.json"));
@@ -411,15 +437,8 @@ fn describe(node: &Node, ns: &str) -> String {
         .kubectl(&["describe", "pods", "-n", ns])
         .unwrap_or_default();
     // The tail holds the events of the pods that are stuck.
-    let tail: String = described
-        .lines()
-        .rev()
-        .take(150)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n");
+    let lines: Vec<&str> = described.lines().collect();
+    let tail = lines[lines.len().saturating_sub(150)..].join("\n");
     format!("{pods}\n{tail}")
 }
 
@@ -601,24 +620,7 @@ fn the_prod_ragcluster_runs_on_real_pods() {
     // The chunks went to the managed Qdrant's collection "docs" (spec.qdrant.collection).
     let mut examples_points = 0;
     if qdrant {
-        // The peers' Service is headless; the node's network reaches a peer by its pod IP.
-        let pod = node
-            .json(&["get", "pod", "-n", NS, "prod-qdrant-0"])
-            .unwrap();
-        let peer = pod["status"]["podIP"].as_str().unwrap().to_owned();
-        let points = node
-            .in_node(
-                &[],
-                &[
-                    "python3",
-                    "-c",
-                    QDRANT_POINTS_SCRIPT,
-                    &format!("http://{peer}:6333"),
-                    QDRANT_KEY,
-                ],
-            )
-            .unwrap();
-        let points: u64 = points.trim().parse().unwrap();
+        let points = qdrant_points(&node);
         assert!(points > 0, "no points in the Qdrant collection docs");
         eprintln!("Qdrant collection docs: {points} points");
         examples_points = points;
@@ -674,10 +676,7 @@ fn the_prod_ragcluster_runs_on_real_pods() {
 
     // The answer came from one of the pool's own pods, addressed one by one.
     let metrics = node
-        .in_node(
-            &[],
-            &["python3", "-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1] + '/metrics').read().decode())", &url],
-        )
+        .in_node(&[], &["python3", "-c", METRICS_SCRIPT, &url])
         .unwrap_or_default();
     let per_pod = format!("llm-0.llm-pods.{NS}.svc");
     assert!(
@@ -780,10 +779,7 @@ fn the_prod_ragcluster_runs_on_real_pods() {
     // answering, and the pod rejoins as the same peer of the same cluster.
     if qdrant {
         let cluster_of = |pod: &str| -> Value {
-            let ip = node.json(&["get", "pod", "-n", NS, pod]).unwrap()["status"]["podIP"]
-                .as_str()
-                .unwrap()
-                .to_owned();
+            let ip = pod_ip(&node, pod).expect("the peer's address");
             let out = node
                 .in_node(
                     &[],
@@ -904,9 +900,7 @@ fn the_prod_ragcluster_runs_on_real_pods() {
     let took: u64 = pod_names(&node, BACKFILL_PODS)
         .iter()
         .filter_map(|pod| {
-            let ip = node.json(&["get", "pod", "-n", NS, pod]).ok()?["status"]["podIP"]
-                .as_str()?
-                .to_owned();
+            let ip = pod_ip(&node, pod)?;
             let metrics = node
                 .in_node(
                     &[],
@@ -935,26 +929,11 @@ fn the_prod_ragcluster_runs_on_real_pods() {
     assert!(took > 0, "the backfill pods finished no job");
     if qdrant {
         // The 500 notes and the examples' chunks, each stored once.
-        let pod = node
-            .json(&["get", "pod", "-n", NS, "prod-qdrant-0"])
-            .unwrap();
-        let ip = pod["status"]["podIP"].as_str().unwrap();
-        let points: u64 = node
-            .in_node(
-                &[],
-                &[
-                    "python3",
-                    "-c",
-                    QDRANT_POINTS_SCRIPT,
-                    &format!("http://{ip}:6333"),
-                    QDRANT_KEY,
-                ],
-            )
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        assert_eq!(points, 500 + examples_points, "points in Qdrant");
+        assert_eq!(
+            qdrant_points(&node),
+            500 + examples_points,
+            "points in Qdrant"
+        );
     }
     // The backlog drained: the pool scales in, then to zero, and no worker that got SIGTERM
     // (the deleted pod, the scaled-in ones) left a job to be run again.
