@@ -11,6 +11,7 @@ pub mod api;
 pub mod app;
 pub mod cache;
 pub mod cli;
+pub mod console;
 pub mod data_dir;
 pub mod embed;
 pub mod embed_server;

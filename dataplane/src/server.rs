@@ -29,6 +29,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     let shutdown = CancellationToken::new();
+    let usage = tokio::spawn(app.clone().keep_usage(shutdown.clone()));
     let mut workers = None;
     if workers_enabled {
         crate::worker::recover(&app).await?;
@@ -64,6 +65,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(w) = workers {
         w.drain(&app, grace).await;
     }
+    // Its last write of the usage counters.
+    let _ = usage.await;
     app.vectors.flush().await?;
     tracing::info!("stopped");
     Ok(())

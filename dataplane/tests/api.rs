@@ -9,96 +9,13 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
-use http_body_util::BodyExt;
 use ragplane::app::App;
 use ragplane_config::Config;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
-const ADMIN: &str = "rp_test_admin_key_0123456789";
+mod common;
 
-struct Env {
-    _dir: tempfile::TempDir,
-    app: Arc<App>,
-    router: Router,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn env(tweak: impl FnOnce(&mut Config)) -> Option<Env> {
-    let model = ragplane::testing::model_files()?;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ragplane::testing::config_in(dir.path(), &model, ADMIN);
-    tweak(&mut config);
-    let app = Arc::new(App::build(config).await.expect("app builds"));
-    app.bootstrap_admin_key().await.unwrap();
-    let shutdown = CancellationToken::new();
-    let _workers = ragplane::worker::spawn_workers(app.clone(), 2, shutdown.clone());
-    let router = ragplane::api::router(app.clone());
-    // The JoinSet is detached: the workers stop on `shutdown`.
-    std::mem::forget(_workers);
-    Some(Env {
-        _dir: dir,
-        app,
-        router,
-        shutdown,
-    })
-}
-
-struct Resp {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Value,
-}
-
-async fn send(router: &Router, req: Request<Body>) -> Resp {
-    let resp = router.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-    Resp {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn req(method: Method, uri: &str, key: Option<&str>, body: Option<Value>) -> Request<Body> {
-    let mut b = Request::builder().method(method).uri(uri);
-    if let Some(k) = key {
-        b = b.header(header::AUTHORIZATION, format!("Bearer {k}"));
-    }
-    match body {
-        Some(v) => b
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(v.to_string()))
-            .unwrap(),
-        None => b.body(Body::empty()).unwrap(),
-    }
-}
-
-async fn create_collection(router: &Router, key: &str, name: &str) -> Resp {
-    call(
-        router,
-        Method::POST,
-        "/v1/collections",
-        key,
-        Some(json!({ "name": name })),
-    )
-    .await
-}
-
-async fn call(router: &Router, method: Method, uri: &str, key: &str, body: Option<Value>) -> Resp {
-    send(router, req(method, uri, Some(key), body)).await
-}
+use common::*;
 
 fn multipart(name: &str, ctype: &str, content: &[u8]) -> (String, Vec<u8>) {
     let boundary = "XBOUNDARYX";
@@ -115,52 +32,6 @@ fn multipart(name: &str, ctype: &str, content: &[u8]) -> (String, Vec<u8>) {
             .as_bytes(),
     );
     (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
-async fn wait_status(router: &Router, key: &str, collection: &str, id: &str, want: &str) -> Value {
-    for _ in 0..600 {
-        let r = call(
-            router,
-            Method::GET,
-            &format!("/v1/collections/{collection}/documents/{id}"),
-            key,
-            None,
-        )
-        .await;
-        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-        if r.body["status"] == want {
-            return r.body;
-        }
-        assert!(
-            r.body["status"] != "failed" || want == "failed",
-            "document failed unexpectedly: {:?}",
-            r.body["error"]
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("document {id} never became {want}");
-}
-
-async fn upload_text(
-    router: &Router,
-    key: &str,
-    collection: &str,
-    text: &str,
-    title: &str,
-) -> (String, String) {
-    let r = call(
-        router,
-        Method::POST,
-        &format!("/v1/collections/{collection}/documents"),
-        key,
-        Some(json!({ "text": text, "title": title, "metadata": { "topic": title } })),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
-    (
-        r.body["document"]["id"].as_str().unwrap().to_string(),
-        r.body["job_id"].as_str().unwrap().to_string(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -993,6 +864,38 @@ async fn query_sends_numbered_sources_and_reports_citations() {
             prompt.ends_with("Question: how far is the lamp visible?"),
             "{prompt}"
         );
+        assert!(q.body.get("prompt").is_none(), "the prompt came unasked");
+
+        // Asked for, the prompt comes back exactly as sent: in the answer, and as the first
+        // event of a stream, with every retrieved source.
+        let body = json!({ "collection": "docs", "query": "how far is the lamp visible?",
+                           "include_prompt": true });
+        let q = call(r, Method::POST, "/v1/query", ADMIN, Some(body.clone())).await;
+        assert_eq!(q.status, StatusCode::OK, "{provider}: {:?}", q.body);
+        let sent = seen.lock().unwrap()[1].clone();
+        assert_eq!(q.body["prompt"], sent["messages"], "{provider}");
+        let mut stream_body = body;
+        stream_body["stream"] = json!(true);
+        let s = call(r, Method::POST, "/v1/query", ADMIN, Some(stream_body)).await;
+        let text = s.body.as_str().unwrap();
+        let first = text.split("\n\n").next().unwrap();
+        assert!(first.starts_with("event: prompt\n"), "{provider}: {text}");
+        let data: Value = serde_json::from_str(first.split_once("data: ").unwrap().1).unwrap();
+        let sent = seen.lock().unwrap()[2].clone();
+        assert_eq!(data["messages"], sent["messages"], "{provider}");
+        assert_eq!(data["sources"][0]["title"], "light", "{provider}");
+
+        // Three answers of 50 + 12 tokens each, counted against the admin key and `docs`.
+        let u = call(r, Method::GET, "/v1/usage", ADMIN, None).await;
+        assert_eq!(u.status, StatusCode::OK, "{:?}", u.body);
+        assert_eq!(u.body["total"]["queries"], 3, "{provider}: {:?}", u.body);
+        assert_eq!(
+            u.body["total"]["llm_tokens"],
+            3 * 62,
+            "{provider}: {:?}",
+            u.body
+        );
+        assert_eq!(u.body["collections"][0]["id"], "docs");
     }
 }
 

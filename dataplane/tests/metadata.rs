@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ragplane::metadata::{
-    DocumentStatus, MetadataError, MetadataStore, NewApiKey, NewDocument, PostgresStore, Scope,
-    SqliteStore,
+    ConsoleSession, DocumentStatus, MetadataError, MetadataStore, NewApiKey, NewDocument,
+    PostgresStore, Scope, SqliteStore, UsageRow,
 };
 use ragplane::testing::fresh_postgres_database;
 use ragplane_config::{PostgresConfig, Secret};
@@ -108,6 +108,80 @@ async fn suite(s: &dyn MetadataStore) {
         Some("2099-01-01T00:00:00Z")
     );
     assert!(listed[0].revoked_at.is_some());
+
+    // Console sessions: found while their key is live, deleted, purged once expired.
+    let session = |token: &str, key: &str, expires: &str| ConsoleSession {
+        token_hash: token.into(),
+        key_hash: key.into(),
+        csrf_token: format!("csrf-{token}"),
+        created_at: "2026-01-01T00:00:00.000Z".into(),
+        expires_at: expires.into(),
+    };
+    let live = session("t-1", "hash-1", "2099-01-01T00:00:00.000Z");
+    s.create_console_session(&live).await.unwrap();
+    s.create_console_session(&session("t-2", "hash-1", "2020-01-01T00:00:00.000Z"))
+        .await
+        .unwrap();
+    s.create_console_session(&session("t-3", "hash-2", "2099-01-01T00:00:00.000Z"))
+        .await
+        .unwrap();
+    assert_eq!(s.console_session("t-1").await.unwrap(), Some(live));
+    assert_eq!(
+        s.console_session("t-3").await.unwrap(),
+        None,
+        "its key is revoked"
+    );
+    assert_eq!(
+        s.purge_console_sessions("2026-06-01T00:00:00.000Z")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.console_session("t-2").await.unwrap(), None);
+    s.delete_console_session("t-1").await.unwrap();
+    assert_eq!(s.console_session("t-1").await.unwrap(), None);
+
+    // Usage: counts add up per (tenant, minute, key, collection), per tenant.
+    let usage = |tenant: &str, minute: &str, collection: &str, q: i64, t: i64| UsageRow {
+        tenant_id: tenant.into(),
+        minute: minute.into(),
+        key_id: "k".into(),
+        collection: collection.into(),
+        queries: q,
+        llm_tokens: t,
+    };
+    s.add_usage(&[
+        usage(alpha_id, "2026-12-01T10:00:00Z", "docs", 1, 10),
+        usage(alpha_id, "2026-12-01T10:01:00Z", "docs", 2, 0),
+        usage(beta_id, "2026-12-01T10:01:00Z", "docs", 5, 0),
+    ])
+    .await
+    .unwrap();
+    s.add_usage(&[usage(alpha_id, "2026-12-01T10:00:00Z", "docs", 3, 5)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.usage(alpha_id, "2026-12-01T10:00:00Z").await.unwrap(),
+        [
+            usage(alpha_id, "2026-12-01T10:00:00Z", "docs", 4, 15),
+            usage(alpha_id, "2026-12-01T10:01:00Z", "docs", 2, 0)
+        ]
+    );
+    assert_eq!(
+        s.usage(alpha_id, "2026-12-01T10:01:00Z")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(s.purge_usage("2026-12-01T10:01:00Z").await.unwrap(), 1);
+    assert_eq!(
+        s.usage(beta_id, "2026-01-01T00:00:00Z")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Collections: unique per tenant, versioned, found by name and id.
     let docs = s
@@ -351,6 +425,9 @@ async fn suite(s: &dyn MetadataStore) {
         .map(|d| d.id)
         .collect();
     assert_eq!(deleting, pick(&[3]));
+    let counts = s.document_status_counts(&docs.id).await.unwrap();
+    assert_eq!(counts.iter().map(|(_, n)| n).sum::<i64>(), 5, "{counts:?}");
+    assert!(counts.contains(&("deleting".to_string(), 1)), "{counts:?}");
     assert!(s
         .set_document_status(&ids[4], DocumentStatus::Indexed, None, 1)
         .await

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod console;
 mod embed_server;
 mod generation;
 #[cfg(feature = "load")]
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use console::ConsoleConfig;
 pub use embed_server::{
     DeviceSelection, EmbedServerConfig, RemoteEmbedderConfig, RemoteProtocol,
     DEFAULT_GPU_MAX_BATCH_TOKENS,
@@ -87,6 +89,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// `ragplane embed-server`.
     pub embed_server: EmbedServerConfig,
+    /// The web console at `/ui`.
+    pub console: ConsoleConfig,
 }
 
 impl Default for Config {
@@ -112,6 +116,7 @@ impl Default for Config {
             workers: WorkerConfig::default(),
             telemetry: TelemetryConfig::default(),
             embed_server: EmbedServerConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }

@@ -50,6 +50,7 @@ impl Config {
         );
         c.check(l.max_top_k >= 1, "limits.max_top_k", "must be at least 1");
         self.search.validate(&mut c);
+        self.console.validate(&mut c);
         if let Some(r) = &self.rerank {
             r.validate(&mut c);
         }

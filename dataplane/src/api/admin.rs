@@ -252,3 +252,14 @@ pub async fn set_log_filter(
     })?;
     Ok(ApiJson(body))
 }
+
+/// The last error responses this process sent (at most 50, newest first), for the console's
+/// health page. Each instance keeps its own.
+#[utoipa::path(get, path = "/v1/admin/errors",
+    responses((status = 200, body = Vec<super::recent_errors::RecentError>), (status = 403, body = ErrorBody)))]
+pub async fn recent_errors(
+    Auth(p): Auth,
+) -> Result<ApiJson<Vec<super::recent_errors::RecentError>>, ApiError> {
+    App::require(&p, Scope::ClusterAdmin)?;
+    Ok(ApiJson(super::recent_errors::newest_first()))
+}

@@ -119,6 +119,7 @@ fn interpret(req: &ChatCompletionRequest) -> Result<(SearchRequest, AnswerOption
         min_score: None,
         rerank: None,
         stream: false,
+        include_prompt: false,
     };
     let options = AnswerOptions {
         history,
@@ -159,12 +160,12 @@ pub async fn completions(
     let (search, options) = interpret(&req)?;
     let began = std::time::Instant::now();
     let started = app.start_answer(&p, &search, &options).await?;
-    let record = QueryRecord::answer(
+    let record = QueryRecord::new(
         "chat",
-        &p.tenant_id,
+        &p,
         &search.collection,
-        began,
         started.retrieval,
+        began,
         &started.sources,
     );
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
@@ -177,9 +178,11 @@ pub async fn completions(
             .await
             .map_err(Error::from)?;
         let cited = prompt::cited(&g.text, started.sources.len());
-        record
-            .with_usage(Some(&g.usage))
-            .emit(super::request_id::current().as_deref(), "ok");
+        record.with_usage(Some(&g.usage)).emit(
+            &app.usage,
+            super::request_id::current().as_deref(),
+            "ok",
+        );
         return Ok(ApiJson(json!({
             "id": id,
             "object": "chat.completion",
@@ -213,6 +216,7 @@ pub async fn completions(
         },
         include_usage,
         record,
+        app.clone(),
     );
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
@@ -246,6 +250,7 @@ fn chunk_events(
     h: ChunkHeader,
     include_usage: bool,
     record: QueryRecord,
+    app: AppState,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let StartedAnswer {
         sources, tokens, ..
@@ -263,7 +268,7 @@ fn chunk_events(
                 }
                 Ok(Chunk::Done(f)) => {
                     let cited = prompt::cited(&text, sources.len());
-                    record.clone().with_usage(f.usage.as_ref()).emit(request_id.as_deref(), "ok");
+                    record.clone().with_usage(f.usage.as_ref()).emit(&app.usage, request_id.as_deref(), "ok");
                     let mut last = h.chunk(json!({}), Some(f.finish_reason.unwrap_or_else(|| "stop".into())));
                     last["sources"] = json!(cited_sources(&sources, &cited));
                     yield Ok(data(&last));
@@ -277,7 +282,7 @@ fn chunk_events(
                     return;
                 }
                 Err(e) => {
-                    record.emit(request_id.as_deref(), "error");
+                    record.emit(&app.usage, request_id.as_deref(), "error");
                     // OpenAI clients raise on a chunk that carries `error`.
                     let b = error_body(e, request_id.clone());
                     yield Ok(data(&json!({ "error": { "message": b.error, "type": b.kind } })));

@@ -32,6 +32,10 @@ pub struct CollectionInfo {
     /// (whose `keyword_average_terms` setting this is the figure for).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keyword_average_terms: Option<f32>,
+    /// How many of its documents are in each status (`queued`, `processing`, `indexed`,
+    /// `failed`, `deleting`), and `total`.
+    #[schema(value_type = Object)]
+    pub documents: std::collections::BTreeMap<String, i64>,
 }
 
 /// Creates a collection.
@@ -76,10 +80,19 @@ pub async fn get_one(
         app.vectors.keyword_average_terms(&key),
     )
     .map_err(crate::error::Error::from)?;
+    let mut documents: std::collections::BTreeMap<String, i64> = app
+        .metadata
+        .document_status_counts(&collection.id)
+        .await
+        .map_err(crate::error::Error::from)?
+        .into_iter()
+        .collect();
+    documents.insert("total".into(), documents.values().sum());
     Ok(ApiJson(CollectionInfo {
         collection,
         points,
         keyword_average_terms,
+        documents,
     }))
 }
 

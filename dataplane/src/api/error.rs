@@ -106,6 +106,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, _, retry_after) = classify(&self.0);
         let body = ErrorBody::of(&self.0, super::request_id::current());
+        super::recent_errors::record(super::recent_errors::RecentError {
+            at: crate::metadata::now_rfc3339(),
+            status: status.as_u16(),
+            kind: body.kind.clone(),
+            error: body.error.clone(),
+            request_id: body.request_id.clone(),
+        });
         let mut resp = (status, axum::Json(body)).into_response();
         if let Some(secs) = retry_after {
             resp.headers_mut()

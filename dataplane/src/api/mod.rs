@@ -6,10 +6,12 @@ mod chat;
 mod collections;
 mod documents;
 pub mod error;
+pub mod recent_errors;
 pub mod request_id;
 mod search;
 mod service;
 pub mod trace;
+mod usage;
 
 pub(crate) use service::metrics as service_metrics;
 
@@ -43,7 +45,9 @@ impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
     }
 }
 
-/// The authenticated caller, from `Authorization: Bearer <key>`.
+/// The authenticated caller: from `Authorization: Bearer <key>`, or else from the web
+/// console's session cookie. A session's requests other than GET and HEAD must also carry its
+/// CSRF token in `x-csrf-token`.
 pub struct Auth(pub Principal);
 
 impl FromRequestParts<AppState> for Auth {
@@ -62,12 +66,38 @@ impl FromRequestParts<AppState> for Auth {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .map(str::trim);
-        // The peer address when the server was started with connect info (absent in-process).
-        let client = parts
+        let client = ClientAddr::of(parts);
+        if bearer.is_none() && !app.config.auth.disabled {
+            if let Some(token) = crate::console::session_cookie(&parts.headers) {
+                let (principal, csrf) = app.session(token, client).await?;
+                if !parts.method.is_safe() {
+                    crate::console::check_csrf(&parts.headers, &csrf)?;
+                }
+                return Ok(Self(principal));
+            }
+        }
+        Ok(Self(app.authenticate_from(bearer, client).await?))
+    }
+}
+
+/// The client's address: the peer when the server was started with connect info (absent
+/// in-process).
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl ClientAddr {
+    fn of(parts: &Parts) -> Option<std::net::IpAddr> {
+        parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
-        Ok(Self(app.authenticate_from(bearer, client).await?))
+            .map(|c| c.0.ip())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(Self::of(parts)))
     }
 }
 
@@ -78,6 +108,7 @@ impl FromRequestParts<AppState> for Auth {
         admin::create_tenant, admin::list_tenants, admin::delete_tenant, admin::issue_key,
         admin::list_keys,
         admin::revoke_key, admin::rotate_key, admin::get_log_filter, admin::set_log_filter,
+        admin::recent_errors, usage::usage,
         collections::create, collections::list, collections::get_one, collections::delete,
         collections::reindex,
         documents::upload, documents::list, documents::get_one, documents::delete, documents::reindex,
@@ -176,6 +207,8 @@ pub fn router(app: AppState) -> Router {
             "/admin/log-filter",
             get(admin::get_log_filter).put(admin::set_log_filter),
         )
+        .route("/admin/errors", get(admin::recent_errors))
+        .route("/usage", get(usage::usage))
         .route(
             "/tenants/{tenant}/keys",
             post(admin::issue_key).get(admin::list_keys),
@@ -216,9 +249,13 @@ pub fn router(app: AppState) -> Router {
         .fallback(not_found);
     // Probes and scrapes bypass load shedding and the request timeout: a saturated pod must
     // still answer its kubelet and Prometheus, or it would be restarted for being busy.
-    let traffic = Router::new()
+    let mut traffic = Router::new()
         .nest("/v1", v1)
-        .route("/openapi.json", get(service::openapi_json))
+        .route("/openapi.json", get(service::openapi_json));
+    if app.config.console.enabled {
+        traffic = traffic.merge(crate::console::router());
+    }
+    let traffic = traffic
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_requests)),

@@ -66,24 +66,21 @@ pub async fn search(
 ) -> Result<ApiJson<SearchResponse>, ApiError> {
     let started = Instant::now();
     let (hits, searched) = app.search_traced(&p, &req).await?;
-    QueryRecord::new(
-        "search",
-        &p.tenant_id,
-        &req.collection,
-        searched.mode,
-        started,
-        searched.cache,
-        &hits,
-    )
-    .emit(super::request_id::current().as_deref(), "ok");
+    QueryRecord::new("search", &p, &req.collection, searched, started, &hits).emit(
+        &app.usage,
+        super::request_id::current().as_deref(),
+        "ok",
+    );
     Ok(ApiJson(SearchResponse { hits }))
 }
 
 /// Answers the query from retrieved sources, citing them. Without a configured generator,
 /// `answer` is null, `generation` is `not_configured`, and the sources are returned.
 ///
-/// With `"stream": true` the answer is `text/event-stream`: `event: delta` events with
-/// `{"text": …}`, then one `event: done` whose data is [`QueryDone`] (or `event: error` with
+/// With `"stream": true` the answer is `text/event-stream`: with `"include_prompt": true` first
+/// an `event: prompt` with `{"messages": […], "sources": […]}`: the messages as sent to the LLM
+/// and every retrieved source, in prompt order; then `event: delta` events
+/// with `{"text": …}`, then one `event: done` whose data is [`QueryDone`] (or `event: error` with
 /// `{error, type}` if generation fails midway). Errors before the first token are ordinary
 /// JSON error responses.
 #[utoipa::path(post, path = "/v1/query", request_body = SearchRequest,
@@ -97,30 +94,30 @@ pub async fn query(
     let began = Instant::now();
     if !req.stream {
         let (answer, retrieval) = app.query(&p, &req).await?;
-        QueryRecord::answer(
+        QueryRecord::new(
             "query",
-            &p.tenant_id,
+            &p,
             &req.collection,
-            began,
             retrieval,
+            began,
             &answer.sources,
         )
         .with_usage(answer.usage.as_ref())
-        .emit(super::request_id::current().as_deref(), "ok");
+        .emit(&app.usage, super::request_id::current().as_deref(), "ok");
         return Ok(ApiJson(answer).into_response());
     }
     let started = app
         .start_answer(&p, &req, &AnswerOptions::default())
         .await?;
-    let record = QueryRecord::answer(
+    let record = QueryRecord::new(
         "query",
-        &p.tenant_id,
+        &p,
         &req.collection,
-        began,
         started.retrieval,
+        began,
         &started.sources,
     );
-    Ok(Sse::new(query_events(started, record))
+    Ok(Sse::new(query_events(started, record, app))
         .keep_alive(KeepAlive::default())
         .into_response())
 }
@@ -149,17 +146,22 @@ fn json_event(name: &str, data: &impl Serialize) -> Event {
 fn query_events(
     started: StartedAnswer,
     record: QueryRecord,
+    app: AppState,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let request_id = super::request_id::current();
     let StartedAnswer {
         sources,
         model,
+        prompt: messages,
         tokens,
         ..
     } = started;
     async_stream::stream! {
+        if let Some(messages) = messages {
+            yield Ok(json_event("prompt", &json!({ "messages": messages, "sources": sources })));
+        }
         let Some(mut tokens) = tokens else {
-            record.emit(request_id.as_deref(), "ok");
+            record.emit(&app.usage, request_id.as_deref(), "ok");
             let all: Vec<usize> = (1..=sources.len()).collect();
             yield Ok(json_event("done", &QueryDone {
                 generation: "not_configured".into(),
@@ -182,7 +184,7 @@ fn query_events(
                 }
                 Ok(Chunk::Done(f)) => {
                     let cited = prompt::cited(&text, sources.len());
-                    record.clone().with_usage(f.usage.as_ref()).emit(request_id.as_deref(), "ok");
+                    record.clone().with_usage(f.usage.as_ref()).emit(&app.usage, request_id.as_deref(), "ok");
                     yield Ok(json_event("done", &QueryDone {
                         generation: "generated".into(),
                         model: Some(if f.model.is_empty() { model.clone() } else { f.model }),
@@ -196,7 +198,7 @@ fn query_events(
                     return;
                 }
                 Err(e) => {
-                    record.emit(request_id.as_deref(), "error");
+                    record.emit(&app.usage, request_id.as_deref(), "error");
                     yield Ok(error_event(e, request_id.clone()));
                     return;
                 }

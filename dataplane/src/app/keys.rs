@@ -100,6 +100,16 @@ impl App {
         bearer: Option<&str>,
         client: Option<std::net::IpAddr>,
     ) -> Result<Principal> {
+        self.guarded(client, self.resolve(bearer)).await
+    }
+
+    /// Runs an authentication `attempt` for `client`: refused with 429 while the client is
+    /// blocked, and a 401 counted towards blocking it.
+    pub(super) async fn guarded<T>(
+        &self,
+        client: Option<std::net::IpAddr>,
+        attempt: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
         if let Some(until) = client.and_then(|c| self.blocked_clients.get(&c)) {
             let now = std::time::Instant::now();
             if until > now {
@@ -112,7 +122,7 @@ impl App {
                 });
             }
         }
-        match self.resolve(bearer).await {
+        match attempt.await {
             Err(e @ Error::Unauthorized(_)) => {
                 self.count_failure(client).await;
                 Err(e)
@@ -140,6 +150,7 @@ impl App {
             self.admit("anonymous").await?;
             return Ok(Principal {
                 tenant_id: self.default_tenant.clone(),
+                key_id: None,
                 scope: Scope::ClusterAdmin,
                 expires_at: None,
             });
@@ -147,7 +158,12 @@ impl App {
         let key = bearer.ok_or_else(|| {
             Error::Unauthorized("missing API key: send Authorization: Bearer <key>".into())
         })?;
-        let hash = hash_key(key);
+        self.resolve_hash(hash_key(key)).await
+    }
+
+    /// The principal of the key whose hash is `hash`: 401 when it is unknown, revoked or
+    /// expired; counted against its tenant's rate limit.
+    pub(super) async fn resolve_hash(&self, hash: String) -> Result<Principal> {
         let unknown = || Error::Unauthorized("unknown or revoked API key".into());
         let principal = match self.known_keys.get(&hash) {
             Some(p) => p,
@@ -159,6 +175,7 @@ impl App {
                 };
                 let principal = Principal {
                     tenant_id: k.tenant_id,
+                    key_id: Some(k.id),
                     scope: k.scope,
                     expires_at: k.expires_at.as_deref().and_then(parse_rfc3339),
                 };

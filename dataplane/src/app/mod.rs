@@ -4,12 +4,16 @@
 //!
 //! - [`keys`]: API keys, tenants, authentication and the per-key rate limit;
 //! - [`documents`]: collections, documents and their ingestion jobs;
-//! - [`search`]: retrieval and answers.
+//! - [`search`]: retrieval and answers;
+//! - [`sessions`]: the web console's sign-ins, which act as the key that signed in;
+//! - [`usage`]: queries and LLM tokens per key and collection, for the console.
 
 mod documents;
 mod keys;
 pub mod query_log;
 mod search;
+mod sessions;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +41,7 @@ pub use search::{
     AnswerOptions, FusionRequest, GroupBy, QueryAnswer, SearchHit, SearchMode, SearchRequest,
     Searched, StartedAnswer,
 };
+pub use sessions::SignedIn;
 
 /// Name of the tenant created on first start, which the first admin key belongs to.
 pub const DEFAULT_TENANT: &str = "default";
@@ -46,6 +51,8 @@ pub const DEFAULT_TENANT: &str = "default";
 pub struct Principal {
     /// Tenant id.
     pub tenant_id: String,
+    /// The key's id; `None` when authentication is off.
+    pub key_id: Option<String>,
     /// What the key may do.
     pub scope: crate::metadata::Scope,
     /// When the key stops working, if ever.
@@ -80,6 +87,8 @@ pub struct App {
     pub token_budget: Option<Arc<crate::ratelimit::TokenBudget>>,
     /// The default tenant's id.
     pub default_tenant: String,
+    /// Usage counts not yet written to the metadata store.
+    pub usage: usage::UsageMeter,
     /// Recently verified keys (by hash), so the hot path skips the metadata store. Entries
     /// expire after `auth.key_cache_secs`, which bounds how long a revoked key keeps working.
     known_keys: moka::sync::Cache<String, Principal>,
@@ -210,6 +219,7 @@ impl App {
             generator,
             reranker,
             default_tenant,
+            usage: usage::UsageMeter::default(),
             known_keys: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(key_cache)

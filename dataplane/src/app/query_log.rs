@@ -5,7 +5,8 @@
 //! `query`, `chat`), `tenant`, `collection`, `mode`, `latency_ms`, `hits`, `documents`
 //! (distinct documents among the hits), `cache` (`hit`, `miss` or `off`: the result cache),
 //! `prompt_tokens` and `completion_tokens` (answers only, as the generator reported them), and
-//! `outcome` (`ok`, or `error` for an answer whose generation failed midway). A streamed answer
+//! `outcome` (`ok`, or `error` for an answer whose generation failed midway). Each line is
+//! also counted in the usage figures ([`super::usage`]). A streamed answer
 //! is logged when its stream ends, with the tokens it used.
 
 use std::collections::HashSet;
@@ -40,8 +41,8 @@ impl CacheOutcome {
 pub struct QueryRecord {
     /// `search`, `query` or `chat`.
     pub kind: &'static str,
-    /// Tenant id.
-    pub tenant: String,
+    /// Who asked.
+    pub principal: super::Principal,
     /// Collection name.
     pub collection: String,
     /// Retrieval mode.
@@ -61,49 +62,29 @@ pub struct QueryRecord {
 }
 
 impl QueryRecord {
-    /// A record of retrieval that returned `hits`.
+    /// A record of `p`'s retrieval from `collection`, which went as `searched` and returned
+    /// `hits` (or gave them to the model as sources).
     pub fn new(
         kind: &'static str,
-        tenant: &str,
+        p: &super::Principal,
         collection: &str,
-        mode: SearchMode,
+        searched: super::Searched,
         started: Instant,
-        cache: CacheOutcome,
         hits: &[SearchHit],
     ) -> Self {
         let documents: HashSet<&str> = hits.iter().map(|h| h.document_id.as_str()).collect();
         Self {
             kind,
-            tenant: tenant.to_owned(),
+            principal: p.clone(),
             collection: collection.to_owned(),
-            mode,
+            mode: searched.mode,
             started,
-            cache,
+            cache: searched.cache,
             hits: hits.len(),
             documents: documents.len(),
             prompt_tokens: None,
             completion_tokens: None,
         }
-    }
-
-    /// A record of an answer from `retrieval` over `sources`.
-    pub fn answer(
-        kind: &'static str,
-        tenant: &str,
-        collection: &str,
-        started: Instant,
-        retrieval: super::Searched,
-        sources: &[SearchHit],
-    ) -> Self {
-        Self::new(
-            kind,
-            tenant,
-            collection,
-            retrieval.mode,
-            started,
-            retrieval.cache,
-            sources,
-        )
     }
 
     /// Adds the generator's token counts.
@@ -113,13 +94,15 @@ impl QueryRecord {
         self
     }
 
-    /// Writes the line, with `query_id` and `outcome`.
-    pub fn emit(&self, query_id: Option<&str>, outcome: &str) {
+    /// Writes the line, with `query_id` and `outcome`, and counts the query in `usage`.
+    pub fn emit(&self, usage: &super::usage::UsageMeter, query_id: Option<&str>, outcome: &str) {
+        let tokens = self.prompt_tokens.unwrap_or(0) + self.completion_tokens.unwrap_or(0);
+        usage.record(&self.principal, &self.collection, tokens);
         tracing::info!(
             target: "ragplane::query_log",
             query_id = query_id.unwrap_or(""),
             kind = self.kind,
-            tenant = %self.tenant,
+            tenant = %self.principal.tenant_id,
             collection = %self.collection,
             mode = self.mode.as_str(),
             latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,

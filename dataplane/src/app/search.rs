@@ -87,6 +87,9 @@ pub struct SearchRequest {
     /// the cited sources and usage) instead of one JSON object.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stream: bool,
+    /// `/v1/query` only: also return `prompt`, the exact messages sent to the LLM.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_prompt: bool,
 }
 
 fn default_top_k() -> usize {
@@ -167,6 +170,9 @@ pub struct QueryAnswer {
     pub cited: Vec<usize>,
     /// Token counts reported by the generator.
     pub usage: Option<Usage>,
+    /// The messages sent to the model (`include_prompt: true` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<Vec<ChatMessage>>,
 }
 
 /// Per-request settings of an answer beyond the retrieval request.
@@ -188,6 +194,8 @@ pub struct StartedAnswer {
     pub retrieval: Searched,
     /// Model that answers.
     pub model: String,
+    /// The messages sent to the model, when the request asked for them.
+    pub prompt: Option<Vec<ChatMessage>>,
     /// The tokens; `None` when generation is not configured.
     pub tokens: Option<TokenStream>,
 }
@@ -566,6 +574,7 @@ impl App {
                 sources: started.sources,
                 cited: Vec::new(),
                 usage: None,
+                prompt: None,
             };
             return Ok((answer, retrieval));
         };
@@ -578,6 +587,7 @@ impl App {
             sources: started.sources,
             cited,
             usage: Some(g.usage),
+            prompt: started.prompt,
         };
         Ok((answer, retrieval))
     }
@@ -596,21 +606,20 @@ impl App {
             g.check_available()?;
             self.within_token_quota(&p.tenant_id).await?;
         }
-        let (sources, retrieval) = if req.stream {
-            // Streaming or not, it is the same retrieval (and the same result-cache entry).
-            let plain = SearchRequest {
-                stream: false,
-                ..req.clone()
-            };
-            self.search_traced(p, &plain).await?
-        } else {
-            self.search_traced(p, req).await?
+        // Streaming or not, with the prompt or without, it is the same retrieval (and the same
+        // result-cache entry).
+        let plain = SearchRequest {
+            stream: false,
+            include_prompt: false,
+            ..req.clone()
         };
+        let (sources, retrieval) = self.search_traced(p, &plain).await?;
         let Some(generator) = &self.generator else {
             return Ok(StartedAnswer {
                 sources,
                 retrieval,
                 model: String::new(),
+                prompt: None,
                 tokens: None,
             });
         };
@@ -621,6 +630,7 @@ impl App {
             temperature: options.temperature,
         };
         let tokens = generator.stream(&request).await?;
+        let prompt = req.include_prompt.then(|| request.messages.clone());
         let tokens = match &self.token_budget {
             Some(budget) => charged(tokens, budget.clone(), p.tenant_id.clone()),
             None => tokens,
@@ -629,6 +639,7 @@ impl App {
             sources,
             retrieval,
             model: generator.model().to_string(),
+            prompt,
             tokens: Some(tokens),
         })
     }

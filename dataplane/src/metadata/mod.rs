@@ -452,6 +452,39 @@ impl NewDocument {
     }
 }
 
+/// A web console sign-in, stored by the hash of its cookie's token.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ConsoleSession {
+    /// SHA-256 of the session token (hex); the token itself is only in the cookie.
+    pub token_hash: String,
+    /// Hash of the API key it acts as.
+    pub key_hash: String,
+    /// The token every state-changing request of the session carries.
+    pub csrf_token: String,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+    /// When it stops working (RFC 3339).
+    pub expires_at: String,
+}
+
+/// Queries and LLM tokens of one tenant's key on one collection in one minute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct UsageRow {
+    /// Tenant id.
+    #[serde(skip)]
+    pub tenant_id: String,
+    /// The minute (RFC 3339, UTC, seconds zero).
+    pub minute: String,
+    /// Key id (`anonymous` when authentication is off).
+    pub key_id: String,
+    /// Collection name.
+    pub collection: String,
+    /// Searches, queries and chat completions.
+    pub queries: i64,
+    /// Prompt plus completion tokens the LLM reported.
+    pub llm_tokens: i64,
+}
+
 /// Stores tenants, keys, collections and documents.
 #[async_trait]
 pub trait MetadataStore: Send + Sync {
@@ -552,6 +585,23 @@ pub trait MetadataStore: Send + Sync {
     ) -> Result<Vec<String>>;
     /// Documents left `queued` or `processing` with no live job (after a crash between steps).
     async fn orphaned_documents(&self) -> Result<Vec<Document>>;
+    /// How many of the collection's documents are in each status (statuses with none absent).
+    async fn document_status_counts(&self, collection_id: &str) -> Result<Vec<(String, i64)>>;
+    /// Records a console sign-in.
+    async fn create_console_session(&self, session: &ConsoleSession) -> Result<()>;
+    /// The sign-in stored under `token_hash`, if its key is still live (expired ones too: the
+    /// caller checks `expires_at`).
+    async fn console_session(&self, token_hash: &str) -> Result<Option<ConsoleSession>>;
+    /// Ends a sign-in.
+    async fn delete_console_session(&self, token_hash: &str) -> Result<()>;
+    /// Deletes sign-ins that expired before `now` (RFC 3339); returns how many.
+    async fn purge_console_sessions(&self, now: &str) -> Result<u64>;
+    /// Adds each row's counts to its (tenant, minute, key, collection) totals.
+    async fn add_usage(&self, rows: &[UsageRow]) -> Result<()>;
+    /// A tenant's usage rows from minute `since` on, oldest first.
+    async fn usage(&self, tenant_id: &str, since: &str) -> Result<Vec<UsageRow>>;
+    /// Deletes usage rows older than minute `before`; returns how many.
+    async fn purge_usage(&self, before: &str) -> Result<u64>;
 }
 
 /// Current time as RFC 3339 with milliseconds.

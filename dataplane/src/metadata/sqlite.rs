@@ -9,10 +9,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::filter::{Bound, Condition, MetadataFilter};
+use super::UsageRow;
 use super::{
     conflict_or, db, new_id, now_rfc3339, provenance_from_row, ApiKey, ChunkProvenance, Collection,
-    Document, DocumentStatus, MetadataStore, NewApiKey, NewDocument, Result, Scope, Tenant,
-    PROVENANCE_BATCH,
+    ConsoleSession, Document, DocumentStatus, MetadataStore, NewApiKey, NewDocument, Result, Scope,
+    Tenant, PROVENANCE_BATCH,
 };
 
 /// The embedded metadata store.
@@ -574,5 +575,105 @@ impl MetadataStore for SqliteStore {
             .map(document_from_row)
             .collect::<std::result::Result<_, _>>()
             .map_err(db("decode document"))
+    }
+
+    async fn document_status_counts(&self, collection_id: &str) -> Result<Vec<(String, i64)>> {
+        const SQL: &str = "SELECT status, COUNT(*) FROM documents WHERE collection_id = ? \
+             GROUP BY status ORDER BY status";
+        sqlx::query_as(SQL)
+            .bind(collection_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("count documents"))
+    }
+
+    async fn create_console_session(&self, s: &ConsoleSession) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO console_sessions (token_hash, key_hash, csrf_token, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&s.token_hash)
+        .bind(&s.key_hash)
+        .bind(&s.csrf_token)
+        .bind(&s.created_at)
+        .bind(&s.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db("create console session"))?;
+        Ok(())
+    }
+
+    async fn console_session(&self, token_hash: &str) -> Result<Option<ConsoleSession>> {
+        sqlx::query_as(
+            "SELECT s.token_hash, s.key_hash, s.csrf_token, s.created_at, s.expires_at \
+             FROM console_sessions s JOIN api_keys k ON k.key_hash = s.key_hash \
+             WHERE s.token_hash = ? AND k.revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("read console session"))
+    }
+
+    async fn delete_console_session(&self, token_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM console_sessions WHERE token_hash = ?")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(db("delete console session"))?;
+        Ok(())
+    }
+
+    async fn purge_console_sessions(&self, now: &str) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM console_sessions WHERE expires_at < ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db("purge console sessions"))?;
+        Ok(r.rows_affected())
+    }
+
+    async fn add_usage(&self, rows: &[UsageRow]) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db("record usage"))?;
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO usage_minutes (tenant_id, minute, key_id, collection, queries, llm_tokens) \
+                 VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (tenant_id, minute, key_id, collection) DO UPDATE SET \
+                 queries = usage_minutes.queries + excluded.queries, \
+                 llm_tokens = usage_minutes.llm_tokens + excluded.llm_tokens",
+            )
+            .bind(&r.tenant_id)
+            .bind(&r.minute)
+            .bind(&r.key_id)
+            .bind(&r.collection)
+            .bind(r.queries)
+            .bind(r.llm_tokens)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("record usage"))?;
+        }
+        tx.commit().await.map_err(db("record usage"))
+    }
+
+    async fn usage(&self, tenant_id: &str, since: &str) -> Result<Vec<UsageRow>> {
+        const SQL: &str = "SELECT tenant_id, minute, key_id, collection, queries, llm_tokens \
+             FROM usage_minutes WHERE tenant_id = ? AND minute >= ? \
+             ORDER BY minute, key_id, collection";
+        sqlx::query_as(SQL)
+            .bind(tenant_id)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("read usage"))
+    }
+
+    async fn purge_usage(&self, before: &str) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM usage_minutes WHERE minute < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(db("purge usage"))?;
+        Ok(r.rows_affected())
     }
 }
