@@ -24,11 +24,17 @@ mkdir -p "$LOGS"
 # apt-get takes one lock, so the Debian packages go first and one at a time.
 for s in postgres redis prometheus; do bash "scripts/services/$s.sh" install; done
 # The real node (containerd, runc, CNI, kube-proxy's iptables, the check pod's busybox, gcc for
-# the pause image) and the image builds (buildah, mmdebstrap), before any background job runs apt.
+# the pause image), the image builds (buildah, mmdebstrap) and the web console's browser tests
+# (chromium), before any background job runs apt.
 # shellcheck disable=SC1091
 source scripts/services/lib.sh
 svc_apt containerd runc containernetworking-plugins iptables conntrack busybox-static util-linux \
-  iproute2 procps gcc libc6-dev buildah podman mmdebstrap debian-archive-keyring binutils
+  iproute2 procps gcc libc6-dev buildah podman mmdebstrap debian-archive-keyring binutils chromium
+# playwright-core drives chromium in the console's tests (e2e/console, pinned by its lockfile;
+# npm's cache makes a rerun instant).
+node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' 2>/dev/null ||
+  { echo "the console's browser tests need Node.js 20 or newer, with npm" >&2; exit 1; }
+(cd e2e/console && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 # The Go builds (the Kubernetes binaries of a real node, etcd, CoreDNS, helm, Ollama, Jaeger, the
 # node fixtures' Prometheus) and s3s-fs's cargo build are cached
 # by version, so after the first run these finish at once. On a new machine they take most of an
@@ -91,6 +97,7 @@ source "$RAGPLANE_SVC_DIR/env.sh"
 step "tests"
 # Tests that need the model, the API server, helm or a test service fail instead of skipping when it is missing.
 export RAGPLANE_REQUIRE_MODEL=1 RAGPLANE_REQUIRE_CLUSTER=1 RAGPLANE_REQUIRE_HELM=1 RAGPLANE_REQUIRE_SERVICES=1
+export RAGPLANE_REQUIRE_BROWSER=1
 # The dev RagCluster on a real node (e2e/tests/node.rs) needs root; CI runs as root.
 if [ "$(id -u)" = 0 ]; then export RAGPLANE_REQUIRE_NODE=1; fi
 # Qdrant runs only where a server binary is at hand (QDRANT_BIN, or qdrant on PATH): no package
