@@ -20,32 +20,20 @@ fn with_session(
     csrf: Option<&str>,
     body: Option<Value>,
 ) -> Request<Body> {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::HOST, "127.0.0.1:8080")
-        .header(header::COOKIE, format!("theme=dark; {cookie}"));
-    if let Some(t) = csrf {
-        b = b.header("x-csrf-token", t);
-    }
-    match body {
-        Some(v) => b
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(v.to_string()))
-            .unwrap(),
-        None => b.body(Body::empty()).unwrap(),
-    }
+    let cookies = format!("theme=dark; {cookie}");
+    let mut headers = vec![("host", "127.0.0.1:8080"), ("cookie", cookies.as_str())];
+    headers.extend(csrf.map(|t| ("x-csrf-token", t)));
+    req_with(method, uri, &headers, body)
 }
 
 /// Signs in with `key` through `host`; returns the answer and the `name=value` of its cookie.
 async fn sign_in(e: &Env, key: &str, host: &str) -> (Resp, String) {
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri("/ui/session")
-        .header(header::HOST, host)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json!({ "key": key }).to_string()))
-        .unwrap();
+    let req = req_with(
+        Method::POST,
+        "/ui/session",
+        &[("host", host)],
+        Some(json!({ "key": key })),
+    );
     let r = send(&e.router, req).await;
     let cookie = r
         .headers
@@ -113,13 +101,12 @@ async fn a_session_acts_as_its_key_until_it_ends() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(cookie.is_empty());
     assert_eq!(r.body["type"], "unauthorized");
-    let cross = Request::builder()
-        .method(Method::POST)
-        .uri("/ui/session")
-        .header("sec-fetch-site", "cross-site")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json!({ "key": ADMIN }).to_string()))
-        .unwrap();
+    let cross = req_with(
+        Method::POST,
+        "/ui/session",
+        &[("sec-fetch-site", "cross-site")],
+        Some(json!({ "key": ADMIN })),
+    );
     assert_eq!(send(&e.router, cross).await.status, StatusCode::FORBIDDEN);
     let form = Request::builder()
         .method(Method::POST)
@@ -367,4 +354,75 @@ async fn usage_and_document_counts_are_reported() {
             .status,
         StatusCode::FORBIDDEN
     );
+}
+
+/// Behind a load balancer: two instances on one PostgreSQL metadata store. A session made on
+/// one works on the other, signing out on the other ends it on both, and their usage adds up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_usage_are_shared_by_instances_on_postgres() {
+    let Some(db) = ragplane::testing::fresh_postgres_database("console on PostgreSQL")
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let shared = |c: &mut ragplane_config::Config| {
+        c.metadata = ragplane_config::MetadataConfig::Postgres(
+            ragplane_config::PostgresConfig::new(db.clone()),
+        );
+    };
+    let (Some(a), Some(b)) = (env(shared).await, env(shared).await) else {
+        return;
+    };
+    let (r, cookie) = sign_in(&a, ADMIN, "127.0.0.1").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let csrf = r.body["csrf_token"].as_str().unwrap().to_string();
+    let made = send(
+        &b.router,
+        with_session(
+            Method::POST,
+            "/v1/collections",
+            &cookie,
+            Some(&csrf),
+            Some(json!({ "name": "shared" })),
+        ),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.body);
+    for e in [&a, &b] {
+        let s = send(
+            &e.router,
+            with_session(
+                Method::POST,
+                "/v1/search",
+                &cookie,
+                Some(&csrf),
+                Some(json!({ "collection": "shared", "query": "anything", "mode": "keyword" })),
+            ),
+        )
+        .await;
+        assert_eq!(s.status, StatusCode::OK, "{:?}", s.body);
+    }
+    // The reading instance writes its own counts first; the other writes its own here (its
+    // flush interval would do the same).
+    a.app.usage.flush(a.app.metadata.as_ref()).await.unwrap();
+    let u = send(
+        &b.router,
+        with_session(Method::GET, "/v1/usage", &cookie, None, None),
+    )
+    .await;
+    assert_eq!(u.body["total"]["queries"], 2, "{:?}", u.body);
+
+    let out = send(
+        &b.router,
+        with_session(Method::DELETE, "/ui/session", &cookie, Some(&csrf), None),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    let gone = send(
+        &a.router,
+        with_session(Method::GET, "/ui/session", &cookie, None, None),
+    )
+    .await;
+    assert_eq!(gone.status, StatusCode::UNAUTHORIZED);
 }

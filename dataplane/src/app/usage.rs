@@ -276,6 +276,10 @@ impl App {
 mod tests {
     use super::*;
 
+    fn at(t: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc)
+    }
+
     fn row(minute: &str, key: &str, collection: &str, queries: i64, tokens: i64) -> UsageRow {
         UsageRow {
             tenant_id: "t".into(),
@@ -289,9 +293,7 @@ mod tests {
 
     #[test]
     fn the_hour_has_sixty_minutes_and_totals_per_key_and_collection() {
-        let now = DateTime::parse_from_rfc3339("2026-12-01T10:30:20Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let now = at("2026-12-01T10:30:20Z");
         let rows = [
             row("2026-12-01T09:30:00Z", "a", "docs", 100, 0), // before the window
             row("2026-12-01T09:31:00Z", "a", "docs", 2, 10),
@@ -325,9 +327,7 @@ mod tests {
 
     #[test]
     fn the_day_sums_minutes_into_hours() {
-        let now = DateTime::parse_from_rfc3339("2026-12-01T10:30:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let now = at("2026-12-01T10:30:00Z");
         let rows = [
             row("2026-11-30T11:05:00Z", "a", "docs", 1, 1),
             row("2026-11-30T11:59:00Z", "a", "docs", 1, 1),

@@ -72,9 +72,25 @@ pub async fn send(router: &Router, req: Request<Body>) -> Resp {
 }
 
 pub fn req(method: Method, uri: &str, key: Option<&str>, body: Option<Value>) -> Request<Body> {
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| (header::AUTHORIZATION.as_str(), a))
+        .into_iter()
+        .collect();
+    req_with(method, uri, &headers, body)
+}
+
+/// A request with these headers and, when given, a JSON body.
+pub fn req_with(
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> Request<Body> {
     let mut b = Request::builder().method(method).uri(uri);
-    if let Some(k) = key {
-        b = b.header(header::AUTHORIZATION, format!("Bearer {k}"));
+    for (name, value) in headers {
+        b = b.header(*name, *value);
     }
     match body {
         Some(v) => b
