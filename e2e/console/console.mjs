@@ -130,6 +130,28 @@ try {
     await shot(page, "documents");
   });
 
+  await step("drop a file on the page; re-ingest one document and delete another", async () => {
+    // A real drop event carrying a file, as the browser makes when a file is dragged in.
+    await page.evaluate(() => {
+      const dt = new DataTransfer();
+      dt.items.add(new File(["Dropped notes: the harbour pilot boards at the fairway buoy."], "dropped-notes.txt", { type: "text/plain" }));
+      const zone = document.querySelector(".drop");
+      zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: dt, bubbles: true, cancelable: true }));
+      zone.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+    });
+    const dropped = page.locator("table.documents tbody tr", { hasText: "dropped-notes.txt" });
+    await dropped.and(page.locator("[data-status=indexed]")).waitFor({ timeout: 60000 });
+    await page.getByRole("button", { name: "Re-ingest honeybees.html" }).click();
+    await page.getByText("honeybees.html queued for re-ingestion").waitFor();
+    await page.locator("table.documents tbody tr[data-status=indexed]", { hasText: "honeybees.html" }).waitFor({ timeout: 60000 });
+    await page.getByRole("button", { name: "Delete dropped-notes.txt" }).click();
+    await page.getByRole("dialog").getByRole("button", { name: "Cancel" }).click();
+    check((await dropped.count()) === 1, "cancelling the confirmation deleted the document");
+    await page.getByRole("button", { name: "Delete dropped-notes.txt" }).click();
+    await page.getByRole("dialog").getByRole("button", { name: "Delete document" }).click();
+    await dropped.waitFor({ state: "detached", timeout: 60000 });
+  });
+
   await step("the collection list counts them", async () => {
     await page.getByRole("link", { name: "Collections", exact: true }).first().click();
     await page.getByText(/\d+ indexed/).first().waitFor();
@@ -154,6 +176,20 @@ try {
     overheads.sort((a, b) => a - b);
     figures.playground_overhead_ms_median = overheads[2];
     check(overheads[2] < 50, `submit to first hit took ${overheads[2]} ms above the API call`);
+    // Errors read as messages: a filter that is not JSON, then one the API refuses.
+    await page.getByLabel("Metadata filter (JSON, optional)").fill("{lang: en}");
+    await page.getByRole("button", { name: "Search" }).click();
+    await page.getByRole("alert").filter({ hasText: "the filter is not JSON" }).waitFor();
+    await page.getByLabel("Metadata filter (JSON, optional)").fill('{"year": {"gte": 2020, "near": 1}}');
+    await page.getByRole("button", { name: "Search" }).click();
+    const refused = await page.getByRole("alert").filter({ hasText: "near" }).textContent();
+    console.log(`  refused filter: ${refused}`);
+    await page.getByLabel("Metadata filter (JSON, optional)").fill('{"lang": "en"}');
+    await page.getByRole("button", { name: "Search" }).click();
+    await page.getByText("No hits.").waitFor();
+    await page.getByLabel("Metadata filter (JSON, optional)").fill("");
+    await page.getByRole("button", { name: "Search" }).click();
+    await page.locator("#hit-1").waitFor();
     const marks = await page.locator("#hit-1 mark").count();
     check(marks > 0, "the query's terms are not marked in the first hit");
     await labelled(page, "playground");
