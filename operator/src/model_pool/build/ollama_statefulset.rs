@@ -282,7 +282,10 @@ spec:
         };
         let headless = objects.headless.expect("a headless Service");
         assert_eq!(sts.spec.service_name, headless.metadata.name);
-        assert_eq!(headless.spec.unwrap().cluster_ip.as_deref(), Some("None"));
+        let spec = headless.spec.unwrap();
+        assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+        // Names resolve before Ready, so DNS never caches a starting server as missing.
+        assert_eq!(spec.publish_not_ready_addresses, Some(true));
         let c = &sts.spec.template.spec.unwrap().containers[0];
         let startup = c.startup_probe.as_ref().unwrap();
         assert_eq!(

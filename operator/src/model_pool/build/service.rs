@@ -24,12 +24,16 @@ pub fn headless_name(pool: &str) -> String {
     format!("{pool}-pods")
 }
 
-/// `<pool>-pods`: headless (no cluster IP), the StatefulSet's `serviceName`.
+/// `<pool>-pods`: headless (no cluster IP), the StatefulSet's `serviceName`. It publishes pods
+/// before they are Ready: the data plane health-checks each server itself and keeps it out of
+/// rotation until it answers, and a name looked up before its pod is Ready would otherwise be
+/// cached as missing by cluster DNS (30 s in kubeadm's CoreDNS), keeping a ready server unused.
 pub fn build_headless_service(p: &ValidatedPool) -> Service {
     Service {
         metadata: super::meta(p, headless_name(&p.name)),
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".into()),
+            publish_not_ready_addresses: Some(true),
             selector: Some(super::selector(p)),
             ports: Some(ports(p)),
             ..ServiceSpec::default()
