@@ -40,12 +40,12 @@ function histogram(samples, base) {
   return { count, mean: count ? sum / count : null, p95: count ? p95 : null };
 }
 
-const ms = (s) => (s === null || s === undefined ? "–" : s === Infinity ? "> top bucket" : `${num(s * 1000, 1)} ms`);
+const ms = (s) => (s === null || s === undefined ? "–" : s === Infinity ? "> top bucket" : `${num(s * 1000, s < 0.1 ? 1 : 0)} ms`);
 
-function table(caption, head, rows) {
+function table(caption, head, rows, wide = false) {
   return h(
     "div",
-    { class: "table-wrap" },
+    { class: wide ? "table-wrap wide" : "table-wrap" },
     h(
       "table",
       {},
@@ -104,7 +104,7 @@ function render(samples) {
     h("div", { class: "grid" },
       table("Job queues", ["Queue", "Depth", "In flight", "Dead letters"], queueRows),
       table("Embedding queue (since start)", ["Class", "Waiting", "Requests", "Mean wait", "p95 wait"], embedRows),
-      table("LLM endpoints (time to first token since start)", ["Endpoint", "State", "Outstanding", "Requests", "Mean", "p95"], llmRows),
+      table("LLM endpoints (time to first token since start)", ["Endpoint", "State", "Outstanding", "Requests", "Mean", "p95"], llmRows, true),
       table("Caches", ["Cache", "Lookups", "Hit rate"], cacheRows),
     ),
   ];

@@ -85,7 +85,7 @@ export async function keys(main, session) {
                 h(
                   "tr",
                   { dataset: { id: k.id } },
-                  h("th", { scope: "row" }, k.name, k.id === session.key_id ? h("span", { class: "badge" }, "this session") : null),
+                  h("th", { scope: "row" }, k.name, k.id === session.key_id ? [" ", h("span", { class: "badge" }, "this session")] : null),
                   h("td", { class: "mono" }, `${k.prefix}…`),
                   h("td", {}, k.scope),
                   h("td", {}, when(k.created_at)),
