@@ -46,8 +46,8 @@ impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
 }
 
 /// The authenticated caller: from `Authorization: Bearer <key>`, or else from the web
-/// console's session cookie. A session's requests other than GET and HEAD must also carry its
-/// CSRF token in `x-csrf-token`.
+/// console's session cookie. A session's requests other than GET, HEAD, OPTIONS and TRACE must
+/// also carry its CSRF token in `x-csrf-token`.
 pub struct Auth(pub Principal);
 
 impl FromRequestParts<AppState> for Auth {
