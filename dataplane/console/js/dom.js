@@ -124,3 +124,27 @@ export function confirmDialog(message, action) {
     dialog.querySelector("button").focus();
   });
 }
+
+/**
+ * A captioned table: `head` names the columns; each row is a list of cells, the first a row
+ * header; "none" when there are no rows. `wide` spans a grid's columns; `numeric` lists the
+ * columns to right-align.
+ */
+export function table(caption, head, rows, { wide = false, numeric = [] } = {}) {
+  const cell = (c, i) => (i === 0 ? h("th", { scope: "row" }, c) : h("td", { class: numeric.includes(i) ? "num" : null }, c));
+  return h(
+    "div",
+    { class: wide ? "table-wrap wide" : "table-wrap" },
+    h(
+      "table",
+      {},
+      h("caption", {}, caption),
+      h("thead", {}, h("tr", {}, head.map((t) => h("th", { scope: "col" }, t)))),
+      h(
+        "tbody",
+        {},
+        rows.length ? rows.map((r) => h("tr", {}, r.map(cell))) : h("tr", {}, h("td", { colspan: head.length, class: "muted" }, "none")),
+      ),
+    ),
+  );
+}

@@ -3,7 +3,7 @@
 // cache hit rates, and, for cluster admins, the recent error responses.
 
 import { get } from "./api.js";
-import { errorBox, fill, h, heading, num, when } from "./dom.js";
+import { errorBox, fill, h, heading, num, table, when } from "./dom.js";
 
 const REFRESH_MS = 3000;
 
@@ -42,25 +42,6 @@ function histogram(samples, base) {
 
 const ms = (s) => (s === null || s === undefined ? "–" : s === Infinity ? "> top bucket" : `${num(s * 1000, s < 0.1 ? 1 : 0)} ms`);
 
-function table(caption, head, rows, wide = false) {
-  return h(
-    "div",
-    { class: wide ? "table-wrap wide" : "table-wrap" },
-    h(
-      "table",
-      {},
-      h("caption", {}, caption),
-      h("thead", {}, h("tr", {}, head.map((t) => h("th", { scope: "col" }, t)))),
-      h(
-        "tbody",
-        {},
-        rows.length
-          ? rows.map((r) => h("tr", {}, r.map((c, i) => (i === 0 ? h("th", { scope: "row" }, c) : h("td", {}, c)))))
-          : h("tr", {}, h("td", { colspan: head.length, class: "muted" }, "none")),
-      ),
-    ),
-  );
-}
 
 function render(samples) {
   const queues = group(pick(samples, "ragplane_queue_depth"), "queue");
@@ -104,7 +85,7 @@ function render(samples) {
     h("div", { class: "grid" },
       table("Job queues", ["Queue", "Depth", "In flight", "Dead letters"], queueRows),
       table("Embedding queue (since start)", ["Class", "Waiting", "Requests", "Mean wait", "p95 wait"], embedRows),
-      table("LLM endpoints (time to first token since start)", ["Endpoint", "State", "Outstanding", "Requests", "Mean", "p95"], llmRows, true),
+      table("LLM endpoints (time to first token since start)", ["Endpoint", "State", "Outstanding", "Requests", "Mean", "p95"], llmRows, { wide: true }),
       table("Caches", ["Cache", "Lookups", "Hit rate"], cacheRows),
     ),
   ];

@@ -3,20 +3,11 @@
 
 import { get } from "./api.js";
 import { bars } from "./chart.js";
-import { errorBox, fill, h, heading } from "./dom.js";
+import { errorBox, fill, h, heading, table } from "./dom.js";
 
 function totals(caption, first, items) {
-  return h(
-    "div",
-    { class: "table-wrap" },
-    h(
-      "table",
-      {},
-      h("caption", {}, caption),
-      h("thead", {}, h("tr", {}, [first, "Queries", "LLM tokens"].map((t) => h("th", { scope: "col" }, t)))),
-      h("tbody", {}, items.length ? items.map((i) => h("tr", {}, h("th", { scope: "row" }, i.name ? `${i.name} (${i.id})` : i.id), h("td", { class: "num" }, String(i.queries)), h("td", { class: "num" }, String(i.llm_tokens)))) : h("tr", {}, h("td", { colspan: "3", class: "muted" }, "none"))),
-    ),
-  );
+  const rows = items.map((i) => [i.name ? `${i.name} (${i.id})` : i.id, String(i.queries), String(i.llm_tokens)]);
+  return table(caption, [first, "Queries", "LLM tokens"], rows, { numeric: [1, 2] });
 }
 
 export async function usage(main, session, signal) {
@@ -39,7 +30,7 @@ export async function usage(main, session, signal) {
         h("p", {}, `${r.total.queries} queries and ${r.total.llm_tokens} LLM tokens in the last ${current} (tenant ${session.tenant}).`),
         h("figure", {}, h("figcaption", {}, `Queries per ${current === "hour" ? "minute" : "hour"}`), bars(r.series.map((b) => b.queries), labels, "Queries")),
         h("figure", {}, h("figcaption", {}, `LLM tokens per ${current === "hour" ? "minute" : "hour"}`), bars(r.series.map((b) => b.llm_tokens), labels, "LLM tokens")),
-        h("div", { class: "grid" }, totals("Per key", "Key", r.keys.map((k) => ({ ...k }))), totals("Per collection", "Collection", r.collections)),
+        h("div", { class: "grid" }, totals("Per key", "Key", r.keys), totals("Per collection", "Collection", r.collections)),
       );
     } catch (err) {
       fill(body, errorBox(err));

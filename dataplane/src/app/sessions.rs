@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::{hash_key, App, Principal};
 use crate::error::{Error, Result};
-use crate::metadata::{now_rfc3339, parse_rfc3339, ConsoleSession};
+use crate::metadata::{parse_rfc3339, ConsoleSession};
 
 /// A new console session.
 #[derive(Debug, Clone)]
@@ -41,9 +41,10 @@ impl App {
         }
         let principal = self.authenticate_from(Some(key), client).await?;
         let now = Utc::now();
+        let now_text = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let minutes = i64::try_from(self.config.console.session_minutes).unwrap_or(i64::MAX);
         let expires_at = now + chrono::Duration::minutes(minutes);
-        let purged = self.metadata.purge_console_sessions(&now_rfc3339()).await?;
+        let purged = self.metadata.purge_console_sessions(&now_text).await?;
         if purged > 0 {
             tracing::debug!(purged, "purged expired console sessions");
         }
@@ -54,7 +55,7 @@ impl App {
                 token_hash: hash_key(&token),
                 key_hash: hash_key(key),
                 csrf_token: csrf_token.clone(),
-                created_at: now_rfc3339(),
+                created_at: now_text,
                 expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             })
             .await?;

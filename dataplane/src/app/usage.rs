@@ -29,7 +29,7 @@ type Counter = (String, String, String, String);
 /// Counts not yet written to the metadata store.
 #[derive(Default)]
 pub struct UsageMeter {
-    pending: Mutex<HashMap<Counter, (i64, i64)>>,
+    pending: Mutex<HashMap<Counter, UsageCount>>,
 }
 
 /// The minute `t` falls in, as stored.
@@ -48,17 +48,17 @@ impl UsageMeter {
             p.key_id.clone().unwrap_or_else(|| ANONYMOUS_KEY.into()),
             collection.to_owned(),
         );
-        let tokens = i64::try_from(llm_tokens).unwrap_or(i64::MAX);
+        let one = UsageCount {
+            queries: 1,
+            llm_tokens: i64::try_from(llm_tokens).unwrap_or(i64::MAX),
+        };
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let full = pending.len() >= MAX_PENDING;
         match pending.get_mut(&key) {
-            Some(c) => {
-                c.0 += 1;
-                c.1 = c.1.saturating_add(tokens);
-            }
+            Some(c) => c.add(&one),
             None if full => tracing::warn!("usage counters are full; a query went uncounted"),
             None => {
-                pending.insert(key, (1, tokens));
+                pending.insert(key, one);
             }
         }
     }
@@ -71,23 +71,19 @@ impl UsageMeter {
         }
         let rows: Vec<UsageRow> = taken
             .iter()
-            .map(
-                |((tenant_id, minute, key_id, collection), (q, t))| UsageRow {
-                    tenant_id: tenant_id.clone(),
-                    minute: minute.clone(),
-                    key_id: key_id.clone(),
-                    collection: collection.clone(),
-                    queries: *q,
-                    llm_tokens: *t,
-                },
-            )
+            .map(|((tenant_id, minute, key_id, collection), c)| UsageRow {
+                tenant_id: tenant_id.clone(),
+                minute: minute.clone(),
+                key_id: key_id.clone(),
+                collection: collection.clone(),
+                queries: c.queries,
+                llm_tokens: c.llm_tokens,
+            })
             .collect();
         if let Err(e) = store.add_usage(&rows).await {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            for (k, (q, t)) in taken {
-                let c = pending.entry(k).or_insert((0, 0));
-                c.0 += q;
-                c.1 = c.1.saturating_add(t);
+            for (k, c) in taken {
+                pending.entry(k).or_default().add(&c);
             }
             return Err(e.into());
         }
@@ -105,6 +101,22 @@ pub enum UsageWindow {
     Day,
 }
 
+impl UsageWindow {
+    /// Its bucket length and bucket count.
+    fn buckets(self) -> (TimeDelta, i32) {
+        match self {
+            Self::Hour => (TimeDelta::minutes(1), 60),
+            Self::Day => (TimeDelta::hours(1), 24),
+        }
+    }
+
+    /// The start of its first bucket, for a report as of `now`.
+    fn first_bucket(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let (step, buckets) = self.buckets();
+        now.duration_trunc(step).unwrap_or(now) - step * (buckets - 1)
+    }
+}
+
 /// Queries and tokens in one bucket, or of one key or collection.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UsageCount {
@@ -112,6 +124,14 @@ pub struct UsageCount {
     pub queries: i64,
     /// LLM prompt plus completion tokens.
     pub llm_tokens: i64,
+}
+
+impl UsageCount {
+    /// Adds `other`'s counts.
+    fn add(&mut self, other: &Self) {
+        self.queries += other.queries;
+        self.llm_tokens = self.llm_tokens.saturating_add(other.llm_tokens);
+    }
 }
 
 /// One bucket of the series.
@@ -152,14 +172,10 @@ pub struct UsageReport {
     pub collections: Vec<UsageTotal>,
 }
 
-/// Builds the report of `rows` (from `since` on) as of `now`.
+/// Builds the report of `rows` as of `now`; rows outside the window's buckets are left out.
 fn report(window: UsageWindow, now: DateTime<Utc>, rows: &[UsageRow]) -> UsageReport {
-    let (step, buckets) = match window {
-        UsageWindow::Hour => (TimeDelta::minutes(1), 60),
-        UsageWindow::Day => (TimeDelta::hours(1), 24),
-    };
-    let last = now.duration_trunc(step).unwrap_or(now);
-    let first = last - step * (buckets - 1);
+    let (step, buckets) = window.buckets();
+    let first = window.first_bucket(now);
     let mut series: BTreeMap<DateTime<Utc>, UsageCount> = (0..buckets)
         .map(|i| (first + step * i, UsageCount::default()))
         .collect();
@@ -176,14 +192,17 @@ fn report(window: UsageWindow, now: DateTime<Utc>, rows: &[UsageRow]) -> UsageRe
         let Some(c) = series.get_mut(&bucket) else {
             continue;
         };
+        let count = UsageCount {
+            queries: r.queries,
+            llm_tokens: r.llm_tokens,
+        };
         for c in [
             c,
             &mut total,
             keys.entry(&r.key_id).or_default(),
             collections.entry(&r.collection).or_default(),
         ] {
-            c.queries += r.queries;
-            c.llm_tokens = c.llm_tokens.saturating_add(r.llm_tokens);
+            c.add(&count);
         }
     }
     let ranked = |m: HashMap<&str, UsageCount>| {
@@ -221,11 +240,8 @@ impl App {
             tracing::warn!(error = %e, "could not write usage counters before reading them");
         }
         let now = Utc::now();
-        let since = match window {
-            UsageWindow::Hour => now - TimeDelta::minutes(60),
-            UsageWindow::Day => now - TimeDelta::hours(24),
-        };
-        let rows = self.metadata.usage(&p.tenant_id, &minute_of(since)).await?;
+        let since = minute_of(window.first_bucket(now));
+        let rows = self.metadata.usage(&p.tenant_id, &since).await?;
         let mut report = report(window, now, &rows);
         let names: HashMap<String, String> = self
             .metadata
@@ -341,7 +357,7 @@ mod tests {
     }
 
     #[test]
-    fn counts_add_up_per_minute_and_failed_flushes_keep_them() {
+    fn counts_of_one_key_add_up_within_a_minute() {
         let m = UsageMeter::default();
         let p = Principal {
             tenant_id: "t".into(),
@@ -355,6 +371,12 @@ mod tests {
         assert_eq!(pending.len(), 1);
         let ((_, _, key, _), counts) = pending.iter().next().unwrap();
         assert_eq!(key, ANONYMOUS_KEY);
-        assert_eq!(*counts, (2, 7));
+        assert_eq!(
+            *counts,
+            UsageCount {
+                queries: 2,
+                llm_tokens: 7
+            }
+        );
     }
 }

@@ -77,13 +77,11 @@ pub fn check_csrf(headers: &HeaderMap, expected: &str) -> Result<()> {
         .get(CSRF_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let same = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
+    // Compared in constant time, so the answer's timing says nothing about the token.
+    if bool::from(subtle::ConstantTimeEq::ct_eq(
+        given.as_bytes(),
+        expected.as_bytes(),
+    )) {
         Ok(())
     } else {
         Err(Error::Forbidden(format!(
