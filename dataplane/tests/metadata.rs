@@ -44,6 +44,8 @@ async fn suite(s: &dyn MetadataStore) {
     ));
     assert_eq!(s.tenant_by_name("beta").await.unwrap(), Some(beta.clone()));
     assert_eq!(s.tenant_by_name("gamma").await.unwrap(), None);
+    assert_eq!(s.tenant_by_id(&beta.id).await.unwrap(), Some(beta.clone()));
+    assert_eq!(s.tenant_by_id("no-such-id").await.unwrap(), None);
     let names: Vec<_> = s
         .list_tenants()
         .await

@@ -1,7 +1,7 @@
 // Collections: the list with document counts by status, creation and deletion.
 
 import { del, get, post, seg } from "./api.js";
-import { confirmDialog, errorBox, field, fill, h, heading, num, toast, describe } from "./dom.js";
+import { confirmDialog, errorBox, field, fill, h, heading, num, table, toast, describe } from "./dom.js";
 
 const STATUSES = ["indexed", "queued", "processing", "failed", "deleting"];
 
@@ -90,30 +90,7 @@ export async function collections(main, session) {
         ),
       ),
     );
-    fill(
-      list,
-      h(
-        "div",
-        { class: "table-wrap" },
-        h(
-          "table",
-          {},
-          h("caption", { class: "sr-only" }, "Collections"),
-          h(
-            "thead",
-            {},
-            h(
-              "tr",
-              {},
-              ["Name", "Description", "Documents", "Status", "Chunks", ""].map((t) =>
-                h("th", { scope: "col" }, t),
-              ),
-            ),
-          ),
-          h("tbody", {}, rows),
-        ),
-      ),
-    );
+    fill(list, table("Collections", ["Name", "Description", "Documents", "Status", "Chunks", ""], rows, { hideCaption: true }));
   }
 
   fill(main, heading("Collections"), canWrite && create, list);

@@ -3,7 +3,7 @@
 // and re-ingest.
 
 import { del, get, post, seg, upload } from "./api.js";
-import { bytes, confirmDialog, describe, errorBox, fill, h, heading, toast, when } from "./dom.js";
+import { bytes, confirmDialog, describe, errorBox, fill, h, heading, table, toast, when } from "./dom.js";
 
 const LIVE = new Set(["queued", "processing", "deleting"]);
 const PAGE = 100;
@@ -129,17 +129,10 @@ export async function documents(main, session, collection, signal) {
     fill(
       list,
       docs.length
-        ? h(
-            "div",
-            { class: "table-wrap" },
-            h(
-              "table",
-              { class: "documents" },
-              h("caption", { class: "sr-only" }, `Documents of ${collection}`),
-              h("thead", {}, h("tr", {}, ["Title", "Status", "Reason", "Chunks", "Size", "Updated", ""].map((t) => h("th", { scope: "col" }, t)))),
-              h("tbody", {}, docs.map(row)),
-            ),
-          )
+        ? table(`Documents of ${collection}`, ["Title", "Status", "Reason", "Chunks", "Size", "Updated", ""], docs.map(row), {
+            hideCaption: true,
+            className: "documents",
+          })
         : null,
       page.next_cursor &&
         h("button", { type: "button", onclick: () => { limit += PAGE; refresh(); } }, "Show more"),

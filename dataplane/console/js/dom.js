@@ -127,23 +127,25 @@ export function confirmDialog(message, action) {
 
 /**
  * A captioned table: `head` names the columns; each row is a list of cells, the first a row
- * header; "none" when there are no rows. `wide` spans a grid's columns; `numeric` lists the
- * columns to right-align.
+ * header, or a `<tr>` built by the caller (for rows with their own attributes or controls);
+ * "none" when there are no rows. `wide` spans a grid's columns; `numeric` lists the columns to
+ * right-align; `hideCaption` leaves the caption to screen readers; `className` classes the table.
  */
-export function table(caption, head, rows, { wide = false, numeric = [] } = {}) {
+export function table(caption, head, rows, { wide = false, numeric = [], hideCaption = false, className = null } = {}) {
   const cell = (c, i) => (i === 0 ? h("th", { scope: "row" }, c) : h("td", { class: numeric.includes(i) ? "num" : null }, c));
+  const row = (r) => (r instanceof Node ? r : h("tr", {}, r.map(cell)));
   return h(
     "div",
     { class: wide ? "table-wrap wide" : "table-wrap" },
     h(
       "table",
-      {},
-      h("caption", {}, caption),
+      { class: className },
+      h("caption", { class: hideCaption ? "sr-only" : null }, caption),
       h("thead", {}, h("tr", {}, head.map((t) => h("th", { scope: "col" }, t)))),
       h(
         "tbody",
         {},
-        rows.length ? rows.map((r) => h("tr", {}, r.map(cell))) : h("tr", {}, h("td", { colspan: head.length, class: "muted" }, "none")),
+        rows.length ? rows.map(row) : h("tr", {}, h("td", { colspan: head.length, class: "muted" }, "none")),
       ),
     ),
   );

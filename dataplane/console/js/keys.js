@@ -2,7 +2,7 @@
 // A cluster admin picks the tenant; a tenant admin sees only its own.
 
 import { del, get, post, seg } from "./api.js";
-import { confirmDialog, describe, errorBox, field, fill, h, heading, toast, when } from "./dom.js";
+import { confirmDialog, describe, errorBox, field, fill, h, heading, table, toast, when } from "./dom.js";
 
 const SCOPES = ["query-only", "read-write", "tenant-admin", "cluster-admin"];
 
@@ -68,36 +68,20 @@ export async function keys(main, session) {
   async function load() {
     try {
       const all = await get(`/v1/tenants/${seg(tenant.value)}/keys`);
-      fill(
-        list,
+      const rows = all.map((k) =>
         h(
-          "div",
-          { class: "table-wrap" },
-          h(
-            "table",
-            {},
-            h("caption", { class: "sr-only" }, "API keys"),
-            h("thead", {}, h("tr", {}, ["Name", "Prefix", "Scope", "Created", "Expires", "State", ""].map((t) => h("th", { scope: "col" }, t)))),
-            h(
-              "tbody",
-              {},
-              all.map((k) =>
-                h(
-                  "tr",
-                  { dataset: { id: k.id } },
-                  h("th", { scope: "row" }, k.name, k.id === session.key_id ? [" ", h("span", { class: "badge" }, "this session")] : null),
-                  h("td", { class: "mono" }, `${k.prefix}…`),
-                  h("td", {}, k.scope),
-                  h("td", {}, when(k.created_at)),
-                  h("td", {}, k.expires_at ? when(k.expires_at) : "never"),
-                  h("td", {}, k.revoked_at ? h("span", { class: "badge failed" }, "revoked") : h("span", { class: "badge indexed" }, "active")),
-                  h("td", { class: "actions" }, !k.revoked_at && h("button", { type: "button", class: "small danger", onclick: () => revoke(k), "aria-label": `Revoke key ${k.name}` }, "Revoke")),
-                ),
-              ),
-            ),
-          ),
+          "tr",
+          { dataset: { id: k.id } },
+          h("th", { scope: "row" }, k.name, k.id === session.key_id ? [" ", h("span", { class: "badge" }, "this session")] : null),
+          h("td", { class: "mono" }, `${k.prefix}…`),
+          h("td", {}, k.scope),
+          h("td", {}, when(k.created_at)),
+          h("td", {}, k.expires_at ? when(k.expires_at) : "never"),
+          h("td", {}, k.revoked_at ? h("span", { class: "badge failed" }, "revoked") : h("span", { class: "badge indexed" }, "active")),
+          h("td", { class: "actions" }, !k.revoked_at && h("button", { type: "button", class: "small danger", onclick: () => revoke(k), "aria-label": `Revoke key ${k.name}` }, "Revoke")),
         ),
       );
+      fill(list, table("API keys", ["Name", "Prefix", "Scope", "Created", "Expires", "State", ""], rows, { hideCaption: true }));
     } catch (err) {
       fill(list, errorBox(err));
     }

@@ -51,11 +51,9 @@ async fn info(
 ) -> Result<SessionInfo, ApiError> {
     let tenant = app
         .metadata
-        .list_tenants()
+        .tenant_by_id(&p.tenant_id)
         .await
         .map_err(Error::from)?
-        .into_iter()
-        .find(|t| t.id == p.tenant_id)
         .map_or_else(|| p.tenant_id.clone(), |t| t.name);
     Ok(SessionInfo {
         tenant,

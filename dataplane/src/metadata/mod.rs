@@ -497,6 +497,8 @@ pub trait MetadataStore: Send + Sync {
     async fn create_tenant(&self, name: &str) -> Result<Tenant>;
     /// Finds a tenant by name.
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>>;
+    /// Finds a tenant by id.
+    async fn tenant_by_id(&self, id: &str) -> Result<Option<Tenant>>;
     /// Lists tenants by name.
     async fn list_tenants(&self) -> Result<Vec<Tenant>>;
 

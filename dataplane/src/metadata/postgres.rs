@@ -248,6 +248,14 @@ impl MetadataStore for PostgresStore {
             .map_err(db("read tenant"))
     }
 
+    async fn tenant_by_id(&self, id: &str) -> Result<Option<Tenant>> {
+        sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.primary)
+            .await
+            .map_err(db("read tenant"))
+    }
+
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
         self.read(|pool| async move {
             sqlx::query_as("SELECT id, name, created_at FROM tenants ORDER BY name")

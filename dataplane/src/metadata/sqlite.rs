@@ -115,6 +115,14 @@ impl MetadataStore for SqliteStore {
             .map_err(db("read tenant"))
     }
 
+    async fn tenant_by_id(&self, id: &str) -> Result<Option<Tenant>> {
+        sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("read tenant"))
+    }
+
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
         sqlx::query_as("SELECT id, name, created_at FROM tenants ORDER BY name")
             .fetch_all(&self.pool)
