@@ -314,15 +314,20 @@ impl JaegerSpans {
 /// Traces reach a real Jaeger over OTLP: an upload's trace holds the worker's spans, a
 /// streamed answer's trace holds the embedding, the search and the generation with their
 /// attributes, the log line of a request names its trace, and the operator traces each
-/// reconcile.
+/// reconcile. The data plane exports by gRPC, the operator by HTTP (`http/protobuf`), and the
+/// operator's reconcile latency names a reconcile's trace as exemplar.
 #[test]
 fn traces_reach_a_real_jaeger() {
     if !model_available() {
         return;
     }
-    let (Some(otlp), Some(query)) = (
+    let (Some(otlp), Some(otlp_http), Some(query)) = (
         service(
             "RAGPLANE_TEST_JAEGER_OTLP_URL",
+            "traces_reach_a_real_jaeger",
+        ),
+        service(
+            "RAGPLANE_TEST_JAEGER_OTLP_HTTP_URL",
             "traces_reach_a_real_jaeger",
         ),
         service(
@@ -453,13 +458,21 @@ fn traces_reach_a_real_jaeger() {
     assert_eq!(request_span["trace_id"], query_trace.as_str(), "{line}");
     server.stop().unwrap();
 
-    // The operator: one span per reconcile, with the object's kind, namespace and name.
+    // The operator, exporting by OTLP/HTTP: one span per reconcile, with the object's kind,
+    // namespace and name.
     let Some(cluster) = cluster::shared() else {
         return;
     };
     let ns = cluster.namespace("traces").unwrap();
-    let operator =
-        Operator::start_with_env(cluster, &ns, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp)]).unwrap();
+    let operator = Operator::start_with_env(
+        cluster,
+        &ns,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_http.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ],
+    )
+    .unwrap();
     cluster
         .apply(
             &ns,
@@ -488,5 +501,40 @@ fn traces_reach_a_real_jaeger() {
             })
         },
         || operator.log_tail(),
+    );
+    // The reconcile latency names a reconcile's trace as exemplar, and Jaeger holds that trace.
+    let curl_json = |url: &str| -> serde_json::Value {
+        std::process::Command::new("curl")
+            .args(["-sf", url])
+            .output()
+            .ok()
+            .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+            .unwrap_or_default()
+    };
+    let exemplar = std::cell::RefCell::new(None::<String>);
+    poll_until(
+        std::time::Duration::from_secs(60),
+        "a reconcile-latency exemplar whose trace Jaeger holds as a RagCluster reconcile",
+        || {
+            let found = scrape(&operator.metrics_url)
+                .lines()
+                .filter(|l| {
+                    l.starts_with("ragplane_operator_reconcile_duration_seconds_bucket{")
+                        && l.contains("kind=\"RagCluster\"")
+                })
+                .find_map(|l| l.split_once("# {trace_id=\"")?.1.split_once('"'))
+                .map(|(trace, _)| trace.to_owned());
+            *exemplar.borrow_mut() = found.clone();
+            found.is_some_and(|trace| {
+                let v = curl_json(&format!("{query}/api/traces/{trace}"));
+                v["data"].as_array().into_iter().flatten().any(|t| {
+                    JaegerSpans::of(t).0.iter().any(|s| {
+                        s.name == "reconcile"
+                            && s.tags.get("kind").map(String::as_str) == Some("RagCluster")
+                    })
+                })
+            })
+        },
+        || format!("exemplar {:?}; {}", exemplar.borrow(), operator.log_tail()),
     );
 }

@@ -365,7 +365,7 @@ fn invalid_resources_are_rejected_with_the_cel_message() {
             "spec.workers",
             "worker pools need spec.redis",
         ),
-        // Traces: an OTLP URL and a ratio.
+        // Traces: an OTLP URL, a ratio and a known protocol.
         (
             "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: t1}\nspec: {traces: {endpoint: 'jaeger:4317'}}\n",
             "spec.traces.endpoint",
@@ -375,6 +375,11 @@ fn invalid_resources_are_rejected_with_the_cel_message() {
             "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: t2}\nspec: {traces: {endpoint: 'http://jaeger:4317', sampleRatio: 1.5}}\n",
             "spec.traces.sampleRatio",
             "should be less than or equal to 1",
+        ),
+        (
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: t3}\nspec: {traces: {endpoint: 'http://jaeger:4318', protocol: http/json}}\n",
+            "spec.traces.protocol",
+            "Unsupported value: \"http/json\"",
         ),
         (
             "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {name: d}\nspec: {kind: ollama, model: m, gpu: {count: -1}}\n",

@@ -13,6 +13,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
+
+use crate::context::Context;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -41,18 +43,6 @@ impl<K> Applied<K> {
         Self(object)
     }
 }
-
-/// Applies that changed their object, by kind.
-pub static APPLIES_CHANGED: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
-    prometheus::IntCounterVec::new(
-        prometheus::Opts::new(
-            "ragplane_operator_applies_changed_total",
-            "Server-side applies that changed their object (not no-ops), by kind.",
-        ),
-        &["kind"],
-    )
-    .expect("valid metric")
-});
 
 /// An object's kind, namespace and name.
 type ObjectKey = (String, String, String);
@@ -84,17 +74,14 @@ pub fn changed(previous: Option<&str>, after: &ObjectMeta, started: i64) -> bool
     })
 }
 
-/// Server-side applies `object` in `namespace`, forcing ownership of the fields it sets.
-pub async fn apply<K>(
-    client: &Client,
-    namespace: &str,
-    object: &K,
-) -> Result<Applied<K>, kube::Error>
+/// Server-side applies `object` in `namespace`, forcing ownership of the fields it sets, and
+/// counts the apply in `ctx`'s metrics when it changed the object.
+pub async fn apply<K>(ctx: &Context, namespace: &str, object: &K) -> Result<Applied<K>, kube::Error>
 where
     K: Resource<Scope = NamespaceResourceScope> + Serialize + DeserializeOwned + Clone + Debug,
     K::DynamicType: Default,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let started = k8s_openapi::jiff::Timestamp::now().as_second();
     let stored = api
@@ -110,7 +97,7 @@ where
         None => LAST_APPLIED.invalidate(&key),
     }
     if changed(previous.as_deref(), meta, started) {
-        APPLIES_CHANGED.with_label_values(&[&kind]).inc();
+        ctx.metrics.apply_changed(&kind);
         tracing::debug!(kind, namespace, name = %object.name_any(), "apply changed the object");
     }
     Ok(Applied(stored))

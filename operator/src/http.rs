@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
@@ -31,15 +32,14 @@ pub fn router(state: Health) -> Router {
         .with_state(state)
 }
 
-async fn metrics(State(s): State<Health>) -> String {
-    let leader = if s.leader.load(Ordering::Relaxed) {
-        1
-    } else {
-        0
-    };
-    format!(
-        "{}# HELP ragplane_operator_leader Whether this replica holds the leader Lease.\n# TYPE ragplane_operator_leader gauge\nragplane_operator_leader {leader}\n",
-        s.metrics.render()
+async fn metrics(State(s): State<Health>) -> impl IntoResponse {
+    s.metrics.set_leader(s.leader.load(Ordering::Relaxed));
+    (
+        [(
+            header::CONTENT_TYPE,
+            ragplane_telemetry::metrics::CONTENT_TYPE,
+        )],
+        s.metrics.render(),
     )
 }
 

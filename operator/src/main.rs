@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use ragplane_config::{LogFormat, TracesConfig};
+use ragplane_config::{LogFormat, OtlpProtocol, TracesConfig};
 use ragplane_operator::context::Context;
 use ragplane_operator::http::Health;
 use ragplane_operator::leader::{Candidate, LeaseConfig};
@@ -66,10 +66,14 @@ struct Args {
     /// Log format: `text` or `json`.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     log_format: String,
-    /// OTLP/gRPC endpoint for traces (one span per reconcile); `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// OTLP endpoint for traces (one span per reconcile); `OTEL_EXPORTER_OTLP_ENDPOINT`
     /// and the other standard `OTEL_*` variables work too. No traces when unset.
     #[arg(long)]
     otlp_endpoint: Option<String>,
+    /// OTLP transport, `grpc` or `http/protobuf`; `OTEL_EXPORTER_OTLP_PROTOCOL` when unset,
+    /// else `grpc`.
+    #[arg(long)]
+    otlp_protocol: Option<OtlpProtocol>,
 }
 
 /// The namespaces to watch, without repeats; `[None]` means every namespace.
@@ -98,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("--log-format {e}"))?;
     let traces = TracesConfig {
         endpoint: args.otlp_endpoint.clone(),
+        protocol: args.otlp_protocol,
         ..TracesConfig::default()
     };
     let telemetry =

@@ -1,11 +1,12 @@
-//! Prometheus metrics of the operator: reconciles, their duration and their errors by kind.
+//! Prometheus metrics of the operator: reconciles, their duration and their errors by kind,
+//! applies that changed something, the leader Lease and the autoscaler's decisions.
 
-use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+use ragplane_telemetry::metrics::{
+    GaugeVec, Histogram, HistogramTimer, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Registry,
 };
 
-/// The operator's metrics, registered in their own registry.
+/// The operator's metrics, registered in their own registry. Clones share the metrics.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -13,6 +14,8 @@ pub struct Metrics {
     failures: IntCounterVec,
     duration: HistogramVec,
     qdrant_writes: IntCounterVec,
+    applies_changed: IntCounterVec,
+    leader: IntGauge,
     autoscaler: AutoscalerMetrics,
 }
 
@@ -44,112 +47,98 @@ impl Default for Metrics {
     }
 }
 
+const COMPONENT: &[&str] = &["namespace", "resource", "component"];
+
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
-        let registry = Registry::new();
+        let r = Registry::default();
         let reconciles = IntCounterVec::new(
-            Opts::new(
-                "ragplane_operator_reconciles_total",
-                "Reconciles started, by kind.",
-            ),
+            &r,
+            "ragplane_operator_reconciles_total",
+            "Reconciles started, by kind.",
             &["kind"],
-        )
-        .expect("valid metric");
+        );
         let failures = IntCounterVec::new(
-            Opts::new(
-                "ragplane_operator_reconcile_errors_total",
-                "Reconciles that failed, by kind and error.",
-            ),
+            &r,
+            "ragplane_operator_reconcile_errors_total",
+            "Reconciles that failed, by kind and error.",
             &["kind", "error"],
-        )
-        .expect("valid metric");
+        );
+        // Each observation made while traces are on names its reconcile's trace as exemplar.
         let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "ragplane_operator_reconcile_duration_seconds",
-                "Time one reconcile took, by kind.",
-            )
-            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &r,
+            "ragplane_operator_reconcile_duration_seconds",
+            "Time one reconcile took, by kind.",
+            vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
             &["kind"],
-        )
-        .expect("valid metric");
+        );
         let qdrant_writes = IntCounterVec::new(
-            Opts::new(
-                "ragplane_operator_qdrant_writes_total",
-                "Writes the Collection reconciler sent to Qdrant (create, update, index, replicate); \
-                 flat while collections are as specified.",
-            ),
+            &r,
+            "ragplane_operator_qdrant_writes_total",
+            "Writes the Collection reconciler sent to Qdrant (create, update, index, replicate); \
+             flat while collections are as specified.",
             &["namespace", "collection"],
-        )
-        .expect("valid metric");
-        const COMPONENT: [&str; 3] = ["namespace", "resource", "component"];
+        );
+        let applies_changed = IntCounterVec::new(
+            &r,
+            "ragplane_operator_applies_changed_total",
+            "Server-side applies that changed their object (not no-ops), by kind.",
+            &["kind"],
+        );
+        let leader = r.gauge(
+            "ragplane_operator_leader",
+            "Whether this replica holds the leader Lease.",
+        );
         let autoscaler = AutoscalerMetrics {
             desired: IntGaugeVec::new(
-                Opts::new(
-                    "ragplane_operator_autoscaler_desired_replicas",
-                    "Replicas the autoscaler's last decision asked for.",
-                ),
-                &COMPONENT,
-            )
-            .expect("valid metric"),
+                &r,
+                "ragplane_operator_autoscaler_desired_replicas",
+                "Replicas the autoscaler's last decision asked for.",
+                COMPONENT,
+            ),
             current: IntGaugeVec::new(
-                Opts::new(
-                    "ragplane_operator_autoscaler_current_replicas",
-                    "Replicas read from the scale subresource before the last decision.",
-                ),
-                &COMPONENT,
-            )
-            .expect("valid metric"),
+                &r,
+                "ragplane_operator_autoscaler_current_replicas",
+                "Replicas read from the scale subresource before the last decision.",
+                COMPONENT,
+            ),
             value: GaugeVec::new(
-                Opts::new(
-                    "ragplane_operator_autoscaler_rule_value",
-                    "The last value of each autoscaling rule.",
-                ),
+                &r,
+                "ragplane_operator_autoscaler_rule_value",
+                "The last value of each autoscaling rule.",
                 &["namespace", "resource", "component", "rule"],
-            )
-            .expect("valid metric"),
+            ),
             decisions: IntCounterVec::new(
-                Opts::new(
-                    "ragplane_operator_autoscaler_decisions_total",
-                    "Autoscaling decisions, by reason.",
-                ),
+                &r,
+                "ragplane_operator_autoscaler_decisions_total",
+                "Autoscaling decisions, by reason.",
                 &["namespace", "resource", "component", "reason"],
-            )
-            .expect("valid metric"),
+            ),
             scales: IntCounterVec::new(
-                Opts::new(
-                    "ragplane_operator_autoscaler_scale_writes_total",
-                    "Replica counts written through the scale subresource, by direction.",
-                ),
+                &r,
+                "ragplane_operator_autoscaler_scale_writes_total",
+                "Replica counts written through the scale subresource, by direction.",
                 &["namespace", "resource", "component", "direction"],
-            )
-            .expect("valid metric"),
+            ),
             poll_errors: IntCounterVec::new(
-                Opts::new(
-                    "ragplane_operator_autoscaler_poll_errors_total",
-                    "Polls in which at least one rule had no usable value.",
-                ),
-                &COMPONENT,
-            )
-            .expect("valid metric"),
+                &r,
+                "ragplane_operator_autoscaler_poll_errors_total",
+                "Polls in which at least one rule had no usable value.",
+                COMPONENT,
+            ),
             fallback: IntGaugeVec::new(
-                Opts::new(
-                    "ragplane_operator_autoscaler_fallback_active",
-                    "1 while the autoscaling fallback decides a component's replicas.",
-                ),
-                &COMPONENT,
-            )
-            .expect("valid metric"),
-            poll_duration: Histogram::with_opts(
-                HistogramOpts::new(
-                    "ragplane_operator_autoscaler_poll_duration_seconds",
-                    "Time from the start of a poll to its replica count written.",
-                )
-                .buckets(vec![
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                ]),
-            )
-            .expect("valid metric"),
+                &r,
+                "ragplane_operator_autoscaler_fallback_active",
+                "1 while the autoscaling fallback decides a component's replicas.",
+                COMPONENT,
+            ),
+            poll_duration: Histogram::new(
+                &r,
+                "ragplane_operator_autoscaler_poll_duration_seconds",
+                "Time from the start of a poll to its replica count written.",
+                vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+            ),
         };
         // Every kind and error from the start, at zero: alert rules and dashboards find the
         // series before the first failure, and a rate over them reads 0, not "no data".
@@ -159,29 +148,14 @@ impl Metrics {
                 failures.with_label_values(&[kind, error]);
             }
         }
-        for m in [
-            Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(failures.clone()),
-            Box::new(duration.clone()),
-            Box::new(qdrant_writes.clone()),
-            Box::new(crate::apply::APPLIES_CHANGED.clone()),
-            Box::new(autoscaler.desired.clone()),
-            Box::new(autoscaler.current.clone()),
-            Box::new(autoscaler.value.clone()),
-            Box::new(autoscaler.decisions.clone()),
-            Box::new(autoscaler.scales.clone()),
-            Box::new(autoscaler.poll_errors.clone()),
-            Box::new(autoscaler.fallback.clone()),
-            Box::new(autoscaler.poll_duration.clone()),
-        ] {
-            registry.register(m).expect("metric registered once");
-        }
         Self {
-            registry,
+            registry: r,
             reconciles,
             failures,
             duration,
             qdrant_writes,
+            applies_changed,
+            leader,
             autoscaler,
         }
     }
@@ -193,13 +167,19 @@ impl Metrics {
             .inc_by(n as u64);
     }
 
+    /// Counts a server-side apply of `kind` that changed its object.
+    pub fn apply_changed(&self, kind: &str) {
+        self.applies_changed.with_label_values(&[kind]).inc();
+    }
+
     /// The autoscaler's metrics.
     pub fn autoscaler(&self) -> &AutoscalerMetrics {
         &self.autoscaler
     }
 
-    /// Counts a reconcile of `kind` and returns a timer that records its duration when dropped.
-    pub fn reconcile(&self, kind: &str) -> prometheus::HistogramTimer {
+    /// Counts a reconcile of `kind` and returns a timer that records its duration when dropped
+    /// (inside the reconcile's span, whose trace becomes the bucket's exemplar).
+    pub fn reconcile(&self, kind: &str) -> HistogramTimer {
         self.reconciles.with_label_values(&[kind]).inc();
         self.duration.with_label_values(&[kind]).start_timer()
     }
@@ -209,12 +189,15 @@ impl Metrics {
         self.failures.with_label_values(&[kind, error]).inc();
     }
 
-    /// The text exposition of every metric.
+    /// Sets whether this replica holds the leader Lease.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    /// The OpenMetrics exposition of every metric, served as
+    /// [`ragplane_telemetry::metrics::CONTENT_TYPE`].
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        // Encoding into a Vec cannot fail for the text format.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8_lossy(&out).into_owned()
+        self.registry.render()
     }
 }
 

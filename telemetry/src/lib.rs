@@ -2,14 +2,18 @@
 //!
 //! [`init`] installs one `tracing` subscriber: log lines on stderr (text or JSON) behind a
 //! filter that can change while the process runs ([`set_filter`]), and, when traces are on,
-//! an OpenTelemetry layer that exports every span the filter lets through over OTLP/gRPC.
-//! [`propagation`] carries W3C `traceparent` headers in and out: HTTP requests, queued jobs and
-//! calls to other services.
+//! an OpenTelemetry layer that exports every span the filter lets through over OTLP (gRPC, or
+//! HTTP with protobuf bodies).
+//! [`metrics`] holds the metric types both programs record into, whose latencies name their
+//! trace as exemplar. [`propagation`] carries W3C `traceparent` headers in and out: HTTP
+//! requests, queued jobs and calls to other services.
 //!
 //! Traces are off unless an endpoint is configured (`[telemetry.traces]`) or set in the
 //! standard `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT` variables;
 //! `OTEL_SDK_DISABLED=true` turns them off whatever is set.
 
+pub mod metrics;
+mod otlp_http;
 pub mod propagation;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -2,11 +2,13 @@
 //! `tracing` layer that feeds it.
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
-use ragplane_config::TracesConfig;
+use ragplane_config::{OtlpProtocol, TracesConfig};
 use tracing_opentelemetry::OpenTelemetryLayer;
+
+use crate::otlp_http::ExportClient;
 
 /// The instrumentation scope of every span.
 pub const TRACER_NAME: &str = "ragplane";
@@ -51,6 +53,38 @@ fn endpoint(cfg: &TracesConfig) -> Option<(String, &'static str)> {
     None
 }
 
+/// The transport: the setting, else the standard variables, else gRPC.
+fn protocol(cfg: &TracesConfig) -> Result<OtlpProtocol, TracesError> {
+    if let Some(p) = cfg.protocol {
+        return Ok(p);
+    }
+    for var in [
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ] {
+        if let Some(p) = env(var) {
+            return p.parse().map_err(|m: String| setting(var, m));
+        }
+    }
+    Ok(OtlpProtocol::Grpc)
+}
+
+/// Where OTLP/HTTP posts spans. The generic `OTEL_EXPORTER_OTLP_ENDPOINT` is a base URL that
+/// gets the signal's path, as the specification says; the traces variable is taken as it is;
+/// the setting gets the path only when it has none.
+fn http_traces_url(url: &str, from: &str) -> String {
+    let base = url.trim_end_matches('/');
+    let has_path = base
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.contains('/'));
+    match from {
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => format!("{base}/v1/traces"),
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => url.to_owned(),
+        _ if has_path => url.to_owned(),
+        _ => format!("{base}/v1/traces"),
+    }
+}
+
 fn setting(field: impl Into<String>, message: impl Into<String>) -> TracesError {
     TracesError::Setting {
         field: field.into(),
@@ -58,27 +92,15 @@ fn setting(field: impl Into<String>, message: impl Into<String>) -> TracesError 
     }
 }
 
-/// The settings to use, checked; `Ok(None)` when traces are off.
+/// The settings to use, checked, with the URL to export to; `Ok(None)` when traces are off.
 fn resolve(cfg: &TracesConfig) -> Result<Option<(String, TracesConfig)>, TracesError> {
     let Some((url, from)) = endpoint(cfg) else {
         return Ok(None);
     };
-    for var in [
-        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-        "OTEL_EXPORTER_OTLP_PROTOCOL",
-    ] {
-        if let Some(p) = env(var) {
-            if p != "grpc" {
-                return Err(setting(
-                    var,
-                    format!("only \"grpc\" is supported (OTLP/gRPC, port 4317), got {p:?}"),
-                ));
-            }
-            break;
-        }
-    }
+    let protocol = protocol(cfg)?;
     let resolved = TracesConfig {
         endpoint: Some(url.clone()),
+        protocol: Some(protocol),
         ..cfg.clone()
     };
     // A wrong endpoint is named where it came from (the setting or the variable).
@@ -91,6 +113,10 @@ fn resolve(cfg: &TracesConfig) -> Result<Option<(String, TracesConfig)>, TracesE
     if let Some((field, message)) = first {
         return Err(setting(field, message.clone()));
     }
+    let url = match protocol {
+        OtlpProtocol::Grpc => url,
+        OtlpProtocol::HttpProtobuf => http_traces_url(&url, from),
+    };
     Ok(Some((url, resolved)))
 }
 
@@ -102,11 +128,21 @@ pub(crate) fn provider(
     let Some((url, cfg)) = resolve(cfg)? else {
         return Ok(None);
     };
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(url)
-        .build()
-        .map_err(|e| TracesError::Exporter(e.to_string()))?;
+    let exporter = match cfg.protocol.unwrap_or_default() {
+        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(url)
+            .build(),
+        OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_http_client(
+                ExportClient::new().map_err(|e| TracesError::Exporter(e.to_string()))?,
+            )
+            .with_endpoint(url)
+            .build(),
+    }
+    .map_err(|e| TracesError::Exporter(e.to_string()))?;
     // The default resource reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES.
     let mut resource = Resource::builder();
     if let Some(name) = cfg.service_name.clone() {
@@ -158,7 +194,7 @@ mod tests {
         TracesConfig {
             endpoint: endpoint.map(str::to_owned),
             sample_ratio: ratio,
-            service_name: None,
+            ..TracesConfig::default()
         }
     }
 
@@ -190,5 +226,54 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(url, "http://127.0.0.1:4317");
+    }
+
+    #[test]
+    fn http_posts_to_the_traces_path() {
+        let http = TracesConfig {
+            protocol: Some(OtlpProtocol::HttpProtobuf),
+            ..cfg(Some("http://collector:4318"), None)
+        };
+        let (url, resolved) = resolve(&http).unwrap().unwrap();
+        assert_eq!(url, "http://collector:4318/v1/traces");
+        assert_eq!(resolved.protocol, Some(OtlpProtocol::HttpProtobuf));
+        // A setting with a path is taken as it is.
+        let proxied = TracesConfig {
+            endpoint: Some("https://gateway.example/otlp/v1/traces".into()),
+            ..http
+        };
+        assert_eq!(
+            resolve(&proxied).unwrap().unwrap().0,
+            "https://gateway.example/otlp/v1/traces"
+        );
+        // The generic variable is a base; the traces variable is the whole URL.
+        assert_eq!(
+            http_traces_url("http://c:4318/", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+            "http://c:4318/v1/traces"
+        );
+        assert_eq!(
+            http_traces_url("http://c:4318", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            "http://c:4318"
+        );
+        // gRPC keeps the endpoint as given.
+        let grpc = TracesConfig {
+            protocol: Some(OtlpProtocol::Grpc),
+            ..cfg(Some("http://collector:4317"), None)
+        };
+        assert_eq!(resolve(&grpc).unwrap().unwrap().0, "http://collector:4317");
+    }
+
+    #[test]
+    fn an_unknown_protocol_is_refused_with_the_choices() {
+        let e = "http/json".parse::<OtlpProtocol>().unwrap_err();
+        assert!(
+            e.contains("\"grpc\"") && e.contains("\"http/protobuf\""),
+            "{e}"
+        );
+        assert!(e.contains("\"http/json\""), "{e}");
+        assert_eq!(
+            "http/protobuf".parse::<OtlpProtocol>(),
+            Ok(OtlpProtocol::HttpProtobuf)
+        );
     }
 }

@@ -580,15 +580,59 @@ impl Default for TelemetryConfig {
     }
 }
 
-/// OpenTelemetry trace export (OTLP over gRPC). Each setting left unset falls back to its
-/// standard environment variable, so a Deployment can turn traces on without a config change.
+/// The OTLP transport of exported traces.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum OtlpProtocol {
+    /// OTLP/gRPC, usually port 4317.
+    #[default]
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies, usually port 4318, posted to `/v1/traces`.
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+impl OtlpProtocol {
+    /// The name the configuration and `OTEL_EXPORTER_OTLP_PROTOCOL` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::HttpProtobuf => "http/protobuf",
+        }
+    }
+}
+
+impl std::str::FromStr for OtlpProtocol {
+    type Err = String;
+
+    /// `grpc` or `http/protobuf`, as `OTEL_EXPORTER_OTLP_PROTOCOL` takes them (`http/json` is
+    /// not supported).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "grpc" => Ok(Self::Grpc),
+            "http/protobuf" => Ok(Self::HttpProtobuf),
+            other => Err(format!(
+                "must be \"grpc\" (port 4317) or \"http/protobuf\" (port 4318), got {other:?}"
+            )),
+        }
+    }
+}
+
+/// OpenTelemetry trace export over OTLP (gRPC or HTTP). Each setting left unset falls back to
+/// its standard environment variable, so a Deployment can turn traces on without a config
+/// change.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct TracesConfig {
-    /// OTLP/gRPC endpoint, such as `http://jaeger-collector:4317`. Unset: the
-    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` environment
-    /// variable; with neither, no traces are exported and spans cost nothing beyond logging.
+    /// OTLP endpoint: for gRPC such as `http://jaeger-collector:4317`; for HTTP the URL spans
+    /// are posted to, `/v1/traces` added when it has no path (`http://jaeger-collector:4318`).
+    /// Unset: the `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` variable (taken as it is), else
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (with HTTP, `/v1/traces` appended); with neither, no traces
+    /// are exported and spans cost nothing beyond logging.
     pub endpoint: Option<String>,
+    /// The transport: `grpc` or `http/protobuf`. Unset: `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`,
+    /// else `OTEL_EXPORTER_OTLP_PROTOCOL`, else `grpc`.
+    pub protocol: Option<OtlpProtocol>,
     /// Fraction of new traces recorded, 0 to 1. A request that arrives with a `traceparent`
     /// follows its caller's decision. Unset: `OTEL_TRACES_SAMPLER` and
     /// `OTEL_TRACES_SAMPLER_ARG`, else every trace.

@@ -30,7 +30,7 @@ pub async fn metrics() -> impl IntoResponse {
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ragplane_telemetry::metrics::CONTENT_TYPE,
         )],
         crate::metrics::render(),
     )

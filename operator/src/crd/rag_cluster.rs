@@ -103,8 +103,8 @@ pub struct RagClusterSpec {
     /// either.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_filter: Option<String>,
-    /// OpenTelemetry traces of the API and worker pods, exported over OTLP/gRPC to Jaeger,
-    /// Tempo or any collector. Off when omitted.
+    /// OpenTelemetry traces of the API and worker pods, exported over OTLP (gRPC or HTTP) to
+    /// Jaeger, Tempo or any collector. Off when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traces: Option<TracesSpec>,
     /// Secret key holding the admin API key the data plane creates on first start. When
@@ -124,13 +124,38 @@ pub struct RagClusterSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.endpoint.startsWith('http://') || self.endpoint.startsWith('https://')").message("traces.endpoint must be an http:// or https:// URL, such as http://jaeger-collector.observability:4317").field_path(".endpoint"))]
 pub struct TracesSpec {
-    /// OTLP/gRPC endpoint, such as `http://jaeger-collector.observability:4317`.
+    /// OTLP endpoint: for gRPC such as `http://jaeger-collector.observability:4317`; for HTTP
+    /// the URL spans are posted to, `/v1/traces` added when it has no path
+    /// (`http://jaeger-collector.observability:4318`).
     pub endpoint: String,
+    /// The transport: `grpc` (the default) or `http/protobuf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<TracesProtocol>,
     /// Fraction of new traces recorded, from 0 to 1; every trace when omitted. A request that
     /// arrives with a `traceparent` follows its caller's sampling decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub sample_ratio: Option<f64>,
+}
+
+/// The OTLP transport of a RagCluster's traces: `grpc` (the default) or `http/protobuf`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TracesProtocol {
+    /// OTLP/gRPC, usually port 4317.
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies, usually port 4318.
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+impl From<TracesProtocol> for ragplane_config::OtlpProtocol {
+    fn from(p: TracesProtocol) -> Self {
+        match p {
+            TracesProtocol::Grpc => Self::Grpc,
+            TracesProtocol::HttpProtobuf => Self::HttpProtobuf,
+        }
+    }
 }
 
 /// NetworkPolicies of a RagCluster.

@@ -78,13 +78,13 @@ impl Reconciler for ModelPool {
         } = build::build(&pool);
         let client = &ctx.client;
         let ns = pool.namespace.as_str();
-        apply(client, ns, &service)
+        apply(&ctx, ns, &service)
             .await
             .map_err(|e| Error::kube(format!("apply Service {}", pool.name), e))?;
         let headless_name = build::service::headless_name(&pool.name);
         match headless {
             Some(headless) => {
-                apply(client, ns, &headless)
+                apply(&ctx, ns, &headless)
                     .await
                     .map_err(|e| Error::kube(format!("apply Service {headless_name}"), e))?;
             }
@@ -92,7 +92,7 @@ impl Reconciler for ModelPool {
                 delete_if_owned::<Service>(client, ns, &headless_name, &pool.owner.uid).await?;
             }
         }
-        apply(client, ns, &pdb)
+        apply(&ctx, ns, &pdb)
             .await
             .map_err(|e| Error::kube(format!("apply PodDisruptionBudget {}", pool.name), e))?;
         let workload_kind = match &workload {
@@ -119,7 +119,7 @@ impl Reconciler for ModelPool {
             Workload::StatefulSet(sts) => {
                 delete_if_owned::<Deployment>(client, ns, &pool.name, &pool.owner.uid).await?;
                 AppliedWorkload::StatefulSet(
-                    apply(client, ns, &sts)
+                    apply(&ctx, ns, &sts)
                         .await
                         .map_err(|e| Error::kube(format!("apply StatefulSet {}", pool.name), e))?,
                 )
@@ -127,7 +127,7 @@ impl Reconciler for ModelPool {
             Workload::Deployment(deployment, pvc) => {
                 delete_if_owned::<StatefulSet>(client, ns, &pool.name, &pool.owner.uid).await?;
                 if let Some(pvc) = pvc {
-                    apply(client, ns, &pvc).await.map_err(|e| {
+                    apply(&ctx, ns, &pvc).await.map_err(|e| {
                         Error::kube("apply the model-cache PersistentVolumeClaim", e)
                     })?;
                 } else {
@@ -136,7 +136,7 @@ impl Reconciler for ModelPool {
                         .await?;
                 }
                 AppliedWorkload::Deployment(
-                    apply(client, ns, &deployment)
+                    apply(&ctx, ns, &deployment)
                         .await
                         .map_err(|e| Error::kube(format!("apply Deployment {}", pool.name), e))?,
                 )
@@ -150,7 +150,7 @@ impl Reconciler for ModelPool {
                     &pool.name,
                     targets,
                 );
-                apply(client, ns, &hpa).await.map_err(|e| {
+                apply(&ctx, ns, &hpa).await.map_err(|e| {
                     Error::kube(format!("apply HorizontalPodAutoscaler {}", pool.name), e)
                 })?;
             }

@@ -155,7 +155,7 @@ impl Reconciler for RagCluster {
         let validated = validate::validate(&obj, &refs, &ctx.data_plane)
             .map_err(|e| Error::InvalidSpec(e.to_string()))?;
         let objects = build::build(&validated);
-        let applied = apply_all(&ctx.client, &validated, objects).await?;
+        let applied = apply_all(&ctx, &validated, objects).await?;
         let pools: Vec<&ModelPool> = [&refs.generation_pool, &refs.embedding_pool]
             .into_iter()
             .flatten()
@@ -280,7 +280,7 @@ pub(crate) fn shared_collection(
     collections.into_iter().next()
 }
 
-async fn apply_one<K>(client: &Client, ns: &str, object: &K) -> Result<crate::apply::Applied<K>>
+async fn apply_one<K>(ctx: &Context, ns: &str, object: &K) -> Result<crate::apply::Applied<K>>
 where
     K: Resource<Scope = NamespaceResourceScope>
         + serde::Serialize
@@ -289,7 +289,7 @@ where
         + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    apply(client, ns, object).await.map_err(|e| {
+    apply(ctx, ns, object).await.map_err(|e| {
         Error::kube(
             format!(
                 "apply {} {}",
@@ -303,7 +303,7 @@ where
 
 /// Applies every built object and removes children the spec no longer asks for.
 async fn apply_all(
-    client: &Client,
+    ctx: &Context,
     c: &ValidatedCluster,
     objects: ClusterObjects,
 ) -> Result<AppliedWorkloads> {
@@ -319,16 +319,17 @@ async fn apply_all(
         qdrant,
         hpas,
     } = objects;
+    let client = &ctx.client;
     let ns = c.namespace.as_str();
     // The config, the key and the volume first: pods of a new Deployment mount them.
-    apply_one(client, ns, &config_map).await?;
+    apply_one(ctx, ns, &config_map).await?;
     for secret in &owned_secrets {
-        apply_one(client, ns, secret).await?;
+        apply_one(ctx, ns, secret).await?;
     }
     // A claim the spec no longer asks for is kept: it holds the embedded data, and goes with
     // the RagCluster.
     if let Some(claim) = &data_volume {
-        apply_one(client, ns, claim).await?;
+        apply_one(ctx, ns, claim).await?;
     }
     let qdrant = match qdrant {
         Some(QdrantObjects {
@@ -336,9 +337,9 @@ async fn apply_all(
             service,
             pdb,
         }) => {
-            apply_one(client, ns, &service).await?;
-            apply_one(client, ns, &pdb).await?;
-            Some(apply_one(client, ns, &statefulset).await?)
+            apply_one(ctx, ns, &service).await?;
+            apply_one(ctx, ns, &pdb).await?;
+            Some(apply_one(ctx, ns, &statefulset).await?)
         }
         None => {
             let name = c.child("qdrant");
@@ -354,15 +355,15 @@ async fn apply_all(
             None
         }
     };
-    apply_one(client, ns, &api_service).await?;
-    apply_one(client, ns, &api_pdb).await?;
+    apply_one(ctx, ns, &api_service).await?;
+    apply_one(ctx, ns, &api_pdb).await?;
     if c.api.replicas.is_none() {
         release(client, ns, &c.child("api")).await?;
     }
     let api = raise_to_minimum(
         client,
         ns,
-        apply_one(client, ns, &api_deployment).await?,
+        apply_one(ctx, ns, &api_deployment).await?,
         &c.api,
     )
     .await?;
@@ -371,7 +372,7 @@ async fn apply_all(
         if pool.component.replicas.is_none() {
             release(client, ns, &deployment.name_any()).await?;
         }
-        let applied = apply_one(client, ns, deployment).await?;
+        let applied = apply_one(ctx, ns, deployment).await?;
         applied_workers.push((
             pool.name.clone(),
             raise_to_minimum(client, ns, applied, &pool.component).await?,
@@ -379,11 +380,11 @@ async fn apply_all(
     }
     prune(client, c, ",app.kubernetes.io/component=worker", &workers).await?;
     for hpa in &hpas {
-        apply_one(client, ns, hpa).await?;
+        apply_one(ctx, ns, hpa).await?;
     }
     prune(client, c, "", &hpas).await?;
     for policy in &network_policies {
-        apply_one(client, ns, policy).await?;
+        apply_one(ctx, ns, policy).await?;
     }
     prune(client, c, "", &network_policies).await?;
     Ok(AppliedWorkloads {

@@ -506,6 +506,7 @@ pub fn validate(
     if let Some(t) = &spec.traces {
         config.telemetry.traces = ragplane_config::TracesConfig {
             endpoint: Some(t.endpoint.clone()),
+            protocol: t.protocol.map(Into::into),
             sample_ratio: t.sample_ratio,
             service_name: None,
         };

@@ -32,7 +32,7 @@ kind: RagCluster
 metadata: {name: dev}
 spec:
   logFilter: debug
-  traces: {endpoint: "http://jaeger.observability:4317", sampleRatio: 0.25}
+  traces: {endpoint: "http://jaeger.observability:4318", protocol: http/protobuf, sampleRatio: 0.25}
   workers: [{name: ingest, queues: [documents]}]
   redis: {urlSecretRef: {name: redis, key: url}}
 "#,
@@ -50,7 +50,11 @@ spec:
         assert_eq!(parsed.telemetry.log_filter, "debug");
         assert_eq!(
             parsed.telemetry.traces.endpoint.as_deref(),
-            Some("http://jaeger.observability:4317")
+            Some("http://jaeger.observability:4318")
+        );
+        assert_eq!(
+            parsed.telemetry.traces.protocol,
+            Some(ragplane_config::OtlpProtocol::HttpProtobuf)
         );
         assert_eq!(parsed.telemetry.traces.sample_ratio, Some(0.25));
         assert!(
