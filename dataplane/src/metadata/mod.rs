@@ -485,6 +485,15 @@ pub struct UsageRow {
     pub llm_tokens: i64,
 }
 
+/// Which column finds a tenant.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TenantKey {
+    /// Its id.
+    Id,
+    /// Its name.
+    Name,
+}
+
 /// Stores tenants, keys, collections and documents.
 #[async_trait]
 pub trait MetadataStore: Send + Sync {

@@ -29,7 +29,7 @@ use super::filter::{Bound, Condition, MetadataFilter};
 use super::{
     conflict_or, db, is_unavailable, new_id, now_rfc3339, provenance_from_row, ApiKey,
     ChunkProvenance, Collection, ConsoleSession, Document, DocumentStatus, MetadataStore,
-    NewApiKey, NewDocument, Result, Scope, Tenant, UsageRow, PROVENANCE_BATCH,
+    NewApiKey, NewDocument, Result, Scope, Tenant, TenantKey, UsageRow, PROVENANCE_BATCH,
 };
 
 /// One read replica and until when it is skipped.
@@ -88,6 +88,19 @@ fn connect_options(url: &str, cfg: &PostgresConfig) -> Result<PgConnectOptions> 
 }
 
 impl PostgresStore {
+    /// The tenant whose `key` column holds `value`.
+    async fn tenant_where(&self, key: TenantKey, value: &str) -> Result<Option<Tenant>> {
+        let sql = match key {
+            TenantKey::Id => "SELECT id, name, created_at FROM tenants WHERE id = $1",
+            TenantKey::Name => "SELECT id, name, created_at FROM tenants WHERE name = $1",
+        };
+        sqlx::query_as(sql)
+            .bind(value)
+            .fetch_optional(&self.primary)
+            .await
+            .map_err(db("read tenant"))
+    }
+
     /// Creates the pools. Nothing connects until the first query, so a database (or replica)
     /// that is down at start delays nothing here; [`MetadataStore::migrate`] is the first use.
     pub fn connect(cfg: &PostgresConfig) -> Result<Self> {
@@ -241,19 +254,11 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
-        sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.primary)
-            .await
-            .map_err(db("read tenant"))
+        self.tenant_where(TenantKey::Name, name).await
     }
 
     async fn tenant_by_id(&self, id: &str) -> Result<Option<Tenant>> {
-        sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.primary)
-            .await
-            .map_err(db("read tenant"))
+        self.tenant_where(TenantKey::Id, id).await
     }
 
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {

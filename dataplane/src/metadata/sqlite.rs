@@ -9,12 +9,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::filter::{Bound, Condition, MetadataFilter};
-use super::UsageRow;
 use super::{
     conflict_or, db, new_id, now_rfc3339, provenance_from_row, ApiKey, ChunkProvenance, Collection,
     ConsoleSession, Document, DocumentStatus, MetadataStore, NewApiKey, NewDocument, Result, Scope,
     Tenant, PROVENANCE_BATCH,
 };
+use super::{TenantKey, UsageRow};
 
 /// The embedded metadata store.
 #[derive(Clone)]
@@ -23,6 +23,19 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The tenant whose `key` column holds `value`.
+    async fn tenant_where(&self, key: TenantKey, value: &str) -> Result<Option<Tenant>> {
+        let sql = match key {
+            TenantKey::Id => "SELECT id, name, created_at FROM tenants WHERE id = ?",
+            TenantKey::Name => "SELECT id, name, created_at FROM tenants WHERE name = ?",
+        };
+        sqlx::query_as(sql)
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("read tenant"))
+    }
+
     /// Opens (creating when missing) the database file at `path`.
     pub async fn open(path: &Path) -> Result<Self> {
         if let Some(parent) = path.parent() {
@@ -108,19 +121,11 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
-        sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("read tenant"))
+        self.tenant_where(TenantKey::Name, name).await
     }
 
     async fn tenant_by_id(&self, id: &str) -> Result<Option<Tenant>> {
-        sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("read tenant"))
+        self.tenant_where(TenantKey::Id, id).await
     }
 
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
