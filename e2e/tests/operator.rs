@@ -1313,8 +1313,21 @@ spec:
     );
 }
 
+/// The JSON answer of a Qdrant REST call (`curl` with `args`), or `Null`.
+fn qdrant_rest(args: &[&str]) -> Value {
+    std::process::Command::new("curl")
+        .args(["-sf", "-H", "content-type: application/json"])
+        .args(args)
+        .output()
+        .ok()
+        .and_then(|out| serde_json::from_slice(&out.stdout).ok())
+        .unwrap_or(Value::Null)
+}
+
 /// Raising `replicationFactor` replicates every shard to another peer, and `Ready` waits for
-/// the new replicas to be `Active`. Needs a Qdrant cluster of three or more peers.
+/// the new replicas to be `Active`; lowering it drops copies. A peer left holding nothing (as
+/// one that joined later) gets shards moved onto it once the operator can list the peers.
+/// Needs a Qdrant cluster of three or more peers.
 #[test]
 fn collection_replication_against_a_real_qdrant_cluster() {
     let Ok(url) = std::env::var("QDRANT_CLUSTER_URL") else {
@@ -1325,19 +1338,30 @@ fn collection_replication_against_a_real_qdrant_cluster() {
         return;
     };
     let name = format!("e2e-{ns}");
-    let collection = |factor: u32| {
+    // The peer list (httpUrl) is given only for the rebalancing step at the end.
+    let rag_cluster = |http: Option<&str>| {
+        let http = http
+            .map(|h| format!(", httpUrl: \"{h}\""))
+            .unwrap_or_default();
         format!(
             r#"
 apiVersion: ragplane.dev/v1alpha1
 kind: RagCluster
 metadata: {{name: q}}
-spec: {{qdrant: {{external: {{url: "{url}"}}}}}}
+spec: {{qdrant: {{external: {{url: "{url}"{http}}}}}}}
+"#
+        )
+    };
+    let collection = |factor: u32| {
+        format!(
+            r#"{}
 ---
 apiVersion: ragplane.dev/v1alpha1
 kind: Collection
 metadata: {{name: docs}}
 spec: {{cluster: q, collectionName: {name}, vectorSize: 8, shards: 3, replicationFactor: {factor}, deletionPolicy: Delete}}
-"#
+"#,
+            rag_cluster(None)
         )
     };
     let ready = || {
@@ -1398,14 +1422,14 @@ spec: {{cluster: q, collectionName: {name}, vectorSize: 8, shards: 3, replicatio
     // Lowering the factor is carried out too: back to one copy of each shard.
     cluster.apply(&ns, &collection(1)).unwrap();
     let start = Instant::now();
-    loop {
+    let c = loop {
         let c = ready();
         let r = replicas(&c);
         if c["status"]["observedGeneration"] == c["metadata"]["generation"]
             && r.len() == 3
             && r.values().all(|p| p.len() == 1)
         {
-            break;
+            break c;
         }
         assert!(
             start.elapsed() < Duration::from_secs(120),
@@ -1413,7 +1437,95 @@ spec: {{cluster: q, collectionName: {name}, vectorSize: 8, shards: 3, replicatio
             operator.log_tail()
         );
         std::thread::sleep(Duration::from_secs(1));
+    };
+
+    // A peer holding nothing, as one that joined later: every copy on it is moved away by
+    // hand. Without the peer list the operator cannot see it.
+    let Ok(http) = std::env::var("QDRANT_CLUSTER_HTTP_URL") else {
+        eprintln!("SKIPPED: moving shards onto a peer holding none: QDRANT_CLUSTER_HTTP_URL (the cluster's REST URL) is not set");
+        cluster
+            .kubectl_ok(&["delete", "-n", &ns, "collection/docs", "--timeout=60s"])
+            .unwrap();
+        return;
+    };
+    let peers: Vec<String> = qdrant_rest(&[&format!("{http}/cluster")])["result"]["peers"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    assert!(peers.len() >= 3, "{peers:?}");
+    let by_shard = replicas(&c);
+    let empty = by_shard[&0][0].clone();
+    let other = peers.iter().find(|p| **p != empty).unwrap().clone();
+    for (shard, on) in &by_shard {
+        if on[0] == empty {
+            let body = format!(
+                r#"{{"move_shard": {{"shard_id": {shard}, "from_peer_id": {empty}, "to_peer_id": {other}}}}}"#
+            );
+            let answer = qdrant_rest(&[
+                "-X",
+                "POST",
+                &format!("{http}/collections/{name}/cluster"),
+                "-d",
+                &body,
+            ]);
+            assert_eq!(answer["result"], true, "{body}: {answer}");
+        }
     }
+    let layout = || qdrant_rest(&[&format!("{http}/collections/{name}/cluster")]);
+    poll_until(
+        Duration::from_secs(60),
+        "the moves by hand to finish and leave a peer empty",
+        || {
+            let l = layout();
+            let r = &l["result"];
+            let held: Vec<String> = r["local_shards"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|_| r["peer_id"].to_string())
+                .chain(
+                    r["remote_shards"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|s| s["peer_id"].to_string()),
+                )
+                .collect();
+            r["shard_transfers"].as_array().is_some_and(Vec::is_empty)
+                && held.len() == 3
+                && !held.contains(&empty)
+        },
+        || format!("{}\n{}", layout(), operator.log_tail()),
+    );
+    // With the peer list, the operator moves a shard onto the empty peer: one copy per peer.
+    cluster.apply(&ns, &rag_cluster(Some(&http))).unwrap();
+    let start = Instant::now();
+    loop {
+        let c = ready();
+        let on: std::collections::BTreeSet<String> = replicas(&c).into_values().flatten().collect();
+        if on.len() == 3 && on.contains(&empty) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(150),
+            "peer {empty} never got a shard back: {c}\n{}",
+            operator.log_tail()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let events = cluster
+        .kubectl_ok(&[
+            "get",
+            "events",
+            "-n",
+            &ns,
+            "--field-selector",
+            "reason=Rebalancing",
+            "-o",
+            "name",
+        ])
+        .unwrap();
+    assert!(!events.trim().is_empty(), "no Rebalancing event");
     cluster
         .kubectl_ok(&["delete", "-n", &ns, "collection/docs", "--timeout=60s"])
         .unwrap();

@@ -5,7 +5,8 @@
 #
 # Usage: qdrant.sh install | start | stop.
 #   start: one node (HTTP ${RAGPLANE_QDRANT_PORT:-16333}, gRPC +1), recorded as QDRANT_URL, and a
-#          cluster of three peers (ports 16340..16362), recorded as QDRANT_CLUSTER_URL.
+#          cluster of three peers (ports 16340..16362), recorded as QDRANT_CLUSTER_URL (gRPC) and
+#          QDRANT_CLUSTER_HTTP_URL (REST, where the peers are listed).
 source "$(dirname "$0")/lib.sh"
 PORT=${RAGPLANE_QDRANT_PORT:-16333}
 BIN=${QDRANT_BIN:-$(command -v qdrant || true)}
@@ -50,6 +51,7 @@ case "${1:-start}" in
     }
     svc_wait qdrant-cluster 60 three_peers
     svc_env QDRANT_CLUSTER_URL "http://127.0.0.1:16341"
+    svc_env QDRANT_CLUSTER_HTTP_URL "http://127.0.0.1:16340"
     echo "qdrant: $("$BIN" --version 2>/dev/null || echo "$BIN")"
     ;;
   *) echo "usage: $0 install|start|stop" >&2; exit 2 ;;

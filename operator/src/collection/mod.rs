@@ -110,16 +110,17 @@ async fn secret_value(ctx: &Context, ns: &str, r: &SecretKeyRef) -> Result<Strin
         .map_err(|_| Error::InvalidSpec(format!("Secret {}/{} is not UTF-8", r.name, r.key)))
 }
 
-async fn connect(
+async fn api_key(
     obj: &Collection,
     ctx: &Context,
     target: &validate::QdrantTarget,
-) -> Result<qdrant_client::Qdrant> {
-    let key = match &target.api_key {
-        Some(r) => Some(secret_value(ctx, &obj.namespace().unwrap_or_default(), r).await?),
-        None => None,
-    };
-    qdrant::connect(&target.url, key)
+) -> Result<Option<String>> {
+    match &target.api_key {
+        Some(r) => Ok(Some(
+            secret_value(ctx, &obj.namespace().unwrap_or_default(), r).await?,
+        )),
+        None => Ok(None),
+    }
 }
 
 async fn apply(obj: &Collection, ctx: &Context) -> Result<Action> {
@@ -131,8 +132,19 @@ async fn apply(obj: &Collection, ctx: &Context) -> Result<Action> {
         })?;
     let validated =
         validate::validate(obj, &cluster).map_err(|e| Error::InvalidSpec(e.to_string()))?;
-    let client = connect(obj, ctx, &validated.qdrant).await?;
-    let observed = qdrant::ensure(&client, &validated).await?;
+    let key = api_key(obj, ctx, &validated.qdrant).await?;
+    let client = qdrant::connect(&validated.qdrant.url, key.clone())?;
+    // Without the peer list, shards are still evened out among the peers holding some.
+    let peers = match &validated.qdrant.http_url {
+        Some(url) => qdrant::peers(url, key.as_deref())
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "reading the Qdrant peers failed; balancing among the peers holding shards");
+                Default::default()
+            }),
+        None => Default::default(),
+    };
+    let observed = qdrant::ensure(&client, &validated, &peers).await?;
     ctx.metrics.qdrant_writes(
         obj.namespace().as_deref().unwrap_or_default(),
         &obj.name_any(),
@@ -159,6 +171,18 @@ async fn apply(obj: &Collection, ctx: &Context) -> Result<Action> {
         )
         .await;
     }
+    if observed.shards_moved > 0 {
+        ctx.event(
+            obj,
+            false,
+            "Rebalancing",
+            format!(
+                "moving {} shards onto peers that hold fewer copies",
+                observed.shards_moved
+            ),
+        )
+        .await;
+    }
     if observed.replicas_dropped > 0 {
         ctx.event(
             obj,
@@ -179,7 +203,7 @@ async fn apply(obj: &Collection, ctx: &Context) -> Result<Action> {
         summary: if replicating {
             (
                 "Replicating".into(),
-                "shards are being replicated or are not all Active yet".into(),
+                "shards are being replicated, moved or dropped, or are not all Active yet".into(),
             )
         } else {
             (
@@ -228,6 +252,7 @@ async fn cleanup(obj: &Collection, ctx: &Context) -> Result<Action> {
             Some(at) if !at.managed => {
                 let target = validate::QdrantTarget {
                     url: at.url,
+                    http_url: None,
                     api_key: at.api_key_secret_ref,
                     managed: false,
                 };
@@ -256,7 +281,7 @@ async fn delete_collection(
     target: &validate::QdrantTarget,
     name: &str,
 ) -> Result<()> {
-    let client = connect(obj, ctx, target).await?;
+    let client = qdrant::connect(&target.url, api_key(obj, ctx, target).await?)?;
     qdrant::delete(&client, name).await?;
     ctx.event(
         obj,

@@ -29,6 +29,9 @@ pub enum ValidationError {
 pub struct QdrantTarget {
     /// gRPC URL.
     pub url: String,
+    /// REST URL, where the operator reads the cluster's peers; unknown for an external Qdrant
+    /// that does not give one.
+    pub http_url: Option<String>,
     /// Secret holding the API key.
     pub api_key: Option<SecretKeyRef>,
     /// Whether the RagCluster runs this Qdrant.
@@ -74,19 +77,21 @@ pub fn qdrant_target(cluster: &RagCluster) -> Result<QdrantTarget, ValidationErr
             external: Some(e), ..
         }) => Ok(QdrantTarget {
             url: e.url.clone(),
+            http_url: e.http_url.clone(),
             api_key: e.api_key_secret_ref.clone(),
             managed: false,
         }),
         Some(QdrantSpec {
             managed: Some(m), ..
-        }) => Ok(QdrantTarget {
-            url: format!(
-                "http://{}.{ns}.svc:6334",
-                crate::rag_cluster::validate::qdrant_service_name(&cluster.name_any())
-            ),
-            api_key: Some(crate::rag_cluster::validate::managed_qdrant_key(cluster, m)),
-            managed: true,
-        }),
+        }) => {
+            let service = crate::rag_cluster::validate::qdrant_service_name(&cluster.name_any());
+            Ok(QdrantTarget {
+                url: format!("http://{service}.{ns}.svc:6334"),
+                http_url: Some(format!("http://{service}.{ns}.svc:6333")),
+                api_key: Some(crate::rag_cluster::validate::managed_qdrant_key(cluster, m)),
+                managed: true,
+            })
+        }
         _ => Err(ValidationError::NoQdrant(cluster.name_any())),
     }
 }

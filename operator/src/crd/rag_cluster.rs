@@ -350,12 +350,19 @@ fn default_qdrant_replicas() -> i32 {
 }
 
 /// An external Qdrant cluster.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.httpUrl) || self.httpUrl.startsWith('http://') || self.httpUrl.startsWith('https://')").message("qdrant.external.httpUrl must be an http:// or https:// URL, such as http://qdrant.example:6333").field_path(".httpUrl"))]
 pub struct ExternalQdrant {
     /// gRPC URL, for example `http://qdrant.example:6334`.
     #[schemars(length(min = 1))]
     pub url: String,
+    /// REST URL of the same cluster, for example `http://qdrant.example:6333`. With it the
+    /// operator sees every peer, also those holding no shard yet, and moves shards onto peers
+    /// that joined later; without it, copies are only evened out among the peers that already
+    /// hold some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_url: Option<String>,
     /// Secret key holding the API key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_secret_ref: Option<SecretKeyRef>,

@@ -107,9 +107,10 @@ pub fn build_network_policies(c: &ValidatedCluster) -> Vec<NetworkPolicy> {
                 }]),
                 ports: None,
             },
+            // The operator: gRPC for collections, REST for the peer list.
             NetworkPolicyIngressRule {
                 from: Some(vec![operator]),
-                ports: Some(ports(&[6334])),
+                ports: Some(ports(&[6333, 6334])),
             },
         ];
         out.push(policy(c, c.child("qdrant"), peers, ingress, allow_from));
