@@ -319,7 +319,7 @@ fn worker_replicas_follow_the_queue_the_window_and_the_fallback() {
         if text.lines().any(|l| {
             l.starts_with("ragplane_operator_autoscaler_rule_value{")
                 && l.contains(r#"component="worker-ingest""#)
-                && l.ends_with(" 100")
+                && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) == Some(100.0)
         }) {
             assert!(
                 text.contains("ragplane_operator_autoscaler_scale_writes_total{"),

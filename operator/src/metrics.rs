@@ -56,20 +56,20 @@ impl Metrics {
         let reconciles = IntCounterVec::new(
             &r,
             "ragplane_operator_reconciles_total",
-            "Reconciles started, by kind.",
+            "Reconciles started, by kind",
             &["kind"],
         );
         let failures = IntCounterVec::new(
             &r,
             "ragplane_operator_reconcile_errors_total",
-            "Reconciles that failed, by kind and error.",
+            "Reconciles that failed, by kind and error",
             &["kind", "error"],
         );
         // Each observation made while traces are on names its reconcile's trace as exemplar.
         let duration = HistogramVec::new(
             &r,
             "ragplane_operator_reconcile_duration_seconds",
-            "Time one reconcile took, by kind.",
+            "Time one reconcile took, by kind",
             vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
             &["kind"],
         );
@@ -77,66 +77,66 @@ impl Metrics {
             &r,
             "ragplane_operator_qdrant_writes_total",
             "Writes the Collection reconciler sent to Qdrant (create, update, index, replicate); \
-             flat while collections are as specified.",
+             flat while collections are as specified",
             &["namespace", "collection"],
         );
         let applies_changed = IntCounterVec::new(
             &r,
             "ragplane_operator_applies_changed_total",
-            "Server-side applies that changed their object (not no-ops), by kind.",
+            "Server-side applies that changed their object (not no-ops), by kind",
             &["kind"],
         );
         let leader = r.gauge(
             "ragplane_operator_leader",
-            "Whether this replica holds the leader Lease.",
+            "Whether this replica holds the leader Lease",
         );
         let autoscaler = AutoscalerMetrics {
             desired: IntGaugeVec::new(
                 &r,
                 "ragplane_operator_autoscaler_desired_replicas",
-                "Replicas the autoscaler's last decision asked for.",
+                "Replicas the autoscaler's last decision asked for",
                 COMPONENT,
             ),
             current: IntGaugeVec::new(
                 &r,
                 "ragplane_operator_autoscaler_current_replicas",
-                "Replicas read from the scale subresource before the last decision.",
+                "Replicas read from the scale subresource before the last decision",
                 COMPONENT,
             ),
             value: GaugeVec::new(
                 &r,
                 "ragplane_operator_autoscaler_rule_value",
-                "The last value of each autoscaling rule.",
+                "The last value of each autoscaling rule",
                 &["namespace", "resource", "component", "rule"],
             ),
             decisions: IntCounterVec::new(
                 &r,
                 "ragplane_operator_autoscaler_decisions_total",
-                "Autoscaling decisions, by reason.",
+                "Autoscaling decisions, by reason",
                 &["namespace", "resource", "component", "reason"],
             ),
             scales: IntCounterVec::new(
                 &r,
                 "ragplane_operator_autoscaler_scale_writes_total",
-                "Replica counts written through the scale subresource, by direction.",
+                "Replica counts written through the scale subresource, by direction",
                 &["namespace", "resource", "component", "direction"],
             ),
             poll_errors: IntCounterVec::new(
                 &r,
                 "ragplane_operator_autoscaler_poll_errors_total",
-                "Polls in which at least one rule had no usable value.",
+                "Polls in which at least one rule had no usable value",
                 COMPONENT,
             ),
             fallback: IntGaugeVec::new(
                 &r,
                 "ragplane_operator_autoscaler_fallback_active",
-                "1 while the autoscaling fallback decides a component's replicas.",
+                "1 while the autoscaling fallback decides a component's replicas",
                 COMPONENT,
             ),
             poll_duration: Histogram::new(
                 &r,
                 "ragplane_operator_autoscaler_poll_duration_seconds",
-                "Time from the start of a poll to its replica count written.",
+                "Time from the start of a poll to its replica count written",
                 vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
             ),
         };
