@@ -16,7 +16,9 @@
 //! Qdrant collection. A hybrid search is one `query_batch` round trip: the dense and keyword
 //! candidate lists and, for reciprocal rank fusion with equal weights, their fusion by Qdrant
 //! itself (`prefetch` + `rrf`); other fusions are computed here from the two lists. A Qdrant
-//! collection created without the `keyword` vector keeps serving dense search only.
+//! collection created without the `keyword` vector keeps serving dense search only, and so
+//! does a Qdrant server older than 1.19: older servers ignore the IDF corpus of a query and
+//! count document frequencies over the whole Qdrant collection, every tenant's points included.
 
 pub mod filter;
 
@@ -51,6 +53,21 @@ const NOT_FOUND: i32 = 5;
 const INTERNAL: i32 = 13;
 const UNAVAILABLE: i32 = 14;
 
+/// The first Qdrant release that honours a query's IDF corpus (`SearchParams.idf.corpus`).
+const IDF_CORPUS_SINCE: (u64, u64) = (1, 19);
+
+/// Whether a Qdrant server of `version` ("1.18.3", "1.19.0-dev") counts document frequencies
+/// over the corpus a query names. A version that does not parse is taken to be a newer one.
+fn honours_idf_corpus(version: &str) -> bool {
+    let mut parts = version
+        .split(['.', '-', '+'])
+        .map(|p| p.trim_start_matches('v').parse::<u64>());
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= IDF_CORPUS_SINCE,
+        _ => true,
+    }
+}
+
 /// Qdrant implementation of [`VectorIndex`].
 pub struct QdrantIndex {
     client: Qdrant,
@@ -59,6 +76,8 @@ pub struct QdrantIndex {
     ready: OnceCell<u64>,
     /// Whether the Qdrant collection has the IDF-modified `keyword` sparse vector, once read.
     keyword: OnceCell<bool>,
+    /// Whether the server honours a query's IDF corpus ([`honours_idf_corpus`]), once read.
+    idf_corpus: OnceCell<bool>,
 }
 
 fn status_code(e: &QdrantError) -> Option<i32> {
@@ -173,6 +192,7 @@ impl QdrantIndex {
             cfg,
             ready: OnceCell::new(),
             keyword: OnceCell::new(),
+            idf_corpus: OnceCell::new(),
         })
     }
 
@@ -472,8 +492,9 @@ impl VectorIndex for QdrantIndex {
     }
 
     fn supports_keyword(&self) -> bool {
-        // Until the collection has been read, assume it was made by this version.
+        // Until the collection and the server have been read, assume they are of this version.
         self.keyword.get().copied().unwrap_or(true)
+            && self.idf_corpus.get().copied().unwrap_or(true)
     }
 
     async fn keyword_search(
@@ -582,6 +603,10 @@ impl QdrantIndex {
     /// that name no mode fall back to dense search from the first one on. Qdrant being down
     /// or slow leaves that to the first request.
     pub async fn inspect(&self) {
+        let read = tokio::time::timeout(Duration::from_secs(2), self.per_tenant_idf()).await;
+        if let Ok(Err(e)) = read {
+            tracing::debug!(error = %e, "could not read the Qdrant server's version yet");
+        }
         let read = tokio::time::timeout(Duration::from_secs(2), self.keyword_layout()).await;
         match read {
             Ok(Ok(Some(false))) => tracing::warn!(
@@ -615,9 +640,39 @@ impl QdrantIndex {
         Ok(self.keyword.get().copied())
     }
 
+    /// Whether the server honours a query's IDF corpus, read from its version once; an older
+    /// one is logged as a warning.
+    async fn per_tenant_idf(&self) -> Result<bool> {
+        let read = self.idf_corpus.get_or_try_init(|| async {
+            let reply = self
+                .client
+                .health_check()
+                .await
+                .map_err(qdrant_err("read the server's version"))?;
+            let honours = honours_idf_corpus(&reply.version);
+            if !honours {
+                tracing::warn!(
+                    version = %reply.version,
+                    "Qdrant servers older than 1.19 ignore a query's IDF corpus, so keyword \
+                     statistics would mix tenants and collections: keyword and hybrid search \
+                     are off, dense search is unaffected (upgrade Qdrant to enable them)"
+                );
+            }
+            Ok(honours)
+        });
+        read.await.copied()
+    }
+
     /// Whether keyword queries can run: `false` while the collection does not exist, an
-    /// error when it exists without the `keyword` vector.
+    /// error when it exists without the `keyword` vector or the server is older than 1.19.
     async fn keyword_ready(&self) -> Result<bool> {
+        if !self.per_tenant_idf().await? {
+            return Err(VectorError::Unsupported {
+                backend: "qdrant",
+                what: "keyword and hybrid search on a Qdrant server older than 1.19, which \
+                       ignores the per-tenant IDF corpus (upgrade Qdrant to enable them)",
+            });
+        }
         match self.keyword_layout().await? {
             None => Ok(false),
             Some(true) => Ok(true),
@@ -771,6 +826,23 @@ impl QdrantIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_idf_corpus_needs_qdrant_1_19() {
+        for old in ["1.18.3", "1.9.0", "0.11.7", "v1.18.0"] {
+            assert!(!honours_idf_corpus(old), "{old}");
+        }
+        for new in [
+            "1.19.0",
+            "1.19.0-dev",
+            "1.20.1",
+            "2.0.0",
+            "v1.19.1+abc",
+            "unknown",
+        ] {
+            assert!(honours_idf_corpus(new), "{new}");
+        }
+    }
 
     #[test]
     #[allow(deprecated)]
