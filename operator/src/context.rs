@@ -43,6 +43,8 @@ pub struct Context {
     pub data_plane: DataPlaneDefaults,
     /// How long one reconcile may run before it is dropped and retried as a transient error.
     pub reconcile_timeout: Duration,
+    /// HTTP client for Qdrant's REST API, one connection pool for every reconcile.
+    pub http: reqwest::Client,
     failures: Arc<Mutex<HashMap<String, u32>>>,
 }
 
@@ -63,6 +65,7 @@ impl Context {
             metrics,
             data_plane,
             reconcile_timeout: DEFAULT_RECONCILE_TIMEOUT,
+            http: reqwest::Client::new(),
             failures: Arc::default(),
         }
     }

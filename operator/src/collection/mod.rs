@@ -115,12 +115,12 @@ async fn api_key(
     ctx: &Context,
     target: &validate::QdrantTarget,
 ) -> Result<Option<String>> {
-    match &target.api_key {
-        Some(r) => Ok(Some(
-            secret_value(ctx, &obj.namespace().unwrap_or_default(), r).await?,
-        )),
-        None => Ok(None),
-    }
+    let Some(r) = &target.api_key else {
+        return Ok(None);
+    };
+    secret_value(ctx, &obj.namespace().unwrap_or_default(), r)
+        .await
+        .map(Some)
 }
 
 async fn apply(obj: &Collection, ctx: &Context) -> Result<Action> {
@@ -136,7 +136,7 @@ async fn apply(obj: &Collection, ctx: &Context) -> Result<Action> {
     let client = qdrant::connect(&validated.qdrant.url, key.clone())?;
     // Without the peer list, shards are still evened out among the peers holding some.
     let peers = match &validated.qdrant.http_url {
-        Some(url) => qdrant::peers(url, key.as_deref())
+        Some(url) => qdrant::peers(&ctx.http, url, key.as_deref())
             .await
             .unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "reading the Qdrant peers failed; balancing among the peers holding shards");

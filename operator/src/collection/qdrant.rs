@@ -71,16 +71,18 @@ pub fn connect(url: &str, api_key: Option<String>) -> Result<Qdrant> {
 /// Every peer of the cluster, from Qdrant's REST API (`GET /cluster`): the gRPC API only shows
 /// the peers that hold some shard of a collection, never one that joined and holds nothing yet.
 /// Empty for a Qdrant without cluster mode.
-pub async fn peers(http_url: &str, api_key: Option<&str>) -> Result<BTreeSet<u64>> {
+pub async fn peers(
+    http: &reqwest::Client,
+    http_url: &str,
+    api_key: Option<&str>,
+) -> Result<BTreeSet<u64>> {
     let failed = |message: String| Error::Qdrant {
         action: format!("list the peers of {http_url}"),
         message,
     };
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|e| failed(e.to_string()))?;
-    let mut request = client.get(format!("{}/cluster", http_url.trim_end_matches('/')));
+    let mut request = http
+        .get(format!("{}/cluster", http_url.trim_end_matches('/')))
+        .timeout(std::time::Duration::from_secs(10));
     if let Some(key) = api_key {
         request = request.header("api-key", key);
     }
