@@ -75,7 +75,7 @@ pub enum VectorError {
         message: String,
     },
     /// The backend cannot answer this kind of request.
-    #[error("the {backend} vector index does not support {what} yet")]
+    #[error("the {backend} vector index does not support {what}")]
     Unsupported {
         /// Which backend.
         backend: &'static str,
@@ -293,8 +293,10 @@ pub trait VectorIndex: Send + Sync {
         let _ = filter;
         false
     }
-    /// Whether [`VectorIndex::keyword_search`] (and so hybrid search) is available.
-    fn supports_keyword(&self) -> bool {
+    /// Whether [`VectorIndex::keyword_search`] (and so hybrid search) is available; a backend
+    /// may first read what that depends on (a request that names no mode is answered by dense
+    /// search when it is not).
+    async fn supports_keyword(&self) -> bool {
         true
     }
     /// Dense and keyword search fused. By default both searches run here, concurrently, and

@@ -491,10 +491,12 @@ impl VectorIndex for QdrantIndex {
         self.keyword.get() == Some(&true) && filter::conditions(wanted).is_some()
     }
 
-    fn supports_keyword(&self) -> bool {
-        // Until the collection and the server have been read, assume they are of this version.
-        self.keyword.get().copied().unwrap_or(true)
-            && self.idf_corpus.get().copied().unwrap_or(true)
+    async fn supports_keyword(&self) -> bool {
+        // The server's version is read once (unreachable, it is taken to be new: the search
+        // then fails for that reason). Until the collection exists, assume it will be made by
+        // this version.
+        let new_server = self.per_tenant_idf().await.unwrap_or(true);
+        new_server && self.keyword.get().copied().unwrap_or(true)
     }
 
     async fn keyword_search(
