@@ -68,16 +68,20 @@ pub fn spawn_queue_workers(
     concurrency: usize,
     shutdown: CancellationToken,
 ) -> Workers {
-    let instance = uuid::Uuid::new_v4().simple().to_string();
+    let stable = app.config.workers.instance.clone();
+    let instance = stable
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
     let mut set = JoinSet::new();
     let mut names = Vec::with_capacity(concurrency);
     for i in 0..concurrency {
-        let worker = format!("{}-{i}", &instance[..12]);
+        let worker = format!("{instance}-{i}");
         names.push(worker.clone());
         set.spawn(run_worker(
             app.clone(),
             queues.to_vec(),
             worker,
+            stable.is_some(),
             shutdown.clone(),
         ));
     }
@@ -86,12 +90,35 @@ pub fn spawn_queue_workers(
     Workers { set, names }
 }
 
+/// Gives back the jobs an earlier, crashed process left claimed under `worker`'s name. Failing
+/// that, they are taken over after the visibility timeout, as any dead worker's.
+async fn requeue_left_claims(app: &App, worker: &str) {
+    match app.queue.recover(worker).await {
+        Ok(0) => {}
+        Ok(jobs) => tracing::warn!(
+            worker,
+            jobs,
+            "requeued jobs an earlier process of this name left running (it crashed or was killed)"
+        ),
+        Err(e) => tracing::warn!(
+            worker,
+            error = %e,
+            "failed to requeue jobs an earlier process of this name may have left; they are \
+             taken over after the visibility timeout"
+        ),
+    }
+}
+
 async fn run_worker(
     app: Arc<App>,
     queues: Vec<String>,
     worker: String,
+    stable_name: bool,
     shutdown: CancellationToken,
 ) {
+    if stable_name {
+        requeue_left_claims(&app, &worker).await;
+    }
     let poll = Duration::from_millis(app.config.workers.poll_interval_ms);
     let mut next = 0;
     while !shutdown.is_cancelled() {

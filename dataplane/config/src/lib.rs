@@ -517,6 +517,12 @@ pub struct WorkerConfig {
     /// (for example by a crash between storing an upload and queueing it); a document is
     /// re-queued once it has been left like that for this long.
     pub orphan_check_secs: u64,
+    /// A name for this process's workers that no other running process uses and that stays
+    /// the same when the process restarts: in Kubernetes, the pod's name (the operator sets
+    /// it). Jobs still claimed under it when the workers start were left by a crashed earlier
+    /// process of that name, and go back to the queue at once, the attempt counted, instead of
+    /// after the visibility timeout. Unset, each start picks a random name.
+    pub instance: Option<String>,
 }
 
 impl Default for WorkerConfig {
@@ -527,6 +533,7 @@ impl Default for WorkerConfig {
             poll_interval_ms: 500,
             max_job_seconds: 900,
             orphan_check_secs: 60,
+            instance: None,
         }
     }
 }

@@ -181,6 +181,17 @@ impl Config {
             "workers.concurrency",
             "must be at least 1",
         );
+        if let Some(instance) = &self.workers.instance {
+            c.check(
+                !instance.is_empty()
+                    && instance.len() <= 200
+                    && !instance
+                        .chars()
+                        .any(|ch| ch.is_whitespace() || ch.is_control()),
+                "workers.instance",
+                "must be 1 to 200 characters without spaces or control characters",
+            );
+        }
         c.check(
             self.workers.poll_interval_ms >= 1,
             "workers.poll_interval_ms",

@@ -21,6 +21,7 @@ pub async fn run_all(long: &dyn JobQueue, short: &dyn JobQueue) {
     failures_retry_then_dead_letter_with_the_error(long).await;
     permanent_failure_dead_letters_at_once(long).await;
     release_gives_jobs_back_without_counting_the_attempt(long).await;
+    recover_gives_a_crashed_workers_jobs_back_at_once(long).await;
     renew_belongs_to_the_holder(long).await;
     queues_are_separate_and_names_checked(long).await;
     an_expired_claim_is_reclaimed(short).await;
@@ -102,6 +103,23 @@ async fn release_gives_jobs_back_without_counting_the_attempt(q: &dyn JobQueue) 
     let again = q.claim(DOCUMENTS, "w").await.unwrap().unwrap();
     assert_eq!((again.id.as_str(), again.attempts), (a.id.as_str(), 1));
     assert!(q.complete(&again, "w").await.unwrap());
+}
+
+async fn recover_gives_a_crashed_workers_jobs_back_at_once(q: &dyn JobQueue) {
+    drain(q).await;
+    let a = q.enqueue("t", DOCUMENTS, task("c1")).await.unwrap();
+    let b = q.enqueue("t", DOCUMENTS, task("c2")).await.unwrap();
+    q.claim(DOCUMENTS, "crashed").await.unwrap().unwrap();
+    let other = q.claim(DOCUMENTS, "alive").await.unwrap().unwrap();
+    // Only the named worker's claim goes back, long before its visibility timeout.
+    assert_eq!(q.recover("crashed").await.unwrap(), 1);
+    assert_eq!(q.recover("crashed").await.unwrap(), 0);
+    let again = q.claim(DOCUMENTS, "restarted").await.unwrap().unwrap();
+    assert_eq!((again.id.as_str(), again.attempts), (a.id.as_str(), 2));
+    assert!(q.claim(DOCUMENTS, "restarted").await.unwrap().is_none());
+    assert_eq!(other.id, b.id);
+    assert!(q.complete(&other, "alive").await.unwrap());
+    assert!(q.complete(&again, "restarted").await.unwrap());
 }
 
 async fn renew_belongs_to_the_holder(q: &dyn JobQueue) {

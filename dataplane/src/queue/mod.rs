@@ -248,8 +248,12 @@ pub trait JobQueue: Send + Sync {
         error: &str,
         retryable: bool,
     ) -> Result<Option<FailOutcome>>;
-    /// Gives claimed jobs back at once (graceful shutdown of `worker`).
+    /// Gives claimed jobs back at once (graceful shutdown of `worker`), the attempt not counted.
     async fn release(&self, worker: &str) -> Result<u64>;
+    /// Gives back at once the jobs still claimed under `worker`'s name by an earlier process
+    /// of that name that crashed, instead of after the visibility timeout; the attempt counts,
+    /// so a job that keeps crashing its worker runs out of attempts.
+    async fn recover(&self, worker: &str) -> Result<u64>;
     /// Extends `worker`'s claim on a running job by a visibility timeout; `false` when the
     /// worker no longer holds it.
     async fn renew(&self, job_id: &str, worker: &str) -> Result<bool>;

@@ -104,10 +104,11 @@ if redis.call('GET', docjob) == jid then redis.call('DEL', docjob) end
 return outcome
 ";
 
-/// Gives a stopping worker's entries back: re-added at the end of the stream, the attempt
-/// not counted.
+/// Gives a worker's entries back, re-added at the end of the stream: a stopping worker's with
+/// the attempt not counted (ARGV[5] `1`), a crashed predecessor's with it counted (`0`).
 const RELEASE: &str = r"
-local stream, group, worker, job_prefix, now = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local stream, group, worker, job_prefix, now, refund =
+  KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local pending = redis.call('XPENDING', stream, group, '-', '+', 1000, worker)
 local n = 0
 for _, p in ipairs(pending) do
@@ -122,7 +123,7 @@ for _, p in ipairs(pending) do
       redis.call('XADD', stream, '*', 'job', jid)
       redis.call('HSET', key, 'status', 'queued', 'updated_at', now)
       redis.call('HDEL', key, 'entry', 'worker')
-      if tonumber(redis.call('HGET', key, 'attempts')) > 0 then
+      if refund == '1' and tonumber(redis.call('HGET', key, 'attempts')) > 0 then
         redis.call('HINCRBY', key, 'attempts', -1)
       end
       n = n + 1
@@ -157,6 +158,27 @@ fn redis_err(action: &'static str) -> impl FnOnce(redis::RedisError) -> QueueErr
 }
 
 impl RedisQueue {
+    /// Gives `worker`'s claimed jobs back to their queues ([`RELEASE`]).
+    async fn give_back(&self, worker: &str, refund: bool) -> Result<u64> {
+        let mut total = 0;
+        for q in QUEUES {
+            let mut conn = self.redis.conn.clone();
+            let n: u64 = self
+                .release
+                .key(self.stream(q))
+                .arg(GROUP)
+                .arg(worker)
+                .arg(self.job_prefix())
+                .arg(now_rfc3339())
+                .arg(if refund { "1" } else { "0" })
+                .invoke_async(&mut conn)
+                .await
+                .map_err(redis_err("release jobs"))?;
+            total += n;
+        }
+        Ok(total)
+    }
+
     /// Uses `redis`; creates each known queue's stream and consumer group if missing.
     pub async fn open(redis: Redis, settings: &JobQueueSettings) -> Result<Self> {
         let q = Self {
@@ -445,22 +467,11 @@ impl JobQueue for RedisQueue {
     }
 
     async fn release(&self, worker: &str) -> Result<u64> {
-        let mut total = 0;
-        for q in QUEUES {
-            let mut conn = self.redis.conn.clone();
-            let n: u64 = self
-                .release
-                .key(self.stream(q))
-                .arg(GROUP)
-                .arg(worker)
-                .arg(self.job_prefix())
-                .arg(now_rfc3339())
-                .invoke_async(&mut conn)
-                .await
-                .map_err(redis_err("release jobs"))?;
-            total += n;
-        }
-        Ok(total)
+        self.give_back(worker, true).await
+    }
+
+    async fn recover(&self, worker: &str) -> Result<u64> {
+        self.give_back(worker, false).await
     }
 
     async fn renew(&self, job_id: &str, worker: &str) -> Result<bool> {

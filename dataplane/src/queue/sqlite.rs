@@ -77,6 +77,23 @@ impl SqliteQueue {
     }
 }
 
+impl SqliteQueue {
+    /// Puts `worker`'s running jobs back in the queue, their attempt count set to `attempts`
+    /// (an SQL expression).
+    async fn give_back(&self, worker: &str, attempts: &str) -> Result<u64> {
+        let r = sqlx::query(&format!(
+            "UPDATE jobs SET status = 'queued', attempts = {attempts}, lease_until = NULL, \
+             worker = NULL, updated_at = ? WHERE status = 'running' AND worker = ?"
+        ))
+        .bind(now_rfc3339())
+        .bind(worker)
+        .execute(&self.pool)
+        .await
+        .map_err(db("give jobs back"))?;
+        Ok(r.rows_affected())
+    }
+}
+
 #[async_trait]
 impl JobQueue for SqliteQueue {
     async fn enqueue(&self, tenant_id: &str, queue: &str, task: Task) -> Result<Job> {
@@ -190,16 +207,11 @@ impl JobQueue for SqliteQueue {
     async fn release(&self, worker: &str) -> Result<u64> {
         // A released attempt did not fail, so it does not count against the job, and the job
         // keeps its place in the queue.
-        let r = sqlx::query(
-            "UPDATE jobs SET status = 'queued', attempts = MAX(attempts - 1, 0), lease_until = NULL, worker = NULL, \
-             updated_at = ? WHERE status = 'running' AND worker = ?",
-        )
-        .bind(now_rfc3339())
-        .bind(worker)
-        .execute(&self.pool)
-        .await
-        .map_err(db("release jobs"))?;
-        Ok(r.rows_affected())
+        self.give_back(worker, "MAX(attempts - 1, 0)").await
+    }
+
+    async fn recover(&self, worker: &str) -> Result<u64> {
+        self.give_back(worker, "attempts").await
     }
 
     async fn renew(&self, job_id: &str, worker: &str) -> Result<bool> {

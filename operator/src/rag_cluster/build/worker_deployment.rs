@@ -23,7 +23,12 @@ pub fn build_worker_deployment(c: &ValidatedCluster, w: &WorkerPool) -> Deployme
     let mut object_labels = labels::object("ragplane", &c.name, "worker", &c.version);
     object_labels.insert(labels::WORKER_POOL.into(), w.name.clone());
 
-    let mut extra = vec![super::env("RAGPLANE__WORKERS__ENABLED", "true")];
+    let mut extra = vec![
+        super::env("RAGPLANE__WORKERS__ENABLED", "true"),
+        // Unique among running pods and kept across container restarts: a worker killed and
+        // restarted in place requeues the jobs it held as it starts.
+        super::env_from_field("RAGPLANE__WORKERS__INSTANCE", "metadata.name"),
+    ];
     if let Some(n) = w.concurrency {
         extra.push(super::env("RAGPLANE__WORKERS__CONCURRENCY", n.to_string()));
     }
@@ -115,6 +120,13 @@ spec:
                 .any(|e| e.name == "RAGPLANE__WORKERS__CONCURRENCY"
                     && e.value.as_deref() == Some("8"))
         );
+        // The workers are named after their pod, so a restarted container recovers its jobs.
+        let instance = env
+            .iter()
+            .find(|e| e.name == "RAGPLANE__WORKERS__INSTANCE")
+            .and_then(|e| e.value_from.as_ref()?.field_ref.as_ref())
+            .map(|f| f.field_path.as_str());
+        assert_eq!(instance, Some("metadata.name"));
         let bulk = &built.workers[1].spec;
         assert_eq!(bulk.replicas, None, "autoscaled pool leaves replicas alone");
         let grace = |d: &Deployment| {
