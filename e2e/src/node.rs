@@ -68,6 +68,13 @@ impl Node {
         checked(program, args, out)
     }
 
+    /// Runs containerd's `ctr` on the node's containerd, in the kubelet's namespace `k8s.io`.
+    pub fn ctr(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec!["--address", self.var("CONTAINERD_ADDRESS"), "-n", "k8s.io"];
+        all.extend_from_slice(args);
+        self.run(self.var("CTR"), &all)
+    }
+
     /// Runs kubectl against the node.
     pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
         self.run(self.var("KUBECTL"), args)

@@ -386,19 +386,7 @@ fn operator_pod_memory_with_200_ragclusters() {
         .unwrap()
         .trim_start_matches("containerd://")
         .to_owned();
-    let tasks = node
-        .run(
-            node.var("CTR"),
-            &[
-                "--address",
-                node.var("CONTAINERD_ADDRESS"),
-                "-n",
-                "k8s.io",
-                "task",
-                "ls",
-            ],
-        )
-        .unwrap();
+    let tasks = node.ctr(&["task", "ls"]).unwrap();
     let pid = tasks
         .lines()
         .find(|l| l.starts_with(&id))

@@ -411,19 +411,8 @@ fn load_fixture_images(node: &Node) {
     {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "tar") {
-            node.run(
-                node.var("CTR"),
-                &[
-                    "--address",
-                    node.var("CONTAINERD_ADDRESS"),
-                    "-n",
-                    "k8s.io",
-                    "images",
-                    "import",
-                    &path.to_string_lossy(),
-                ],
-            )
-            .unwrap_or_else(|e| panic!("importing {}: {e}", path.display()));
+            node.ctr(&["images", "import", &path.to_string_lossy()])
+                .unwrap_or_else(|e| panic!("importing {}: {e}", path.display()));
         }
     }
 }
@@ -833,20 +822,16 @@ fn the_prod_ragcluster_runs_on_real_pods() {
         .join("bulk-jobs.json")
         .to_string_lossy()
         .into_owned();
+    // Uploads `n` notes to `collection`, their job ids written to `jobs`.
+    let upload = |collection: &str, n: &str, jobs: &str| {
+        node.in_node(
+            &env,
+            &["python3", "-c", UPLOAD_SCRIPT, &url, collection, n, jobs],
+        )
+        .unwrap();
+    };
     let uploading = Instant::now();
-    node.in_node(
-        &env,
-        &[
-            "python3",
-            "-c",
-            UPLOAD_SCRIPT,
-            &url,
-            "bulk",
-            "500",
-            &job_file,
-        ],
-    )
-    .unwrap();
+    upload("bulk", "500", &job_file);
     let uploaded = uploading.elapsed();
     let decided = wait(
         "the backfill pool to scale up",
@@ -875,14 +860,15 @@ fn the_prod_ragcluster_runs_on_real_pods() {
         decided.as_secs_f64(),
         (ready - decided).as_secs_f64()
     );
-    let documents = || -> Value {
+    let collection = |name: &str| -> Value {
         serde_json::from_str(
             &node
-                .in_node(&env, &["python3", "-c", DOCUMENTS_SCRIPT, &url, "bulk"])
+                .in_node(&env, &["python3", "-c", DOCUMENTS_SCRIPT, &url, name])
                 .unwrap(),
         )
         .unwrap()
     };
+    let documents = || collection("bulk");
     // What the ingest pool had left when the first backfill pod became Ready: the backfill
     // pods can only be asked to take jobs that were still queued.
     let left_at_ready = 500 - documents()["statuses"]["indexed"].as_u64().unwrap_or(0);
@@ -971,6 +957,74 @@ fn the_prod_ragcluster_runs_on_real_pods() {
         "after the deletion of {} and autoscaling 0 -> {most} -> 0 (backfill took {took} jobs): \
          {done}",
         ingest_pods[0]
+    );
+
+    // A worker killed outright (SIGKILL, as the out-of-memory killer does) cannot give its
+    // jobs back. Restarted in place, under its pod's name, it requeues them as it starts, long
+    // before the queue's visibility timeout (300 s) would hand them to another worker.
+    let victim = pod_names(&node, INGEST_PODS)
+        .into_iter()
+        .find(|p| ready_pod(&[node.json(&["get", "pod", "-n", NS, p]).unwrap()]).is_some())
+        .expect("a Ready ingest pod");
+    let status = |pod: &str| node.json(&["get", "pod", "-n", NS, pod]).unwrap()["status"].clone();
+    let restarts = |pod: &str| status(pod)["containerStatuses"][0]["restartCount"].as_i64();
+    let restarts_before = restarts(&victim);
+    let kill_jobs = target_dir()
+        .join("kill-jobs.json")
+        .to_string_lossy()
+        .into_owned();
+    upload("killed", "200", &kill_jobs);
+    let container = status(&victim)["containerStatuses"][0]["containerID"]
+        .as_str()
+        .and_then(|id| id.strip_prefix("containerd://"))
+        .expect("the worker's container id")
+        .to_owned();
+    node.ctr(&["task", "kill", "-s", "SIGKILL", &container])
+        .unwrap();
+    let killed = Instant::now();
+    // Well inside the visibility timeout: only the requeueing at restart can get there.
+    let done = wait(
+        "200 documents indexed after the SIGKILL",
+        Duration::from_secs(200),
+        || {
+            let d = collection("killed");
+            assert!(d["statuses"]["failed"].is_null(), "{d}");
+            (d["statuses"]["indexed"] == 200).then_some(d)
+        },
+    );
+    let recovered_after = killed.elapsed();
+    assert_eq!(done["chunks"], 200, "{done}");
+    assert!(
+        restarts(&victim) > restarts_before,
+        "{victim} was not restarted after the SIGKILL"
+    );
+    let log = node
+        .kubectl(&["logs", "-n", NS, &victim])
+        .unwrap_or_default();
+    let requeued: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("requeued jobs an earlier process of this name left running"))
+        .collect();
+    assert!(
+        !requeued.is_empty(),
+        "the restarted worker requeued nothing:\n{log}"
+    );
+    let attempts: Value = serde_json::from_str(
+        &node
+            .in_node(&env, &["python3", "-c", JOBS_SCRIPT, &url, &kill_jobs])
+            .unwrap(),
+    )
+    .unwrap();
+    // The killed attempts count; the rest ran once.
+    let retried = attempts["retried"].as_u64().unwrap_or(0);
+    assert!((1..=2).contains(&retried), "{attempts}");
+    assert_eq!(attempts["statuses"]["succeeded"], 200, "{attempts}");
+    eprintln!(
+        "BENCH worker-sigkill: {victim}'s container killed mid-ingestion of 200 documents; \
+         restarted in place, it requeued the jobs it held ({}); all indexed once {:.1} s after \
+         the kill ({retried} jobs ran twice)",
+        requeued.join(" | "),
+        recovered_after.as_secs_f64()
     );
 
     // The CPU rule renders an HPA that the real kube-controller-manager acts on: scaled past
