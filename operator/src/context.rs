@@ -30,6 +30,9 @@ impl DataPlaneDefaults {
     }
 }
 
+/// Qdrant gRPC clients by server URL and API key.
+type QdrantClients = HashMap<(String, Option<String>), Arc<qdrant_client::Qdrant>>;
+
 /// Shared state of the controllers.
 #[derive(Clone)]
 pub struct Context {
@@ -45,6 +48,9 @@ pub struct Context {
     pub reconcile_timeout: Duration,
     /// HTTP client for Qdrant's REST API, one connection pool for every reconcile.
     pub http: reqwest::Client,
+    /// gRPC clients of the Qdrant servers reconciled so far, by URL and API key, so that each
+    /// reconcile reuses a server's connections.
+    qdrant: Arc<Mutex<QdrantClients>>,
     failures: Arc<Mutex<HashMap<String, u32>>>,
 }
 
@@ -66,8 +72,25 @@ impl Context {
             data_plane,
             reconcile_timeout: DEFAULT_RECONCILE_TIMEOUT,
             http: reqwest::Client::new(),
+            qdrant: Arc::default(),
             failures: Arc::default(),
         }
+    }
+
+    /// The gRPC client of the Qdrant server at `url`, made on first use.
+    pub fn qdrant(
+        &self,
+        url: &str,
+        api_key: Option<String>,
+    ) -> crate::error::Result<Arc<qdrant_client::Qdrant>> {
+        let mut clients = self.qdrant.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (url.to_owned(), api_key);
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let client = Arc::new(crate::collection::qdrant::connect(url, key.1.clone())?);
+        clients.insert(key, client.clone());
+        Ok(client)
     }
 
     /// The same context with another reconcile deadline.

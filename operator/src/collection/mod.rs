@@ -133,7 +133,7 @@ async fn apply(obj: &Collection, ctx: &Context) -> Result<Action> {
     let validated =
         validate::validate(obj, &cluster).map_err(|e| Error::InvalidSpec(e.to_string()))?;
     let key = api_key(obj, ctx, &validated.qdrant).await?;
-    let client = qdrant::connect(&validated.qdrant.url, key.clone())?;
+    let client = ctx.qdrant(&validated.qdrant.url, key.clone())?;
     // Without the peer list, shards are still evened out among the peers holding some.
     let peers = match &validated.qdrant.http_url {
         Some(url) => qdrant::peers(&ctx.http, url, key.as_deref())
@@ -281,7 +281,7 @@ async fn delete_collection(
     target: &validate::QdrantTarget,
     name: &str,
 ) -> Result<()> {
-    let client = qdrant::connect(&target.url, api_key(obj, ctx, target).await?)?;
+    let client = ctx.qdrant(&target.url, api_key(obj, ctx, target).await?)?;
     qdrant::delete(&client, name).await?;
     ctx.event(
         obj,
