@@ -377,8 +377,13 @@ pub async fn recover(app: &App) -> crate::error::Result<()> {
     Ok(())
 }
 
+/// How long a queue worker that holds no job and asks for none is remembered (a polling worker
+/// asks every `workers.poll_interval_ms`; one of a pod that is gone never asks again).
+const IDLE_WORKER_RETENTION: Duration = Duration::from_secs(3600);
+
 /// Every `workers.orphan_check_secs`: re-queues orphaned documents and finishes deletions
-/// left part-way, so that neither waits for the next process start.
+/// left part-way, so that neither waits for the next process start, and forgets queue workers
+/// idle for [`IDLE_WORKER_RETENTION`].
 async fn sweep(app: Arc<App>, shutdown: CancellationToken) {
     let every = Duration::from_secs(app.config.workers.orphan_check_secs.max(1));
     loop {
@@ -388,6 +393,11 @@ async fn sweep(app: Arc<App>, shutdown: CancellationToken) {
         }
         if let Err(e) = recover(&app).await {
             tracing::warn!(error = %e, "failed to look for documents without a job");
+        }
+        match app.queue.forget_idle_workers(IDLE_WORKER_RETENTION).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(workers = n, "forgot queue workers idle for an hour"),
+            Err(e) => tracing::warn!(error = %e, "failed to forget idle queue workers"),
         }
     }
 }

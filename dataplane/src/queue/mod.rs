@@ -254,6 +254,13 @@ pub trait JobQueue: Send + Sync {
     /// of that name that crashed, instead of after the visibility timeout; the attempt counts,
     /// so a job that keeps crashing its worker runs out of attempts.
     async fn recover(&self, worker: &str) -> Result<u64>;
+    /// Forgets the workers a queue keeps a record of (Redis: the consumers of its group) that
+    /// hold no job and have not asked for one for `idle`; returns how many. Under autoscaling
+    /// pods come and go, each with worker names of its own.
+    async fn forget_idle_workers(&self, idle: Duration) -> Result<u64> {
+        let _ = idle;
+        Ok(0)
+    }
     /// Extends `worker`'s claim on a running job by a visibility timeout; `false` when the
     /// worker no longer holds it.
     async fn renew(&self, job_id: &str, worker: &str) -> Result<bool>;

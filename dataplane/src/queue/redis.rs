@@ -133,6 +133,15 @@ end
 return n
 ";
 
+/// Deletes a worker from the consumer group if it holds no entry (checked in the same step, so
+/// an entry it has just claimed is never dropped with it).
+const FORGET: &str = r"
+local stream, group, worker = KEYS[1], ARGV[1], ARGV[2]
+if #redis.call('XPENDING', stream, group, '-', '+', 1, worker) > 0 then return 0 end
+redis.call('XGROUP', 'DELCONSUMER', stream, group, worker)
+return 1
+";
+
 /// Resets the idle time of a running job's entry, if `worker` still holds it.
 const RENEW: &str = r"
 local stream, key, group, worker = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
@@ -151,6 +160,7 @@ pub struct RedisQueue {
     finish: Script,
     release: Script,
     renew: Script,
+    forget: Script,
 }
 
 fn redis_err(action: &'static str) -> impl FnOnce(redis::RedisError) -> QueueError {
@@ -188,6 +198,7 @@ impl RedisQueue {
             finish: Script::new(FINISH),
             release: Script::new(RELEASE),
             renew: Script::new(RENEW),
+            forget: Script::new(FORGET),
         };
         q.create_groups().await?;
         Ok(q)
@@ -474,6 +485,38 @@ impl JobQueue for RedisQueue {
         self.give_back(worker, false).await
     }
 
+    async fn forget_idle_workers(&self, idle: Duration) -> Result<u64> {
+        let idle_ms = usize::try_from(idle.as_millis()).unwrap_or(usize::MAX);
+        let mut forgotten = 0;
+        for q in QUEUES {
+            let mut conn = self.redis.conn.clone();
+            let stream = self.stream(q);
+            let info: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(&stream)
+                .arg(GROUP)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_err("list the workers of a queue"))?;
+            for c in info
+                .consumers
+                .iter()
+                .filter(|c| c.pending == 0 && c.idle >= idle_ms)
+            {
+                let n: u64 = self
+                    .forget
+                    .key(&stream)
+                    .arg(GROUP)
+                    .arg(&c.name)
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(redis_err("forget an idle worker"))?;
+                forgotten += n;
+            }
+        }
+        Ok(forgotten)
+    }
+
     async fn renew(&self, job_id: &str, worker: &str) -> Result<bool> {
         let queue = self.queue_of(job_id).await?;
         let mut conn = self.redis.conn.clone();
@@ -570,6 +613,61 @@ mod tests {
             return;
         };
         conformance::run_all(&queue(&a, 60).await, &queue(&b, 0).await).await;
+    }
+
+    /// The names of the consumers of the documents queue's group.
+    async fn consumers(r: &Redis) -> Vec<String> {
+        let mut conn = r.conn.clone();
+        let info: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(r.key("queue:documents"))
+            .arg(GROUP)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        info.consumers.into_iter().map(|c| c.name).collect()
+    }
+
+    #[tokio::test]
+    async fn idle_workers_are_forgotten_and_holders_kept() {
+        let Some(r) = crate::testing::test_redis("redis queue idle workers") else {
+            return;
+        };
+        let q = queue(&r, 60).await;
+        let job = q
+            .enqueue("t", "documents", conformance::task("i1"))
+            .await
+            .unwrap();
+        q.enqueue("t", "documents", conformance::task("i2"))
+            .await
+            .unwrap();
+        let held = q.claim("documents", "holder").await.unwrap().unwrap();
+        assert_eq!(held.id, job.id);
+        // A worker that ran a job and then found none.
+        let done = q.claim("documents", "idle").await.unwrap().unwrap();
+        assert!(q.complete(&done, "idle").await.unwrap());
+        assert!(q.claim("documents", "idle").await.unwrap().is_none());
+        let mut names = consumers(&r).await;
+        names.sort();
+        assert_eq!(names, ["holder", "idle"]);
+        // Not idle long enough: nobody goes.
+        assert_eq!(
+            q.forget_idle_workers(Duration::from_secs(3600))
+                .await
+                .unwrap(),
+            0
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            q.forget_idle_workers(Duration::from_millis(10))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(consumers(&r).await, ["holder"]);
+        // The holder keeps its job.
+        assert!(q.renew(&job.id, "holder").await.unwrap());
+        assert!(q.complete(&held, "holder").await.unwrap());
     }
 
     #[tokio::test]
