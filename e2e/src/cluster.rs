@@ -215,8 +215,11 @@ pub fn poll_until(
     }
 }
 
-/// Removes the directories of clusters whose test process has exited (the watchdog stopped the
-/// cluster but keeps its directory, ~120 MB of etcd data).
+/// Removes the directories of clusters whose test process has exited (the watchdog stops the
+/// cluster but keeps its directory, ~120 MB of etcd data). The watchdog looks once a second, so
+/// a test process starting right after the last one exited can get here first: stop.sh stops
+/// the servers its pid files name before the directory goes. Removing the directory alone would
+/// end the watchdog, which stops when the pid file is gone, and leave kube-apiserver running.
 fn remove_stale_clusters() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
@@ -231,6 +234,11 @@ fn remove_stale_clusters() {
             continue;
         };
         if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("bash")
+                .arg(repo_root().join("e2e/testcluster/stop.sh"))
+                .arg(entry.path().join("cluster"))
+                .env("KEEP", "0")
+                .status();
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
