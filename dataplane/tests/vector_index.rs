@@ -111,7 +111,7 @@ fn filter(k: &CollectionKey) -> Filter {
 async fn conformance(idx: Arc<dyn VectorIndex>, tenant: &str) {
     upsert_search_delete(&*idx, tenant).await;
     collections_are_isolated(&*idx, tenant).await;
-    if idx.supports_keyword().await {
+    if idx.supports_keyword().await.unwrap() {
         keyword_and_hybrid(&*idx, tenant).await;
     } else {
         println!(
@@ -470,7 +470,7 @@ async fn qdrant_index_conforms() {
     let name = cfg.collection.clone();
     let idx = QdrantIndex::open(cfg).unwrap();
     // Reads the server's version on first use.
-    if !idx.supports_keyword().await {
+    if !idx.supports_keyword().await.unwrap() {
         // A server older than 1.19 would mix tenants' keyword statistics: refused, not served.
         let k = key(&unique("tenant"), "c");
         let refused = idx

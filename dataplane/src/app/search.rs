@@ -257,7 +257,7 @@ impl App {
             Some(f) => MetadataFilter::parse(f).map_err(|e| Error::invalid("filter", e))?,
             None => MetadataFilter::default(),
         };
-        let mode = self.search_mode(req).await;
+        let mode = self.search_mode(req).await?;
         let fusion = self.fusion(req)?;
         let c = self.collection(p, &req.collection).await?;
         if mode != SearchMode::Keyword {
@@ -502,12 +502,12 @@ impl App {
 
     /// The request's mode, else the configured default; a backend without keyword search
     /// serves requests that name no mode densely.
-    async fn search_mode(&self, req: &SearchRequest) -> SearchMode {
-        match req.mode {
+    async fn search_mode(&self, req: &SearchRequest) -> Result<SearchMode> {
+        Ok(match req.mode {
             Some(m) => m,
-            None if self.vectors.supports_keyword().await => self.config.search.default_mode,
+            None if self.vectors.supports_keyword().await? => self.config.search.default_mode,
             None => SearchMode::Dense,
-        }
+        })
     }
 
     /// The request's fusion settings over the configured ones, checked.

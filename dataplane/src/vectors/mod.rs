@@ -295,9 +295,9 @@ pub trait VectorIndex: Send + Sync {
     }
     /// Whether [`VectorIndex::keyword_search`] (and so hybrid search) is available; a backend
     /// may first read what that depends on (a request that names no mode is answered by dense
-    /// search when it is not).
-    async fn supports_keyword(&self) -> bool {
-        true
+    /// search when it is not), and fails as a search would when it cannot.
+    async fn supports_keyword(&self) -> Result<bool> {
+        Ok(true)
     }
     /// Dense and keyword search fused. By default both searches run here, concurrently, and
     /// are fused in this process; a backend that can fuse on its server overrides this.

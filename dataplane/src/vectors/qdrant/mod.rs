@@ -23,7 +23,7 @@
 pub mod filter;
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use qdrant_client::qdrant::{
@@ -56,6 +56,11 @@ const UNAVAILABLE: i32 = 14;
 /// The first Qdrant release that honours a query's IDF corpus (`SearchParams.idf.corpus`).
 const IDF_CORPUS_SINCE: (u64, u64) = (1, 19);
 
+/// How long a failed read of the server's version is answered from memory. Requests that
+/// arrive meanwhile fail at once with that error instead of each waiting for the server in
+/// turn, so a hung Qdrant costs each request at most one timeout.
+const VERSION_RETRY: Duration = Duration::from_secs(2);
+
 /// Whether a Qdrant server of `version` ("1.18.3", "1.19.0-dev") counts document frequencies
 /// over the corpus a query names. A version that does not parse is taken to be a newer one.
 fn honours_idf_corpus(version: &str) -> bool {
@@ -78,6 +83,9 @@ pub struct QdrantIndex {
     keyword: OnceCell<bool>,
     /// Whether the server honours a query's IDF corpus ([`honours_idf_corpus`]), once read.
     idf_corpus: OnceCell<bool>,
+    /// When the last read of the version failed, whether the server was unreachable, and the
+    /// client's message ([`VERSION_RETRY`]).
+    version_failure: std::sync::Mutex<Option<(Instant, bool, String)>>,
 }
 
 fn status_code(e: &QdrantError) -> Option<i32> {
@@ -193,6 +201,7 @@ impl QdrantIndex {
             ready: OnceCell::new(),
             keyword: OnceCell::new(),
             idf_corpus: OnceCell::new(),
+            version_failure: std::sync::Mutex::new(None),
         })
     }
 
@@ -491,12 +500,10 @@ impl VectorIndex for QdrantIndex {
         self.keyword.get() == Some(&true) && filter::conditions(wanted).is_some()
     }
 
-    async fn supports_keyword(&self) -> bool {
-        // The server's version is read once (unreachable, it is taken to be new: the search
-        // then fails for that reason). Until the collection exists, assume it will be made by
-        // this version.
-        let new_server = self.per_tenant_idf().await.unwrap_or(true);
-        new_server && self.keyword.get().copied().unwrap_or(true)
+    async fn supports_keyword(&self) -> Result<bool> {
+        // The server's version is read once; until the collection exists, assume it will be
+        // made by this version.
+        Ok(self.per_tenant_idf().await? && self.keyword.get().copied().unwrap_or(true))
     }
 
     async fn keyword_search(
@@ -646,11 +653,45 @@ impl QdrantIndex {
     /// one is logged as a warning.
     async fn per_tenant_idf(&self) -> Result<bool> {
         let read = self.idf_corpus.get_or_try_init(|| async {
-            let reply = self
-                .client
-                .health_check()
-                .await
-                .map_err(qdrant_err("read the server's version"))?;
+            let failed = |unreachable: bool, message: String| {
+                let action = "read the server's version".to_owned();
+                let backend = "qdrant";
+                if unreachable {
+                    VectorError::Unavailable {
+                        backend,
+                        action,
+                        message,
+                    }
+                } else {
+                    VectorError::Backend {
+                        backend,
+                        action,
+                        message,
+                    }
+                }
+            };
+            let recent = self
+                .version_failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some((at, unreachable, message)) = recent {
+                if at.elapsed() < VERSION_RETRY {
+                    return Err(failed(unreachable, message));
+                }
+            }
+            let reply = match self.client.health_check().await {
+                Ok(reply) => reply,
+                Err(e) => {
+                    let (unreachable, message) = (is_unreachable(&e), e.to_string());
+                    *self
+                        .version_failure
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) =
+                        Some((Instant::now(), unreachable, message.clone()));
+                    return Err(failed(unreachable, message));
+                }
+            };
             let honours = honours_idf_corpus(&reply.version);
             if !honours {
                 tracing::warn!(
@@ -942,5 +983,56 @@ mod tests {
         let api = crate::error::Error::from(err);
         let (status, _, retry_after) = crate::api::error::classify(&api);
         assert_eq!((status.as_u16(), retry_after), (503, Some(2)), "{api:?}");
+    }
+
+    #[tokio::test]
+    async fn a_hung_server_costs_each_request_one_timeout_at_most() {
+        // A server that accepts connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                open.push(conn);
+            }
+        });
+        let mut cfg = QdrantIndexConfig::new(format!("http://{addr}"));
+        cfg.connect_timeout_secs = 1;
+        cfg.timeout_secs = 1;
+        let idx = std::sync::Arc::new(QdrantIndex::open(cfg).unwrap());
+        // Requests that need the server's version arrive together: the first waits for the
+        // timeout, the others get its failure instead of each waiting in turn.
+        let started = Instant::now();
+        let asks: Vec<_> = (0..5)
+            .map(|_| {
+                let idx = idx.clone();
+                tokio::spawn(async move { idx.supports_keyword().await })
+            })
+            .collect();
+        for ask in asks {
+            let err = ask.await.unwrap().unwrap_err();
+            assert!(
+                matches!(err, VectorError::Unavailable { .. }),
+                "{err:?}: a timeout is the server being unavailable"
+            );
+            assert!(
+                err.to_string().contains("read the server's version"),
+                "{err}"
+            );
+        }
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_millis(2500),
+            "5 requests waited {waited:?} for a server with a 1 s timeout"
+        );
+        // Once the failure is older than the retry interval, the next request asks again.
+        tokio::time::sleep(VERSION_RETRY).await;
+        let started = Instant::now();
+        assert!(idx.supports_keyword().await.is_err());
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "it did not ask the server"
+        );
+        held.abort();
     }
 }
