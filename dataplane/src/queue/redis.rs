@@ -183,7 +183,11 @@ impl RedisQueue {
                 .arg(if refund { "1" } else { "0" })
                 .invoke_async(&mut conn)
                 .await
-                .map_err(redis_err("release jobs"))?;
+                .map_err(redis_err(if refund {
+                    "release jobs"
+                } else {
+                    "recover jobs"
+                }))?;
             total += n;
         }
         Ok(total)

@@ -369,12 +369,10 @@ fn plan_moves(
     let mut load = load.clone();
     let mut ops = Vec::new();
     let mut moved: BTreeSet<u32> = BTreeSet::new();
+    // Peers already sending or receiving a shard in this plan: one transfer each at a time.
+    let mut engaged: BTreeSet<u64> = BTreeSet::new();
     loop {
-        let free = |p: &u64| {
-            !ops.iter().any(|o| {
-                matches!(o, Operation::MoveShard(m) if m.from_peer_id == *p || m.to_peer_id == *p)
-            })
-        };
+        let free = |p: &u64| !engaged.contains(p);
         // The most loaded free peer (the lower id on a tie), and the least loaded (likewise).
         let Some((&from, &most)) = load
             .iter()
@@ -406,6 +404,7 @@ fn plan_moves(
             ..MoveShard::default()
         }));
         moved.insert(shard);
+        engaged.extend([from, to]);
         *load.entry(from).or_default() -= 1;
         *load.entry(to).or_default() += 1;
     }
