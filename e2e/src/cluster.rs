@@ -385,6 +385,21 @@ impl Operator {
             .sum()
     }
 
+    /// Waits up to `timeout` for the process to exit by itself: its exit status, or `None`
+    /// while it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.as_mut()?.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Kills the process at once (SIGKILL), as a crash or node loss would.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

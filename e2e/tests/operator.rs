@@ -1561,6 +1561,102 @@ fn helm() -> Option<String> {
     None
 }
 
+/// A kubeconfig that acts as ServiceAccount `sa` of `ns` (impersonation by the admin).
+fn acting_as(cluster: &TestCluster, ns: &str, sa: &str) -> std::path::PathBuf {
+    let kubeconfig = cluster.dir().join(format!("kubeconfig-{ns}-{sa}"));
+    let mut config: Value = serde_json::from_str(
+        &cluster
+            .kubectl_ok(&["config", "view", "--raw", "-o", "json"])
+            .expect("the admin kubeconfig"),
+    )
+    .expect("kubeconfig JSON");
+    for user in config["users"].as_array_mut().expect("users") {
+        user["user"]["as"] = Value::String(format!("system:serviceaccount:{ns}:{sa}"));
+    }
+    std::fs::write(&kubeconfig, config.to_string()).expect("write the kubeconfig");
+    kubeconfig
+}
+
+/// The leader stops when it cannot renew its Lease. Here the API server refuses the renewal
+/// once the operator's permission on Leases is withdrawn: the operator must exit instead of
+/// reconciling on after its Lease expires (a standby would take it over by then).
+#[test]
+fn leader_stops_when_it_cannot_renew_its_lease() {
+    let Some(cluster) = cluster::shared() else {
+        return;
+    };
+    let ns = cluster.namespace("op-lease").unwrap();
+    // A ServiceAccount allowed Leases and nothing else: the controllers only log refusals.
+    cluster
+        .apply(
+            &ns,
+            &format!(
+                r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: lease-only}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: leases}}
+rules:
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, list, watch, create, update, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: leases}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: leases}}
+subjects: [{{kind: ServiceAccount, name: lease-only, namespace: {ns}}}]
+"#
+            ),
+        )
+        .unwrap();
+    let kubeconfig = acting_as(cluster, &ns, "lease-only");
+    let mut operator = Operator::start_with_kubeconfig(cluster, &ns, &kubeconfig).unwrap();
+    cluster
+        .wait_for(&ns, "lease", "ragplane-operator", WAIT, |l| {
+            l["spec"]["holderIdentity"].is_string()
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", operator.log_tail()));
+    // Renewals go through (the Lease lasts 4 s and is renewed every 3 s or so).
+    assert!(
+        operator.wait_exit(Duration::from_secs(10)).is_none(),
+        "the leader exited while it could renew:\n{}",
+        operator.log_tail()
+    );
+    let renewed = cluster
+        .get(&ns, "lease", "ragplane-operator")
+        .unwrap()
+        .unwrap();
+    cluster
+        .kubectl_ok(&["delete", "rolebinding", "-n", &ns, "leases"])
+        .unwrap();
+    let revoked = Instant::now();
+    let status = operator
+        .wait_exit(Duration::from_secs(12))
+        .unwrap_or_else(|| {
+            panic!(
+                "the leader still runs 12 s after it lost the right to renew a 4 s Lease:\n{}",
+                operator.log_tail()
+            )
+        });
+    assert!(!status.success(), "{status}");
+    let log = std::fs::read_to_string(&operator.log).unwrap();
+    assert!(
+        log.contains("cannot renew the leader Lease"),
+        "{}",
+        operator.log_tail()
+    );
+    eprintln!(
+        "the leader exited {:.1} s after its Lease permission was withdrawn (Lease renewed at \
+         {})",
+        revoked.elapsed().as_secs_f64(),
+        renewed["spec"]["renewTime"]
+    );
+}
+
 #[test]
 fn chart_rbac_is_enough_for_the_operator_and_no_more() {
     let Some(cluster) = cluster::shared() else {
@@ -1597,19 +1693,8 @@ fn chart_rbac_is_enough_for_the_operator_and_no_more() {
         .apply(&ns, &String::from_utf8_lossy(&rendered.stdout))
         .unwrap();
 
-    // A kubeconfig that acts as the chart's ServiceAccount.
     let sa = format!("system:serviceaccount:{ns}:rp-ragplane");
-    let kubeconfig = cluster.dir().join(format!("kubeconfig-{ns}"));
-    let mut config: Value = serde_json::from_str(
-        &cluster
-            .kubectl_ok(&["config", "view", "--raw", "-o", "json"])
-            .unwrap(),
-    )
-    .unwrap();
-    for user in config["users"].as_array_mut().unwrap() {
-        user["user"]["as"] = Value::String(sa.clone());
-    }
-    std::fs::write(&kubeconfig, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let kubeconfig = acting_as(cluster, &ns, "rp-ragplane");
     let operator = Operator::start_with_kubeconfig(cluster, &ns, &kubeconfig).unwrap();
 
     cluster

@@ -3,13 +3,21 @@
 //!
 //! The Lease protocol (server-side apply with conflict detection, renewal ahead of expiry,
 //! taking over an expired Lease, release on shutdown) is `kube-lease-manager`'s; this module
-//! fixes the operator's timings and turns the manager's state channel into the two moments
-//! the operator cares about: becoming leader, and losing the Lease.
+//! fixes the operator's timings and turns the manager's changes into the two moments the
+//! operator cares about: becoming leader, and losing the Lease.
+//!
+//! Losing includes failing to renew. The manager's own watch loop logs a failed renewal and
+//! retries, still reporting the holder as leader, so a holder cut off from the API server would
+//! go on reconciling after its Lease expired and a standby took it. Here the holder gives up at
+//! the first renewal (or read of the Lease) that fails, as client-go's election does when its
+//! renew deadline passes: it cannot know it still holds the Lease. Requests for the Lease time
+//! out after the grace period ([`LeaseConfig::request_timeout`]), so a hung API server is a
+//! failure in time too.
 
 use std::time::Duration;
 
 use kube::Client;
-use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -28,6 +36,15 @@ pub enum LeaderError {
     /// Another candidate holds the Lease this one held.
     #[error("lost the leader Lease {0}")]
     Lost(String),
+    /// Holding the Lease, this candidate failed to renew it (or to read it).
+    #[error("cannot renew the leader Lease {name}, so stopped leading: {source}")]
+    NotRenewed {
+        /// Lease name.
+        name: String,
+        /// The manager's error.
+        #[source]
+        source: LeaseManagerError,
+    },
     /// The manager stopped while this candidate still waited or held the Lease.
     #[error("the leader election of Lease {0} stopped")]
     Stopped(String),
@@ -57,17 +74,69 @@ impl LeaseConfig {
     pub fn duration_secs(&self) -> u64 {
         self.duration.as_secs().max(self.grace_secs() + 1)
     }
+
+    /// How long one request for the Lease may take: the grace period, since a renewal that
+    /// takes longer ends after the Lease has expired.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.grace_secs())
+    }
+}
+
+/// How long a candidate that is not leader waits before retrying after a failed request, at
+/// first and at most.
+const RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+
+/// Drives `manager`: sends each change of leadership on `state`; while leading, the first
+/// failure ends the candidacy with that error; releases the Lease once every receiver is gone.
+async fn drive(
+    manager: LeaseManager,
+    state: watch::Sender<bool>,
+    name: String,
+) -> Result<LeaseManager, LeaseManagerError> {
+    let mut retry = RETRY.0;
+    loop {
+        tokio::select! {
+            biased;
+            () = state.closed() => {
+                manager.release().await?;
+                return Ok(manager);
+            }
+            changed = manager.changed() => match changed {
+                Ok(leader) => {
+                    retry = RETRY.0;
+                    if state.send(leader).is_err() {
+                        manager.release().await?;
+                        return Ok(manager);
+                    }
+                }
+                Err(e) if *state.borrow() => {
+                    tracing::error!(lease = %name, error = %e,
+                        "cannot renew the leader Lease; no longer leader");
+                    let _ = state.send(false);
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::warn!(lease = %name, error = %e, retry_secs = retry.as_secs(),
+                        "leader election request failed; retrying");
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(RETRY.1);
+                }
+            }
+        }
+    }
 }
 
 /// A running candidacy for the Lease.
 pub struct Candidate {
     name: String,
     state: watch::Receiver<bool>,
-    task: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
+    /// The task driving the manager, until [`Candidate::lost`] has read how it ended.
+    task: Option<JoinHandle<Result<LeaseManager, LeaseManagerError>>>,
 }
 
 impl Candidate {
     /// Starts competing for the Lease in the background, creating it if it does not exist.
+    /// `client` should time its requests out after [`LeaseConfig::request_timeout`].
     pub async fn start(client: Client, config: &LeaseConfig) -> Result<Self, LeaderError> {
         let manager = LeaseManagerBuilder::new(client, &config.name)
             .with_namespace(&config.namespace)
@@ -81,11 +150,12 @@ impl Candidate {
                 name: config.name.clone(),
                 source,
             })?;
-        let (state, task) = manager.watch().await;
+        let (sender, state) = watch::channel(false);
+        let task = tokio::spawn(drive(manager, sender, config.name.clone()));
         Ok(Self {
             name: config.name.clone(),
             state,
-            task,
+            task: Some(task),
         })
     }
 
@@ -98,11 +168,27 @@ impl Candidate {
             .map_err(|_| LeaderError::Stopped(self.name.clone()))
     }
 
-    /// Resolves when the Lease is lost: another candidate took it, or the manager stopped.
+    /// Resolves when the Lease is lost: another candidate took it, this one could not renew
+    /// it, or the manager stopped.
     pub async fn lost(&mut self) -> LeaderError {
-        match self.state.wait_for(|leader| !*leader).await {
-            Ok(_) => LeaderError::Lost(self.name.clone()),
-            Err(_) => LeaderError::Stopped(self.name.clone()),
+        let flipped = self.state.wait_for(|leader| !*leader).await.is_ok();
+        // A failed renewal ends the task right after it reports the loss.
+        let task = self.task.as_mut().filter(|t| t.is_finished() || flipped);
+        if let Some(task) = task {
+            if let Ok(joined) = tokio::time::timeout(Duration::from_secs(1), task).await {
+                self.task = None;
+                if let Ok(Err(source)) = joined {
+                    return LeaderError::NotRenewed {
+                        name: self.name.clone(),
+                        source,
+                    };
+                }
+            }
+        }
+        if flipped {
+            LeaderError::Lost(self.name.clone())
+        } else {
+            LeaderError::Stopped(self.name.clone())
         }
     }
 
@@ -110,7 +196,10 @@ impl Candidate {
     pub async fn release(self) -> Result<(), LeaderError> {
         // Closing the state channel makes the manager release the Lease and return.
         drop(self.state);
-        match self.task.await {
+        let Some(task) = self.task else {
+            return Ok(());
+        };
+        match task.await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(source)) => Err(LeaderError::Lease {
                 name: self.name,

@@ -162,7 +162,17 @@ async fn main() -> anyhow::Result<()> {
             lease = args.lease_name,
             "waiting to become leader"
         );
-        let mut c = Candidate::start(client.clone(), &config).await?;
+        // Its own client, whose requests end within the grace period: a renewal that hangs
+        // past the Lease's expiry counts as failed.
+        let mut lease_client = kube::Config::infer()
+            .await
+            .context("failed to read the Kubernetes client configuration")?;
+        lease_client.connect_timeout = Some(config.request_timeout());
+        lease_client.read_timeout = Some(config.request_timeout());
+        lease_client.write_timeout = Some(config.request_timeout());
+        let lease_client =
+            kube::Client::try_from(lease_client).context("failed to create the Lease client")?;
+        let mut c = Candidate::start(lease_client, &config).await?;
         let mut stop = stop_rx.clone();
         tokio::select! {
             r = c.acquired() => r?,
