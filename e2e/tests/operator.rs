@@ -771,12 +771,15 @@ spec:
         r["status"]["observedGeneration"],
         r["metadata"]["generation"]
     );
-    assert_eq!(condition(&r, "Progressing").unwrap()["status"], "False");
-    // The generation pool is not ready yet, so the cluster is Degraded.
+    // The generation pool is still warming (not Ready, not Degraded by its own account): the
+    // cluster is progressing, not degraded.
+    let progressing = condition(&r, "Progressing").unwrap();
     assert_eq!(
-        condition(&r, "Degraded").unwrap()["reason"],
-        "ModelPoolNotReady"
+        (&progressing["status"], &progressing["reason"]),
+        (&"True".into(), &"ModelPoolWarming".into()),
+        "{progressing}"
     );
+    assert_eq!(condition(&r, "Degraded").unwrap()["status"], "False");
 
     mark_ready(cluster, &ns, "statefulset", "llm");
     let out = cluster
@@ -802,9 +805,11 @@ spec:
         llm["status"]["readyEndpoints"][0],
         format!("http://llm.{ns}.svc:11434")
     );
+    // Once the pool is Ready, nothing is in progress any more.
     cluster
         .wait_for(&ns, "ragcluster", "r", WAIT, |v| {
             condition(v, "Degraded").is_some_and(|c| c["status"] == "False")
+                && condition(v, "Progressing").is_some_and(|c| c["status"] == "False")
         })
         .unwrap();
 

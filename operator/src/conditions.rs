@@ -9,6 +9,9 @@ pub struct Health {
     pub ready: bool,
     /// Something is still rolling out or being created.
     pub progressing: bool,
+    /// Why it is progressing, when that is more than its own children rolling out:
+    /// `(reason, message)`.
+    pub progress: Option<(String, String)>,
     /// Why the resource is degraded, if it is: `(reason, message)`.
     pub degraded: Option<(String, String)>,
     /// Short explanation of the Ready condition: `(reason, message)`.
@@ -23,6 +26,7 @@ impl Health {
         Self {
             ready: false,
             progressing,
+            progress: None,
             degraded: Some(why.clone()),
             summary: why,
         }
@@ -42,10 +46,12 @@ pub fn conditions(
         .clone()
         .unwrap_or_else(|| ("AsExpected".into(), "nothing is degraded".into()));
     let (progress_reason, progress_message) = if health.progressing {
-        (
-            "RollingOut".to_owned(),
-            "children are being created or updated".to_owned(),
-        )
+        health.progress.clone().unwrap_or_else(|| {
+            (
+                "RollingOut".to_owned(),
+                "children are being created or updated".to_owned(),
+            )
+        })
     } else {
         (
             "Stable".to_owned(),
@@ -122,6 +128,7 @@ mod tests {
         Health {
             ready,
             progressing: !ready,
+            progress: None,
             degraded: None,
             summary: ("R".into(), "m".into()),
         }

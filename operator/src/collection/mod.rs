@@ -199,6 +199,7 @@ async fn apply(obj: &Collection, ctx: &Context) -> Result<Action> {
     let health = Health {
         ready: !replicating,
         progressing: replicating,
+        progress: None,
         degraded: None,
         summary: if replicating {
             (

@@ -56,6 +56,7 @@ pub fn compute(
     let health = Health {
         ready: is_ready,
         progressing: !is_ready,
+        progress: None,
         degraded,
         summary,
     };

@@ -84,15 +84,18 @@ pub fn compute(
         _ => "embedded".into(),
     };
 
-    let unready_pools: Vec<String> = pools
-        .iter()
-        .filter(|p| {
-            !p.status
-                .as_ref()
-                .is_some_and(|s| crate::conditions::is_true(&s.conditions, "Ready"))
-        })
-        .map(|p| p.metadata.name.clone().unwrap_or_default())
-        .collect();
+    // A referenced ModelPool that is not Ready is either warming up (pulling or loading its
+    // model: progress) or degraded by its own account (a fault).
+    let (mut degraded_pools, mut warming_pools) = (Vec::new(), Vec::new());
+    for p in pools {
+        let conditions = p.status.as_ref().map(|s| &s.conditions[..]).unwrap_or(&[]);
+        let name = p.metadata.name.clone().unwrap_or_default();
+        if crate::conditions::is_true(conditions, "Degraded") {
+            degraded_pools.push(name);
+        } else if !crate::conditions::is_true(conditions, "Ready") {
+            warming_pools.push(name);
+        }
+    }
     // The most specific cause first: a stuck rollout or crash loop names what to look at.
     let degraded = if !failures.is_empty() {
         Some(("RolloutFailed".to_owned(), failures.join("; ")))
@@ -102,16 +105,25 @@ pub fn compute(
             format!("pods crash-looping: {}", crash_loops.join(", ")),
         ))
     } else {
-        (!unready_pools.is_empty()).then(|| {
+        (!degraded_pools.is_empty()).then(|| {
             (
-                "ModelPoolNotReady".to_owned(),
+                "ModelPoolDegraded".to_owned(),
                 format!(
-                    "referenced ModelPools not ready: {}",
-                    unready_pools.join(", ")
+                    "referenced ModelPools degraded: {}",
+                    degraded_pools.join(", ")
                 ),
             )
         })
     };
+    let progress = (all_ready && !warming_pools.is_empty()).then(|| {
+        (
+            "ModelPoolWarming".to_owned(),
+            format!(
+                "referenced ModelPools not ready yet: {}",
+                warming_pools.join(", ")
+            ),
+        )
+    });
     let summary = if all_ready {
         (
             "AllComponentsReady".to_owned(),
@@ -125,7 +137,8 @@ pub fn compute(
     };
     let health = Health {
         ready: all_ready,
-        progressing: !all_ready,
+        progressing: !all_ready || progress.is_some(),
+        progress,
         degraded,
         summary,
     };
@@ -196,6 +209,56 @@ mod tests {
             .conditions
             .iter()
             .all(|c| c.observed_generation == Some(1)));
+    }
+
+    #[test]
+    fn a_warming_model_pool_is_progress_and_a_degraded_one_a_fault() {
+        let c = validated(
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: x}\nspec: {api: {replicas: 1}}\n",
+        );
+        let applied = AppliedWorkloads {
+            api: with_status(build(&c).api_deployment, 1),
+            workers: vec![],
+            qdrant: None,
+        };
+        let pool = |name: &str, ready: &str, degraded: &str| -> ModelPool {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "ragplane.dev/v1alpha1", "kind": "ModelPool",
+                "metadata": {"name": name, "namespace": "ns"},
+                "spec": {"kind": "ollama", "model": "m"},
+                "status": {"conditions": [
+                    {"type": "Ready", "status": ready, "reason": "R", "message": "",
+                     "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                    {"type": "Degraded", "status": degraded, "reason": "D", "message": "",
+                     "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+            }))
+            .unwrap()
+        };
+        let condition = |s: &RagClusterStatus, t: &str| {
+            let c = s.conditions.iter().find(|c| c.type_ == t).unwrap();
+            (c.status.clone(), c.reason.clone())
+        };
+        let (warming, broken, serving) = (
+            pool("llm", "False", "False"),
+            pool("emb", "False", "True"),
+            pool("llm", "True", "False"),
+        );
+        let none = RagClusterStatus::default();
+        let s = compute(&c, &applied, Some(1), &[&warming], &[], &none);
+        assert_eq!(
+            condition(&s, "Progressing"),
+            ("True".into(), "ModelPoolWarming".into())
+        );
+        assert_eq!(condition(&s, "Degraded").0, "False");
+        let s = compute(&c, &applied, Some(1), &[&warming, &broken], &[], &none);
+        assert_eq!(
+            condition(&s, "Degraded"),
+            ("True".into(), "ModelPoolDegraded".into())
+        );
+        let s = compute(&c, &applied, Some(1), &[&serving], &[], &none);
+        assert_eq!(condition(&s, "Progressing").0, "False");
+        assert_eq!(condition(&s, "Degraded").0, "False");
+        assert_eq!(condition(&s, "Ready").0, "True");
     }
 
     #[test]
