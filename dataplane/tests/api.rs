@@ -1182,9 +1182,45 @@ async fn a_collection_of_another_model_is_refused() {
     .await;
     assert_eq!(kw.status, StatusCode::OK, "{:?}", kw.body);
     assert_eq!(kw.body["hits"][0]["document_id"], doc.as_str());
-    // A new document fails with the reason instead of mixing models.
-    let (bad, _) = upload_text(r, ADMIN, "docs", "Sea otters eat urchins.", "urchins").await;
-    let d = wait_status(r, ADMIN, "docs", &bad, "failed").await;
+    // A new document, or one queued again, is refused at once instead of mixing models.
+    for (path, body) in [
+        (
+            "/v1/collections/docs/documents".to_string(),
+            Some(json!({ "text": "Sea otters eat urchins.", "title": "urchins" })),
+        ),
+        (
+            format!("/v1/collections/docs/documents/{doc}/reindex"),
+            None,
+        ),
+    ] {
+        let refused = call(r, Method::POST, &path, ADMIN, body).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::CONFLICT,
+            "{path}: {:?}",
+            refused.body
+        );
+        assert_eq!(refused.body["type"], "model_mismatch");
+        assert!(
+            refused.body["error"]
+                .as_str()
+                .unwrap()
+                .contains("other-model"),
+            "{:?}",
+            refused.body
+        );
+    }
+    // A job queued before the model changed fails in the worker with the reason.
+    let tenant = e
+        .app
+        .metadata
+        .document(&doc)
+        .await
+        .unwrap()
+        .unwrap()
+        .tenant_id;
+    e.app.enqueue_ingest(&tenant, &doc).await.unwrap();
+    let d = wait_status(r, ADMIN, "docs", &doc, "failed").await;
     assert!(
         d["error"].as_str().unwrap().contains("other-model"),
         "{d:?}"
@@ -1192,10 +1228,10 @@ async fn a_collection_of_another_model_is_refused() {
     // Re-embedding the collection with the configured model makes it whole again.
     let re = call(r, Method::POST, "/v1/collections/docs/reindex", ADMIN, None).await;
     assert_eq!(re.status, StatusCode::ACCEPTED, "{:?}", re.body);
-    assert_eq!(re.body["documents"].as_array().unwrap().len(), 2);
-    for id in [&doc, &bad] {
-        wait_status(r, ADMIN, "docs", id, "indexed").await;
-    }
+    assert_eq!(re.body["documents"].as_array().unwrap().len(), 1);
+    wait_status(r, ADMIN, "docs", &doc, "indexed").await;
+    let (bad, _) = upload_text(r, ADMIN, "docs", "Sea otters eat urchins.", "urchins").await;
+    wait_status(r, ADMIN, "docs", &bad, "indexed").await;
     let s = call(
         r,
         Method::POST,

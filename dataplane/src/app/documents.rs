@@ -12,6 +12,26 @@ use crate::metadata::{Collection, Document, DocumentStatus, NewDocument, Scope};
 use crate::queue::{Job, Task, DOCUMENTS};
 use ragplane_parse::Format;
 
+/// How long an upload waits for the configured model's identity before leaving the model
+/// check to the worker (the identity is computed once, by embedding a probe sentence).
+const MODEL_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The refusal of collection `c`, whose vectors come from the model of probe `recorded`, by
+/// a server that embeds with `model`.
+fn model_mismatch(c: &Collection, model: &ModelIdentity, recorded: &str) -> Error {
+    Error::ModelMismatch(format!(
+        "collection {:?} was indexed with embedding model {:?} (fingerprint {}), but this \
+         server embeds with {:?} (fingerprint {}); re-embed it with `ragplane reindex \
+         --collection {}`, or configure the model it was indexed with",
+        c.name,
+        c.embedding_model.as_deref().unwrap_or("unknown"),
+        identity::fingerprint(recorded),
+        model.name,
+        model.fingerprint(),
+        c.name,
+    ))
+}
+
 /// A document upload, already read from JSON or multipart.
 #[derive(Debug, Clone)]
 pub struct Upload {
@@ -95,17 +115,21 @@ impl App {
         if model.matches(recorded) {
             return Ok(());
         }
-        Err(Error::ModelMismatch(format!(
-            "collection {:?} was indexed with embedding model {:?} (fingerprint {}), but this \
-             server embeds with {:?} (fingerprint {}); re-embed it with `ragplane reindex \
-             --collection {}`, or configure the model it was indexed with",
-            c.name,
-            c.embedding_model.as_deref().unwrap_or("unknown"),
-            identity::fingerprint(recorded),
-            model.name,
-            model.fingerprint(),
-            c.name,
-        )))
+        Err(model_mismatch(c, model, recorded))
+    }
+
+    /// Refuses at once (409) to queue a document into a collection whose vectors come from
+    /// another embedding model, rather than accept it and fail it in the worker. Only when the
+    /// configured model's identity is at hand within [`MODEL_CHECK_WAIT`]: an embedder that is
+    /// down or slow does not stop uploads from queueing, and the worker checks again.
+    async fn refuse_other_model(&self, c: &Collection) -> Result<()> {
+        let Some(recorded) = &c.embedding_probe else {
+            return Ok(());
+        };
+        match tokio::time::timeout(MODEL_CHECK_WAIT, self.model_identity()).await {
+            Ok(Ok(model)) if !model.matches(recorded) => Err(model_mismatch(c, model, recorded)),
+            _ => Ok(()),
+        }
     }
 
     /// Lists the caller's collections.
@@ -200,6 +224,7 @@ impl App {
             return Err(Error::invalid("title", "must be at most 1024 bytes"));
         }
         validate_metadata(&upload.metadata)?;
+        self.refuse_other_model(&c).await?;
         self.admit_ingest(&c.tenant_id).await?;
         let id = uuid::Uuid::now_v7().to_string();
         let object_key = format!("{}/{}/{}", c.tenant_id, c.id, id);
@@ -312,6 +337,7 @@ impl App {
     ) -> Result<Accepted> {
         Self::require(p, Scope::ReadWrite)?;
         let (c, d) = self.document(p, collection, id).await?;
+        self.refuse_other_model(&c).await?;
         let job = self.requeue(&c.tenant_id, &d).await?;
         let document = self.metadata.document(&d.id).await?.unwrap_or(d);
         Ok(Accepted {
