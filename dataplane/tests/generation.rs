@@ -423,6 +423,17 @@ fn parse_sse(text: &str) -> Vec<(String, String)> {
     out
 }
 
+/// A cited source that is its plain-text document's only chunk: its provenance spans the
+/// whole text, under no heading and on no page.
+fn assert_whole_chunk_provenance(source: &Value) {
+    let p = &source["provenance"];
+    let chars = source["text"].as_str().unwrap_or_default().chars().count();
+    assert_eq!(p["start"], 0, "{source}");
+    assert_eq!(p["end"].as_u64(), Some(chars as u64), "{source}");
+    assert_eq!(p["headings"], json!([]), "{source}");
+    assert!(p["page"].is_null(), "{source}");
+}
+
 fn openai(urls: &[&str]) -> GenerationConfig {
     GenerationConfig::Openai(pool_config(urls))
 }
@@ -476,6 +487,10 @@ async fn query_streams_token_deltas_then_the_cited_sources_and_usage() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(q["answer"], text);
     assert_eq!(q["cited"], json!([1]));
+    // Citations say where each source comes from, as search hits do.
+    for source in [&done["sources"][0], &q["sources"][0]] {
+        assert_whole_chunk_provenance(source);
+    }
 
     // A failure midway ends the stream with an error event.
     s.set(BREAK_MIDWAY);
@@ -521,6 +536,7 @@ async fn chat_completions_answer_in_openai_format_from_the_named_collection() {
     assert_eq!(c["choices"][0]["finish_reason"], "stop");
     assert_eq!(c["usage"]["total_tokens"], 43);
     assert_eq!(c["sources"][0]["number"], 1);
+    assert_whole_chunk_provenance(&c["sources"][0]);
 
     let (status, events) = e
         .events(
@@ -548,6 +564,7 @@ async fn chat_completions_answer_in_openai_format_from_the_named_collection() {
     let fin = &chunks[chunks.len() - 2];
     assert_eq!(fin["choices"][0]["finish_reason"], "stop");
     assert_eq!(fin["sources"][0]["number"], 1);
+    assert_whole_chunk_provenance(&fin["sources"][0]);
     let usage = chunks.last().unwrap();
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(usage["usage"]["completion_tokens"], 3);
