@@ -59,6 +59,19 @@ fn examples_are_ingested_and_known_facts_rank_first() {
             .cli(&["search", "--json", "--collection", "examples", question])
             .unwrap();
         assert_eq!(top_title(&out), want, "question {question:?}\n{out}");
+        // Provenance: the PDF's chunk names its page, the Markdown file's its heading path.
+        let top: Value = serde_json::from_str(&out).unwrap();
+        let provenance = &top["hits"][0]["provenance"];
+        match want {
+            "orbital-mechanics.pdf" => assert_eq!(provenance["page"], 1, "{out}"),
+            "skerry-point-lighthouse.md" => assert!(
+                provenance["headings"]
+                    .as_array()
+                    .is_some_and(|h| !h.is_empty()),
+                "{out}"
+            ),
+            _ => {}
+        }
     }
     let answer = server
         .cli(&[
