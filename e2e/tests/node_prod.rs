@@ -297,6 +297,24 @@ fn pod_ip(node: &Node, pod: &str) -> Option<String> {
     p["status"]["podIP"].as_str().map(str::to_owned)
 }
 
+/// Qdrant peer `pod`'s view of its cluster (`{peer_id, peers}`), while it answers.
+fn qdrant_cluster(node: &Node, pod: &str) -> Option<Value> {
+    let ip = pod_ip(node, pod)?;
+    let out = node
+        .in_node(
+            &[],
+            &[
+                "python3",
+                "-c",
+                QDRANT_CLUSTER_SCRIPT,
+                &format!("http://{ip}:6333"),
+                QDRANT_KEY,
+            ],
+        )
+        .ok()?;
+    serde_json::from_str(&out).ok()
+}
+
 /// The points in the Qdrant collection `docs`, asked of peer 0.
 fn qdrant_points(node: &Node) -> u64 {
     let ip = pod_ip(node, "prod-qdrant-0").expect("peer 0's address");
@@ -767,22 +785,8 @@ fn the_prod_ragcluster_runs_on_real_pods() {
     // A Qdrant peer deleted under search load: replication factor 2 keeps every shard
     // answering, and the pod rejoins as the same peer of the same cluster.
     if qdrant {
-        let cluster_of = |pod: &str| -> Value {
-            let ip = pod_ip(&node, pod).expect("the peer's address");
-            let out = node
-                .in_node(
-                    &[],
-                    &[
-                        "python3",
-                        "-c",
-                        QDRANT_CLUSTER_SCRIPT,
-                        &format!("http://{ip}:6333"),
-                        QDRANT_KEY,
-                    ],
-                )
-                .unwrap();
-            serde_json::from_str(&out).unwrap()
-        };
+        let cluster_of =
+            |pod: &str| qdrant_cluster(&node, pod).expect("the peer's view of its cluster");
         let before = cluster_of("prod-qdrant-1");
         let load = Load::start(&node, &url, 40, 4, "search");
         std::thread::sleep(Duration::from_secs(5));
@@ -801,6 +805,81 @@ fn the_prod_ragcluster_runs_on_real_pods() {
         );
         assert_eq!(before["peer_id"], after["peer_id"], "{before} {after}");
         eprintln!("prod-qdrant-1 rejoined as peer {} of 3", after["peer_id"]);
+
+        // Peer 0 loses its volume: its container is frozen, its volume emptied, and it is
+        // killed. Restarted without Raft state while peers 1 and 2 run, it must join them, not
+        // found a second cluster; Qdrant refuses it while its predecessor holds its URI, the
+        // operator removes that predecessor, and it rejoins as a new peer. Nothing is lost at
+        // replication factor 2.
+        let points = qdrant_points(&node);
+        let old = cluster_of("prod-qdrant-0");
+        let pod = node
+            .json(&["get", "pod", "-n", NS, "prod-qdrant-0"])
+            .unwrap();
+        let container = pod["status"]["containerStatuses"][0]["containerID"]
+            .as_str()
+            .and_then(|id| id.strip_prefix("containerd://"))
+            .expect("peer 0's container id")
+            .to_owned();
+        let claim = node
+            .json(&["get", "pvc", "-n", NS, "storage-prod-qdrant-0"])
+            .unwrap();
+        let volume = node
+            .json(&["get", "pv", claim["spec"]["volumeName"].as_str().unwrap()])
+            .unwrap();
+        let path = std::path::PathBuf::from(volume["spec"]["local"]["path"].as_str().unwrap());
+        node.ctr(&["task", "pause", &container]).unwrap();
+        for entry in std::fs::read_dir(&path).unwrap() {
+            let entry = entry.unwrap().path();
+            if entry.is_dir() {
+                std::fs::remove_dir_all(&entry).unwrap();
+            } else {
+                std::fs::remove_file(&entry).unwrap();
+            }
+        }
+        node.ctr(&["task", "kill", "-s", "SIGKILL", &container])
+            .unwrap();
+        let _ = node.ctr(&["task", "resume", &container]);
+        let wiped = Instant::now();
+        let new = wait(
+            "prod-qdrant-0 to rejoin as a new peer",
+            Duration::from_secs(240),
+            || {
+                let c = qdrant_cluster(&node, "prod-qdrant-0")?;
+                (c["peers"] == 3 && c["peer_id"] != old["peer_id"]).then_some(c)
+            },
+        );
+        let rejoined = wiped.elapsed();
+        // One cluster: peer 1 sees the new peer 0 among its 3 peers.
+        let seen = cluster_of("prod-qdrant-1");
+        assert_eq!(seen["peers"], 3, "{seen}");
+        let replaced = node
+            .json(&[
+                "get",
+                "events",
+                "-n",
+                NS,
+                "--field-selector",
+                "involvedObject.kind=RagCluster,reason=QdrantPeerReplaced",
+            ])
+            .unwrap();
+        assert!(
+            replaced["items"].as_array().is_some_and(|e| !e.is_empty()),
+            "no QdrantPeerReplaced event: {replaced}"
+        );
+        ready_again(&node, "statefulset/prod-qdrant");
+        assert_eq!(
+            qdrant_points(&node),
+            points,
+            "points lost with peer 0's volume"
+        );
+        eprintln!(
+            "BENCH qdrant-volume-lost: prod-qdrant-0 restarted with an empty volume rejoined as \
+             peer {} (was {}) {:.1} s after the kill; one cluster of 3 peers, {points} points kept",
+            new["peer_id"],
+            old["peer_id"],
+            rejoined.as_secs_f64()
+        );
     }
 
     // Autoscaling with real pods. The backfill pool (queueDepth, 100 jobs per worker, 0..2)

@@ -88,7 +88,8 @@ async fn cluster_of(obj: &Collection, ctx: &Context) -> Result<Option<RagCluster
         .map_err(|e| Error::kube(format!("get RagCluster {}", obj.spec.cluster), e))
 }
 
-async fn secret_value(ctx: &Context, ns: &str, r: &SecretKeyRef) -> Result<String> {
+/// The value of key `r` of a Secret in `ns`.
+pub(crate) async fn secret_value(ctx: &Context, ns: &str, r: &SecretKeyRef) -> Result<String> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let secret = api
         .get_opt(&r.name)

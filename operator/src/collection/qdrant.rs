@@ -76,6 +76,18 @@ pub async fn peers(
     http_url: &str,
     api_key: Option<&str>,
 ) -> Result<BTreeSet<u64>> {
+    Ok(peer_uris(http, http_url, api_key)
+        .await?
+        .into_keys()
+        .collect())
+}
+
+/// Every peer of the cluster with its p2p URI, from `GET /cluster`.
+pub async fn peer_uris(
+    http: &reqwest::Client,
+    http_url: &str,
+    api_key: Option<&str>,
+) -> Result<BTreeMap<u64, String>> {
     let failed = |message: String| Error::Qdrant {
         action: format!("list the peers of {http_url}"),
         message,
@@ -97,22 +109,52 @@ pub async fn peers(
     parse_peers(&body).map_err(failed)
 }
 
-/// The peer ids of a `GET /cluster` answer.
-fn parse_peers(body: &serde_json::Value) -> std::result::Result<BTreeSet<u64>, String> {
+/// The peers of a `GET /cluster` answer, by id, with their URIs.
+fn parse_peers(body: &serde_json::Value) -> std::result::Result<BTreeMap<u64, String>, String> {
     let result = &body["result"];
     if result["status"] == "disabled" {
-        return Ok(BTreeSet::new());
+        return Ok(BTreeMap::new());
     }
     let peers = result["peers"]
         .as_object()
         .ok_or_else(|| format!("no result.peers in {body}"))?;
     peers
-        .keys()
-        .map(|id| {
-            id.parse()
-                .map_err(|_| format!("peer id {id:?} is not a number"))
+        .iter()
+        .map(|(id, peer)| {
+            let id = id
+                .parse()
+                .map_err(|_| format!("peer id {id:?} is not a number"))?;
+            Ok((id, peer["uri"].as_str().unwrap_or_default().to_owned()))
         })
         .collect()
+}
+
+/// Removes peer `id` from the cluster, with its shard replicas (`force`): for a peer whose
+/// volume is gone, whose replicas went with it.
+pub async fn remove_peer(
+    http: &reqwest::Client,
+    http_url: &str,
+    api_key: Option<&str>,
+    id: u64,
+) -> Result<()> {
+    let mut request = http
+        .delete(format!(
+            "{}/cluster/peer/{id}?force=true",
+            http_url.trim_end_matches('/')
+        ))
+        .timeout(std::time::Duration::from_secs(30));
+    if let Some(key) = api_key {
+        request = request.header("api-key", key);
+    }
+    request
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map(|_| ())
+        .map_err(|e| Error::Qdrant {
+            action: format!("remove peer {id} from {http_url}"),
+            message: e.to_string(),
+        })
 }
 
 /// Creates the collection, or updates what may change; indexes the tenant field; replicates
@@ -493,9 +535,15 @@ mod tests {
     fn peers_are_read_from_the_cluster_answer() {
         let body = serde_json::json!({"result": {"status": "enabled", "peer_id": 7,
             "peers": {"7": {"uri": "http://a:6335/"}, "12": {"uri": "http://b:6335/"}}}});
-        assert_eq!(parse_peers(&body), Ok(BTreeSet::from([7, 12])));
+        assert_eq!(
+            parse_peers(&body),
+            Ok(BTreeMap::from([
+                (7, "http://a:6335/".to_owned()),
+                (12, "http://b:6335/".to_owned())
+            ]))
+        );
         let single = serde_json::json!({"result": {"status": "disabled"}});
-        assert_eq!(parse_peers(&single), Ok(BTreeSet::new()));
+        assert_eq!(parse_peers(&single), Ok(BTreeMap::new()));
         assert!(parse_peers(&serde_json::json!({"status": "error"})).is_err());
     }
 

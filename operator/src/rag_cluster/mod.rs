@@ -2,6 +2,7 @@
 
 pub mod backends;
 pub mod build;
+pub mod qdrant_peers;
 pub mod status;
 pub mod validate;
 
@@ -161,6 +162,12 @@ impl Reconciler for RagCluster {
             .flatten()
             .collect();
         let previous = obj.status.clone().unwrap_or_default();
+        if matches!(validated.qdrant, validate::QdrantMode::Managed(_)) {
+            // Best effort, like status: a failure is logged and the next pass tries again.
+            if let Err(e) = qdrant_peers::remove_predecessors(&ctx, &obj, &validated).await {
+                tracing::warn!(error = %e, "could not check the Qdrant peers for lost volumes");
+            }
+        }
         // The cluster's own pods (a ModelPool of the same name is another app).
         let crash_loops = crate::rollout::crash_looping_pods(
             &ctx.client,

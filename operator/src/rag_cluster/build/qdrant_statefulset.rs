@@ -30,20 +30,53 @@ fn probe(path: &str, period: i32, failures: i32) -> Probe {
 /// from it over the headless Service. A peer that has not joined yet (no Raft state on its
 /// volume) waits until peer 0's p2p port answers, instead of exiting and restarting with the
 /// kubelet's growing back-off; a peer with state starts at once, whoever else is up.
+///
+/// A Raft state without a term is what a start refused by the cluster leaves behind (Qdrant
+/// writes the file before it asks to join); it holds nothing and is removed, so that the next
+/// start joins again instead of running alone on it.
+///
+/// Peer 0 with no Raft state founds a cluster only when no other peer answers: one that does
+/// means its volume was lost while the cluster ran, and it joins that peer instead of founding
+/// a second cluster. It first asks the Service's name, which resolves to every peer, so that on
+/// first creation it looks up no peer's own name before that peer has an address (cluster DNS
+/// would cache the miss).
 pub fn build_qdrant_statefulset(c: &ValidatedCluster, q: &ManagedQdrant) -> StatefulSet {
     let sts = c.child("qdrant");
     let svc = qdrant_service_name(&c.name);
     let domain = format!("{svc}.{}.svc", c.namespace);
+    let others = q.replicas.max(1) - 1;
     let script = format!(
         "set -e\n\
          self=\"http://${{HOSTNAME}}.{domain}:6335\"\n\
-         if [ \"${{HOSTNAME##*-}}\" = \"0\" ]; then exec ./entrypoint.sh --uri \"$self\"; fi\n\
+         answers() {{ (exec 3<>\"/dev/tcp/$1/6335\") 2>/dev/null; }}\n\
+         if [ -e ./storage/raft_state.json ] && grep -q '\"hard_state\":{{\"term\":0,' ./storage/raft_state.json; then\n\
+         \x20 echo \"Raft state without a term, left by a refused start: removed\"\n\
+         \x20 rm -f ./storage/raft_state.json\n\
+         fi\n\
+         if [ \"${{HOSTNAME##*-}}\" = \"0\" ]; then\n\
+         \x20 if [ ! -e ./storage/raft_state.json ] && [ {others} -gt 0 ] && answers {domain}; then\n\
+         \x20   for i in $(seq 1 {others}); do\n\
+         \x20     if answers {sts}-$i.{domain}; then\n\
+         \x20       echo \"no Raft state, and peer $i answers: joining its cluster\"\n\
+         \x20       exec ./entrypoint.sh --bootstrap \"http://{sts}-$i.{domain}:6335\" --uri \"$self\"\n\
+         \x20     fi\n\
+         \x20   done\n\
+         \x20   echo \"no Raft state, and a peer answers but none by name yet: not founding a second cluster\"\n\
+         \x20   exit 1\n\
+         \x20 fi\n\
+         \x20 exec ./entrypoint.sh --uri \"$self\"\n\
+         fi\n\
          if [ ! -e ./storage/raft_state.json ]; then\n\
-         \x20 until (exec 3<>/dev/tcp/{sts}-0.{domain}/6335) 2>/dev/null; do sleep 1; done\n\
+         \x20 until answers {sts}-0.{domain}; do sleep 1; done\n\
          fi\n\
          exec ./entrypoint.sh --bootstrap \"http://{sts}-0.{domain}:6335\" --uri \"$self\"\n"
     );
-    let mut env = vec![super::env("QDRANT__CLUSTER__ENABLED", "true")];
+    let mut env = vec![
+        super::env("QDRANT__CLUSTER__ENABLED", "true"),
+        // Without an error's own backtrace after it, a refused start's cause is within the
+        // last 2 KiB of the log that the kubelet keeps as the termination message.
+        super::env("RUST_LIB_BACKTRACE", "0"),
+    ];
     if let Some(key) = &q.api_key {
         env.push(super::secret_env("QDRANT__SERVICE__API_KEY", key));
     }
@@ -116,6 +149,9 @@ pub fn build_qdrant_statefulset(c: &ValidatedCluster, q: &ManagedQdrant) -> Stat
                             ..VolumeMount::default()
                         }]),
                         security_context: Some(crate::security::restricted_container(false)),
+                        // A refused start (a peer whose URI the cluster still gives to its
+                        // lost predecessor) is read from here by the operator.
+                        termination_message_policy: Some("FallbackToLogsOnError".into()),
                         ..Container::default()
                     }],
                     volumes,
@@ -207,7 +243,7 @@ spec:
             "{script}"
         );
         assert!(
-            script.contains("until (exec 3<>/dev/tcp/prod-qdrant-0.prod-qdrant.rag.svc/6335)"),
+            script.contains("until answers prod-qdrant-0.prod-qdrant.rag.svc;"),
             "{script}"
         );
         let env = container.env.as_ref().unwrap();
@@ -238,17 +274,19 @@ spec:
             .clone()
             .unwrap()[2]
             .clone();
-        let run = |host: &str, joined: bool| {
+        const JOINED: &str = r#"{"state":{"hard_state":{"term":3,"vote":1,"commit":9}}}"#;
+        const REFUSED: &str = r#"{"state":{"hard_state":{"term":0,"vote":0,"commit":0}}}"#;
+        let run_script = |script: &str, host: &str, state: Option<&str>| {
             let dir = tempfile::tempdir().unwrap();
             std::fs::create_dir(dir.path().join("storage")).unwrap();
-            if joined {
-                std::fs::write(dir.path().join("storage/raft_state.json"), "{}").unwrap();
+            if let Some(state) = state {
+                std::fs::write(dir.path().join("storage/raft_state.json"), state).unwrap();
             }
             let entry = dir.path().join("entrypoint.sh");
             std::fs::write(&entry, "#!/bin/sh\necho \"$@\" > args\n").unwrap();
             std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o755)).unwrap();
             let mut child = std::process::Command::new("bash")
-                .args(["-c", &script])
+                .args(["-c", script])
                 .env("HOSTNAME", host)
                 .current_dir(dir.path())
                 .spawn()
@@ -259,6 +297,7 @@ spec:
             let _ = child.wait();
             (done, std::fs::read_to_string(dir.path().join("args")).ok())
         };
+        let run = |host: &str, joined: bool| run_script(&script, host, joined.then_some(JOINED));
         let uri = "--uri http://prod-qdrant-1.prod-qdrant.rag.svc:6335";
         // Peer 0 founds the cluster at once.
         let (done, args) = run("prod-qdrant-0", false);
@@ -282,6 +321,50 @@ spec:
             !done && args.is_none(),
             "a new peer did not wait for peer 0"
         );
+
+        // Peer 0 without Raft state while other peers answer: its volume was lost, and it
+        // joins them. Names are mapped to loopback addresses and a listener plays the peers:
+        // the Service's name to 127.0.0.1, peer i's to 127.0.0.<i + offset>.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port().to_string();
+        let mapped = |offset: u8| {
+            script
+                .replace(
+                    "prod-qdrant-$i.prod-qdrant.rag.svc",
+                    &format!("127.0.0.$((i + {offset}))"),
+                )
+                .replace("answers prod-qdrant.rag.svc", "answers 127.0.0.1")
+                .replace("6335", &port)
+        };
+        let (done, args) = run_script(&mapped(0), "prod-qdrant-0", None);
+        assert!(done, "peer 0 waited");
+        assert_eq!(
+            args.as_deref().map(str::trim),
+            Some(
+                format!(
+                    "--bootstrap http://127.0.0.1:{port} --uri http://prod-qdrant-0.prod-qdrant.rag.svc:{port}"
+                )
+                .as_str()
+            ),
+            "peer 0 did not join the peer that answered"
+        );
+        // Something answers at the Service but no peer by name: it neither founds nor joins.
+        let (done, args) = run_script(&mapped(10), "prod-qdrant-0", None);
+        assert!(done && args.is_none(), "peer 0 founded a second cluster");
+        // The state a refused start left (no term) is no state: it joins again.
+        let (_, args) = run_script(&mapped(0), "prod-qdrant-0", Some(REFUSED));
+        assert!(
+            args.as_deref()
+                .is_some_and(|a| a.starts_with(&format!("--bootstrap http://127.0.0.1:{port}"))),
+            "{args:?}"
+        );
+        // With its state, peer 0 starts as itself whoever answers.
+        let (_, args) = run_script(&mapped(0), "prod-qdrant-0", Some(JOINED));
+        assert_eq!(
+            args.as_deref().map(str::trim),
+            Some(format!("--uri http://prod-qdrant-0.prod-qdrant.rag.svc:{port}").as_str())
+        );
+        drop(listener);
     }
 
     #[test]
