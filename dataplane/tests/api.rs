@@ -17,6 +17,16 @@ mod common;
 
 use common::*;
 
+/// Document `id` as the metadata store holds it.
+async fn stored_document(e: &Env, id: &str) -> ragplane::metadata::Document {
+    e.app
+        .metadata
+        .document(id)
+        .await
+        .expect("the metadata store answers")
+        .expect("the document exists")
+}
+
 fn multipart(name: &str, ctype: &str, content: &[u8]) -> (String, Vec<u8>) {
     let boundary = "XBOUNDARYX";
     let mut body = Vec::new();
@@ -1211,14 +1221,7 @@ async fn a_collection_of_another_model_is_refused() {
         );
     }
     // A job queued before the model changed fails in the worker with the reason.
-    let tenant = e
-        .app
-        .metadata
-        .document(&doc)
-        .await
-        .unwrap()
-        .unwrap()
-        .tenant_id;
+    let tenant = stored_document(&e, &doc).await.tenant_id;
     e.app.enqueue_ingest(&tenant, &doc).await.unwrap();
     let d = wait_status(r, ADMIN, "docs", &doc, "failed").await;
     assert!(
@@ -2102,14 +2105,7 @@ async fn deleting_a_tenant_removes_everything_it_had() {
         .await
         .unwrap()
         .unwrap();
-    let object_key = e
-        .app
-        .metadata
-        .document(&doc)
-        .await
-        .unwrap()
-        .unwrap()
-        .object_key;
+    let object_key = stored_document(&e, &doc).await.object_key;
     let del = call(r, Method::DELETE, "/v1/tenants/gone", ADMIN, None).await;
     assert_eq!(del.status, StatusCode::NO_CONTENT, "{:?}", del.body);
 

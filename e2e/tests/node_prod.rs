@@ -297,6 +297,16 @@ fn pod_ip(node: &Node, pod: &str) -> Option<String> {
     p["status"]["podIP"].as_str().map(str::to_owned)
 }
 
+/// The Events of `reason` about objects of `kind` in the test's namespace (none while the API
+/// server cannot be asked).
+fn events(node: &Node, kind: &str, reason: &str) -> Vec<Value> {
+    let selector = format!("involvedObject.kind={kind},reason={reason}");
+    node.json(&["get", "events", "-n", NS, "--field-selector", &selector])
+        .ok()
+        .and_then(|e| e["items"].as_array().cloned())
+        .unwrap_or_default()
+}
+
 /// Qdrant peer `pod`'s view of its cluster (`{peer_id, peers}`), while it answers.
 fn qdrant_cluster(node: &Node, pod: &str) -> Option<Value> {
     let ip = pod_ip(node, pod)?;
@@ -853,20 +863,8 @@ fn the_prod_ragcluster_runs_on_real_pods() {
         // One cluster: peer 1 sees the new peer 0 among its 3 peers.
         let seen = cluster_of("prod-qdrant-1");
         assert_eq!(seen["peers"], 3, "{seen}");
-        let replaced = node
-            .json(&[
-                "get",
-                "events",
-                "-n",
-                NS,
-                "--field-selector",
-                "involvedObject.kind=RagCluster,reason=QdrantPeerReplaced",
-            ])
-            .unwrap();
-        assert!(
-            replaced["items"].as_array().is_some_and(|e| !e.is_empty()),
-            "no QdrantPeerReplaced event: {replaced}"
-        );
+        let replaced = events(&node, "RagCluster", "QdrantPeerReplaced");
+        assert!(!replaced.is_empty(), "no QdrantPeerReplaced event");
         ready_again(&node, "statefulset/prod-qdrant");
         assert_eq!(
             qdrant_points(&node),
@@ -1118,18 +1116,7 @@ fn the_prod_ragcluster_runs_on_real_pods() {
     );
     // It was the HPA controller that did it, as its own event says.
     let rescaled = wait("the HPA's rescale event", Duration::from_secs(60), || {
-        let events = node
-            .json(&[
-                "get",
-                "events",
-                "-n",
-                NS,
-                "--field-selector",
-                "involvedObject.kind=HorizontalPodAutoscaler,reason=SuccessfulRescale",
-            ])
-            .ok()?;
-        events["items"]
-            .as_array()?
+        events(&node, "HorizontalPodAutoscaler", "SuccessfulRescale")
             .iter()
             .find(|e| e["involvedObject"]["name"] == "prod-worker-ingest")
             .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
