@@ -10,12 +10,10 @@ use ragplane_e2e::{model_available, repo_root, Server};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-fn top_title(out: &str) -> String {
+/// The first hit that `ragplane search --json` printed.
+fn top_hit(out: &str) -> Value {
     let v: Value = serde_json::from_str(out).expect("search --json prints JSON");
-    v["hits"][0]["title"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+    v["hits"][0].clone()
 }
 
 #[test]
@@ -58,10 +56,10 @@ fn examples_are_ingested_and_known_facts_rank_first() {
         let out = server
             .cli(&["search", "--json", "--collection", "examples", question])
             .unwrap();
-        assert_eq!(top_title(&out), want, "question {question:?}\n{out}");
+        let top = top_hit(&out);
+        assert_eq!(top["title"], want, "question {question:?}\n{out}");
         // Provenance: the PDF's chunk names its page, the Markdown file's its heading path.
-        let top: Value = serde_json::from_str(&out).unwrap();
-        let provenance = &top["hits"][0]["provenance"];
+        let provenance = &top["provenance"];
         match want {
             "orbital-mechanics.pdf" => assert_eq!(provenance["page"], 1, "{out}"),
             "skerry-point-lighthouse.md" => assert!(

@@ -81,24 +81,29 @@ pub fn statefulset(s: &StatefulSet, fallback: i32) -> Rollout {
     }
 }
 
-/// The crash-looping pods among those labelled `selector` in `namespace`. A failed list is
-/// logged and counts as none: status is best effort, the reconcile goes on.
-pub async fn crash_looping_pods(
-    client: &kube::Client,
-    namespace: &str,
-    selector: &str,
-) -> Vec<String> {
+/// The pods labelled `selector` in `namespace`, read for status. A failed list is logged and
+/// counts as none: status is best effort, the reconcile goes on.
+pub async fn pods(client: &kube::Client, namespace: &str, selector: &str) -> Vec<Pod> {
     let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), namespace);
     match pods
         .list(&kube::api::ListParams::default().labels(selector))
         .await
     {
-        Ok(list) => crash_looping(&list.items),
+        Ok(list) => list.items,
         Err(e) => {
             tracing::warn!(namespace, selector, error = %e, "cannot list pods for status");
             Vec::new()
         }
     }
+}
+
+/// The crash-looping pods among those labelled `selector` in `namespace` ([`pods`]).
+pub async fn crash_looping_pods(
+    client: &kube::Client,
+    namespace: &str,
+    selector: &str,
+) -> Vec<String> {
+    crash_looping(&pods(client, namespace, selector).await)
 }
 
 /// Pods with a container in `CrashLoopBackOff`, as `pod (container: last message)`.

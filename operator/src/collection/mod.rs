@@ -89,7 +89,7 @@ async fn cluster_of(obj: &Collection, ctx: &Context) -> Result<Option<RagCluster
 }
 
 /// The value of key `r` of a Secret in `ns`.
-pub(crate) async fn secret_value(ctx: &Context, ns: &str, r: &SecretKeyRef) -> Result<String> {
+async fn secret_value(ctx: &Context, ns: &str, r: &SecretKeyRef) -> Result<String> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let secret = api
         .get_opt(&r.name)
@@ -111,17 +111,16 @@ pub(crate) async fn secret_value(ctx: &Context, ns: &str, r: &SecretKeyRef) -> R
         .map_err(|_| Error::InvalidSpec(format!("Secret {}/{} is not UTF-8", r.name, r.key)))
 }
 
-async fn api_key(
-    obj: &Collection,
+/// The API key of `target`, read from its Secret in `ns`; `None` when it has none.
+pub(crate) async fn api_key(
     ctx: &Context,
+    ns: &str,
     target: &validate::QdrantTarget,
 ) -> Result<Option<String>> {
     let Some(r) = &target.api_key else {
         return Ok(None);
     };
-    secret_value(ctx, &obj.namespace().unwrap_or_default(), r)
-        .await
-        .map(Some)
+    secret_value(ctx, ns, r).await.map(Some)
 }
 
 async fn apply(obj: &Collection, ctx: &Context) -> Result<Action> {
@@ -133,7 +132,7 @@ async fn apply(obj: &Collection, ctx: &Context) -> Result<Action> {
         })?;
     let validated =
         validate::validate(obj, &cluster).map_err(|e| Error::InvalidSpec(e.to_string()))?;
-    let key = api_key(obj, ctx, &validated.qdrant).await?;
+    let key = api_key(ctx, &obj.namespace().unwrap_or_default(), &validated.qdrant).await?;
     let client = ctx.qdrant(&validated.qdrant.url, key.clone())?;
     // Without the peer list, shards are still evened out among the peers holding some.
     let peers = match &validated.qdrant.http_url {
@@ -283,7 +282,10 @@ async fn delete_collection(
     target: &validate::QdrantTarget,
     name: &str,
 ) -> Result<()> {
-    let client = ctx.qdrant(&target.url, api_key(obj, ctx, target).await?)?;
+    let client = ctx.qdrant(
+        &target.url,
+        api_key(ctx, &obj.namespace().unwrap_or_default(), target).await?,
+    )?;
     qdrant::delete(&client, name).await?;
     ctx.event(
         obj,

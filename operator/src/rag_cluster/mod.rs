@@ -162,14 +162,9 @@ impl Reconciler for RagCluster {
             .flatten()
             .collect();
         let previous = obj.status.clone().unwrap_or_default();
-        if matches!(validated.qdrant, validate::QdrantMode::Managed(_)) {
-            // Best effort, like status: a failure is logged and the next pass tries again.
-            if let Err(e) = qdrant_peers::remove_predecessors(&ctx, &obj, &validated).await {
-                tracing::warn!(error = %e, "could not check the Qdrant peers for lost volumes");
-            }
-        }
-        // The cluster's own pods (a ModelPool of the same name is another app).
-        let crash_loops = crate::rollout::crash_looping_pods(
+        // The cluster's own pods (a ModelPool of the same name is another app), read once for
+        // the Qdrant peers and for status.
+        let pods = crate::rollout::pods(
             &ctx.client,
             &namespace,
             &format!(
@@ -180,6 +175,13 @@ impl Reconciler for RagCluster {
             ),
         )
         .await;
+        if matches!(validated.qdrant, validate::QdrantMode::Managed(_)) {
+            // Best effort, like status: a failure is logged and the next pass tries again.
+            if let Err(e) = qdrant_peers::remove_predecessors(&ctx, &obj, &validated, &pods).await {
+                tracing::warn!(error = %e, "could not check the Qdrant peers for lost volumes");
+            }
+        }
+        let crash_loops = crate::rollout::crash_looping(&pods);
         let status = status::compute(
             &validated,
             &applied,

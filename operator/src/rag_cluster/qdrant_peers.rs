@@ -10,8 +10,7 @@
 //! restores each collection's replication factor on it.
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::ListParams;
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 
 use super::validate::{qdrant_service_name, ValidatedCluster};
 use crate::context::Context;
@@ -68,26 +67,17 @@ fn is_pod_uri(uri: &str, pod: &str, domain: &str) -> bool {
     uri.trim_end_matches('/') == format!("http://{pod}.{domain}:6335")
 }
 
-/// Removes from `c`'s managed Qdrant the predecessors of its refused pods; returns them. A
-/// refusal is acted on only when it names the pod's own URI and the cluster still lists that
-/// peer under it, so an old message is harmless.
+/// Removes from `c`'s managed Qdrant the predecessors of its refused pods, found among `pods`
+/// (the cluster's); returns them. A refusal is acted on only when it names the pod's own URI
+/// and the cluster still lists that peer under it, so an old message is harmless.
 pub async fn remove_predecessors(
     ctx: &Context,
     obj: &RagCluster,
     c: &ValidatedCluster,
+    pods: &[Pod],
 ) -> Result<Vec<Refused>> {
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &c.namespace);
-    let selector = crate::labels::selector("qdrant", &c.name, "qdrant")
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let list = pods
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|e| crate::error::Error::kube("list the Qdrant pods", e))?;
     let domain = format!("{}.{}.svc", qdrant_service_name(&c.name), c.namespace);
-    let candidates: Vec<Refused> = refused(&list.items)
+    let candidates: Vec<Refused> = refused(pods)
         .into_iter()
         .filter(|r| is_pod_uri(&r.uri, &r.pod, &domain))
         .collect();
@@ -99,10 +89,7 @@ pub async fn remove_predecessors(
     let Some(http_url) = &target.http_url else {
         return Ok(Vec::new());
     };
-    let key = match &target.api_key {
-        Some(r) => Some(crate::collection::secret_value(ctx, &c.namespace, r).await?),
-        None => None,
-    };
+    let key = crate::collection::api_key(ctx, &c.namespace, &target).await?;
     let peers = crate::collection::qdrant::peer_uris(&ctx.http, http_url, key.as_deref()).await?;
     let mut removed = Vec::new();
     for r in candidates {

@@ -115,19 +115,24 @@ fn is_not_found(e: &QdrantError) -> bool {
 
 fn qdrant_err(action: impl Into<String>) -> impl FnOnce(QdrantError) -> VectorError {
     let action = action.into();
-    move |e| {
-        if is_unreachable(&e) {
-            VectorError::Unavailable {
-                backend: "qdrant",
-                action,
-                message: e.to_string(),
-            }
-        } else {
-            VectorError::Backend {
-                backend: "qdrant",
-                action,
-                message: e.to_string(),
-            }
+    move |e| vector_err(is_unreachable(&e), action, e.to_string())
+}
+
+/// A failed `action`: [`VectorError::Unavailable`] when the server could not be reached,
+/// else [`VectorError::Backend`].
+fn vector_err(unreachable: bool, action: String, message: String) -> VectorError {
+    let backend = "qdrant";
+    if unreachable {
+        VectorError::Unavailable {
+            backend,
+            action,
+            message,
+        }
+    } else {
+        VectorError::Backend {
+            backend,
+            action,
+            message,
         }
     }
 }
@@ -653,22 +658,8 @@ impl QdrantIndex {
     /// one is logged as a warning.
     async fn per_tenant_idf(&self) -> Result<bool> {
         let read = self.idf_corpus.get_or_try_init(|| async {
-            let failed = |unreachable: bool, message: String| {
-                let action = "read the server's version".to_owned();
-                let backend = "qdrant";
-                if unreachable {
-                    VectorError::Unavailable {
-                        backend,
-                        action,
-                        message,
-                    }
-                } else {
-                    VectorError::Backend {
-                        backend,
-                        action,
-                        message,
-                    }
-                }
+            let failed = |unreachable, message| {
+                vector_err(unreachable, "read the server's version".to_owned(), message)
             };
             let recent = self
                 .version_failure
