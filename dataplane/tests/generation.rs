@@ -594,6 +594,86 @@ async fn chat_completions_answer_in_openai_format_from_the_named_collection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_completions_take_the_retrieval_options_of_search() {
+    let s = stub().await;
+    let Some(e) = env(openai(&[&s.url])).await else {
+        return;
+    };
+    let (_, listed) = e
+        .call(Method::GET, "/v1/collections/docs/documents", None)
+        .await;
+    let orbit = listed["documents"]
+        .as_array()
+        .expect("a document list")
+        .iter()
+        .find(|d| d["title"] == "orbit")
+        .expect("the orbit document")["id"]
+        .clone();
+    let chat = |extra: Value| {
+        let mut body = json!({ "model": "docs",
+            "messages": [{ "role": "user", "content": "how far is the lamp visible?" }] });
+        for (k, v) in extra.as_object().expect("an object") {
+            body[k] = v.clone();
+        }
+        body
+    };
+    // Unrestricted, the lamp's document is the first source.
+    let (status, c) = e
+        .call(Method::POST, "/v1/chat/completions", Some(chat(json!({}))))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{c:?}");
+    assert_ne!(c["sources"][0]["document_id"], orbit);
+    // Restricted to one document, only it can be cited.
+    for extra in [
+        json!({ "document_ids": [orbit.clone()] }),
+        json!({ "document_ids": [orbit.clone()], "group_by": "document", "mode": "dense" }),
+    ] {
+        let (status, c) = e
+            .call(
+                Method::POST,
+                "/v1/chat/completions",
+                Some(chat(extra.clone())),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{extra}: {c:?}");
+        assert_eq!(c["sources"][0]["document_id"], orbit, "{extra}");
+    }
+    // A filter no document matches, or a score no chunk reaches, leaves nothing to cite.
+    for extra in [
+        json!({ "filter": { "lang": "none" } }),
+        json!({ "min_score": 1.0e9 }),
+    ] {
+        let (status, c) = e
+            .call(
+                Method::POST,
+                "/v1/chat/completions",
+                Some(chat(extra.clone())),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{extra}: {c:?}");
+        assert_eq!(c["sources"], json!([]), "{extra}");
+    }
+    // Bad options are refused as /v1/search refuses them.
+    for (extra, field) in [
+        (json!({ "group_by": "page" }), "group_by"),
+        (json!({ "filter": { "year": { "gt": "x" } } }), "filter"),
+    ] {
+        let (status, c) = e
+            .call(
+                Method::POST,
+                "/v1/chat/completions",
+                Some(chat(extra.clone())),
+            )
+            .await;
+        assert!(
+            status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::BAD_REQUEST,
+            "{extra}: {status} {c:?}"
+        );
+        assert!(c.to_string().contains(field), "{extra}: {c:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_every_server_down_queries_get_503_and_retry_after_quickly() {
     let dead = [
         format!("http://127.0.0.1:{}/v1", free_port()),

@@ -61,6 +61,25 @@ pub struct ChatCompletionRequest {
     /// ragplane extension: how `hybrid` mode fuses its two lists.
     #[serde(default)]
     pub fusion: Option<crate::app::FusionRequest>,
+    /// ragplane extension: retrieve only chunks of documents whose metadata matches, as in
+    /// `/v1/search`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Map<String, Value>>,
+    /// ragplane extension: retrieve only chunks of these documents.
+    #[serde(default)]
+    pub document_ids: Option<Vec<String>>,
+    /// ragplane extension: `document` retrieves at most one chunk per document.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "document")]
+    pub group_by: Option<crate::app::GroupBy>,
+    /// ragplane extension: drop retrieved chunks scoring below this.
+    #[serde(default)]
+    pub min_score: Option<f32>,
+    /// ragplane extension: rerank the retrieved chunks (default: whenever a reranker is
+    /// configured).
+    #[serde(default)]
+    pub rerank: Option<bool>,
 }
 
 /// One message of the conversation; `content` is a string or a list of `{type: "text", text}`
@@ -111,13 +130,13 @@ fn interpret(req: &ChatCompletionRequest) -> Result<(SearchRequest, AnswerOption
         collection,
         query: question,
         top_k: req.top_k.unwrap_or(5),
-        filter: None,
-        document_ids: None,
+        filter: req.filter.clone(),
+        document_ids: req.document_ids.clone(),
         mode: req.mode,
         fusion: req.fusion.clone(),
-        group_by: None,
-        min_score: None,
-        rerank: None,
+        group_by: req.group_by,
+        min_score: req.min_score,
+        rerank: req.rerank,
         stream: false,
         include_prompt: false,
     };
