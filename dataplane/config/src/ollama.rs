@@ -11,7 +11,8 @@ pub struct OllamaEmbeddingConfig {
     pub url: String,
     /// Model name on the server, for example `nomic-embed-text`.
     pub model: String,
-    /// Dimension of the model's vectors; answers of another length are refused.
+    /// Dimension of the model's vectors, sent as Ollama's `dimensions` (a model may shorten
+    /// its vectors to it); answers of another length are refused.
     pub dimension: usize,
     /// Texts sent in one request.
     #[serde(default = "default_batch")]

@@ -37,7 +37,12 @@ impl OllamaEmbedder {
             .client
             .post(&self.url)
             .headers(ragplane_telemetry::propagation::headers())
-            .json(&json!({ "model": self.config.model, "input": texts, "truncate": true }))
+            .json(&json!({
+                "model": self.config.model,
+                "input": texts,
+                "truncate": true,
+                "dimensions": self.config.dimension,
+            }))
             .send()
             .await
             .map_err(|e| fail(format!("failed to send: {e}")))?;
