@@ -278,6 +278,10 @@ pub async fn run_job(app: &App, job: Job, worker: &str) {
                     .await
                 {
                     tracing::error!(document = %doc, error = %e, "failed to mark document failed");
+                } else if let Ok(Some(d)) = app.metadata.document(doc).await {
+                    // It may have been the last document its collection's model switch
+                    // waited for.
+                    app.settle_switch(&d.collection_id).await;
                 }
             }
         }

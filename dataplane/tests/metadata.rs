@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ragplane::metadata::{
-    ConsoleSession, DocumentStatus, MetadataError, MetadataStore, NewApiKey, NewDocument,
-    PostgresStore, Scope, SqliteStore, UsageRow,
+    ConsoleSession, DocumentStatus, MetadataError, MetadataStore, ModelSwitch, NewApiKey,
+    NewDocument, PostgresStore, Scope, SqliteStore, UsageRow,
 };
 use ragplane::testing::fresh_postgres_database;
 use ragplane_config::{PostgresConfig, Secret};
@@ -438,6 +438,81 @@ async fn suite(s: &dyn MetadataStore) {
         .set_document_status("missing", DocumentStatus::Indexed, None, 1)
         .await
         .unwrap());
+
+    // A model switch completes only once no live document is left in the old generation,
+    // and only once.
+    let switching = s
+        .start_model_switch(
+            &docs.id,
+            ModelSwitch {
+                model: "next",
+                probe: "probe-next",
+                dimension: 256,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            switching.generation,
+            switching.next_model.as_deref(),
+            switching.next_dimension
+        ),
+        (0, Some("next"), Some(256))
+    );
+    assert!(!s.finish_model_switch(&docs.id, 0).await.unwrap());
+    for id in &ids {
+        let d = s.document(id).await.unwrap().unwrap();
+        // Failed and deleting documents do not hold the switch back.
+        if !matches!(d.status, DocumentStatus::Failed | DocumentStatus::Deleting) {
+            s.set_document_generation(id, 1).await.unwrap();
+        }
+    }
+    assert!(s.finish_model_switch(&docs.id, 0).await.unwrap());
+    assert!(
+        !s.finish_model_switch(&docs.id, 0).await.unwrap(),
+        "only once"
+    );
+    let switched = s.collection_by_id(&docs.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            switched.generation,
+            switched.dimension,
+            switched.embedding_model.as_deref(),
+            switched.embedding_probe.as_deref(),
+            switched.next_probe,
+            switched.version > switching.version,
+        ),
+        (1, 256, Some("next"), Some("probe-next"), None, true)
+    );
+    // A switch started again (to another model, say) forgets what was written for the one it
+    // replaces.
+    let live: Vec<&String> = {
+        let mut live = Vec::new();
+        for id in &ids {
+            let d = s.document(id).await.unwrap().unwrap();
+            if !matches!(d.status, DocumentStatus::Failed | DocumentStatus::Deleting) {
+                live.push(id);
+            }
+        }
+        live
+    };
+    let third = ModelSwitch {
+        model: "third",
+        probe: "probe-third",
+        dimension: 512,
+    };
+    s.start_model_switch(&docs.id, third).await.unwrap();
+    for id in &live {
+        s.set_document_generation(id, 2).await.unwrap();
+    }
+    s.start_model_switch(&docs.id, third).await.unwrap();
+    assert!(!s.finish_model_switch(&docs.id, 1).await.unwrap());
+    for id in &live {
+        s.set_document_generation(id, 2).await.unwrap();
+    }
+    assert!(s.finish_model_switch(&docs.id, 1).await.unwrap());
 
     // Deleting a document, then a collection with its documents.
     s.delete_document(&ids[3]).await.unwrap();

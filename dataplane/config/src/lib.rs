@@ -357,6 +357,12 @@ pub struct EmbeddingConfig {
     pub ollama: Option<OllamaEmbeddingConfig>,
     /// Embed on `ragplane embed-server` instances instead of in this process.
     pub remote: Option<RemoteEmbedderConfig>,
+    /// The model a collection is being switched away from (`[embedding.previous]`, the same
+    /// settings as `[embedding]`): while `ragplane reindex` builds a collection's points with
+    /// this section's model, searches embed their queries with the previous model and keep
+    /// using the collection's current points, so no document drops out of results.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Box<EmbeddingConfig>>,
 }
 
 impl Default for EmbeddingConfig {
@@ -376,6 +382,7 @@ impl Default for EmbeddingConfig {
             queue_capacity: 1024,
             ollama: None,
             remote: None,
+            previous: None,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Validation of a parsed [`Config`]: every rule that serde's types cannot express.
 
 use crate::{
-    Config, GenerationConfig, MetadataConfig, ObjectStoreConfig, QueueConfig, RateLimitBackend,
+    Config, EmbeddingConfig, GenerationConfig, MetadataConfig, ObjectStoreConfig, QueueConfig,
+    RateLimitBackend,
 };
 
 /// One invalid setting: the dotted path of the field and what is wrong with it.
@@ -66,52 +67,19 @@ impl Config {
         );
 
         let e = &self.embedding;
-        c.check(
-            e.dimension >= 1,
-            "embedding.dimension",
-            "must be at least 1",
-        );
-        c.check(e.sessions >= 1, "embedding.sessions", "must be at least 1");
-        c.check(
-            (0..=19).contains(&e.bulk_nice),
-            "embedding.bulk_nice",
-            "must be between 0 and 19",
-        );
-        c.check(
-            (8..=512).contains(&e.max_seq_len),
-            "embedding.max_seq_len",
-            "must be between 8 and 512",
-        );
-        c.check(
-            e.max_batch_tokens >= e.max_seq_len,
-            "embedding.max_batch_tokens",
-            format!("must be at least embedding.max_seq_len ({})", e.max_seq_len),
-        );
-        c.check(
-            e.bulk_batch_tokens >= e.max_seq_len,
-            "embedding.bulk_batch_tokens",
-            format!("must be at least embedding.max_seq_len ({})", e.max_seq_len),
-        );
-        c.check(
-            e.queue_capacity >= 1,
-            "embedding.queue_capacity",
-            "must be at least 1",
-        );
+        check_embedding(&mut c, e, "embedding");
+        if let Some(previous) = &e.previous {
+            check_embedding(&mut c, previous, "embedding.previous");
+            c.check(
+                previous.previous.is_none(),
+                "embedding.previous.previous",
+                "the previous model cannot have a previous model of its own",
+            );
+        }
 
         for (field, message) in self.telemetry.traces.problems() {
             c.check(false, field, message);
         }
-
-        if let Some(o) = &e.ollama {
-            for (field, message) in o.problems() {
-                c.check(false, field, message);
-            }
-        }
-        c.check(
-            !(e.ollama.is_some() && e.remote.is_some()),
-            "embedding.remote",
-            "set either embedding.remote (embed-server) or embedding.ollama, not both",
-        );
 
         let k = &self.chunking;
         c.check(
@@ -405,6 +373,49 @@ fn is_origin(o: &str) -> bool {
     host_ok && port_ok
 }
 
+/// The rules of one embedding section, `[embedding]` or `[embedding.previous]` (`at`).
+fn check_embedding(c: &mut Checker, e: &EmbeddingConfig, at: &str) {
+    let field = |name: &str| format!("{at}.{name}");
+    c.check(e.dimension >= 1, &field("dimension"), "must be at least 1");
+    c.check(e.sessions >= 1, &field("sessions"), "must be at least 1");
+    c.check(
+        (0..=19).contains(&e.bulk_nice),
+        &field("bulk_nice"),
+        "must be between 0 and 19",
+    );
+    c.check(
+        (8..=512).contains(&e.max_seq_len),
+        &field("max_seq_len"),
+        "must be between 8 and 512",
+    );
+    c.check(
+        e.max_batch_tokens >= e.max_seq_len,
+        &field("max_batch_tokens"),
+        format!("must be at least {at}.max_seq_len ({})", e.max_seq_len),
+    );
+    c.check(
+        e.bulk_batch_tokens >= e.max_seq_len,
+        &field("bulk_batch_tokens"),
+        format!("must be at least {at}.max_seq_len ({})", e.max_seq_len),
+    );
+    c.check(
+        e.queue_capacity >= 1,
+        &field("queue_capacity"),
+        "must be at least 1",
+    );
+    if let Some(o) = &e.ollama {
+        for (name, message) in o.problems() {
+            let name = name.strip_prefix("embedding.").unwrap_or(name);
+            c.check(false, &field(name), message);
+        }
+    }
+    c.check(
+        !(e.ollama.is_some() && e.remote.is_some()),
+        &field("remote"),
+        format!("set either {at}.remote (embed-server) or {at}.ollama, not both"),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use crate::Config;
@@ -450,6 +461,34 @@ mod tests {
             err.to_string()
                 .contains("must be smaller than chunking.chunk_tokens (200)"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_previous_model_is_checked_under_its_own_path() {
+        let mut c = Config::default();
+        let mut previous = crate::EmbeddingConfig {
+            dimension: 0,
+            ollama: Some(crate::OllamaEmbeddingConfig {
+                url: "ollama:11434".into(),
+                model: "all-minilm".into(),
+                dimension: 256,
+                max_batch: 16,
+                timeout_secs: 60,
+            }),
+            ..Default::default()
+        };
+        previous.previous = Some(Box::default());
+        c.embedding.previous = Some(Box::new(previous));
+        let err = c.validate().unwrap_err();
+        let fields: Vec<_> = err.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "embedding.previous.dimension",
+                "embedding.previous.ollama.url",
+                "embedding.previous.previous"
+            ]
         );
     }
 

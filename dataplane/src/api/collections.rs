@@ -25,8 +25,12 @@ pub struct CollectionInfo {
     /// The collection.
     #[serde(flatten)]
     pub collection: Collection,
-    /// Points (indexed chunks) in the vector index.
+    /// Points (indexed chunks) in the vector index, in the generation searches use.
     pub points: u64,
+    /// While the collection switches to another model: points written so far into the
+    /// generation being built.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_points: Option<u64>,
     /// Average chunk length in analysed terms, which keyword search normalises lengths
     /// against: the live figure on the embedded and PostgreSQL-backed indexes, absent on Qdrant
     /// (whose `keyword_average_terms` setting this is the figure for).
@@ -75,9 +79,16 @@ pub async fn get_one(
 ) -> Result<ApiJson<CollectionInfo>, ApiError> {
     let collection = app.collection(&p, &name).await?;
     let key = crate::app::key_of(&collection);
-    let (points, keyword_average_terms) = futures::try_join!(
+    let next = crate::app::next_key_of(&collection);
+    let (points, keyword_average_terms, next_points) = futures::try_join!(
         app.vectors.count(&key, None),
         app.vectors.keyword_average_terms(&key),
+        async {
+            match &next {
+                Some(k) => app.vectors.count(k, None).await.map(Some),
+                None => Ok(None),
+            }
+        },
     )
     .map_err(crate::error::Error::from)?;
     let mut documents: std::collections::BTreeMap<String, i64> = app
@@ -91,6 +102,7 @@ pub async fn get_one(
     Ok(ApiJson(CollectionInfo {
         collection,
         points,
+        next_points,
         keyword_average_terms,
         documents,
     }))
@@ -109,7 +121,7 @@ pub struct ReindexAccepted {
 #[utoipa::path(post, path = "/v1/collections/{collection}/reindex",
     params(("collection" = String, Path, description = "Collection name")),
     responses((status = 202, body = ReindexAccepted), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn reindex(
     State(app): State<AppState>,
     Auth(p): Auth,

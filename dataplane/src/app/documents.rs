@@ -5,11 +5,13 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{key_of, validate_metadata, validate_name, App, Principal};
+use super::model_switch::generation_key;
+use super::{key_of, next_key_of, validate_metadata, validate_name, App, Principal};
 use crate::embed::identity::{self, ModelIdentity, PROBE_TEXT};
 use crate::error::{Error, Result};
-use crate::metadata::{Collection, Document, DocumentStatus, NewDocument, Scope};
+use crate::metadata::{Collection, Document, DocumentStatus, ModelSwitch, NewDocument, Scope};
 use crate::queue::{Job, Task, DOCUMENTS};
+use crate::vectors::VectorError;
 use ragplane_parse::Format;
 
 /// How long an upload waits for the configured model's identity before leaving the model
@@ -18,11 +20,12 @@ const MODEL_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The refusal of collection `c`, whose vectors come from the model of probe `recorded`, by
 /// a server that embeds with `model`.
-fn model_mismatch(c: &Collection, model: &ModelIdentity, recorded: &str) -> Error {
+pub(super) fn model_mismatch(c: &Collection, model: &ModelIdentity, recorded: &str) -> Error {
     Error::ModelMismatch(format!(
         "collection {:?} was indexed with embedding model {:?} (fingerprint {}), but this \
          server embeds with {:?} (fingerprint {}); re-embed it with `ragplane reindex \
-         --collection {}`, or configure the model it was indexed with",
+         --collection {}` (with that model as [embedding.previous], searches keep answering \
+         meanwhile), or configure the model it was indexed with",
         c.name,
         c.embedding_model.as_deref().unwrap_or("unknown"),
         identity::fingerprint(recorded),
@@ -127,7 +130,14 @@ impl App {
             return Ok(());
         };
         match tokio::time::timeout(MODEL_CHECK_WAIT, self.model_identity()).await {
-            Ok(Ok(model)) if !model.matches(recorded) => Err(model_mismatch(c, model, recorded)),
+            // While the collection switches to the configured model, documents go to the
+            // generation being built.
+            Ok(Ok(model))
+                if !model.matches(recorded)
+                    && !c.next_probe.as_ref().is_some_and(|n| model.matches(n)) =>
+            {
+                Err(model_mismatch(c, model, recorded))
+            }
             _ => Ok(()),
         }
     }
@@ -196,6 +206,9 @@ impl App {
     /// Removes a collection's points, originals, cached results and rows.
     pub(crate) async fn remove_collection(&self, c: &Collection) -> Result<()> {
         self.vectors.drop_collection(&key_of(c)).await?;
+        if let Some(next) = next_key_of(c) {
+            self.vectors.drop_collection(&next).await?;
+        }
         self.objects
             .delete_prefix(&format!("{}/{}", c.tenant_id, c.id))
             .await?;
@@ -322,9 +335,14 @@ impl App {
     /// Removes a document marked `deleting`: its points, its original, then its row.
     pub async fn finish_document_deletion(&self, c: &Collection, d: &Document) -> Result<()> {
         self.vectors.delete_document(&key_of(c), &d.id).await?;
+        if let Some(next) = next_key_of(c) {
+            self.vectors.delete_document(&next, &d.id).await?;
+        }
         self.metadata.bump_collection_version(&c.id).await?;
         self.objects.delete(&d.object_key).await?;
         self.metadata.delete_document(&d.id).await?;
+        // It may have been the last document the collection's model switch waited for.
+        self.settle_switch(&c.id).await;
         Ok(())
     }
 
@@ -346,29 +364,67 @@ impl App {
         })
     }
 
-    /// Re-embeds every document of a collection with the configured embedding model: records
-    /// the model, then queues each document. A document's new points overwrite its old ones in
-    /// place, so no document drops out of results while the jobs run; until its job has run, a
-    /// document is found by its old vectors. Returns the ids of the queued documents.
+    /// Re-embeds every document of a collection with the configured embedding model; returns
+    /// the ids of the queued documents. No document drops out of results meanwhile:
+    ///
+    /// - when the model makes vectors of another dimension, or `[embedding.previous]` can
+    ///   embed queries for the current points, the documents are written into a new index
+    ///   generation and the collection switches to it once all are there (see
+    ///   [`super::model_switch`]);
+    /// - otherwise the model is recorded and each document's new points overwrite its old
+    ///   ones in place; until its job has run, a document is found by its old vectors.
     pub async fn reindex_collection(&self, p: &Principal, name: &str) -> Result<Vec<String>> {
         Self::require(p, Scope::ReadWrite)?;
         let c = self.collection(p, name).await?;
-        let dim = self.embedder.dimension();
-        if c.dimension != dim as i64 {
-            return Err(Error::invalid(
-                "collection",
-                format!(
-                    "{name:?} holds {}-dimensional vectors and the configured model makes \
-                     {dim}-dimensional ones, so they cannot share an index; create a new \
-                     collection and ingest the documents into it",
-                    c.dimension
-                ),
-            ));
-        }
         let model = self.model_identity().await?;
-        self.metadata
-            .set_collection_model(&c.id, &model.name, &model.probe)
-            .await?;
+        let c = if self.needs_switch(&c).await? {
+            let dimension = self.embedder.dimension();
+            if c.next_probe.is_some()
+                && c.embedding_probe.as_ref().is_some_and(|r| model.matches(r))
+            {
+                return Err(Error::ModelMismatch(format!(
+                    "collection {name:?} is switching to embedding model {:?}, and this server \
+                     embeds with the model it is switching from; configure the new model to \
+                     finish the switch",
+                    c.next_model.as_deref().unwrap_or("unknown"),
+                )));
+            }
+            let next = generation_key(&c, c.generation + 1);
+            // A switch to yet another model is replaced: its points start again.
+            if c.next_probe.as_ref().is_some_and(|n| !model.matches(n)) {
+                self.vectors.drop_collection(&next).await?;
+            }
+            // A backend that cannot hold the new dimension (a Qdrant collection has one)
+            // refuses here, before anything is queued.
+            match self.vectors.ensure_collection(&next, dimension).await {
+                Err(VectorError::Dimension { expected, .. }) => {
+                    return Err(Error::ModelMismatch(format!(
+                        "the {} vector index holds {expected}-dimensional vectors and the \
+                         configured model makes {dimension}-dimensional ones; point [vectors] \
+                         at a new index (for Qdrant, another `collection`) and ingest the \
+                         documents again",
+                        self.config.vectors.backend()
+                    )))
+                }
+                other => other?,
+            }
+            self.metadata
+                .start_model_switch(
+                    &c.id,
+                    ModelSwitch {
+                        model: &model.name,
+                        probe: &model.probe,
+                        dimension: dimension as i64,
+                    },
+                )
+                .await?
+                .ok_or_else(|| Error::not_found("collection", name))?
+        } else {
+            self.metadata
+                .set_collection_model(&c.id, &model.name, &model.probe)
+                .await?;
+            c
+        };
         let mut queued = Vec::new();
         let mut after: Option<String> = None;
         loop {
@@ -384,6 +440,8 @@ impl App {
             }
         }
         self.metadata.bump_collection_version(&c.id).await?;
+        // A collection with no documents switches at once.
+        self.advance_switch(&c.id).await?;
         Ok(queued)
     }
 

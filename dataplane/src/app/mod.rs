@@ -4,12 +4,14 @@
 //!
 //! - [`keys`]: API keys, tenants, authentication and the per-key rate limit;
 //! - [`documents`]: collections, documents and their ingestion jobs;
+//! - [`model_switch`]: index generations, and a collection's switch to another embedding model;
 //! - [`search`]: retrieval and answers;
 //! - [`sessions`]: the web console's sign-ins, which act as the key that signed in;
 //! - [`usage`]: queries and LLM tokens per key and collection, for the console.
 
 mod documents;
 mod keys;
+mod model_switch;
 pub mod query_log;
 mod search;
 mod sessions;
@@ -33,10 +35,11 @@ use crate::objects::ObjectStore;
 use crate::queue::{JobQueue, RedisQueue, SqliteQueue};
 use crate::ratelimit::{MemoryLimiter, Quota, RateLimiter, RedisLimiter};
 use crate::redis_conn::Redis;
-use crate::vectors::{CollectionKey, VectorIndex};
+use crate::vectors::VectorIndex;
 
 pub use documents::{Accepted, Upload};
 pub use keys::{hash_key, IssuedKey, KeyRequest};
+pub use model_switch::{key_of, next_key_of, IndexTarget};
 pub use search::{
     AnswerOptions, FusionRequest, GroupBy, QueryAnswer, SearchHit, SearchMode, SearchRequest,
     Searched, StartedAnswer,
@@ -100,6 +103,11 @@ pub struct App {
     blocked_clients: moka::sync::Cache<std::net::IpAddr, std::time::Instant>,
     /// The embedding model's identity, probed on first use.
     model_identity: tokio::sync::OnceCell<crate::embed::identity::ModelIdentity>,
+    /// The model collections are being switched away from (`[embedding.previous]`): it embeds
+    /// queries on their current points until their switch completes.
+    pub previous_embedder: Option<Arc<dyn Embedder>>,
+    /// Its identity, probed on first use.
+    previous_identity: tokio::sync::OnceCell<crate::embed::identity::ModelIdentity>,
     /// Held while this process uses local stores in the data directory.
     _data_dir_lock: Option<crate::data_dir::DataDirLock>,
 }
@@ -158,21 +166,20 @@ impl App {
         let objects = crate::objects::open(&config).await?;
         let vectors = crate::vectors::open(&config).await?;
 
-        let ecfg = config.embedding.clone();
-        // The embedding model runs on embed-server instances (`embedding.remote`), on an Ollama
-        // server (`embedding.ollama`), or in this process; chunking needs the tokenizer here.
-        let model: Arc<dyn Embedder> = match (&config.embedding.remote, &config.embedding.ollama) {
-            (Some(r), _) => Arc::new(RemoteEmbedder::new(r, &config.embedding)?),
-            (None, Some(o)) => Arc::new(crate::embed::ollama::OllamaEmbedder::new(o)),
-            (None, None) => {
-                Arc::new(tokio::task::spawn_blocking(move || OnnxEmbedder::start(&ecfg)).await??)
-            }
+        let model = open_embedder(&config.embedding).await?;
+        let previous = match &config.embedding.previous {
+            Some(p) => Some(open_embedder(p).await?),
+            None => None,
         };
         let tokenizer_file = config.embedding.resolved_model_dir().join("tokenizer.json");
         let tokenizer = TextTokenizer::from_file(&tokenizer_file, config.embedding.max_seq_len)?;
         let (embedding_cache, results) = build_caches(&config, redis.as_ref());
         let rate_limiter = build_rate_limiter(&config, redis.as_ref());
         let token_budget = build_token_budget(&config, redis.as_ref());
+        // Cache keys name the model, so both models can share the cache.
+        let previous_embedder = previous.map(|p| {
+            Arc::new(CachedEmbedder::new(p, embedding_cache.clone())) as Arc<dyn Embedder>
+        });
         let embedder: Arc<dyn Embedder> = Arc::new(CachedEmbedder::new(model, embedding_cache));
         let generator: Option<Arc<dyn Generator>> = match &config.generation {
             GenerationConfig::None {} => None,
@@ -238,6 +245,8 @@ impl App {
                 .time_to_live(Duration::from_secs(60))
                 .build(),
             model_identity: tokio::sync::OnceCell::new(),
+            previous_embedder,
+            previous_identity: tokio::sync::OnceCell::new(),
             _data_dir_lock: data_dir_lock,
         })
     }
@@ -250,12 +259,19 @@ impl App {
     }
 }
 
-/// The vector-index key of a collection.
-pub fn key_of(c: &Collection) -> CollectionKey {
-    CollectionKey {
-        tenant: c.tenant_id.clone(),
-        collection: c.id.clone(),
-    }
+/// The embedding model of `cfg`: on embed-server instances (`remote`), on an Ollama server
+/// (`ollama`), or in this process.
+async fn open_embedder(
+    cfg: &ragplane_config::EmbeddingConfig,
+) -> anyhow::Result<Arc<dyn Embedder>> {
+    Ok(match (&cfg.remote, &cfg.ollama) {
+        (Some(r), _) => Arc::new(RemoteEmbedder::new(r, cfg)?),
+        (None, Some(o)) => Arc::new(crate::embed::ollama::OllamaEmbedder::new(o)),
+        (None, None) => {
+            let cfg = cfg.clone();
+            Arc::new(tokio::task::spawn_blocking(move || OnnxEmbedder::start(&cfg)).await??)
+        }
+    })
 }
 
 type OptionalCache = Option<Arc<dyn Cache>>;

@@ -260,9 +260,10 @@ impl App {
         let mode = self.search_mode(req).await?;
         let fusion = self.fusion(req)?;
         let c = self.collection(p, &req.collection).await?;
-        if mode != SearchMode::Keyword {
-            self.check_model(&c).await?;
-        }
+        let embedder = match mode {
+            SearchMode::Keyword => None,
+            _ => Some(self.query_embedder(&c).await?),
+        };
         let cache_key = self
             .results
             .as_ref()
@@ -315,7 +316,7 @@ impl App {
         }
         let filter = Filter {
             tenant: c.tenant_id.clone(),
-            collection: c.id.clone(),
+            collection: super::key_of(&c).collection,
             documents,
             metadata: pushed_down.then_some(metadata_filter),
         };
@@ -324,9 +325,9 @@ impl App {
             .inc();
         // Embedded and analysed once, however deep a grouped search has to look.
         let query = Analysed {
-            vector: match mode {
-                SearchMode::Keyword => Vec::new(),
-                _ => self.embed_query(&req.query).await?,
+            vector: match embedder {
+                None => Vec::new(),
+                Some(e) => embed_query(e.as_ref(), &req.query).await?,
             },
             terms: match mode {
                 SearchMode::Dense => Vec::new(),
@@ -548,15 +549,6 @@ impl App {
         Ok(fusion)
     }
 
-    async fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
-        Ok(self
-            .embedder
-            .embed(vec![query.to_string()])
-            .await?
-            .pop()
-            .unwrap_or_default())
-    }
-
     /// Retrieval plus generation. Without a generator, returns the sources and says so.
     /// Also says how the retrieval went, for the query log.
     pub async fn query(
@@ -720,4 +712,13 @@ fn charged(
             yield chunk;
         }
     })
+}
+
+/// The embedding of one query.
+async fn embed_query(embedder: &dyn crate::embed::Embedder, query: &str) -> Result<Vec<f32>> {
+    Ok(embedder
+        .embed(vec![query.to_string()])
+        .await?
+        .pop()
+        .unwrap_or_default())
 }

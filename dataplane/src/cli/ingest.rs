@@ -208,7 +208,44 @@ pub async fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
     if failed > 0 {
         bail!("{failed} documents failed to re-index");
     }
-    Ok(())
+    switched(
+        &client,
+        &args.collection,
+        Duration::from_secs(args.timeout_secs),
+    )
+    .await
+}
+
+/// After a reindex: waits while the collection is still switching to the new model (the
+/// worker indexing its last document completes the switch just after), then says which model
+/// and dimension it now uses.
+async fn switched(client: &Client, collection: &str, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let path = format!("/v1/collections/{collection}");
+    loop {
+        let c: Value = client
+            .send(client.request(reqwest::Method::GET, &path))
+            .await?;
+        if c.get("next_model").is_none() {
+            println!(
+                "{collection} is indexed with {} ({} dimensions, generation {})",
+                c["embedding_model"]
+                    .as_str()
+                    .unwrap_or("an unrecorded model"),
+                c["dimension"],
+                c["generation"],
+            );
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "{collection} is still switching to {} after {timeout:?}: documents uploaded \
+                 meanwhile are still being indexed",
+                c["next_model"]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Polls until every document is `indexed` or `failed`; prints failures; returns their count.

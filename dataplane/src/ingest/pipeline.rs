@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tracing::Instrument;
 
-use crate::app::{key_of, App};
+use crate::app::App;
 use crate::embed::{EmbedError, Priority};
 use crate::error::{Error, Result};
 use crate::metadata::{ChunkProvenance, DocumentStatus};
@@ -82,11 +82,12 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     .map_err(|e| Error::Internal(format!("chunking task failed: {e}")))??;
     tracing::Span::current().record("chunks", chunks.len());
 
-    // Vectors of another model would be meaningless beside the collection's.
-    app.check_model(&collection).await?;
-    let key = key_of(&collection);
+    // Vectors of another model would be meaningless beside the collection's: the target is
+    // the generation of the configured model (the next one while the collection switches).
+    let target = app.index_target(&collection).await?;
+    let key = target.key.clone();
     app.vectors
-        .ensure_collection(&key, app.embedder.dimension())
+        .ensure_collection(&key, target.dimension)
         .await?;
     // The new points overwrite the old ones in place (ids derive from document and chunk), and
     // only then are the chunks beyond the new count removed: a re-indexed document never
@@ -119,7 +120,7 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
                 vector,
                 payload: Payload {
                     tenant: doc.tenant_id.clone(),
-                    collection: collection.id.clone(),
+                    collection: key.collection.clone(),
                     document: doc.id.clone(),
                     title: doc.title.clone(),
                     chunk: c.index,
@@ -154,7 +155,13 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
         return Ok(0);
     }
     app.metadata.replace_chunks(&doc.id, &provenance).await?;
+    app.metadata
+        .set_document_generation(&doc.id, target.generation)
+        .await?;
     app.metadata.bump_collection_version(&collection.id).await?;
+    if target.generation > collection.generation {
+        app.advance_switch(&collection.id).await?;
+    }
     Ok(chunks.len())
 }
 

@@ -272,6 +272,38 @@ pub struct Collection {
     )]
     #[schema(value_type = Option<String>)]
     pub embedding_probe: Option<String>,
+    /// The index generation holding the collection's points; it grows by one with each
+    /// switch to another embedding model.
+    #[serde(default)]
+    pub generation: i64,
+    /// While the collection switches to another embedding model: that model's name. Searches
+    /// keep using the current generation until every document has points in the next one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_model: Option<String>,
+    /// While switching: the next model's probe, shown as a short fingerprint.
+    #[serde(
+        rename = "next_fingerprint",
+        serialize_with = "probe_fingerprint",
+        skip_deserializing,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub next_probe: Option<String>,
+    /// While switching: the dimension of the next model's vectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_dimension: Option<i64>,
+}
+
+/// A switch of a collection to another embedding model: the model and the dimension of its
+/// vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelSwitch<'a> {
+    /// The model's name.
+    pub model: &'a str,
+    /// Its probe (see [`crate::embed::identity`]).
+    pub probe: &'a str,
+    /// The dimension of its vectors.
+    pub dimension: i64,
 }
 
 fn probe_fingerprint<S: serde::Serializer>(
@@ -547,6 +579,22 @@ pub trait MetadataStore: Send + Sync {
     async fn bump_collection_version(&self, id: &str) -> Result<i64>;
     /// Records the embedding model of a collection's vectors.
     async fn set_collection_model(&self, id: &str, model: &str, probe: &str) -> Result<()>;
+    /// Starts switching collection `id` to another model (index generation + 1); a switch
+    /// already under way is replaced, and no document counts as written into the next
+    /// generation any more. Returns the collection as it now is.
+    async fn start_model_switch(
+        &self,
+        id: &str,
+        switch: ModelSwitch<'_>,
+    ) -> Result<Option<Collection>>;
+    /// Completes the switch of collection `id` from generation `from`, in one statement and
+    /// only if every document that is neither `failed` nor `deleting` has points in the next
+    /// generation: the collection takes the next model, dimension and generation, and its
+    /// version is bumped. Returns whether it switched (false when documents remain, or when
+    /// another process completed it first).
+    async fn finish_model_switch(&self, id: &str, from: i64) -> Result<bool>;
+    /// Records that document `id`'s points were written into index generation `generation`.
+    async fn set_document_generation(&self, id: &str, generation: i64) -> Result<()>;
 
     /// Inserts a document with status `queued`.
     async fn insert_document(&self, doc: NewDocument) -> Result<Document>;

@@ -29,7 +29,8 @@ use super::filter::{Bound, Condition, MetadataFilter};
 use super::{
     conflict_or, db, is_unavailable, new_id, now_rfc3339, provenance_from_row, ApiKey,
     ChunkProvenance, Collection, ConsoleSession, Document, DocumentStatus, MetadataStore,
-    NewApiKey, NewDocument, Result, Scope, Tenant, TenantKey, UsageRow, PROVENANCE_BATCH,
+    ModelSwitch, NewApiKey, NewDocument, Result, Scope, Tenant, TenantKey, UsageRow,
+    PROVENANCE_BATCH,
 };
 
 /// One read replica and until when it is skipped.
@@ -218,7 +219,8 @@ fn documents_from_rows(rows: &[PgRow]) -> Result<Vec<Document>> {
 }
 
 const COLLECTION_COLUMNS: &str =
-    "id, tenant_id, name, description, dimension, version, created_at, embedding_model, embedding_probe";
+    "id, tenant_id, name, description, dimension, version, created_at, embedding_model, \
+     embedding_probe, generation, next_model, next_probe, next_dimension";
 
 #[async_trait]
 impl MetadataStore for PostgresStore {
@@ -388,6 +390,10 @@ impl MetadataStore for PostgresStore {
             created_at: now_rfc3339(),
             embedding_model: None,
             embedding_probe: None,
+            generation: 0,
+            next_model: None,
+            next_probe: None,
+            next_dimension: None,
         };
         sqlx::query(
             "INSERT INTO collections (id, tenant_id, name, description, dimension, version, created_at) \
@@ -464,6 +470,73 @@ impl MetadataStore for PostgresStore {
         .execute(&self.primary)
         .await
         .map_err(db("record the collection's embedding model"))?;
+        Ok(())
+    }
+
+    async fn start_model_switch(
+        &self,
+        id: &str,
+        switch: ModelSwitch<'_>,
+    ) -> Result<Option<Collection>> {
+        sqlx::query(
+            "UPDATE collections SET next_model = $1, next_probe = $2, next_dimension = $3 \
+             WHERE id = $4",
+        )
+        .bind(switch.model)
+        .bind(switch.probe)
+        .bind(switch.dimension)
+        .bind(id)
+        .execute(&self.primary)
+        .await
+        .map_err(db("start a model switch"))?;
+        // Points written for a switch this one replaces do not count for it.
+        sqlx::query(
+            "UPDATE documents SET generation = \
+             (SELECT generation FROM collections WHERE id = $1) \
+             WHERE collection_id = $2 \
+             AND generation > (SELECT generation FROM collections WHERE id = $3)",
+        )
+        .bind(id)
+        .bind(id)
+        .bind(id)
+        .execute(&self.primary)
+        .await
+        .map_err(db("start a model switch"))?;
+        sqlx::query_as(&format!(
+            "SELECT {COLLECTION_COLUMNS} FROM collections WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.primary)
+        .await
+        .map_err(db("read collection"))
+    }
+
+    async fn finish_model_switch(&self, id: &str, from: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE collections SET generation = generation + 1, embedding_model = next_model, \
+             embedding_probe = next_probe, dimension = next_dimension, version = version + 1, \
+             next_model = NULL, next_probe = NULL, next_dimension = NULL \
+             WHERE id = $1 AND generation = $2 AND next_probe IS NOT NULL AND NOT EXISTS ( \
+               SELECT 1 FROM documents WHERE collection_id = $3 AND generation <= $4 \
+               AND status NOT IN ('failed', 'deleting'))",
+        )
+        .bind(id)
+        .bind(from)
+        .bind(id)
+        .bind(from)
+        .execute(&self.primary)
+        .await
+        .map_err(db("finish a model switch"))?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn set_document_generation(&self, id: &str, generation: i64) -> Result<()> {
+        sqlx::query("UPDATE documents SET generation = $1 WHERE id = $2")
+            .bind(generation)
+            .bind(id)
+            .execute(&self.primary)
+            .await
+            .map_err(db("record the document's index generation"))?;
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use super::{
     ConsoleSession, Document, DocumentStatus, MetadataStore, NewApiKey, NewDocument, Result, Scope,
     Tenant, PROVENANCE_BATCH,
 };
-use super::{TenantKey, UsageRow};
+use super::{ModelSwitch, TenantKey, UsageRow};
 
 /// The embedded metadata store.
 #[derive(Clone)]
@@ -248,6 +248,10 @@ impl MetadataStore for SqliteStore {
             created_at: now_rfc3339(),
             embedding_model: None,
             embedding_probe: None,
+            generation: 0,
+            next_model: None,
+            next_probe: None,
+            next_dimension: None,
         };
         sqlx::query(
             "INSERT INTO collections (id, tenant_id, name, description, dimension, version, created_at) \
@@ -307,6 +311,71 @@ impl MetadataStore for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(db("record the collection's embedding model"))?;
+        Ok(())
+    }
+
+    async fn start_model_switch(
+        &self,
+        id: &str,
+        switch: ModelSwitch<'_>,
+    ) -> Result<Option<Collection>> {
+        sqlx::query(
+            "UPDATE collections SET next_model = ?, next_probe = ?, next_dimension = ? \
+             WHERE id = ?",
+        )
+        .bind(switch.model)
+        .bind(switch.probe)
+        .bind(switch.dimension)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db("start a model switch"))?;
+        // Points written for a switch this one replaces do not count for it.
+        sqlx::query(
+            "UPDATE documents SET generation = \
+             (SELECT generation FROM collections WHERE id = ?) \
+             WHERE collection_id = ? \
+             AND generation > (SELECT generation FROM collections WHERE id = ?)",
+        )
+        .bind(id)
+        .bind(id)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db("start a model switch"))?;
+        sqlx::query_as("SELECT * FROM collections WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("read collection"))
+    }
+
+    async fn finish_model_switch(&self, id: &str, from: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE collections SET generation = generation + 1, embedding_model = next_model, \
+             embedding_probe = next_probe, dimension = next_dimension, version = version + 1, \
+             next_model = NULL, next_probe = NULL, next_dimension = NULL \
+             WHERE id = ? AND generation = ? AND next_probe IS NOT NULL AND NOT EXISTS ( \
+               SELECT 1 FROM documents WHERE collection_id = ? AND generation <= ? \
+               AND status NOT IN ('failed', 'deleting'))",
+        )
+        .bind(id)
+        .bind(from)
+        .bind(id)
+        .bind(from)
+        .execute(&self.pool)
+        .await
+        .map_err(db("finish a model switch"))?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn set_document_generation(&self, id: &str, generation: i64) -> Result<()> {
+        sqlx::query("UPDATE documents SET generation = ? WHERE id = ?")
+            .bind(generation)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db("record the document's index generation"))?;
         Ok(())
     }
 
