@@ -32,7 +32,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let usage = tokio::spawn(app.clone().keep_usage(shutdown.clone()));
     let mut workers = None;
     if workers_enabled {
-        crate::worker::recover(&app).await?;
+        crate::worker::recover(&app, true).await?;
         workers = Some(crate::worker::spawn_workers(
             app.clone(),
             concurrency,
@@ -87,7 +87,7 @@ pub async fn run_workers(config: Config, queues: Vec<String>) -> anyhow::Result<
     let concurrency = config.workers.concurrency;
     let app = Arc::new(App::build(config).await?);
     let shutdown = CancellationToken::new();
-    crate::worker::recover(&app).await?;
+    crate::worker::recover(&app, true).await?;
     let workers =
         crate::worker::spawn_queue_workers(app.clone(), &queues, concurrency, shutdown.clone());
     let listener = tokio::net::TcpListener::bind(listen)

@@ -369,14 +369,32 @@ fn older_than(rfc3339: &str, age: Duration) -> bool {
     })
 }
 
-/// Re-queues orphaned documents (a failure is returned: it stops a start) and finishes
-/// deletions left part-way (a failure is logged and retried next time). Run when a process
-/// starts, before its workers claim, and by the workers' sweep.
-pub async fn recover(app: &App) -> crate::error::Result<()> {
+/// Completes model switches whose last document was indexed by a process that stopped
+/// before it checked; at a process start (`at_start`), also drops the previous generations
+/// that switches left behind. A sweep leaves those to the drain of the process that switched.
+pub async fn finish_switches(app: &App, at_start: bool) -> crate::error::Result<()> {
+    for c in app.metadata.generational_collections().await? {
+        if c.next_probe.is_some() {
+            app.advance_switch(&c.id).await?;
+        } else if at_start {
+            app.drop_previous_generation(&c).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Re-queues orphaned documents (a failure is returned: it stops a start), finishes
+/// deletions left part-way and model switches left pending (a failure is logged and retried
+/// next time). Run when a process starts (`at_start`), before its workers claim, and by the
+/// workers' sweep.
+pub async fn recover(app: &App, at_start: bool) -> crate::error::Result<()> {
     let age = Duration::from_secs(app.config.workers.orphan_check_secs);
     requeue_orphans(app, age).await?;
     if let Err(e) = finish_deletions(app, age).await {
         tracing::warn!(error = %e, "failed to finish deletions left part-way; the workers retry");
+    }
+    if let Err(e) = finish_switches(app, at_start).await {
+        tracing::warn!(error = %e, "failed to finish model switches left pending; the workers retry");
     }
     Ok(())
 }
@@ -395,7 +413,7 @@ async fn sweep(app: Arc<App>, shutdown: CancellationToken) {
             () = tokio::time::sleep(every) => {}
             () = shutdown.cancelled() => return,
         }
-        if let Err(e) = recover(&app).await {
+        if let Err(e) = recover(&app, false).await {
             tracing::warn!(error = %e, "failed to look for documents without a job");
         }
         match app.queue.forget_idle_workers(IDLE_WORKER_RETENTION).await {

@@ -462,6 +462,14 @@ async fn suite(s: &dyn MetadataStore) {
         (0, Some("next"), Some(256))
     );
     assert!(!s.finish_model_switch(&docs.id, 0).await.unwrap());
+    let listed: Vec<String> = s
+        .generational_collections()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(listed, [docs.id.clone()], "only the switching collection");
     for id in &ids {
         let d = s.document(id).await.unwrap().unwrap();
         // Failed and deleting documents do not hold the switch back.

@@ -64,6 +64,8 @@ impl Server {
     async fn start(config: Config, workers: bool) -> Self {
         let app = Arc::new(App::build(config).await.expect("app builds"));
         app.bootstrap_admin_key().await.unwrap();
+        // As `ragplane serve` does before its workers start.
+        ragplane::worker::recover(&app, true).await.unwrap();
         let shutdown = CancellationToken::new();
         let mut s = Self {
             router: ragplane::api::router(app.clone()),

@@ -192,6 +192,22 @@ impl App {
         Ok(())
     }
 
+    /// Drops the points of `c`'s previous generation, which a switch leaves for [`DRAIN`]:
+    /// for a process that stopped before it dropped them.
+    pub async fn drop_previous_generation(&self, c: &Collection) -> Result<()> {
+        if c.generation == 0 {
+            return Ok(());
+        }
+        let old = generation_key(c, c.generation - 1);
+        let left = self.vectors.count(&old, None).await?;
+        if left > 0 {
+            tracing::warn!(collection = %c.name, generation = c.generation - 1, points = left,
+                "dropping the points a model switch left behind");
+        }
+        self.vectors.drop_collection(&old).await?;
+        Ok(())
+    }
+
     /// After a document of `collection_id` stopped counting against its switch (failed or
     /// deleted): completes the switch if it was the last.
     pub async fn settle_switch(&self, collection_id: &str) {

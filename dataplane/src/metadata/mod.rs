@@ -593,6 +593,9 @@ pub trait MetadataStore: Send + Sync {
     /// version is bumped. Returns whether it switched (false when documents remain, or when
     /// another process completed it first).
     async fn finish_model_switch(&self, id: &str, from: i64) -> Result<bool>;
+    /// Every collection, of any tenant, that is switching models or has switched at least
+    /// once (`generation` > 0).
+    async fn generational_collections(&self) -> Result<Vec<Collection>>;
     /// Records that document `id`'s points were written into index generation `generation`.
     async fn set_document_generation(&self, id: &str, generation: i64) -> Result<()>;
 

@@ -530,6 +530,15 @@ impl MetadataStore for PostgresStore {
         Ok(r.rows_affected() > 0)
     }
 
+    async fn generational_collections(&self) -> Result<Vec<Collection>> {
+        sqlx::query_as(&format!(
+            "SELECT {COLLECTION_COLUMNS} FROM collections WHERE generation > 0 OR next_probe IS NOT NULL"
+        ))
+        .fetch_all(&self.primary)
+        .await
+        .map_err(db("list switched collections"))
+    }
+
     async fn set_document_generation(&self, id: &str, generation: i64) -> Result<()> {
         sqlx::query("UPDATE documents SET generation = $1 WHERE id = $2")
             .bind(generation)

@@ -369,6 +369,13 @@ impl MetadataStore for SqliteStore {
         Ok(r.rows_affected() > 0)
     }
 
+    async fn generational_collections(&self) -> Result<Vec<Collection>> {
+        sqlx::query_as("SELECT * FROM collections WHERE generation > 0 OR next_probe IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("list switched collections"))
+    }
+
     async fn set_document_generation(&self, id: &str, generation: i64) -> Result<()> {
         sqlx::query("UPDATE documents SET generation = ? WHERE id = ?")
             .bind(generation)
