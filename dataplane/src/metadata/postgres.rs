@@ -502,13 +502,7 @@ impl MetadataStore for PostgresStore {
         .execute(&self.primary)
         .await
         .map_err(db("start a model switch"))?;
-        sqlx::query_as(&format!(
-            "SELECT {COLLECTION_COLUMNS} FROM collections WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.primary)
-        .await
-        .map_err(db("read collection"))
+        self.collection_by_id(id).await
     }
 
     async fn finish_model_switch(&self, id: &str, from: i64) -> Result<bool> {

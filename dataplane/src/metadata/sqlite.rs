@@ -343,11 +343,7 @@ impl MetadataStore for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(db("start a model switch"))?;
-        sqlx::query_as("SELECT * FROM collections WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("read collection"))
+        self.collection_by_id(id).await
     }
 
     async fn finish_model_switch(&self, id: &str, from: i64) -> Result<bool> {
