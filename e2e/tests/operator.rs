@@ -365,6 +365,23 @@ fn invalid_resources_are_rejected_with_the_cel_message() {
             "spec.workers",
             "worker pools need spec.redis",
         ),
+        // The pool of the model collections switch away from is another pool.
+        (
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: p1}\nspec: {embedding: {name: emb}, previousEmbedding: {name: emb}}\n",
+            "spec.previousEmbedding.name",
+            "names the ModelPool that embedding uses",
+        ),
+        // Only an embedding pool has a dimension, and it is positive.
+        (
+            "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {name: d1}\nspec: {kind: ollama, model: m, dimension: 768}\n",
+            "spec.dimension",
+            "only an embedding pool makes vectors",
+        ),
+        (
+            "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {name: d2}\nspec: {kind: embedding, model: m, dimension: 0}\n",
+            "spec.dimension",
+            "should be greater than or equal to 1",
+        ),
         // Traces: an OTLP URL, a ratio and a known protocol.
         (
             "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: t1}\nspec: {traces: {endpoint: 'jaeger:4317'}}\n",

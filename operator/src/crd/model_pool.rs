@@ -47,6 +47,7 @@ use super::common::{Autoscaling, ComponentAutoscalingStatus, Resources, StorageS
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.modelCache) == has(oldSelf.modelCache) && (!has(self.modelCache) || self.modelCache == oldSelf.modelCache)").message("modelCache is immutable after creation: a claim's size, class and access mode cannot change in place, and an Ollama pool's claims are StatefulSet templates; create a new ModelPool to change it").field_path(".modelCache"))]
+#[x_kube(validation = Rule::new("!has(self.dimension) || self.kind == 'embedding'").message("dimension: only an embedding pool makes vectors; leave it out for ollama and openai pools").field_path(".dimension"))]
 #[x_kube(validation = Rule::new("!has(self.server) || self.kind == 'embedding'").message("server: only an embedding pool chooses its server; leave it out for ollama and openai pools").field_path(".server"))]
 #[x_kube(validation = Rule::new("self.kind == 'ollama' || !has(self.modelCache) || self.modelCache.accessMode == 'ReadWriteMany' || (self.replicas <= 1 && (!has(self.autoscaling) || self.autoscaling.maxReplicas <= 1))").message("modelCache.accessMode: with ReadWriteOnce one pod at a time mounts the shared cache claim, so an openai or embedding pool runs at most one replica; use ReadWriteMany (a storage class that supports it) for more").field_path(".modelCache.accessMode"))]
 pub struct ModelPoolSpec {
@@ -55,6 +56,11 @@ pub struct ModelPoolSpec {
     /// Model name, for example `llama3.1:8b` or `BAAI/bge-small-en-v1.5`.
     #[schemars(length(min = 1))]
     pub model: String,
+    /// Dimension of an `embedding` pool's vectors, which the data plane checks every answer
+    /// against; 384 (all-MiniLM-L6-v2) when omitted. Only for `embedding`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub dimension: Option<i32>,
     /// Which embedding server an `embedding` pool runs: `tei` (text-embeddings-inference, the
     /// default) or `ragplane` (`ragplane embed-server` from the data-plane image, serving the
     /// model directory `/opt/ragplane/models/<model>` of that image). Only for `embedding`.

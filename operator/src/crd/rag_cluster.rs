@@ -53,6 +53,7 @@ use super::common::{
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.api) || !has(oldSelf.api) || (has(self.api.storage) == has(oldSelf.api.storage) && (!has(self.api.storage) || self.api.storage == oldSelf.api.storage))").message("api.storage is immutable after creation: a claim's size and class cannot change in place").field_path(".api.storage"))]
+#[x_kube(validation = Rule::new("!has(self.previousEmbedding) || !has(self.embedding) || self.previousEmbedding.name != self.embedding.name").message("previousEmbedding: names the ModelPool that embedding uses; it is the pool of the model collections are switching away from").field_path(".previousEmbedding.name"))]
 #[x_kube(validation = Rule::new("!has(self.workers) || size(self.workers) == 0 || has(self.redis)").message("workers: worker pools need spec.redis, the queue they share with the API; without it each pool would get an embedded queue of its own and never see the API's jobs").field_path(".workers"))]
 #[x_kube(validation = Rule::new("!has(self.api) || (self.api.replicas <= 1 && (!has(self.api.autoscaling) || self.api.autoscaling.maxReplicas <= 1)) || (has(self.postgres) && has(self.s3) && has(self.redis))").message("api.replicas: more than one API replica needs the shared backends spec.postgres, spec.s3 and spec.redis; with embedded SQLite, local files and the embedded queue each pod would keep data of its own").field_path(".api.replicas"))]
 pub struct RagClusterSpec {
@@ -92,6 +93,13 @@ pub struct RagClusterSpec {
     /// ModelPool (kind `embedding`) that embeds text; the in-process ONNX model when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<ModelPoolRef>,
+    /// While collections switch to the model of `embedding` (or `model`): the ModelPool (kind
+    /// `embedding`) of the model they were indexed with. Searches embed their queries with it
+    /// and keep using a collection's current points until its `ragplane reindex` has written
+    /// every document with the new model, so no document drops out of results. Remove it once
+    /// every collection has switched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_embedding: Option<ModelPoolRef>,
     /// An in-process embedding model of your own instead of the image's all-MiniLM-L6-v2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<ModelVolume>,
@@ -424,6 +432,15 @@ pub struct ModelVolume {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub dimension: Option<i32>,
+}
+
+impl RagClusterSpec {
+    /// The ModelPools the cluster references: `generation`, `embedding`, `previousEmbedding`.
+    pub fn model_pools(&self) -> impl Iterator<Item = &ModelPoolRef> {
+        [&self.generation, &self.embedding, &self.previous_embedding]
+            .into_iter()
+            .flatten()
+    }
 }
 
 /// A reference to a ModelPool in the same namespace.

@@ -130,6 +130,12 @@ pub fn validate(
             .get_or_insert_with(BTreeMap::new)
             .insert(gpu.resource_name.clone(), Quantity(gpu.count.to_string()));
     }
+    if spec.dimension.is_some() && spec.kind != ModelPoolKind::Embedding {
+        return Err(ValidationError::Field {
+            field: "dimension",
+            message: "only an embedding pool makes vectors".into(),
+        });
+    }
     let server = match spec.kind {
         ModelPoolKind::Embedding => spec.server.unwrap_or_default(),
         _ if spec.server.is_some() => {

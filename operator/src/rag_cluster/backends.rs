@@ -448,6 +448,62 @@ spec:
     }
 
     #[test]
+    fn a_previous_embedding_pool_keeps_answering_while_collections_switch() {
+        let pool = |name: &str, model: &str, dimension: &str| {
+            serde_yaml::from_str::<crate::crd::model_pool::ModelPool>(&format!(
+                "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {{name: {name}, namespace: ns}}\nspec: {{kind: embedding, model: {model}{dimension}}}\n"
+            ))
+            .unwrap()
+        };
+        let yaml = "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: prod}\nspec: {embedding: {name: bge}, previousEmbedding: {name: minilm}}\n";
+        let refs = Dereferenced {
+            embedding_pool: Some(pool("bge", "BAAI/bge-base-en-v1.5", ", dimension: 768")),
+            previous_embedding_pool: Some(pool(
+                "minilm",
+                "sentence-transformers/all-MiniLM-L6-v2",
+                "",
+            )),
+            ..Dereferenced::generating(&cluster(yaml), "rp_test")
+        };
+        let defaults = crate::context::DataPlaneDefaults::new("img");
+        let c = validate(&cluster(yaml), &refs, &defaults).unwrap();
+        let e = &c.config.embedding;
+        assert_eq!(
+            (e.model_name.as_str(), e.dimension),
+            ("BAAI/bge-base-en-v1.5", 768)
+        );
+        let previous = e.previous.as_ref().expect("[embedding.previous]");
+        assert_eq!(
+            (previous.model_name.as_str(), previous.dimension),
+            ("sentence-transformers/all-MiniLM-L6-v2", 384)
+        );
+        assert_eq!(
+            previous.remote.as_ref().unwrap().endpoints,
+            ["http://minilm.ns.svc:8080"]
+        );
+        assert!(
+            c.config_toml.contains("[embedding.previous.remote]"),
+            "{}",
+            c.config_toml
+        );
+        c.config.validate().expect("a valid data-plane config");
+        // Both pools' Services are reachable through the network policy's egress list.
+        assert_eq!(c.model_pools.len(), 2, "{:?}", c.model_pools);
+        // A previous pool of another kind is refused, naming the field.
+        let refs = Dereferenced {
+            previous_embedding_pool: Some(
+                serde_yaml::from_str(
+                    "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {name: minilm, namespace: ns}\nspec: {kind: ollama, model: gemma3}\n",
+                )
+                .unwrap(),
+            ),
+            ..refs
+        };
+        let err = validate(&cluster(yaml), &refs, &defaults).unwrap_err();
+        assert!(err.to_string().contains("previousEmbedding.name"), "{err}");
+    }
+
+    #[test]
     fn postgres_without_qdrant_keeps_the_vectors_in_postgres() {
         let c = validated(
             r#"

@@ -87,13 +87,7 @@ pub async fn run(
                 store
                     .state()
                     .into_iter()
-                    .filter(|c| {
-                        c.namespace() == ns
-                            && [&c.spec.generation, &c.spec.embedding]
-                                .into_iter()
-                                .flatten()
-                                .any(|r| r.name == name)
-                    })
+                    .filter(|c| c.namespace() == ns && c.spec.model_pools().any(|r| r.name == name))
                     .map(|c| ObjectRef::from_obj(&*c))
                     .collect::<Vec<_>>()
             },
@@ -157,10 +151,14 @@ impl Reconciler for RagCluster {
             .map_err(|e| Error::InvalidSpec(e.to_string()))?;
         let objects = build::build(&validated);
         let applied = apply_all(&ctx, &validated, objects).await?;
-        let pools: Vec<&ModelPool> = [&refs.generation_pool, &refs.embedding_pool]
-            .into_iter()
-            .flatten()
-            .collect();
+        let pools: Vec<&ModelPool> = [
+            &refs.generation_pool,
+            &refs.embedding_pool,
+            &refs.previous_embedding_pool,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let previous = obj.status.clone().unwrap_or_default();
         // The cluster's own pods (a ModelPool of the same name is another app), read once for
         // the Qdrant peers and for status.
@@ -223,6 +221,10 @@ async fn dereference(obj: &RagCluster, client: &Client, namespace: &str) -> Resu
     for (reference, slot) in [
         (&obj.spec.generation, &mut out.generation_pool),
         (&obj.spec.embedding, &mut out.embedding_pool),
+        (
+            &obj.spec.previous_embedding,
+            &mut out.previous_embedding_pool,
+        ),
     ] {
         if let Some(r) = reference {
             let pool = pools

@@ -70,6 +70,8 @@ pub struct Dereferenced {
     pub generation_pool: Option<ModelPool>,
     /// The ModelPool named by `spec.embedding`.
     pub embedding_pool: Option<ModelPool>,
+    /// The ModelPool named by `spec.previousEmbedding`.
+    pub previous_embedding_pool: Option<ModelPool>,
     /// The Collection resource of this cluster that describes the shared Qdrant collection.
     pub shared_collection: Option<crate::crd::collection::Collection>,
     /// Data of every Secret the pods read (see [`referenced_secrets`]), by name; `None` for one
@@ -457,15 +459,24 @@ pub fn validate(
             ))
         }
     };
-    if let (Some(r), Some(pool)) = (&spec.embedding, &refs.embedding_pool) {
-        if pool.spec.kind != ModelPoolKind::Embedding {
-            return Err(field(
-                "embedding.name",
-                format!(
-                    "ModelPool {:?} has kind {:?}, expected embedding",
-                    r.name, pool.spec.kind
-                ),
-            ));
+    for (at, reference, pool) in [
+        ("embedding", &spec.embedding, &refs.embedding_pool),
+        (
+            "previousEmbedding",
+            &spec.previous_embedding,
+            &refs.previous_embedding_pool,
+        ),
+    ] {
+        if let (Some(r), Some(pool)) = (reference, pool) {
+            if pool.spec.kind != ModelPoolKind::Embedding {
+                return Err(field(
+                    format!("{at}.name"),
+                    format!(
+                        "ModelPool {:?} has kind {:?}, expected embedding",
+                        r.name, pool.spec.kind
+                    ),
+                ));
+            }
         }
     }
 
@@ -486,17 +497,17 @@ pub fn validate(
                 usize::try_from(d).map_err(|_| field("model.dimension", "must be at least 1"))?;
         }
     }
-    // The embedding pool serves OpenAI's /v1/embeddings (text-embeddings-inference does, and so
-    // does `ragplane embed-server`); its model name keys the embedding cache.
     if let Some(pool) = &refs.embedding_pool {
-        let url =
-            crate::model_pool::validate::service_url(&pool.name_any(), &namespace, pool.spec.kind);
-        config.embedding.model_name.clone_from(&pool.spec.model);
-        config.embedding.remote = Some(RemoteEmbedderConfig {
-            endpoints: vec![url],
-            protocol: RemoteProtocol::Openai,
-            ..RemoteEmbedderConfig::default()
-        });
+        pool_embedder(&mut config.embedding, pool, &namespace, "embedding")?;
+    }
+    if let Some(pool) = &refs.previous_embedding_pool {
+        let mut previous = ragplane_config::EmbeddingConfig {
+            ort_library: config.embedding.ort_library.clone(),
+            model_dir: Some(IMAGE_MODEL_DIR.into()),
+            ..ragplane_config::EmbeddingConfig::default()
+        };
+        pool_embedder(&mut previous, pool, &namespace, "previousEmbedding")?;
+        config.embedding.previous = Some(Box::new(previous));
     }
     config.server.listen = std::net::SocketAddr::from(([0, 0, 0, 0], 8080));
     config.telemetry.log_format = LogFormat::Json;
@@ -599,12 +610,46 @@ pub fn validate(
             .as_ref()
             .filter(|p| p.enabled)
             .map(|p| p.allow_from.clone()),
-        model_pools: [&refs.generation_pool, &refs.embedding_pool]
-            .into_iter()
-            .flatten()
-            .map(|p| (p.name_any(), crate::model_pool::validate::port(p.spec.kind)))
-            .collect(),
+        model_pools: [
+            &refs.generation_pool,
+            &refs.embedding_pool,
+            &refs.previous_embedding_pool,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|p| (p.name_any(), crate::model_pool::validate::port(p.spec.kind)))
+        .collect(),
     })
+}
+
+/// Makes `embedding` embed with `pool`, which serves OpenAI's /v1/embeddings
+/// (text-embeddings-inference does, and so does `ragplane embed-server`); its model name keys
+/// the embedding cache, and its dimension is checked on every answer.
+fn pool_embedder(
+    embedding: &mut ragplane_config::EmbeddingConfig,
+    pool: &ModelPool,
+    namespace: &str,
+    at: &str,
+) -> Result<(), ValidationError> {
+    let url = crate::model_pool::validate::service_url(&pool.name_any(), namespace, pool.spec.kind);
+    embedding.model_name.clone_from(&pool.spec.model);
+    if let Some(d) = pool.spec.dimension {
+        embedding.dimension = usize::try_from(d).map_err(|_| {
+            field(
+                format!("{at}.name"),
+                format!(
+                    "ModelPool {:?}: dimension must be at least 1",
+                    pool.name_any()
+                ),
+            )
+        })?;
+    }
+    embedding.remote = Some(RemoteEmbedderConfig {
+        endpoints: vec![url],
+        protocol: RemoteProtocol::Openai,
+        ..RemoteEmbedderConfig::default()
+    });
+    Ok(())
 }
 
 fn field(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
