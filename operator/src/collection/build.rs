@@ -257,9 +257,44 @@ pub fn tenant_index_missing(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collection::validate::validate;
+    use crate::collection::validate::{default_vector_size, embedding_dimension, validate};
     use crate::crd::collection::Collection;
     use crate::crd::rag_cluster::RagCluster;
+
+    #[test]
+    fn an_omitted_vector_size_is_the_dimension_of_the_cluster_s_embedding_model() {
+        let cluster = |spec: &str| -> RagCluster {
+            serde_yaml::from_str(&format!(
+                "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {{name: prod, namespace: rag}}\nspec: {spec}\n"
+            ))
+            .unwrap()
+        };
+        let pool = |dimension: &str| -> crate::crd::model_pool::ModelPool {
+            serde_yaml::from_str(&format!(
+                "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {{name: emb, namespace: rag}}\nspec: {{kind: embedding, model: m{dimension}}}\n"
+            ))
+            .unwrap()
+        };
+        let plain = cluster("{qdrant: {managed: {}}}");
+        let own =
+            cluster("{qdrant: {managed: {}}, model: {claimName: c, name: mine, dimension: 512}}");
+        let pooled = cluster("{qdrant: {managed: {}}, model: {claimName: c, name: mine, dimension: 512}, embedding: {name: emb}}");
+        assert_eq!(embedding_dimension(&plain, None), 384);
+        assert_eq!(embedding_dimension(&own, None), 512);
+        assert_eq!(
+            embedding_dimension(&pooled, Some(&pool(", dimension: 768"))),
+            768
+        );
+        assert_eq!(embedding_dimension(&pooled, Some(&pool(""))), 512);
+        let collection: Collection = serde_yaml::from_str(
+            "apiVersion: ragplane.dev/v1alpha1\nkind: Collection\nmetadata: {name: docs, namespace: rag}\nspec: {cluster: prod}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            validate(&collection, &pooled, 768).unwrap().vector_size,
+            768
+        );
+    }
 
     fn validated(spec: &str) -> ValidatedCollection {
         let cluster: RagCluster = serde_yaml::from_str(
@@ -270,7 +305,7 @@ mod tests {
             "apiVersion: ragplane.dev/v1alpha1\nkind: Collection\nmetadata: {{name: docs, namespace: rag}}\nspec:\n{spec}"
         ))
         .unwrap();
-        validate(&collection, &cluster).unwrap()
+        validate(&collection, &cluster, default_vector_size()).unwrap()
     }
 
     #[test]

@@ -80,6 +80,21 @@ impl Reconciler for Collection {
     }
 }
 
+/// The ModelPool that `cluster`'s `spec.embedding` names, when it names one that exists.
+async fn embedding_pool(
+    cluster: &RagCluster,
+    ctx: &Context,
+) -> Result<Option<crate::crd::model_pool::ModelPool>> {
+    let Some(r) = &cluster.spec.embedding else {
+        return Ok(None);
+    };
+    let api: Api<crate::crd::model_pool::ModelPool> =
+        Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    api.get_opt(&r.name)
+        .await
+        .map_err(|e| Error::kube(format!("get ModelPool {}", r.name), e))
+}
+
 async fn cluster_of(obj: &Collection, ctx: &Context) -> Result<Option<RagCluster>> {
     let api: Api<RagCluster> =
         Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
@@ -130,8 +145,10 @@ async fn apply(obj: &Collection, ctx: &Context) -> Result<Action> {
             kind: "RagCluster",
             name: obj.spec.cluster.clone(),
         })?;
-    let validated =
-        validate::validate(obj, &cluster).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    let pool = embedding_pool(&cluster, ctx).await?;
+    let dimension = validate::embedding_dimension(&cluster, pool.as_ref());
+    let validated = validate::validate(obj, &cluster, dimension)
+        .map_err(|e| Error::InvalidSpec(e.to_string()))?;
     let key = api_key(ctx, &obj.namespace().unwrap_or_default(), &validated.qdrant).await?;
     let client = ctx.qdrant(&validated.qdrant.url, key.clone())?;
     // Without the peer list, shards are still evened out among the peers holding some.
@@ -266,7 +283,8 @@ async fn cleanup(obj: &Collection, ctx: &Context) -> Result<Action> {
         }
         return Ok(Action::await_change());
     };
-    let validated = match validate::validate(obj, &cluster) {
+    // Deleting needs the collection's name and Qdrant, not its size.
+    let validated = match validate::validate(obj, &cluster, validate::default_vector_size()) {
         Ok(v) => v,
         Err(validate::ValidationError::NoQdrant(_)) => return Ok(Action::await_change()),
         Err(e) => return Err(Error::InvalidSpec(e.to_string())),

@@ -8,9 +8,21 @@ use crate::crd::collection::{
 use crate::crd::common::SecretKeyRef;
 use crate::crd::rag_cluster::{QdrantSpec, RagCluster};
 
-/// Dimension of the data plane's default embedding model, used when `vectorSize` is omitted.
+/// Dimension of the data plane's default embedding model.
 pub fn default_vector_size() -> u64 {
     ragplane_config::Config::default().embedding.dimension as u64
+}
+
+/// The dimension of `cluster`'s embedding model, as its data-plane config has it: the
+/// embedding pool's `dimension`, else the in-process `model.dimension`, else the default
+/// model's. `pool` is the ModelPool that `spec.embedding` names, when there is one.
+pub fn embedding_dimension(
+    cluster: &RagCluster,
+    pool: Option<&crate::crd::model_pool::ModelPool>,
+) -> u64 {
+    pool.and_then(|p| p.spec.dimension)
+        .or_else(|| cluster.spec.model.as_ref().and_then(|m| m.dimension))
+        .map_or_else(default_vector_size, |d| u64::from(d.unsigned_abs()))
 }
 
 /// Why a Collection cannot be reconciled as written.
@@ -96,10 +108,12 @@ pub fn qdrant_target(cluster: &RagCluster) -> Result<QdrantTarget, ValidationErr
     }
 }
 
-/// Validates `collection` against its cluster.
+/// Validates `collection` against its cluster, whose embedding model makes vectors of
+/// `embedding_dimension` (the size when `vectorSize` is omitted).
 pub fn validate(
     collection: &Collection,
     cluster: &RagCluster,
+    embedding_dimension: u64,
 ) -> Result<ValidatedCollection, ValidationError> {
     let spec = &collection.spec;
     let name = collection
@@ -110,7 +124,7 @@ pub fn validate(
         qdrant: qdrant_target(cluster)?,
         vector_size: spec
             .vector_size
-            .map_or_else(default_vector_size, |v| v.unsigned_abs()),
+            .map_or(embedding_dimension, |v| v.unsigned_abs()),
         distance: spec.distance,
         shards: positive(spec.shards),
         replication_factor: positive(spec.replication_factor),
