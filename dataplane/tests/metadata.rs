@@ -321,6 +321,7 @@ async fn suite(s: &dyn MetadataStore) {
     };
     s.replace_chunks(
         &ids[0],
+        0,
         &[
             (0, prov(0, Some(1), &["A"])),
             (1, prov(8, Some(2), &["A", "B \"q\""])),
@@ -330,19 +331,27 @@ async fn suite(s: &dyn MetadataStore) {
     .unwrap();
     s.replace_chunks(
         &ids[0],
+        0,
         &[(0, prov(0, None, &[])), (1, prov(5, None, &["C"]))],
     )
     .await
     .unwrap();
+    // Another index generation (a model switch under way) keeps its own.
+    s.replace_chunks(&ids[0], 1, &[(1, prov(99, Some(9), &["N"]))])
+        .await
+        .unwrap();
     let keys = vec![
         (ids[0].clone(), 1),
         (ids[0].clone(), 7),
         (ids[1].clone(), 0),
     ];
-    let found = s.chunk_provenance(&keys).await.unwrap();
+    let found = s.chunk_provenance(&keys, 0).await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[&(ids[0].clone(), 1)], prov(5, None, &["C"]));
-    assert!(s.chunk_provenance(&[]).await.unwrap().is_empty());
+    let found = s.chunk_provenance(&keys, 1).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[&(ids[0].clone(), 1)], prov(99, Some(9), &["N"]));
+    assert!(s.chunk_provenance(&[], 0).await.unwrap().is_empty());
 
     // Operators: in, not (a missing key passes), numeric and date ranges (values of another
     // type never match a range).
@@ -494,6 +503,13 @@ async fn suite(s: &dyn MetadataStore) {
         !s.finish_model_switch(&docs.id, 0).await.unwrap(),
         "only once"
     );
+    // The previous generation's provenance stays for searches begun before the switch, until
+    // it is dropped; the new one's stays.
+    let chunk = [(ids[0].clone(), 1)];
+    assert_eq!(s.chunk_provenance(&chunk, 0).await.unwrap().len(), 1);
+    assert_eq!(s.delete_chunk_provenance(&docs.id, 0).await.unwrap(), 2);
+    assert!(s.chunk_provenance(&chunk, 0).await.unwrap().is_empty());
+    assert_eq!(s.chunk_provenance(&chunk, 1).await.unwrap().len(), 1);
     let switched = s.collection_by_id(&docs.id).await.unwrap().unwrap();
     assert_eq!(
         (

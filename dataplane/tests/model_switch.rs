@@ -147,11 +147,20 @@ async fn every_document_is_found(r: &Router, ids: &[(String, &str)], when: &str)
             )
             .await;
             assert_eq!(s.status, StatusCode::OK, "{when}, {mode}: {:?}", s.body);
+            let top = &s.body["hits"][0];
             assert_eq!(
-                s.body["hits"][0]["document_id"],
+                top["document_id"],
                 id.as_str(),
                 "{when}, {mode}, {question:?}: {:?}",
                 s.body
+            );
+            // The hit's provenance is that of the chunk found, in the generation searched.
+            let p = &top["provenance"];
+            let chars = top["text"].as_str().unwrap().chars().count() as u64;
+            assert_eq!(
+                p["end"].as_u64().unwrap() - p["start"].as_u64().unwrap(),
+                chars,
+                "{when}, {mode}: {top}"
             );
         }
     }
@@ -200,8 +209,11 @@ async fn switch_without_a_window(backend: impl Fn(&mut Config)) {
         c
     };
 
-    // Indexed with the old model.
+    // Indexed with the old model, in chunks of 8 tokens (the new setting cuts each document
+    // into one chunk, so the two generations' chunks differ).
     let mut cfg = config(dir.path(), &model);
+    cfg.chunking.chunk_tokens = 8;
+    cfg.chunking.overlap_tokens = 2;
     cfg.embedding = EmbeddingConfig {
         model_dir: Some(model.0.clone()),
         ort_library: Some(model.1.clone()),
@@ -229,6 +241,8 @@ async fn switch_without_a_window(backend: impl Fn(&mut Config)) {
     let mut s = Server::start(cfg, false).await;
     let r = s.router.clone();
     every_document_is_found(&r, &ids, "new model configured, before the reindex").await;
+    let old_points = collection(&r).await["points"].as_u64().unwrap();
+    assert!(old_points > 3, "{old_points} chunks of 8 tokens");
     let re = call(
         &r,
         Method::POST,
@@ -244,7 +258,7 @@ async fn switch_without_a_window(backend: impl Fn(&mut Config)) {
     assert_eq!(c["generation"], 0, "{c:?}");
     assert_eq!(c["next_model"], "all-MiniLM-L6-v2-int8", "{c:?}");
     assert_eq!(c["next_dimension"], 384, "{c:?}");
-    assert_eq!(c["points"], 3, "{c:?}");
+    assert_eq!(c["points"], old_points, "{c:?}");
     assert_eq!(c["next_points"], 0, "{c:?}");
     every_document_is_found(&r, &ids, "switch queued").await;
     // A document uploaded meanwhile is accepted: it goes to the generation being built.

@@ -9,8 +9,8 @@
 //! queries with the previous model. When no document is left without points in the next
 //! generation (failed and deleted ones aside), one conditional update makes the collection
 //! take the next model, dimension and generation ([`App::advance_switch`]), and the previous
-//! generation's points are dropped a little later, once searches that read the collection
-//! before the switch have finished.
+//! generation's points and chunk provenance are dropped a little later, once searches that
+//! read the collection before the switch have finished.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -180,13 +180,12 @@ impl App {
                 .delete_prefix(&format!("res:{}:{}:", c.tenant_id, c.id))
                 .await;
         }
-        let vectors = self.vectors.clone();
-        let old = key_of(&c);
+        let (vectors, metadata) = (self.vectors.clone(), self.metadata.clone());
         tokio::spawn(async move {
             tokio::time::sleep(DRAIN).await;
-            if let Err(e) = vectors.drop_collection(&old).await {
-                tracing::warn!(collection = %old.collection, error = %e,
-                    "failed to drop the points of a collection's previous generation");
+            if let Err(e) = drop_generation(&*vectors, &*metadata, &c, c.generation).await {
+                tracing::warn!(collection = %c.name, error = %e,
+                    "failed to drop a collection's previous generation; the next start does");
             }
         });
         Ok(())
@@ -204,8 +203,7 @@ impl App {
             tracing::warn!(collection = %c.name, generation = c.generation - 1, points = left,
                 "dropping the points a model switch left behind");
         }
-        self.vectors.drop_collection(&old).await?;
-        Ok(())
+        drop_generation(&*self.vectors, &*self.metadata, c, c.generation - 1).await
     }
 
     /// After a document of `collection_id` stopped counting against its switch (failed or
@@ -216,6 +214,21 @@ impl App {
                 "failed to check whether the collection's model switch is complete");
         }
     }
+}
+
+/// Drops the points of `c`'s index generation `generation` and the provenance of its chunks
+/// (with any older generation's).
+async fn drop_generation(
+    vectors: &dyn crate::vectors::VectorIndex,
+    metadata: &dyn crate::metadata::MetadataStore,
+    c: &Collection,
+    generation: i64,
+) -> Result<()> {
+    vectors
+        .drop_collection(&generation_key(c, generation))
+        .await?;
+    metadata.delete_chunk_provenance(&c.id, generation).await?;
+    Ok(())
 }
 
 #[cfg(test)]

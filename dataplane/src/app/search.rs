@@ -370,7 +370,7 @@ impl App {
                 .iter()
                 .map(|h| (h.document_id.clone(), h.chunk))
                 .collect();
-            let mut found = self.metadata.chunk_provenance(&keys).await?;
+            let mut found = self.metadata.chunk_provenance(&keys, c.generation).await?;
             for h in &mut out {
                 h.provenance = found.remove(&(h.document_id.clone(), h.chunk));
             }

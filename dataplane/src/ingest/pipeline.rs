@@ -154,7 +154,9 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
         tracing::info!(document = %doc.id, "deleted while being indexed; its points are removed");
         return Ok(0);
     }
-    app.metadata.replace_chunks(&doc.id, &provenance).await?;
+    app.metadata
+        .replace_chunks(&doc.id, target.generation, &provenance)
+        .await?;
     app.metadata
         .set_document_generation(&doc.id, target.generation)
         .await?;

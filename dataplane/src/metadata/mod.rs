@@ -596,6 +596,9 @@ pub trait MetadataStore: Send + Sync {
     /// Every collection, of any tenant, that is switching models or has switched at least
     /// once (`generation` > 0).
     async fn generational_collections(&self) -> Result<Vec<Collection>>;
+    /// Deletes the chunk provenance of collection `collection_id`'s documents in index
+    /// generations up to `up_to`; returns how many chunks' records went.
+    async fn delete_chunk_provenance(&self, collection_id: &str, up_to: i64) -> Result<u64>;
     /// Records that document `id`'s points were written into index generation `generation`.
     async fn set_document_generation(&self, id: &str, generation: i64) -> Result<()>;
 
@@ -628,16 +631,19 @@ pub trait MetadataStore: Send + Sync {
     async fn pending_documents(&self, tenant_id: &str) -> Result<i64>;
     /// Deletes a document row.
     async fn delete_document(&self, id: &str) -> Result<()>;
-    /// Replaces the provenance of a document's chunks.
+    /// Replaces the provenance of a document's chunks in index generation `generation`.
     async fn replace_chunks(
         &self,
         document_id: &str,
+        generation: i64,
         chunks: &[(u32, ChunkProvenance)],
     ) -> Result<()>;
-    /// The provenance of these (document, chunk) pairs; pairs without a record are absent.
+    /// The provenance of these (document, chunk) pairs in index generation `generation`;
+    /// pairs without a record are absent.
     async fn chunk_provenance(
         &self,
         keys: &[(String, u32)],
+        generation: i64,
     ) -> Result<std::collections::HashMap<(String, u32), ChunkProvenance>>;
     /// Ids of the collection's documents whose metadata passes every condition of `filter`.
     async fn documents_matching(

@@ -372,6 +372,19 @@ impl MetadataStore for SqliteStore {
             .map_err(db("list switched collections"))
     }
 
+    async fn delete_chunk_provenance(&self, collection_id: &str, up_to: i64) -> Result<u64> {
+        let r = sqlx::query(
+            "DELETE FROM chunks WHERE generation <= ? AND document_id IN \
+             (SELECT id FROM documents WHERE collection_id = ?)",
+        )
+        .bind(up_to)
+        .bind(collection_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db("drop the chunk provenance of previous generations"))?;
+        Ok(r.rows_affected())
+    }
+
     async fn set_document_generation(&self, id: &str, generation: i64) -> Result<()> {
         sqlx::query("UPDATE documents SET generation = ? WHERE id = ?")
             .bind(generation)
@@ -517,6 +530,7 @@ impl MetadataStore for SqliteStore {
     async fn replace_chunks(
         &self,
         document_id: &str,
+        generation: i64,
         chunks: &[(u32, ChunkProvenance)],
     ) -> Result<()> {
         let mut tx = self
@@ -524,17 +538,20 @@ impl MetadataStore for SqliteStore {
             .begin()
             .await
             .map_err(db("replace chunk provenance"))?;
-        sqlx::query("DELETE FROM chunks WHERE document_id = ?")
+        sqlx::query("DELETE FROM chunks WHERE document_id = ? AND generation = ?")
             .bind(document_id)
+            .bind(generation)
             .execute(&mut *tx)
             .await
             .map_err(db("replace chunk provenance"))?;
         for batch in chunks.chunks(PROVENANCE_BATCH) {
             let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO chunks (document_id, chunk, start_char, end_char, page, headings) ",
+                "INSERT INTO chunks \
+                 (document_id, generation, chunk, start_char, end_char, page, headings) ",
             );
             q.push_values(batch, |mut row, (chunk, p)| {
                 row.push_bind(document_id)
+                    .push_bind(generation)
                     .push_bind(*chunk as i64)
                     .push_bind(p.start)
                     .push_bind(p.end)
@@ -552,13 +569,16 @@ impl MetadataStore for SqliteStore {
     async fn chunk_provenance(
         &self,
         keys: &[(String, u32)],
+        generation: i64,
     ) -> Result<std::collections::HashMap<(String, u32), ChunkProvenance>> {
         let mut out = std::collections::HashMap::new();
         for batch in keys.chunks(PROVENANCE_BATCH) {
             let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "SELECT document_id, chunk, start_char, end_char, page, headings FROM chunks \
-                 WHERE (document_id, chunk) IN (",
+                 WHERE generation = ",
             );
+            q.push_bind(generation)
+                .push(" AND (document_id, chunk) IN (");
             let mut list = q.separated(", ");
             for (doc, chunk) in batch {
                 list.push("(")
