@@ -2331,3 +2331,76 @@ async fn cluster_admins_change_the_log_filter_at_run_time() {
         StatusCode::FORBIDDEN
     );
 }
+
+/// `chunking.embed_headings`: a chunk deep in a section carries the section's heading in its
+/// vector, so a query naming the section finds it closer than without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedding_the_heading_path_brings_a_section_s_chunks_closer_to_its_name() {
+    // The last chunk of the section: no word of the heading in its text.
+    let markdown =
+        "# Harbour guide\n\n## Spring tides\n\nThe water rises higher than usual twice a \
+                    month. Moorings need longer lines then. Boats drying out at low water can \
+                    settle on the mud banks near the outer wall.";
+    let mut scores = Vec::new();
+    for embed_headings in [false, true] {
+        let Some(e) = env(|c| {
+            c.chunking.chunk_tokens = 12;
+            c.chunking.overlap_tokens = 0;
+            c.chunking.embed_headings = embed_headings;
+            c.cache.results = false;
+        })
+        .await
+        else {
+            return;
+        };
+        let r = &e.router;
+        create_collection(r, ADMIN, "docs").await;
+        let up = call(
+            r,
+            Method::POST,
+            "/v1/collections/docs/documents",
+            ADMIN,
+            Some(json!({ "text": markdown, "format": "markdown", "title": "notes" })),
+        )
+        .await;
+        assert_eq!(up.status, StatusCode::ACCEPTED, "{:?}", up.body);
+        let id = up.body["document"]["id"].as_str().unwrap().to_string();
+        wait_status(r, ADMIN, "docs", &id, "indexed").await;
+        let s = call(
+            r,
+            Method::POST,
+            "/v1/search",
+            ADMIN,
+            Some(json!({ "collection": "docs", "query": "spring tides", "mode": "dense", "top_k": 50 })),
+        )
+        .await;
+        assert_eq!(s.status, StatusCode::OK, "{:?}", s.body);
+        let hits = s.body["hits"].as_array().unwrap();
+        let last = hits
+            .iter()
+            .max_by_key(|h| h["chunk"].as_u64().unwrap())
+            .unwrap();
+        assert!(last["chunk"].as_u64().unwrap() >= 2, "{hits:?}");
+        let text = last["text"].as_str().unwrap().to_lowercase();
+        assert!(
+            !text.contains("spring") && !text.contains("tides"),
+            "{text}"
+        );
+        assert_eq!(
+            last["provenance"]["headings"],
+            json!(["Harbour guide", "Spring tides"]),
+            "{last}"
+        );
+        scores.push(last["dense_score"].as_f64().unwrap());
+    }
+    eprintln!(
+        "dense score of the section's last chunk, without and with its heading path: {scores:?}"
+    );
+    let [without, with] = scores[..] else {
+        return;
+    };
+    assert!(
+        with > without + 0.05,
+        "the section's last chunk scores {with:.3} with its heading path against {without:.3}"
+    );
+}

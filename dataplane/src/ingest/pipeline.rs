@@ -95,12 +95,22 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     // Two groups in flight keep two inference threads busy on one large document; upserts
     // still happen in order.
     let groups: Vec<&[Chunk]> = chunks.chunks(EMBED_REQUEST_CHUNKS).collect();
+    let headings: std::collections::HashMap<u32, &[String]> = provenance
+        .iter()
+        .map(|(i, p)| (*i, p.headings.as_slice()))
+        .collect();
     let requests: Vec<_> = groups
         .iter()
         .map(|group| {
             let texts = group
                 .iter()
-                .map(|c| embedding_input(&doc.title, &c.text, chunking.embed_title))
+                .map(|c| {
+                    let path = match chunking.embed_headings {
+                        true => headings.get(&c.index).copied().unwrap_or_default(),
+                        false => &[],
+                    };
+                    embedding_input(&doc.title, path, &c.text, chunking.embed_title)
+                })
                 .collect();
             embed_waiting(app, texts)
         })
@@ -203,13 +213,29 @@ pub fn provenance(extracted: &Extracted, chunks: &[Chunk]) -> Vec<(u32, ChunkPro
         .collect()
 }
 
-/// What is embedded for a chunk: its text, after the document's title when `with_title`.
-pub fn embedding_input(title: &str, text: &str, with_title: bool) -> String {
+/// What is embedded for a chunk: its text, after a header of the document's title (when
+/// `with_title`) and the heading path `headings` (`A > B`; empty to leave it out), each on a
+/// line of its own and left out when the text already starts with it.
+pub fn embedding_input(title: &str, headings: &[String], text: &str, with_title: bool) -> String {
     let title = title.trim();
-    if with_title && !title.is_empty() && !text.starts_with(title) {
-        format!("{title}\n\n{text}")
-    } else {
+    let path = headings
+        .iter()
+        .map(|h| h.trim())
+        .filter(|h| !h.is_empty())
+        .collect::<Vec<_>>()
+        .join(" > ");
+    let header: Vec<&str> = [
+        (with_title && !title.is_empty() && !text.starts_with(title)).then_some(title),
+        (!path.is_empty() && !text.starts_with(headings.last().map_or("", |h| h.trim())))
+            .then_some(path.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if header.is_empty() {
         text.to_string()
+    } else {
+        format!("{}\n\n{text}", header.join("\n"))
     }
 }
 
@@ -240,6 +266,33 @@ mod tests {
         bytes: &[u8],
     ) -> std::result::Result<Extracted, ragplane_parse::ParseError> {
         ragplane_parse::extract(format, bytes, Budget::UNLIMITED)
+    }
+
+    #[test]
+    fn the_embedded_text_carries_the_title_and_heading_path_once() {
+        let path = vec!["Setup".to_string(), "Install".to_string()];
+        assert_eq!(
+            embedding_input("Guide", &[], "Run the script.", true),
+            "Guide\n\nRun the script."
+        );
+        assert_eq!(
+            embedding_input("Guide", &path, "Run the script.", true),
+            "Guide\nSetup > Install\n\nRun the script."
+        );
+        assert_eq!(
+            embedding_input("Guide", &path, "Run the script.", false),
+            "Setup > Install\n\nRun the script."
+        );
+        // A chunk that begins with its heading, or its title, does not repeat it.
+        assert_eq!(
+            embedding_input("Guide", &path, "Install\nRun the script.", true),
+            "Guide\n\nInstall\nRun the script."
+        );
+        assert_eq!(
+            embedding_input("Guide", &[], "Guide\nRun it.", true),
+            "Guide\nRun it."
+        );
+        assert_eq!(embedding_input("", &[], "Run it.", true), "Run it.");
     }
 
     #[test]
