@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::model_switch::generation_key;
 use super::{key_of, next_key_of, validate_metadata, validate_name, App, Principal};
-use crate::embed::identity::{self, ModelIdentity, PROBE_TEXT};
+use crate::embed::identity::{self, ModelIdentity};
 use crate::error::{Error, Result};
 use crate::metadata::{Collection, Document, DocumentStatus, ModelSwitch, NewDocument, Scope};
 use crate::queue::{Job, Task, DOCUMENTS};
@@ -93,15 +93,7 @@ impl App {
     /// sentence, computed once.
     pub async fn model_identity(&self) -> Result<&ModelIdentity> {
         self.model_identity
-            .get_or_try_init(|| async {
-                let probe = self
-                    .embedder
-                    .embed(vec![PROBE_TEXT.to_string()])
-                    .await?
-                    .pop()
-                    .unwrap_or_default();
-                Ok(ModelIdentity::new(self.embedder.model(), &probe))
-            })
+            .get_or_try_init(|| async { Ok(ModelIdentity::probe(self.embedder.as_ref()).await?) })
             .await
     }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::documents::model_mismatch;
 use super::{App, Collection};
-use crate::embed::identity::{fingerprint, ModelIdentity, PROBE_TEXT};
+use crate::embed::identity::{fingerprint, ModelIdentity};
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::vectors::CollectionKey;
@@ -58,8 +58,6 @@ pub struct IndexTarget {
     pub key: CollectionKey,
     /// The generation.
     pub generation: i64,
-    /// The dimension of its vectors.
-    pub dimension: usize,
 }
 
 impl App {
@@ -70,12 +68,7 @@ impl App {
         };
         self.previous_identity
             .get_or_try_init(|| async {
-                let probe = previous
-                    .embed(vec![PROBE_TEXT.to_string()])
-                    .await?
-                    .pop()
-                    .unwrap_or_default();
-                Ok::<_, Error>(ModelIdentity::new(previous.model(), &probe))
+                Ok::<_, Error>(ModelIdentity::probe(previous.as_ref()).await?)
             })
             .await
             .map(Some)
@@ -124,14 +117,12 @@ impl App {
             return Ok(IndexTarget {
                 key,
                 generation: c.generation + 1,
-                dimension: self.embedder.dimension(),
             });
         }
         self.check_model(c).await?;
         Ok(IndexTarget {
             key: key_of(c),
             generation: c.generation,
-            dimension: self.embedder.dimension(),
         })
     }
 
@@ -175,11 +166,6 @@ impl App {
             model = c.next_model.as_deref().unwrap_or(""),
             "the collection switched to its new embedding model"
         );
-        if let Some(cache) = &self.results {
-            cache
-                .delete_prefix(&format!("res:{}:{}:", c.tenant_id, c.id))
-                .await;
-        }
         let (vectors, metadata) = (self.vectors.clone(), self.metadata.clone());
         tokio::spawn(async move {
             tokio::time::sleep(DRAIN).await;

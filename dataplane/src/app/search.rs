@@ -327,7 +327,7 @@ impl App {
         let query = Analysed {
             vector: match embedder {
                 None => Vec::new(),
-                Some(e) => embed_query(e.as_ref(), &req.query).await?,
+                Some(e) => e.embed_one(&req.query).await?,
             },
             terms: match mode {
                 SearchMode::Dense => Vec::new(),
@@ -712,13 +712,4 @@ fn charged(
             yield chunk;
         }
     })
-}
-
-/// The embedding of one query.
-async fn embed_query(embedder: &dyn crate::embed::Embedder, query: &str) -> Result<Vec<f32>> {
-    Ok(embedder
-        .embed(vec![query.to_string()])
-        .await?
-        .pop()
-        .unwrap_or_default())
 }

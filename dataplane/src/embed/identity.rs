@@ -30,6 +30,13 @@ pub struct ModelIdentity {
 }
 
 impl ModelIdentity {
+    /// The identity of the model `embedder` runs: its name and its embedding of
+    /// [`PROBE_TEXT`].
+    pub async fn probe(embedder: &dyn super::Embedder) -> super::Result<Self> {
+        let probe = embedder.embed_one(PROBE_TEXT).await?;
+        Ok(Self::new(embedder.model(), &probe))
+    }
+
     /// The identity of a model whose embedding of [`PROBE_TEXT`] is `probe`.
     pub fn new(name: &str, probe: &[f32]) -> Self {
         let probe = encode_probe(probe);

@@ -88,4 +88,12 @@ pub trait Embedder: Send + Sync {
     async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
         self.embed_as(texts, Priority::Interactive).await
     }
+    /// Embeds one text for a waiting caller.
+    async fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
+        Ok(self
+            .embed(vec![text.to_string()])
+            .await?
+            .pop()
+            .unwrap_or_default())
+    }
 }

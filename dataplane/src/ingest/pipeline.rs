@@ -87,7 +87,7 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     let target = app.index_target(&collection).await?;
     let key = target.key.clone();
     app.vectors
-        .ensure_collection(&key, target.dimension)
+        .ensure_collection(&key, app.embedder.dimension())
         .await?;
     // The new points overwrite the old ones in place (ids derive from document and chunk), and
     // only then are the chunks beyond the new count removed: a re-indexed document never
@@ -95,18 +95,17 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     // Two groups in flight keep two inference threads busy on one large document; upserts
     // still happen in order.
     let groups: Vec<&[Chunk]> = chunks.chunks(EMBED_REQUEST_CHUNKS).collect();
-    let headings: std::collections::HashMap<u32, &[String]> = provenance
-        .iter()
-        .map(|(i, p)| (*i, p.headings.as_slice()))
-        .collect();
+    // `provenance` has one entry per chunk, in the same order.
     let requests: Vec<_> = groups
         .iter()
-        .map(|group| {
+        .zip(provenance.chunks(EMBED_REQUEST_CHUNKS))
+        .map(|(group, where_from)| {
             let texts = group
                 .iter()
-                .map(|c| {
-                    let path = match chunking.embed_headings {
-                        true => headings.get(&c.index).copied().unwrap_or_default(),
+                .zip(where_from)
+                .map(|(c, (_, p))| {
+                    let path: &[String] = match chunking.embed_headings {
+                        true => &p.headings,
                         false => &[],
                     };
                     embedding_input(&doc.title, path, &c.text, chunking.embed_title)
