@@ -77,6 +77,11 @@ pub enum Error {
     /// A collection's vectors come from another embedding model than the configured one.
     #[error("{0}")]
     ModelMismatch(String),
+    /// This process embeds with the model a collection is switching away from, and the work
+    /// needs the model it is switching to: another process (during a rollout, one that
+    /// replaces this one) can do it.
+    #[error("{0}")]
+    OutdatedModel(String),
     /// Anything else.
     #[error("{0}")]
     Internal(String),

@@ -213,6 +213,14 @@ async fn run_job_renewing(app: &App, job: Job, worker: &str) {
     }
 }
 
+/// How long after it was queued a job that needs the embedding model its collection is
+/// switching to waits for a worker running that model; past it, a worker still on the old
+/// model fails it (the document is `failed` with the reason).
+pub const OUTDATED_MODEL_WAIT: Duration = Duration::from_secs(15 * 60);
+
+/// When a job left by a worker on the old model may be claimed again.
+const OUTDATED_MODEL_RETRY: Duration = Duration::from_secs(5);
+
 /// Runs one job that `worker` claimed and records its outcome; a failure that is final marks
 /// the document `failed` with the reason. An attempt past `workers.max_job_seconds` is
 /// abandoned as a retryable failure. When the claim expired meanwhile and the job went to
@@ -257,8 +265,35 @@ pub async fn run_job(app: &App, job: Job, worker: &str) {
                 tracing::warn!(job = %job.id, error = %e, "failed to mark job complete; it will run again");
             }
         },
+        // A worker on the model its collection is switching from, as during a rollout: the
+        // job waits for a worker with the new model, the attempt not counted, for a while.
+        Err(Error::OutdatedModel(reason)) if !older_than(&job.created_at, OUTDATED_MODEL_WAIT) => {
+            let reason = format!("{reason}; left to a worker with the new model");
+            match app
+                .queue
+                .defer(&job, worker, &reason, OUTDATED_MODEL_RETRY)
+                .await
+            {
+                Ok(true) => {
+                    metrics::JOBS
+                        .with_label_values(&[&job.queue, "deferred"])
+                        .inc();
+                    tracing::info!(job = %job.id, worker, reason, "job left to a worker with the new model");
+                }
+                Ok(false) => not_held(&job, worker),
+                Err(e) => {
+                    tracing::warn!(job = %job.id, error = %e, "failed to give a job back; its claim runs out instead");
+                }
+            }
+        }
         Err(e) => {
-            let message = e.to_string();
+            let message = match &e {
+                Error::OutdatedModel(reason) => format!(
+                    "{reason}; no worker with the new model took the job within {} minutes",
+                    OUTDATED_MODEL_WAIT.as_secs() / 60
+                ),
+                _ => e.to_string(),
+            };
             let outcome = app
                 .queue
                 .fail(&job, worker, &message, e.is_retryable())

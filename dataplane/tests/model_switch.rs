@@ -236,9 +236,12 @@ async fn switch_without_a_window(backend: impl Fn(&mut Config)) {
 
     // The new model configured, the old one as [embedding.previous]; no workers yet, so the
     // switch stays under way while it is looked at.
-    let mut cfg = config(dir.path(), &model);
-    cfg.embedding.previous = Some(Box::new(old.clone()));
-    let mut s = Server::start(cfg, false).await;
+    let new_config = || {
+        let mut cfg = config(dir.path(), &model);
+        cfg.embedding.previous = Some(Box::new(old.clone()));
+        cfg
+    };
+    let s = Server::start(new_config(), false).await;
     let r = s.router.clone();
     every_document_is_found(&r, &ids, "new model configured, before the reindex").await;
     let old_points = collection(&r).await["points"].as_u64().unwrap();
@@ -261,6 +264,45 @@ async fn switch_without_a_window(backend: impl Fn(&mut Config)) {
     assert_eq!(c["points"], old_points, "{c:?}");
     assert_eq!(c["next_points"], 0, "{c:?}");
     every_document_is_found(&r, &ids, "switch queued").await;
+
+    // A worker still on the old model, as during a rollout, leaves a job of the switch to a
+    // worker with the new model: the document is not failed and the attempt not counted.
+    drop(r);
+    s.stop().await;
+    let mut outdated = config(dir.path(), &model);
+    outdated.embedding = EmbeddingConfig {
+        model_dir: Some(model.0.clone()),
+        ort_library: Some(model.1.clone()),
+        ..old.clone()
+    };
+    let outdated = Server::start(outdated, false).await;
+    let job = outdated
+        .app
+        .queue
+        .claim(ragplane::queue::DOCUMENTS, "outdated")
+        .await
+        .unwrap()
+        .expect("a job of the switch");
+    assert_eq!(job.attempts, 1);
+    ragplane::worker::run_job(&outdated.app, job.clone(), "outdated").await;
+    let left = outdated.app.queue.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(left.status, ragplane::queue::JobStatus::Queued, "{left:?}");
+    assert_eq!(left.attempts, 0, "{left:?}");
+    let reason = left.last_error.unwrap_or_default();
+    assert!(
+        reason.contains("the model it is switching from; left to a worker with the new model"),
+        "{reason}"
+    );
+    let doc = job.document_id.unwrap();
+    let d = outdated.app.metadata.document(&doc).await.unwrap().unwrap();
+    assert_eq!(
+        d.status,
+        ragplane::metadata::DocumentStatus::Queued,
+        "{d:?}"
+    );
+    outdated.stop().await;
+    let mut s = Server::start(new_config(), false).await;
+    let r = s.router.clone();
     // A document uploaded meanwhile is accepted: it goes to the generation being built.
     let (late, _) = upload_text(
         &r,

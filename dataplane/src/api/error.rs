@@ -66,7 +66,9 @@ pub fn classify(e: &Error) -> (StatusCode, &'static str, Option<u64>) {
     match e {
         Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", None),
         Error::Conflict { .. } => (StatusCode::CONFLICT, "conflict", None),
-        Error::ModelMismatch(_) => (StatusCode::CONFLICT, "model_mismatch", None),
+        Error::ModelMismatch(_) | Error::OutdatedModel(_) => {
+            (StatusCode::CONFLICT, "model_mismatch", None)
+        }
         Error::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
         Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", None),
         Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),

@@ -102,13 +102,23 @@ impl App {
         let model = self.model_identity().await?;
         if let (Some(next), Some(key)) = (&c.next_probe, next_key_of(c)) {
             if !model.matches(next) {
-                return Err(Error::ModelMismatch(format!(
-                    "collection {:?} is switching to embedding model {:?} (fingerprint {}), \
-                     but this server embeds with {:?} (fingerprint {}); configure that model, \
-                     or run `ragplane reindex --collection {}` to switch to this one",
+                let to = format!(
+                    "collection {:?} is switching to embedding model {:?} (fingerprint {})",
                     c.name,
                     c.next_model.as_deref().unwrap_or("unknown"),
                     fingerprint(next),
+                );
+                // A process not yet replaced by one with the new model, during a rollout.
+                if c.embedding_probe.as_ref().is_some_and(|r| model.matches(r)) {
+                    return Err(Error::OutdatedModel(format!(
+                        "{to}, and this server still embeds with {:?}, the model it is \
+                         switching from",
+                        model.name,
+                    )));
+                }
+                return Err(Error::ModelMismatch(format!(
+                    "{to}, but this server embeds with {:?} (fingerprint {}); configure that \
+                     model, or run `ragplane reindex --collection {}` to switch to this one",
                     model.name,
                     model.fingerprint(),
                     c.name,

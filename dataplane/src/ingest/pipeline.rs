@@ -41,6 +41,10 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     let Some(collection) = app.metadata.collection_by_id(&doc.collection_id).await? else {
         return Ok(0);
     };
+    // Vectors of another model would be meaningless beside the collection's: the target is
+    // the generation of the configured model (the next one while the collection switches).
+    // Known before any work, so that a worker that cannot do the job leaves it untouched.
+    let target = app.index_target(&collection).await?;
     if !app
         .metadata
         .set_document_status(&doc.id, DocumentStatus::Processing, None, doc.chunk_count)
@@ -82,9 +86,6 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     .map_err(|e| Error::Internal(format!("chunking task failed: {e}")))??;
     tracing::Span::current().record("chunks", chunks.len());
 
-    // Vectors of another model would be meaningless beside the collection's: the target is
-    // the generation of the configured model (the next one while the collection switches).
-    let target = app.index_target(&collection).await?;
     let key = target.key.clone();
     app.vectors
         .ensure_collection(&key, app.embedder.dimension())

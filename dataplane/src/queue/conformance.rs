@@ -21,6 +21,7 @@ pub async fn run_all(long: &dyn JobQueue, short: &dyn JobQueue) {
     failures_retry_then_dead_letter_with_the_error(long).await;
     permanent_failure_dead_letters_at_once(long).await;
     release_gives_jobs_back_without_counting_the_attempt(long).await;
+    deferral_gives_the_job_back_later_without_counting_the_attempt(long).await;
     recover_gives_a_crashed_workers_jobs_back_at_once(long).await;
     renew_belongs_to_the_holder(long).await;
     queues_are_separate_and_names_checked(long).await;
@@ -103,6 +104,45 @@ async fn release_gives_jobs_back_without_counting_the_attempt(q: &dyn JobQueue) 
     let again = q.claim(DOCUMENTS, "w").await.unwrap().unwrap();
     assert_eq!((again.id.as_str(), again.attempts), (a.id.as_str(), 1));
     assert!(q.complete(&again, "w").await.unwrap());
+}
+
+async fn deferral_gives_the_job_back_later_without_counting_the_attempt(q: &dyn JobQueue) {
+    drain(q).await;
+    let dead = depth(&q.stats().await.unwrap(), DOCUMENTS).2;
+    let job = q.enqueue("t", DOCUMENTS, task("f1")).await.unwrap();
+    let delay = Duration::from_millis(300);
+    // Deferred more often than the job has attempts: deferral never dead-letters it.
+    for round in 0..3 {
+        let claimed = q.claim(DOCUMENTS, "outdated").await.unwrap().unwrap();
+        assert_eq!(
+            (claimed.id.as_str(), claimed.attempts),
+            (job.id.as_str(), 1)
+        );
+        assert!(
+            !q.defer(&claimed, "another", "not mine", delay)
+                .await
+                .unwrap(),
+            "only the holder defers"
+        );
+        assert!(q
+            .defer(&claimed, "outdated", "needs model B", delay)
+            .await
+            .unwrap());
+        assert!(!q.defer(&claimed, "outdated", "twice", delay).await.unwrap());
+        let waiting = q.get(&job.id).await.unwrap().unwrap();
+        assert_eq!(waiting.status, JobStatus::Queued, "round {round}");
+        assert_eq!(waiting.attempts, 0);
+        assert_eq!(waiting.last_error.as_deref(), Some("needs model B"));
+        assert!(
+            q.claim(DOCUMENTS, "outdated").await.unwrap().is_none(),
+            "a deferred job waits out its delay"
+        );
+        assert_eq!(depth(&q.stats().await.unwrap(), DOCUMENTS).2, dead);
+        tokio::time::sleep(delay + Duration::from_millis(100)).await;
+    }
+    let taken = q.claim(DOCUMENTS, "current").await.unwrap().unwrap();
+    assert_eq!((taken.id.as_str(), taken.attempts), (job.id.as_str(), 1));
+    assert!(q.complete(&taken, "current").await.unwrap());
 }
 
 async fn recover_gives_a_crashed_workers_jobs_back_at_once(q: &dyn JobQueue) {

@@ -248,6 +248,11 @@ pub trait JobQueue: Send + Sync {
         error: &str,
         retryable: bool,
     ) -> Result<Option<FailOutcome>>;
+    /// Gives `job` back, to be claimed by any worker after `delay`, the attempt not counted, if
+    /// `worker` still holds that attempt (`false` when it does not); `reason` becomes its last
+    /// error. For work this worker cannot do but another can (it runs the embedding model a
+    /// collection is switching away from).
+    async fn defer(&self, job: &Job, worker: &str, reason: &str, delay: Duration) -> Result<bool>;
     /// Gives claimed jobs back at once (graceful shutdown of `worker`), the attempt not counted.
     async fn release(&self, worker: &str) -> Result<u64>;
     /// Gives back at once the jobs still claimed under `worker`'s name by an earlier process

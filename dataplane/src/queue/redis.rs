@@ -71,8 +71,9 @@ end
 return false
 ";
 
-/// Finishes a job: succeeded, retrying (back into the delayed set) or dead; only for the
-/// worker holding the attempt it names, else `not_held` and nothing changes.
+/// Finishes a job: succeeded, retrying (back into the delayed set), deferred (the same, the
+/// attempt not counted) or dead; only for the worker holding the attempt it names, else
+/// `not_held` and nothing changes.
 const FINISH: &str = r"
 local stream, delayed, dead, key, docjob = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local group, outcome, err, run_at, now, retention, dead_max, jid, worker, attempt =
@@ -87,7 +88,8 @@ if eid then
   redis.call('XDEL', stream, eid)
 end
 redis.call('HDEL', key, 'entry', 'worker')
-if outcome == 'retrying' then
+if outcome == 'retrying' or outcome == 'deferred' then
+  if outcome == 'deferred' then redis.call('HINCRBY', key, 'attempts', -1) end
   redis.call('HSET', key, 'status', 'queued', 'last_error', err, 'updated_at', now)
   redis.call('ZADD', delayed, run_at, jid)
   return outcome
@@ -479,6 +481,11 @@ impl JobQueue for RedisQueue {
         };
         let held = self.finish(job, worker, label, error, run_at).await?;
         Ok(held.then_some(outcome))
+    }
+
+    async fn defer(&self, job: &Job, worker: &str, reason: &str, delay: Duration) -> Result<bool> {
+        let run_at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+        self.finish(job, worker, "deferred", reason, run_at).await
     }
 
     async fn release(&self, worker: &str) -> Result<u64> {

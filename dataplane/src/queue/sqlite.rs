@@ -204,6 +204,25 @@ impl JobQueue for SqliteQueue {
         Ok((r.rows_affected() > 0).then_some(outcome))
     }
 
+    async fn defer(&self, job: &Job, worker: &str, reason: &str, delay: Duration) -> Result<bool> {
+        let run_at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+        let r = sqlx::query(
+            "UPDATE jobs SET status = 'queued', attempts = MAX(attempts - 1, 0), run_at = ?, \
+             lease_until = NULL, worker = NULL, last_error = ?, updated_at = ? \
+             WHERE id = ? AND status = 'running' AND worker = ? AND attempts = ?",
+        )
+        .bind(run_at)
+        .bind(reason)
+        .bind(now_rfc3339())
+        .bind(&job.id)
+        .bind(worker)
+        .bind(job.attempts)
+        .execute(&self.pool)
+        .await
+        .map_err(db("defer job"))?;
+        Ok(r.rows_affected() > 0)
+    }
+
     async fn release(&self, worker: &str) -> Result<u64> {
         // A released attempt did not fail, so it does not count against the job, and the job
         // keeps its place in the queue.
