@@ -408,7 +408,7 @@ fn older_than(rfc3339: &str, age: Duration) -> bool {
 /// before it checked; at a process start (`at_start`), also drops the previous generations
 /// that switches left behind. A sweep leaves those to the drain of the process that switched.
 pub async fn finish_switches(app: &App, at_start: bool) -> crate::error::Result<()> {
-    for c in app.metadata.generational_collections().await? {
+    for c in app.metadata.generational_collections(at_start).await? {
         if c.next_probe.is_some() {
             app.advance_switch(&c.id).await?;
         } else if at_start {

@@ -471,18 +471,17 @@ async fn suite(s: &dyn MetadataStore) {
         (0, Some("next"), Some(256))
     );
     assert!(!s.finish_model_switch(&docs.id, 0).await.unwrap());
-    let listed: Vec<String> = s
-        .generational_collections()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
-    assert_eq!(
-        listed,
-        std::slice::from_ref(&docs.id),
-        "only the switching collection"
-    );
+    let listed = |switched| async move {
+        let all = s.generational_collections(switched).await.unwrap();
+        all.into_iter().map(|c| c.id).collect::<Vec<_>>()
+    };
+    for switched in [false, true] {
+        assert_eq!(
+            listed(switched).await,
+            std::slice::from_ref(&docs.id),
+            "only the switching collection"
+        );
+    }
     // Failed and deleting documents do not hold the switch back.
     let mut live = Vec::new();
     for id in &ids {
@@ -521,6 +520,12 @@ async fn suite(s: &dyn MetadataStore) {
             switched.version > switching.version,
         ),
         (1, 256, Some("next"), Some("probe-next"), None, true)
+    );
+    assert!(listed(false).await.is_empty(), "no longer switching");
+    assert_eq!(
+        listed(true).await,
+        std::slice::from_ref(&docs.id),
+        "switched once"
     );
     // A switch started again (to another model, say) forgets what was written for the one it
     // replaces.

@@ -593,9 +593,9 @@ pub trait MetadataStore: Send + Sync {
     /// version is bumped. Returns whether it switched (false when documents remain, or when
     /// another process completed it first).
     async fn finish_model_switch(&self, id: &str, from: i64) -> Result<bool>;
-    /// Every collection, of any tenant, that is switching models or has switched at least
-    /// once (`generation` > 0).
-    async fn generational_collections(&self) -> Result<Vec<Collection>>;
+    /// Every collection, of any tenant, that is switching models, and with `switched` also
+    /// those that have switched at least once (`generation` > 0).
+    async fn generational_collections(&self, switched: bool) -> Result<Vec<Collection>>;
     /// Deletes the chunk provenance of collection `collection_id`'s documents in index
     /// generations up to `up_to`; returns how many chunks' records went.
     async fn delete_chunk_provenance(&self, collection_id: &str, up_to: i64) -> Result<u64>;

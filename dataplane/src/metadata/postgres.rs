@@ -524,10 +524,12 @@ impl MetadataStore for PostgresStore {
         Ok(r.rows_affected() > 0)
     }
 
-    async fn generational_collections(&self) -> Result<Vec<Collection>> {
+    async fn generational_collections(&self, switched: bool) -> Result<Vec<Collection>> {
         sqlx::query_as(&format!(
-            "SELECT {COLLECTION_COLUMNS} FROM collections WHERE generation > 0 OR next_probe IS NOT NULL"
+            "SELECT {COLLECTION_COLUMNS} FROM collections \
+             WHERE next_probe IS NOT NULL OR ($1 AND generation > 0)"
         ))
+        .bind(switched)
         .fetch_all(&self.primary)
         .await
         .map_err(db("list switched collections"))

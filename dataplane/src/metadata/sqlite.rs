@@ -365,11 +365,14 @@ impl MetadataStore for SqliteStore {
         Ok(r.rows_affected() > 0)
     }
 
-    async fn generational_collections(&self) -> Result<Vec<Collection>> {
-        sqlx::query_as("SELECT * FROM collections WHERE generation > 0 OR next_probe IS NOT NULL")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("list switched collections"))
+    async fn generational_collections(&self, switched: bool) -> Result<Vec<Collection>> {
+        sqlx::query_as(
+            "SELECT * FROM collections WHERE next_probe IS NOT NULL OR (? AND generation > 0)",
+        )
+        .bind(switched)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("list switched collections"))
     }
 
     async fn delete_chunk_provenance(&self, collection_id: &str, up_to: i64) -> Result<u64> {
