@@ -34,6 +34,11 @@ pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// The queues' clock `delay` from now.
+pub(crate) fn ms_after(delay: Duration) -> i64 {
+    now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2))
+}
+
 /// Exponential backoff for attempt `attempt` (1-based), capped at five minutes.
 pub fn backoff_for(base: Duration, attempt: u32) -> Duration {
     let factor = 1u32
@@ -52,10 +57,7 @@ pub(crate) fn after_failure(
 ) -> (FailOutcome, i64) {
     if retryable && attempts < i64::from(max_attempts) {
         let delay = backoff_for(backoff, u32::try_from(attempts).unwrap_or(u32::MAX));
-        (
-            FailOutcome::Retrying,
-            now_ms() + i64::try_from(delay.as_millis()).unwrap_or(0),
-        )
+        (FailOutcome::Retrying, ms_after(delay))
     } else {
         (FailOutcome::Dead, now_ms())
     }

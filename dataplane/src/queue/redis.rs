@@ -22,8 +22,8 @@ use ragplane_config::JobQueueSettings;
 use redis::{Script, Value};
 
 use super::{
-    after_failure, known_queue, now_ms, FailOutcome, Job, JobQueue, JobStatus, QueueError,
-    QueueStats, Result, Task, QUEUES,
+    after_failure, known_queue, ms_after, now_ms, FailOutcome, Job, JobQueue, JobStatus,
+    QueueError, QueueStats, Result, Task, QUEUES,
 };
 use crate::metadata::now_rfc3339;
 use crate::redis_conn::Redis;
@@ -484,7 +484,7 @@ impl JobQueue for RedisQueue {
     }
 
     async fn defer(&self, job: &Job, worker: &str, reason: &str, delay: Duration) -> Result<bool> {
-        let run_at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+        let run_at = ms_after(delay);
         self.finish(job, worker, "deferred", reason, run_at).await
     }
 

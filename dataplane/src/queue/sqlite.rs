@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ragplane_config::SqliteQueueConfig;
-use sqlx::{Row, SqlitePool};
+use sqlx::query::Query;
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Row, Sqlite, SqlitePool};
 
 use super::{
-    after_failure, known_queue, now_ms, FailOutcome, Job, JobQueue, JobStatus, QueueError,
-    QueueStats, Result, Task,
+    after_failure, known_queue, ms_after, now_ms, FailOutcome, Job, JobQueue, JobStatus,
+    QueueError, QueueStats, Result, Task,
 };
 use crate::metadata::now_rfc3339;
 
@@ -77,7 +79,40 @@ impl SqliteQueue {
     }
 }
 
+/// An UPDATE of the attempt of a job that a worker holds: the `SET` items `$set` (their `?`
+/// bound first), then the lease cleared and the time; [`SqliteQueue::on_held`] binds the rest.
+macro_rules! update_held {
+    ($set:literal) => {
+        concat!(
+            "UPDATE jobs SET ",
+            $set,
+            ", lease_until = NULL, updated_at = ? \
+             WHERE id = ? AND status = 'running' AND worker = ? AND attempts = ?"
+        )
+    };
+}
+
 impl SqliteQueue {
+    /// Runs `update`, an [`update_held!`] with its own values bound, on the attempt of `job`
+    /// that `worker` claimed; whether the worker still held it.
+    async fn on_held<'q>(
+        &self,
+        update: Query<'q, Sqlite, SqliteArguments<'q>>,
+        job: &'q Job,
+        worker: &'q str,
+        action: &'static str,
+    ) -> Result<bool> {
+        let r = update
+            .bind(now_rfc3339())
+            .bind(&job.id)
+            .bind(worker)
+            .bind(job.attempts)
+            .execute(&self.pool)
+            .await
+            .map_err(db(action))?;
+        Ok(r.rows_affected() > 0)
+    }
+
     /// Puts `worker`'s running jobs back in the queue, their attempt count set to `attempts`
     /// (an SQL expression).
     async fn give_back(&self, worker: &str, attempts: &str) -> Result<u64> {
@@ -160,18 +195,8 @@ impl JobQueue for SqliteQueue {
     }
 
     async fn complete(&self, job: &Job, worker: &str) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE jobs SET status = 'succeeded', lease_until = NULL, last_error = NULL, updated_at = ? \
-             WHERE id = ? AND status = 'running' AND worker = ? AND attempts = ?",
-        )
-        .bind(now_rfc3339())
-        .bind(&job.id)
-        .bind(worker)
-        .bind(job.attempts)
-        .execute(&self.pool)
-        .await
-        .map_err(db("complete job"))?;
-        Ok(r.rows_affected() > 0)
+        let update = sqlx::query(update_held!("status = 'succeeded', last_error = NULL"));
+        self.on_held(update, job, worker, "complete job").await
     }
 
     async fn fail(
@@ -181,46 +206,33 @@ impl JobQueue for SqliteQueue {
         error: &str,
         retryable: bool,
     ) -> Result<Option<FailOutcome>> {
-        let attempts = job.attempts;
-        let (outcome, run_at) = after_failure(attempts, self.max_attempts, self.backoff, retryable);
+        let (outcome, run_at) =
+            after_failure(job.attempts, self.max_attempts, self.backoff, retryable);
         let status = match outcome {
             FailOutcome::Retrying => "queued",
             FailOutcome::Dead => "dead",
         };
-        let r = sqlx::query(
-            "UPDATE jobs SET status = ?, run_at = ?, lease_until = NULL, worker = NULL, last_error = ?, updated_at = ? \
-             WHERE id = ? AND status = 'running' AND worker = ? AND attempts = ?",
-        )
+        let update = sqlx::query(update_held!(
+            "status = ?, run_at = ?, worker = NULL, last_error = ?"
+        ))
         .bind(status)
         .bind(run_at)
-        .bind(error)
-        .bind(now_rfc3339())
-        .bind(&job.id)
-        .bind(worker)
-        .bind(attempts)
-        .execute(&self.pool)
-        .await
-        .map_err(db("record job failure"))?;
-        Ok((r.rows_affected() > 0).then_some(outcome))
+        .bind(error);
+        let held = self
+            .on_held(update, job, worker, "record job failure")
+            .await?;
+        Ok(held.then_some(outcome))
     }
 
     async fn defer(&self, job: &Job, worker: &str, reason: &str, delay: Duration) -> Result<bool> {
-        let run_at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
-        let r = sqlx::query(
-            "UPDATE jobs SET status = 'queued', attempts = MAX(attempts - 1, 0), run_at = ?, \
-             lease_until = NULL, worker = NULL, last_error = ?, updated_at = ? \
-             WHERE id = ? AND status = 'running' AND worker = ? AND attempts = ?",
-        )
+        let run_at = ms_after(delay);
+        let update = sqlx::query(update_held!(
+            "status = 'queued', attempts = MAX(attempts - 1, 0), run_at = ?, worker = NULL, \
+             last_error = ?"
+        ))
         .bind(run_at)
-        .bind(reason)
-        .bind(now_rfc3339())
-        .bind(&job.id)
-        .bind(worker)
-        .bind(job.attempts)
-        .execute(&self.pool)
-        .await
-        .map_err(db("defer job"))?;
-        Ok(r.rows_affected() > 0)
+        .bind(reason);
+        self.on_held(update, job, worker, "defer job").await
     }
 
     async fn release(&self, worker: &str) -> Result<u64> {
@@ -234,7 +246,7 @@ impl JobQueue for SqliteQueue {
     }
 
     async fn renew(&self, job_id: &str, worker: &str) -> Result<bool> {
-        let lease = now_ms() + i64::try_from(self.visibility.as_millis()).unwrap_or(i64::MAX / 2);
+        let lease = ms_after(self.visibility);
         let r = sqlx::query(
             "UPDATE jobs SET lease_until = ? WHERE id = ? AND worker = ? AND status = 'running'",
         )
