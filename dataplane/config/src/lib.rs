@@ -457,9 +457,9 @@ pub struct ChunkingConfig {
     pub embed_title: bool,
     /// Also embed the Markdown or HTML heading path in force at each chunk's start, on its own
     /// line after the title (`Setup > Install`), so that a chunk deep in a section carries its
-    /// section's name. Off by default: no public benchmark set with headings was at hand to
-    /// show that it helps (docs/retrieval-quality.md). Changing it changes new vectors only;
-    /// `ragplane reindex` re-embeds a collection.
+    /// section's name ("title + heading path + text", which measures better than the text
+    /// alone: docs/retrieval-quality.md). Changing it changes new vectors only; `ragplane
+    /// reindex` re-embeds a collection.
     pub embed_headings: bool,
 }
 
@@ -470,7 +470,7 @@ impl Default for ChunkingConfig {
             overlap_tokens: 40,
             max_document_bytes: 16 * 1024 * 1024,
             embed_title: true,
-            embed_headings: false,
+            embed_headings: true,
         }
     }
 }
