@@ -20,8 +20,9 @@ pub fn embedding_dimension(
     cluster: &RagCluster,
     pool: Option<&crate::crd::model_pool::ModelPool>,
 ) -> u64 {
-    pool.and_then(|p| p.spec.dimension)
-        .or_else(|| cluster.spec.model.as_ref().and_then(|m| m.dimension))
+    cluster
+        .spec
+        .embedding_dimension(pool)
         .map_or_else(default_vector_size, |d| u64::from(d.unsigned_abs()))
 }
 

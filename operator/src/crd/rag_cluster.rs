@@ -441,6 +441,14 @@ impl RagClusterSpec {
             .into_iter()
             .flatten()
     }
+
+    /// The dimension of the cluster's embedding model, where the spec states one: the
+    /// `dimension` of `pool` (the ModelPool that `embedding` names), else `model.dimension`;
+    /// `None` leaves the data plane's default.
+    pub fn embedding_dimension(&self, pool: Option<&super::model_pool::ModelPool>) -> Option<i32> {
+        pool.and_then(|p| p.spec.dimension)
+            .or_else(|| self.model.as_ref().and_then(|m| m.dimension))
+    }
 }
 
 /// A reference to a ModelPool in the same namespace.

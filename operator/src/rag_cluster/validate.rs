@@ -492,13 +492,12 @@ pub fn validate(
     if let Some(m) = &spec.model {
         config.embedding.model_dir = Some(MOUNTED_MODEL_DIR.into());
         config.embedding.model_name.clone_from(&m.name);
-        if let Some(d) = m.dimension {
-            config.embedding.dimension =
-                usize::try_from(d).map_err(|_| field("model.dimension", "must be at least 1"))?;
-        }
     }
     if let Some(pool) = &refs.embedding_pool {
-        pool_embedder(&mut config.embedding, pool, &namespace, "embedding")?;
+        pool_embedder(&mut config.embedding, pool, &namespace);
+    }
+    if let Some(d) = spec.embedding_dimension(refs.embedding_pool.as_ref()) {
+        config.embedding.dimension = dimension(d, "embedding")?;
     }
     if let Some(pool) = &refs.previous_embedding_pool {
         let mut previous = ragplane_config::EmbeddingConfig {
@@ -506,7 +505,10 @@ pub fn validate(
             model_dir: Some(IMAGE_MODEL_DIR.into()),
             ..ragplane_config::EmbeddingConfig::default()
         };
-        pool_embedder(&mut previous, pool, &namespace, "previousEmbedding")?;
+        pool_embedder(&mut previous, pool, &namespace);
+        if let Some(d) = pool.spec.dimension {
+            previous.dimension = dimension(d, "previousEmbedding")?;
+        }
         config.embedding.previous = Some(Box::new(previous));
     }
     config.server.listen = std::net::SocketAddr::from(([0, 0, 0, 0], 8080));
@@ -622,34 +624,26 @@ pub fn validate(
     })
 }
 
+/// A stated embedding dimension, which the CRDs' schemas keep at 1 or more.
+fn dimension(d: i32, at: &str) -> Result<usize, ValidationError> {
+    usize::try_from(d).map_err(|_| field(at, format!("dimension {d} must be at least 1")))
+}
+
 /// Makes `embedding` embed with `pool`, which serves OpenAI's /v1/embeddings
 /// (text-embeddings-inference does, and so does `ragplane embed-server`); its model name keys
-/// the embedding cache, and its dimension is checked on every answer.
+/// the embedding cache, and its dimension (set by the caller) is checked on every answer.
 fn pool_embedder(
     embedding: &mut ragplane_config::EmbeddingConfig,
     pool: &ModelPool,
     namespace: &str,
-    at: &str,
-) -> Result<(), ValidationError> {
+) {
     let url = crate::model_pool::validate::service_url(&pool.name_any(), namespace, pool.spec.kind);
     embedding.model_name.clone_from(&pool.spec.model);
-    if let Some(d) = pool.spec.dimension {
-        embedding.dimension = usize::try_from(d).map_err(|_| {
-            field(
-                format!("{at}.name"),
-                format!(
-                    "ModelPool {:?}: dimension must be at least 1",
-                    pool.name_any()
-                ),
-            )
-        })?;
-    }
     embedding.remote = Some(RemoteEmbedderConfig {
         endpoints: vec![url],
         protocol: RemoteProtocol::Openai,
         ..RemoteEmbedderConfig::default()
     });
-    Ok(())
 }
 
 fn field(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
