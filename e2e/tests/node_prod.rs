@@ -55,11 +55,13 @@ print(json.dumps({"deltas": len(deltas), "text": "".join(deltas), "last": last[0
                   "waited_s": round(time.monotonic() - start, 1)}))
 "#;
 
-/// Prints the points in the Qdrant collection `docs` (argv 1: REST URL, argv 2: API key).
+/// Prints the exact number of points in the Qdrant collection `docs` (argv 1: REST URL, argv
+/// 2: API key); the collection info's `points_count` is an estimate.
 const QDRANT_POINTS_SCRIPT: &str = r#"
 import json, sys, urllib.request
-r = urllib.request.Request(sys.argv[1] + "/collections/docs", headers={"api-key": sys.argv[2]})
-print(json.load(urllib.request.urlopen(r))["result"]["points_count"])
+r = urllib.request.Request(sys.argv[1] + "/collections/docs/points/count", data=b'{"exact": true}',
+                           headers={"api-key": sys.argv[2], "Content-Type": "application/json"})
+print(json.load(urllib.request.urlopen(r))["result"]["count"])
 "#;
 
 /// Offered load for the fault tests: `threads` clients for `seconds` s against the API Service
@@ -342,6 +344,19 @@ fn qdrant_points(node: &Node) -> u64 {
     .trim()
     .parse()
     .expect("a count of points")
+}
+
+/// The points in the Qdrant collection `docs` once they number `expected`, or after 30 s
+/// whatever they number then: a replica that took the last writes a moment ago may answer.
+fn qdrant_points_settled(node: &Node, expected: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let points = qdrant_points(node);
+        if points == expected || Instant::now() > deadline {
+            return points;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 /// Asks the API server to evict `pod`, as a drain does; the error names a refusal.
@@ -877,7 +892,7 @@ fn the_prod_ragcluster_runs_on_real_pods() {
         assert!(!replaced.is_empty(), "no QdrantPeerReplaced event");
         ready_again(&node, "statefulset/prod-qdrant");
         assert_eq!(
-            qdrant_points(&node),
+            qdrant_points_settled(&node, points),
             points,
             "points lost with peer 0's volume"
         );
@@ -1017,7 +1032,7 @@ fn the_prod_ragcluster_runs_on_real_pods() {
     if qdrant {
         // The 500 notes and the examples' chunks, each stored once.
         assert_eq!(
-            qdrant_points(&node),
+            qdrant_points_settled(&node, 500 + examples_points),
             500 + examples_points,
             "points in Qdrant"
         );
