@@ -228,6 +228,11 @@ async fn uploads_searches_and_answers_are_traced_end_to_end() {
     assert_eq!(http.parent_span_id, caller);
     assert_eq!(http.attr("request_id"), Some("trace-test-search"));
     assert_eq!(http.attr("trace_id"), Some(trace.as_str()));
+    // The query log line stays in the log: its fields are on these spans already.
+    assert!(
+        spans.iter().all(|s| s.events.is_empty()),
+        "no info line is attached to a span: {spans:#?}"
+    );
     let search = one(&spans, "search");
     assert_eq!(search.parent_span_id, http.span_id);
     assert_eq!(search.attr("mode"), Some("hybrid"));

@@ -21,6 +21,8 @@ pub struct RecordedSpan {
     pub attributes: BTreeMap<String, String>,
     /// Whether the span ended in error.
     pub error: bool,
+    /// The names of the span's events (the log lines attached to it).
+    pub events: Vec<String>,
 }
 
 impl RecordedSpan {
@@ -55,6 +57,7 @@ impl Recorder {
                     .map(|kv| (kv.key.as_str().to_owned(), kv.value.as_str().into_owned()))
                     .collect(),
                 error: matches!(s.status, opentelemetry::trace::Status::Error { .. }),
+                events: s.events.iter().map(|e| e.name.to_string()).collect(),
             })
             .collect()
     }
