@@ -18,6 +18,11 @@
 #   TRACES=off       runs of each setting, in order, on the same data: "off" or "on" (every trace
 #                    exported to the Jaeger of scripts/services/jaeger.sh: source its env.sh
 #                    first), for example "off on off on" to compare with tracing on
+#   SERVER_CPUS=     CPUs the server runs on (taskset list, e.g. "0"); with it, wrk and the
+#                    Jaeger of scripts/services/jaeger.sh (when running) are moved to LOAD_CPUS,
+#                    so the figures are the server's own and not the load generator's or the
+#                    trace backend's, which run on other machines in a deployment
+#   LOAD_CPUS=       CPUs for wrk and Jaeger when SERVER_CPUS is set (e.g. "1")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-20}
@@ -28,6 +33,19 @@ STORES=${STORES:-embedded}
 CACHES=${CACHES:-off on}
 CONNS=${CONNS:-100 1000}
 TRACES=${TRACES:-off}
+SERVER_CPUS=${SERVER_CPUS:-}
+LOAD_CPUS=${LOAD_CPUS:-}
+# pin_server / pin_load: the commands prefixed to the server's and wrk's.
+pin_server=() pin_load=()
+if [ -n "$SERVER_CPUS" ]; then
+  [ -n "$LOAD_CPUS" ] || { echo "SERVER_CPUS needs LOAD_CPUS (the CPUs for wrk and Jaeger)" >&2; exit 1; }
+  pin_server=(taskset -c "$SERVER_CPUS") pin_load=(taskset -c "$LOAD_CPUS")
+  jaeger_pid_file=${RAGPLANE_SVC_DIR:-target/services}/jaeger.pid
+  if [ -f "$jaeger_pid_file" ]; then
+    taskset -a -p -c "$LOAD_CPUS" "$(cat "$jaeger_pid_file")" >/dev/null
+    echo "Jaeger (pid $(cat "$jaeger_pid_file")) moved to CPUs $LOAD_CPUS" >&2
+  fi
+fi
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 bash scripts/setup-model.sh >/dev/null
 if [ -z "${RAGPLANE_BIN:-}" ]; then cargo build --release --locked -p ragplane; fi
@@ -80,26 +98,29 @@ for cache in $CACHES; do
   STORE_ENV=$(stores_env "$stores")
   ingested=
   for traces in $TRACES; do
-  PORT=$((20000 + RANDOM % 20000))
+  PORT=$((20000 + RANDOM % 12000))   # below the ephemeral range (32768-) wrk's connections use
   flag=$([ $cache = on ] && echo true || echo false)
   # shellcheck disable=SC2046,SC2086 # the *_env functions print separate NAME=value words.
   env $STORE_ENV $(traces_env "$traces") RAGPLANE__CACHE__EMBEDDINGS=$flag RAGPLANE__CACHE__RESULTS=$flag \
-    "$BIN" serve --listen 127.0.0.1:$PORT --data-dir "$WORK/data-$stores-$cache" --admin-key $KEY >"$WORK/server-$cache.log" 2>&1 &
+    "${pin_server[@]}" "$BIN" serve --listen 127.0.0.1:$PORT --data-dir "$WORK/data-$stores-$cache" --admin-key $KEY >"$WORK/server-$cache.log" 2>&1 &
   PID=$!
-  until curl -sf http://127.0.0.1:$PORT/readyz >/dev/null; do sleep 0.2; done
+  until curl -sf http://127.0.0.1:$PORT/readyz >/dev/null; do
+    kill -0 $PID 2>/dev/null || { echo "the server stopped:" >&2; tail -5 "$WORK/server-$cache.log" >&2; exit 1; }
+    sleep 0.2
+  done
   if [ -z "$ingested" ]; then
     RAGPLANE_URL=http://127.0.0.1:$PORT "$BIN" ingest -c bench "$WORK/corpus" >/dev/null
     ingested=1
   fi
   for conns in $CONNS; do
     # A short warm-up fills the caches (when on) and the connection pool.
-    wrk -t2 -c$conns -d3s -s scripts/bench/search.lua http://127.0.0.1:$PORT >/dev/null 2>&1 || true
-    line=$(wrk -t2 -c$conns -d${DURATION}s --timeout 10s -s scripts/bench/search.lua http://127.0.0.1:$PORT | grep '^RESULT')
+    "${pin_load[@]}" wrk -t2 -c$conns -d3s -s scripts/bench/search.lua http://127.0.0.1:$PORT >/dev/null 2>&1 || true
+    line=$("${pin_load[@]}" wrk -t2 -c$conns -d${DURATION}s --timeout 10s -s scripts/bench/search.lua http://127.0.0.1:$PORT | grep '^RESULT')
     echo "stores=$stores cache=$cache traces=$traces connections=$conns closed-loop $line"
     if [ $cache = off ] && [ "$OPEN_DURATION" -gt 0 ]; then
       # Open loop: RATE requests/s in total over the same number of connections.
       mean=$(python3 -c "print(int($conns * 1000 / $RATE))")
-      BENCH_MEAN_DELAY_MS=$mean wrk -t2 -c$conns -d${OPEN_DURATION}s --timeout 10s -s scripts/bench/search.lua \
+      BENCH_MEAN_DELAY_MS=$mean "${pin_load[@]}" wrk -t2 -c$conns -d${OPEN_DURATION}s --timeout 10s -s scripts/bench/search.lua \
         http://127.0.0.1:$PORT >"$WORK/open.txt" 2>&1
       echo "stores=$stores cache=$cache traces=$traces connections=$conns open-loop target=${RATE}/s $(grep '^RESULT' "$WORK/open.txt")"
     fi
