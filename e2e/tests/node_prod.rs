@@ -368,13 +368,15 @@ fn evict(node: &Node, pod: &str) -> anyhow::Result<String> {
             r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{pod}","namespace":"{NS}"}}}}"#
         ),
     )?;
-    node.kubectl(&[
+    let answer = node.kubectl(&[
         "create",
         "--raw",
         &format!("/api/v1/namespaces/{NS}/pods/{pod}/eviction"),
         "-f",
         &body.to_string_lossy(),
-    ])
+    ]);
+    let _ = std::fs::remove_file(&body);
+    answer
 }
 
 /// A drain-style eviction of two pods of one PodDisruptionBudget (`maxUnavailable: 1`) in a
