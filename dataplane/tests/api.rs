@@ -1254,6 +1254,114 @@ async fn a_collection_of_another_model_is_refused() {
     assert!((3.0..=12.0).contains(&average), "{average}");
 }
 
+/// An in-place reindex (same dimension, no `[embedding.previous]`) queues its jobs with the
+/// model whose vectors they replace. A worker still on that model, as during a rollout, leaves
+/// such a job to a worker with the new model (the attempt not counted, the document still
+/// `queued`); a worker on a third model fails it at once. Another server's reindex to another
+/// model is played by recording that model's probe (another sentence's embedding), as in
+/// [`a_collection_of_another_model_is_refused`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_place_reindex_leaves_jobs_to_workers_with_the_new_model() {
+    use ragplane::queue::{JobStatus, Task, DOCUMENTS};
+    let Some(e) = env(|_| {}).await else { return };
+    let r = &e.router;
+    let c = create_collection(r, ADMIN, "docs").await;
+    assert_eq!(c.status, StatusCode::CREATED, "{:?}", c.body);
+    let id = c.body["id"].as_str().unwrap().to_string();
+    let mut docs = Vec::new();
+    for (text, title) in [
+        ("Otters hold hands while they sleep.", "otters"),
+        ("Sea otters eat urchins.", "urchins"),
+    ] {
+        let (doc, _) = upload_text(r, ADMIN, "docs", text, title).await;
+        wait_status(r, ADMIN, "docs", &doc, "indexed").await;
+        docs.push(doc);
+    }
+    let this_model = e
+        .app
+        .metadata
+        .collection_by_id(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .embedding_probe
+        .expect("the collection records its model");
+    let probe_of = |text: &'static str| {
+        let app = e.app.clone();
+        async move {
+            let v = app
+                .embedder
+                .embed(vec![text.into()])
+                .await
+                .unwrap()
+                .remove(0);
+            ragplane::embed::identity::encode_probe(&v)
+        }
+    };
+    let new_model = probe_of("A completely unrelated sentence about tax law.").await;
+    let third_model = probe_of("Volcanoes erupt when magma rises through the crust.").await;
+    // The reindex, by a server with the new model: the collection records it, and each
+    // document is queued with the model its vectors come from, which is this server's.
+    e.app
+        .metadata
+        .set_collection_model(&id, "new-model", &new_model)
+        .await
+        .unwrap();
+    let tenant = stored_document(&e, &docs[0]).await.tenant_id;
+    let queue = |doc: String, replaces: String| {
+        let app = e.app.clone();
+        let tenant = tenant.clone();
+        async move {
+            let d = app.metadata.document(&doc).await.unwrap().unwrap();
+            app.metadata
+                .set_document_status(
+                    &d.id,
+                    ragplane::metadata::DocumentStatus::Queued,
+                    None,
+                    d.chunk_count,
+                )
+                .await
+                .unwrap();
+            let task = Task::IngestDocument {
+                document_id: doc,
+                traceparent: None,
+                replaces_probe: Some(replaces),
+            };
+            app.queue.enqueue(&tenant, DOCUMENTS, task).await.unwrap()
+        }
+    };
+    let outdated = queue(docs[0].clone(), this_model.clone()).await;
+    // This process's workers are the outdated ones: they give the job back, again and again.
+    let mut left = None;
+    for _ in 0..200 {
+        let j = e.app.queue.get(&outdated.id).await.unwrap().unwrap();
+        if j.last_error.is_some() {
+            left = Some(j);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left = left.expect("a worker took the job and gave it back");
+    assert_eq!(left.status, JobStatus::Queued, "{left:?}");
+    assert_eq!(left.attempts, 0, "{left:?}");
+    let reason = left.last_error.unwrap();
+    assert!(
+        reason.contains(
+            "the model the collection's reindex replaces; left to a worker with the new model"
+        ),
+        "{reason}"
+    );
+    let d = wait_status(r, ADMIN, "docs", &docs[0], "queued").await;
+    assert!(d["error"].is_null(), "{d:?}");
+    // A job that replaces a third model's vectors is not this worker's to wait for.
+    queue(docs[1].clone(), third_model).await;
+    let d = wait_status(r, ADMIN, "docs", &docs[1], "failed").await;
+    assert!(d["error"].as_str().unwrap().contains("new-model"), "{d:?}");
+    let again = e.app.queue.get(&outdated.id).await.unwrap().unwrap();
+    assert_eq!(again.status, JobStatus::Queued, "{again:?}");
+    assert_eq!(again.attempts, 0, "{again:?}");
+}
+
 /// A stand-in rerank endpoint: scores each document by how many of the query's words it
 /// contains, in the Cohere or the TEI format; answers 500 after `fail_after` calls.
 async fn stub_rerank_server(

@@ -260,19 +260,38 @@ impl App {
 
     /// Queues the (re)indexing of a document.
     pub async fn enqueue_ingest(&self, tenant_id: &str, document_id: &str) -> Result<Job> {
+        self.enqueue_replacing(tenant_id, document_id, None).await
+    }
+
+    /// Queues the indexing of a document whose vectors come from the model `replaces_probe`
+    /// stands for, if any (an in-place reindex).
+    async fn enqueue_replacing(
+        &self,
+        tenant_id: &str,
+        document_id: &str,
+        replaces_probe: Option<&str>,
+    ) -> Result<Job> {
         let task = Task::IngestDocument {
             document_id: document_id.to_string(),
             traceparent: ragplane_telemetry::propagation::traceparent(),
+            replaces_probe: replaces_probe.map(str::to_owned),
         };
         Ok(self.queue.enqueue(tenant_id, DOCUMENTS, task).await?)
     }
 
-    /// Marks a document queued again and queues its ingestion.
-    async fn requeue(&self, tenant_id: &str, d: &Document) -> Result<Job> {
+    /// Marks a document queued again and queues its indexing; `replaces_probe` as for
+    /// [`Self::enqueue_replacing`].
+    async fn requeue(
+        &self,
+        tenant_id: &str,
+        d: &Document,
+        replaces_probe: Option<&str>,
+    ) -> Result<Job> {
         self.metadata
             .set_document_status(&d.id, DocumentStatus::Queued, None, d.chunk_count)
             .await?;
-        self.enqueue_ingest(tenant_id, &d.id).await
+        self.enqueue_replacing(tenant_id, &d.id, replaces_probe)
+            .await
     }
 
     /// Finds one of the caller's documents in a collection.
@@ -348,7 +367,7 @@ impl App {
         Self::require(p, Scope::ReadWrite)?;
         let (c, d) = self.document(p, collection, id).await?;
         self.refuse_other_model(&c).await?;
-        let job = self.requeue(&c.tenant_id, &d).await?;
+        let job = self.requeue(&c.tenant_id, &d, None).await?;
         let document = self.metadata.document(&d.id).await?.unwrap_or(d);
         Ok(Accepted {
             document,
@@ -369,6 +388,7 @@ impl App {
         Self::require(p, Scope::ReadWrite)?;
         let c = self.collection(p, name).await?;
         let model = self.model_identity().await?;
+        let mut replaced = None;
         let c = if self.needs_switch(&c).await? {
             let dimension = self.embedder.dimension();
             if c.next_probe.is_some()
@@ -415,6 +435,9 @@ impl App {
             self.metadata
                 .set_collection_model(&c.id, &model.name, &model.probe)
                 .await?;
+            // The model the points come from, when it is another: its workers, still running
+            // during a rollout, leave these jobs to workers with the new one.
+            replaced = c.embedding_probe.clone().filter(|r| !model.matches(r));
             c
         };
         let mut queued = Vec::new();
@@ -427,7 +450,7 @@ impl App {
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());
             for d in page {
-                self.requeue(&c.tenant_id, &d).await?;
+                self.requeue(&c.tenant_id, &d, replaced.as_deref()).await?;
                 queued.push(d.id);
             }
         }

@@ -74,6 +74,13 @@ impl App {
             .map(Some)
     }
 
+    /// Whether this process embeds with the model an encoded `probe` comes from.
+    pub async fn embeds_with(&self, probe: &str) -> bool {
+        self.model_identity()
+            .await
+            .is_ok_and(|model| model.matches(probe))
+    }
+
     /// The embedder of queries on `c`'s current points: the configured model when they come
     /// from it (a collection with no recorded model adopts it), `[embedding.previous]` when
     /// they come from that one, else a model mismatch.

@@ -12,6 +12,7 @@ pub fn task(d: &str) -> Task {
     Task::IngestDocument {
         document_id: d.into(),
         traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        replaces_probe: Some("f38BAQ==".into()),
     }
 }
 

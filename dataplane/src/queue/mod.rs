@@ -153,6 +153,11 @@ pub enum Task {
         /// join its trace; absent when traces are off.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         traceparent: Option<String>,
+        /// When an in-place reindex queued the job: the encoded probe of the embedding model
+        /// whose vectors it replaces. A worker still on that model (a rollout not yet done)
+        /// leaves the job to one with the new model instead of failing it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replaces_probe: Option<String>,
     },
 }
 
@@ -166,6 +171,13 @@ impl Task {
     fn document_id(&self) -> Option<&str> {
         match self {
             Self::IngestDocument { document_id, .. } => Some(document_id),
+        }
+    }
+
+    /// The probe of the model an in-place reindex replaces ([`Task::IngestDocument`]).
+    pub fn replaces_probe(&self) -> Option<&str> {
+        match self {
+            Self::IngestDocument { replaces_probe, .. } => replaces_probe.as_deref(),
         }
     }
 
