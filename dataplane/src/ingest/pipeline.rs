@@ -151,16 +151,20 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     app.vectors
         .delete_chunks_from(&key, &doc.id, chunks.len() as u32)
         .await?;
-    // Every point is written; only now may the document count as indexed. If it was deleted
-    // meanwhile (marked `deleting`, or gone with its collection), the deletion may have run
-    // before some of those writes: remove them, so no orphan point stays searchable. A
-    // deletion that comes after this check removes the points itself.
+    // Every point is written; only now may the document count as indexed. The collection's
+    // version moves first, so that a client that sees the document `indexed` is not served a
+    // result cached before its points existed (the version is in the result cache's key).
+    app.metadata.bump_collection_version(&collection.id).await?;
+    // If it was deleted meanwhile (marked `deleting`, or gone with its collection), the
+    // deletion may have run before some of those writes: remove them, so no orphan point stays
+    // searchable, nor cached. A deletion that comes after this check removes the points itself.
     if !app
         .metadata
         .set_document_status(&doc.id, DocumentStatus::Indexed, None, chunks.len() as i64)
         .await?
     {
         app.vectors.delete_document(&key, &doc.id).await?;
+        app.metadata.bump_collection_version(&collection.id).await?;
         tracing::info!(document = %doc.id, "deleted while being indexed; its points are removed");
         return Ok(0);
     }
@@ -170,6 +174,7 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     app.metadata
         .set_document_generation(&doc.id, target.generation)
         .await?;
+    // Again once the chunks' provenance is in: a result cached in between lacks it.
     app.metadata.bump_collection_version(&collection.id).await?;
     if target.generation > collection.generation {
         app.advance_switch(&collection.id).await?;
