@@ -348,19 +348,7 @@ async fn attempt(app: &App, job: &Job) -> crate::error::Result<usize> {
             ),
         )),
         Some(task @ Task::IngestDocument { document_id, .. }) => {
-            let result = ingest_document(app, document_id).await;
-            // A worker on the model an in-place reindex replaces, as during a rollout, is
-            // out of date rather than misconfigured.
-            if let (Err(Error::ModelMismatch(reason)), Some(old)) = (&result, task.replaces_probe())
-            {
-                if app.embeds_with(old).await {
-                    return Err(Error::OutdatedModel(format!(
-                        "{reason}; this server still embeds with the model the collection's \
-                         reindex replaces"
-                    )));
-                }
-            }
-            result
+            ingest_document(app, document_id, task.replaces_probe()).await
         }
         None => Err(Error::invalid(
             "payload",

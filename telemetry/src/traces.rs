@@ -188,6 +188,7 @@ fn span_or_warning(meta: &tracing::Metadata<'_>) -> bool {
     !meta.is_event() || *meta.level() <= tracing::Level::WARN
 }
 
+/// The OpenTelemetry layer itself, before [`layer`]'s filter.
 fn spans<S>(provider: &SdkTracerProvider) -> OpenTelemetryLayer<S, SdkTracer>
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,

@@ -74,13 +74,6 @@ impl App {
             .map(Some)
     }
 
-    /// Whether this process embeds with the model an encoded `probe` comes from.
-    pub async fn embeds_with(&self, probe: &str) -> bool {
-        self.model_identity()
-            .await
-            .is_ok_and(|model| model.matches(probe))
-    }
-
     /// The embedder of queries on `c`'s current points: the configured model when they come
     /// from it (a collection with no recorded model adopts it), `[embedding.previous]` when
     /// they come from that one, else a model mismatch.
@@ -105,7 +98,16 @@ impl App {
 
     /// Where a worker writes `c`'s documents: the next generation while `c` switches to the
     /// configured model; else the current one, whose model must be the configured one.
-    pub async fn index_target(&self, c: &Collection) -> Result<IndexTarget> {
+    /// `replaces` is the probe of the model whose vectors the job replaces, when an in-place
+    /// reindex queued it.
+    ///
+    /// A process still on the model being replaced (during a rollout) is out of date rather
+    /// than misconfigured: [`Error::OutdatedModel`], which the worker defers.
+    pub async fn index_target(
+        &self,
+        c: &Collection,
+        replaces: Option<&str>,
+    ) -> Result<IndexTarget> {
         let model = self.model_identity().await?;
         if let (Some(next), Some(key)) = (&c.next_probe, next_key_of(c)) {
             if !model.matches(next) {
@@ -136,7 +138,15 @@ impl App {
                 generation: c.generation + 1,
             });
         }
-        self.check_model(c).await?;
+        match self.check_model(c).await {
+            Err(Error::ModelMismatch(reason)) if replaces.is_some_and(|r| model.matches(r)) => {
+                return Err(Error::OutdatedModel(format!(
+                    "{reason}; this server still embeds with the model the collection's \
+                     reindex replaces"
+                )));
+            }
+            other => other?,
+        }
         Ok(IndexTarget {
             key: key_of(c),
             generation: c.generation,

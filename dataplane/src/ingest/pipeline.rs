@@ -26,9 +26,14 @@ const EMBED_REQUEST_CHUNKS: usize = 256;
 const EMBED_REQUESTS_IN_FLIGHT: usize = 2;
 
 /// Indexes document `id`; returns its number of chunks. Errors that retrying cannot fix
-/// (bad format, no text) come back as not retryable.
-#[tracing::instrument(name = "ingest", skip(app), fields(chunks = tracing::field::Empty))]
-pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
+/// (bad format, no text) come back as not retryable. `replaces_probe`: the job's, as for
+/// [`App::index_target`].
+#[tracing::instrument(
+    name = "ingest",
+    skip(app, replaces_probe),
+    fields(chunks = tracing::field::Empty)
+)]
+pub async fn ingest_document(app: &App, id: &str, replaces_probe: Option<&str>) -> Result<usize> {
     let Some(doc) = app
         .metadata
         .document(id)
@@ -44,7 +49,7 @@ pub async fn ingest_document(app: &App, id: &str) -> Result<usize> {
     // Vectors of another model would be meaningless beside the collection's: the target is
     // the generation of the configured model (the next one while the collection switches).
     // Known before any work, so that a worker that cannot do the job leaves it untouched.
-    let target = app.index_target(&collection).await?;
+    let target = app.index_target(&collection, replaces_probe).await?;
     if !app
         .metadata
         .set_document_status(&doc.id, DocumentStatus::Processing, None, doc.chunk_count)
