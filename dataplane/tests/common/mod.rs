@@ -152,6 +152,25 @@ pub async fn wait_status(
     panic!("document {id} never became {want}");
 }
 
+/// Waits for job `job` to reach status `want` (a document turns `indexed` a moment before its
+/// job is marked done); panics if it dies instead.
+pub async fn wait_job(router: &Router, key: &str, job: &str, want: &str) -> Value {
+    for _ in 0..600 {
+        let j = call(router, Method::GET, &format!("/v1/jobs/{job}"), key, None).await;
+        assert_eq!(j.status, StatusCode::OK, "{:?}", j.body);
+        if j.body["status"] == want {
+            return j.body;
+        }
+        assert!(
+            j.body["status"] != "dead" || want == "dead",
+            "job died unexpectedly: {:?}",
+            j.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("job {job} never became {want}");
+}
+
 pub async fn upload_text(
     router: &Router,
     key: &str,
