@@ -129,46 +129,41 @@ pub async fn wait_status(
     id: &str,
     want: &str,
 ) -> Value {
-    for _ in 0..600 {
-        let r = call(
-            router,
-            Method::GET,
-            &format!("/v1/collections/{collection}/documents/{id}"),
-            key,
-            None,
-        )
-        .await;
-        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-        if r.body["status"] == want {
-            return r.body;
-        }
-        assert!(
-            r.body["status"] != "failed" || want == "failed",
-            "document failed unexpectedly: {:?}",
-            r.body["error"]
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("document {id} never became {want}");
+    let uri = format!("/v1/collections/{collection}/documents/{id}");
+    wait_for(router, key, &uri, want, "failed", Duration::from_millis(50)).await
 }
 
 /// Waits for job `job` to reach status `want` (a document turns `indexed` a moment before its
 /// job is marked done); panics if it dies instead.
 pub async fn wait_job(router: &Router, key: &str, job: &str, want: &str) -> Value {
+    let uri = format!("/v1/jobs/{job}");
+    wait_for(router, key, &uri, want, "dead", Duration::from_millis(100)).await
+}
+
+/// Reads `uri` every `every`, up to 600 times, until its `status` is `want`; panics when it
+/// is `failed` (the resource's failure status) and that is not the one wanted.
+async fn wait_for(
+    router: &Router,
+    key: &str,
+    uri: &str,
+    want: &str,
+    failed: &str,
+    every: Duration,
+) -> Value {
     for _ in 0..600 {
-        let j = call(router, Method::GET, &format!("/v1/jobs/{job}"), key, None).await;
-        assert_eq!(j.status, StatusCode::OK, "{:?}", j.body);
-        if j.body["status"] == want {
-            return j.body;
+        let r = call(router, Method::GET, uri, key, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        if r.body["status"] == want {
+            return r.body;
         }
         assert!(
-            j.body["status"] != "dead" || want == "dead",
-            "job died unexpectedly: {:?}",
-            j.body
+            r.body["status"] != failed || want == failed,
+            "{uri} is {failed} unexpectedly: {:?}",
+            r.body
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(every).await;
     }
-    panic!("job {job} never became {want}");
+    panic!("{uri} never became {want}");
 }
 
 pub async fn upload_text(
