@@ -51,6 +51,25 @@ impl Exchange {
         }
     }
 
+    /// An Event of `type_` (`Normal`, `Warning`) and `reason` about the object named `regarding`,
+    /// posted to namespace `rag` and answered `201 Created`.
+    pub fn event(type_: &'static str, reason: &'static str, regarding: &'static str) -> Self {
+        Self {
+            status: StatusCode::CREATED,
+            ..Self::echo(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/rag/events",
+                move |b| {
+                    assert_eq!(
+                        (b["type"].as_str(), b["reason"].as_str()),
+                        (Some(type_), Some(reason))
+                    );
+                    assert_eq!(b["regarding"]["name"], regarding);
+                },
+            )
+        }
+    }
+
     /// A `404 Not Found` answer.
     pub fn not_found(method: Method, path_prefix: &str) -> Self {
         Self::reply(

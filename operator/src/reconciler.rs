@@ -162,7 +162,7 @@ async fn report_error<R: Reconciler>(obj: &R, ctx: &Context, error: &Error) {
 mod tests {
     use std::time::Duration;
 
-    use http::{Method, StatusCode};
+    use http::Method;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     use super::*;
@@ -256,17 +256,7 @@ mod tests {
                 Method::GET,
                 "/apis/ragplane.dev/v1alpha1/namespaces/rag/ragclusters/dev",
             ),
-            Exchange {
-                status: StatusCode::CREATED,
-                ..Exchange::echo(
-                    Method::POST,
-                    "/apis/events.k8s.io/v1/namespaces/rag/events",
-                    |b| {
-                        assert_eq!(b["type"], "Warning");
-                        assert_eq!(b["reason"], "MissingReference");
-                    },
-                )
-            },
+            Exchange::event("Warning", "MissingReference", "docs"),
             Exchange::echo(
                 Method::PATCH,
                 "/apis/ragplane.dev/v1alpha1/namespaces/rag/collections/docs/status?&force=true&fieldManager=ragplane-operator",

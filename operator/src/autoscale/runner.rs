@@ -709,20 +709,7 @@ spec:
                 "metadata": {"name": "rc-worker-w", "namespace": "rag"},
                 "spec": {"replicas": n}, "status": {"replicas": n}})
         };
-        let event = |reason: &'static str, kind: &'static str| Exchange {
-            status: StatusCode::CREATED,
-            ..Exchange::echo(
-                Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/rag/events",
-                move |b| {
-                    assert_eq!(
-                        (b["reason"].as_str(), b["type"].as_str()),
-                        (Some(reason), Some(kind))
-                    );
-                    assert_eq!(b["regarding"]["name"], "rc");
-                },
-            )
-        };
+        let event = |reason, type_| Exchange::event(type_, reason, "rc");
         let (client, server) = mock_client(vec![
             Exchange::reply(Method::GET, scale, StatusCode::OK, scale_reply(0)),
             Exchange {

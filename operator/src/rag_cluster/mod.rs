@@ -682,17 +682,7 @@ mod tests {
                     "spec": {"kind": "embedding", "model": "m"}}),
             ),
             Exchange::not_found(Method::GET, "/api/v1/namespaces/rag/secrets/bad-admin-key"),
-            Exchange {
-                status: StatusCode::CREATED,
-                ..Exchange::echo(
-                    Method::POST,
-                    "/apis/events.k8s.io/v1/namespaces/rag/events",
-                    |b| {
-                        assert_eq!(b["type"], "Warning");
-                        assert_eq!(b["reason"], "InvalidSpec");
-                    },
-                )
-            },
+            Exchange::event("Warning", "InvalidSpec", "bad"),
             Exchange::echo(
                 Method::PATCH,
                 &apply_path("/apis/ragplane.dev/v1alpha1/namespaces/rag/ragclusters/bad/status"),
