@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 /// Value of `app.kubernetes.io/managed-by` on every child.
 pub const MANAGED_BY: &str = "ragplane-operator";
+/// Label selector matching every child of this operator.
+pub const MANAGED: &str = "app.kubernetes.io/managed-by=ragplane-operator";
 /// Label naming the component (`api`, `worker`, `qdrant`, `config`, `model-server`).
 pub const COMPONENT: &str = "app.kubernetes.io/component";
 /// Label naming the owning resource.
@@ -72,5 +74,12 @@ mod tests {
         assert_eq!(sanitize_label("ghcr.io/x:0.1.0"), "ghcr.io_x_0.1.0");
         assert_eq!(sanitize_label("llama3.1:8b"), "llama3.1_8b");
         assert_eq!(sanitize_label(&"a".repeat(80)).len(), 63);
+    }
+
+    #[test]
+    fn the_children_selector_matches_the_children_labels() {
+        let labels = object("ragplane", "rc", "api", "0.1.0");
+        let (key, value) = MANAGED.split_once('=').unwrap();
+        assert_eq!(labels.get(key).map(String::as_str), Some(value));
     }
 }

@@ -35,10 +35,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let owned = watcher::Config::default().labels(&format!(
-        "app.kubernetes.io/managed-by={}",
-        labels::MANAGED_BY
-    ));
+    let owned = watcher::Config::default().labels(labels::MANAGED);
     let controller = Controller::new(
         scoped::<ModelPool>(&client, namespace.as_deref()),
         watcher::Config::default(),

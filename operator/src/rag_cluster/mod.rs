@@ -42,10 +42,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let owned = watcher::Config::default().labels(&format!(
-        "app.kubernetes.io/managed-by={}",
-        labels::MANAGED_BY
-    ));
+    let owned = watcher::Config::default().labels(labels::MANAGED);
     let controller = Controller::new(
         scoped::<RagCluster>(&client, namespace.as_deref()),
         watcher::Config::default(),
@@ -458,10 +455,10 @@ where
     let kind = K::kind(&K::DynamicType::default()).into_owned();
     let api: Api<K> = Api::namespaced(client.clone(), &c.namespace);
     let selector = format!(
-        "{}={},app.kubernetes.io/managed-by={}{extra_labels}",
+        "{}={},{}{extra_labels}",
         labels::INSTANCE,
         c.name,
-        labels::MANAGED_BY
+        labels::MANAGED
     );
     let existing = api
         .list_metadata(&ListParams::default().labels(&selector))
