@@ -3,6 +3,11 @@
 //! earlier upload is reused), indexed, and every query with judgements is searched with
 //! `group_by: document` (a document ranks at its best chunk), one at a time, in the chosen mode.
 //! The rankings are scored with nDCG@10 and recall@k, and each search's latency is recorded.
+//!
+//! Each mean comes with its standard error over the queries. `--per-query FILE` keeps every
+//! query's figures as JSON lines; `--baseline FILE` pairs this run's queries with such a file
+//! from an earlier run (another mode, setting or model on the same set) and reports the mean
+//! difference with its paired standard error, and on how many queries each side won.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +44,13 @@ pub struct EvalArgs {
     /// ids) instead of creating and filling it.
     #[arg(long)]
     pub reuse: bool,
+    /// Write each query's nDCG@10, recall@k and latency to this file, one JSON object per
+    /// line (the input of `--baseline`).
+    #[arg(long, value_name = "FILE")]
+    pub per_query: Option<PathBuf>,
+    /// Compare with an earlier run's `--per-query` file, query by query.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long, env = "RAGPLANE_JSON")]
     pub json: bool,
@@ -146,6 +158,81 @@ pub fn recall_at_k(ranked: &[String], rel: &HashMap<String, f64>, k: usize) -> f
     found as f64 / relevant as f64
 }
 
+/// One query's figures, as `--per-query` writes them and `--baseline` reads them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+pub struct QueryResult {
+    /// The query's id in `queries.jsonl`.
+    pub query_id: String,
+    /// nDCG@10 of its ranking.
+    #[serde(rename = "ndcg@10")]
+    pub ndcg: f64,
+    /// Recall at the run's `k`.
+    pub recall: f64,
+    /// How long its search took, in milliseconds.
+    pub latency_ms: f64,
+}
+
+/// Mean and standard error of the mean of `values` (the error is 0 for fewer than two).
+pub fn mean_and_stderr(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    if values.is_empty() {
+        return (0.0, 0.0);
+    }
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, 0.0);
+    }
+    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, (variance / n).sqrt())
+}
+
+/// This run against a baseline, over the queries both have.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Comparison {
+    /// Queries in both runs.
+    pub queries: usize,
+    /// Mean of (this run − baseline) nDCG@10.
+    pub ndcg_difference: f64,
+    /// Standard error of that mean difference (paired).
+    pub ndcg_difference_stderr: f64,
+    /// Queries whose nDCG@10 is higher in this run.
+    pub better: usize,
+    /// Queries whose nDCG@10 is lower in this run.
+    pub worse: usize,
+}
+
+/// Writes `results` to `path`, one JSON object per line.
+fn write_per_query(path: &Path, results: &[QueryResult]) -> anyhow::Result<()> {
+    let lines: String = results
+        .iter()
+        .map(|r| serde_json::to_string(r).map(|l| l + "\n"))
+        .collect::<Result<_, _>>()?;
+    std::fs::write(path, lines).with_context(|| format!("failed to write {}", path.display()))
+}
+
+/// Pairs `run` with `baseline` by query id.
+pub fn compare(run: &[QueryResult], baseline: &[QueryResult]) -> anyhow::Result<Comparison> {
+    let before: HashMap<&str, f64> = baseline
+        .iter()
+        .map(|r| (r.query_id.as_str(), r.ndcg))
+        .collect();
+    let differences: Vec<f64> = run
+        .iter()
+        .filter_map(|r| before.get(r.query_id.as_str()).map(|b| r.ndcg - b))
+        .collect();
+    if differences.is_empty() {
+        bail!("the baseline has none of this run's queries");
+    }
+    let (ndcg_difference, ndcg_difference_stderr) = mean_and_stderr(&differences);
+    Ok(Comparison {
+        queries: differences.len(),
+        ndcg_difference,
+        ndcg_difference_stderr,
+        better: differences.iter().filter(|d| **d > 1e-12).count(),
+        worse: differences.iter().filter(|d| **d < -1e-12).count(),
+    })
+}
+
 /// Creates the collection and uploads the corpus (the title as the title, the text as the
 /// body, the corpus id as the source); returns document id → corpus id.
 async fn upload_corpus(
@@ -232,6 +319,11 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
             args.dir.display()
         );
     }
+    // A baseline that cannot be read is refused before any upload or search.
+    let baseline: Option<Vec<QueryResult>> = match &args.baseline {
+        Some(p) => Some(read_jsonl(p)?),
+        None => None,
+    };
     let client = Client::new(&args.conn)?;
     let by_doc_id = if args.reuse {
         existing_corpus(&client, &args.collection).await?
@@ -243,8 +335,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
         None => None,
     };
     let depth = args.k.max(10);
-    let (mut ndcg, mut recall, mut n) = (0.0, 0.0, 0usize);
-    let mut latencies = Vec::new();
+    let mut results: Vec<QueryResult> = Vec::new();
     for q in queries.iter().filter(|q| qrels.contains_key(&q.id)) {
         let mut body = json!({
             "collection": args.collection,
@@ -267,7 +358,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
             )
             .await
             .context("search failed; a --k above the server's limits.max_top_k is refused")?;
-        latencies.push(started.elapsed());
+        let latency = started.elapsed();
         let ranked: Vec<String> = v["hits"]
             .as_array()
             .into_iter()
@@ -276,18 +367,33 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
             .filter_map(|id| by_doc_id.get(id).cloned())
             .collect();
         let rel = &qrels[&q.id];
-        ndcg += ndcg_at_k(&ranked, rel, 10);
-        recall += recall_at_k(&ranked, rel, args.k);
-        n += 1;
+        results.push(QueryResult {
+            query_id: q.id.clone(),
+            ndcg: ndcg_at_k(&ranked, rel, 10),
+            recall: recall_at_k(&ranked, rel, args.k),
+            latency_ms: latency.as_secs_f64() * 1000.0,
+        });
     }
-    if n == 0 {
+    if results.is_empty() {
         bail!("no query in queries.jsonl has judgements in qrels/test.tsv");
     }
-    let (ndcg, recall) = (ndcg / n as f64, recall / n as f64);
-    latencies.sort();
+    let n = results.len();
+    let ndcgs: Vec<f64> = results.iter().map(|r| r.ndcg).collect();
+    let recalls: Vec<f64> = results.iter().map(|r| r.recall).collect();
+    let (ndcg, ndcg_stderr) = mean_and_stderr(&ndcgs);
+    let (recall, recall_stderr) = mean_and_stderr(&recalls);
+    let comparison = baseline
+        .as_deref()
+        .map(|b| compare(&results, b))
+        .transpose()?;
+    if let Some(path) = &args.per_query {
+        write_per_query(path, &results)?;
+    }
+    let mut latencies: Vec<f64> = results.iter().map(|r| r.latency_ms).collect();
+    latencies.sort_by(f64::total_cmp);
     let ms = |q: f64| {
         let i = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
-        latencies[i].as_secs_f64() * 1000.0
+        latencies[i]
     };
     let (p50, p95) = (ms(0.50), ms(0.95));
     let mode = args.mode.as_deref().unwrap_or("server default");
@@ -308,7 +414,10 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
                 "queries": n,
                 "documents": corpus.len(),
                 "ndcg@10": ndcg,
+                "ndcg@10_stderr": ndcg_stderr,
                 format!("recall@{}", args.k): recall,
+                format!("recall@{}_stderr", args.k): recall_stderr,
+                "baseline": comparison,
                 "search_p50_ms": p50,
                 "search_p95_ms": p95,
                 "chunks": info["points"],
@@ -317,8 +426,18 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
         );
     } else {
         println!("mode: {mode}  queries: {n}  documents: {}", corpus.len());
-        println!("nDCG@10:   {ndcg:.4}");
-        println!("recall@{}: {recall:.4}", args.k);
+        println!("nDCG@10:   {ndcg:.4} (standard error {ndcg_stderr:.4})");
+        println!(
+            "recall@{}: {recall:.4} (standard error {recall_stderr:.4})",
+            args.k
+        );
+        if let Some(c) = &comparison {
+            println!(
+                "against the baseline, over {} queries: nDCG@10 {:+.4} (paired standard error \
+                 {:.4}); better on {}, worse on {}",
+                c.queries, c.ndcg_difference, c.ndcg_difference_stderr, c.better, c.worse
+            );
+        }
         println!("search latency, one at a time: p50 {p50:.1} ms, p95 {p95:.1} ms");
         if let Some(avg) = average_terms {
             println!(
@@ -362,6 +481,63 @@ mod tests {
     fn recall_counts_only_the_cutoff() {
         let r = rel(&[("a", 1.0), ("b", 1.0), ("z", 0.0)]);
         assert_eq!(recall_at_k(&ranked(&["a", "x", "b"]), &r, 2), 0.5);
+    }
+
+    #[test]
+    fn the_standard_error_is_the_sample_deviation_over_root_n() {
+        let (mean, se) = mean_and_stderr(&[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(mean, 2.5);
+        // Sample variance 5/3, over 4 values.
+        assert!((se - (5.0f64 / 3.0 / 4.0).sqrt()).abs() < 1e-12, "{se}");
+        assert_eq!(mean_and_stderr(&[0.7]), (0.7, 0.0));
+        assert_eq!(mean_and_stderr(&[]), (0.0, 0.0));
+    }
+
+    fn result(id: &str, ndcg: f64) -> QueryResult {
+        QueryResult {
+            query_id: id.into(),
+            ndcg,
+            recall: 0.0,
+            latency_ms: 1.0,
+        }
+    }
+
+    #[test]
+    fn a_baseline_is_compared_query_by_query() {
+        let baseline = [result("q1", 0.5), result("q2", 0.5), result("q3", 0.2)];
+        // q4 is not in the baseline and is left out.
+        let run = [
+            result("q1", 0.7),
+            result("q2", 0.5),
+            result("q3", 0.1),
+            result("q4", 1.0),
+        ];
+        let c = compare(&run, &baseline).unwrap();
+        assert_eq!((c.queries, c.better, c.worse), (3, 1, 1));
+        assert!((c.ndcg_difference - 0.1 / 3.0).abs() < 1e-12, "{c:?}");
+        let (_, se) = mean_and_stderr(&[0.2, 0.0, -0.1]);
+        assert!((c.ndcg_difference_stderr - se).abs() < 1e-12);
+        let err = compare(&run, &[result("other", 0.1)]).unwrap_err();
+        assert!(
+            err.to_string().contains("none of this run's queries"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn per_query_lines_read_back_as_a_baseline() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("dense.jsonl");
+        let r = QueryResult {
+            query_id: "PLAIN-1".into(),
+            ndcg: 0.25,
+            recall: 0.5,
+            latency_ms: 3.5,
+        };
+        write_per_query(&p, std::slice::from_ref(&r)).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains("\"ndcg@10\":0.25"), "{text}");
+        assert_eq!(read_jsonl::<QueryResult>(&p).unwrap(), vec![r]);
     }
 
     #[test]
