@@ -163,6 +163,9 @@ pub fn recall_at_k(ranked: &[String], rel: &HashMap<String, f64>, k: usize) -> f
 pub struct QueryResult {
     /// The query's id in `queries.jsonl`.
     pub query_id: String,
+    /// The query's text (empty in files from before it was kept).
+    #[serde(default)]
+    pub query: String,
     /// nDCG@10 of its ranking.
     #[serde(rename = "ndcg@10")]
     pub ndcg: f64,
@@ -199,6 +202,24 @@ pub struct Comparison {
     pub better: usize,
     /// Queries whose nDCG@10 is lower in this run.
     pub worse: usize,
+    /// The queries that gained most, largest gain first (at most [`SHOWN_CHANGES`]).
+    pub largest_gains: Vec<Change>,
+    /// The queries that lost most, largest loss first (at most [`SHOWN_CHANGES`]).
+    pub largest_losses: Vec<Change>,
+}
+
+/// How many of the largest gains and losses a comparison names.
+pub const SHOWN_CHANGES: usize = 5;
+
+/// One query's change of nDCG@10 against the baseline.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Change {
+    /// The query's id.
+    pub query_id: String,
+    /// Its text.
+    pub query: String,
+    /// This run's nDCG@10 minus the baseline's.
+    pub difference: f64,
 }
 
 /// Writes `results` to `path`, one JSON object per line.
@@ -216,20 +237,37 @@ pub fn compare(run: &[QueryResult], baseline: &[QueryResult]) -> anyhow::Result<
         .iter()
         .map(|r| (r.query_id.as_str(), r.ndcg))
         .collect();
-    let differences: Vec<f64> = run
+    let mut changes: Vec<Change> = run
         .iter()
-        .filter_map(|r| before.get(r.query_id.as_str()).map(|b| r.ndcg - b))
+        .filter_map(|r| {
+            before.get(r.query_id.as_str()).map(|b| Change {
+                query_id: r.query_id.clone(),
+                query: r.query.clone(),
+                difference: r.ndcg - b,
+            })
+        })
         .collect();
-    if differences.is_empty() {
+    if changes.is_empty() {
         bail!("the baseline has none of this run's queries");
     }
+    let differences: Vec<f64> = changes.iter().map(|c| c.difference).collect();
     let (ndcg_difference, ndcg_difference_stderr) = mean_and_stderr(&differences);
+    // Largest gain first.
+    changes.sort_by(|a, b| b.difference.total_cmp(&a.difference));
+    let named = |it: &mut dyn Iterator<Item = &Change>, keep: fn(f64) -> bool| -> Vec<Change> {
+        it.filter(|c| keep(c.difference))
+            .take(SHOWN_CHANGES)
+            .cloned()
+            .collect()
+    };
     Ok(Comparison {
-        queries: differences.len(),
+        queries: changes.len(),
         ndcg_difference,
         ndcg_difference_stderr,
         better: differences.iter().filter(|d| **d > 1e-12).count(),
         worse: differences.iter().filter(|d| **d < -1e-12).count(),
+        largest_gains: named(&mut changes.iter(), |d| d > 1e-12),
+        largest_losses: named(&mut changes.iter().rev(), |d| d < -1e-12),
     })
 }
 
@@ -369,6 +407,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
         let rel = &qrels[&q.id];
         results.push(QueryResult {
             query_id: q.id.clone(),
+            query: q.text.clone(),
             ndcg: ndcg_at_k(&ranked, rel, 10),
             recall: recall_at_k(&ranked, rel, args.k),
             latency_ms: latency.as_secs_f64() * 1000.0,
@@ -437,6 +476,17 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
                  {:.4}); better on {}, worse on {}",
                 c.queries, c.ndcg_difference, c.ndcg_difference_stderr, c.better, c.worse
             );
+            for (heading, list) in [
+                ("largest gains", &c.largest_gains),
+                ("largest losses", &c.largest_losses),
+            ] {
+                if !list.is_empty() {
+                    println!("{heading}:");
+                }
+                for ch in list {
+                    println!("  {:+.4}  {}  {}", ch.difference, ch.query_id, ch.query);
+                }
+            }
         }
         println!("search latency, one at a time: p50 {p50:.1} ms, p95 {p95:.1} ms");
         if let Some(avg) = average_terms {
@@ -496,6 +546,7 @@ mod tests {
     fn result(id: &str, ndcg: f64) -> QueryResult {
         QueryResult {
             query_id: id.into(),
+            query: format!("text of {id}"),
             ndcg,
             recall: 0.0,
             latency_ms: 1.0,
@@ -517,6 +568,20 @@ mod tests {
         assert!((c.ndcg_difference - 0.1 / 3.0).abs() < 1e-12, "{c:?}");
         let (_, se) = mean_and_stderr(&[0.2, 0.0, -0.1]);
         assert!((c.ndcg_difference_stderr - se).abs() < 1e-12);
+        // The unchanged query is neither a gain nor a loss.
+        let named = |l: &[Change]| -> Vec<(String, String)> {
+            l.iter()
+                .map(|c| (c.query_id.clone(), c.query.clone()))
+                .collect()
+        };
+        assert_eq!(
+            named(&c.largest_gains),
+            [("q1".into(), "text of q1".into())]
+        );
+        assert_eq!(
+            named(&c.largest_losses),
+            [("q3".into(), "text of q3".into())]
+        );
         let err = compare(&run, &[result("other", 0.1)]).unwrap_err();
         assert!(
             err.to_string().contains("none of this run's queries"),
@@ -525,11 +590,37 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_changes_come_first_and_are_capped() {
+        let baseline: Vec<QueryResult> = (0..8).map(|i| result(&format!("q{i}"), 0.5)).collect();
+        // q0 gains 0.00 (unchanged), q1 0.05, … q7 0.35.
+        let run: Vec<QueryResult> = (0..8)
+            .map(|i| result(&format!("q{i}"), 0.5 + f64::from(i) * 0.05))
+            .collect();
+        let c = compare(&run, &baseline).unwrap();
+        let ids: Vec<&str> = c
+            .largest_gains
+            .iter()
+            .map(|c| c.query_id.as_str())
+            .collect();
+        assert_eq!(ids, ["q7", "q6", "q5", "q4", "q3"]);
+        assert!(c.largest_losses.is_empty());
+        let c = compare(&baseline, &run).unwrap();
+        let ids: Vec<&str> = c
+            .largest_losses
+            .iter()
+            .map(|c| c.query_id.as_str())
+            .collect();
+        assert_eq!(ids, ["q7", "q6", "q5", "q4", "q3"]);
+        assert!(c.largest_gains.is_empty());
+    }
+
+    #[test]
     fn per_query_lines_read_back_as_a_baseline() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("dense.jsonl");
         let r = QueryResult {
             query_id: "PLAIN-1".into(),
+            query: "vitamin d".into(),
             ndcg: 0.25,
             recall: 0.5,
             latency_ms: 3.5,
@@ -538,6 +629,13 @@ mod tests {
         let text = std::fs::read_to_string(&p).unwrap();
         assert!(text.contains("\"ndcg@10\":0.25"), "{text}");
         assert_eq!(read_jsonl::<QueryResult>(&p).unwrap(), vec![r]);
+        // A file without the query text still reads.
+        std::fs::write(
+            &p,
+            "{\"query_id\":\"q\",\"ndcg@10\":0.5,\"recall\":1.0,\"latency_ms\":2.0}\n",
+        )
+        .unwrap();
+        assert_eq!(read_jsonl::<QueryResult>(&p).unwrap()[0].query, "");
     }
 
     #[test]
