@@ -211,6 +211,9 @@ pub struct Comparison {
 /// How many of the largest gains and losses a comparison names.
 pub const SHOWN_CHANGES: usize = 5;
 
+/// Differences of nDCG@10 this small are rounding, neither a gain nor a loss.
+const TIE: f64 = 1e-12;
+
 /// One query's change of nDCG@10 against the baseline.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Change {
@@ -252,22 +255,23 @@ pub fn compare(run: &[QueryResult], baseline: &[QueryResult]) -> anyhow::Result<
     }
     let differences: Vec<f64> = changes.iter().map(|c| c.difference).collect();
     let (ndcg_difference, ndcg_difference_stderr) = mean_and_stderr(&differences);
-    // Largest gain first.
+    // Largest gain first, so the gains lead and the losses trail.
     changes.sort_by(|a, b| b.difference.total_cmp(&a.difference));
-    let named = |it: &mut dyn Iterator<Item = &Change>, keep: fn(f64) -> bool| -> Vec<Change> {
-        it.filter(|c| keep(c.difference))
-            .take(SHOWN_CHANGES)
-            .cloned()
-            .collect()
-    };
+    let gains: Vec<&Change> = changes.iter().take_while(|c| c.difference > TIE).collect();
+    let losses: Vec<&Change> = changes
+        .iter()
+        .rev()
+        .take_while(|c| c.difference < -TIE)
+        .collect();
+    let shown = |l: &[&Change]| l.iter().take(SHOWN_CHANGES).map(|c| (*c).clone()).collect();
     Ok(Comparison {
         queries: changes.len(),
         ndcg_difference,
         ndcg_difference_stderr,
-        better: differences.iter().filter(|d| **d > 1e-12).count(),
-        worse: differences.iter().filter(|d| **d < -1e-12).count(),
-        largest_gains: named(&mut changes.iter(), |d| d > 1e-12),
-        largest_losses: named(&mut changes.iter().rev(), |d| d < -1e-12),
+        better: gains.len(),
+        worse: losses.len(),
+        largest_gains: shown(&gains),
+        largest_losses: shown(&losses),
     })
 }
 
