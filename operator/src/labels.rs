@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
+/// Label naming who manages an object.
+pub const MANAGED_BY_KEY: &str = "app.kubernetes.io/managed-by";
 /// Value of `app.kubernetes.io/managed-by` on every child.
 pub const MANAGED_BY: &str = "ragplane-operator";
-/// Label selector matching every child of this operator.
-pub const MANAGED: &str = "app.kubernetes.io/managed-by=ragplane-operator";
 /// Label naming the component (`api`, `worker`, `qdrant`, `config`, `model-server`).
 pub const COMPONENT: &str = "app.kubernetes.io/component";
 /// Label naming the owning resource.
@@ -30,6 +30,11 @@ pub fn selector(app: &str, instance: &str, component: &str) -> BTreeMap<String, 
     ])
 }
 
+/// Label selector matching every child of this operator.
+pub fn managed() -> String {
+    format!("{MANAGED_BY_KEY}={MANAGED_BY}")
+}
+
 /// Selector labels plus `managed-by` and the version.
 pub fn object(
     app: &str,
@@ -38,7 +43,7 @@ pub fn object(
     version: &str,
 ) -> BTreeMap<String, String> {
     let mut labels = selector(app, instance, component);
-    labels.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
+    labels.insert(MANAGED_BY_KEY.into(), MANAGED_BY.into());
     labels.insert("app.kubernetes.io/part-of".into(), "ragplane".into());
     if !version.is_empty() {
         labels.insert("app.kubernetes.io/version".into(), sanitize_label(version));
@@ -79,7 +84,8 @@ mod tests {
     #[test]
     fn the_children_selector_matches_the_children_labels() {
         let labels = object("ragplane", "rc", "api", "0.1.0");
-        let (key, value) = MANAGED.split_once('=').unwrap();
+        let selector = managed();
+        let (key, value) = selector.split_once('=').unwrap();
         assert_eq!(labels.get(key).map(String::as_str), Some(value));
     }
 }

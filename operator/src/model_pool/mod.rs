@@ -35,7 +35,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let owned = watcher::Config::default().labels(labels::MANAGED);
+    let owned = watcher::Config::default().labels(&labels::managed());
     let controller = Controller::new(
         scoped::<ModelPool>(&client, namespace.as_deref()),
         watcher::Config::default(),

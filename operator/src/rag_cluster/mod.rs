@@ -42,7 +42,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let owned = watcher::Config::default().labels(labels::MANAGED);
+    let owned = watcher::Config::default().labels(&labels::managed());
     let controller = Controller::new(
         scoped::<RagCluster>(&client, namespace.as_deref()),
         watcher::Config::default(),
@@ -458,7 +458,7 @@ where
         "{}={},{}{extra_labels}",
         labels::INSTANCE,
         c.name,
-        labels::MANAGED
+        labels::managed()
     );
     let existing = api
         .list_metadata(&ListParams::default().labels(&selector))
