@@ -311,7 +311,9 @@ async fn suite(s: &dyn MetadataStore) {
     assert_eq!(matching(json!({"draft": null})).await, pick(&[1, 2, 3, 4]));
     assert_eq!(matching(json!({"lang": "fr"})).await, pick(&[]));
     assert_eq!(matching(json!({})).await, pick(&[0, 1, 2, 3, 4]));
-    // Chunk provenance: replaced per document, read back by (document, chunk) pairs.
+    // Finishing a document's indexing: it becomes `indexed` with its chunks' provenance, which
+    // replaces what its generation had, and the collection's version moves. Provenance is read
+    // back by (document, chunk) pairs.
     use ragplane::metadata::ChunkProvenance;
     let prov = |start: i64, page: Option<i32>, h: &[&str]| ChunkProvenance {
         start,
@@ -319,38 +321,52 @@ async fn suite(s: &dyn MetadataStore) {
         page,
         headings: h.iter().map(|s| s.to_string()).collect(),
     };
-    s.replace_chunks(
-        &ids[0],
-        0,
-        &[
-            (0, prov(0, Some(1), &["A"])),
-            (1, prov(8, Some(2), &["A", "B \"q\""])),
-        ],
-    )
-    .await
-    .unwrap();
-    s.replace_chunks(
-        &ids[0],
-        0,
-        &[(0, prov(0, None, &[])), (1, prov(5, None, &["C"]))],
-    )
-    .await
-    .unwrap();
-    // Another index generation (a model switch under way) keeps its own.
-    s.replace_chunks(&ids[0], 1, &[(1, prov(99, Some(9), &["N"]))])
+    let version = |c: String| async move { s.collection_by_id(&c).await.unwrap().unwrap().version };
+    let before = version(docs.id.clone()).await;
+    assert!(s
+        .finish_indexing(
+            &docs.id,
+            &ids[1],
+            0,
+            &[
+                (0, prov(0, Some(1), &["A"])),
+                (1, prov(8, Some(2), &["A", "B \"q\""])),
+            ],
+        )
         .await
-        .unwrap();
+        .unwrap());
+    assert_eq!(version(docs.id.clone()).await, before + 1);
+    assert!(s
+        .finish_indexing(
+            &docs.id,
+            &ids[1],
+            0,
+            &[(0, prov(0, None, &[])), (1, prov(5, None, &["C"]))],
+        )
+        .await
+        .unwrap());
+    let d1 = s.document(&ids[1]).await.unwrap().unwrap();
+    assert_eq!(
+        (d1.status, d1.chunk_count, d1.error),
+        (DocumentStatus::Indexed, 2, None)
+    );
+    // Another index generation (a model switch under way) keeps its own.
+    assert!(s
+        .finish_indexing(&docs.id, &ids[1], 1, &[(1, prov(99, Some(9), &["N"]))])
+        .await
+        .unwrap());
+    assert_eq!(version(docs.id.clone()).await, before + 3);
     let keys = vec![
-        (ids[0].clone(), 1),
-        (ids[0].clone(), 7),
-        (ids[1].clone(), 0),
+        (ids[1].clone(), 1),
+        (ids[1].clone(), 7),
+        (ids[0].clone(), 0),
     ];
     let found = s.chunk_provenance(&keys, 0).await.unwrap();
     assert_eq!(found.len(), 1);
-    assert_eq!(found[&(ids[0].clone(), 1)], prov(5, None, &["C"]));
+    assert_eq!(found[&(ids[1].clone(), 1)], prov(5, None, &["C"]));
     let found = s.chunk_provenance(&keys, 1).await.unwrap();
     assert_eq!(found.len(), 1);
-    assert_eq!(found[&(ids[0].clone(), 1)], prov(99, Some(9), &["N"]));
+    assert_eq!(found[&(ids[1].clone(), 1)], prov(99, Some(9), &["N"]));
     assert!(s.chunk_provenance(&[], 0).await.unwrap().is_empty());
 
     // Operators: in, not (a missing key passes), numeric and date ranges (values of another
@@ -413,6 +429,18 @@ async fn suite(s: &dyn MetadataStore) {
     s.mark_document_deleting(&ids[3]).await.unwrap();
     assert!(!s
         .set_document_status(&ids[3], DocumentStatus::Indexed, None, 3)
+        .await
+        .unwrap());
+    let before = version(docs.id.clone()).await;
+    assert!(!s
+        .finish_indexing(&docs.id, &ids[3], 0, &[(0, prov(0, None, &[]))])
+        .await
+        .unwrap());
+    assert_eq!(version(docs.id.clone()).await, before, "nothing written");
+    let of_3 = [(ids[3].clone(), 0)];
+    assert!(s.chunk_provenance(&of_3, 0).await.unwrap().is_empty());
+    assert!(!s
+        .finish_indexing(&docs.id, "missing", 0, &[])
         .await
         .unwrap());
     assert_eq!(
@@ -494,8 +522,14 @@ async fn suite(s: &dyn MetadataStore) {
         live.len() < ids.len(),
         "some documents are failed or deleting"
     );
+    // ids[1] is written into generation 1 again, with the provenance it had there.
+    let in_next = [(1, prov(99, Some(9), &["N"]))];
     for id in &live {
-        s.set_document_generation(id, 1).await.unwrap();
+        let provenance: &[_] = if **id == ids[1] { &in_next } else { &[] };
+        assert!(s
+            .finish_indexing(&docs.id, id, 1, provenance)
+            .await
+            .unwrap());
     }
     assert!(s.finish_model_switch(&docs.id, 0).await.unwrap());
     assert!(
@@ -504,7 +538,7 @@ async fn suite(s: &dyn MetadataStore) {
     );
     // The previous generation's provenance stays for searches begun before the switch, until
     // it is dropped; the new one's stays.
-    let chunk = [(ids[0].clone(), 1)];
+    let chunk = [(ids[1].clone(), 1)];
     assert_eq!(s.chunk_provenance(&chunk, 0).await.unwrap().len(), 1);
     assert_eq!(s.delete_chunk_provenance(&docs.id, 0).await.unwrap(), 2);
     assert!(s.chunk_provenance(&chunk, 0).await.unwrap().is_empty());
@@ -536,12 +570,12 @@ async fn suite(s: &dyn MetadataStore) {
     };
     s.start_model_switch(&docs.id, third).await.unwrap();
     for id in &live {
-        s.set_document_generation(id, 2).await.unwrap();
+        assert!(s.finish_indexing(&docs.id, id, 2, &[]).await.unwrap());
     }
     s.start_model_switch(&docs.id, third).await.unwrap();
     assert!(!s.finish_model_switch(&docs.id, 1).await.unwrap());
     for id in &live {
-        s.set_document_generation(id, 2).await.unwrap();
+        assert!(s.finish_indexing(&docs.id, id, 2, &[]).await.unwrap());
     }
     assert!(s.finish_model_switch(&docs.id, 1).await.unwrap());
 

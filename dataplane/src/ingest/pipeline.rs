@@ -156,31 +156,24 @@ pub async fn ingest_document(app: &App, id: &str, replaces_probe: Option<&str>) 
     app.vectors
         .delete_chunks_from(&key, &doc.id, chunks.len() as u32)
         .await?;
-    // Every point is written; only now may the document count as indexed. The collection's
-    // version moves first, so that a client that sees the document `indexed` is not served a
-    // result cached before its points existed (the version is in the result cache's key).
-    app.metadata.bump_collection_version(&collection.id).await?;
-    // If it was deleted meanwhile (marked `deleting`, or gone with its collection), the
-    // deletion may have run before some of those writes: remove them, so no orphan point stays
-    // searchable, nor cached. A deletion that comes after this check removes the points itself.
+    // Every point is written; only now may the document count as indexed. In one transaction
+    // with that, its chunks' provenance is recorded and the collection's version moves, so
+    // that a client that sees the document `indexed` is not served a result cached before its
+    // points or their provenance existed (the version is in the result cache's key).
     if !app
         .metadata
-        .set_document_status(&doc.id, DocumentStatus::Indexed, None, chunks.len() as i64)
+        .finish_indexing(&collection.id, &doc.id, target.generation, &provenance)
         .await?
     {
+        // It was deleted meanwhile (marked `deleting`, or gone with its collection), and the
+        // deletion may have run before some of those writes: remove them, so no orphan point
+        // stays searchable, nor cached. A deletion that comes after this check removes the
+        // points itself.
         app.vectors.delete_document(&key, &doc.id).await?;
         app.metadata.bump_collection_version(&collection.id).await?;
         tracing::info!(document = %doc.id, "deleted while being indexed; its points are removed");
         return Ok(0);
     }
-    app.metadata
-        .replace_chunks(&doc.id, target.generation, &provenance)
-        .await?;
-    app.metadata
-        .set_document_generation(&doc.id, target.generation)
-        .await?;
-    // Again once the chunks' provenance is in: a result cached in between lacks it.
-    app.metadata.bump_collection_version(&collection.id).await?;
     if target.generation > collection.generation {
         app.advance_switch(&collection.id).await?;
     }

@@ -599,8 +599,6 @@ pub trait MetadataStore: Send + Sync {
     /// Deletes the chunk provenance of collection `collection_id`'s documents in index
     /// generations up to `up_to`; returns how many chunks' records went.
     async fn delete_chunk_provenance(&self, collection_id: &str, up_to: i64) -> Result<u64>;
-    /// Records that document `id`'s points were written into index generation `generation`.
-    async fn set_document_generation(&self, id: &str, generation: i64) -> Result<()>;
 
     /// Inserts a document with status `queued`.
     async fn insert_document(&self, doc: NewDocument) -> Result<Document>;
@@ -631,13 +629,24 @@ pub trait MetadataStore: Send + Sync {
     async fn pending_documents(&self, tenant_id: &str) -> Result<i64>;
     /// Deletes a document row.
     async fn delete_document(&self, id: &str) -> Result<()>;
-    /// Replaces the provenance of a document's chunks in index generation `generation`.
-    async fn replace_chunks(
+    /// Records, in one transaction, that document `id` of collection `collection_id` is
+    /// indexed, its points written into index generation `generation`:
+    /// - the collection's version is bumped, so that once the document reads `indexed` no
+    ///   result cached before its points (or their provenance) existed is served;
+    /// - the document becomes `indexed` in that generation, with one chunk per entry of
+    ///   `provenance`;
+    /// - `provenance` replaces what that generation had for the document's chunks.
+    ///
+    /// Writes nothing and returns `false` when the document is being deleted, or is gone. The
+    /// collection's row is locked before the document's, in the order a collection's deletion
+    /// takes them, so the two cannot deadlock.
+    async fn finish_indexing(
         &self,
-        document_id: &str,
+        collection_id: &str,
+        id: &str,
         generation: i64,
-        chunks: &[(u32, ChunkProvenance)],
-    ) -> Result<()>;
+        provenance: &[(u32, ChunkProvenance)],
+    ) -> Result<bool>;
     /// The provenance of these (document, chunk) pairs in index generation `generation`;
     /// pairs without a record are absent.
     async fn chunk_provenance(

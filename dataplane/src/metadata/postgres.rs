@@ -548,16 +548,6 @@ impl MetadataStore for PostgresStore {
         Ok(r.rows_affected())
     }
 
-    async fn set_document_generation(&self, id: &str, generation: i64) -> Result<()> {
-        sqlx::query("UPDATE documents SET generation = $1 WHERE id = $2")
-            .bind(generation)
-            .bind(id)
-            .execute(&self.primary)
-            .await
-            .map_err(db("record the document's index generation"))?;
-        Ok(())
-    }
-
     async fn bump_collection_version(&self, id: &str) -> Result<i64> {
         sqlx::query_scalar(
             "UPDATE collections SET version = version + 1 WHERE id = $1 RETURNING version",
@@ -689,30 +679,49 @@ impl MetadataStore for PostgresStore {
         Ok(())
     }
 
-    async fn replace_chunks(
+    async fn finish_indexing(
         &self,
-        document_id: &str,
+        collection_id: &str,
+        id: &str,
         generation: i64,
-        chunks: &[(u32, ChunkProvenance)],
-    ) -> Result<()> {
-        let mut tx = self
-            .primary
-            .begin()
+        provenance: &[(u32, ChunkProvenance)],
+    ) -> Result<bool> {
+        const ACTION: &str = "record the document as indexed";
+        let mut tx = self.primary.begin().await.map_err(db(ACTION))?;
+        sqlx::query("UPDATE collections SET version = version + 1 WHERE id = $1")
+            .bind(collection_id)
+            .execute(&mut *tx)
             .await
-            .map_err(db("replace chunk provenance"))?;
+            .map_err(db(ACTION))?;
+        let updated = sqlx::query(
+            "UPDATE documents SET status = $1, error = NULL, chunk_count = $2, \
+             generation = $3, updated_at = $4 WHERE id = $5 AND status <> 'deleting'",
+        )
+        .bind(DocumentStatus::Indexed.as_str())
+        .bind(provenance.len() as i64)
+        .bind(generation)
+        .bind(now_rfc3339())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db(ACTION))?;
+        if updated.rows_affected() == 0 {
+            tx.rollback().await.map_err(db(ACTION))?;
+            return Ok(false);
+        }
         sqlx::query("DELETE FROM chunks WHERE document_id = $1 AND generation = $2")
-            .bind(document_id)
+            .bind(id)
             .bind(generation)
             .execute(&mut *tx)
             .await
-            .map_err(db("replace chunk provenance"))?;
-        for batch in chunks.chunks(PROVENANCE_BATCH) {
+            .map_err(db(ACTION))?;
+        for batch in provenance.chunks(PROVENANCE_BATCH) {
             let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
                 "INSERT INTO chunks \
                  (document_id, generation, chunk, start_char, end_char, page, headings) ",
             );
             q.push_values(batch, |mut row, (chunk, p)| {
-                row.push_bind(document_id)
+                row.push_bind(id)
                     .push_bind(generation)
                     .push_bind(*chunk as i64)
                     .push_bind(p.start)
@@ -720,12 +729,10 @@ impl MetadataStore for PostgresStore {
                     .push_bind(p.page)
                     .push_bind(serde_json::to_string(&p.headings).unwrap_or_default());
             });
-            q.build()
-                .execute(&mut *tx)
-                .await
-                .map_err(db("replace chunk provenance"))?;
+            q.build().execute(&mut *tx).await.map_err(db(ACTION))?;
         }
-        tx.commit().await.map_err(db("replace chunk provenance"))
+        tx.commit().await.map_err(db(ACTION))?;
+        Ok(true)
     }
 
     async fn chunk_provenance(
