@@ -2,6 +2,7 @@
 //! trait, with the SQLite implementation for the embedded data plane and the PostgreSQL one
 //! for many processes sharing a database.
 
+mod chunks;
 pub mod filter;
 pub mod postgres;
 pub mod sqlite;
@@ -405,36 +406,6 @@ pub struct ChunkProvenance {
     /// The Markdown or HTML headings in force at the chunk's start, outermost first.
     pub headings: Vec<String>,
 }
-
-/// Decodes a row of the `chunks` table, in either store.
-pub(crate) fn provenance_from_row<R>(
-    r: &R,
-) -> std::result::Result<((String, u32), ChunkProvenance), sqlx::Error>
-where
-    R: sqlx::Row,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<i32>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    let headings: String = r.try_get("headings")?;
-    let key = (
-        r.try_get::<String, _>("document_id")?,
-        u32::try_from(r.try_get::<i64, _>("chunk")?).unwrap_or(u32::MAX),
-    );
-    Ok((
-        key,
-        ChunkProvenance {
-            start: r.try_get("start_char")?,
-            end: r.try_get("end_char")?,
-            page: r.try_get("page")?,
-            headings: serde_json::from_str(&headings).unwrap_or_default(),
-        },
-    ))
-}
-
-/// Rows of one chunk-provenance insert: SQLite allows 32,766 bound values per statement.
-pub(crate) const PROVENANCE_BATCH: usize = 1000;
 
 /// Fields of a new document.
 #[derive(Debug, Clone)]

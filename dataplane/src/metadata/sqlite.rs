@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use super::chunks::Chunks;
 use super::filter::{Bound, Condition, MetadataFilter};
 use super::{
-    conflict_or, db, new_id, now_rfc3339, provenance_from_row, ApiKey, ChunkProvenance, Collection,
-    ConsoleSession, Document, DocumentStatus, MetadataStore, NewApiKey, NewDocument, Result, Scope,
-    Tenant, PROVENANCE_BATCH,
+    conflict_or, db, new_id, now_rfc3339, ApiKey, ChunkProvenance, Collection, ConsoleSession,
+    Document, DocumentStatus, MetadataStore, NewApiKey, NewDocument, Result, Scope, Tenant,
 };
 use super::{ModelSwitch, TenantKey, UsageRow};
 
@@ -376,16 +376,7 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn delete_chunk_provenance(&self, collection_id: &str, up_to: i64) -> Result<u64> {
-        let r = sqlx::query(
-            "DELETE FROM chunks WHERE generation <= ? AND document_id IN \
-             (SELECT id FROM documents WHERE collection_id = ?)",
-        )
-        .bind(up_to)
-        .bind(collection_id)
-        .execute(&self.pool)
-        .await
-        .map_err(db("drop the chunk provenance of previous generations"))?;
-        Ok(r.rows_affected())
+        Chunks(&self.pool).delete_up_to(collection_id, up_to).await
     }
 
     async fn bump_collection_version(&self, id: &str) -> Result<i64> {
@@ -527,53 +518,9 @@ impl MetadataStore for SqliteStore {
         generation: i64,
         provenance: &[(u32, ChunkProvenance)],
     ) -> Result<bool> {
-        const ACTION: &str = "record the document as indexed";
-        let mut tx = self.pool.begin().await.map_err(db(ACTION))?;
-        sqlx::query("UPDATE collections SET version = version + 1 WHERE id = ?")
-            .bind(collection_id)
-            .execute(&mut *tx)
+        Chunks(&self.pool)
+            .finish_indexing(collection_id, id, generation, provenance)
             .await
-            .map_err(db(ACTION))?;
-        let updated = sqlx::query(
-            "UPDATE documents SET status = ?, error = NULL, chunk_count = ?, \
-             generation = ?, updated_at = ? WHERE id = ? AND status <> 'deleting'",
-        )
-        .bind(DocumentStatus::Indexed.as_str())
-        .bind(provenance.len() as i64)
-        .bind(generation)
-        .bind(now_rfc3339())
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db(ACTION))?;
-        if updated.rows_affected() == 0 {
-            tx.rollback().await.map_err(db(ACTION))?;
-            return Ok(false);
-        }
-        sqlx::query("DELETE FROM chunks WHERE document_id = ? AND generation = ?")
-            .bind(id)
-            .bind(generation)
-            .execute(&mut *tx)
-            .await
-            .map_err(db(ACTION))?;
-        for batch in provenance.chunks(PROVENANCE_BATCH) {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO chunks \
-                 (document_id, generation, chunk, start_char, end_char, page, headings) ",
-            );
-            q.push_values(batch, |mut row, (chunk, p)| {
-                row.push_bind(id)
-                    .push_bind(generation)
-                    .push_bind(*chunk as i64)
-                    .push_bind(p.start)
-                    .push_bind(p.end)
-                    .push_bind(p.page)
-                    .push_bind(serde_json::to_string(&p.headings).unwrap_or_default());
-            });
-            q.build().execute(&mut *tx).await.map_err(db(ACTION))?;
-        }
-        tx.commit().await.map_err(db(ACTION))?;
-        Ok(true)
     }
 
     async fn chunk_provenance(
@@ -581,34 +528,7 @@ impl MetadataStore for SqliteStore {
         keys: &[(String, u32)],
         generation: i64,
     ) -> Result<std::collections::HashMap<(String, u32), ChunkProvenance>> {
-        let mut out = std::collections::HashMap::new();
-        for batch in keys.chunks(PROVENANCE_BATCH) {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "SELECT document_id, chunk, start_char, end_char, page, headings FROM chunks \
-                 WHERE generation = ",
-            );
-            q.push_bind(generation)
-                .push(" AND (document_id, chunk) IN (");
-            let mut list = q.separated(", ");
-            for (doc, chunk) in batch {
-                list.push("(")
-                    .push_bind_unseparated(doc.clone())
-                    .push_unseparated(", ")
-                    .push_bind_unseparated(*chunk as i64)
-                    .push_unseparated(")");
-            }
-            q.push(")");
-            let rows = q
-                .build()
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db("read chunk provenance"))?;
-            for r in &rows {
-                let (key, p) = provenance_from_row(r).map_err(db("decode chunk provenance"))?;
-                out.insert(key, p);
-            }
-        }
-        Ok(out)
+        Chunks(&self.pool).provenance(keys, generation).await
     }
 
     async fn documents_matching(
