@@ -1,10 +1,11 @@
 //! Metadata store: tenants, API keys, collections and documents behind the [`MetadataStore`]
 //! trait, with the SQLite implementation for the embedded data plane and the PostgreSQL one
-//! for many processes sharing a database.
+//! for many processes sharing a database. The statements the two share are written once, in
+//! `sql`.
 
-mod chunks;
 pub mod filter;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;

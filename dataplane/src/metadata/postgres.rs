@@ -25,12 +25,12 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 
-use super::chunks::Chunks;
 use super::filter::{Bound, Condition, MetadataFilter};
+use super::sql::Sql;
 use super::{
     conflict_or, db, is_unavailable, new_id, now_rfc3339, ApiKey, ChunkProvenance, Collection,
     ConsoleSession, Document, DocumentStatus, MetadataStore, ModelSwitch, NewApiKey, NewDocument,
-    Result, Scope, Tenant, TenantKey, UsageRow,
+    Result, Tenant, TenantKey, UsageRow,
 };
 
 /// One read replica and until when it is skipped.
@@ -274,42 +274,11 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn delete_tenant(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM tenants WHERE id = $1")
-            .bind(id)
-            .execute(&self.primary)
-            .await
-            .map_err(db("delete tenant"))?;
-        Ok(())
+        Sql(&self.primary).delete_tenant(id).await
     }
 
     async fn create_api_key(&self, key: NewApiKey<'_>) -> Result<ApiKey> {
-        let k = ApiKey {
-            id: new_id(),
-            tenant_id: key.tenant_id.to_string(),
-            prefix: key.prefix.to_string(),
-            name: key.name.to_string(),
-            scope: key.scope,
-            created_at: now_rfc3339(),
-            expires_at: key.expires_at,
-            revoked_at: None,
-        };
-        sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, name, admin, scope, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&k.id)
-        .bind(&k.tenant_id)
-        .bind(key.key_hash)
-        .bind(&k.prefix)
-        .bind(&k.name)
-        .bind(k.scope == Scope::ClusterAdmin)
-        .bind(k.scope.as_str())
-        .bind(&k.created_at)
-        .bind(&k.expires_at)
-        .execute(&self.primary)
-        .await
-        .map_err(conflict_or("api key", key.prefix.to_string(), "create api key"))?;
-        Ok(k)
+        Sql(&self.primary).create_api_key(key).await
     }
 
     async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>> {
@@ -327,12 +296,7 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn count_admin_keys(&self) -> Result<i64> {
-        sqlx::query_scalar(
-            "SELECT COUNT(*) FROM api_keys WHERE scope = 'cluster-admin' AND revoked_at IS NULL",
-        )
-        .fetch_one(&self.primary)
-        .await
-        .map_err(db("count admin keys"))
+        Sql(&self.primary).count_admin_keys().await
     }
 
     async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKey>> {
@@ -346,31 +310,11 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn revoke_api_key(&self, tenant_id: &str, id: &str) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE api_keys SET revoked_at = $1 WHERE tenant_id = $2 AND id = $3 AND revoked_at IS NULL",
-        )
-        .bind(now_rfc3339())
-        .bind(tenant_id)
-        .bind(id)
-        .execute(&self.primary)
-        .await
-        .map_err(db("revoke api key"))?;
-        Ok(r.rows_affected() > 0)
+        Sql(&self.primary).revoke_api_key(tenant_id, id).await
     }
 
     async fn expire_api_key(&self, tenant_id: &str, id: &str, at: &str) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE api_keys SET expires_at = $1 WHERE tenant_id = $2 AND id = $3 \
-             AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $4)",
-        )
-        .bind(at)
-        .bind(tenant_id)
-        .bind(id)
-        .bind(at)
-        .execute(&self.primary)
-        .await
-        .map_err(db("set api key expiry"))?;
-        Ok(r.rows_affected() > 0)
+        Sql(&self.primary).expire_api_key(tenant_id, id, at).await
     }
 
     async fn create_collection(
@@ -452,12 +396,7 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn delete_collection(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM collections WHERE id = $1")
-            .bind(id)
-            .execute(&self.primary)
-            .await
-            .map_err(db("delete collection"))?;
-        Ok(())
+        Sql(&self.primary).delete_collection(id).await
     }
 
     async fn set_collection_model(&self, id: &str, model: &str, probe: &str) -> Result<()> {
@@ -478,50 +417,12 @@ impl MetadataStore for PostgresStore {
         id: &str,
         switch: ModelSwitch<'_>,
     ) -> Result<Option<Collection>> {
-        sqlx::query(
-            "UPDATE collections SET next_model = $1, next_probe = $2, next_dimension = $3 \
-             WHERE id = $4",
-        )
-        .bind(switch.model)
-        .bind(switch.probe)
-        .bind(switch.dimension)
-        .bind(id)
-        .execute(&self.primary)
-        .await
-        .map_err(db("start a model switch"))?;
-        // Points written for a switch this one replaces do not count for it.
-        sqlx::query(
-            "UPDATE documents SET generation = \
-             (SELECT generation FROM collections WHERE id = $1) \
-             WHERE collection_id = $2 \
-             AND generation > (SELECT generation FROM collections WHERE id = $3)",
-        )
-        .bind(id)
-        .bind(id)
-        .bind(id)
-        .execute(&self.primary)
-        .await
-        .map_err(db("start a model switch"))?;
+        Sql(&self.primary).start_model_switch(id, switch).await?;
         self.collection_by_id(id).await
     }
 
     async fn finish_model_switch(&self, id: &str, from: i64) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE collections SET generation = generation + 1, embedding_model = next_model, \
-             embedding_probe = next_probe, dimension = next_dimension, version = version + 1, \
-             next_model = NULL, next_probe = NULL, next_dimension = NULL \
-             WHERE id = $1 AND generation = $2 AND next_probe IS NOT NULL AND NOT EXISTS ( \
-               SELECT 1 FROM documents WHERE collection_id = $3 AND generation <= $4 \
-               AND status NOT IN ('failed', 'deleting'))",
-        )
-        .bind(id)
-        .bind(from)
-        .bind(id)
-        .bind(from)
-        .execute(&self.primary)
-        .await
-        .map_err(db("finish a model switch"))?;
-        Ok(r.rows_affected() > 0)
+        Sql(&self.primary).finish_model_switch(id, from).await
     }
 
     async fn generational_collections(&self, switched: bool) -> Result<Vec<Collection>> {
@@ -536,20 +437,11 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn delete_chunk_provenance(&self, collection_id: &str, up_to: i64) -> Result<u64> {
-        Chunks(&self.primary)
-            .delete_up_to(collection_id, up_to)
-            .await
+        Sql(&self.primary).delete_up_to(collection_id, up_to).await
     }
 
     async fn bump_collection_version(&self, id: &str) -> Result<i64> {
-        sqlx::query_scalar(
-            "UPDATE collections SET version = version + 1 WHERE id = $1 RETURNING version",
-        )
-        .bind(id)
-        .fetch_optional(&self.primary)
-        .await
-        .map_err(db("bump collection version"))
-        .map(Option::unwrap_or_default)
+        Sql(&self.primary).bump_collection_version(id).await
     }
 
     async fn insert_document(&self, d: NewDocument) -> Result<Document> {
@@ -620,39 +512,17 @@ impl MetadataStore for PostgresStore {
         error: Option<&str>,
         chunks: i64,
     ) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE documents SET status = $1, error = $2, chunk_count = $3, updated_at = $4 \
-             WHERE id = $5 AND status <> 'deleting'",
-        )
-        .bind(status.as_str())
-        .bind(error)
-        .bind(chunks)
-        .bind(now_rfc3339())
-        .bind(id)
-        .execute(&self.primary)
-        .await
-        .map_err(db("update document status"))?;
-        Ok(r.rows_affected() > 0)
+        Sql(&self.primary)
+            .set_document_status(id, status, error, chunks)
+            .await
     }
 
     async fn mark_document_deleting(&self, id: &str) -> Result<()> {
-        sqlx::query("UPDATE documents SET status = 'deleting', updated_at = $1 WHERE id = $2")
-            .bind(now_rfc3339())
-            .bind(id)
-            .execute(&self.primary)
-            .await
-            .map_err(db("mark document deleting"))?;
-        Ok(())
+        Sql(&self.primary).mark_document_deleting(id).await
     }
 
     async fn pending_documents(&self, tenant_id: &str) -> Result<i64> {
-        sqlx::query_scalar(
-            "SELECT count(*) FROM documents WHERE tenant_id = $1 AND status IN ('queued', 'processing')",
-        )
-        .bind(tenant_id)
-        .fetch_one(&self.primary)
-        .await
-        .map_err(db("count pending documents"))
+        Sql(&self.primary).pending_documents(tenant_id).await
     }
 
     async fn deleting_documents(&self) -> Result<Vec<Document>> {
@@ -664,12 +534,7 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn delete_document(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM documents WHERE id = $1")
-            .bind(id)
-            .execute(&self.primary)
-            .await
-            .map_err(db("delete document"))?;
-        Ok(())
+        Sql(&self.primary).delete_document(id).await
     }
 
     async fn finish_indexing(
@@ -679,7 +544,7 @@ impl MetadataStore for PostgresStore {
         generation: i64,
         provenance: &[(u32, ChunkProvenance)],
     ) -> Result<bool> {
-        Chunks(&self.primary)
+        Sql(&self.primary)
             .finish_indexing(collection_id, id, generation, provenance)
             .await
     }
@@ -689,7 +554,7 @@ impl MetadataStore for PostgresStore {
         keys: &[(String, u32)],
         generation: i64,
     ) -> Result<std::collections::HashMap<(String, u32), ChunkProvenance>> {
-        Chunks(&self.primary).provenance(keys, generation).await
+        Sql(&self.primary).provenance(keys, generation).await
     }
 
     async fn documents_matching(
@@ -807,72 +672,23 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn create_console_session(&self, s: &ConsoleSession) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO console_sessions (token_hash, key_hash, csrf_token, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&s.token_hash)
-        .bind(&s.key_hash)
-        .bind(&s.csrf_token)
-        .bind(&s.created_at)
-        .bind(&s.expires_at)
-        .execute(&self.primary)
-        .await
-        .map_err(db("create console session"))?;
-        Ok(())
+        Sql(&self.primary).create_console_session(s).await
     }
 
     async fn console_session(&self, token_hash: &str) -> Result<Option<ConsoleSession>> {
-        sqlx::query_as(
-            "SELECT s.token_hash, s.key_hash, s.csrf_token, s.created_at, s.expires_at \
-             FROM console_sessions s JOIN api_keys k ON k.key_hash = s.key_hash \
-             WHERE s.token_hash = $1 AND k.revoked_at IS NULL",
-        )
-        .bind(token_hash)
-        .fetch_optional(&self.primary)
-        .await
-        .map_err(db("read console session"))
+        Sql(&self.primary).console_session(token_hash).await
     }
 
     async fn delete_console_session(&self, token_hash: &str) -> Result<()> {
-        sqlx::query("DELETE FROM console_sessions WHERE token_hash = $1")
-            .bind(token_hash)
-            .execute(&self.primary)
-            .await
-            .map_err(db("delete console session"))?;
-        Ok(())
+        Sql(&self.primary).delete_console_session(token_hash).await
     }
 
     async fn purge_console_sessions(&self, now: &str) -> Result<u64> {
-        let r = sqlx::query("DELETE FROM console_sessions WHERE expires_at < $1")
-            .bind(now)
-            .execute(&self.primary)
-            .await
-            .map_err(db("purge console sessions"))?;
-        Ok(r.rows_affected())
+        Sql(&self.primary).purge_console_sessions(now).await
     }
 
     async fn add_usage(&self, rows: &[UsageRow]) -> Result<()> {
-        let mut tx = self.primary.begin().await.map_err(db("record usage"))?;
-        for r in rows {
-            sqlx::query(
-                "INSERT INTO usage_minutes (tenant_id, minute, key_id, collection, queries, llm_tokens) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (tenant_id, minute, key_id, collection) DO UPDATE SET \
-                 queries = usage_minutes.queries + excluded.queries, \
-                 llm_tokens = usage_minutes.llm_tokens + excluded.llm_tokens",
-            )
-            .bind(&r.tenant_id)
-            .bind(&r.minute)
-            .bind(&r.key_id)
-            .bind(&r.collection)
-            .bind(r.queries)
-            .bind(r.llm_tokens)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("record usage"))?;
-        }
-        tx.commit().await.map_err(db("record usage"))
+        Sql(&self.primary).add_usage(rows).await
     }
 
     async fn usage(&self, tenant_id: &str, since: &str) -> Result<Vec<UsageRow>> {
@@ -891,11 +707,6 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn purge_usage(&self, before: &str) -> Result<u64> {
-        let r = sqlx::query("DELETE FROM usage_minutes WHERE minute < $1")
-            .bind(before)
-            .execute(&self.primary)
-            .await
-            .map_err(db("purge usage"))?;
-        Ok(r.rows_affected())
+        Sql(&self.primary).purge_usage(before).await
     }
 }

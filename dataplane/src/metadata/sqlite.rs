@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::chunks::Chunks;
 use super::filter::{Bound, Condition, MetadataFilter};
+use super::sql::Sql;
 use super::{
     conflict_or, db, new_id, now_rfc3339, ApiKey, ChunkProvenance, Collection, ConsoleSession,
-    Document, DocumentStatus, MetadataStore, NewApiKey, NewDocument, Result, Scope, Tenant,
+    Document, DocumentStatus, MetadataStore, NewApiKey, NewDocument, Result, Tenant,
 };
 use super::{ModelSwitch, TenantKey, UsageRow};
 
@@ -136,42 +136,11 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn delete_tenant(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM tenants WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db("delete tenant"))?;
-        Ok(())
+        Sql(&self.pool).delete_tenant(id).await
     }
 
     async fn create_api_key(&self, key: NewApiKey<'_>) -> Result<ApiKey> {
-        let k = ApiKey {
-            id: new_id(),
-            tenant_id: key.tenant_id.to_string(),
-            prefix: key.prefix.to_string(),
-            name: key.name.to_string(),
-            scope: key.scope,
-            created_at: now_rfc3339(),
-            expires_at: key.expires_at,
-            revoked_at: None,
-        };
-        sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, name, admin, scope, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&k.id)
-        .bind(&k.tenant_id)
-        .bind(key.key_hash)
-        .bind(&k.prefix)
-        .bind(&k.name)
-        .bind(k.scope == Scope::ClusterAdmin)
-        .bind(k.scope.as_str())
-        .bind(&k.created_at)
-        .bind(&k.expires_at)
-        .execute(&self.pool)
-        .await
-        .map_err(conflict_or("api key", key.prefix.to_string(), "create api key"))?;
-        Ok(k)
+        Sql(&self.pool).create_api_key(key).await
     }
 
     async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>> {
@@ -185,12 +154,7 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn count_admin_keys(&self) -> Result<i64> {
-        sqlx::query_scalar(
-            "SELECT COUNT(*) FROM api_keys WHERE scope = 'cluster-admin' AND revoked_at IS NULL",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db("count admin keys"))
+        Sql(&self.pool).count_admin_keys().await
     }
 
     async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKey>> {
@@ -204,31 +168,11 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn revoke_api_key(&self, tenant_id: &str, id: &str) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL",
-        )
-        .bind(now_rfc3339())
-        .bind(tenant_id)
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(db("revoke api key"))?;
-        Ok(r.rows_affected() > 0)
+        Sql(&self.pool).revoke_api_key(tenant_id, id).await
     }
 
     async fn expire_api_key(&self, tenant_id: &str, id: &str, at: &str) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE api_keys SET expires_at = ? WHERE tenant_id = ? AND id = ? \
-             AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
-        )
-        .bind(at)
-        .bind(tenant_id)
-        .bind(id)
-        .bind(at)
-        .execute(&self.pool)
-        .await
-        .map_err(db("set api key expiry"))?;
-        Ok(r.rows_affected() > 0)
+        Sql(&self.pool).expire_api_key(tenant_id, id, at).await
     }
 
     async fn create_collection(
@@ -295,12 +239,7 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn delete_collection(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM collections WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db("delete collection"))?;
-        Ok(())
+        Sql(&self.pool).delete_collection(id).await
     }
 
     async fn set_collection_model(&self, id: &str, model: &str, probe: &str) -> Result<()> {
@@ -319,50 +258,12 @@ impl MetadataStore for SqliteStore {
         id: &str,
         switch: ModelSwitch<'_>,
     ) -> Result<Option<Collection>> {
-        sqlx::query(
-            "UPDATE collections SET next_model = ?, next_probe = ?, next_dimension = ? \
-             WHERE id = ?",
-        )
-        .bind(switch.model)
-        .bind(switch.probe)
-        .bind(switch.dimension)
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(db("start a model switch"))?;
-        // Points written for a switch this one replaces do not count for it.
-        sqlx::query(
-            "UPDATE documents SET generation = \
-             (SELECT generation FROM collections WHERE id = ?) \
-             WHERE collection_id = ? \
-             AND generation > (SELECT generation FROM collections WHERE id = ?)",
-        )
-        .bind(id)
-        .bind(id)
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(db("start a model switch"))?;
+        Sql(&self.pool).start_model_switch(id, switch).await?;
         self.collection_by_id(id).await
     }
 
     async fn finish_model_switch(&self, id: &str, from: i64) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE collections SET generation = generation + 1, embedding_model = next_model, \
-             embedding_probe = next_probe, dimension = next_dimension, version = version + 1, \
-             next_model = NULL, next_probe = NULL, next_dimension = NULL \
-             WHERE id = ? AND generation = ? AND next_probe IS NOT NULL AND NOT EXISTS ( \
-               SELECT 1 FROM documents WHERE collection_id = ? AND generation <= ? \
-               AND status NOT IN ('failed', 'deleting'))",
-        )
-        .bind(id)
-        .bind(from)
-        .bind(id)
-        .bind(from)
-        .execute(&self.pool)
-        .await
-        .map_err(db("finish a model switch"))?;
-        Ok(r.rows_affected() > 0)
+        Sql(&self.pool).finish_model_switch(id, from).await
     }
 
     async fn generational_collections(&self, switched: bool) -> Result<Vec<Collection>> {
@@ -376,18 +277,11 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn delete_chunk_provenance(&self, collection_id: &str, up_to: i64) -> Result<u64> {
-        Chunks(&self.pool).delete_up_to(collection_id, up_to).await
+        Sql(&self.pool).delete_up_to(collection_id, up_to).await
     }
 
     async fn bump_collection_version(&self, id: &str) -> Result<i64> {
-        sqlx::query_scalar(
-            "UPDATE collections SET version = version + 1 WHERE id = ? RETURNING version",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("bump collection version"))
-        .map(Option::unwrap_or_default)
+        Sql(&self.pool).bump_collection_version(id).await
     }
 
     async fn insert_document(&self, d: NewDocument) -> Result<Document> {
@@ -456,39 +350,17 @@ impl MetadataStore for SqliteStore {
         error: Option<&str>,
         chunks: i64,
     ) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE documents SET status = ?, error = ?, chunk_count = ?, updated_at = ? \
-             WHERE id = ? AND status <> 'deleting'",
-        )
-        .bind(status.as_str())
-        .bind(error)
-        .bind(chunks)
-        .bind(now_rfc3339())
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(db("update document status"))?;
-        Ok(r.rows_affected() > 0)
+        Sql(&self.pool)
+            .set_document_status(id, status, error, chunks)
+            .await
     }
 
     async fn mark_document_deleting(&self, id: &str) -> Result<()> {
-        sqlx::query("UPDATE documents SET status = 'deleting', updated_at = ? WHERE id = ?")
-            .bind(now_rfc3339())
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db("mark document deleting"))?;
-        Ok(())
+        Sql(&self.pool).mark_document_deleting(id).await
     }
 
     async fn pending_documents(&self, tenant_id: &str) -> Result<i64> {
-        sqlx::query_scalar(
-            "SELECT count(*) FROM documents WHERE tenant_id = ? AND status IN ('queued', 'processing')",
-        )
-        .bind(tenant_id)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db("count pending documents"))
+        Sql(&self.pool).pending_documents(tenant_id).await
     }
 
     async fn deleting_documents(&self) -> Result<Vec<Document>> {
@@ -503,12 +375,7 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn delete_document(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM documents WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db("delete document"))?;
-        Ok(())
+        Sql(&self.pool).delete_document(id).await
     }
 
     async fn finish_indexing(
@@ -518,7 +385,7 @@ impl MetadataStore for SqliteStore {
         generation: i64,
         provenance: &[(u32, ChunkProvenance)],
     ) -> Result<bool> {
-        Chunks(&self.pool)
+        Sql(&self.pool)
             .finish_indexing(collection_id, id, generation, provenance)
             .await
     }
@@ -528,7 +395,7 @@ impl MetadataStore for SqliteStore {
         keys: &[(String, u32)],
         generation: i64,
     ) -> Result<std::collections::HashMap<(String, u32), ChunkProvenance>> {
-        Chunks(&self.pool).provenance(keys, generation).await
+        Sql(&self.pool).provenance(keys, generation).await
     }
 
     async fn documents_matching(
@@ -623,72 +490,23 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn create_console_session(&self, s: &ConsoleSession) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO console_sessions (token_hash, key_hash, csrf_token, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&s.token_hash)
-        .bind(&s.key_hash)
-        .bind(&s.csrf_token)
-        .bind(&s.created_at)
-        .bind(&s.expires_at)
-        .execute(&self.pool)
-        .await
-        .map_err(db("create console session"))?;
-        Ok(())
+        Sql(&self.pool).create_console_session(s).await
     }
 
     async fn console_session(&self, token_hash: &str) -> Result<Option<ConsoleSession>> {
-        sqlx::query_as(
-            "SELECT s.token_hash, s.key_hash, s.csrf_token, s.created_at, s.expires_at \
-             FROM console_sessions s JOIN api_keys k ON k.key_hash = s.key_hash \
-             WHERE s.token_hash = ? AND k.revoked_at IS NULL",
-        )
-        .bind(token_hash)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("read console session"))
+        Sql(&self.pool).console_session(token_hash).await
     }
 
     async fn delete_console_session(&self, token_hash: &str) -> Result<()> {
-        sqlx::query("DELETE FROM console_sessions WHERE token_hash = ?")
-            .bind(token_hash)
-            .execute(&self.pool)
-            .await
-            .map_err(db("delete console session"))?;
-        Ok(())
+        Sql(&self.pool).delete_console_session(token_hash).await
     }
 
     async fn purge_console_sessions(&self, now: &str) -> Result<u64> {
-        let r = sqlx::query("DELETE FROM console_sessions WHERE expires_at < ?")
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(db("purge console sessions"))?;
-        Ok(r.rows_affected())
+        Sql(&self.pool).purge_console_sessions(now).await
     }
 
     async fn add_usage(&self, rows: &[UsageRow]) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(db("record usage"))?;
-        for r in rows {
-            sqlx::query(
-                "INSERT INTO usage_minutes (tenant_id, minute, key_id, collection, queries, llm_tokens) \
-                 VALUES (?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (tenant_id, minute, key_id, collection) DO UPDATE SET \
-                 queries = usage_minutes.queries + excluded.queries, \
-                 llm_tokens = usage_minutes.llm_tokens + excluded.llm_tokens",
-            )
-            .bind(&r.tenant_id)
-            .bind(&r.minute)
-            .bind(&r.key_id)
-            .bind(&r.collection)
-            .bind(r.queries)
-            .bind(r.llm_tokens)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("record usage"))?;
-        }
-        tx.commit().await.map_err(db("record usage"))
+        Sql(&self.pool).add_usage(rows).await
     }
 
     async fn usage(&self, tenant_id: &str, since: &str) -> Result<Vec<UsageRow>> {
@@ -704,11 +522,6 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn purge_usage(&self, before: &str) -> Result<u64> {
-        let r = sqlx::query("DELETE FROM usage_minutes WHERE minute < ?")
-            .bind(before)
-            .execute(&self.pool)
-            .await
-            .map_err(db("purge usage"))?;
-        Ok(r.rows_affected())
+        Sql(&self.pool).purge_usage(before).await
     }
 }

@@ -1,38 +1,16 @@
-//! Chunk provenance and the end of a document's indexing: statements written once for both SQL
-//! stores. They use `$N` parameters, which PostgreSQL and SQLite both read.
+//! Chunk provenance and the end of a document's indexing.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
-use sqlx::{Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+use sqlx::{Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
-use super::{db, now_rfc3339, ChunkProvenance, DocumentStatus, Result};
+use super::{tuples, RowsAffected, Sql};
+use crate::metadata::{db, now_rfc3339, ChunkProvenance, DocumentStatus, Result};
 
 /// Rows of one chunk-provenance statement: SQLite allows 32,766 bound values per statement.
 const PROVENANCE_BATCH: usize = 1000;
 
-/// How many rows a statement changed, from either driver's result.
-pub(crate) trait RowsAffected {
-    /// The count.
-    fn rows(&self) -> u64;
-}
-
-impl RowsAffected for sqlx::postgres::PgQueryResult {
-    fn rows(&self) -> u64 {
-        self.rows_affected()
-    }
-}
-
-impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
-    fn rows(&self) -> u64 {
-        self.rows_affected()
-    }
-}
-
-/// The statements, on one store's pool.
-pub(crate) struct Chunks<'a, DB: Database>(pub &'a Pool<DB>);
-
-impl<DB> Chunks<'_, DB>
+impl<DB> Sql<'_, DB>
 where
     DB: Database,
     DB::QueryResult: RowsAffected,
@@ -43,7 +21,7 @@ where
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> Option<i32>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
 {
-    /// [`MetadataStore::finish_indexing`](super::MetadataStore::finish_indexing).
+    /// [`MetadataStore::finish_indexing`](crate::metadata::MetadataStore::finish_indexing).
     pub(crate) async fn finish_indexing(
         &self,
         collection_id: &str,
@@ -104,7 +82,7 @@ where
         Ok(true)
     }
 
-    /// [`MetadataStore::chunk_provenance`](super::MetadataStore::chunk_provenance).
+    /// [`MetadataStore::chunk_provenance`](crate::metadata::MetadataStore::chunk_provenance).
     pub(crate) async fn provenance(
         &self,
         keys: &[(String, u32)],
@@ -133,7 +111,7 @@ where
         Ok(out)
     }
 
-    /// [`MetadataStore::delete_chunk_provenance`](super::MetadataStore::delete_chunk_provenance).
+    /// [`MetadataStore::delete_chunk_provenance`](crate::metadata::MetadataStore::delete_chunk_provenance).
     pub(crate) async fn delete_up_to(&self, collection_id: &str, up_to: i64) -> Result<u64> {
         sqlx::query(
             "DELETE FROM chunks WHERE generation <= $1 AND document_id IN \
@@ -146,26 +124,6 @@ where
         .map(|r| r.rows())
         .map_err(db("drop the chunk provenance of previous generations"))
     }
-}
-
-/// `rows` parenthesised tuples of `width` parameters, numbered from `$first`:
-/// `($1, $2), ($3, $4)`.
-fn tuples(rows: usize, width: usize, first: usize) -> String {
-    let mut out = String::with_capacity(rows * width * 5);
-    for row in 0..rows {
-        if row > 0 {
-            out.push_str(", ");
-        }
-        out.push('(');
-        for col in 0..width {
-            if col > 0 {
-                out.push_str(", ");
-            }
-            let _ = write!(out, "${}", first + row * width + col);
-        }
-        out.push(')');
-    }
-    out
 }
 
 /// Decodes a row of the `chunks` table.
@@ -191,14 +149,4 @@ where
             headings: serde_json::from_str(&headings).unwrap_or_default(),
         },
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn tuples_number_their_parameters_in_order() {
-        assert_eq!(super::tuples(2, 2, 2), "($2, $3), ($4, $5)");
-        assert_eq!(super::tuples(1, 3, 1), "($1, $2, $3)");
-        assert_eq!(super::tuples(0, 3, 1), "");
-    }
 }
