@@ -25,12 +25,9 @@ where
 {
     /// [`MetadataStore::delete_tenant`](crate::metadata::MetadataStore::delete_tenant).
     pub(crate) async fn delete_tenant(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM tenants WHERE id = $1")
-            .bind(id)
-            .execute(self.0)
+        self.run("DELETE FROM tenants WHERE id = $1", id, "delete tenant")
             .await
-            .map_err(db("delete tenant"))?;
-        Ok(())
+            .map(drop)
     }
 
     /// [`MetadataStore::create_api_key`](crate::metadata::MetadataStore::create_api_key).
@@ -136,22 +133,23 @@ where
 
     /// [`MetadataStore::delete_console_session`](crate::metadata::MetadataStore::delete_console_session).
     pub(crate) async fn delete_console_session(&self, token_hash: &str) -> Result<()> {
-        sqlx::query("DELETE FROM console_sessions WHERE token_hash = $1")
-            .bind(token_hash)
-            .execute(self.0)
-            .await
-            .map_err(db("delete console session"))?;
-        Ok(())
+        self.run(
+            "DELETE FROM console_sessions WHERE token_hash = $1",
+            token_hash,
+            "delete console session",
+        )
+        .await
+        .map(drop)
     }
 
     /// [`MetadataStore::purge_console_sessions`](crate::metadata::MetadataStore::purge_console_sessions).
     pub(crate) async fn purge_console_sessions(&self, now: &str) -> Result<u64> {
-        let r = sqlx::query("DELETE FROM console_sessions WHERE expires_at < $1")
-            .bind(now)
-            .execute(self.0)
-            .await
-            .map_err(db("purge console sessions"))?;
-        Ok(r.rows())
+        self.run(
+            "DELETE FROM console_sessions WHERE expires_at < $1",
+            now,
+            "purge console sessions",
+        )
+        .await
     }
 
     /// [`MetadataStore::add_usage`](crate::metadata::MetadataStore::add_usage).
@@ -180,11 +178,11 @@ where
 
     /// [`MetadataStore::purge_usage`](crate::metadata::MetadataStore::purge_usage).
     pub(crate) async fn purge_usage(&self, before: &str) -> Result<u64> {
-        let r = sqlx::query("DELETE FROM usage_minutes WHERE minute < $1")
-            .bind(before)
-            .execute(self.0)
-            .await
-            .map_err(db("purge usage"))?;
-        Ok(r.rows())
+        self.run(
+            "DELETE FROM usage_minutes WHERE minute < $1",
+            before,
+            "purge usage",
+        )
+        .await
     }
 }

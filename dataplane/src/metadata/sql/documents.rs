@@ -19,12 +19,13 @@ where
 {
     /// [`MetadataStore::delete_collection`](crate::metadata::MetadataStore::delete_collection).
     pub(crate) async fn delete_collection(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM collections WHERE id = $1")
-            .bind(id)
-            .execute(self.0)
-            .await
-            .map_err(db("delete collection"))?;
-        Ok(())
+        self.run(
+            "DELETE FROM collections WHERE id = $1",
+            id,
+            "delete collection",
+        )
+        .await
+        .map(drop)
     }
 
     /// [`MetadataStore::bump_collection_version`](crate::metadata::MetadataStore::bump_collection_version).
@@ -135,11 +136,8 @@ where
 
     /// [`MetadataStore::delete_document`](crate::metadata::MetadataStore::delete_document).
     pub(crate) async fn delete_document(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM documents WHERE id = $1")
-            .bind(id)
-            .execute(self.0)
+        self.run("DELETE FROM documents WHERE id = $1", id, "delete document")
             .await
-            .map_err(db("delete document"))?;
-        Ok(())
+            .map(drop)
     }
 }

@@ -9,10 +9,31 @@ mod documents;
 
 use std::fmt::Write as _;
 
-use sqlx::{Database, Pool};
+use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type};
+
+use super::{db, Result};
 
 /// The shared statements, on one store's pool (PostgreSQL's primary for writes).
 pub(crate) struct Sql<'a, DB: Database>(pub &'a Pool<DB>);
+
+impl<DB> Sql<'_, DB>
+where
+    DB: Database,
+    DB::QueryResult: RowsAffected,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    /// Runs `statement`, whose one parameter is `value`; returns how many rows it changed.
+    async fn run(&self, statement: &str, value: &str, action: &'static str) -> Result<u64> {
+        sqlx::query(statement)
+            .bind(value)
+            .execute(self.0)
+            .await
+            .map(|r| r.rows())
+            .map_err(db(action))
+    }
+}
 
 /// How many rows a statement changed, from either driver's result.
 pub(crate) trait RowsAffected {
