@@ -28,7 +28,7 @@ use sqlx::{PgPool, Row};
 use super::filter::{Bound, Condition, MetadataFilter};
 use super::sql::Sql;
 use super::{
-    conflict_or, db, is_unavailable, new_id, now_rfc3339, ApiKey, ChunkProvenance, Collection,
+    conflict_or, db, is_unavailable, now_rfc3339, ApiKey, ChunkProvenance, Collection,
     ConsoleSession, Document, DocumentStatus, MetadataStore, ModelSwitch, NewApiKey, NewDocument,
     Result, Tenant, TenantKey, UsageRow,
 };
@@ -89,19 +89,6 @@ fn connect_options(url: &str, cfg: &PostgresConfig) -> Result<PgConnectOptions> 
 }
 
 impl PostgresStore {
-    /// The tenant whose `key` column holds `value`.
-    async fn tenant_where(&self, key: TenantKey, value: &str) -> Result<Option<Tenant>> {
-        let sql = match key {
-            TenantKey::Id => "SELECT id, name, created_at FROM tenants WHERE id = $1",
-            TenantKey::Name => "SELECT id, name, created_at FROM tenants WHERE name = $1",
-        };
-        sqlx::query_as(sql)
-            .bind(value)
-            .fetch_optional(&self.primary)
-            .await
-            .map_err(db("read tenant"))
-    }
-
     /// Creates the pools. Nothing connects until the first query, so a database (or replica)
     /// that is down at start delays nothing here; [`MetadataStore::migrate`] is the first use.
     pub fn connect(cfg: &PostgresConfig) -> Result<Self> {
@@ -240,27 +227,15 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn create_tenant(&self, name: &str) -> Result<Tenant> {
-        let t = Tenant {
-            id: new_id(),
-            name: name.to_string(),
-            created_at: now_rfc3339(),
-        };
-        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
-            .bind(&t.id)
-            .bind(&t.name)
-            .bind(&t.created_at)
-            .execute(&self.primary)
-            .await
-            .map_err(conflict_or("tenant", name, "create tenant"))?;
-        Ok(t)
+        Sql(&self.primary).create_tenant(name).await
     }
 
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
-        self.tenant_where(TenantKey::Name, name).await
+        Sql(&self.primary).tenant(TenantKey::Name, name).await
     }
 
     async fn tenant_by_id(&self, id: &str) -> Result<Option<Tenant>> {
-        self.tenant_where(TenantKey::Id, id).await
+        Sql(&self.primary).tenant(TenantKey::Id, id).await
     }
 
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
@@ -300,13 +275,7 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKey>> {
-        sqlx::query_as(
-            "SELECT id, tenant_id, prefix, name, scope, created_at, expires_at, revoked_at FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id",
-        )
-        .bind(tenant_id)
-        .fetch_all(&self.primary)
-        .await
-        .map_err(db("list api keys"))
+        Sql(&self.primary).list_api_keys(tenant_id).await
     }
 
     async fn revoke_api_key(&self, tenant_id: &str, id: &str) -> Result<bool> {
@@ -324,35 +293,9 @@ impl MetadataStore for PostgresStore {
         description: &str,
         dimension: i64,
     ) -> Result<Collection> {
-        let c = Collection {
-            id: new_id(),
-            tenant_id: tenant_id.to_string(),
-            name: name.to_string(),
-            description: description.to_string(),
-            dimension,
-            version: 0,
-            created_at: now_rfc3339(),
-            embedding_model: None,
-            embedding_probe: None,
-            generation: 0,
-            next_model: None,
-            next_probe: None,
-            next_dimension: None,
-        };
-        sqlx::query(
-            "INSERT INTO collections (id, tenant_id, name, description, dimension, version, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6)",
-        )
-        .bind(&c.id)
-        .bind(tenant_id)
-        .bind(name)
-        .bind(description)
-        .bind(dimension)
-        .bind(&c.created_at)
-        .execute(&self.primary)
-        .await
-        .map_err(conflict_or("collection", name, "create collection"))?;
-        Ok(c)
+        Sql(&self.primary)
+            .create_collection(tenant_id, name, description, dimension)
+            .await
     }
 
     async fn list_collections(&self, tenant_id: &str) -> Result<Vec<Collection>> {
@@ -400,16 +343,9 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn set_collection_model(&self, id: &str, model: &str, probe: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE collections SET embedding_model = $1, embedding_probe = $2 WHERE id = $3",
-        )
-        .bind(model)
-        .bind(probe)
-        .bind(id)
-        .execute(&self.primary)
-        .await
-        .map_err(db("record the collection's embedding model"))?;
-        Ok(())
+        Sql(&self.primary)
+            .set_collection_model(id, model, probe)
+            .await
     }
 
     async fn start_model_switch(

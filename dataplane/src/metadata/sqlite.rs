@@ -11,8 +11,8 @@ use sqlx::{Row, SqlitePool};
 use super::filter::{Bound, Condition, MetadataFilter};
 use super::sql::Sql;
 use super::{
-    conflict_or, db, new_id, now_rfc3339, ApiKey, ChunkProvenance, Collection, ConsoleSession,
-    Document, DocumentStatus, MetadataStore, NewApiKey, NewDocument, Result, Tenant,
+    conflict_or, db, now_rfc3339, ApiKey, ChunkProvenance, Collection, ConsoleSession, Document,
+    DocumentStatus, MetadataStore, NewApiKey, NewDocument, Result, Tenant,
 };
 use super::{ModelSwitch, TenantKey, UsageRow};
 
@@ -23,19 +23,6 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// The tenant whose `key` column holds `value`.
-    async fn tenant_where(&self, key: TenantKey, value: &str) -> Result<Option<Tenant>> {
-        let sql = match key {
-            TenantKey::Id => "SELECT id, name, created_at FROM tenants WHERE id = ?",
-            TenantKey::Name => "SELECT id, name, created_at FROM tenants WHERE name = ?",
-        };
-        sqlx::query_as(sql)
-            .bind(value)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("read tenant"))
-    }
-
     /// Opens (creating when missing) the database file at `path`.
     pub async fn open(path: &Path) -> Result<Self> {
         if let Some(parent) = path.parent() {
@@ -105,27 +92,15 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn create_tenant(&self, name: &str) -> Result<Tenant> {
-        let t = Tenant {
-            id: new_id(),
-            name: name.to_string(),
-            created_at: now_rfc3339(),
-        };
-        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)")
-            .bind(&t.id)
-            .bind(&t.name)
-            .bind(&t.created_at)
-            .execute(&self.pool)
-            .await
-            .map_err(conflict_or("tenant", name.to_string(), "create tenant"))?;
-        Ok(t)
+        Sql(&self.pool).create_tenant(name).await
     }
 
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
-        self.tenant_where(TenantKey::Name, name).await
+        Sql(&self.pool).tenant(TenantKey::Name, name).await
     }
 
     async fn tenant_by_id(&self, id: &str) -> Result<Option<Tenant>> {
-        self.tenant_where(TenantKey::Id, id).await
+        Sql(&self.pool).tenant(TenantKey::Id, id).await
     }
 
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
@@ -158,13 +133,7 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKey>> {
-        sqlx::query_as(
-            "SELECT id, tenant_id, prefix, name, scope, created_at, expires_at, revoked_at FROM api_keys WHERE tenant_id = ? ORDER BY created_at, id",
-        )
-        .bind(tenant_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("list api keys"))
+        Sql(&self.pool).list_api_keys(tenant_id).await
     }
 
     async fn revoke_api_key(&self, tenant_id: &str, id: &str) -> Result<bool> {
@@ -182,35 +151,9 @@ impl MetadataStore for SqliteStore {
         description: &str,
         dimension: i64,
     ) -> Result<Collection> {
-        let c = Collection {
-            id: new_id(),
-            tenant_id: tenant_id.to_string(),
-            name: name.to_string(),
-            description: description.to_string(),
-            dimension,
-            version: 0,
-            created_at: now_rfc3339(),
-            embedding_model: None,
-            embedding_probe: None,
-            generation: 0,
-            next_model: None,
-            next_probe: None,
-            next_dimension: None,
-        };
-        sqlx::query(
-            "INSERT INTO collections (id, tenant_id, name, description, dimension, version, created_at) \
-             VALUES (?, ?, ?, ?, ?, 0, ?)",
-        )
-        .bind(&c.id)
-        .bind(tenant_id)
-        .bind(name)
-        .bind(description)
-        .bind(dimension)
-        .bind(&c.created_at)
-        .execute(&self.pool)
-        .await
-        .map_err(conflict_or("collection", name.to_string(), "create collection"))?;
-        Ok(c)
+        Sql(&self.pool)
+            .create_collection(tenant_id, name, description, dimension)
+            .await
     }
 
     async fn list_collections(&self, tenant_id: &str) -> Result<Vec<Collection>> {
@@ -243,14 +186,7 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn set_collection_model(&self, id: &str, model: &str, probe: &str) -> Result<()> {
-        sqlx::query("UPDATE collections SET embedding_model = ?, embedding_probe = ? WHERE id = ?")
-            .bind(model)
-            .bind(probe)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db("record the collection's embedding model"))?;
-        Ok(())
+        Sql(&self.pool).set_collection_model(id, model, probe).await
     }
 
     async fn start_model_switch(

@@ -1,11 +1,11 @@
-//! Tenants' deletion, API keys, web console sessions and usage records.
+//! Tenants, API keys, web console sessions and usage records.
 
 use sqlx::{Database, Encode, Executor, IntoArguments, Type};
 
 use super::{RowsAffected, Sql};
 use crate::metadata::{
-    conflict_or, db, new_id, now_rfc3339, ApiKey, ConsoleSession, NewApiKey, Result, Scope,
-    UsageRow,
+    conflict_or, db, new_id, now_rfc3339, ApiKey, ConsoleSession, NewApiKey, Result, Scope, Tenant,
+    TenantKey, UsageRow,
 };
 
 impl<DB> Sql<'_, DB>
@@ -22,6 +22,8 @@ where
     for<'q> bool: Encode<'q, DB> + Type<DB>,
     for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
     for<'r> ConsoleSession: sqlx::FromRow<'r, DB::Row>,
+    for<'r> ApiKey: sqlx::FromRow<'r, DB::Row>,
+    for<'r> Tenant: sqlx::FromRow<'r, DB::Row>,
 {
     /// [`MetadataStore::delete_tenant`](crate::metadata::MetadataStore::delete_tenant).
     pub(crate) async fn delete_tenant(&self, id: &str) -> Result<()> {
@@ -184,5 +186,46 @@ where
             "purge usage",
         )
         .await
+    }
+
+    /// A tenant by id or by name.
+    pub(crate) async fn tenant(&self, key: TenantKey, value: &str) -> Result<Option<Tenant>> {
+        let sql = match key {
+            TenantKey::Id => "SELECT id, name, created_at FROM tenants WHERE id = $1",
+            TenantKey::Name => "SELECT id, name, created_at FROM tenants WHERE name = $1",
+        };
+        sqlx::query_as(sql)
+            .bind(value)
+            .fetch_optional(self.0)
+            .await
+            .map_err(db("read tenant"))
+    }
+
+    /// [`MetadataStore::create_tenant`](crate::metadata::MetadataStore::create_tenant).
+    pub(crate) async fn create_tenant(&self, name: &str) -> Result<Tenant> {
+        let t = Tenant {
+            id: new_id(),
+            name: name.to_string(),
+            created_at: now_rfc3339(),
+        };
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(&t.created_at)
+            .execute(self.0)
+            .await
+            .map_err(conflict_or("tenant", name, "create tenant"))?;
+        Ok(t)
+    }
+
+    /// [`MetadataStore::list_api_keys`](crate::metadata::MetadataStore::list_api_keys).
+    pub(crate) async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKey>> {
+        sqlx::query_as(
+            "SELECT id, tenant_id, prefix, name, scope, created_at, expires_at, revoked_at FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id",
+        )
+        .bind(tenant_id)
+        .fetch_all(self.0)
+        .await
+        .map_err(db("list api keys"))
     }
 }

@@ -1,9 +1,11 @@
-//! Collections' versions and model switches, and documents' statuses.
+//! Collections (their creation, model, version and model switches), and documents' statuses.
 
 use sqlx::{Database, Encode, Executor, IntoArguments, Type};
 
 use super::{RowsAffected, Sql};
-use crate::metadata::{db, now_rfc3339, DocumentStatus, ModelSwitch, Result};
+use crate::metadata::{
+    conflict_or, db, new_id, now_rfc3339, Collection, DocumentStatus, ModelSwitch, Result,
+};
 
 impl<DB> Sql<'_, DB>
 where
@@ -139,5 +141,63 @@ where
         self.run("DELETE FROM documents WHERE id = $1", id, "delete document")
             .await
             .map(drop)
+    }
+
+    /// [`MetadataStore::create_collection`](crate::metadata::MetadataStore::create_collection).
+    pub(crate) async fn create_collection(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        description: &str,
+        dimension: i64,
+    ) -> Result<Collection> {
+        let c = Collection {
+            id: new_id(),
+            tenant_id: tenant_id.to_string(),
+            name: name.to_string(),
+            description: description.to_string(),
+            dimension,
+            version: 0,
+            created_at: now_rfc3339(),
+            embedding_model: None,
+            embedding_probe: None,
+            generation: 0,
+            next_model: None,
+            next_probe: None,
+            next_dimension: None,
+        };
+        sqlx::query(
+            "INSERT INTO collections (id, tenant_id, name, description, dimension, version, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6)",
+        )
+        .bind(&c.id)
+        .bind(tenant_id)
+        .bind(name)
+        .bind(description)
+        .bind(dimension)
+        .bind(&c.created_at)
+        .execute(self.0)
+        .await
+        .map_err(conflict_or("collection", name, "create collection"))?;
+        Ok(c)
+    }
+
+    /// [`MetadataStore::set_collection_model`](crate::metadata::MetadataStore::set_collection_model).
+    pub(crate) async fn set_collection_model(
+        &self,
+        id: &str,
+        model: &str,
+        probe: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE collections SET embedding_model = $1, embedding_probe = $2 WHERE id = $3",
+        )
+        .bind(model)
+        .bind(probe)
+        .bind(id)
+        .execute(self.0)
+        .await
+        .map_err(db("record the collection's embedding model"))?;
+        Ok(())
     }
 }
