@@ -328,6 +328,7 @@ async fn suite(s: &dyn MetadataStore) {
             &docs.id,
             &ids[1],
             0,
+            None,
             &[
                 (0, prov(0, Some(1), &["A"])),
                 (1, prov(8, Some(2), &["A", "B \"q\""])),
@@ -341,6 +342,7 @@ async fn suite(s: &dyn MetadataStore) {
             &docs.id,
             &ids[1],
             0,
+            None,
             &[(0, prov(0, None, &[])), (1, prov(5, None, &["C"]))],
         )
         .await
@@ -352,10 +354,31 @@ async fn suite(s: &dyn MetadataStore) {
     );
     // Another index generation (a model switch under way) keeps its own.
     assert!(s
-        .finish_indexing(&docs.id, &ids[1], 1, &[(1, prov(99, Some(9), &["N"]))])
+        .finish_indexing(
+            &docs.id,
+            &ids[1],
+            1,
+            None,
+            &[(1, prov(99, Some(9), &["N"]))]
+        )
         .await
         .unwrap());
     assert_eq!(version(docs.id.clone()).await, before + 3);
+    // Written into the current generation too (a new document while its collection switches
+    // models): the same provenance in both.
+    assert!(s
+        .finish_indexing(&docs.id, &ids[2], 1, Some(0), &[(0, prov(3, None, &["D"]))])
+        .await
+        .unwrap());
+    let both = [(ids[2].clone(), 0)];
+    for generation in [0, 1] {
+        let found = s.chunk_provenance(&both, generation).await.unwrap();
+        assert_eq!(
+            found[&both[0]],
+            prov(3, None, &["D"]),
+            "generation {generation}"
+        );
+    }
     let keys = vec![
         (ids[1].clone(), 1),
         (ids[1].clone(), 7),
@@ -433,14 +456,14 @@ async fn suite(s: &dyn MetadataStore) {
         .unwrap());
     let before = version(docs.id.clone()).await;
     assert!(!s
-        .finish_indexing(&docs.id, &ids[3], 0, &[(0, prov(0, None, &[]))])
+        .finish_indexing(&docs.id, &ids[3], 0, None, &[(0, prov(0, None, &[]))])
         .await
         .unwrap());
     assert_eq!(version(docs.id.clone()).await, before, "nothing written");
     let of_3 = [(ids[3].clone(), 0)];
     assert!(s.chunk_provenance(&of_3, 0).await.unwrap().is_empty());
     assert!(!s
-        .finish_indexing(&docs.id, "missing", 0, &[])
+        .finish_indexing(&docs.id, "missing", 0, None, &[])
         .await
         .unwrap());
     assert_eq!(
@@ -527,7 +550,7 @@ async fn suite(s: &dyn MetadataStore) {
     for id in &live {
         let provenance: &[_] = if **id == ids[1] { &in_next } else { &[] };
         assert!(s
-            .finish_indexing(&docs.id, id, 1, provenance)
+            .finish_indexing(&docs.id, id, 1, None, provenance)
             .await
             .unwrap());
     }
@@ -540,7 +563,8 @@ async fn suite(s: &dyn MetadataStore) {
     // it is dropped; the new one's stays.
     let chunk = [(ids[1].clone(), 1)];
     assert_eq!(s.chunk_provenance(&chunk, 0).await.unwrap().len(), 1);
-    assert_eq!(s.delete_chunk_provenance(&docs.id, 0).await.unwrap(), 2);
+    // ids[1]'s two chunks and ids[2]'s one.
+    assert_eq!(s.delete_chunk_provenance(&docs.id, 0).await.unwrap(), 3);
     assert!(s.chunk_provenance(&chunk, 0).await.unwrap().is_empty());
     assert_eq!(s.chunk_provenance(&chunk, 1).await.unwrap().len(), 1);
     let switched = s.collection_by_id(&docs.id).await.unwrap().unwrap();
@@ -570,12 +594,12 @@ async fn suite(s: &dyn MetadataStore) {
     };
     s.start_model_switch(&docs.id, third).await.unwrap();
     for id in &live {
-        assert!(s.finish_indexing(&docs.id, id, 2, &[]).await.unwrap());
+        assert!(s.finish_indexing(&docs.id, id, 2, None, &[]).await.unwrap());
     }
     s.start_model_switch(&docs.id, third).await.unwrap();
     assert!(!s.finish_model_switch(&docs.id, 1).await.unwrap());
     for id in &live {
-        assert!(s.finish_indexing(&docs.id, id, 2, &[]).await.unwrap());
+        assert!(s.finish_indexing(&docs.id, id, 2, None, &[]).await.unwrap());
     }
     assert!(s.finish_model_switch(&docs.id, 1).await.unwrap());
 

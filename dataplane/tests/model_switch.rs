@@ -303,7 +303,10 @@ async fn switch_without_a_window(backend: impl Fn(&mut Config)) {
     outdated.stop().await;
     let mut s = Server::start(new_config(), false).await;
     let r = s.router.clone();
-    // A document uploaded meanwhile is accepted: it goes to the generation being built.
+    // A document uploaded meanwhile is accepted. It goes to the generation being built, and,
+    // since this server has the model of the current one as [embedding.previous], to the
+    // current one too: searches find it before the switch completes. (Its job is run here,
+    // ahead of the switch's; the workers run it again later, which is harmless.)
     let (late, _) = upload_text(
         &r,
         ADMIN,
@@ -312,6 +315,19 @@ async fn switch_without_a_window(backend: impl Fn(&mut Config)) {
         "bees",
     )
     .await;
+    let chunks = ragplane::ingest::pipeline::ingest_document(&s.app, &late, None)
+        .await
+        .unwrap();
+    assert_eq!(chunks, 1);
+    let c = collection(&r).await;
+    assert_eq!(
+        c["next_model"], "all-MiniLM-L6-v2-int8",
+        "still switching: {c:?}"
+    );
+    assert_eq!(c["points"], old_points + 1, "{c:?}");
+    assert_eq!(c["next_points"], 1, "{c:?}");
+    let bees = "how do bees tell where flowers are?";
+    every_document_is_found(&r, &[(late.clone(), bees)], "an upload during the switch").await;
 
     // The workers build the new generation while `ragplane reindex` (the CLI, over HTTP)
     // waits for it; every search meanwhile still finds every document.
@@ -369,7 +385,7 @@ async fn switch_without_a_window(backend: impl Fn(&mut Config)) {
     assert!(switched.get("next_points").is_none(), "{switched:?}");
     assert_eq!(switched["points"], 4, "{switched:?}");
     wait_status(&r, ADMIN, "docs", &late, "indexed").await;
-    ids.push((late, "how do bees tell where flowers are?"));
+    ids.push((late, bees));
     every_document_is_found(&r, &ids, "after the switch").await;
 
     // The old generation's points go once searches that began before the switch are done.

@@ -10,7 +10,9 @@
 //! generation (failed and deleted ones aside), one conditional update makes the collection
 //! take the next model, dimension and generation ([`App::advance_switch`]), and the previous
 //! generation's points and chunk provenance are dropped a little later, once searches that
-//! read the collection before the switch have finished.
+//! read the collection before the switch have finished. A document uploaded during the switch
+//! is written into both generations when the previous model is at hand, so that searches find
+//! it before the switch completes (`ingest::pipeline`).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,16 +7,17 @@
 //! write, through a status change that a `deleting` document refuses. When refused, the
 //! pipeline removes what it wrote.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use tracing::Instrument;
 
 use crate::app::App;
-use crate::embed::{EmbedError, Priority};
+use crate::embed::{EmbedError, Embedder, Priority};
 use crate::error::{Error, Result};
-use crate::metadata::{ChunkProvenance, DocumentStatus};
-use crate::vectors::{point_id, Payload, Point};
+use crate::metadata::{ChunkProvenance, Document, DocumentStatus};
+use crate::vectors::{point_id, CollectionKey, Payload, Point};
 use ragplane_parse::chunk::{chunk_by_tokens, Chunk};
 use ragplane_parse::{Budget, Extracted, Format};
 
@@ -91,85 +92,50 @@ pub async fn ingest_document(app: &App, id: &str, replaces_probe: Option<&str>) 
     .map_err(|e| Error::Internal(format!("chunking task failed: {e}")))??;
     tracing::Span::current().record("chunks", chunks.len());
 
-    let key = target.key.clone();
-    app.vectors
-        .ensure_collection(&key, app.embedder.dimension())
-        .await?;
-    // The new points overwrite the old ones in place (ids derive from document and chunk), and
-    // only then are the chunks beyond the new count removed: a re-indexed document never
-    // drops out of search results.
-    // Two groups in flight keep two inference threads busy on one large document; upserts
-    // still happen in order.
-    let groups: Vec<&[Chunk]> = chunks.chunks(EMBED_REQUEST_CHUNKS).collect();
-    // `provenance` has one entry per chunk, in the same order.
-    let requests: Vec<_> = groups
-        .iter()
-        .zip(provenance.chunks(EMBED_REQUEST_CHUNKS))
-        .map(|(group, where_from)| {
-            let texts = group
-                .iter()
-                .zip(where_from)
-                .map(|(c, (_, p))| {
-                    let path: &[String] = match chunking.embed_headings {
-                        true => &p.headings,
-                        false => &[],
-                    };
-                    embedding_input(&doc.title, path, &c.text, chunking.embed_title)
-                })
-                .collect();
-            embed_waiting(app, texts)
-        })
-        .collect();
-    let mut embedded = futures::stream::iter(requests).buffered(EMBED_REQUESTS_IN_FLIGHT);
-    for group in groups {
-        let Some(vectors) = embedded.next().await else {
-            break;
-        };
-        let vectors = vectors?;
-        let points = group
-            .iter()
-            .zip(vectors)
-            .map(|(c, vector)| Point {
-                metadata: doc.metadata.clone(),
-                id: point_id(&doc.id, c.index),
-                vector,
-                payload: Payload {
-                    tenant: doc.tenant_id.clone(),
-                    collection: key.collection.clone(),
-                    document: doc.id.clone(),
-                    title: doc.title.clone(),
-                    chunk: c.index,
-                    text: c.text.clone(),
-                },
-            })
-            .collect();
-        app.vectors
-            .upsert(&key, points)
-            .instrument(tracing::info_span!(
-                "vector.upsert",
-                backend = app.config.vectors.backend(),
-                points = group.len()
-            ))
-            .await?;
-        crate::metrics::CHUNKS_INDEXED.inc_by(group.len() as u64);
+    write_points(app, &app.embedder, &target.key, &doc, &chunks, &provenance).await?;
+    // While the collection switches models, its searches read the current generation, where a
+    // document never indexed before has no points: it would be missing from results until the
+    // switch completes. When this process has the model of that generation
+    // (`[embedding.previous]`), the document is written there too.
+    let mut also_in = None;
+    let switching = target.generation > collection.generation;
+    let current = (switching && doc.chunk_count == 0 && app.previous_embedder.is_some())
+        .then(|| crate::app::key_of(&collection));
+    if let Some(current) = &current {
+        match app.query_embedder(&collection).await {
+            Ok(previous) => {
+                write_points(app, previous, current, &doc, &chunks, &provenance).await?;
+                also_in = Some(collection.generation);
+            }
+            Err(e) => tracing::warn!(
+                document = %doc.id,
+                "not written into the current generation during the switch, so it is found \
+                 once the switch completes: {e}"
+            ),
+        }
     }
-    app.vectors
-        .delete_chunks_from(&key, &doc.id, chunks.len() as u32)
-        .await?;
     // Every point is written; only now may the document count as indexed. In one transaction
     // with that, its chunks' provenance is recorded and the collection's version moves, so
     // that a client that sees the document `indexed` is not served a result cached before its
     // points or their provenance existed (the version is in the result cache's key).
     if !app
         .metadata
-        .finish_indexing(&collection.id, &doc.id, target.generation, &provenance)
+        .finish_indexing(
+            &collection.id,
+            &doc.id,
+            target.generation,
+            also_in,
+            &provenance,
+        )
         .await?
     {
         // It was deleted meanwhile (marked `deleting`, or gone with its collection), and the
         // deletion may have run before some of those writes: remove them, so no orphan point
         // stays searchable, nor cached. A deletion that comes after this check removes the
         // points itself.
-        app.vectors.delete_document(&key, &doc.id).await?;
+        for key in std::iter::once(&target.key).chain(&current) {
+            app.vectors.delete_document(key, &doc.id).await?;
+        }
         app.metadata.bump_collection_version(&collection.id).await?;
         tracing::info!(document = %doc.id, "deleted while being indexed; its points are removed");
         return Ok(0);
@@ -242,13 +208,89 @@ pub fn embedding_input(title: &str, headings: &[String], text: &str, with_title:
     }
 }
 
+/// Writes `doc`'s points into the index generation `key`, embedded by `embedder`: the new
+/// points overwrite the old ones in place (ids derive from document and chunk), and only then
+/// are the chunks beyond the new count removed, so a re-indexed document never drops out of
+/// search results. `provenance` has one entry per chunk, in the same order.
+async fn write_points(
+    app: &App,
+    embedder: &Arc<dyn Embedder>,
+    key: &CollectionKey,
+    doc: &Document,
+    chunks: &[Chunk],
+    provenance: &[(u32, ChunkProvenance)],
+) -> Result<()> {
+    app.vectors
+        .ensure_collection(key, embedder.dimension())
+        .await?;
+    let chunking = &app.config.chunking;
+    // Two groups in flight keep two inference threads busy on one large document; upserts
+    // still happen in order.
+    let groups: Vec<&[Chunk]> = chunks.chunks(EMBED_REQUEST_CHUNKS).collect();
+    let requests: Vec<_> = groups
+        .iter()
+        .zip(provenance.chunks(EMBED_REQUEST_CHUNKS))
+        .map(|(group, where_from)| {
+            let texts = group
+                .iter()
+                .zip(where_from)
+                .map(|(c, (_, p))| {
+                    let path: &[String] = match chunking.embed_headings {
+                        true => &p.headings,
+                        false => &[],
+                    };
+                    embedding_input(&doc.title, path, &c.text, chunking.embed_title)
+                })
+                .collect();
+            embed_waiting(embedder, texts)
+        })
+        .collect();
+    let mut embedded = futures::stream::iter(requests).buffered(EMBED_REQUESTS_IN_FLIGHT);
+    for group in groups {
+        let Some(vectors) = embedded.next().await else {
+            break;
+        };
+        let vectors = vectors?;
+        let points = group
+            .iter()
+            .zip(vectors)
+            .map(|(c, vector)| Point {
+                metadata: doc.metadata.clone(),
+                id: point_id(&doc.id, c.index),
+                vector,
+                payload: Payload {
+                    tenant: doc.tenant_id.clone(),
+                    collection: key.collection.clone(),
+                    document: doc.id.clone(),
+                    title: doc.title.clone(),
+                    chunk: c.index,
+                    text: c.text.clone(),
+                },
+            })
+            .collect();
+        app.vectors
+            .upsert(key, points)
+            .instrument(tracing::info_span!(
+                "vector.upsert",
+                backend = app.config.vectors.backend(),
+                points = group.len()
+            ))
+            .await?;
+        crate::metrics::CHUNKS_INDEXED.inc_by(group.len() as u64);
+    }
+    app.vectors
+        .delete_chunks_from(key, &doc.id, chunks.len() as u32)
+        .await?;
+    Ok(())
+}
+
 /// Workers embed as bulk work, which the inference threads serve after any waiting query, and
 /// wait for room in the inference queue instead of failing: the queue's 429 is for interactive
 /// callers.
-async fn embed_waiting(app: &App, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+async fn embed_waiting(embedder: &Arc<dyn Embedder>, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
     let mut delay = Duration::from_millis(20);
     loop {
-        match app.embedder.embed_as(texts.clone(), Priority::Bulk).await {
+        match embedder.embed_as(texts.clone(), Priority::Bulk).await {
             Err(EmbedError::Overloaded { .. } | EmbedError::RemoteOverloaded(_)) => {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(1));

@@ -602,12 +602,13 @@ pub trait MetadataStore: Send + Sync {
     /// Deletes a document row.
     async fn delete_document(&self, id: &str) -> Result<()>;
     /// Records, in one transaction, that document `id` of collection `collection_id` is
-    /// indexed, its points written into index generation `generation`:
+    /// indexed, its points written into index generation `generation` (and into `also_in`,
+    /// the current generation, while the collection switches models):
     /// - the collection's version is bumped, so that once the document reads `indexed` no
     ///   result cached before its points (or their provenance) existed is served;
-    /// - the document becomes `indexed` in that generation, with one chunk per entry of
+    /// - the document becomes `indexed` in `generation`, with one chunk per entry of
     ///   `provenance`;
-    /// - `provenance` replaces what that generation had for the document's chunks.
+    /// - `provenance` replaces what `generation` (and `also_in`) had for its chunks.
     ///
     /// Writes nothing and returns `false` when the document is being deleted, or is gone. The
     /// collection's row is locked before the document's, in the order a collection's deletion
@@ -617,6 +618,7 @@ pub trait MetadataStore: Send + Sync {
         collection_id: &str,
         id: &str,
         generation: i64,
+        also_in: Option<i64>,
         provenance: &[(u32, ChunkProvenance)],
     ) -> Result<bool>;
     /// The provenance of these (document, chunk) pairs in index generation `generation`;

@@ -478,10 +478,11 @@ impl MetadataStore for PostgresStore {
         collection_id: &str,
         id: &str,
         generation: i64,
+        also_in: Option<i64>,
         provenance: &[(u32, ChunkProvenance)],
     ) -> Result<bool> {
         Sql(&self.primary)
-            .finish_indexing(collection_id, id, generation, provenance)
+            .finish_indexing(collection_id, id, generation, also_in, provenance)
             .await
     }
 

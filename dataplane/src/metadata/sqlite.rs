@@ -319,10 +319,11 @@ impl MetadataStore for SqliteStore {
         collection_id: &str,
         id: &str,
         generation: i64,
+        also_in: Option<i64>,
         provenance: &[(u32, ChunkProvenance)],
     ) -> Result<bool> {
         Sql(&self.pool)
-            .finish_indexing(collection_id, id, generation, provenance)
+            .finish_indexing(collection_id, id, generation, also_in, provenance)
             .await
     }
 

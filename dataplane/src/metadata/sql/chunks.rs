@@ -27,6 +27,7 @@ where
         collection_id: &str,
         id: &str,
         generation: i64,
+        also_in: Option<i64>,
         provenance: &[(u32, ChunkProvenance)],
     ) -> Result<bool> {
         const ACTION: &str = "record the document as indexed";
@@ -53,30 +54,32 @@ where
             tx.rollback().await.map_err(db(ACTION))?;
             return Ok(false);
         }
-        sqlx::query("DELETE FROM chunks WHERE document_id = $1 AND generation = $2")
-            .bind(id)
-            .bind(generation)
-            .execute(&mut *tx)
-            .await
-            .map_err(db(ACTION))?;
-        for batch in provenance.chunks(PROVENANCE_BATCH) {
-            let sql = format!(
-                "INSERT INTO chunks \
-                 (document_id, generation, chunk, start_char, end_char, page, headings) VALUES {}",
-                tuples(batch.len(), 7, 1)
-            );
-            let mut q = sqlx::query(&sql);
-            for (chunk, p) in batch {
-                q = q
-                    .bind(id)
-                    .bind(generation)
-                    .bind(i64::from(*chunk))
-                    .bind(p.start)
-                    .bind(p.end)
-                    .bind(p.page)
-                    .bind(serde_json::to_string(&p.headings).unwrap_or_default());
+        for generation in also_in.into_iter().chain([generation]) {
+            sqlx::query("DELETE FROM chunks WHERE document_id = $1 AND generation = $2")
+                .bind(id)
+                .bind(generation)
+                .execute(&mut *tx)
+                .await
+                .map_err(db(ACTION))?;
+            for batch in provenance.chunks(PROVENANCE_BATCH) {
+                let sql = format!(
+                    "INSERT INTO chunks \
+                     (document_id, generation, chunk, start_char, end_char, page, headings) VALUES {}",
+                    tuples(batch.len(), 7, 1)
+                );
+                let mut q = sqlx::query(&sql);
+                for (chunk, p) in batch {
+                    q = q
+                        .bind(id)
+                        .bind(generation)
+                        .bind(i64::from(*chunk))
+                        .bind(p.start)
+                        .bind(p.end)
+                        .bind(p.page)
+                        .bind(serde_json::to_string(&p.headings).unwrap_or_default());
+                }
+                q.execute(&mut *tx).await.map_err(db(ACTION))?;
             }
-            q.execute(&mut *tx).await.map_err(db(ACTION))?;
         }
         tx.commit().await.map_err(db(ACTION))?;
         Ok(true)
