@@ -67,11 +67,7 @@ async fn ingest_search_query_reindex_delete() {
     );
     let up = send(
         r,
-        Request::post("/v1/collections/docs/documents")
-            .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
-            .header(header::CONTENT_TYPE, md_ctype)
-            .body(Body::from(md_body))
-            .unwrap(),
+        post_raw("/v1/collections/docs/documents", ADMIN, &md_ctype, md_body),
     )
     .await;
     assert_eq!(up.status, StatusCode::ACCEPTED, "{:?}", up.body);
@@ -80,13 +76,12 @@ async fn ingest_search_query_reindex_delete() {
     assert_eq!(up.body["document"]["metadata"]["lang"], "en");
     let raw = send(
         r,
-        Request::post("/v1/collections/docs/documents?title=Bread")
-            .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
-            .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-            .body(Body::from(
-                "<html><body><p>Sourdough bread needs a starter of wild yeast.</p></body></html>",
-            ))
-            .unwrap(),
+        post_raw(
+            "/v1/collections/docs/documents?title=Bread",
+            ADMIN,
+            "text/html; charset=utf-8",
+            "<html><body><p>Sourdough bread needs a starter of wild yeast.</p></body></html>",
+        ),
     )
     .await;
     assert_eq!(raw.status, StatusCode::ACCEPTED, "{:?}", raw.body);
@@ -431,11 +426,7 @@ async fn bad_input_gets_the_right_status_and_a_json_error() {
         "unauthorized",
         "unknown",
     );
-    let malformed = Request::post("/v1/search")
-        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from("{not json"))
-        .unwrap();
+    let malformed = post_raw("/v1/search", ADMIN, "application/json", "{not json");
     check(
         send(r, malformed).await,
         StatusCode::BAD_REQUEST,
@@ -520,11 +511,12 @@ async fn bad_input_gets_the_right_status_and_a_json_error() {
         "conflict",
         "already exists",
     );
-    let big = Request::post("/v1/collections/docs/documents")
-        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
-        .header(header::CONTENT_TYPE, "text/plain")
-        .body(Body::from("x".repeat(10_000)))
-        .unwrap();
+    let big = post_raw(
+        "/v1/collections/docs/documents",
+        ADMIN,
+        "text/plain",
+        "x".repeat(10_000),
+    );
     check(
         send(r, big).await,
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -545,11 +537,12 @@ async fn bad_input_gets_the_right_status_and_a_json_error() {
         "payload_too_large",
         "",
     );
-    let zip = Request::post("/v1/collections/docs/documents")
-        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
-        .header(header::CONTENT_TYPE, "application/zip")
-        .body(Body::from("PK"))
-        .unwrap();
+    let zip = post_raw(
+        "/v1/collections/docs/documents",
+        ADMIN,
+        "application/zip",
+        "PK",
+    );
     check(
         send(r, zip).await,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -557,22 +550,19 @@ async fn bad_input_gets_the_right_status_and_a_json_error() {
         "application/zip",
     );
     let (ctype, body) = multipart("archive.bin", "application/octet-stream", b"\x00\x01");
-    let mp = Request::post("/v1/collections/docs/documents")
-        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
-        .header(header::CONTENT_TYPE, ctype)
-        .body(Body::from(body))
-        .unwrap();
+    let mp = post_raw("/v1/collections/docs/documents", ADMIN, &ctype, body);
     check(
         send(r, mp).await,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_media_type",
         "archive.bin",
     );
-    let search_form = Request::post("/v1/search")
-        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from("q=1"))
-        .unwrap();
+    let search_form = post_raw(
+        "/v1/search",
+        ADMIN,
+        "application/x-www-form-urlencoded",
+        "q=1",
+    );
     check(
         send(r, search_form).await,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -587,11 +577,12 @@ async fn bad_input_gets_the_right_status_and_a_json_error() {
     );
 
     // A document that cannot be parsed ends `failed` with its reason.
-    let pdf = Request::post("/v1/collections/docs/documents")
-        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
-        .header(header::CONTENT_TYPE, "application/pdf")
-        .body(Body::from("%PDF-1.4 garbage"))
-        .unwrap();
+    let pdf = post_raw(
+        "/v1/collections/docs/documents",
+        ADMIN,
+        "application/pdf",
+        "%PDF-1.4 garbage",
+    );
     let up = send(r, pdf).await;
     assert_eq!(up.status, StatusCode::ACCEPTED);
     let id = up.body["document"]["id"].as_str().unwrap().to_string();
@@ -2316,11 +2307,7 @@ async fn a_decompression_bomb_or_an_oversized_page_fails_only_its_document() {
         let (mp_type, body) = multipart(name, ctype, &content);
         let up = send(
             r,
-            Request::post("/v1/collections/docs/documents")
-                .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
-                .header(header::CONTENT_TYPE, mp_type)
-                .body(Body::from(body))
-                .unwrap(),
+            post_raw("/v1/collections/docs/documents", ADMIN, &mp_type, body),
         )
         .await;
         assert_eq!(up.status, StatusCode::ACCEPTED, "{name}: {:?}", up.body);

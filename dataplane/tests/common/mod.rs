@@ -101,6 +101,15 @@ pub fn req_with(
     }
 }
 
+/// A POST of `body` as `content_type`, with API key `key`.
+pub fn post_raw(uri: &str, key: &str, content_type: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {key}"))
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body.into())
+        .unwrap()
+}
+
 pub async fn create_collection(router: &Router, key: &str, name: &str) -> Resp {
     call(
         router,
