@@ -18,11 +18,18 @@
 #   TRACES=off       runs of each setting, in order, on the same data: "off" or "on" (every trace
 #                    exported to the Jaeger of scripts/services/jaeger.sh: source its env.sh
 #                    first), for example "off on off on" to compare with tracing on
+#   TRACE_PROTOCOL=grpc  how "on" exports: "grpc" or "http/protobuf" (OTLP/HTTP to the same Jaeger)
 #   SERVER_CPUS=     CPUs the server runs on (taskset list, e.g. "0"); with it, wrk and the
 #                    Jaeger of scripts/services/jaeger.sh (when running) are moved to LOAD_CPUS,
 #                    so the figures are the server's own and not the load generator's or the
 #                    trace backend's, which run on other machines in a deployment
 #   LOAD_CPUS=       CPUs for wrk and Jaeger when SERVER_CPUS is set (e.g. "1")
+#
+# Each closed-loop line also gives the server's own CPU time per request (server_cpu_us, from
+# /proc/<pid>/stat: every thread, user and system) and each CPU's busy share over the run
+# (busy=cpu0:0.99,cpu1:0.71, from /proc/stat). With the server pinned, its CPU near 1.00 says
+# the server was the bottleneck; a load CPU near 1.00 with the server's below says wrk (or
+# the trace backend beside it) was, and requests/s then understates what the server can do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-20}
@@ -34,6 +41,7 @@ CACHES=${CACHES:-off on}
 CONNS=${CONNS:-100 1000}
 TRACES=${TRACES:-off}
 SERVER_CPUS=${SERVER_CPUS:-}
+TRACE_PROTOCOL=${TRACE_PROTOCOL:-grpc}
 LOAD_CPUS=${LOAD_CPUS:-}
 # pin_server / pin_load: the commands prefixed to the server's and wrk's.
 pin_server=() pin_load=()
@@ -84,11 +92,36 @@ stores_env() {
     "RAGPLANE__OBJECTS__SECRET_ACCESS_KEY=$RAGPLANE_TEST_S3_SECRET_KEY"
 }
 
+# server_ticks PID: the CPU time (user + system, all threads) the process has used, in ticks.
+server_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# cpu_busy BEFORE AFTER: each CPU's busy share between two copies of /proc/stat.
+cpu_busy() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+def read(path):
+    out = {}
+    for line in open(path):
+        f = line.split()
+        if f[0].startswith("cpu") and f[0] != "cpu":
+            v = [int(x) for x in f[1:]]
+            out[f[0]] = (sum(v[:8]), v[3] + v[4])  # total, idle + iowait
+    return out
+a, b = read(sys.argv[1]), read(sys.argv[2])
+print(",".join(f"{c}:{1 - (b[c][1] - a[c][1]) / max(1, b[c][0] - a[c][0]):.2f}" for c in sorted(b, key=lambda c: int(c[3:]))))
+PY
+}
+TICKS_PER_S=$(getconf CLK_TCK)
+
 KEY=rp_bench_search_key
 export RAGPLANE_API_KEY=$KEY
 # traces_env on|off : the server's settings for that tracing mode.
 traces_env() {
   [ "$1" = on ] || return 0
+  if [ "$TRACE_PROTOCOL" = http/protobuf ]; then
+    echo "OTEL_EXPORTER_OTLP_ENDPOINT=${RAGPLANE_TEST_JAEGER_OTLP_HTTP_URL:?source the env.sh of scripts/services/jaeger.sh first}" \
+      OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf RAGPLANE__TELEMETRY__TRACES__SAMPLE_RATIO=1.0
+    return 0
+  fi
   echo "OTEL_EXPORTER_OTLP_ENDPOINT=${RAGPLANE_TEST_JAEGER_OTLP_URL:?source the env.sh of scripts/services/jaeger.sh first}" \
     RAGPLANE__TELEMETRY__TRACES__SAMPLE_RATIO=1.0
 }
@@ -115,8 +148,13 @@ for cache in $CACHES; do
   for conns in $CONNS; do
     # A short warm-up fills the caches (when on) and the connection pool.
     "${pin_load[@]}" wrk -t2 -c$conns -d3s -s scripts/bench/search.lua http://127.0.0.1:$PORT >/dev/null 2>&1 || true
+    cp /proc/stat "$WORK/stat.before"; ticks=$(server_ticks $PID)
     line=$("${pin_load[@]}" wrk -t2 -c$conns -d${DURATION}s --timeout 10s -s scripts/bench/search.lua http://127.0.0.1:$PORT | grep '^RESULT')
-    echo "stores=$stores cache=$cache traces=$traces connections=$conns closed-loop $line"
+    ticks=$(( $(server_ticks $PID) - ticks )); cp /proc/stat "$WORK/stat.after"
+    requests=$(sed -n 's/.* requests=\([0-9]*\).*/\1/p' <<<"$line")
+    server_us=$(python3 -c "print(f'{$ticks / $TICKS_PER_S * 1e6 / max(1, $requests):.1f}')")
+    echo "stores=$stores cache=$cache traces=$traces connections=$conns closed-loop $line" \
+      "server_cpu_us=$server_us busy=$(cpu_busy "$WORK/stat.before" "$WORK/stat.after")"
     if [ $cache = off ] && [ "$OPEN_DURATION" -gt 0 ]; then
       # Open loop: RATE requests/s in total over the same number of connections.
       mean=$(python3 -c "print(int($conns * 1000 / $RATE))")
