@@ -41,8 +41,12 @@ CACHES=${CACHES:-off on}
 CONNS=${CONNS:-100 1000}
 TRACES=${TRACES:-off}
 SERVER_CPUS=${SERVER_CPUS:-}
-TRACE_PROTOCOL=${TRACE_PROTOCOL:-grpc}
 LOAD_CPUS=${LOAD_CPUS:-}
+TRACE_PROTOCOL=${TRACE_PROTOCOL:-grpc}
+case $TRACE_PROTOCOL in
+  grpc | http/protobuf) ;;
+  *) echo "TRACE_PROTOCOL=$TRACE_PROTOCOL: use grpc or http/protobuf" >&2; exit 1 ;;
+esac
 # pin_server / pin_load: the commands prefixed to the server's and wrk's.
 pin_server=() pin_load=()
 if [ -n "$SERVER_CPUS" ]; then
@@ -114,15 +118,16 @@ TICKS_PER_S=$(getconf CLK_TCK)
 
 KEY=rp_bench_search_key
 export RAGPLANE_API_KEY=$KEY
+if [[ " $TRACES " == *" on "* ]]; then
+  : "${RAGPLANE_TEST_JAEGER_OTLP_URL:?source the env.sh of scripts/services/jaeger.sh first}"
+  : "${RAGPLANE_TEST_JAEGER_OTLP_HTTP_URL:?source the env.sh of scripts/services/jaeger.sh first}"
+fi
 # traces_env on|off : the server's settings for that tracing mode.
 traces_env() {
   [ "$1" = on ] || return 0
-  if [ "$TRACE_PROTOCOL" = http/protobuf ]; then
-    echo "OTEL_EXPORTER_OTLP_ENDPOINT=${RAGPLANE_TEST_JAEGER_OTLP_HTTP_URL:?source the env.sh of scripts/services/jaeger.sh first}" \
-      OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf RAGPLANE__TELEMETRY__TRACES__SAMPLE_RATIO=1.0
-    return 0
-  fi
-  echo "OTEL_EXPORTER_OTLP_ENDPOINT=${RAGPLANE_TEST_JAEGER_OTLP_URL:?source the env.sh of scripts/services/jaeger.sh first}" \
+  local url=$RAGPLANE_TEST_JAEGER_OTLP_URL
+  [ "$TRACE_PROTOCOL" = grpc ] || url=$RAGPLANE_TEST_JAEGER_OTLP_HTTP_URL
+  echo "OTEL_EXPORTER_OTLP_ENDPOINT=$url" "OTEL_EXPORTER_OTLP_PROTOCOL=$TRACE_PROTOCOL" \
     RAGPLANE__TELEMETRY__TRACES__SAMPLE_RATIO=1.0
 }
 
