@@ -236,6 +236,7 @@ async fn uploads_searches_and_answers_are_traced_end_to_end() {
     let search = one(&spans, "search");
     assert_eq!(search.parent_span_id, http.span_id);
     assert_eq!(search.attr("mode"), Some("hybrid"));
+    assert_eq!(search.attr("cache"), Some("miss"));
     assert_eq!(search.attr("hits"), Some("1"));
     let embed = one(&spans, "embed");
     assert_eq!(embed.attr("class"), Some("interactive"));
@@ -275,8 +276,10 @@ async fn uploads_searches_and_answers_are_traced_end_to_end() {
         None,
     )
     .await;
+    // A hit has no search span: the request's span says so.
     let spans = wait_for(&rec, &trace, "POST /v1/search").await;
-    assert_eq!(one(&spans, "search").attr("cache"), Some("hit"));
+    assert_eq!(one(&spans, "POST /v1/search").attr("cache"), Some("hit"));
+    assert!(named(&spans, "search").is_empty(), "{spans:#?}");
     assert!(named(&spans, "vector.search").is_empty());
 
     // An answer: the generation span, with its endpoint, first-token time and token counts.

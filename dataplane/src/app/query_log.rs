@@ -27,7 +27,8 @@ pub enum CacheOutcome {
 }
 
 impl CacheOutcome {
-    fn as_str(self) -> &'static str {
+    /// As the query log and the `search` span write it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Hit => "hit",
             Self::Miss => "miss",

@@ -2,13 +2,16 @@
 //! answer from the retrieved sources.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use ragplane_telemetry::OpenTelemetrySpanExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use super::{App, Principal};
+use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::generate::{prompt, ChatMessage, ChatRequest, TokenStream, Usage};
 use crate::keyword;
@@ -217,17 +220,10 @@ impl App {
     }
 
     /// [`App::search`], also saying in which mode it ran and whether the cache served it.
-    #[tracing::instrument(
-        name = "search",
-        skip_all,
-        fields(
-            collection = %req.collection,
-            k = req.top_k,
-            mode = tracing::field::Empty,
-            cache = tracing::field::Empty,
-            hits = tracing::field::Empty,
-        )
-    )]
+    ///
+    /// A search the result cache serves has no span of its own: it is a few microseconds of
+    /// work, less than a span costs to record and export, so the request's span says
+    /// `cache = hit` instead. A search that runs has a `search` span.
     pub async fn search_traced(
         &self,
         p: &Principal,
@@ -272,11 +268,6 @@ impl App {
             mode,
             cache: CacheOutcome::Off,
         };
-        let span = tracing::Span::current();
-        span.record("mode", mode.as_str());
-        // The result cache's lookup is recorded on this span (`cache`), not in a span of its
-        // own: a cached search is a few microseconds of work, and one more span per request
-        // would cost more than the lookup.
         if let (Some(cache), Some(key)) = (&self.results, &cache_key) {
             let hit = cache
                 .get(key)
@@ -284,13 +275,44 @@ impl App {
                 .and_then(|b| serde_json::from_slice::<Vec<SearchHit>>(&b).ok());
             if let Some(hits) = hit {
                 searched.cache = CacheOutcome::Hit;
-                span.record("cache", "hit");
-                span.record("hits", hits.len());
+                tracing::Span::current().set_attribute("cache", "hit");
                 return Ok((hits, searched));
             }
             searched.cache = CacheOutcome::Miss;
-            span.record("cache", "miss");
         }
+        let span = tracing::info_span!(
+            "search",
+            collection = %req.collection,
+            k = req.top_k,
+            mode = mode.as_str(),
+            cache = searched.cache.as_str(),
+            hits = tracing::field::Empty,
+        );
+        let hits = self
+            .run_search(req, &c, mode, fusion, embedder, metadata_filter)
+            .instrument(span.clone())
+            .await?;
+        span.record("hits", hits.len());
+        if let (Some(cache), Some(key)) = (&self.results, &cache_key) {
+            if let Ok(b) = serde_json::to_vec(&hits) {
+                cache.put(key, Bytes::from(b)).await;
+            }
+        }
+        Ok((hits, searched))
+    }
+
+    /// The search itself, past validation and the result cache: the metadata filter, the
+    /// query's embedding and terms, retrieval (grouped by document when asked) and each
+    /// hit's provenance.
+    async fn run_search(
+        &self,
+        req: &SearchRequest,
+        c: &Collection,
+        mode: SearchMode,
+        fusion: Fusion,
+        embedder: Option<&Arc<dyn Embedder>>,
+        metadata_filter: MetadataFilter,
+    ) -> Result<Vec<SearchHit>> {
         let mut documents: Option<HashSet<String>> = req
             .document_ids
             .as_ref()
@@ -312,11 +334,11 @@ impl App {
             });
         }
         if documents.as_ref().is_some_and(HashSet::is_empty) {
-            return Ok((Vec::new(), searched));
+            return Ok(Vec::new());
         }
         let filter = Filter {
             tenant: c.tenant_id.clone(),
-            collection: super::key_of(&c).collection,
+            collection: super::key_of(c).collection,
             documents,
             metadata: pushed_down.then_some(metadata_filter),
         };
@@ -375,13 +397,7 @@ impl App {
                 h.provenance = found.remove(&(h.document_id.clone(), h.chunk));
             }
         }
-        if let (Some(cache), Some(key)) = (&self.results, &cache_key) {
-            if let Ok(b) = serde_json::to_vec(&out) {
-                cache.put(key, Bytes::from(b)).await;
-            }
-        }
-        span.record("hits", out.len());
-        Ok((out, searched))
+        Ok(out)
     }
 
     /// The best `k` chunks in `mode`, reranked when the request asks for it.
