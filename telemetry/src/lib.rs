@@ -92,8 +92,11 @@ pub fn init(
     // A log line that cannot be written (a full disk under a redirected stderr) is dropped.
     // With internal errors on, tracing-subscriber would report it with `eprintln!`, which
     // panics when stderr fails too, and take down whatever task was logging (a worker).
+    // Colours only on a terminal: in a file or a container's log they are escape codes to
+    // strip, and writing them costs every line.
     let lines = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .log_internal_errors(false);
     let registry = tracing_subscriber::registry().with(filter_layer);
     let installed = match format {
