@@ -89,11 +89,11 @@ pub fn init(
     use tracing_subscriber::util::SubscriberInitExt;
     let (filter_layer, handle) = tracing_subscriber::reload::Layer::new(parsed);
     let reload: Reload = Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()));
+    // Colours only on a terminal: in a file or a container's log they are escape codes to
+    // strip, and writing them costs every line.
     // A log line that cannot be written (a full disk under a redirected stderr) is dropped.
     // With internal errors on, tracing-subscriber would report it with `eprintln!`, which
     // panics when stderr fails too, and take down whatever task was logging (a worker).
-    // Colours only on a terminal: in a file or a container's log they are escape codes to
-    // strip, and writing them costs every line.
     let lines = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
