@@ -1,14 +1,15 @@
 //! The OpenTelemetry pipeline: which endpoint, which sampler, which service name, and the
 //! `tracing` layer that feeds it.
 
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use ragplane_config::{OtlpProtocol, TracesConfig};
-use tracing_opentelemetry::OpenTelemetryLayer;
 
 use crate::otlp_http::ExportClient;
+
+mod layer;
+pub(crate) use layer::layer;
 
 /// The instrumentation scope of every span.
 pub const TRACER_NAME: &str = "ragplane";
@@ -169,42 +170,6 @@ pub(crate) fn provider(
     Ok(Some(builder.build()))
 }
 
-/// The layer that turns `tracing` spans into OpenTelemetry spans of `provider`, and warnings
-/// and errors logged inside a span into events of that span.
-///
-/// Lines below `warn` (the query log among them) stay in the log only: what they say of a
-/// request is on its spans already, and an event on every request's span would be encoded,
-/// exported and stored once more for each.
-pub(crate) fn layer<S>(provider: &SdkTracerProvider) -> impl tracing_subscriber::Layer<S>
-where
-    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
-{
-    use tracing_subscriber::Layer as _;
-    spans(provider).with_filter(tracing_subscriber::filter::filter_fn(span_or_warning))
-}
-
-/// Whether the trace layer takes `meta`: every span, and events at `warn` and `error`.
-fn span_or_warning(meta: &tracing::Metadata<'_>) -> bool {
-    !meta.is_event() || *meta.level() <= tracing::Level::WARN
-}
-
-/// The OpenTelemetry layer itself, before [`layer`]'s filter.
-fn spans<S>(provider: &SdkTracerProvider) -> OpenTelemetryLayer<S, SdkTracer>
-where
-    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
-{
-    // Each of the options turned off here costs time on every poll of every instrumented
-    // future (a clock read, a thread-local context swap) or an attribute on every span, for
-    // nothing a trace reader uses: spans carry their own timing, and the context
-    // propagation here reads the span's context directly.
-    tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer(TRACER_NAME))
-        .with_location(false)
-        .with_threads(false)
-        .with_tracked_inactivity(false)
-        .with_context_activation(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,28 +245,6 @@ mod tests {
             ..cfg(Some("http://collector:4317"), None)
         };
         assert_eq!(resolve(&grpc).unwrap().unwrap().0, "http://collector:4317");
-    }
-
-    #[test]
-    fn spans_take_warnings_and_errors_but_not_info_lines() {
-        use tracing_subscriber::layer::SubscriberExt;
-        let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        let subscriber = tracing_subscriber::registry().with(layer(&provider));
-        tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!("request");
-            let _entered = span.enter();
-            tracing::info!("query");
-            tracing::warn!("slow");
-            tracing::error!("failed");
-        });
-        let spans = exporter.get_finished_spans().unwrap();
-        assert_eq!(spans.len(), 1, "{spans:#?}");
-        assert_eq!(spans[0].name, "request");
-        let events: Vec<String> = spans[0].events.iter().map(|e| e.name.to_string()).collect();
-        assert_eq!(events, ["slow", "failed"]);
     }
 
     #[test]
