@@ -4,14 +4,17 @@
 //! labels by name in the exposition, and give every histogram observation made inside a traced
 //! span a `trace_id` exemplar, which the OpenMetrics exposition shows next to its bucket.
 
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Metric;
 
 /// A series' labels, sorted by name.
@@ -152,14 +155,72 @@ pub type IntGaugeVec = MetricVec<Gauge>;
 /// Float gauges by label values.
 pub type GaugeVec = MetricVec<FloatGauge>;
 
+/// How long a bucket keeps its exemplar before a traced observation replaces it. Prometheus
+/// keeps one exemplar per bucket from each scrape, seconds apart, so replacing it on every
+/// observation would only cost time (finding the trace and formatting its id) on every request.
+const EXEMPLAR_EVERY: Duration = Duration::from_secs(1);
+
 /// A histogram whose observations inside a traced span carry that trace as their bucket's
-/// exemplar.
+/// exemplar, each bucket's replaced at most once every [`EXEMPLAR_EVERY`].
 #[derive(Debug, Clone)]
-pub struct Histogram(HistogramWithExemplars<TraceExemplar>);
+pub struct Histogram {
+    inner: HistogramWithExemplars<TraceExemplar>,
+    exemplars: Arc<ExemplarAges>,
+}
+
+/// When each bucket's exemplar was last set.
+#[derive(Debug)]
+struct ExemplarAges {
+    /// The buckets' finite upper bounds, as the histogram keeps them; `+Inf` follows.
+    bounds: Box<[f64]>,
+    /// Per bucket (`+Inf` last): milliseconds since [`epoch`] when its exemplar was set, plus
+    /// one; 0 when it has none.
+    set_at: Box<[AtomicU64]>,
+    every: Duration,
+}
+
+/// The instant the ages count from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl ExemplarAges {
+    fn new(buckets: &[f64], every: Duration) -> Self {
+        let bounds: Box<[f64]> = buckets.iter().copied().filter(|b| b.is_finite()).collect();
+        let set_at = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
+        Self {
+            bounds,
+            set_at,
+            every,
+        }
+    }
+
+    /// The bucket of `v` when its exemplar is due for replacement.
+    fn due(&self, v: f64) -> Option<&AtomicU64> {
+        let bucket = self
+            .bounds
+            .iter()
+            .position(|b| v <= *b)
+            .unwrap_or(self.bounds.len());
+        let set_at = &self.set_at[bucket];
+        let last = set_at.load(Ordering::Relaxed);
+        (last == 0 || now_ms().saturating_sub(last) >= self.every.as_millis() as u64)
+            .then_some(set_at)
+    }
+}
+
+/// Milliseconds since [`epoch`], plus one (so that 0 can mean "never").
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64 + 1
+}
 
 impl Histogram {
-    fn with_buckets(buckets: &[f64]) -> Self {
-        Self(HistogramWithExemplars::new(buckets.iter().copied()))
+    fn with_buckets(buckets: &[f64], every: Duration) -> Self {
+        Self {
+            inner: HistogramWithExemplars::new(buckets.iter().copied()),
+            exemplars: Arc::new(ExemplarAges::new(buckets, every)),
+        }
     }
 
     /// A histogram without labels, registered in `registry`.
@@ -169,18 +230,25 @@ impl Histogram {
         help: &'static str,
         buckets: Vec<f64>,
     ) -> Self {
-        let h = Self::with_buckets(&buckets);
-        registry.register(name, help, h.0.clone());
+        let h = Self::with_buckets(&buckets, EXEMPLAR_EVERY);
+        registry.register(name, help, h.clone());
         h
     }
 
-    /// Records `v`, with the current trace as exemplar when traces are on.
+    /// Records `v`, with the current trace as exemplar when traces are on and the bucket's
+    /// exemplar is due for replacement.
     pub fn observe(&self, v: f64) {
-        let exemplar = crate::propagation::trace_id()
-            .map(|t| (vec![("trace_id", t)], Some(SystemTime::now())));
+        let exemplar = crate::propagation::on()
+            .then(|| self.exemplars.due(v))
+            .flatten()
+            .and_then(|set_at| crate::propagation::trace_id().map(|t| (set_at, t)));
         match exemplar {
-            Some((labels, at)) => self.0.observe(v, Some(labels), at),
-            None => self.0.observe(v, None, None),
+            Some((set_at, trace)) => {
+                set_at.store(now_ms(), Ordering::Relaxed);
+                let labels = vec![("trace_id", trace)];
+                self.inner.observe(v, Some(labels), Some(SystemTime::now()));
+            }
+            None => self.inner.observe(v, None, None),
         }
     }
 
@@ -190,6 +258,20 @@ impl Histogram {
             histogram: self.clone(),
             started: Instant::now(),
         }
+    }
+}
+
+impl TypedMetric for Histogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.inner.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
     }
 }
 
@@ -211,15 +293,15 @@ impl Drop for HistogramTimer {
 #[derive(Debug, Clone)]
 pub struct Buckets(Vec<f64>);
 
-impl MetricConstructor<HistogramWithExemplars<TraceExemplar>> for Buckets {
-    fn new_metric(&self) -> HistogramWithExemplars<TraceExemplar> {
-        HistogramWithExemplars::new(self.0.iter().copied())
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::with_buckets(&self.0, EXEMPLAR_EVERY)
     }
 }
 
 /// Histograms by label values.
 #[derive(Debug, Clone)]
-pub struct HistogramVec(MetricVec<HistogramWithExemplars<TraceExemplar>, Buckets>);
+pub struct HistogramVec(MetricVec<Histogram, Buckets>);
 
 impl HistogramVec {
     /// A family with the label names `names`, registered in `registry`.
@@ -241,7 +323,7 @@ impl HistogramVec {
 
     /// The histogram of these label values (one per name, in the declared order).
     pub fn with_label_values(&self, values: &[&str]) -> Histogram {
-        Histogram(self.0.with_label_values(values))
+        self.0.with_label_values(values)
     }
 }
 
@@ -308,5 +390,38 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    /// Within the replacement interval a bucket keeps its first traced exemplar; another
+    /// bucket takes its own, and an untraced observation leaves the bucket free for the next
+    /// traced one.
+    #[test]
+    fn a_bucket_keeps_its_exemplar_for_the_interval() {
+        let registry = Registry::default();
+        let h = Histogram::with_buckets(&[0.1, 1.0], Duration::from_secs(3600));
+        registry.register("t_keep_seconds", "test", h.clone());
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry().with(crate::traces::layer(&provider));
+        crate::propagation::install();
+        let traced = |v: f64| {
+            let span = tracing::info_span!("request");
+            let _entered = span.enter();
+            h.observe(v);
+            crate::propagation::trace_id().expect("a sampled trace")
+        };
+        let (first, second, third) = tracing::subscriber::with_default(subscriber, || {
+            h.observe(0.05); // no span: no exemplar, and the bucket stays free
+            (traced(0.05), traced(0.06), traced(0.5))
+        });
+        let text = registry.render();
+        let bucket = |le: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("t_keep_seconds_bucket{{le=\"{le}\"}}")))
+                .unwrap_or_else(|| panic!("no le={le} bucket in {text}"))
+                .to_owned()
+        };
+        assert!(bucket("0.1").contains(&first), "{text}");
+        assert!(!bucket("0.1").contains(&second), "{text}");
+        assert!(bucket("1.0").contains(&third), "{text}");
     }
 }

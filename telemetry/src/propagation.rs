@@ -22,7 +22,8 @@ pub fn install() {
     ON.store(true, Ordering::Release);
 }
 
-fn on() -> bool {
+/// Whether traces are on in this process.
+pub(crate) fn on() -> bool {
     ON.load(Ordering::Acquire)
 }
 
