@@ -17,7 +17,10 @@
 #   CACHES="off on"  the cache settings to run      CONNS="100 1000"  connection counts
 #   TRACES=off       runs of each setting, in order, on the same data: "off" or "on" (every trace
 #                    exported to the Jaeger of scripts/services/jaeger.sh: source its env.sh
-#                    first), for example "off on off on" to compare with tracing on
+#                    first), for example "off on off on" to compare with tracing on; or
+#                    "off+on": a server of each at once, on the same CPUs and data, each with
+#                    its own wrk, which cancels the machine's drift between runs (closed loop
+#                    only; the line "side-by-side off/on cpu_per_request_ratio=" compares them)
 #   TRACE_PROTOCOL=grpc  how "on" exports: "grpc" or "http/protobuf" (OTLP/HTTP to the same Jaeger)
 #   SERVER_CPUS=     CPUs the server runs on (taskset list, e.g. "0"); with it, wrk and the
 #                    Jaeger of scripts/services/jaeger.sh (when running) are moved to LOAD_CPUS,
@@ -118,7 +121,7 @@ TICKS_PER_S=$(getconf CLK_TCK)
 
 KEY=rp_bench_search_key
 export RAGPLANE_API_KEY=$KEY
-if [[ " $TRACES " == *" on "* ]]; then
+if [[ " ${TRACES//+/ } " == *" on "* ]]; then
   : "${RAGPLANE_TEST_JAEGER_OTLP_URL:?source the env.sh of scripts/services/jaeger.sh first}"
   : "${RAGPLANE_TEST_JAEGER_OTLP_HTTP_URL:?source the env.sh of scripts/services/jaeger.sh first}"
 fi
@@ -131,44 +134,90 @@ traces_env() {
     RAGPLANE__TELEMETRY__TRACES__SAMPLE_RATIO=1.0
 }
 
+# start_server TRACES DATA_DIR LOG: starts a server (tracing "off" or "on") on a free port and
+# waits until it is ready; sets SERVER_PID and SERVER_URL.
+start_server() {
+  local port=$((20000 + RANDOM % 12000))   # below the ephemeral range (32768-) wrk's connections use
+  local flag
+  flag=$([ "$cache" = on ] && echo true || echo false)
+  # shellcheck disable=SC2046,SC2086 # the *_env functions print separate NAME=value words.
+  env $STORE_ENV $(traces_env "$1") RAGPLANE__CACHE__EMBEDDINGS=$flag RAGPLANE__CACHE__RESULTS=$flag \
+    "${pin_server[@]}" "$BIN" serve --listen 127.0.0.1:$port --data-dir "$2" --admin-key $KEY >"$3" 2>&1 &
+  SERVER_PID=$! SERVER_URL=http://127.0.0.1:$port
+  until curl -sf "$SERVER_URL/readyz" >/dev/null; do
+    kill -0 $SERVER_PID 2>/dev/null || { echo "the server stopped:" >&2; tail -5 "$3" >&2; exit 1; }
+    sleep 0.2
+  done
+}
+
+# closed_loop CONNS: a 3 s warm-up (it fills the caches when on, and the connection pool), then
+# DURATION seconds of closed-loop load on every server of SERVER_URLS at once. Leaves wrk's
+# RESULT line for server k in $WORK/wrk-k.txt, each server's CPU ticks at the start of the
+# measured part in TICKS, and /proc/stat around it in $WORK/stat.before and stat.after.
+closed_loop() {
+  local conns=$1 k load=()
+  for k in "${!SERVER_URLS[@]}"; do
+    "${pin_load[@]}" wrk -t2 -c"$conns" -d3s -s scripts/bench/search.lua "${SERVER_URLS[$k]}" >/dev/null 2>&1 &
+    load+=($!)
+  done
+  wait "${load[@]}" || true
+  load=() TICKS=()
+  cp /proc/stat "$WORK/stat.before"
+  for k in "${!SERVER_PIDS[@]}"; do TICKS+=("$(server_ticks "${SERVER_PIDS[$k]}")"); done
+  for k in "${!SERVER_URLS[@]}"; do
+    "${pin_load[@]}" wrk -t2 -c"$conns" -d"${DURATION}"s --timeout 10s -s scripts/bench/search.lua "${SERVER_URLS[$k]}" \
+      >"$WORK/wrk-$k.txt" 2>&1 &
+    load+=($!)
+  done
+  wait "${load[@]}"
+  cp /proc/stat "$WORK/stat.after"
+}
+
 for stores in $STORES; do
 for cache in $CACHES; do
   STORE_ENV=$(stores_env "$stores")
-  ingested=
+  DATA=$WORK/data-$stores-$cache
+  # The corpus is ingested once per setting, by a server of its own, before any measured run.
+  start_server off "$DATA" "$WORK/server-ingest.log"
+  RAGPLANE_URL=$SERVER_URL "$BIN" ingest -c bench "$WORK/corpus" >/dev/null
+  kill $SERVER_PID; wait $SERVER_PID 2>/dev/null || true
   for traces in $TRACES; do
-  PORT=$((20000 + RANDOM % 12000))   # below the ephemeral range (32768-) wrk's connections use
-  flag=$([ $cache = on ] && echo true || echo false)
-  # shellcheck disable=SC2046,SC2086 # the *_env functions print separate NAME=value words.
-  env $STORE_ENV $(traces_env "$traces") RAGPLANE__CACHE__EMBEDDINGS=$flag RAGPLANE__CACHE__RESULTS=$flag \
-    "${pin_server[@]}" "$BIN" serve --listen 127.0.0.1:$PORT --data-dir "$WORK/data-$stores-$cache" --admin-key $KEY >"$WORK/server-$cache.log" 2>&1 &
-  PID=$!
-  until curl -sf http://127.0.0.1:$PORT/readyz >/dev/null; do
-    kill -0 $PID 2>/dev/null || { echo "the server stopped:" >&2; tail -5 "$WORK/server-$cache.log" >&2; exit 1; }
-    sleep 0.2
+  # "off" or "on" alone, or "off+on": both at once, side by side on the same CPUs.
+  IFS=+ read -r -a modes <<<"$traces"
+  SERVER_PIDS=() SERVER_URLS=()
+  for k in "${!modes[@]}"; do
+    dir=$DATA
+    if [ "$k" -gt 0 ]; then dir=$DATA-copy-$k; rm -rf "$dir"; cp -r "$DATA" "$dir"; fi
+    start_server "${modes[$k]}" "$dir" "$WORK/server-$cache-$k.log"
+    SERVER_PIDS+=("$SERVER_PID") SERVER_URLS+=("$SERVER_URL")
   done
-  if [ -z "$ingested" ]; then
-    RAGPLANE_URL=http://127.0.0.1:$PORT "$BIN" ingest -c bench "$WORK/corpus" >/dev/null
-    ingested=1
-  fi
   for conns in $CONNS; do
-    # A short warm-up fills the caches (when on) and the connection pool.
-    "${pin_load[@]}" wrk -t2 -c$conns -d3s -s scripts/bench/search.lua http://127.0.0.1:$PORT >/dev/null 2>&1 || true
-    cp /proc/stat "$WORK/stat.before"; ticks=$(server_ticks $PID)
-    line=$("${pin_load[@]}" wrk -t2 -c$conns -d${DURATION}s --timeout 10s -s scripts/bench/search.lua http://127.0.0.1:$PORT | grep '^RESULT')
-    ticks=$(( $(server_ticks $PID) - ticks )); cp /proc/stat "$WORK/stat.after"
-    requests=$(sed -n 's/.* requests=\([0-9]*\).*/\1/p' <<<"$line")
-    server_us=$(python3 -c "print(f'{$ticks / $TICKS_PER_S * 1e6 / max(1, $requests):.1f}')")
-    echo "stores=$stores cache=$cache traces=$traces connections=$conns closed-loop $line" \
-      "server_cpu_us=$server_us busy=$(cpu_busy "$WORK/stat.before" "$WORK/stat.after")"
-    if [ $cache = off ] && [ "$OPEN_DURATION" -gt 0 ]; then
+    closed_loop "$conns"
+    busy=$(cpu_busy "$WORK/stat.before" "$WORK/stat.after")
+    per_request=()
+    for k in "${!modes[@]}"; do
+      used=$(( $(server_ticks "${SERVER_PIDS[$k]}") - TICKS[k] ))
+      line=$(grep '^RESULT' "$WORK/wrk-$k.txt")
+      requests=$(sed -n 's/.* requests=\([0-9]*\).*/\1/p' <<<"$line")
+      per_request+=("$(python3 -c "print(f'{$used / $TICKS_PER_S * 1e6 / max(1, $requests):.1f}')")")
+      side=$([ ${#modes[@]} -gt 1 ] && echo " side-by-side" || true)
+      echo "stores=$stores cache=$cache traces=${modes[$k]}$side connections=$conns closed-loop $line" \
+        "server_cpu_us=${per_request[$k]} busy=$busy"
+    done
+    if [ ${#modes[@]} -gt 1 ]; then
+      # Both servers ran at once on the same CPUs, so whatever slowed the machine slowed both:
+      # the ratio of their CPU per request is the ratio of the throughput each would reach alone.
+      echo "stores=$stores cache=$cache connections=$conns side-by-side ${modes[0]}/${modes[1]}" \
+        "cpu_per_request_ratio=$(python3 -c "print(f'{${per_request[0]} / ${per_request[1]}:.3f}')")"
+    elif [ "$cache" = off ] && [ "$OPEN_DURATION" -gt 0 ]; then
       # Open loop: RATE requests/s in total over the same number of connections.
       mean=$(python3 -c "print(int($conns * 1000 / $RATE))")
-      BENCH_MEAN_DELAY_MS=$mean "${pin_load[@]}" wrk -t2 -c$conns -d${OPEN_DURATION}s --timeout 10s -s scripts/bench/search.lua \
-        http://127.0.0.1:$PORT >"$WORK/open.txt" 2>&1
+      BENCH_MEAN_DELAY_MS=$mean "${pin_load[@]}" wrk -t2 -c"$conns" -d"${OPEN_DURATION}"s --timeout 10s \
+        -s scripts/bench/search.lua "${SERVER_URLS[0]}" >"$WORK/open.txt" 2>&1
       echo "stores=$stores cache=$cache traces=$traces connections=$conns open-loop target=${RATE}/s $(grep '^RESULT' "$WORK/open.txt")"
     fi
   done
-  kill $PID; wait $PID 2>/dev/null || true
+  for pid in "${SERVER_PIDS[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
   done
 done
 done
