@@ -1,15 +1,15 @@
 //! The metric types both ragplane programs record into, over `prometheus-client`: counters,
 //! gauges and histograms, alone or in families keyed by label values, each registered in a
 //! [`Registry`]. They keep the shape of the call sites (`with_label_values(&[..]).inc()`), sort
-//! labels by name in the exposition, and give every histogram observation made inside a traced
-//! span a `trace_id` exemplar, which the OpenMetrics exposition shows next to its bucket.
+//! labels by name in the exposition, and let a histogram observation made inside a traced span
+//! set its bucket's `trace_id` exemplar (at most once a second per bucket), which the
+//! OpenMetrics exposition shows next to the bucket.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
-
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
