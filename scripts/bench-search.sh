@@ -150,26 +150,29 @@ start_server() {
   done
 }
 
+# load_all CONNS SECONDS OUT: closed-loop wrk on every server of SERVER_URLS at once, for
+# SECONDS; wrk's output for server k goes to OUT with k in place of %k.
+load_all() {
+  local k pids=()
+  for k in "${!SERVER_URLS[@]}"; do
+    "${pin_load[@]}" wrk -t2 -c"$1" -d"$2"s --timeout 10s -s scripts/bench/search.lua "${SERVER_URLS[$k]}" \
+      >"${3//%k/$k}" 2>&1 &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+}
+
 # closed_loop CONNS: a 3 s warm-up (it fills the caches when on, and the connection pool), then
 # DURATION seconds of closed-loop load on every server of SERVER_URLS at once. Leaves wrk's
 # RESULT line for server k in $WORK/wrk-k.txt, each server's CPU ticks at the start of the
 # measured part in TICKS, and /proc/stat around it in $WORK/stat.before and stat.after.
 closed_loop() {
-  local conns=$1 k load=()
-  for k in "${!SERVER_URLS[@]}"; do
-    "${pin_load[@]}" wrk -t2 -c"$conns" -d3s -s scripts/bench/search.lua "${SERVER_URLS[$k]}" >/dev/null 2>&1 &
-    load+=($!)
-  done
-  wait "${load[@]}" || true
-  load=() TICKS=()
+  local k
+  load_all "$1" 3 /dev/null || true
+  TICKS=()
   cp /proc/stat "$WORK/stat.before"
   for k in "${!SERVER_PIDS[@]}"; do TICKS+=("$(server_ticks "${SERVER_PIDS[$k]}")"); done
-  for k in "${!SERVER_URLS[@]}"; do
-    "${pin_load[@]}" wrk -t2 -c"$conns" -d"${DURATION}"s --timeout 10s -s scripts/bench/search.lua "${SERVER_URLS[$k]}" \
-      >"$WORK/wrk-$k.txt" 2>&1 &
-    load+=($!)
-  done
-  wait "${load[@]}"
+  load_all "$1" "$DURATION" "$WORK/wrk-%k.txt"
   cp /proc/stat "$WORK/stat.after"
 }
 
@@ -206,7 +209,8 @@ for cache in $CACHES; do
     done
     if [ ${#modes[@]} -gt 1 ]; then
       # Both servers ran at once on the same CPUs, so whatever slowed the machine slowed both:
-      # the ratio of their CPU per request is the ratio of the throughput each would reach alone.
+      # the ratio of their CPU per request stands for the ratio of their throughputs (each
+      # uses more CPU per request than it would alone, sharing the core's caches).
       echo "stores=$stores cache=$cache connections=$conns side-by-side ${modes[0]}/${modes[1]}" \
         "cpu_per_request_ratio=$(python3 -c "print(f'{${per_request[0]} / ${per_request[1]}:.3f}')")"
     elif [ "$cache" = off ] && [ "$OPEN_DURATION" -gt 0 ]; then
