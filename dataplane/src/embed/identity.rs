@@ -27,6 +27,9 @@ pub struct ModelIdentity {
     pub probe: String,
     /// The stored probe decoded, so that each check decodes only the recorded one.
     decoded: Vec<f32>,
+    /// Whether the probe matches itself (it does unless it is empty or all zeros); a recorded
+    /// probe equal to this one needs no decoding.
+    matches_itself: bool,
 }
 
 impl ModelIdentity {
@@ -40,9 +43,11 @@ impl ModelIdentity {
     /// The identity of a model whose embedding of [`PROBE_TEXT`] is `probe`.
     pub fn new(name: &str, probe: &[f32]) -> Self {
         let probe = encode_probe(probe);
+        let decoded = decode_probe(&probe).unwrap_or_default();
         Self {
             name: name.to_string(),
-            decoded: decode_probe(&probe).unwrap_or_default(),
+            matches_itself: cosine(&decoded, &decoded) >= SAME_MODEL_COSINE,
+            decoded,
             probe,
         }
     }
@@ -54,6 +59,11 @@ impl ModelIdentity {
 
     /// Whether a recorded probe comes from this model.
     pub fn matches(&self, recorded_probe: &str) -> bool {
+        // The common case, checked on every search and upload: the probe recorded by this
+        // very model, byte for byte.
+        if recorded_probe == self.probe {
+            return self.matches_itself;
+        }
         match decode_probe(recorded_probe) {
             Some(b) if b.len() == self.decoded.len() => {
                 cosine(&self.decoded, &b) >= SAME_MODEL_COSINE
@@ -125,6 +135,13 @@ mod tests {
         assert!(!a.matches(&encode_probe(&wave(0.0, 768))));
         assert!(!a.matches("not base64 at all!"));
         assert!(!a.matches(""));
+    }
+
+    #[test]
+    fn a_probe_of_zeros_matches_nothing_not_even_itself() {
+        let zero = ModelIdentity::new("m", &[0.0; 384]);
+        assert!(!zero.matches(&zero.probe));
+        assert!(!ModelIdentity::new("m", &wave(0.0, 384)).matches(&zero.probe));
     }
 
     #[test]
