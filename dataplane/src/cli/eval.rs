@@ -9,7 +9,7 @@
 //! from an earlier run (another mode, setting or model on the same set) and reports the mean
 //! difference with its paired standard error, and on how many queries each side won.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -119,6 +119,15 @@ pub fn read_qrels(path: &Path) -> anyhow::Result<Qrels> {
             .insert(d.to_string(), grade);
     }
     Ok(out)
+}
+
+/// The corpus ids of a search's hits, best first, without the query's own id, cut to `depth`.
+///
+/// As BEIR's evaluator does by default (`ignore_identical_ids`): in sets whose queries are
+/// themselves corpus documents (ArguAna's counter-argument task), the query's own document is
+/// never a judged answer, and ranking it first would cost every system the same first place.
+pub fn ranking(found: impl Iterator<Item = String>, query_id: &str, depth: usize) -> Vec<String> {
+    found.filter(|id| id != query_id).take(depth).collect()
 }
 
 /// nDCG@k of a ranking against graded judgements (linear gain, log2 discount).
@@ -377,12 +386,15 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
         None => None,
     };
     let depth = args.k.max(10);
+    let corpus_ids: HashSet<&str> = by_doc_id.values().map(String::as_str).collect();
     let mut results: Vec<QueryResult> = Vec::new();
     for q in queries.iter().filter(|q| qrels.contains_key(&q.id)) {
+        // A query that is itself a corpus document asks for one more, for the one `ranking` drops.
+        let asked = depth + usize::from(corpus_ids.contains(q.id.as_str()));
         let mut body = json!({
             "collection": args.collection,
             "query": q.text,
-            "top_k": depth,
+            "top_k": asked,
             "group_by": "document",
         });
         if let Some(mode) = &args.mode {
@@ -401,13 +413,13 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
             .await
             .context("search failed; a --k above the server's limits.max_top_k is refused")?;
         let latency = started.elapsed();
-        let ranked: Vec<String> = v["hits"]
+        let found = v["hits"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|h| h["document_id"].as_str())
-            .filter_map(|id| by_doc_id.get(id).cloned())
-            .collect();
+            .filter_map(|id| by_doc_id.get(id).cloned());
+        let ranked = ranking(found, &q.id, depth);
         let rel = &qrels[&q.id];
         results.push(QueryResult {
             query_id: q.id.clone(),
@@ -529,6 +541,14 @@ mod tests {
         let v = ndcg_at_k(&ranked(&["x", "a"]), &r, 10);
         assert!((v - 1.0 / 3f64.log2()).abs() < 1e-12, "{v}");
         assert_eq!(ndcg_at_k(&ranked(&["x", "a"]), &r, 1), 0.0);
+    }
+
+    #[test]
+    fn the_query_s_own_document_is_not_ranked() {
+        let found = ["q1", "a", "b", "c"].map(String::from).into_iter();
+        assert_eq!(ranking(found, "q1", 2), ranked(&["a", "b"]));
+        let found = ["a", "b", "c"].map(String::from).into_iter();
+        assert_eq!(ranking(found, "q1", 2), ranked(&["a", "b"]));
     }
 
     #[test]
