@@ -136,12 +136,36 @@ pub fn trace_id() -> Option<String> {
 
 /// `span`'s trace id in hex; `None` when traces are off.
 pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
+    trace_id_setting(span, || [])
+}
+
+/// `span`'s trace id in hex, with `attributes` (built only when traces are on) set on its
+/// OpenTelemetry span in one step; `None` when traces are off.
+///
+/// Reading the trace id starts the OpenTelemetry span, so the attributes go to it directly,
+/// under one lock, instead of one [`OpenTelemetrySpanExt::set_attribute`] each (every one of
+/// which looks the span up again).
+pub fn trace_id_setting<const N: usize>(
+    span: &tracing::Span,
+    attributes: impl FnOnce() -> [(&'static str, String); N],
+) -> Option<String> {
     if !on() {
         return None;
     }
     let cx = span.context();
-    let sc = cx.span().span_context().clone();
-    sc.is_valid().then(|| sc.trace_id().to_string())
+    let otel = cx.span();
+    let sc = otel.span_context();
+    if !sc.is_valid() {
+        return None;
+    }
+    if N > 0 {
+        otel.set_attributes(
+            attributes()
+                .into_iter()
+                .map(|(k, v)| opentelemetry::KeyValue::new(k, v)),
+        );
+    }
+    Some(sc.trace_id().to_string())
 }
 
 #[cfg(test)]
@@ -167,5 +191,30 @@ mod tests {
             .span()
             .span_context()
             .is_valid());
+    }
+
+    #[test]
+    fn the_trace_id_comes_with_the_attributes_set_on_the_span() {
+        use tracing_subscriber::layer::SubscriberExt;
+        install();
+        let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry().with(crate::traces::layer(&provider));
+        let id = tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request");
+            trace_id_setting(&span, || [("http.route", "/v1/search".to_owned())])
+        })
+        .expect("a trace id while traces are on");
+        let spans = exporter.get_finished_spans().unwrap();
+        assert_eq!(spans.len(), 1, "{spans:#?}");
+        assert_eq!(spans[0].span_context.trace_id().to_string(), id);
+        let route = spans[0]
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == "http.route")
+            .map(|kv| kv.value.to_string());
+        assert_eq!(route.as_deref(), Some("/v1/search"), "{spans:#?}");
     }
 }

@@ -45,11 +45,15 @@ fn make_span(req: &Request) -> Span {
         otel.status_code = Empty,
     );
     propagation::set_parent(&span, propagation::extract(req.headers()));
-    if let Some(t) = propagation::trace_id_of(&span) {
+    let traced = propagation::trace_id_setting(&span, || {
+        [
+            ("http.request.method", req.method().to_string()),
+            ("http.route", route.to_owned()),
+            ("url.path", req.uri().path().to_owned()),
+        ]
+    });
+    if let Some(t) = traced {
         span.record("trace_id", t);
-        span.set_attribute("http.request.method", req.method().to_string());
-        span.set_attribute("http.route", route.to_owned());
-        span.set_attribute("url.path", req.uri().path().to_owned());
     }
     span
 }
