@@ -195,19 +195,12 @@ mod tests {
 
     #[test]
     fn the_trace_id_comes_with_the_attributes_set_on_the_span() {
-        use tracing_subscriber::layer::SubscriberExt;
         install();
-        let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        let subscriber = tracing_subscriber::registry().with(crate::traces::layer(&provider));
-        let id = tracing::subscriber::with_default(subscriber, || {
+        let (id, spans) = crate::traces::recorded(|| {
             let span = tracing::info_span!("request");
             trace_id_setting(&span, || [("http.route", "/v1/search".to_owned())])
-        })
-        .expect("a trace id while traces are on");
-        let spans = exporter.get_finished_spans().unwrap();
+        });
+        let id = id.expect("a trace id while traces are on");
         assert_eq!(spans.len(), 1, "{spans:#?}");
         assert_eq!(spans[0].span_context.trace_id().to_string(), id);
         let route = spans[0]

@@ -10,6 +10,8 @@ use crate::otlp_http::ExportClient;
 
 mod layer;
 pub(crate) use layer::layer;
+#[cfg(test)]
+pub(crate) use layer::recorded;
 
 /// The instrumentation scope of every span.
 pub const TRACER_NAME: &str = "ragplane";

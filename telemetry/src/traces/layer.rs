@@ -130,20 +130,26 @@ where
     }
 }
 
+/// Runs `f` under this layer alone (for this thread only), exporting to memory, and returns
+/// what `f` returned with the spans it finished.
+#[cfg(test)]
+pub(crate) fn recorded<T>(f: impl FnOnce() -> T) -> (T, Vec<opentelemetry_sdk::trace::SpanData>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry().with(layer(&provider));
+    let out = tracing::subscriber::with_default(subscriber, f);
+    (out, exporter.get_finished_spans().unwrap())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::OpenTelemetrySpanExt;
 
     fn recorded(f: impl FnOnce()) -> Vec<opentelemetry_sdk::trace::SpanData> {
-        use tracing_subscriber::layer::SubscriberExt;
-        let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        let subscriber = tracing_subscriber::registry().with(layer(&provider));
-        tracing::subscriber::with_default(subscriber, f);
-        exporter.get_finished_spans().unwrap()
+        super::recorded(f).1
     }
 
     #[test]
