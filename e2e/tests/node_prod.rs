@@ -9,6 +9,7 @@
 //! Without a Qdrant binary the same cluster runs with its vectors in PostgreSQL
 //! (`e2e/node/prod-postgres-vectors`), and the test prints that the Qdrant part was skipped.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use ragplane_e2e::node::{install_operator, node, ready_pod, target_dir, wait, Node};
@@ -297,6 +298,49 @@ fn pod_names(node: &Node, selector: &str) -> Vec<String> {
 fn pod_ip(node: &Node, pod: &str) -> Option<String> {
     let p = node.json(&["get", "pod", "-n", NS, pod]).ok()?;
     p["status"]["podIP"].as_str().map(str::to_owned)
+}
+
+/// Reads the `documents` jobs each running pod of `selector` has finished
+/// (`ragplane_jobs_total{outcome="succeeded"}` on its /metrics) into `seen`, by pod name: a
+/// pod's highest count so far, or why it could not be read while none was.
+fn record_jobs_done(node: &Node, selector: &str, seen: &mut BTreeMap<String, Result<u64, String>>) {
+    let Ok(pods) = node.json(&["get", "pods", "-n", NS, "-l", selector]) else {
+        return;
+    };
+    for pod in pods["items"].as_array().into_iter().flatten() {
+        let (Some(name), Some(ip)) = (
+            pod["metadata"]["name"].as_str(),
+            pod["status"]["podIP"].as_str(),
+        ) else {
+            continue;
+        };
+        let url = format!("http://{ip}:8080");
+        let count = node
+            .in_node(&[], &["python3", "-c", METRICS_SCRIPT, &url])
+            .map_err(|e| e.to_string())
+            .and_then(|metrics| {
+                metrics
+                    .lines()
+                    .find(|l| {
+                        l.starts_with("ragplane_jobs_total")
+                            && l.contains("outcome=\"succeeded\"")
+                            && l.contains("queue=\"documents\"")
+                    })
+                    .map_or(Ok(0), |l| {
+                        l.rsplit(' ')
+                            .next()
+                            .and_then(|v| v.parse::<f64>().ok())
+                            .map(|v| v as u64)
+                            .ok_or_else(|| format!("unreadable line {l:?}"))
+                    })
+            });
+        let entry = seen.entry(name.to_owned()).or_insert_with(|| count.clone());
+        match (entry.as_ref(), count) {
+            (Ok(before), Ok(now)) if now > *before => *entry = Ok(now),
+            (Err(_), now @ Ok(_)) => *entry = now,
+            _ => {}
+        }
+    }
 }
 
 /// The Events of `reason` about objects of `kind` in the test's namespace (none while the API
@@ -980,50 +1024,28 @@ fn the_prod_ragcluster_runs_on_real_pods() {
     node.kubectl(&["delete", "pod", "-n", NS, &ingest_pods[0], "--wait=false"])
         .unwrap();
     let mut most = 0;
+    // Each backfill pod's count, read while it runs: the pool scales in as the backlog drains,
+    // and a pod that is gone can no longer be asked.
+    let mut seen = BTreeMap::new();
     let done = wait("500 documents indexed", Duration::from_secs(900), || {
         most = most.max(replicas(backfill).unwrap_or(0));
+        record_jobs_done(&node, BACKFILL_PODS, &mut seen);
         let d = documents();
         let s = &d["statuses"];
         assert!(s["failed"].is_null(), "{d}");
         (s["indexed"] == 500).then_some(d)
     });
+    record_jobs_done(&node, BACKFILL_PODS, &mut seen);
     assert_eq!(done["chunks"], 500, "{done}");
     assert_eq!(most, 2, "the backfill pool did not reach its maximum");
     // The new pods took jobs.
-    let took: u64 = pod_names(&node, BACKFILL_PODS)
-        .iter()
-        .filter_map(|pod| {
-            let ip = pod_ip(&node, pod)?;
-            let metrics = node
-                .in_node(
-                    &[],
-                    &[
-                        "python3",
-                        "-c",
-                        METRICS_SCRIPT,
-                        &format!("http://{ip}:8080"),
-                    ],
-                )
-                .ok()?;
-            metrics
-                .lines()
-                .find(|l| {
-                    l.starts_with("ragplane_jobs_total")
-                        && l.contains("outcome=\"succeeded\"")
-                        && l.contains("queue=\"documents\"")
-                })?
-                .rsplit(' ')
-                .next()?
-                .parse::<f64>()
-                .ok()
-                .map(|v| v as u64)
-        })
-        .sum();
+    let took: u64 = seen.values().filter_map(|c| c.as_ref().ok()).sum();
     // A Ready worker polls at once; with a few dozen jobs still queued it takes some.
     if left_at_ready >= 40 {
         assert!(
             took > 0,
-            "the backfill pods finished no job ({left_at_ready} were left when one was Ready)"
+            "the backfill pods finished no job ({left_at_ready} were left when one was Ready); \
+             their counts as last read: {seen:?}"
         );
     } else {
         eprintln!(
