@@ -42,6 +42,16 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The sum of every sample of metric `name` in the Prometheus text `text` whose labels include
+/// each of `labels` (`key="value"` strings); 0 when there is none.
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Prints why a test is skipped, or panics with that reason when the variable `require` is `1`
 /// (as `scripts/test.sh` sets it, so that CI never skips silently).
 pub fn skip(require: &str, why: &str) {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use ragplane_e2e::node::{install_operator, node, ready_pod, target_dir, wait, Node};
-use ragplane_e2e::{ragplane_bin, repo_root};
+use ragplane_e2e::{metric_sum, ragplane_bin, repo_root};
 use serde_json::Value;
 
 const NS: &str = "rag-prod";
@@ -317,28 +317,19 @@ fn record_jobs_done(node: &Node, selector: &str, seen: &mut BTreeMap<String, Res
         let url = format!("http://{ip}:8080");
         let count = node
             .in_node(&[], &["python3", "-c", METRICS_SCRIPT, &url])
-            .map_err(|e| e.to_string())
-            .and_then(|metrics| {
-                metrics
-                    .lines()
-                    .find(|l| {
-                        l.starts_with("ragplane_jobs_total")
-                            && l.contains("outcome=\"succeeded\"")
-                            && l.contains("queue=\"documents\"")
-                    })
-                    .map_or(Ok(0), |l| {
-                        l.rsplit(' ')
-                            .next()
-                            .and_then(|v| v.parse::<f64>().ok())
-                            .map(|v| v as u64)
-                            .ok_or_else(|| format!("unreadable line {l:?}"))
-                    })
-            });
-        let entry = seen.entry(name.to_owned()).or_insert_with(|| count.clone());
-        match (entry.as_ref(), count) {
-            (Ok(before), Ok(now)) if now > *before => *entry = Ok(now),
-            (Err(_), now @ Ok(_)) => *entry = now,
-            _ => {}
+            .map(|metrics| {
+                let labels = [r#"outcome="succeeded""#, r#"queue="documents""#];
+                metric_sum(&metrics, "ragplane_jobs_total", &labels) as u64
+            })
+            .map_err(|e| e.to_string());
+        // Keep the highest count; a failed read only stands while no read has worked.
+        let newer = match (seen.get(name), &count) {
+            (Some(Ok(before)), Ok(now)) => now > before,
+            (Some(Ok(_)), Err(_)) => false,
+            _ => true,
+        };
+        if newer {
+            seen.insert(name.to_owned(), count);
         }
     }
 }
