@@ -29,7 +29,8 @@
 #   LOAD_CPUS=       CPUs for wrk and Jaeger when SERVER_CPUS is set (e.g. "1")
 #
 # Each closed-loop line also gives the server's own CPU time per request (server_cpu_us, from
-# /proc/<pid>/stat: every thread, user and system) and each CPU's busy share over the run
+# /proc/<pid>/stat: every thread, user and system), the kernel's share of that time, the
+# server's page faults and context switches per request, and each CPU's busy share over the run
 # (busy=cpu0:0.99,cpu1:0.71, from /proc/stat). With the server pinned, its CPU near 1.00 says
 # the server was the bottleneck; a load CPU near 1.00 with the server's below says wrk (or
 # the trace backend beside it) was, and requests/s then understates what the server can do.
@@ -99,8 +100,14 @@ stores_env() {
     "RAGPLANE__OBJECTS__SECRET_ACCESS_KEY=$RAGPLANE_TEST_S3_SECRET_KEY"
 }
 
-# server_ticks PID: the CPU time (user + system, all threads) the process has used, in ticks.
-server_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# server_counters PID: what the process (all threads) has used so far, as four numbers: CPU time
+# in ticks (user + system), system time in ticks, minor page faults, and context switches
+# (voluntary + involuntary, summed over its live threads).
+server_counters() {
+  local ctx
+  ctx=$(cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}')
+  awk -v ctx="$ctx" '{print $14 + $15, $15, $10, ctx}' "/proc/$1/stat"
+}
 # cpu_busy BEFORE AFTER: each CPU's busy share between two copies of /proc/stat.
 cpu_busy() {
   python3 - "$1" "$2" <<'PY'
@@ -165,13 +172,13 @@ load_all() {
 # closed_loop CONNS: a 3 s warm-up (it fills the caches when on, and the connection pool), then
 # DURATION seconds of closed-loop load on every server of SERVER_URLS at once. Leaves wrk's
 # RESULT line for server k in $WORK/wrk-k.txt, each server's CPU ticks at the start of the
-# measured part in TICKS, and /proc/stat around it in $WORK/stat.before and stat.after.
+# measured part in COUNTERS (server_counters), and /proc/stat around it in $WORK/stat.before and stat.after.
 closed_loop() {
   local k
   load_all "$1" 3 /dev/null || true
-  TICKS=()
+  COUNTERS=()
   cp /proc/stat "$WORK/stat.before"
-  for k in "${!SERVER_PIDS[@]}"; do TICKS+=("$(server_ticks "${SERVER_PIDS[$k]}")"); done
+  for k in "${!SERVER_PIDS[@]}"; do COUNTERS+=("$(server_counters "${SERVER_PIDS[$k]}")"); done
   load_all "$1" "$DURATION" "$WORK/wrk-%k.txt"
   cp /proc/stat "$WORK/stat.after"
 }
@@ -199,13 +206,17 @@ for cache in $CACHES; do
     busy=$(cpu_busy "$WORK/stat.before" "$WORK/stat.after")
     per_request=()
     for k in "${!modes[@]}"; do
-      used=$(( $(server_ticks "${SERVER_PIDS[$k]}") - TICKS[k] ))
+      read -r used sys faults ctx < <(paste -d' ' <(tr ' ' '\n' <<<"${COUNTERS[$k]}") \
+        <(server_counters "${SERVER_PIDS[$k]}" | tr ' ' '\n') | awk '{printf "%d ", $2 - $1} END {print ""}')
       line=$(grep '^RESULT' "$WORK/wrk-$k.txt")
       requests=$(sed -n 's/.* requests=\([0-9]*\).*/\1/p' <<<"$line")
       per_request+=("$(python3 -c "print(f'{$used / $TICKS_PER_S * 1e6 / max(1, $requests):.1f}')")")
+      # Where the CPU went besides the server's own code: the kernel's share of it, and page
+      # faults and context switches per request.
+      kernel=$(python3 -c "print(f'sys_share={$sys / max(1, $used):.3f} faults_per_request={$faults / max(1, $requests):.3f} switches_per_request={$ctx / max(1, $requests):.3f}')")
       side=$([ ${#modes[@]} -gt 1 ] && echo " side-by-side" || true)
       echo "stores=$stores cache=$cache traces=${modes[$k]}$side connections=$conns closed-loop $line" \
-        "server_cpu_us=${per_request[$k]} busy=$busy"
+        "server_cpu_us=${per_request[$k]} $kernel busy=$busy"
     done
     if [ ${#modes[@]} -gt 1 ]; then
       # Both servers ran at once on the same CPUs, so whatever slowed the machine slowed both:
