@@ -6,6 +6,13 @@
 //! endpoint, up to `max_attempts` in all. Large calls are split into requests of
 //! `max_texts_per_request` texts that run concurrently, so one call spreads over the servers.
 //! Vectors travel in the server's native format: little-endian f32, no JSON.
+//!
+//! The choice is made here rather than by `tower::balance`: its power-of-two-choices compares
+//! two endpoints drawn at random, so with the two or three servers of a typical deployment a
+//! retry can land on the endpoint that just failed, or one cooling down can be taken while a
+//! healthy one is idle. Every attempt here sees all endpoints, so a call tries each endpoint
+//! once before any twice, and a live one is reached within `max_attempts` whenever fewer
+//! endpoints than that are dead (see [`pick`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;

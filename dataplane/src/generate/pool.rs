@@ -10,6 +10,11 @@
 //! - Connecting, the first token and the whole request have separate deadlines.
 //! - With no healthy server the pool refuses at once ([`GenerateError::NoHealthyEndpoint`],
 //!   503 with Retry-After), without touching the network.
+//!
+//! Not `tower::balance`: its power-of-two-choices draws two servers at random and knows no
+//! "other than this one", so the retry could go back to the server that just failed. Here, as
+//! in the remote embedder ([`crate::embed::remote::pick`]), every choice sees all servers and
+//! the least loaded wins.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
