@@ -22,6 +22,7 @@
 #                    its own wrk, which cancels the machine's drift between runs (closed loop
 #                    only; the line "side-by-side off/on cpu_per_request_ratio=" compares them)
 #   TRACE_PROTOCOL=grpc  how "on" exports: "grpc" or "http/protobuf" (OTLP/HTTP to the same Jaeger)
+#   SAMPLE_RATIO=1.0  the share of traces "on" samples and exports (telemetry.traces.sample_ratio)
 #   SERVER_CPUS=     CPUs the server runs on (taskset list, e.g. "0"); with it, wrk and the
 #                    Jaeger of scripts/services/jaeger.sh (when running) are moved to LOAD_CPUS,
 #                    so the figures are the server's own and not the load generator's or the
@@ -51,6 +52,9 @@ case $TRACE_PROTOCOL in
   grpc | http/protobuf) ;;
   *) echo "TRACE_PROTOCOL=$TRACE_PROTOCOL: use grpc or http/protobuf" >&2; exit 1 ;;
 esac
+SAMPLE_RATIO=${SAMPLE_RATIO:-1.0}
+python3 -c 'import sys; r = float(sys.argv[1]); sys.exit(not 0 <= r <= 1)' "$SAMPLE_RATIO" 2>/dev/null ||
+  { echo "SAMPLE_RATIO=$SAMPLE_RATIO: use a number from 0 to 1" >&2; exit 1; }
 # pin_server / pin_load: the commands prefixed to the server's and wrk's.
 pin_server=() pin_load=()
 if [ -n "$SERVER_CPUS" ]; then
@@ -138,7 +142,7 @@ traces_env() {
   local url=$RAGPLANE_TEST_JAEGER_OTLP_URL
   [ "$TRACE_PROTOCOL" = grpc ] || url=$RAGPLANE_TEST_JAEGER_OTLP_HTTP_URL
   echo "OTEL_EXPORTER_OTLP_ENDPOINT=$url" "OTEL_EXPORTER_OTLP_PROTOCOL=$TRACE_PROTOCOL" \
-    RAGPLANE__TELEMETRY__TRACES__SAMPLE_RATIO=1.0
+    "RAGPLANE__TELEMETRY__TRACES__SAMPLE_RATIO=$SAMPLE_RATIO"
 }
 
 # start_server TRACES DATA_DIR LOG: starts a server (tracing "off" or "on") on a free port and
