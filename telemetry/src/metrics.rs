@@ -235,20 +235,31 @@ impl Histogram {
         h
     }
 
-    /// Records `v`, with the current trace as exemplar when traces are on and the bucket's
-    /// exemplar is due for replacement.
+    /// Records `v`, with the current trace as exemplar when traces are on, the trace is
+    /// sampled and the bucket's exemplar is due for replacement.
+    ///
+    /// An observation in a trace the sampler left out counts as the bucket's look for the
+    /// interval: the bucket keeps the exemplar it had, and the next look (the lookup of the
+    /// current trace is what costs) is an interval away. Outside any span the bucket stays due.
     pub fn observe(&self, v: f64) {
-        let exemplar = crate::propagation::on()
+        use crate::propagation::{current_trace, CurrentTrace};
+        let Some(set_at) = crate::propagation::on()
             .then(|| self.exemplars.due(v))
             .flatten()
-            .and_then(|set_at| crate::propagation::trace_id().map(|t| (set_at, t)));
-        match exemplar {
-            Some((set_at, trace)) => {
+        else {
+            return self.inner.observe(v, None, None);
+        };
+        match current_trace() {
+            CurrentTrace::Sampled(trace) => {
                 set_at.store(now_ms(), Ordering::Relaxed);
                 let labels = vec![("trace_id", trace)];
                 self.inner.observe(v, Some(labels), Some(SystemTime::now()));
             }
-            None => self.inner.observe(v, None, None),
+            CurrentTrace::Unsampled => {
+                set_at.store(now_ms(), Ordering::Relaxed);
+                self.inner.observe(v, None, None);
+            }
+            CurrentTrace::None => self.inner.observe(v, None, None),
         }
     }
 
@@ -423,5 +434,46 @@ mod tests {
         assert!(bucket("0.1").contains(&first), "{text}");
         assert!(!bucket("0.1").contains(&second), "{text}");
         assert!(bucket("1.0").contains(&third), "{text}");
+    }
+
+    /// A trace the sampler left out is exported nowhere, so it is no exemplar; a sampled one
+    /// is, once the bucket is due again. Within the interval, the unsampled observation was the
+    /// bucket's look: a sampled one right after it waits for the next interval.
+    #[test]
+    fn an_unsampled_trace_is_no_exemplar() {
+        use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+        crate::propagation::install();
+        let observe_in = |h: &Histogram, sampler: Sampler| {
+            let provider = SdkTracerProvider::builder().with_sampler(sampler).build();
+            let subscriber = tracing_subscriber::registry().with(crate::traces::layer(&provider));
+            tracing::subscriber::with_default(subscriber, || {
+                let span = tracing::info_span!("request");
+                let _entered = span.enter();
+                h.observe(0.05);
+                crate::propagation::trace_id().expect("a trace id, sampled or not")
+            })
+        };
+        let render = |every: Duration, samplers: [Sampler; 2]| {
+            let registry = Registry::default();
+            let h = Histogram::with_buckets(&[0.1, 1.0], every);
+            registry.register("t_sampled_seconds", "test", h.clone());
+            let ids = samplers.map(|s| observe_in(&h, s));
+            (ids, registry.render())
+        };
+
+        let ([left_out, sampled], text) =
+            render(Duration::ZERO, [Sampler::AlwaysOff, Sampler::AlwaysOn]);
+        let bucket = text
+            .lines()
+            .find(|l| l.starts_with("t_sampled_seconds_bucket{le=\"0.1\"}"))
+            .unwrap_or_else(|| panic!("no le=0.1 bucket in {text}"));
+        assert!(bucket.contains(&sampled), "{text}");
+        assert!(!text.contains(&left_out), "{text}");
+
+        let (_, text) = render(
+            Duration::from_secs(3600),
+            [Sampler::AlwaysOff, Sampler::AlwaysOn],
+        );
+        assert!(!text.contains("trace_id"), "{text}");
     }
 }

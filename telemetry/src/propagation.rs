@@ -139,33 +139,66 @@ pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
     trace_id_setting(span, || [])
 }
 
-/// `span`'s trace id in hex, with `attributes` (built only when traces are on) set on its
-/// OpenTelemetry span in one step; `None` when traces are off.
-///
-/// Reading the trace id starts the OpenTelemetry span, so the attributes go to it directly,
-/// under one lock, instead of one [`OpenTelemetrySpanExt::set_attribute`] each (every one of
-/// which looks the span up again).
-pub fn trace_id_setting<const N: usize>(
+/// The current span's trace, as an exemplar sees it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum CurrentTrace {
+    /// Traces are off, or there is no span.
+    None,
+    /// A trace the sampler left out: exported nowhere, so nothing to link to.
+    Unsampled,
+    /// A sampled trace, by its id in hex.
+    Sampled(String),
+}
+
+/// The current span's trace; its id is written out only when it is sampled.
+pub(crate) fn current_trace() -> CurrentTrace {
+    let sampled = with_otel_span(&tracing::Span::current(), |otel| {
+        let sc = otel.span_context();
+        sc.is_sampled().then(|| sc.trace_id().to_string())
+    });
+    match sampled {
+        None => CurrentTrace::None,
+        Some(None) => CurrentTrace::Unsampled,
+        Some(Some(id)) => CurrentTrace::Sampled(id),
+    }
+}
+
+/// `f` applied to `span`'s OpenTelemetry span; `None` when traces are off or the span has no
+/// valid context.
+fn with_otel_span<T>(
     span: &tracing::Span,
-    attributes: impl FnOnce() -> [(&'static str, String); N],
-) -> Option<String> {
+    f: impl FnOnce(&opentelemetry::trace::SpanRef<'_>) -> T,
+) -> Option<T> {
     if !on() {
         return None;
     }
     let cx = span.context();
     let otel = cx.span();
-    let sc = otel.span_context();
-    if !sc.is_valid() {
-        return None;
-    }
-    if N > 0 {
-        otel.set_attributes(
-            attributes()
-                .into_iter()
-                .map(|(k, v)| opentelemetry::KeyValue::new(k, v)),
-        );
-    }
-    Some(sc.trace_id().to_string())
+    otel.span_context().is_valid().then(|| f(&otel))
+}
+
+/// `span`'s trace id in hex, with `attributes` set on its OpenTelemetry span in one step; `None`
+/// when traces are off.
+///
+/// Reading the trace id starts the OpenTelemetry span, so the attributes go to it directly,
+/// under one lock, instead of one [`OpenTelemetrySpanExt::set_attribute`] each (every one of
+/// which looks the span up again). They are built only for a span that records: a trace the
+/// sampler left out still has its id (for the log lines and the traces downstream), but its
+/// spans keep no attributes.
+pub fn trace_id_setting<const N: usize>(
+    span: &tracing::Span,
+    attributes: impl FnOnce() -> [(&'static str, String); N],
+) -> Option<String> {
+    with_otel_span(span, |otel| {
+        if N > 0 && otel.is_recording() {
+            otel.set_attributes(
+                attributes()
+                    .into_iter()
+                    .map(|(k, v)| opentelemetry::KeyValue::new(k, v)),
+            );
+        }
+        otel.span_context().trace_id().to_string()
+    })
 }
 
 #[cfg(test)]
@@ -209,5 +242,21 @@ mod tests {
             .find(|kv| kv.key.as_str() == "http.route")
             .map(|kv| kv.value.to_string());
         assert_eq!(route.as_deref(), Some("/v1/search"), "{spans:#?}");
+    }
+
+    #[test]
+    fn a_trace_left_out_by_the_sampler_has_an_id_but_its_attributes_are_not_built() {
+        install();
+        let (id, spans) =
+            crate::traces::recorded_with(opentelemetry_sdk::trace::Sampler::AlwaysOff, || {
+                let span = tracing::info_span!("request");
+                trace_id_setting(&span, || -> [(&str, String); 1] {
+                    panic!("attributes built for a span that is not recorded")
+                })
+            });
+        let id = id.expect("a trace id for an unsampled trace");
+        assert_eq!(id.len(), 32, "{id}");
+        assert_ne!(id, "0".repeat(32));
+        assert!(spans.is_empty(), "{spans:#?}");
     }
 }

@@ -11,7 +11,7 @@ use crate::otlp_http::ExportClient;
 mod layer;
 pub(crate) use layer::layer;
 #[cfg(test)]
-pub(crate) use layer::recorded;
+pub(crate) use layer::{recorded, recorded_with};
 
 /// The instrumentation scope of every span.
 pub const TRACER_NAME: &str = "ragplane";

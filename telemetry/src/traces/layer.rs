@@ -130,14 +130,24 @@ where
     }
 }
 
-/// Runs `f` under this layer alone (for this thread only), exporting to memory, and returns
-/// what `f` returned with the spans it finished.
+/// Runs `f` under this layer alone (for this thread only), every trace sampled and exported to
+/// memory, and returns what `f` returned with the spans it finished.
 #[cfg(test)]
 pub(crate) fn recorded<T>(f: impl FnOnce() -> T) -> (T, Vec<opentelemetry_sdk::trace::SpanData>) {
+    recorded_with(opentelemetry_sdk::trace::Sampler::AlwaysOn, f)
+}
+
+/// [`recorded`], with `sampler` deciding which traces are sampled.
+#[cfg(test)]
+pub(crate) fn recorded_with<T>(
+    sampler: opentelemetry_sdk::trace::Sampler,
+    f: impl FnOnce() -> T,
+) -> (T, Vec<opentelemetry_sdk::trace::SpanData>) {
     use tracing_subscriber::layer::SubscriberExt;
     let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
+        .with_sampler(sampler)
         .build();
     let subscriber = tracing_subscriber::registry().with(layer(&provider));
     let out = tracing::subscriber::with_default(subscriber, f);
