@@ -441,17 +441,16 @@ mod tests {
     /// bucket's look: a sampled one right after it waits for the next interval.
     #[test]
     fn an_unsampled_trace_is_no_exemplar() {
-        use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+        use opentelemetry_sdk::trace::Sampler;
         crate::propagation::install();
         let observe_in = |h: &Histogram, sampler: Sampler| {
-            let provider = SdkTracerProvider::builder().with_sampler(sampler).build();
-            let subscriber = tracing_subscriber::registry().with(crate::traces::layer(&provider));
-            tracing::subscriber::with_default(subscriber, || {
+            crate::traces::recorded_with(sampler, || {
                 let span = tracing::info_span!("request");
                 let _entered = span.enter();
                 h.observe(0.05);
                 crate::propagation::trace_id().expect("a trace id, sampled or not")
             })
+            .0
         };
         let render = |every: Duration, samplers: [Sampler; 2]| {
             let registry = Registry::default();

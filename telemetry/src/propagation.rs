@@ -140,7 +140,7 @@ pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
 }
 
 /// The current span's trace, as an exemplar sees it.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum CurrentTrace {
     /// Traces are off, or there is no span.
     None,
