@@ -15,6 +15,8 @@
 #                    "scale-out" (PostgreSQL + S3 on the servers of scripts/services/postgres.sh and
 #                    s3.sh: source their env.sh first), or "embedded scale-out" to compare
 #   CACHES="off on"  the cache settings to run      CONNS="100 1000"  connection counts
+#   MISS_SHARE=0     the share of requests, evenly spread, that send a query never sent before
+#                    (with CACHES=on: a mix of cache hits and computed searches; see search.lua)
 #   TRACES=off       runs of each setting, in order, on the same data: "off" or "on" (every trace
 #                    exported to the Jaeger of scripts/services/jaeger.sh: source its env.sh
 #                    first), for example "off on off on" to compare with tracing on; or
@@ -53,6 +55,10 @@ case $TRACE_PROTOCOL in
   *) echo "TRACE_PROTOCOL=$TRACE_PROTOCOL: use grpc or http/protobuf" >&2; exit 1 ;;
 esac
 SAMPLE_RATIO=${SAMPLE_RATIO:-1.0}
+MISS_SHARE=${MISS_SHARE:-0}
+python3 -c 'import sys; r = float(sys.argv[1]); sys.exit(not 0 <= r <= 1)' "$MISS_SHARE" 2>/dev/null ||
+  { echo "MISS_SHARE=$MISS_SHARE: use a number from 0 to 1" >&2; exit 1; }
+export BENCH_MISS_SHARE=$MISS_SHARE
 python3 -c 'import sys; r = float(sys.argv[1]); sys.exit(not 0 <= r <= 1)' "$SAMPLE_RATIO" 2>/dev/null ||
   { echo "SAMPLE_RATIO=$SAMPLE_RATIO: use a number from 0 to 1" >&2; exit 1; }
 # pin_server / pin_load: the commands prefixed to the server's and wrk's.
@@ -219,14 +225,14 @@ for cache in $CACHES; do
       # faults and context switches per request.
       kernel=$(python3 -c "print(f'sys_share={$sys / max(1, $used):.3f} faults_per_request={$faults / max(1, $requests):.3f} switches_per_request={$ctx / max(1, $requests):.3f}')")
       side=$([ ${#modes[@]} -gt 1 ] && echo " side-by-side" || true)
-      echo "stores=$stores cache=$cache traces=${modes[$k]}$side connections=$conns closed-loop $line" \
+      echo "stores=$stores cache=$cache miss_share=$MISS_SHARE traces=${modes[$k]}$side connections=$conns closed-loop $line" \
         "server_cpu_us=${per_request[$k]} $kernel busy=$busy"
     done
     if [ ${#modes[@]} -gt 1 ]; then
       # Both servers ran at once on the same CPUs, so whatever slowed the machine slowed both:
       # the ratio of their CPU per request stands for the ratio of their throughputs (each
       # uses more CPU per request than it would alone, sharing the core's caches).
-      echo "stores=$stores cache=$cache connections=$conns side-by-side ${modes[0]}/${modes[1]}" \
+      echo "stores=$stores cache=$cache miss_share=$MISS_SHARE connections=$conns side-by-side ${modes[0]}/${modes[1]}" \
         "cpu_per_request_ratio=$(python3 -c "print(f'{${per_request[0]} / ${per_request[1]}:.3f}')")"
     elif [ "$cache" = off ] && [ "$OPEN_DURATION" -gt 0 ]; then
       # Open loop: RATE requests/s in total over the same number of connections.
