@@ -6,6 +6,7 @@ mod chat;
 mod collections;
 mod documents;
 pub mod error;
+pub mod http_metrics;
 pub mod recent_errors;
 pub mod request_id;
 mod search;
@@ -13,12 +14,13 @@ mod service;
 pub mod trace;
 mod usage;
 
+pub(crate) use http_metrics::record_metrics;
 pub(crate) use service::metrics as service_metrics;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
@@ -357,24 +359,4 @@ async fn shed_load(
         })
         .into_response(),
     }
-}
-
-/// Counts every request and its latency by route, method and status.
-pub(crate) async fn record_metrics(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = req.method().to_string();
-    let started = Instant::now();
-    let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    let labels = [route.as_str(), method.as_str(), status.as_str()];
-    crate::metrics::HTTP_REQUESTS
-        .with_label_values(&labels)
-        .inc();
-    crate::metrics::HTTP_DURATION
-        .with_label_values(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    resp
 }
