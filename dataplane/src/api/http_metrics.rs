@@ -61,8 +61,9 @@ impl Drop for Pending {
         let Some((route, method)) = self.request.take() else {
             return;
         };
-        record(&route, &method, CLIENT_CLOSED, self.started);
+        // In the request's span: the latency's exemplar and the log line name its trace.
         let _in_request = self.span.enter();
+        record(&route, &method, CLIENT_CLOSED, self.started);
         tracing::info!(
             route,
             method,
@@ -114,6 +115,10 @@ mod tests {
         }
     }
 
+    async fn a_handler_that_panics() -> &'static str {
+        panic!("a handler's bug")
+    }
+
     #[tokio::test]
     async fn a_request_whose_client_leaves_is_counted_as_499_and_one_answered_by_its_status() {
         // The runtime has one thread, so the server's log lines come to this subscriber.
@@ -124,7 +129,7 @@ mod tests {
             .with_ansi(false)
             .set_default();
         // Routes of their own: the metrics are process-wide.
-        let (slow, fast) = ("/abandoned-by-test", "/answered-by-test");
+        let (slow, fast, panics) = ("/abandoned-by-test", "/answered-by-test", "/panics-in-test");
         let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel();
         let app = Router::new()
             .route(
@@ -135,10 +140,9 @@ mod tests {
                 }),
             )
             .route(fast, get(|| async { "ok" }))
-            // In the order the API stacks them: the request's span around the metrics.
-            .layer(axum::middleware::from_fn(record_metrics))
-            .layer(super::super::trace::layer())
-            .layer(axum::middleware::from_fn(super::super::request_id::assign));
+            .route(panics, get(a_handler_that_panics));
+        // The layers of the API and the embedding server, in their order.
+        let app = super::super::instrument(app);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -146,6 +150,12 @@ mod tests {
         let answered = reqwest::get(format!("http://{addr}{fast}")).await.unwrap();
         assert_eq!(answered.status(), 200);
         assert_eq!((count(fast, "200"), count(fast, CLIENT_CLOSED)), (1, 0));
+        // A panic is answered for the handler, and counted as what the client got.
+        let failed = reqwest::get(format!("http://{addr}{panics}"))
+            .await
+            .unwrap();
+        assert_eq!(failed.status(), 500);
+        assert_eq!((count(panics, "500"), count(panics, CLIENT_CLOSED)), (1, 0));
 
         // A client that sends its request and hangs up while the handler is still working.
         let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -190,7 +200,7 @@ mod tests {
         assert_eq!(
             logged.matches("went away").count(),
             1,
-            "the answered request is no abandoned one:\n{logged}"
+            "the answered requests are no abandoned ones:\n{logged}"
         );
     }
 }

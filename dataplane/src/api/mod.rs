@@ -14,7 +14,7 @@ mod service;
 pub mod trace;
 mod usage;
 
-pub(crate) use http_metrics::record_metrics;
+use http_metrics::record_metrics;
 pub(crate) use service::metrics as service_metrics;
 
 use std::sync::Arc;
@@ -267,17 +267,24 @@ pub fn router(app: AppState) -> Router {
             Duration::from_secs(limits.request_timeout_secs),
             time_limit,
         ));
-    service_routes()
-        .merge(traffic)
-        .fallback(not_found)
-        .layer(middleware::from_fn(record_metrics))
+    instrument(service_routes().merge(traffic).fallback(not_found))
+        .layer(cors(&app.config.server.cors_allowed_origins))
+        .with_state(app)
+}
+
+/// The layers every HTTP server of this binary puts around its routes, innermost first: a
+/// panicking handler answered with a 500; the request metrics, outside everything that can
+/// answer in a handler's place (a panic, a time limit, shed load), so that they count what the
+/// client got, and a request they see dropped unanswered is one its client left; the request's
+/// span; and its request id, which the span takes.
+pub(crate) fn instrument<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
+    routes
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError(Error::Internal("the request handler panicked".into())).into_response()
         }))
+        .layer(middleware::from_fn(record_metrics))
         .layer(trace::layer())
         .layer(middleware::from_fn(request_id::assign))
-        .layer(cors(&app.config.server.cors_allowed_origins))
-        .with_state(app)
 }
 
 /// CORS for the configured origins: none by default, so no CORS header is ever sent and

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -26,7 +25,7 @@ use crate::error::Error;
 type AppState = Arc<ServerState>;
 
 pub(super) fn router(state: AppState, cfg: &EmbedServerConfig) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/embeddings", post(openai_embeddings))
         .route(NATIVE_PATH, post(native_embed))
         .route("/v1/models", get(models))
@@ -36,17 +35,11 @@ pub(super) fn router(state: AppState, cfg: &EmbedServerConfig) -> Router {
         .route("/metrics", get(crate::api::service_metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
-        .layer(middleware::from_fn(crate::api::record_metrics))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(120),
-        ))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-            ApiError(Error::Internal("the request handler panicked".into())).into_response()
-        }))
-        .layer(crate::api::trace::layer())
-        .layer(middleware::from_fn(crate::api::request_id::assign))
-        .with_state(state)
+        ));
+    crate::api::instrument(routes).with_state(state)
 }
 
 async fn not_found() -> ApiError {
