@@ -96,9 +96,9 @@ mod tests {
         let series = format!(
             "ragplane_http_request_duration_seconds_count{{method=\"GET\",route=\"{route}\",status=\"{status}\"}} "
         );
-        let text = crate::metrics::render();
-        let line = text.lines().find(|l| l.starts_with(&series))?;
-        Some(line[series.len()..].to_owned())
+        crate::metrics::render()
+            .lines()
+            .find_map(|l| l.strip_prefix(&series).map(str::to_owned))
     }
 
     /// Log lines written while it is the thread's subscriber.
