@@ -39,6 +39,8 @@ const FAIL: u8 = 1;
 const HANG: u8 = 2;
 /// Sends one token, then drops the connection.
 const BREAK_MIDWAY: u8 = 3;
+/// Sends one token, then nothing for 30 s.
+const STALL_MIDWAY: u8 = 4;
 
 #[derive(Clone)]
 struct Stub {
@@ -73,12 +75,16 @@ async fn stub() -> Stub {
                 _ => {}
             }
             let midway = mode.load(Ordering::SeqCst) == BREAK_MIDWAY;
+            let stall = mode.load(Ordering::SeqCst) == STALL_MIDWAY;
             let model = body["model"].clone();
             let s = async_stream::stream! {
                 for (i, p) in ["Twenty-two ", "miles ", "[1]."].into_iter().enumerate() {
                     if midway && i == 1 {
                         yield Err(std::io::Error::other("server died"));
                         return;
+                    }
+                    if stall && i == 1 {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
                     }
                     let c = json!({ "model": model, "choices": [{ "index": 0, "delta": { "content": p } }] });
                     yield Ok::<_, std::io::Error>(format!("data: {c}\n\n"));
@@ -278,6 +284,7 @@ async fn with_every_server_down_the_pool_refuses_at_once() {
 
 struct Env {
     _dir: tempfile::TempDir,
+    app: Arc<App>,
     router: Router,
     shutdown: CancellationToken,
 }
@@ -303,9 +310,10 @@ async fn env_with(generation: GenerationConfig, tweak: impl FnOnce(&mut Config))
     let shutdown = CancellationToken::new();
     let workers = ragplane::worker::spawn_workers(app.clone(), 1, shutdown.clone());
     std::mem::forget(workers); // they stop on `shutdown`
-    let router = ragplane::api::router(app);
+    let router = ragplane::api::router(app.clone());
     let e = Env {
         _dir: dir,
+        app,
         router,
         shutdown,
     };
@@ -365,10 +373,24 @@ impl Env {
         uri: &str,
         body: Option<Value>,
     ) -> axum::response::Response {
+        self.raw_as(method, uri, body, None).await
+    }
+
+    /// [`Env::raw`], as request `request_id` when given.
+    async fn raw_as(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+        request_id: Option<&str>,
+    ) -> axum::response::Response {
         let mut b = Request::builder()
             .method(method)
             .uri(uri)
             .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"));
+        if let Some(id) = request_id {
+            b = b.header("x-request-id", id);
+        }
         let body = match body {
             Some(v) => {
                 b = b.header(header::CONTENT_TYPE, "application/json");
@@ -507,6 +529,188 @@ async fn query_streams_token_deltas_then_the_cited_sources_and_usage() {
     assert_eq!(
         serde_json::from_str::<Value>(data).unwrap()["type"],
         "unavailable"
+    );
+}
+
+/// The query log's lines, as JSON, captured from the process's subscriber, which this installs
+/// on first use (no other test of this binary installs one).
+fn query_log(query_id: &str) -> Vec<Value> {
+    static LINES: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    struct Sink;
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            LINES.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    INSTALL.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter("off,ragplane::query_log=info,ragplane::api::trace=info")
+            .with_writer(|| Sink)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+    });
+    String::from_utf8_lossy(&LINES.lock().unwrap())
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["fields"]["query_id"] == query_id)
+        .collect()
+}
+
+/// The one line of `query_id`, waited for (an abandoned query's is written as it is dropped).
+async fn query_line(query_id: &str) -> Value {
+    query_log(query_id);
+    wait_until(
+        &format!("the query log line of {query_id}"),
+        Duration::from_secs(10),
+        || !query_log(query_id).is_empty(),
+    )
+    .await;
+    let lines = query_log(query_id);
+    assert_eq!(lines.len(), 1, "one line per query: {lines:#?}");
+    lines[0]["fields"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_query_writes_one_log_line_however_it_ends() {
+    query_log("");
+    let s = stub().await;
+    let Some(e) = env(openai(&[&s.url])).await else {
+        return;
+    };
+    let ask = json!({ "collection": "docs", "query": "how far is the lamp visible?" });
+    let usage = || async {
+        e.app.usage.flush(e.app.metadata.as_ref()).await.unwrap();
+        e.call(Method::GET, "/v1/usage", None).await.1["total"].clone()
+    };
+    let before = usage().await;
+
+    // Answered.
+    let r = e
+        .raw_as(Method::POST, "/v1/search", Some(ask.clone()), Some("ql-ok"))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let ok = query_line("ql-ok").await;
+    assert_eq!(
+        (&ok["kind"], &ok["outcome"]),
+        (&json!("search"), &json!("ok")),
+        "{ok}"
+    );
+    assert!(
+        ok["hits"].as_u64().unwrap() > 0 && ok["cache"].is_string(),
+        "{ok}"
+    );
+    assert!(ok["error"].is_null(), "{ok}");
+
+    // Failed before any result: the error's type, nothing retrieved.
+    let r = e
+        .raw_as(
+            Method::POST,
+            "/v1/search",
+            Some(json!({ "collection": "nowhere", "query": "x" })),
+            Some("ql-error"),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let failed = query_line("ql-error").await;
+    assert_eq!(
+        (&failed["outcome"], &failed["error"]),
+        (&json!("error"), &json!("not_found"))
+    );
+    assert!(failed["cache"].is_null() && failed["hits"] == 0, "{failed}");
+
+    // A streamed answer whose client leaves after the first delta: abandoned, with its
+    // retrieval and the one delta sent, logged inside the request's span.
+    s.set(STALL_MIDWAY);
+    let mut stream = json!({ "stream": true });
+    stream
+        .as_object_mut()
+        .unwrap()
+        .extend(ask.as_object().unwrap().clone());
+    let r = e
+        .raw_as(
+            Method::POST,
+            "/v1/query",
+            Some(stream),
+            Some("ql-left-midway"),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut body = r.into_body();
+    let mut seen = String::new();
+    while !seen.contains("event: delta") {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("a first delta")
+            .unwrap()
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    assert!(
+        query_log("ql-left-midway").is_empty(),
+        "logged before it ended"
+    );
+    drop(body);
+    let left = query_line("ql-left-midway").await;
+    assert_eq!(
+        (&left["kind"], &left["outcome"]),
+        (&json!("query"), &json!("abandoned")),
+        "{left}"
+    );
+    assert!(
+        left["hits"].as_u64().unwrap() > 0 && left["cache"].is_string(),
+        "{left}"
+    );
+    assert_eq!(left["completion_tokens"], 1, "{left}");
+    let line = &query_log("ql-left-midway")[0];
+    assert!(
+        line["spans"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["request_id"] == "ql-left-midway")),
+        "not in the request's span: {line}"
+    );
+
+    // A chat completion whose client leaves while the model has not answered yet.
+    s.set(HANG);
+    let chat = json!({ "model": "docs", "messages": [{ "role": "user", "content": "how far?" }] });
+    let gone = tokio::time::timeout(
+        Duration::from_millis(500),
+        e.raw_as(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(chat),
+            Some("ql-left-early"),
+        ),
+    )
+    .await;
+    assert!(gone.is_err(), "answered while the model hangs: {gone:?}");
+    let early = query_line("ql-left-early").await;
+    assert_eq!(
+        (&early["kind"], &early["outcome"]),
+        (&json!("chat"), &json!("abandoned")),
+        "{early}"
+    );
+    assert!(early["completion_tokens"].is_null(), "{early}");
+
+    // Usage counts the queries whose results reached the client: the answered search and the
+    // streamed answer with its one delta; not the failure nor the chat left before its answer.
+    let after = usage().await;
+    assert_eq!(
+        after["queries"].as_i64().unwrap() - before["queries"].as_i64().unwrap(),
+        2,
+        "{before} → {after}"
+    );
+    assert_eq!(
+        after["llm_tokens"].as_i64().unwrap() - before["llm_tokens"].as_i64().unwrap(),
+        1,
+        "{before} → {after}"
     );
 }
 

@@ -12,17 +12,17 @@ use std::convert::Infallible;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ErrorBody};
-use super::search::{cited_sources, error_body};
+use super::search::{cited_sources, error_body, logged};
 use super::{ApiJson, AppState, Auth};
-use crate::app::query_log::QueryRecord;
+use crate::app::query_log::PendingQuery;
 use crate::app::{AnswerOptions, SearchRequest, StartedAnswer};
 use crate::error::Error;
-use crate::generate::{prompt, ChatMessage, Chunk, Usage};
+use crate::generate::{next_chunk, prompt, ChatMessage, Chunk, Usage};
 
 /// A chat completion request (the OpenAI fields ragplane uses; others are ignored).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -177,31 +177,29 @@ pub async fn completions(
         .into());
     }
     let (search, options) = interpret(&req)?;
-    let began = std::time::Instant::now();
-    let started = app.start_answer(&p, &search, &options).await?;
-    let record = QueryRecord::new(
-        "chat",
-        &p,
-        &search.collection,
-        started.retrieval,
-        began,
-        &started.sources,
-    );
+    let mut q = PendingQuery::start("chat", &app, &p, &search, super::request_id::current());
+    let started = logged(&mut q, app.start_answer(&p, &search, &options).await)?;
+    q.retrieved(started.retrieval, &started.sources);
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = chrono::Utc::now().timestamp();
     let Some(tokens) = started.tokens else {
-        return Err(Error::Internal("generation stopped being configured".into()).into());
+        return logged(
+            &mut q,
+            Err(Error::Internal(
+                "generation stopped being configured".into(),
+            )),
+        );
     };
     if !req.stream {
-        let g = crate::generate::collect(tokens, &started.model)
-            .await
-            .map_err(Error::from)?;
+        let g = logged(
+            &mut q,
+            crate::generate::collect(tokens, &started.model)
+                .await
+                .map_err(Error::from),
+        )?;
         let cited = prompt::cited(&g.text, started.sources.len());
-        record.with_usage(Some(&g.usage)).emit(
-            &app.usage,
-            super::request_id::current().as_deref(),
-            "ok",
-        );
+        q.used(Some(&g.usage));
+        q.finish();
         return Ok(ApiJson(json!({
             "id": id,
             "object": "chat.completion",
@@ -234,8 +232,7 @@ pub async fn completions(
             model: req.model,
         },
         include_usage,
-        record,
-        app.clone(),
+        q,
     );
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
@@ -268,8 +265,7 @@ fn chunk_events(
     started: StartedAnswer,
     h: ChunkHeader,
     include_usage: bool,
-    record: QueryRecord,
-    app: AppState,
+    mut q: PendingQuery,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let StartedAnswer {
         sources, tokens, ..
@@ -277,17 +273,22 @@ fn chunk_events(
     let request_id = super::request_id::current();
     async_stream::stream! {
         let Some(mut tokens) = tokens else { return };
+        q.answering();
         yield Ok(data(&h.chunk(json!({ "role": "assistant", "content": "" }), None)));
         let mut text = String::new();
-        while let Some(chunk) = tokens.next().await {
-            match chunk {
+        let mut deltas = 0;
+        loop {
+            match next_chunk(&mut tokens).await {
                 Ok(Chunk::Delta(d)) => {
                     text.push_str(&d);
+                    deltas += 1;
+                    q.streamed(deltas);
                     yield Ok(data(&h.chunk(json!({ "content": d }), None)));
                 }
                 Ok(Chunk::Done(f)) => {
                     let cited = prompt::cited(&text, sources.len());
-                    record.clone().with_usage(f.usage.as_ref()).emit(&app.usage, request_id.as_deref(), "ok");
+                    q.used(f.usage.as_ref());
+                    q.finish();
                     let mut last = h.chunk(json!({}), Some(f.finish_reason.unwrap_or_else(|| "stop".into())));
                     last["sources"] = json!(cited_sources(&sources, &cited));
                     yield Ok(data(&last));
@@ -301,9 +302,9 @@ fn chunk_events(
                     return;
                 }
                 Err(e) => {
-                    record.emit(&app.usage, request_id.as_deref(), "error");
-                    // OpenAI clients raise on a chunk that carries `error`.
                     let b = error_body(e, request_id.clone());
+                    q.fail(&b.kind);
+                    // OpenAI clients raise on a chunk that carries `error`.
                     yield Ok(data(&json!({ "error": { "message": b.error, "type": b.kind } })));
                     return;
                 }

@@ -2,20 +2,19 @@
 //! object or, with `"stream": true`, as Server-Sent Events.
 
 use std::convert::Infallible;
-use std::time::Instant;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use serde::Serialize;
 use serde_json::json;
 
 use super::error::{ApiError, ErrorBody};
 use super::{ApiJson, AppState, Auth};
-use crate::app::query_log::QueryRecord;
+use crate::app::query_log::PendingQuery;
 use crate::app::{AnswerOptions, QueryAnswer, SearchHit, SearchRequest, StartedAnswer};
-use crate::generate::{prompt, Chunk, Usage};
+use crate::generate::{next_chunk, prompt, Chunk, Usage};
 
 /// Result of `/v1/search`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -64,14 +63,19 @@ pub async fn search(
     Auth(p): Auth,
     ApiJson(req): ApiJson<SearchRequest>,
 ) -> Result<ApiJson<SearchResponse>, ApiError> {
-    let started = Instant::now();
-    let (hits, searched) = app.search_traced(&p, &req).await?;
-    QueryRecord::new("search", &p, &req.collection, searched, started, &hits).emit(
-        &app.usage,
-        super::request_id::current().as_deref(),
-        "ok",
-    );
+    let mut q = PendingQuery::start("search", &app, &p, &req, super::request_id::current());
+    let (hits, searched) = logged(&mut q, app.search_traced(&p, &req).await)?;
+    q.retrieved(searched, &hits);
+    q.finish();
     Ok(ApiJson(SearchResponse { hits }))
+}
+
+/// `r`, with its error written to the query log as `q`'s outcome.
+pub(super) fn logged<T>(q: &mut PendingQuery, r: crate::error::Result<T>) -> Result<T, ApiError> {
+    r.map_err(|e| {
+        q.fail(super::error::classify(&e).1);
+        ApiError(e)
+    })
 }
 
 /// Answers the query from retrieved sources, citing them. Without a configured generator,
@@ -91,33 +95,19 @@ pub async fn query(
     Auth(p): Auth,
     ApiJson(req): ApiJson<SearchRequest>,
 ) -> Result<Response, ApiError> {
-    let began = Instant::now();
+    let mut q = PendingQuery::start("query", &app, &p, &req, super::request_id::current());
+    let started = logged(
+        &mut q,
+        app.start_answer(&p, &req, &AnswerOptions::default()).await,
+    )?;
+    q.retrieved(started.retrieval, &started.sources);
     if !req.stream {
-        let (answer, retrieval) = app.query(&p, &req).await?;
-        QueryRecord::new(
-            "query",
-            &p,
-            &req.collection,
-            retrieval,
-            began,
-            &answer.sources,
-        )
-        .with_usage(answer.usage.as_ref())
-        .emit(&app.usage, super::request_id::current().as_deref(), "ok");
+        let answer = logged(&mut q, app.finish_answer(started).await)?;
+        q.used(answer.usage.as_ref());
+        q.finish();
         return Ok(ApiJson(answer).into_response());
     }
-    let started = app
-        .start_answer(&p, &req, &AnswerOptions::default())
-        .await?;
-    let record = QueryRecord::new(
-        "query",
-        &p,
-        &req.collection,
-        started.retrieval,
-        began,
-        &started.sources,
-    );
-    Ok(Sse::new(query_events(started, record, app))
+    Ok(Sse::new(query_events(started, q))
         .keep_alive(KeepAlive::default())
         .into_response())
 }
@@ -145,8 +135,7 @@ fn json_event(name: &str, data: &impl Serialize) -> Event {
 
 fn query_events(
     started: StartedAnswer,
-    record: QueryRecord,
-    app: AppState,
+    mut q: PendingQuery,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let request_id = super::request_id::current();
     let StartedAnswer {
@@ -157,11 +146,12 @@ fn query_events(
         ..
     } = started;
     async_stream::stream! {
+        q.answering();
         if let Some(messages) = messages {
             yield Ok(json_event("prompt", &json!({ "messages": messages, "sources": sources })));
         }
         let Some(mut tokens) = tokens else {
-            record.emit(&app.usage, request_id.as_deref(), "ok");
+            q.finish();
             let all: Vec<usize> = (1..=sources.len()).collect();
             yield Ok(json_event("done", &QueryDone {
                 generation: "not_configured".into(),
@@ -176,15 +166,19 @@ fn query_events(
             return;
         };
         let mut text = String::new();
-        while let Some(chunk) = tokens.next().await {
-            match chunk {
+        let mut deltas = 0;
+        loop {
+            match next_chunk(&mut tokens).await {
                 Ok(Chunk::Delta(d)) => {
                     text.push_str(&d);
+                    deltas += 1;
+                    q.streamed(deltas);
                     yield Ok(json_event("delta", &json!({ "text": d })));
                 }
                 Ok(Chunk::Done(f)) => {
                     let cited = prompt::cited(&text, sources.len());
-                    record.clone().with_usage(f.usage.as_ref()).emit(&app.usage, request_id.as_deref(), "ok");
+                    q.used(f.usage.as_ref());
+                    q.finish();
                     yield Ok(json_event("done", &QueryDone {
                         generation: "generated".into(),
                         model: Some(if f.model.is_empty() { model.clone() } else { f.model }),
@@ -198,8 +192,9 @@ fn query_events(
                     return;
                 }
                 Err(e) => {
-                    record.emit(&app.usage, request_id.as_deref(), "error");
-                    yield Ok(error_event(e, request_id.clone()));
+                    let body = error_body(e, request_id.clone());
+                    q.fail(&body.kind);
+                    yield Ok(json_event("error", &body));
                     return;
                 }
             }
@@ -214,9 +209,4 @@ pub(super) fn error_body(
     request_id: Option<String>,
 ) -> ErrorBody {
     ErrorBody::of(&crate::error::Error::from(e), request_id)
-}
-
-/// The `event: error` that ends a stream which failed after it started.
-fn error_event(e: crate::generate::GenerateError, request_id: Option<String>) -> Event {
-    json_event("error", &error_body(e, request_id))
 }

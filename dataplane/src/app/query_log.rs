@@ -4,16 +4,28 @@
 //! Fields: `query_id` (the request id, also in the `x-request-id` header), `kind` (`search`,
 //! `query`, `chat`), `tenant`, `collection`, `mode`, `latency_ms`, `hits`, `documents`
 //! (distinct documents among the hits), `cache` (`hit`, `miss` or `off`: the result cache),
-//! `prompt_tokens` and `completion_tokens` (answers only, as the generator reported them), and
-//! `outcome` (`ok`, or `error` for an answer whose generation failed midway). Each line is
-//! also counted in the usage figures ([`super::usage`]). A streamed answer
-//! is logged when its stream ends, with the tokens it used.
+//! `prompt_tokens` and `completion_tokens` (answers only, as the generator reported them),
+//! `outcome` and, for a failure, `error` (the error body's `type`).
+//!
+//! Every query writes its line exactly once, however it ends ([`PendingQuery`]):
+//! - `ok`: answered; a streamed answer is logged when its stream ends, with the tokens it used;
+//! - `error`: the query failed (`error` says how), before its answer or midway through a
+//!   streamed one;
+//! - `abandoned`: the client went away first, and the handler or the answer's stream was
+//!   dropped with it. The line has what was known by then: no `cache` or `hits` if the
+//!   retrieval had not finished, and for an answer cut off midway the deltas sent as
+//!   `completion_tokens` (the count [`crate::generate::collect`] uses when a server reports
+//!   none).
+//!
+//! A query whose results reached the client (an `ok` line, or a streamed answer whose stream
+//! had begun, however it ended) is also counted in the usage figures ([`super::usage`]).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Instant;
 
-use super::search::SearchHit;
-use super::SearchMode;
+use super::search::{SearchHit, Searched};
+use super::{App, Principal, SearchMode, SearchRequest};
 
 /// Whether the result cache served a search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,83 +49,138 @@ impl CacheOutcome {
     }
 }
 
-/// What one query did, written to the log by [`QueryRecord::emit`].
-#[derive(Debug, Clone)]
-pub struct QueryRecord {
-    /// `search`, `query` or `chat`.
-    pub kind: &'static str,
-    /// Who asked.
-    pub principal: super::Principal,
-    /// Collection name.
-    pub collection: String,
-    /// Retrieval mode.
-    pub mode: SearchMode,
-    /// When the request started.
-    pub started: Instant,
-    /// The result cache's part.
-    pub cache: CacheOutcome,
-    /// Hits returned (or sources given to the model).
-    pub hits: usize,
-    /// Distinct documents among them.
-    pub documents: usize,
-    /// Prompt tokens of the answer.
-    pub prompt_tokens: Option<u64>,
-    /// Completion tokens of the answer.
-    pub completion_tokens: Option<u64>,
+/// A query under way, from the handler's start to its line in the log.
+///
+/// It writes the line once: through [`PendingQuery::finish`] or [`PendingQuery::fail`], or,
+/// when it is dropped before either (its future or stream dropped because the client went
+/// away), with the outcome `abandoned`, inside the request's span.
+pub struct PendingQuery {
+    app: Arc<App>,
+    kind: &'static str,
+    principal: Principal,
+    collection: String,
+    /// The mode asked for until the retrieval ran, then the one it ran in.
+    mode: Option<SearchMode>,
+    started: Instant,
+    query_id: Option<String>,
+    /// The request's span, for the line of a query dropped outside it.
+    span: tracing::Span,
+    cache: Option<CacheOutcome>,
+    hits: usize,
+    documents: usize,
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    /// Whether its results reached the client, which counts it in the usage figures.
+    answered: bool,
+    logged: bool,
 }
 
-impl QueryRecord {
-    /// A record of `p`'s retrieval from `collection`, which went as `searched` and returned
-    /// `hits` (or gave them to the model as sources).
-    pub fn new(
+impl PendingQuery {
+    /// The query of request `query_id` that `p` asked of `req.collection`, starting now.
+    pub fn start(
         kind: &'static str,
-        p: &super::Principal,
-        collection: &str,
-        searched: super::Searched,
-        started: Instant,
-        hits: &[SearchHit],
+        app: &Arc<App>,
+        p: &Principal,
+        req: &SearchRequest,
+        query_id: Option<String>,
     ) -> Self {
-        let documents: HashSet<&str> = hits.iter().map(|h| h.document_id.as_str()).collect();
         Self {
+            app: app.clone(),
             kind,
             principal: p.clone(),
-            collection: collection.to_owned(),
-            mode: searched.mode,
-            started,
-            cache: searched.cache,
-            hits: hits.len(),
-            documents: documents.len(),
+            collection: req.collection.clone(),
+            mode: req.mode,
+            started: Instant::now(),
+            query_id,
+            span: tracing::Span::current(),
+            cache: None,
+            hits: 0,
+            documents: 0,
             prompt_tokens: None,
             completion_tokens: None,
+            answered: false,
+            logged: false,
         }
     }
 
-    /// Adds the generator's token counts.
-    pub fn with_usage(mut self, usage: Option<&crate::generate::Usage>) -> Self {
-        self.prompt_tokens = usage.map(|u| u.prompt_tokens);
-        self.completion_tokens = usage.map(|u| u.completion_tokens);
-        self
+    /// The retrieval went as `searched` and returned `hits` (or gave them to the model).
+    pub fn retrieved(&mut self, searched: Searched, hits: &[SearchHit]) {
+        let documents: HashSet<&str> = hits.iter().map(|h| h.document_id.as_str()).collect();
+        self.mode = Some(searched.mode);
+        self.cache = Some(searched.cache);
+        self.hits = hits.len();
+        self.documents = documents.len();
     }
 
-    /// Writes the line, with `query_id` and `outcome`, and counts the query in `usage`.
-    pub fn emit(&self, usage: &super::usage::UsageMeter, query_id: Option<&str>, outcome: &str) {
-        let tokens = self.prompt_tokens.unwrap_or(0) + self.completion_tokens.unwrap_or(0);
-        usage.record(&self.principal, &self.collection, tokens);
+    /// The generator's token counts, where it reported them.
+    pub fn used(&mut self, usage: Option<&crate::generate::Usage>) {
+        if let Some(u) = usage {
+            self.prompt_tokens = Some(u.prompt_tokens);
+            self.completion_tokens = Some(u.completion_tokens);
+        }
+    }
+
+    /// `n` deltas of an answer were sent; the count stands for its completion tokens unless
+    /// the generator reports its own.
+    pub fn streamed(&mut self, n: u64) {
+        self.completion_tokens = Some(n);
+    }
+
+    /// The results started to reach the client (a streamed answer's first event).
+    pub fn answering(&mut self) {
+        self.answered = true;
+    }
+
+    /// Logs it as answered.
+    pub fn finish(&mut self) {
+        self.answered = true;
+        self.emit("ok", None);
+    }
+
+    /// Logs it as failed, with the error's `kind`.
+    pub fn fail(&mut self, kind: &str) {
+        self.emit("error", Some(kind));
+    }
+
+    /// Writes the line, unless it was written already, and counts an answered query in the
+    /// usage figures.
+    fn emit(&mut self, outcome: &str, error: Option<&str>) {
+        if std::mem::replace(&mut self.logged, true) {
+            return;
+        }
+        if self.answered {
+            let tokens = self.prompt_tokens.unwrap_or(0) + self.completion_tokens.unwrap_or(0);
+            self.app
+                .usage
+                .record(&self.principal, &self.collection, tokens);
+        }
         tracing::info!(
             target: "ragplane::query_log",
-            query_id = query_id.unwrap_or(""),
+            query_id = self.query_id.as_deref().unwrap_or(""),
             kind = self.kind,
             tenant = %self.principal.tenant_id,
             collection = %self.collection,
-            mode = self.mode.as_str(),
+            mode = self.mode.map(SearchMode::as_str),
             latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
             hits = self.hits,
             documents = self.documents,
-            cache = self.cache.as_str(),
+            cache = self.cache.map(CacheOutcome::as_str),
             prompt_tokens = self.prompt_tokens,
             completion_tokens = self.completion_tokens,
             outcome,
+            error,
             "query"
         );
+    }
+}
+
+impl Drop for PendingQuery {
+    fn drop(&mut self) {
+        if !self.logged {
+            // Dropped futures and streams are not polled, so their span is not entered.
+            let span = self.span.clone();
+            let _in_request = span.enter();
+            self.emit("abandoned", None);
+        }
     }
 }

@@ -565,17 +565,11 @@ impl App {
         Ok(fusion)
     }
 
-    /// Retrieval plus generation. Without a generator, returns the sources and says so.
-    /// Also says how the retrieval went, for the query log.
-    pub async fn query(
-        &self,
-        p: &Principal,
-        req: &SearchRequest,
-    ) -> Result<(QueryAnswer, Searched)> {
-        let started = self.start_answer(p, req, &AnswerOptions::default()).await?;
-        let retrieval = started.retrieval;
+    /// Reads a started answer to its end: the whole answer with its citations (the sources
+    /// alone when no generator is set up).
+    pub async fn finish_answer(&self, started: StartedAnswer) -> Result<QueryAnswer> {
         let Some(tokens) = started.tokens else {
-            let answer = QueryAnswer {
+            return Ok(QueryAnswer {
                 answer: None,
                 generation: "not_configured".into(),
                 model: None,
@@ -583,12 +577,11 @@ impl App {
                 cited: Vec::new(),
                 usage: None,
                 prompt: None,
-            };
-            return Ok((answer, retrieval));
+            });
         };
         let g = crate::generate::collect(tokens, &started.model).await?;
         let cited = prompt::cited(&g.text, started.sources.len());
-        let answer = QueryAnswer {
+        Ok(QueryAnswer {
             answer: Some(g.text),
             generation: "generated".into(),
             model: Some(g.model),
@@ -596,8 +589,7 @@ impl App {
             cited,
             usage: Some(g.usage),
             prompt: started.prompt,
-        };
-        Ok((answer, retrieval))
+        })
     }
 
     /// Retrieves sources for `req.query` and starts generating an answer from them; returns

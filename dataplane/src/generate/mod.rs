@@ -208,8 +208,8 @@ pub trait Generator: Send + Sync {
 pub async fn collect(mut stream: TokenStream, model: &str) -> Result<Generation> {
     let mut text = String::new();
     let mut tokens = 0u64;
-    while let Some(chunk) = stream.next().await {
-        match chunk? {
+    loop {
+        match next_chunk(&mut stream).await? {
             Chunk::Delta(d) => {
                 tokens += 1;
                 text.push_str(&d);
@@ -231,9 +231,15 @@ pub async fn collect(mut stream: TokenStream, model: &str) -> Result<Generation>
             }
         }
     }
-    Err(GenerateError::Decode(
-        "the stream ended without its final message".into(),
-    ))
+}
+
+/// The next chunk of `stream`; one that ends without its [`Chunk::Done`] is an error.
+pub async fn next_chunk(stream: &mut TokenStream) -> Result<Chunk> {
+    stream.next().await.unwrap_or_else(|| {
+        Err(GenerateError::Decode(
+            "the stream ended without its final message".into(),
+        ))
+    })
 }
 
 /// An HTTP client that only bounds connecting; the pool enforces the first-token and total
@@ -308,4 +314,19 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stream_that_ends_without_its_final_message_is_an_error() {
+        let mut s: TokenStream = Box::pin(futures::stream::iter(vec![Ok(Chunk::Delta(
+            "Twenty".into(),
+        ))]));
+        assert!(matches!(next_chunk(&mut s).await, Ok(Chunk::Delta(d)) if d == "Twenty"));
+        let e = next_chunk(&mut s).await.unwrap_err();
+        assert!(e.to_string().contains("without its final message"), "{e}");
+    }
 }
