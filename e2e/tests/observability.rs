@@ -184,6 +184,8 @@ fn every_query_writes_one_structured_log_line() {
     let search_id = post("/v1/search", body);
     let streamed = body.replacen('{', r#"{"stream": true, "#, 1);
     let query_id = post("/v1/query", &streamed);
+    let left_id = "e2e-left-midway";
+    hang_up_after_the_first_delta(&server.url, left_id, &streamed);
     let log = data.with_extension("log");
     let lines = || -> Vec<serde_json::Value> {
         std::fs::read_to_string(&log)
@@ -195,8 +197,8 @@ fn every_query_writes_one_structured_log_line() {
     };
     poll_until(
         std::time::Duration::from_secs(30),
-        "two query log lines",
-        || lines().len() >= 2,
+        "three query log lines",
+        || lines().len() >= 3,
         || server.log_tail(),
     );
     let all = lines();
@@ -225,8 +227,44 @@ fn every_query_writes_one_structured_log_line() {
     assert_eq!(query["cache"], "hit", "{query}");
     assert!(query["completion_tokens"].as_u64().unwrap() >= 1, "{query}");
     assert!(query["prompt_tokens"].as_u64().unwrap() >= 1, "{query}");
-    assert_eq!(lines().len(), 2, "one line per query");
+    // The answer whose client hung up midway: its retrieval, and the deltas it was sent.
+    let left = of(left_id);
+    assert_eq!(left["kind"], "query", "{left}");
+    assert_eq!(left["outcome"], "abandoned", "{left}");
+    assert_eq!(left["cache"], "hit", "{left}");
+    assert_eq!(left["hits"], 3, "{left}");
+    assert!(left["completion_tokens"].as_u64().unwrap() >= 1, "{left}");
+    assert_eq!(lines().len(), 3, "one line per query");
     server.stop().unwrap();
+}
+
+/// Posts `body` to `/v1/query` over a raw connection as request `id`, reads the stream to its
+/// first `delta` event and closes the connection, as a closed browser tab would.
+fn hang_up_after_the_first_delta(url: &str, id: &str, body: &str) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        c,
+        "POST /v1/query HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\n\
+         x-request-id: {id}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        ragplane_e2e::ADMIN_KEY,
+        body.len()
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("event: delta") {
+        let n = c.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "closed before a delta: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
 }
 
 /// A trace as Jaeger's query API returns it, once it holds a span named `until`.
