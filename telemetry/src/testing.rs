@@ -38,7 +38,31 @@ pub struct Recorder {
     provider: SdkTracerProvider,
 }
 
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Recorder {
+    /// A recorder that no subscriber feeds yet: add [`Recorder::layer`] to one, for example
+    /// one that is the default of a single thread only.
+    pub fn new() -> Self {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        Self { exporter, provider }
+    }
+
+    /// The layer of [`crate::init`], exporting to this recorder.
+    pub fn layer<S>(&self) -> impl tracing_subscriber::Layer<S>
+    where
+        S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    {
+        crate::traces::layer(&self.provider)
+    }
+
     /// Every span finished so far.
     pub fn spans(&self) -> Vec<RecordedSpan> {
         let _ = self.provider.force_flush();
@@ -76,15 +100,12 @@ impl Recorder {
 pub fn record() -> Recorder {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
+    let recorder = Recorder::new();
     tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new("info"))
-        .with(crate::traces::layer(&provider))
+        .with(recorder.layer())
         .try_init()
         .unwrap_or_else(|e| panic!("a subscriber is installed already: {e}"));
     crate::propagation::install();
-    Recorder { exporter, provider }
+    recorder
 }

@@ -6,17 +6,23 @@
 //! that clients gave up on, so the latency histogram and the p95 alert built on it would look
 //! better the worse the server got. Such a request is counted with the status
 //! [`CLIENT_CLOSED`] and the time it had run when the client left, and it leaves one log line
-//! in the request's span (so with its request id and trace id).
+//! in the request's span (so with its request id and trace id). The span itself ends without a
+//! status code and with `error.type` [`CLIENT_CLOSED_ERROR`], as the semantic conventions ask
+//! of a request that failed before its status was sent.
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
+use ragplane_telemetry::OpenTelemetrySpanExt;
 
 /// The status label of a request whose client went away before the response: 499, nginx's
 /// "client closed request". No response is sent with it.
 pub const CLIENT_CLOSED: &str = "499";
+
+/// The `error.type` of the span of a request whose client went away before the response.
+pub const CLIENT_CLOSED_ERROR: &str = "client_closed";
 
 /// Counts every request and its latency by route, method and status.
 pub(crate) async fn record_metrics(req: Request, next: Next) -> Response {
@@ -61,6 +67,8 @@ impl Drop for Pending {
         let Some((route, method)) = self.request.take() else {
             return;
         };
+        // The semantic conventions' mark of a request that failed before its status was sent.
+        self.span.set_attribute("error.type", CLIENT_CLOSED_ERROR);
         // In the request's span: the latency's exemplar and the log line name its trace.
         let _in_request = self.span.enter();
         record(&route, &method, CLIENT_CLOSED, self.started);
@@ -81,6 +89,7 @@ mod tests {
     use axum::routing::get;
     use axum::Router;
     use tokio::io::AsyncWriteExt;
+    use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
 
     use super::*;
@@ -124,9 +133,14 @@ mod tests {
         // The runtime has one thread, so the server's log lines come to this subscriber.
         let lines = Captured::default();
         let writer = lines.clone();
-        let _logs = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
+        let spans = ragplane_telemetry::testing::Recorder::new();
+        let _logs = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(move || writer.clone())
+                    .with_ansi(false),
+            )
+            .with(spans.layer())
             .set_default();
         // Routes of their own: the metrics are process-wide.
         let (slow, fast, panics) = ("/abandoned-by-test", "/answered-by-test", "/panics-in-test");
@@ -147,7 +161,12 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
 
-        let answered = reqwest::get(format!("http://{addr}{fast}")).await.unwrap();
+        let answered = reqwest::Client::new()
+            .get(format!("http://{addr}{fast}"))
+            .header("x-request-id", "answered-in-time")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(answered.status(), 200);
         assert_eq!((count(fast, "200"), count(fast, CLIENT_CLOSED)), (1, 0));
         // A panic is answered for the handler, and counted as what the client got.
@@ -202,5 +221,29 @@ mod tests {
             1,
             "the answered requests are no abandoned ones:\n{logged}"
         );
+        // Its span ends with the mark, and without a status code; an answered one has its code.
+        let span_of = |id: &str| {
+            spans
+                .spans()
+                .into_iter()
+                .find(|s| s.attr("request_id") == Some(id))
+        };
+        while span_of("left-early").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the abandoned request's span never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = span_of("left-early").unwrap();
+        assert_eq!(
+            left.attr("error.type"),
+            Some(CLIENT_CLOSED_ERROR),
+            "{left:?}"
+        );
+        assert_eq!(left.attr("http.response.status_code"), None, "{left:?}");
+        let answered = span_of("answered-in-time").expect("the answered request's span");
+        assert_eq!(answered.attr("http.response.status_code"), Some("200"));
+        assert_eq!(answered.attr("error.type"), None, "{answered:?}");
     }
 }
