@@ -576,6 +576,22 @@ async fn query_line(query_id: &str) -> Value {
     lines[0]["fields"].clone()
 }
 
+/// Asserts a query log line's kind and outcome, and whether it holds a finished retrieval
+/// (hits and the result cache's part) or none (no hits, no `cache`).
+fn assert_logged(line: &Value, kind: &str, outcome: &str, retrieved: bool) {
+    assert_eq!(
+        (line["kind"].as_str(), line["outcome"].as_str()),
+        (Some(kind), Some(outcome)),
+        "{line}"
+    );
+    let hits = line["hits"].as_u64().unwrap();
+    assert_eq!(
+        (hits > 0, line["cache"].is_string()),
+        (retrieved, retrieved),
+        "{line}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_query_writes_one_log_line_however_it_ends() {
     query_log("");
@@ -596,15 +612,7 @@ async fn every_query_writes_one_log_line_however_it_ends() {
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let ok = query_line("ql-ok").await;
-    assert_eq!(
-        (&ok["kind"], &ok["outcome"]),
-        (&json!("search"), &json!("ok")),
-        "{ok}"
-    );
-    assert!(
-        ok["hits"].as_u64().unwrap() > 0 && ok["cache"].is_string(),
-        "{ok}"
-    );
+    assert_logged(&ok, "search", "ok", true);
     assert!(ok["error"].is_null(), "{ok}");
 
     // Failed before any result: the error's type, nothing retrieved.
@@ -618,11 +626,8 @@ async fn every_query_writes_one_log_line_however_it_ends() {
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let failed = query_line("ql-error").await;
-    assert_eq!(
-        (&failed["outcome"], &failed["error"]),
-        (&json!("error"), &json!("not_found"))
-    );
-    assert!(failed["cache"].is_null() && failed["hits"] == 0, "{failed}");
+    assert_logged(&failed, "search", "error", false);
+    assert_eq!(failed["error"], "not_found", "{failed}");
 
     // A streamed answer whose client leaves after the first delta: abandoned, with its
     // retrieval and the one delta sent, logged inside the request's span.
@@ -659,15 +664,7 @@ async fn every_query_writes_one_log_line_however_it_ends() {
     );
     drop(body);
     let left = query_line("ql-left-midway").await;
-    assert_eq!(
-        (&left["kind"], &left["outcome"]),
-        (&json!("query"), &json!("abandoned")),
-        "{left}"
-    );
-    assert!(
-        left["hits"].as_u64().unwrap() > 0 && left["cache"].is_string(),
-        "{left}"
-    );
+    assert_logged(&left, "query", "abandoned", true);
     assert_eq!(left["completion_tokens"], 1, "{left}");
     let line = &query_log("ql-left-midway")[0];
     assert!(
@@ -692,11 +689,7 @@ async fn every_query_writes_one_log_line_however_it_ends() {
     .await;
     assert!(gone.is_err(), "answered while the model hangs: {gone:?}");
     let early = query_line("ql-left-early").await;
-    assert_eq!(
-        (&early["kind"], &early["outcome"]),
-        (&json!("chat"), &json!("abandoned")),
-        "{early}"
-    );
+    assert_logged(&early, "chat", "abandoned", false);
     assert!(early["completion_tokens"].is_null(), "{early}");
 
     // Usage counts the queries whose results reached the client: the answered search and the
