@@ -276,13 +276,11 @@ fn chunk_events(
         q.answering();
         yield Ok(data(&h.chunk(json!({ "role": "assistant", "content": "" }), None)));
         let mut text = String::new();
-        let mut deltas = 0;
         loop {
             match next_chunk(&mut tokens).await {
                 Ok(Chunk::Delta(d)) => {
                     text.push_str(&d);
-                    deltas += 1;
-                    q.streamed(deltas);
+                    q.delta_sent();
                     yield Ok(data(&h.chunk(json!({ "content": d }), None)));
                 }
                 Ok(Chunk::Done(f)) => {

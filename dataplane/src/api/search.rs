@@ -166,13 +166,11 @@ fn query_events(
             return;
         };
         let mut text = String::new();
-        let mut deltas = 0;
         loop {
             match next_chunk(&mut tokens).await {
                 Ok(Chunk::Delta(d)) => {
                     text.push_str(&d);
-                    deltas += 1;
-                    q.streamed(deltas);
+                    q.delta_sent();
                     yield Ok(json_event("delta", &json!({ "text": d })));
                 }
                 Ok(Chunk::Done(f)) => {

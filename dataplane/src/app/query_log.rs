@@ -120,10 +120,10 @@ impl PendingQuery {
         }
     }
 
-    /// `n` deltas of an answer were sent; the count stands for its completion tokens unless
-    /// the generator reports its own.
-    pub fn streamed(&mut self, n: u64) {
-        self.completion_tokens = Some(n);
+    /// One more delta of an answer was sent; the deltas sent stand for its completion tokens
+    /// until the generator reports its own.
+    pub fn delta_sent(&mut self) {
+        self.completion_tokens = Some(self.completion_tokens.unwrap_or(0) + 1);
     }
 
     /// The results started to reach the client (a streamed answer's first event).
