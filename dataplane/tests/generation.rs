@@ -674,6 +674,29 @@ async fn every_query_writes_one_log_line_however_it_ends() {
         "not in the request's span: {line}"
     );
 
+    // A non-streamed answer whose client leaves after the model's first token: abandoned, with
+    // its retrieval and the one token generated, which usage counts.
+    let asked = s.chats();
+    let call = e.raw_as(
+        Method::POST,
+        "/v1/query",
+        Some(ask.clone()),
+        Some("ql-left-whole"),
+    );
+    tokio::select! {
+        r = call => panic!("answered while the model stalls: {r:?}"),
+        () = async {
+            while s.chats() == asked {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // The first token follows the request at once.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        } => {}
+    }
+    let whole = query_line("ql-left-whole").await;
+    assert_logged(&whole, "query", "abandoned", true);
+    assert_eq!(whole["completion_tokens"], 1, "{whole}");
+
     // A chat completion whose client leaves while the model has not answered yet.
     s.set(HANG);
     let chat = json!({ "model": "docs", "messages": [{ "role": "user", "content": "how far?" }] });
@@ -692,17 +715,18 @@ async fn every_query_writes_one_log_line_however_it_ends() {
     assert_logged(&early, "chat", "abandoned", false);
     assert!(early["completion_tokens"].is_null(), "{early}");
 
-    // Usage counts the queries whose results reached the client: the answered search and the
-    // streamed answer with its one delta; not the failure nor the chat left before its answer.
+    // Usage counts the queries whose results reached the client or that the model generated
+    // for: the answered search, the streamed answer with its one delta and the answer left
+    // after its first token; not the failure nor the chat left before any token.
     let after = usage().await;
     assert_eq!(
         after["queries"].as_i64().unwrap() - before["queries"].as_i64().unwrap(),
-        2,
+        3,
         "{before} → {after}"
     );
     assert_eq!(
         after["llm_tokens"].as_i64().unwrap() - before["llm_tokens"].as_i64().unwrap(),
-        1,
+        2,
         "{before} → {after}"
     );
 }

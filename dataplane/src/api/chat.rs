@@ -191,12 +191,8 @@ pub async fn completions(
         );
     };
     if !req.stream {
-        let g = logged(
-            &mut q,
-            crate::generate::collect(tokens, &started.model)
-                .await
-                .map_err(Error::from),
-        )?;
+        let g = crate::generate::collect(tokens, &started.model, || q.delta()).await;
+        let g = logged(&mut q, g.map_err(Error::from))?;
         let cited = prompt::cited(&g.text, started.sources.len());
         q.used(Some(&g.usage));
         q.finish();
@@ -280,7 +276,7 @@ fn chunk_events(
             match next_chunk(&mut tokens).await {
                 Ok(Chunk::Delta(d)) => {
                     text.push_str(&d);
-                    q.delta_sent();
+                    q.delta();
                     yield Ok(data(&h.chunk(json!({ "content": d }), None)));
                 }
                 Ok(Chunk::Done(f)) => {

@@ -102,7 +102,8 @@ pub async fn query(
     )?;
     q.retrieved(started.retrieval, &started.sources);
     if !req.stream {
-        let answer = logged(&mut q, app.finish_answer(started).await)?;
+        let answer = app.finish_answer(started, &mut q).await;
+        let answer = logged(&mut q, answer)?;
         q.used(answer.usage.as_ref());
         q.finish();
         return Ok(ApiJson(answer).into_response());
@@ -170,7 +171,7 @@ fn query_events(
             match next_chunk(&mut tokens).await {
                 Ok(Chunk::Delta(d)) => {
                     text.push_str(&d);
-                    q.delta_sent();
+                    q.delta();
                     yield Ok(json_event("delta", &json!({ "text": d })));
                 }
                 Ok(Chunk::Done(f)) => {

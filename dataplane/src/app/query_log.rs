@@ -13,12 +13,14 @@
 //!   streamed one;
 //! - `abandoned`: the client went away first, and the handler or the answer's stream was
 //!   dropped with it. The line has what was known by then: no `cache` or `hits` if the
-//!   retrieval had not finished, and for an answer cut off midway the deltas sent as
-//!   `completion_tokens` (the count [`crate::generate::collect`] uses when a server reports
-//!   none).
+//!   retrieval had not finished, and for an answer cut off midway the deltas generated so far
+//!   (sent, when streamed) as `completion_tokens` (the count [`crate::generate::collect`] uses
+//!   when a server reports none).
 //!
-//! A query whose results reached the client (an `ok` line, or a streamed answer whose stream
-//! had begun, however it ended) is also counted in the usage figures ([`super::usage`]).
+//! A query is also counted in the usage figures ([`super::usage`]) when its results reached the
+//! client (an `ok` line, or a streamed answer whose stream had begun, however it ended), or when
+//! the model had generated for it before its client went away: leaving does not make the
+//! tokens free, so hanging up before the end cannot get round a token quota.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -70,8 +72,8 @@ pub struct PendingQuery {
     documents: usize,
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
-    /// Whether its results reached the client, which counts it in the usage figures.
-    answered: bool,
+    /// Whether it counts in the usage figures (see the module docs).
+    counted: bool,
     logged: bool,
 }
 
@@ -98,7 +100,7 @@ impl PendingQuery {
             documents: 0,
             prompt_tokens: None,
             completion_tokens: None,
-            answered: false,
+            counted: false,
             logged: false,
         }
     }
@@ -120,20 +122,21 @@ impl PendingQuery {
         }
     }
 
-    /// One more delta of an answer was sent; the deltas sent stand for its completion tokens
-    /// until the generator reports its own.
-    pub fn delta_sent(&mut self) {
+    /// The answer has one more delta: sent to the client when streamed, received from the
+    /// model otherwise. The deltas stand for its completion tokens until the generator reports
+    /// its own.
+    pub fn delta(&mut self) {
         self.completion_tokens = Some(self.completion_tokens.unwrap_or(0) + 1);
     }
 
     /// The results started to reach the client (a streamed answer's first event).
     pub fn answering(&mut self) {
-        self.answered = true;
+        self.counted = true;
     }
 
     /// Logs it as answered.
     pub fn finish(&mut self) {
-        self.answered = true;
+        self.counted = true;
         self.emit("ok", None);
     }
 
@@ -142,13 +145,13 @@ impl PendingQuery {
         self.emit("error", Some(kind));
     }
 
-    /// Writes the line, unless it was written already, and counts an answered query in the
-    /// usage figures.
+    /// Writes the line, unless it was written already, and counts the query in the usage
+    /// figures where it counts.
     fn emit(&mut self, outcome: &str, error: Option<&str>) {
         if std::mem::replace(&mut self.logged, true) {
             return;
         }
-        if self.answered {
+        if self.counted {
             let tokens = self.prompt_tokens.unwrap_or(0) + self.completion_tokens.unwrap_or(0);
             self.app
                 .usage
@@ -180,6 +183,8 @@ impl Drop for PendingQuery {
             // Dropped futures and streams are not polled, so their span is not entered.
             let span = self.span.clone();
             let _in_request = span.enter();
+            // The tokens generated for a client that left are spent all the same.
+            self.counted |= self.completion_tokens.is_some_and(|t| t > 0);
             self.emit("abandoned", None);
         }
     }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
+use super::query_log::PendingQuery;
 use super::{App, Principal};
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
@@ -566,8 +567,12 @@ impl App {
     }
 
     /// Reads a started answer to its end: the whole answer with its citations (the sources
-    /// alone when no generator is set up).
-    pub async fn finish_answer(&self, started: StartedAnswer) -> Result<QueryAnswer> {
+    /// alone when no generator is set up). Each delta is counted in `q` as it arrives.
+    pub async fn finish_answer(
+        &self,
+        started: StartedAnswer,
+        q: &mut PendingQuery,
+    ) -> Result<QueryAnswer> {
         let Some(tokens) = started.tokens else {
             return Ok(QueryAnswer {
                 answer: None,
@@ -579,7 +584,7 @@ impl App {
                 prompt: None,
             });
         };
-        let g = crate::generate::collect(tokens, &started.model).await?;
+        let g = crate::generate::collect(tokens, &started.model, || q.delta()).await?;
         let cited = prompt::cited(&g.text, started.sources.len());
         Ok(QueryAnswer {
             answer: Some(g.text),

@@ -189,7 +189,7 @@ pub trait Generator: Send + Sync {
 
     /// Answers the conversation in one piece.
     async fn generate(&self, request: &ChatRequest) -> Result<Generation> {
-        collect(self.stream(request).await?, self.model()).await
+        collect(self.stream(request).await?, self.model(), || {}).await
     }
 
     /// Checks cheaply whether the server answers (used for health probes).
@@ -204,14 +204,20 @@ pub trait Generator: Send + Sync {
     }
 }
 
-/// Reads a stream to its end.
-pub async fn collect(mut stream: TokenStream, model: &str) -> Result<Generation> {
+/// Reads a stream to its end, calling `on_delta` for each delta as it arrives (so a caller
+/// dropped midway knows how much was generated).
+pub async fn collect(
+    mut stream: TokenStream,
+    model: &str,
+    mut on_delta: impl FnMut(),
+) -> Result<Generation> {
     let mut text = String::new();
     let mut tokens = 0u64;
     loop {
         match next_chunk(&mut stream).await? {
             Chunk::Delta(d) => {
                 tokens += 1;
+                on_delta();
                 text.push_str(&d);
             }
             Chunk::Done(f) => {
