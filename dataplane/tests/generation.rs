@@ -1502,6 +1502,50 @@ async fn time_to_first_token_through_ragplane_vs_direct() {
     }
 }
 
+/// A generation whose client leaves before its end is charged the deltas it had received, so
+/// hanging up before the final message does not get round the token quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generation_left_midway_is_charged_to_the_token_quota() {
+    let s = stub().await;
+    let Some(e) = env_with(openai(&[&s.url]), |c| {
+        c.rate_limit.llm_tokens_per_minute = 1
+    })
+    .await
+    else {
+        return;
+    };
+    s.set(STALL_MIDWAY);
+    let ask =
+        json!({ "collection": "docs", "query": "how far is the lamp visible?", "stream": true });
+    let r = e.raw(Method::POST, "/v1/query", Some(ask.clone())).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut body = r.into_body();
+    let mut seen = String::new();
+    while !seen.contains("event: delta") {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("a first delta")
+            .unwrap()
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    drop(body);
+    // The one delta is charged in the background as the stream is dropped.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.set(OK);
+    let chats = s.chats();
+    let refused = e.raw(Method::POST, "/v1/query", Some(ask)).await;
+    assert_eq!(
+        refused.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "one token received against one a minute: the next generation waits"
+    );
+    assert!(refused.headers().contains_key(header::RETRY_AFTER));
+    assert_eq!(s.chats(), chats, "nothing generated while over");
+}
+
 /// A tenant past its LLM token quota gets 429 with Retry-After before anything is generated;
 /// every generation (the stand-in reports 43 tokens each) is charged when it ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -700,7 +700,10 @@ fn result_cache_key(
 
 /// `tokens`, charging the generation's prompt and completion tokens to `tenant` as it ends,
 /// before the last chunk goes on (so the next request of the tenant sees the charge). A server
-/// that reports no usage is charged one token per streamed delta.
+/// that reports no usage is charged one token per streamed delta, and so is a generation that
+/// ends without its final message: one that failed midway, or whose client went away (the
+/// stream is dropped, and the deltas received by then are charged in the background). Leaving
+/// before the end does not make the tokens free.
 fn charged(
     tokens: crate::generate::TokenStream,
     budget: std::sync::Arc<crate::ratelimit::TokenBudget>,
@@ -710,19 +713,56 @@ fn charged(
     use futures::StreamExt;
     Box::pin(async_stream::stream! {
         let mut tokens = tokens;
-        let mut deltas: u64 = 0;
+        let mut charge = Charge { budget, tenant, deltas: 0, settled: false };
         while let Some(chunk) = tokens.next().await {
             match &chunk {
-                Ok(Chunk::Delta(_)) => deltas += 1,
+                Ok(Chunk::Delta(_)) => charge.deltas += 1,
                 Ok(Chunk::Done(f)) => {
-                    let cost = f.usage.map_or(deltas, |u| u.prompt_tokens + u.completion_tokens);
-                    if let Err(e) = budget.charge(&tenant, cost).await {
-                        tracing::warn!(error = %e, cost, "failed to charge LLM tokens to the tenant's quota");
-                    }
+                    let cost = f.usage.map_or(charge.deltas, |u| u.prompt_tokens + u.completion_tokens);
+                    charge.settle(cost).await;
                 }
                 Err(_) => {}
             }
             yield chunk;
         }
     })
+}
+
+/// One generation's charge to its tenant's token quota, made once: with the final message's
+/// usage, or, when it is dropped unsettled, for the deltas received by then.
+struct Charge {
+    budget: std::sync::Arc<crate::ratelimit::TokenBudget>,
+    tenant: String,
+    deltas: u64,
+    settled: bool,
+}
+
+impl Charge {
+    async fn settle(&mut self, cost: u64) {
+        // Settled before the await: a drop while charging must not charge twice.
+        self.settled = true;
+        charge_tokens(&self.budget, &self.tenant, cost).await;
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        if self.settled || self.deltas == 0 {
+            return;
+        }
+        let (budget, tenant, cost) = (
+            self.budget.clone(),
+            std::mem::take(&mut self.tenant),
+            self.deltas,
+        );
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { charge_tokens(&budget, &tenant, cost).await });
+        }
+    }
+}
+
+async fn charge_tokens(budget: &crate::ratelimit::TokenBudget, tenant: &str, cost: u64) {
+    if let Err(e) = budget.charge(tenant, cost).await {
+        tracing::warn!(error = %e, cost, "failed to charge LLM tokens to the tenant's quota");
+    }
 }
