@@ -579,3 +579,49 @@ fn sighup_applies_a_new_log_filter() {
     );
     server.stop().unwrap();
 }
+
+/// The worker and the embedding server re-read their log filter on SIGHUP too, instead of being
+/// ended by it; a filter given as `RAGPLANE_LOG` keeps its precedence over the file's.
+#[test]
+fn sighup_reloads_the_filter_of_workers_and_embedding_servers() {
+    if !model_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ragplane.toml");
+    std::fs::write(&config, "[telemetry]\nlog_filter = \"warn\"\n").unwrap();
+    let config_arg = config.to_str().unwrap();
+    let mut worker = Server::start_command(
+        &["worker", "--config", config_arg],
+        &dir.path().join("worker"),
+        None,
+        &[],
+    )
+    .unwrap();
+    let mut embedder = Server::start_command(
+        &["embed-server", "--config", config_arg],
+        &dir.path().join("embedder"),
+        None,
+        &[("RAGPLANE_LOG", "warn")],
+    )
+    .unwrap();
+    std::fs::write(&config, "[telemetry]\nlog_filter = \"info\"\n").unwrap();
+    for (process, expected) in [
+        (&worker, "log filter changed filter=\"info\""),
+        (&embedder, "RAGPLANE_LOG) is set and takes precedence"),
+    ] {
+        process.signal("HUP").unwrap();
+        let start = Instant::now();
+        while !process.log_tail().contains(expected) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no {expected:?} after SIGHUP:\n{}",
+                process.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // Still running: each stops cleanly on SIGTERM (one ended by SIGHUP would fail here).
+    worker.stop().unwrap();
+    embedder.stop().unwrap();
+}

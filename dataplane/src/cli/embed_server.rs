@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
-use ragplane_config::{Config, DeviceSelection, LogFormat};
+use ragplane_config::{Config, DeviceSelection};
 
 use super::{load_config, ConfigArgs};
 
@@ -82,11 +82,7 @@ impl EmbedServerArgs {
             c.embedding.intra_threads = n;
         }
         if let Some(f) = self.log_format {
-            c.telemetry.log_format = match f.as_str() {
-                "text" => LogFormat::Text,
-                "json" => LogFormat::Json,
-                other => anyhow::bail!("--log-format must be text or json, got {other:?}"),
-            };
+            c.telemetry.log_format = super::parse_log_format(&f)?;
         }
         if let Some(f) = self.log_filter {
             c.telemetry.log_filter = f;

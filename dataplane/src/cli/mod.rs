@@ -175,6 +175,9 @@ pub struct WorkerArgs {
     /// Log format: `text` or `json`.
     #[arg(long, env = "RAGPLANE_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Log filter, for example `info,ragplane=debug`.
+    #[arg(long, env = "RAGPLANE_LOG")]
+    pub log_filter: Option<String>,
 }
 
 /// Values of `--mode`.
@@ -279,7 +282,7 @@ impl ServeArgs {
     }
 }
 
-fn parse_log_format(f: &str) -> anyhow::Result<LogFormat> {
+pub(crate) fn parse_log_format(f: &str) -> anyhow::Result<LogFormat> {
     f.parse().map_err(|e| anyhow::anyhow!("--log-format {e}"))
 }
 
@@ -295,24 +298,35 @@ pub fn init_telemetry(t: &TelemetryConfig) -> anyhow::Result<ragplane_telemetry:
 }
 
 /// On SIGHUP, reads the configuration again and applies its `telemetry.log_filter`; the rest of
-/// the configuration takes a restart.
-fn reload_log_filter_on_hangup(source: ConfigArgs) {
+/// the configuration takes a restart. A filter given as `--log-filter` (or `RAGPLANE_LOG`) keeps
+/// its precedence over the file's, as at start. Every long-running command (`serve`, `worker`,
+/// `embed-server`) listens, so that SIGHUP never ends one.
+fn reload_log_filter_on_hangup(source: ConfigArgs, flag: Option<String>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; the log filter changes only through the API");
+        tracing::warn!("cannot listen for SIGHUP; the log filter is the one set at start");
         return;
     };
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            match load_config(&source) {
-                Ok(c) => {
-                    if let Err(e) = ragplane_telemetry::set_filter(&c.telemetry.log_filter) {
-                        tracing::warn!(error = %e, "SIGHUP: telemetry.log_filter not applied");
+            let filter = match (&flag, load_config(&source)) {
+                (Some(f), Ok(c)) => {
+                    if c.telemetry.log_filter != *f {
+                        tracing::warn!(
+                            file = %c.telemetry.log_filter,
+                            "SIGHUP: --log-filter (RAGPLANE_LOG) is set and takes precedence over telemetry.log_filter"
+                        );
                     }
+                    f.clone()
                 }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "SIGHUP: the configuration could not be read")
+                (None, Ok(c)) => c.telemetry.log_filter,
+                (_, Err(e)) => {
+                    tracing::warn!(error = %format!("{e:#}"), "SIGHUP: the configuration could not be read");
+                    continue;
                 }
+            };
+            if let Err(e) = ragplane_telemetry::set_filter(&filter) {
+                tracing::warn!(error = %e, "SIGHUP: the log filter was not applied");
             }
         }
     });
@@ -322,10 +336,10 @@ fn reload_log_filter_on_hangup(source: ConfigArgs) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            let source = args.config.clone();
+            let (source, flag) = (args.config.clone(), args.log_filter.clone());
             let config = args.into_config()?;
             let _telemetry = init_telemetry(&config.telemetry)?;
-            reload_log_filter_on_hangup(source);
+            reload_log_filter_on_hangup(source, flag);
             crate::server::run(config).await
         }
         Command::Worker(args) => {
@@ -339,8 +353,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(f) = &args.log_format {
                 config.telemetry.log_format = parse_log_format(f)?;
             }
+            if let Some(f) = &args.log_filter {
+                config.telemetry.log_filter.clone_from(f);
+            }
             config.validate()?;
             let _telemetry = init_telemetry(&config.telemetry)?;
+            reload_log_filter_on_hangup(args.config.clone(), args.log_filter.clone());
             let queues = args.queues.iter().map(|q| q.trim().to_string()).collect();
             crate::server::run_workers(config, queues).await
         }
@@ -370,8 +388,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(args) => keys::run(args).await,
         Command::Reindex(args) => ingest::reindex(args).await,
         Command::EmbedServer(args) => {
+            let (source, flag) = (args.config.clone(), args.log_filter.clone());
             let config = args.into_config()?;
             let _telemetry = init_telemetry(&config.telemetry)?;
+            reload_log_filter_on_hangup(source, flag);
             crate::embed_server::run(config).await
         }
         // `main` runs it before starting the runtime; here for completeness.
