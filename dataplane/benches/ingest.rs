@@ -248,7 +248,7 @@ fn main() {
             loop {
                 let docs = app
                     .metadata
-                    .list_documents(&collection.id, None, 1000)
+                    .list_documents(&collection.id, None, None, 1000)
                     .await
                     .unwrap();
                 assert!(docs.iter().all(|d| d.status != DocumentStatus::Failed));

@@ -588,6 +588,79 @@ async fn bad_input_gets_the_right_status_and_a_json_error() {
     let id = up.body["document"]["id"].as_str().unwrap().to_string();
     let d = wait_status(r, ADMIN, "docs", &id, "failed").await;
     assert!(d["error"].as_str().unwrap().contains("PDF"), "{d:?}");
+    // The failed documents alone, each with its reason.
+    let fine = send(
+        r,
+        post_raw(
+            "/v1/collections/docs/documents",
+            ADMIN,
+            "text/plain",
+            "A document that parses.",
+        ),
+    )
+    .await;
+    assert_eq!(fine.status, StatusCode::ACCEPTED);
+    let failed = call(
+        r,
+        Method::GET,
+        "/v1/collections/docs/documents?status=failed",
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(failed.status, StatusCode::OK, "{:?}", failed.body);
+    let listed = failed.body["documents"].as_array().unwrap();
+    assert!(
+        listed.iter().any(|d| d["id"] == id.as_str()),
+        "{:?}",
+        failed.body
+    );
+    assert!(
+        listed
+            .iter()
+            .all(|d| d["status"] == "failed" && d["error"].is_string()),
+        "{:?}",
+        failed.body
+    );
+    let all = call(
+        r,
+        Method::GET,
+        "/v1/collections/docs/documents",
+        ADMIN,
+        None,
+    )
+    .await;
+    assert!(
+        all.body["documents"].as_array().unwrap().len() > listed.len(),
+        "the filter leaves the others out: {:?}",
+        all.body
+    );
+    check(
+        call(
+            r,
+            Method::GET,
+            "/v1/collections/docs/documents?status=deleting",
+            ADMIN,
+            None,
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+        "status",
+    );
+    check(
+        call(
+            r,
+            Method::GET,
+            "/v1/collections/docs/documents?status=broken",
+            ADMIN,
+            None,
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+        "broken",
+    );
     let job = call(
         r,
         Method::GET,

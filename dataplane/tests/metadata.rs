@@ -260,13 +260,13 @@ async fn suite(s: &dyn MetadataStore) {
     assert_eq!(got.size_bytes, 42);
     assert_eq!(s.document("missing").await.unwrap(), None);
 
-    let page1 = s.list_documents(&docs.id, None, 2).await.unwrap();
+    let page1 = s.list_documents(&docs.id, None, None, 2).await.unwrap();
     let page2 = s
-        .list_documents(&docs.id, Some(&page1[1].id), 2)
+        .list_documents(&docs.id, None, Some(&page1[1].id), 2)
         .await
         .unwrap();
     let page3 = s
-        .list_documents(&docs.id, Some(&page2[1].id), 2)
+        .list_documents(&docs.id, None, Some(&page2[1].id), 2)
         .await
         .unwrap();
     let paged: Vec<_> = page1
@@ -288,6 +288,20 @@ async fn suite(s: &dyn MetadataStore) {
     let d2 = s.document(&ids[2]).await.unwrap().unwrap();
     assert_eq!(d2.status, DocumentStatus::Failed);
     assert_eq!(d2.error.as_deref(), Some("bad pdf"));
+    let failed = s
+        .list_documents(&docs.id, Some(DocumentStatus::Failed), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        failed.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        [ids[2].as_str()],
+        "only the failed document"
+    );
+    let queued = s
+        .list_documents(&docs.id, Some(DocumentStatus::Queued), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), ids.len() - 2, "the others are still queued");
 
     // Metadata filters: every pair must match; null matches a missing key too.
     let matching = |f: serde_json::Value| {
@@ -471,7 +485,7 @@ async fn suite(s: &dyn MetadataStore) {
         DocumentStatus::Deleting
     );
     let listed: Vec<_> = s
-        .list_documents(&docs.id, None, 100)
+        .list_documents(&docs.id, None, None, 100)
         .await
         .unwrap()
         .into_iter()

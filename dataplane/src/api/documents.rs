@@ -10,7 +10,7 @@ use super::error::{ApiError, ErrorBody};
 use super::{ApiJson, AppState, Auth};
 use crate::app::{Accepted, Upload};
 use crate::error::Error;
-use crate::metadata::Document;
+use crate::metadata::{Document, DocumentStatus};
 use crate::queue::Job;
 use ragplane_parse::Format;
 
@@ -51,6 +51,8 @@ pub struct Page {
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Only the documents in this status: `queued`, `processing`, `indexed` or `failed`.
+    pub status: Option<DocumentStatus>,
 }
 
 /// A page of documents.
@@ -205,7 +207,8 @@ pub async fn upload(
     ))
 }
 
-/// Lists a collection's documents, paginated.
+/// Lists a collection's documents, paginated; `status` keeps those in one status (`failed`,
+/// for the documents whose ingestion gave up, each with its `error`).
 #[utoipa::path(get, path = "/v1/collections/{collection}/documents",
     params(("collection" = String, Path, description = "Collection name"), Page),
     responses((status = 200, body = DocumentPage), (status = 404, body = ErrorBody)))]
@@ -218,7 +221,7 @@ pub async fn list(
     let Query(page) = page?;
     let limit = page.limit.unwrap_or(100);
     let documents = app
-        .list_documents(&p, &collection, page.cursor.as_deref(), limit)
+        .list_documents(&p, &collection, page.status, page.cursor.as_deref(), limit)
         .await?;
     let next_cursor = (documents.len() as i64 == limit)
         .then(|| documents.last().map(|d| d.id.clone()))

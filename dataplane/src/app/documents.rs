@@ -320,14 +320,24 @@ impl App {
         &self,
         p: &Principal,
         collection: &str,
+        status: Option<DocumentStatus>,
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Document>> {
         if !(1..=1000).contains(&limit) {
             return Err(Error::invalid("limit", "must be between 1 and 1000"));
         }
+        if status == Some(DocumentStatus::Deleting) {
+            return Err(Error::invalid(
+                "status",
+                "documents being deleted are not listed; use queued, processing, indexed or failed",
+            ));
+        }
         let c = self.collection(p, collection).await?;
-        Ok(self.metadata.list_documents(&c.id, after, limit).await?)
+        Ok(self
+            .metadata
+            .list_documents(&c.id, status, after, limit)
+            .await?)
     }
 
     /// Deletes a document with its points and original.
@@ -445,7 +455,7 @@ impl App {
         loop {
             let page = self
                 .metadata
-                .list_documents(&c.id, after.as_deref(), 1000)
+                .list_documents(&c.id, None, after.as_deref(), 1000)
                 .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());

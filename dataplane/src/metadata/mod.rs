@@ -576,10 +576,12 @@ pub trait MetadataStore: Send + Sync {
     async fn insert_document(&self, doc: NewDocument) -> Result<Document>;
     /// Finds a document by id (any tenant; for workers).
     async fn document(&self, id: &str) -> Result<Option<Document>>;
-    /// Lists a collection's documents in id order, after `after` when given.
+    /// Lists a collection's documents in id order, after `after` when given, only those in
+    /// `status` when given.
     async fn list_documents(
         &self,
         collection_id: &str,
+        status: Option<DocumentStatus>,
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Document>>;

@@ -420,19 +420,22 @@ impl MetadataStore for PostgresStore {
     async fn list_documents(
         &self,
         collection_id: &str,
+        status: Option<DocumentStatus>,
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Document>> {
         let after = after.unwrap_or("");
+        let status = status.map(DocumentStatus::as_str);
         let rows = self
             .read(|pool| async move {
                 sqlx::query(
                     "SELECT * FROM documents WHERE collection_id = $1 AND id > $2 AND status <> 'deleting' \
-                     ORDER BY id LIMIT $3",
+                     AND ($4::text IS NULL OR status = $4) ORDER BY id LIMIT $3",
                 )
                 .bind(collection_id)
                 .bind(after)
                 .bind(limit)
+                .bind(status)
                 .fetch_all(&pool)
                 .await
             })

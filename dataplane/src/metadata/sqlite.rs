@@ -260,15 +260,17 @@ impl MetadataStore for SqliteStore {
     async fn list_documents(
         &self,
         collection_id: &str,
+        status: Option<DocumentStatus>,
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Document>> {
         let rows = sqlx::query(
-            "SELECT * FROM documents WHERE collection_id = ? AND id > ? AND status <> 'deleting' \
-             ORDER BY id LIMIT ?",
+            "SELECT * FROM documents WHERE collection_id = ?1 AND id > ?2 AND status <> 'deleting' \
+             AND (?3 IS NULL OR status = ?3) ORDER BY id LIMIT ?4",
         )
         .bind(collection_id)
         .bind(after.unwrap_or(""))
+        .bind(status.map(DocumentStatus::as_str))
         .bind(limit)
         .fetch_all(&self.pool)
         .await
