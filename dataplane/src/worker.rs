@@ -226,9 +226,8 @@ const OUTDATED_MODEL_RETRY: Duration = Duration::from_secs(5);
 /// abandoned as a retryable failure. When the claim expired meanwhile and the job went to
 /// another attempt, this attempt's outcome is dropped: the newer one decides.
 pub async fn run_job(app: &App, job: Job, worker: &str) {
-    let started = Instant::now();
-    let limit = Duration::from_secs(app.config.workers.max_job_seconds.max(1));
-    // The job joins the trace of the request that queued it.
+    // The job joins the trace of the request that queued it, and its log lines (its outcome's
+    // among them) carry that trace's id, as the request's lines do.
     let span = tracing::info_span!(
         "job",
         otel.kind = "consumer",
@@ -236,12 +235,22 @@ pub async fn run_job(app: &App, job: Job, worker: &str) {
         queue = %job.queue,
         kind = %job.kind,
         attempt = job.attempts,
+        trace_id = tracing::field::Empty,
     );
     if let Some(tp) = job.task.as_ref().and_then(Task::traceparent) {
         propagation::set_parent(&span, propagation::from_traceparent(tp));
     }
+    if let Some(t) = propagation::trace_id_of(&span) {
+        span.record("trace_id", t);
+    }
+    attempt_and_record(app, job, worker).instrument(span).await;
+}
+
+/// [`run_job`] inside the job's span: one attempt, then its outcome in the queue.
+async fn attempt_and_record(app: &App, job: Job, worker: &str) {
+    let started = Instant::now();
+    let limit = Duration::from_secs(app.config.workers.max_job_seconds.max(1));
     let result = tokio::time::timeout(limit, attempt(app, &job))
-        .instrument(span)
         .await
         .unwrap_or_else(|_| {
             Err(Error::Internal(format!(

@@ -197,6 +197,7 @@ async fn uploads_searches_and_answers_are_traced_end_to_end() {
         "the job's parent is a span of the upload's trace: {spans:#?}"
     );
     assert_eq!(job.attr("queue"), Some("documents"));
+    assert_eq!(job.attr("trace_id"), None, "for the log lines only");
     let ingest = one(&spans, "ingest");
     assert_eq!(ingest.parent_span_id, job.span_id);
     for name in ["parse", "chunk", "embed", "vector.upsert"] {

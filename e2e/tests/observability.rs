@@ -494,6 +494,21 @@ fn traces_reach_a_real_jaeger() {
     let request_span = &line["spans"][0];
     assert_eq!(request_span["request_id"], "e2e-trace-query", "{line}");
     assert_eq!(request_span["trace_id"], query_trace.as_str(), "{line}");
+    // The worker's lines name the trace of the upload that queued the job.
+    let done = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| {
+            v["fields"]["message"] == "job succeeded"
+                && v["spans"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|s| s["trace_id"] == upload_trace.as_str()))
+        });
+    assert!(
+        done.is_some(),
+        "no \"job succeeded\" line in the upload's trace {upload_trace}:\n{}",
+        server.log_tail()
+    );
     server.stop().unwrap();
 
     // The operator, exporting by OTLP/HTTP: one span per reconcile, with the object's kind,
