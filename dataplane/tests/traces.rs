@@ -285,6 +285,23 @@ async fn uploads_searches_and_answers_are_traced_end_to_end() {
     assert!(named(&spans, "search").is_empty(), "{spans:#?}");
     assert!(named(&spans, "vector.search").is_empty());
 
+    // Probes and scrapes are not traced at `info`, even within a caller's trace.
+    let (tp, trace, _) = traceparent(0x15);
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let (status, _, _) = e.call(Method::GET, path, None, &tp, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    let (status, _, _) = e
+        .call(Method::GET, "/v1/collections", None, &tp, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let spans = wait_for(&rec, &trace, "GET /v1/collections").await;
+    assert_eq!(
+        spans.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["GET /v1/collections"],
+        "only the API request of the trace has a span"
+    );
+
     // An answer: the generation span, with its endpoint, first-token time and token counts.
     let Some(GenerationConfig::Ollama(g)) = generation else {
         return;

@@ -30,20 +30,37 @@ pub fn layer(
         .on_failure(())
 }
 
+/// Routes of probes and scrapes: many, fast and of no interest in a trace, so their spans are
+/// at debug level (traced only with a `debug` filter).
+const SERVICE_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
 fn make_span(req: &Request) -> Span {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str);
     let id = super::request_id::current();
-    let span = tracing::info_span!(
-        "http.request",
-        otel.name = %format_args!("{} {route}", req.method()),
-        otel.kind = "server",
-        request_id = id.as_deref(),
-        trace_id = Empty,
-        otel.status_code = Empty,
-    );
+    macro_rules! request_span {
+        ($level:expr) => {
+            tracing::span!(
+                $level,
+                "http.request",
+                otel.name = %format_args!("{} {route}", req.method()),
+                otel.kind = "server",
+                request_id = id.as_deref(),
+                trace_id = Empty,
+                otel.status_code = Empty,
+            )
+        };
+    }
+    let span = if SERVICE_ROUTES.contains(&route) {
+        request_span!(tracing::Level::DEBUG)
+    } else {
+        request_span!(tracing::Level::INFO)
+    };
+    if span.is_disabled() {
+        return span;
+    }
     propagation::set_parent(&span, propagation::extract(req.headers()));
     let traced = propagation::trace_id_setting(&span, || {
         [
