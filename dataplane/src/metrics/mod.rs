@@ -109,7 +109,7 @@ metric!(LLM_REQUESTS: IntCounterVec = IntCounterVec::new(&REGISTRY,
     "ragplane_llm_requests_total", "Generation attempts by endpoint and outcome (ok, error)",
     &["endpoint", "outcome"]));
 metric!(LLM_ERRORS: IntCounterVec = IntCounterVec::new(&REGISTRY,
-    "ragplane_llm_errors_total", "Generation failures by endpoint and stage (connect, first_token, stream, probe)",
+    "ragplane_llm_errors_total", "Generation failures by endpoint and stage (request: sending or connecting, first_token, stream, probe)",
     &["endpoint", "stage"]));
 
 metric!(CACHE_ERRORS: IntCounterVec = IntCounterVec::new(&REGISTRY,
