@@ -592,6 +592,23 @@ fn assert_logged(line: &Value, kind: &str, outcome: &str, retrieved: bool) {
     );
 }
 
+/// The body of streamed answer `r`, read up to its first delta (within 10 s), for a client
+/// that then hangs up by dropping it.
+async fn first_delta_of(r: axum::response::Response) -> Body {
+    let mut body = r.into_body();
+    let mut seen = String::new();
+    while !seen.contains("event: delta") {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("a first delta")
+            .unwrap()
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    body
+}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_query_writes_one_log_line_however_it_ends() {
     query_log("");
@@ -646,18 +663,7 @@ async fn every_query_writes_one_log_line_however_it_ends() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
-    let mut body = r.into_body();
-    let mut seen = String::new();
-    while !seen.contains("event: delta") {
-        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
-            .await
-            .expect("a first delta")
-            .unwrap()
-            .unwrap();
-        if let Ok(data) = frame.into_data() {
-            seen.push_str(&String::from_utf8_lossy(&data));
-        }
-    }
+    let body = first_delta_of(r).await;
     assert!(
         query_log("ql-left-midway").is_empty(),
         "logged before it ended"
@@ -1519,18 +1525,7 @@ async fn a_generation_left_midway_is_charged_to_the_token_quota() {
         json!({ "collection": "docs", "query": "how far is the lamp visible?", "stream": true });
     let r = e.raw(Method::POST, "/v1/query", Some(ask.clone())).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let mut body = r.into_body();
-    let mut seen = String::new();
-    while !seen.contains("event: delta") {
-        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
-            .await
-            .expect("a first delta")
-            .unwrap()
-            .unwrap();
-        if let Ok(data) = frame.into_data() {
-            seen.push_str(&String::from_utf8_lossy(&data));
-        }
-    }
+    let body = first_delta_of(r).await;
     drop(body);
     // The one delta is charged in the background as the stream is dropped.
     tokio::time::sleep(Duration::from_millis(300)).await;
