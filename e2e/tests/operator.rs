@@ -2009,6 +2009,72 @@ fn the_admin_key_lives_in_a_secret_and_a_changed_secret_rolls_the_pods() {
     assert_ne!(rotated["data"]["api-key"], key.as_str());
 }
 
+/// Rotating a managed Qdrant's API key rolls its peers as well as the data plane, so that
+/// neither stays on the old key.
+#[test]
+fn a_rotated_qdrant_key_rolls_the_peers_and_the_data_plane() {
+    let Some((cluster, ns, operator)) = setup("op-qkey") else {
+        return;
+    };
+    cluster
+        .apply(
+            &ns,
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: vq}\nspec: {qdrant: {managed: {replicas: 1}}}\n",
+        )
+        .unwrap();
+    let hash = |d: &Value| {
+        d["spec"]["template"]["metadata"]["annotations"]["ragplane.dev/secrets-hash"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    cluster
+        .wait_for(&ns, "secret", "vq-qdrant-key", WAIT, |s| {
+            s["data"]["api-key"].is_string()
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", operator.log_tail()));
+    let peers = cluster
+        .wait_for(&ns, "statefulset", "vq-qdrant", WAIT, |s| {
+            !hash(s).is_empty()
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", operator.log_tail()));
+    let api = cluster
+        .wait_for(&ns, "deployment", "vq-api", WAIT, |_| true)
+        .unwrap();
+    let (peers_before, api_before) = (hash(&peers), hash(&api));
+    // The operator created the key: a later reconcile does not roll the peers again.
+    reconcile_again(cluster, &ns, "ragcluster/vq", &operator);
+    assert_eq!(
+        hash(
+            &cluster
+                .get(&ns, "statefulset", "vq-qdrant")
+                .unwrap()
+                .unwrap()
+        ),
+        peers_before
+    );
+    cluster
+        .kubectl_ok(&[
+            "patch",
+            "-n",
+            &ns,
+            "secret",
+            "vq-qdrant-key",
+            "--type=merge",
+            "-p",
+            r#"{"stringData": {"api-key": "rotated-by-the-platform-team"}}"#,
+        ])
+        .unwrap();
+    cluster
+        .wait_for(&ns, "statefulset", "vq-qdrant", WAIT, |s| {
+            hash(s) != peers_before
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", operator.log_tail()));
+    cluster
+        .wait_for(&ns, "deployment", "vq-api", WAIT, |d| hash(d) != api_before)
+        .unwrap_or_else(|e| panic!("{e}\n{}", operator.log_tail()));
+}
+
 /// A cluster that sets no version keeps the one it was created with when a newer operator
 /// takes over; naming a version rolls it.
 #[test]

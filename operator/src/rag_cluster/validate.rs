@@ -93,6 +93,19 @@ pub struct OwnedValue {
 }
 
 impl Dereferenced {
+    /// The value `r` names: the operator's own (read, or about to be created) for a Secret it
+    /// owns, else the Secret's as read; `None` while it does not exist.
+    pub fn value_of(&self, r: &SecretKeyRef) -> Option<&[u8]> {
+        if let Some(owned) = self.owned.get(&r.name) {
+            return Some(owned.value.as_bytes());
+        }
+        self.secrets
+            .get(&r.name)?
+            .as_ref()?
+            .get(&r.key)
+            .map(|v| v.0.as_slice())
+    }
+
     /// References with `value` generated for every Secret the operator owns for `cluster`.
     #[cfg(test)]
     pub fn generating(cluster: &RagCluster, value: &str) -> Self {
@@ -233,6 +246,9 @@ pub struct ManagedQdrant {
     pub resources: Option<ResourceRequirements>,
     /// API key Secret.
     pub api_key: Option<SecretKeyRef>,
+    /// Hash of the API key's value, on the peers' pod template: a rotated key rolls them, as it
+    /// rolls the data plane, instead of leaving them on the old one.
+    pub api_key_hash: String,
 }
 
 impl ValidatedCluster {
@@ -423,16 +439,20 @@ pub fn validate(
             managed: Some(m),
             external: None,
             ..
-        }) => QdrantMode::Managed(ManagedQdrant {
-            replicas: m.replicas,
-            image: m
-                .image
-                .clone()
-                .unwrap_or_else(|| DEFAULT_QDRANT_IMAGE.into()),
-            storage: m.storage.clone(),
-            resources: m.resources.clone(),
-            api_key: Some(managed_qdrant_key(cluster, m)),
-        }),
+        }) => {
+            let key = managed_qdrant_key(cluster, m);
+            QdrantMode::Managed(ManagedQdrant {
+                replicas: m.replicas,
+                image: m
+                    .image
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_QDRANT_IMAGE.into()),
+                storage: m.storage.clone(),
+                resources: m.resources.clone(),
+                api_key_hash: super::build::fnv_hex([refs.value_of(&key).unwrap_or_default()]),
+                api_key: Some(key),
+            })
+        }
         Some(QdrantSpec {
             managed: None,
             external: Some(e),

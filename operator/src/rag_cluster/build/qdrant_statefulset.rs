@@ -124,6 +124,11 @@ pub fn build_qdrant_statefulset(c: &ValidatedCluster, q: &ManagedQdrant) -> Stat
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
+                    // A rotated API key rolls the peers, one at a time.
+                    annotations: Some(std::collections::BTreeMap::from([(
+                        labels::SECRETS_HASH.to_owned(),
+                        q.api_key_hash.clone(),
+                    )])),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -182,7 +187,87 @@ pub fn build_qdrant_statefulset(c: &ValidatedCluster, q: &ManagedQdrant) -> Stat
 
 #[cfg(test)]
 mod tests {
-    use crate::rag_cluster::build::{build, test_support::validated};
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::ByteString;
+
+    use crate::labels;
+    use crate::rag_cluster::build::test_support::{cluster, validated};
+    use crate::rag_cluster::build::{build, ClusterObjects};
+    use crate::rag_cluster::validate::{validate, Dereferenced};
+
+    /// The peers' and the API pods' Secrets hashes of `c` validated with `refs`.
+    fn rolled_by(c: &crate::crd::rag_cluster::RagCluster, refs: &Dereferenced) -> (String, String) {
+        let v = validate(
+            c,
+            refs,
+            &crate::context::DataPlaneDefaults::new("ghcr.io/ragplane/ragplane"),
+        )
+        .expect("valid cluster");
+        let ClusterObjects {
+            qdrant,
+            api_deployment: api,
+            ..
+        } = build(&v);
+        let hash = |t: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>| {
+            t.and_then(|m| m.annotations)
+                .and_then(|a| a.get(labels::SECRETS_HASH).cloned())
+                .expect("a Secrets hash on the pod template")
+        };
+        (
+            hash(
+                qdrant
+                    .expect("managed qdrant")
+                    .statefulset
+                    .spec
+                    .template
+                    .metadata,
+            ),
+            hash(api.spec.template.metadata),
+        )
+    }
+
+    /// A rotated Qdrant API key rolls the peers as it rolls the data plane, so that neither is
+    /// left on the old key; another Secret's change rolls the data plane alone.
+    #[test]
+    fn a_rotated_api_key_rolls_the_peers() {
+        // The operator's own key.
+        let own = cluster(
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: prod}\n\
+             spec: {qdrant: {managed: {replicas: 1}}}\n",
+        );
+        let (a, _) = rolled_by(&own, &Dereferenced::generating(&own, "rp_one"));
+        let (b, _) = rolled_by(&own, &Dereferenced::generating(&own, "rp_two"));
+        assert_ne!(a, b, "the operator's key, rotated");
+        // A key in the user's Secret, next to a PostgreSQL URL.
+        let theirs = cluster(
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: prod}\n\
+             spec: {postgres: {urlSecretRef: {name: pg, key: url}},\
+             qdrant: {managed: {replicas: 1, apiKeySecretRef: {name: qk, key: k}}}}\n",
+        );
+        let refs = |key: &str, url: &str| {
+            let mut r = Dereferenced::generating(&theirs, "rp_test");
+            let one = |k: &str, v: &str| {
+                Some(BTreeMap::from([(
+                    k.to_owned(),
+                    ByteString(v.as_bytes().to_vec()),
+                )]))
+            };
+            r.secrets.insert("qk".into(), one("k", key));
+            r.secrets.insert("pg".into(), one("url", url));
+            r
+        };
+        let (peers, api) = rolled_by(&theirs, &refs("key-1", "postgres://a"));
+        let (rotated_peers, rotated_api) = rolled_by(&theirs, &refs("key-2", "postgres://a"));
+        assert_ne!(
+            peers, rotated_peers,
+            "the user's key, rotated: the peers roll"
+        );
+        assert_ne!(api, rotated_api, "and so does the data plane");
+        let (same_peers, moved_api) = rolled_by(&theirs, &refs("key-1", "postgres://b"));
+        assert_eq!(peers, same_peers, "another Secret leaves the peers alone");
+        assert_ne!(api, moved_api);
+    }
 
     #[test]
     fn managed_qdrant_is_a_parallel_statefulset_with_headless_service_and_pdb() {
