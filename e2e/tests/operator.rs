@@ -2075,6 +2075,27 @@ fn a_rotated_qdrant_key_rolls_the_peers_and_the_data_plane() {
         .unwrap_or_else(|e| panic!("{e}\n{}", operator.log_tail()));
 }
 
+/// A ModelPool with autoscaling bounds and no rules starts at its minimum, whichever workload
+/// serves it; the count is not the reconciler's, so it is raised, not applied.
+#[test]
+fn a_model_pool_with_bounds_only_starts_at_its_minimum() {
+    let Some((cluster, ns, operator)) = setup("op-bounds") else {
+        return;
+    };
+    cluster
+        .apply(
+            &ns,
+            "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {name: emb}\nspec: {kind: embedding, model: m, autoscaling: {minReplicas: 2, maxReplicas: 4}}\n---\n\
+             apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {name: gen}\nspec: {kind: ollama, model: m, autoscaling: {minReplicas: 3, maxReplicas: 4}}\n",
+        )
+        .unwrap();
+    for (kind, name, minimum) in [("deployment", "emb", 2), ("statefulset", "gen", 3)] {
+        cluster
+            .wait_for(&ns, kind, name, WAIT, |w| w["spec"]["replicas"] == minimum)
+            .unwrap_or_else(|e| panic!("{kind} {name}: {e}\n{}", operator.log_tail()));
+    }
+}
+
 /// A cluster that sets no version keeps the one it was created with when a newer operator
 /// takes over; naming a version rolls it.
 #[test]

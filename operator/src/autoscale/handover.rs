@@ -60,6 +60,38 @@ where
     Ok(())
 }
 
+/// Raises `name`'s replicas from `current` to `minimum` through the scale subresource when it
+/// has fewer, and reads the workload back; `None` when it had enough. An autoscaled workload's
+/// replicas are not in the reconciler's apply, so the API server starts it at 1; the scale
+/// subresource raises it without taking the count from whoever moves it later (the autoscaler,
+/// or nobody for autoscaling bounds with no rules).
+pub async fn raise_replicas<K>(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    current: i32,
+    minimum: i32,
+) -> Result<Option<K>, kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope> + DeserializeOwned + Clone + Debug,
+    K::DynamicType: Default,
+{
+    if current >= minimum {
+        return Ok(None);
+    }
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let patch = serde_json::json!({"spec": {"replicas": minimum}});
+    tracing::info!(
+        name,
+        current,
+        minimum,
+        "raising replicas to the autoscaling minimum"
+    );
+    api.patch_scale(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    api.get(name).await.map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use kube::runtime::{watcher, Controller};
 use self::build::{PoolObjects, Workload};
 use self::status::AppliedWorkload;
 use crate::apply::apply;
-use crate::autoscale::handover::release_replicas;
+use crate::autoscale::handover::{raise_replicas, release_replicas};
 use crate::autoscale::hpa::build_hpa;
 use crate::autoscale::Scaling;
 use crate::context::Context;
@@ -139,6 +139,11 @@ impl Reconciler for ModelPool {
                 )
             }
         };
+        let applied = if pool.replicas.is_none() {
+            raise_to_minimum(client, ns, &pool.name, pool.desired, applied).await?
+        } else {
+            applied
+        };
         match &pool.scaling {
             Scaling::Hpa(targets) => {
                 let hpa = build_hpa(
@@ -202,4 +207,44 @@ impl Reconciler for ModelPool {
             ..previous
         }
     }
+}
+
+/// An autoscaled pool's workload is applied without replicas, so the API server starts it at
+/// 1: raise it to the autoscaling minimum (`desired`), leaving the count to its autoscaler, if
+/// any, from there.
+async fn raise_to_minimum(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    desired: i32,
+    applied: AppliedWorkload,
+) -> Result<AppliedWorkload> {
+    let failed = |kind: &str| {
+        let what = format!("scale {kind} {name}");
+        move |e| Error::kube(what, e)
+    };
+    Ok(match applied {
+        AppliedWorkload::StatefulSet(a) => {
+            let current = a.get().spec.replicas.unwrap_or(1);
+            match raise_replicas::<StatefulSet>(client, ns, name, current, desired)
+                .await
+                .map_err(failed("StatefulSet"))?
+            {
+                Some(fresh) => {
+                    AppliedWorkload::StatefulSet(crate::apply::Applied::read_back(fresh))
+                }
+                None => AppliedWorkload::StatefulSet(a),
+            }
+        }
+        AppliedWorkload::Deployment(a) => {
+            let current = a.get().spec.replicas.unwrap_or(1);
+            match raise_replicas::<Deployment>(client, ns, name, current, desired)
+                .await
+                .map_err(failed("Deployment"))?
+            {
+                Some(fresh) => AppliedWorkload::Deployment(crate::apply::Applied::read_back(fresh)),
+                None => AppliedWorkload::Deployment(a),
+            }
+        }
+    })
 }

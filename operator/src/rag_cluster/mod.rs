@@ -13,7 +13,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
@@ -411,21 +411,21 @@ async fn raise_to_minimum(
     applied: crate::apply::Applied<Deployment>,
     component: &validate::Component,
 ) -> Result<crate::apply::Applied<Deployment>> {
-    let current = applied.get().spec.replicas.unwrap_or(1);
-    if component.replicas.is_some() || current >= component.desired {
+    if component.replicas.is_some() {
         return Ok(applied);
     }
     let name = applied.get().name_any();
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let patch = serde_json::json!({"spec": {"replicas": component.desired}});
-    api.patch_scale(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(|e| Error::kube(format!("scale Deployment {name}"), e))?;
-    let fresh = api
-        .get(&name)
-        .await
-        .map_err(|e| Error::kube(format!("get Deployment {name}"), e))?;
-    Ok(crate::apply::Applied::read_back(fresh))
+    let current = applied.get().spec.replicas.unwrap_or(1);
+    let raised = crate::autoscale::handover::raise_replicas::<Deployment>(
+        client,
+        ns,
+        &name,
+        current,
+        component.desired,
+    )
+    .await
+    .map_err(|e| Error::kube(format!("scale Deployment {name}"), e))?;
+    Ok(raised.map_or(applied, crate::apply::Applied::read_back))
 }
 
 /// Hands a Deployment's replicas to the autoscaler before the apply that stops setting them.
