@@ -38,6 +38,9 @@ pub enum Error {
     /// The request could not be read at all.
     #[error("{0}")]
     BadRequest(String),
+    /// The path does not take the request's method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// The body is larger than allowed.
     #[error("request body too large: {0}")]
     TooLarge(String),

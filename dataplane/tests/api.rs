@@ -575,6 +575,31 @@ async fn bad_input_gets_the_right_status_and_a_json_error() {
         "not_found",
         "",
     );
+    // A method a path does not take: 405 with the methods it does, for the API and the probes.
+    for (method, path, allowed) in [
+        (
+            Method::PUT,
+            "/v1/collections",
+            ["GET", "HEAD", "POST"].as_slice(),
+        ),
+        (Method::POST, "/healthz", ["GET", "HEAD"].as_slice()),
+    ] {
+        let wrong = call(r, method.clone(), path, ADMIN, None).await;
+        let mut allow: Vec<&str> = wrong.headers[header::ALLOW]
+            .to_str()
+            .unwrap()
+            .split(',')
+            .map(str::trim)
+            .collect();
+        allow.sort_unstable();
+        assert_eq!(allow, allowed, "{method} {path}");
+        check(
+            wrong,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            method.as_str(),
+        );
+    }
 
     // A document that cannot be parsed ends `failed` with its reason.
     let pdf = post_raw(

@@ -26,6 +26,11 @@ struct Server {
 
 impl Server {
     fn start(model: &(PathBuf, PathBuf), extra: &[&str]) -> Self {
+        Self::start_with_env(model, extra, &[])
+    }
+
+    /// [`Server::start`], with extra environment variables.
+    fn start_with_env(model: &(PathBuf, PathBuf), extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ragplane"))
             .arg("embed-server")
             .args(["--listen", "127.0.0.1:0", "--log-filter", "warn"])
@@ -35,6 +40,7 @@ impl Server {
             .arg(&model.1)
             .args(extra)
             .env_remove("RAGPLANE_CONFIG")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -257,6 +263,55 @@ async fn concurrent_requests_get_their_own_vectors_in_order() {
             );
         }
     }
+}
+
+/// A request past `embed_server.request_timeout_secs` and a method a path does not take get
+/// the JSON error body every error has, the first with Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_and_a_wrong_method_get_json_errors() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(model) = ragplane::testing::model_files() else {
+        return;
+    };
+    let server = Server::start_with_env(
+        &model,
+        &[],
+        &[("RAGPLANE__EMBED_SERVER__REQUEST_TIMEOUT_SECS", "1")],
+    );
+    // A body that trickles in: half of it, then nothing.
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(
+        format!(
+            "POST /v1/embeddings HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+             content-length: 100\r\nconnection: close\r\n\r\n{{\"input\": "
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_string(&mut answer))
+        .await
+        .expect("answered within the time limit and a margin")
+        .unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 503"), "{answer}");
+    assert!(head.contains("retry-after: 1"), "{answer}");
+    let err: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(err["type"], "unavailable", "{err}");
+    assert!(err["request_id"].is_string(), "{err}");
+
+    let wrong = reqwest::get(format!("{}/v1/embeddings", server.url))
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 405);
+    assert_eq!(wrong.headers()["allow"], "POST");
+    let err: serde_json::Value = wrong.json().await.unwrap();
+    assert_eq!(err["type"], "method_not_allowed", "{err}");
+    assert!(err["error"].as_str().unwrap().contains("GET"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

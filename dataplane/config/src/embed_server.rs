@@ -100,6 +100,8 @@ pub struct EmbedServerConfig {
     pub max_body_bytes: usize,
     /// Seconds to wait for in-flight requests on shutdown.
     pub shutdown_grace_secs: u64,
+    /// Seconds a request may run; past it the server answers 503 with Retry-After.
+    pub request_timeout_secs: u64,
 }
 
 /// Token cap per batch on a GPU when none is configured.
@@ -117,6 +119,7 @@ impl Default for EmbedServerConfig {
             max_inputs_per_request: 2048,
             max_body_bytes: 16 * 1024 * 1024,
             shutdown_grace_secs: 20,
+            request_timeout_secs: 120,
         }
     }
 }
@@ -208,6 +211,12 @@ pub(crate) fn check(c: &Config) -> Vec<ConfigError> {
     }
     if s.max_body_bytes < 1024 {
         out.push(err("embed_server.max_body_bytes", "must be at least 1024"));
+    }
+    if s.request_timeout_secs == 0 {
+        out.push(err(
+            "embed_server.request_timeout_secs",
+            "must be at least 1",
+        ));
     }
     if s.require_gpu && s.devices == DeviceSelection::Cpu {
         out.push(err(

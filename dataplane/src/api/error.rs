@@ -71,6 +71,7 @@ pub fn classify(e: &Error) -> (StatusCode, &'static str, Option<u64>) {
         }
         Error::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
         Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", None),
+        Error::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None),
         Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
         Error::UnsupportedMediaType(_) => (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -258,13 +258,17 @@ pub fn router(app: AppState) -> Router {
         traffic = traffic.merge(crate::console::router());
     }
     let traffic = traffic
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_requests)),
             shed_load,
         ))
         .layer(middleware::from_fn_with_state(
-            Duration::from_secs(limits.request_timeout_secs),
+            TimeLimit {
+                limit: Duration::from_secs(limits.request_timeout_secs),
+                setting: "limits.request_timeout_secs",
+            },
             time_limit,
         ));
     instrument(service_routes().merge(traffic).fallback(not_found))
@@ -320,14 +324,24 @@ fn cors(
     )
 }
 
-/// Answers 503 with Retry-After when a request runs past `limits.request_timeout_secs`.
-async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
+/// How long a request may run, and the setting that says so (named in the 503).
+#[derive(Clone, Copy)]
+pub(crate) struct TimeLimit {
+    /// The limit.
+    pub limit: Duration,
+    /// Its configuration key.
+    pub setting: &'static str,
+}
+
+/// Answers 503 with Retry-After when a request runs past its [`TimeLimit`].
+pub(crate) async fn time_limit(State(t): State<TimeLimit>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(t.limit, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => ApiError(Error::Unavailable {
             message: format!(
-                "the request ran past limits.request_timeout_secs ({} s)",
-                limit.as_secs()
+                "the request ran past {} ({} s)",
+                t.setting,
+                t.limit.as_secs()
             ),
             retry_after_secs: 1,
         })
@@ -346,10 +360,19 @@ fn service_routes() -> Router<AppState> {
         .route("/healthz", get(service::healthz))
         .route("/readyz", get(service::readyz))
         .route("/metrics", get(service::metrics))
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
-async fn not_found() -> ApiError {
+/// The answer to a path no route has.
+pub(crate) async fn not_found() -> ApiError {
     ApiError(Error::not_found("route", "this path"))
+}
+
+/// The answer to a method a route does not take (axum adds the `Allow` header).
+pub(crate) async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError(Error::MethodNotAllowed(format!(
+        "{method} is not allowed on this path (the Allow header lists the methods it takes)"
+    )))
 }
 
 /// Answers 503 with Retry-After at once when every request slot is taken, instead of queueing.

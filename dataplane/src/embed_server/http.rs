@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -33,17 +33,17 @@ pub(super) fn router(state: AppState, cfg: &EmbedServerConfig) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(crate::api::service_metrics))
-        .fallback(not_found)
+        .method_not_allowed_fallback(crate::api::method_not_allowed)
+        .fallback(crate::api::not_found)
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(120),
+        .layer(axum::middleware::from_fn_with_state(
+            crate::api::TimeLimit {
+                limit: Duration::from_secs(cfg.request_timeout_secs),
+                setting: "embed_server.request_timeout_secs",
+            },
+            crate::api::time_limit,
         ));
     crate::api::instrument(routes).with_state(state)
-}
-
-async fn not_found() -> ApiError {
-    ApiError(Error::not_found("route", "this path"))
 }
 
 /// Checks the number of inputs against the limits.
