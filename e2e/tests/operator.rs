@@ -1928,12 +1928,6 @@ fn the_admin_key_lives_in_a_secret_and_a_changed_secret_rolls_the_pods() {
         .unwrap();
     assert_eq!(owner(&claim).1, "dev");
 
-    let annotation = |d: &Value, name: &str| {
-        d["spec"]["template"]["metadata"]["annotations"][name]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
     let api = cluster
         .wait_for(&ns, "deployment", "dev-api", WAIT, |_| true)
         .unwrap();
@@ -1959,8 +1953,8 @@ fn the_admin_key_lives_in_a_secret_and_a_changed_secret_rolls_the_pods() {
     assert_eq!(api["spec"]["strategy"]["type"], "Recreate");
     assert_eq!(container["startupProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(container["lifecycle"]["preStop"]["sleep"]["seconds"], 5);
-    let secrets_hash = annotation(&api, "ragplane.dev/secrets-hash");
-    let config_hash = annotation(&api, "ragplane.dev/config-hash");
+    let secrets_hash = template_annotation(&api, SECRETS_HASH);
+    let config_hash = template_annotation(&api, "ragplane.dev/config-hash");
 
     // Later reconciles keep the key: a spec change rolls the config, not the key.
     cluster
@@ -1974,10 +1968,10 @@ fn the_admin_key_lives_in_a_secret_and_a_changed_secret_rolls_the_pods() {
         .unwrap();
     let api = cluster
         .wait_for(&ns, "deployment", "dev-api", WAIT, |d| {
-            annotation(d, "ragplane.dev/config-hash") != config_hash
+            template_annotation(d, "ragplane.dev/config-hash") != config_hash
         })
         .unwrap();
-    assert_eq!(annotation(&api, "ragplane.dev/secrets-hash"), secrets_hash);
+    assert_eq!(template_annotation(&api, SECRETS_HASH), secrets_hash);
     let again = cluster
         .get(&ns, "secret", "dev-admin-key")
         .unwrap()
@@ -1985,21 +1979,15 @@ fn the_admin_key_lives_in_a_secret_and_a_changed_secret_rolls_the_pods() {
     assert_eq!(again["data"]["api-key"], key.as_str());
 
     // Rotating the key rolls the pods, and the operator keeps the new key.
-    cluster
-        .kubectl_ok(&[
-            "patch",
-            "-n",
-            &ns,
-            "secret",
-            "dev-admin-key",
-            "--type=merge",
-            "-p",
-            r#"{"stringData": {"api-key": "rp_rotated_by_the_platform_team"}}"#,
-        ])
-        .unwrap();
+    rotate_secret(
+        cluster,
+        &ns,
+        "dev-admin-key",
+        "rp_rotated_by_the_platform_team",
+    );
     cluster
         .wait_for(&ns, "deployment", "dev-api", WAIT, |d| {
-            annotation(d, "ragplane.dev/secrets-hash") != secrets_hash
+            template_annotation(d, SECRETS_HASH) != secrets_hash
         })
         .unwrap_or_else(|e| panic!("{e}\n{}", operator.log_tail()));
     let rotated = cluster
@@ -2007,6 +1995,34 @@ fn the_admin_key_lives_in_a_secret_and_a_changed_secret_rolls_the_pods() {
         .unwrap()
         .unwrap();
     assert_ne!(rotated["data"]["api-key"], key.as_str());
+}
+
+/// The annotation of the Secrets' hash on a workload's pod template.
+const SECRETS_HASH: &str = "ragplane.dev/secrets-hash";
+
+/// Annotation `name` of workload `d`'s pod template, empty when it has none.
+fn template_annotation(d: &Value, name: &str) -> String {
+    d["spec"]["template"]["metadata"]["annotations"][name]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Sets the `api-key` of Secret `name` to `value`, as a platform team rotating it would.
+fn rotate_secret(cluster: &TestCluster, ns: &str, name: &str, value: &str) {
+    let patch = serde_json::json!({"stringData": {"api-key": value}}).to_string();
+    cluster
+        .kubectl_ok(&[
+            "patch",
+            "-n",
+            ns,
+            "secret",
+            name,
+            "--type=merge",
+            "-p",
+            &patch,
+        ])
+        .unwrap_or_else(|e| panic!("rotate {name}: {e}"));
 }
 
 /// Rotating a managed Qdrant's API key rolls its peers as well as the data plane, so that
@@ -2022,12 +2038,7 @@ fn a_rotated_qdrant_key_rolls_the_peers_and_the_data_plane() {
             "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: vq}\nspec: {qdrant: {managed: {replicas: 1}}}\n",
         )
         .unwrap();
-    let hash = |d: &Value| {
-        d["spec"]["template"]["metadata"]["annotations"]["ragplane.dev/secrets-hash"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let hash = |d: &Value| template_annotation(d, SECRETS_HASH);
     cluster
         .wait_for(&ns, "secret", "vq-qdrant-key", WAIT, |s| {
             s["data"]["api-key"].is_string()
@@ -2053,18 +2064,12 @@ fn a_rotated_qdrant_key_rolls_the_peers_and_the_data_plane() {
         ),
         peers_before
     );
-    cluster
-        .kubectl_ok(&[
-            "patch",
-            "-n",
-            &ns,
-            "secret",
-            "vq-qdrant-key",
-            "--type=merge",
-            "-p",
-            r#"{"stringData": {"api-key": "rotated-by-the-platform-team"}}"#,
-        ])
-        .unwrap();
+    rotate_secret(
+        cluster,
+        &ns,
+        "vq-qdrant-key",
+        "rotated-by-the-platform-team",
+    );
     cluster
         .wait_for(&ns, "statefulset", "vq-qdrant", WAIT, |s| {
             hash(s) != peers_before
