@@ -721,6 +721,26 @@ async fn postgres_reads_go_to_replicas_and_skip_one_that_is_down() {
         .unwrap()
         .is_some());
 
+    // Keys are looked up on the primary alone: a key revoked there but still on a lagging
+    // replica must not authenticate.
+    let elsewhere = replica.create_tenant("keys-on-the-replica").await.unwrap();
+    replica
+        .create_api_key(NewApiKey {
+            tenant_id: &elsewhere.id,
+            name: "stale",
+            key_hash: "stale-hash",
+            prefix: "rp_stale00",
+            scope: Scope::ClusterAdmin,
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        s.api_key_by_hash("stale-hash").await.unwrap(),
+        None,
+        "a key only a replica still has"
+    );
+
     // After the retry interval the replica is tried again.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     for _ in 0..3 {

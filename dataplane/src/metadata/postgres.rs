@@ -256,16 +256,15 @@ impl MetadataStore for PostgresStore {
         Sql(&self.primary).create_api_key(key).await
     }
 
+    /// On the primary alone: a replica that lags would still find a key just revoked (or its
+    /// tenant's, just deleted), and `auth.key_cache_secs` would then bound nothing.
     async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>> {
-        self.lookup(|pool| async move {
-            sqlx::query_as(
-                "SELECT id, tenant_id, prefix, name, scope, created_at, expires_at, revoked_at \
-                 FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
-            )
-            .bind(key_hash)
-            .fetch_optional(&pool)
-            .await
-        })
+        sqlx::query_as(
+            "SELECT id, tenant_id, prefix, name, scope, created_at, expires_at, revoked_at \
+             FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.primary)
         .await
         .map_err(db("read api key"))
     }
