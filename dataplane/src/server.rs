@@ -20,6 +20,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let workers_enabled = config.workers.enabled;
     let concurrency = config.workers.concurrency;
     let app = Arc::new(App::build(config).await?);
+    refuse_a_key_that_could_not_be_handed_over(&app).await?;
     if let Some(key) = app.bootstrap_admin_key().await? {
         reveal_admin_key(&app.config.data_dir, &key)?;
     }
@@ -128,6 +129,27 @@ pub async fn wait_for_signal() {
         () = ctrl_c => {}
         () = term => {}
     }
+}
+
+/// Fails before any key is stored when one would be generated but could not be written: not
+/// on a terminal, and `<data_dir>/admin-key` already there (it is never overwritten). Storing
+/// first would leave an admin key that nobody holds, and no later start would make another.
+async fn refuse_a_key_that_could_not_be_handed_over(app: &App) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let path = app.config.data_dir.join("admin-key");
+    if app.config.auth.admin_key.is_none()
+        && !std::io::stdout().is_terminal()
+        && path.exists()
+        && app.metadata.count_admin_keys().await? == 0
+    {
+        anyhow::bail!(
+            "there is no admin key yet, and the one to be generated cannot be written to {}: \
+             that file exists (from an earlier data directory?). Keep the key it holds if you \
+             still need it, remove the file, and start again; or give a key with --admin-key",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Hands a generated admin key to the person starting the server, once; only its hash is

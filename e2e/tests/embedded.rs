@@ -625,3 +625,87 @@ fn sighup_reloads_the_filter_of_workers_and_embedding_servers() {
     worker.stop().unwrap();
     embedder.stop().unwrap();
 }
+
+/// A generated admin key is handed over in `<data_dir>/admin-key` when stdout is not a
+/// terminal. When that file is already there, start-up fails before any key is stored, so the
+/// next start, once the file is moved away, still generates one and hands it over.
+#[test]
+fn a_generated_admin_key_is_never_stored_without_being_handed_over() {
+    if !model_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let file = data.join("admin-key");
+    std::fs::write(&file, "rp_kept_from_an_earlier_data_directory\n").unwrap();
+    let port = ragplane_e2e::free_port();
+    let serve = |stderr: std::process::Stdio| {
+        std::process::Command::new(ragplane_e2e::ragplane_bin())
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(&data)
+            .env_remove("RAGPLANE_ADMIN_KEY")
+            .env_remove("RAGPLANE_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap()
+    };
+    let refused = serve(std::process::Stdio::piped())
+        .wait_with_output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("admin-key") && stderr.contains("exists"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "rp_kept_from_an_earlier_data_directory\n",
+        "the file is never overwritten"
+    );
+
+    std::fs::remove_file(&file).unwrap();
+    let mut child = serve(std::process::Stdio::null());
+    let start = Instant::now();
+    while !file.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no admin-key file: {:?}",
+            child.try_wait()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let key = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    let status = || {
+        std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(["-H", &format!("Authorization: Bearer {key}")])
+            .arg(format!("http://127.0.0.1:{port}/v1/collections"))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let start = Instant::now();
+    while status() != "200" {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the written key does not work: {}",
+            status()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
