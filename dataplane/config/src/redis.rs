@@ -9,7 +9,8 @@ use crate::Secret;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
-    /// Connection URL: `redis://host:port/db`, or `rediss://` for TLS.
+    /// Connection URL: `redis://host:port/db` (or `unix://` for a socket); TLS (`rediss://`) is
+    /// not supported.
     pub url: String,
     /// Password, when not in the URL (the operator fills it from a Secret).
     pub password: Option<Secret>,

@@ -314,14 +314,20 @@ impl Config {
         if let Some(redis) = &self.redis {
             c.check(
                 redis.url.starts_with("redis://")
-                    || redis.url.starts_with("rediss://")
                     || redis.url.starts_with("redis+unix://")
                     || redis.url.starts_with("unix://"),
                 "redis.url",
-                format!(
-                    "must be a redis://, rediss:// or unix:// URL, got {:?}",
-                    redis.url
-                ),
+                if redis.url.starts_with("rediss://") {
+                    "rediss:// (TLS) is not supported: reach Redis over a private network or a \
+                     TLS tunnel, with a redis:// URL"
+                        .to_string()
+                } else {
+                    // Only the scheme: the URL may hold a password.
+                    format!(
+                        "must be a redis:// or unix:// URL, got one starting {:?}",
+                        redis.url.split("://").next().unwrap_or_default()
+                    )
+                },
             );
             c.check(
                 redis.command_timeout_ms >= 1,
@@ -514,6 +520,29 @@ mod tests {
         let err = c.validate().unwrap_err();
         assert_eq!(err.0.len(), 1);
         assert_eq!(err.0[0].field, "redis.url");
+        // A wrong URL's password stays out of the message; TLS is refused up front, not at the
+        // first connection.
+        c.redis = Some(crate::RedisConfig {
+            url: "http://user:hunter2@x".into(),
+            ..crate::RedisConfig::default()
+        });
+        let err = c.validate().unwrap_err();
+        assert!(
+            !err.0[0].message.contains("hunter2"),
+            "{}",
+            err.0[0].message
+        );
+        c.redis = Some(crate::RedisConfig {
+            url: "rediss://:hunter2@x:6380".into(),
+            ..crate::RedisConfig::default()
+        });
+        let err = c.validate().unwrap_err();
+        assert!(
+            err.0[0].message.contains("not supported"),
+            "{}",
+            err.0[0].message
+        );
+        assert!(!err.0[0].message.contains("hunter2"));
     }
 
     #[test]
