@@ -144,7 +144,7 @@ impl OnnxModel {
                 .map_err(|e| {
                     EmbedError::Load(format!(
                         "failed to register ONNX Runtime's CUDA execution provider on {device} \
-                         (is {} the onnxruntime-gpu library, with CUDA 12 and cuDNN 9 on \
+                         (is {} the onnxruntime-gpu library, with CUDA 13 and cuDNN 9 on \
                          LD_LIBRARY_PATH?): {e}",
                         files.ort_library.display()
                     ))
