@@ -259,14 +259,7 @@ impl MetadataStore for PostgresStore {
     /// On the primary alone: a replica that lags would still find a key just revoked (or its
     /// tenant's, just deleted), and `auth.key_cache_secs` would then bound nothing.
     async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>> {
-        sqlx::query_as(
-            "SELECT id, tenant_id, prefix, name, scope, created_at, expires_at, revoked_at \
-             FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
-        )
-        .bind(key_hash)
-        .fetch_optional(&self.primary)
-        .await
-        .map_err(db("read api key"))
+        Sql(&self.primary).api_key_by_hash(key_hash).await
     }
 
     async fn count_admin_keys(&self) -> Result<i64> {

@@ -119,13 +119,7 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>> {
-        sqlx::query_as(
-            "SELECT id, tenant_id, prefix, name, scope, created_at, expires_at, revoked_at FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
-        )
-        .bind(key_hash)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("read api key"))
+        Sql(&self.pool).api_key_by_hash(key_hash).await
     }
 
     async fn count_admin_keys(&self) -> Result<i64> {

@@ -63,6 +63,18 @@ where
         Ok(k)
     }
 
+    /// [`MetadataStore::api_key_by_hash`](crate::metadata::MetadataStore::api_key_by_hash).
+    pub(crate) async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>> {
+        sqlx::query_as(
+            "SELECT id, tenant_id, prefix, name, scope, created_at, expires_at, revoked_at \
+             FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(self.0)
+        .await
+        .map_err(db("read api key"))
+    }
+
     /// [`MetadataStore::count_admin_keys`](crate::metadata::MetadataStore::count_admin_keys).
     pub(crate) async fn count_admin_keys(&self) -> Result<i64> {
         sqlx::query_scalar(
