@@ -11,8 +11,10 @@ use std::fmt::Debug;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Patch, PatchParams};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
+
+use crate::apply::Applied;
 
 /// Whether the reconciler's apply owns `spec.replicas` in `fields`.
 pub fn reconciler_owns_replicas(fields: &[ManagedFieldsEntry]) -> bool {
@@ -60,25 +62,27 @@ where
     Ok(())
 }
 
-/// Raises `name`'s replicas from `current` to `minimum` through the scale subresource when it
-/// has fewer, and reads the workload back; `None` when it had enough. An autoscaled workload's
-/// replicas are not in the reconciler's apply, so the API server starts it at 1; the scale
-/// subresource raises it without taking the count from whoever moves it later (the autoscaler,
-/// or nobody for autoscaling bounds with no rules).
+/// Raises the just-applied workload's replicas from `current` to `minimum` through the scale
+/// subresource when it has fewer, and reads it back; returns it as it was when it had enough.
+/// An autoscaled workload's replicas are not in the reconciler's apply, so the API server
+/// starts it at 1; the scale subresource raises it without taking the count from whoever moves
+/// it later (the autoscaler, or nobody for autoscaling bounds with no rules).
 pub async fn raise_replicas<K>(
     client: &Client,
     ns: &str,
-    name: &str,
+    applied: Applied<K>,
     current: i32,
     minimum: i32,
-) -> Result<Option<K>, kube::Error>
+) -> Result<Applied<K>, kube::Error>
 where
     K: Resource<Scope = NamespaceResourceScope> + DeserializeOwned + Clone + Debug,
     K::DynamicType: Default,
 {
     if current >= minimum {
-        return Ok(None);
+        return Ok(applied);
     }
+    let name = applied.get().name_any();
+    let name = name.as_str();
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let patch = serde_json::json!({"spec": {"replicas": minimum}});
     tracing::info!(
@@ -89,7 +93,7 @@ where
     );
     api.patch_scale(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
-    api.get(name).await.map(Some)
+    api.get(name).await.map(Applied::read_back)
 }
 
 #[cfg(test)]

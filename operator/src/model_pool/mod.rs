@@ -226,25 +226,19 @@ async fn raise_to_minimum(
     Ok(match applied {
         AppliedWorkload::StatefulSet(a) => {
             let current = a.get().spec.replicas.unwrap_or(1);
-            match raise_replicas::<StatefulSet>(client, ns, name, current, desired)
-                .await
-                .map_err(failed("StatefulSet"))?
-            {
-                Some(fresh) => {
-                    AppliedWorkload::StatefulSet(crate::apply::Applied::read_back(fresh))
-                }
-                None => AppliedWorkload::StatefulSet(a),
-            }
+            AppliedWorkload::StatefulSet(
+                raise_replicas(client, ns, a, current, desired)
+                    .await
+                    .map_err(failed("StatefulSet"))?,
+            )
         }
         AppliedWorkload::Deployment(a) => {
             let current = a.get().spec.replicas.unwrap_or(1);
-            match raise_replicas::<Deployment>(client, ns, name, current, desired)
-                .await
-                .map_err(failed("Deployment"))?
-            {
-                Some(fresh) => AppliedWorkload::Deployment(crate::apply::Applied::read_back(fresh)),
-                None => AppliedWorkload::Deployment(a),
-            }
+            AppliedWorkload::Deployment(
+                raise_replicas(client, ns, a, current, desired)
+                    .await
+                    .map_err(failed("Deployment"))?,
+            )
         }
     })
 }

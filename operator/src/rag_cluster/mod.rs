@@ -416,16 +416,9 @@ async fn raise_to_minimum(
     }
     let name = applied.get().name_any();
     let current = applied.get().spec.replicas.unwrap_or(1);
-    let raised = crate::autoscale::handover::raise_replicas::<Deployment>(
-        client,
-        ns,
-        &name,
-        current,
-        component.desired,
-    )
-    .await
-    .map_err(|e| Error::kube(format!("scale Deployment {name}"), e))?;
-    Ok(raised.map_or(applied, crate::apply::Applied::read_back))
+    crate::autoscale::handover::raise_replicas(client, ns, applied, current, component.desired)
+        .await
+        .map_err(|e| Error::kube(format!("scale Deployment {name}"), e))
 }
 
 /// Hands a Deployment's replicas to the autoscaler before the apply that stops setting them.
