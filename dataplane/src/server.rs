@@ -136,7 +136,7 @@ pub async fn wait_for_signal() {
 /// first would leave an admin key that nobody holds, and no later start would make another.
 async fn refuse_a_key_that_could_not_be_handed_over(app: &App) -> anyhow::Result<()> {
     use std::io::IsTerminal;
-    let path = app.config.data_dir.join("admin-key");
+    let path = admin_key_path(&app.config.data_dir);
     if app.config.auth.admin_key.is_none()
         && !std::io::stdout().is_terminal()
         && path.exists()
@@ -170,6 +170,11 @@ fn reveal_admin_key(data_dir: &std::path::Path, key: &str) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Where a generated admin key is handed over when stdout is not a terminal.
+fn admin_key_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("admin-key")
+}
+
 /// Writes `key` to `<data_dir>/admin-key` with mode 0600, replacing nothing: an existing file is
 /// an error, not overwritten.
 pub fn write_admin_key(
@@ -179,7 +184,7 @@ pub fn write_admin_key(
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(data_dir)?;
-    let path = data_dir.join("admin-key");
+    let path = admin_key_path(data_dir);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
