@@ -2053,8 +2053,17 @@ fn a_rotated_qdrant_key_rolls_the_peers_and_the_data_plane() {
         .wait_for(&ns, "deployment", "vq-api", WAIT, |_| true)
         .unwrap();
     let (peers_before, api_before) = (hash(&peers), hash(&api));
-    // The operator created the key: a later reconcile does not roll the peers again.
+    // The operator created the key: a later reconcile rolls neither the peers nor the data
+    // plane, which were created with the key's hash before its Secret existed.
     reconcile_again(cluster, &ns, "ragcluster/vq", &operator);
+    for (kind, name) in [("statefulset", "vq-qdrant"), ("deployment", "vq-api")] {
+        let workload = cluster.get(&ns, kind, name).unwrap().unwrap();
+        assert_eq!(
+            workload["metadata"]["generation"], 1,
+            "{kind} {name} was changed after it was created\n{}",
+            operator.log_tail()
+        );
+    }
     assert_eq!(
         hash(
             &cluster

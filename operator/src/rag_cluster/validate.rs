@@ -138,6 +138,42 @@ pub struct OwnedSecret {
     pub component: &'static str,
 }
 
+/// Hash of the data of every Secret the data-plane pods read, on their pod templates so that
+/// a changed Secret rolls them. One of the operator's own Secrets that does not exist yet is
+/// hashed as the data it is about to be created with, so creating it rolls nothing.
+fn secrets_hash(refs: &Dereferenced, owned: &[OwnedSecret]) -> String {
+    let pending = |name: &str| {
+        owned
+            .iter()
+            .find(|o| o.reference.name == name && !o.exists)
+            .map(|o| {
+                BTreeMap::from([(
+                    o.reference.key.clone(),
+                    ByteString(o.value.clone().into_bytes()),
+                )])
+            })
+    };
+    let data: Vec<(&String, Option<BTreeMap<String, ByteString>>)> = refs
+        .secrets
+        .iter()
+        .map(|(name, data)| (name, data.clone().or_else(|| pending(name))))
+        .collect();
+    super::build::fnv_hex(data.iter().flat_map(|(name, data)| {
+        let entries = data.iter().flatten().flat_map(|(k, v)| {
+            [
+                k.as_bytes(),
+                b"=".as_slice(),
+                v.0.as_slice(),
+                b"\n".as_slice(),
+            ]
+        });
+        [name.as_bytes(), b":".as_slice()]
+            .into_iter()
+            .chain(entries)
+            .chain([b";".as_slice()])
+    }))
+}
+
 /// A RagCluster with every default applied.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValidatedCluster {
@@ -592,20 +628,7 @@ pub fn validate(
             storage_class_name: None,
         })
     });
-    let secrets_hash = super::build::fnv_hex(refs.secrets.iter().flat_map(|(name, data)| {
-        let entries = data.iter().flatten().flat_map(|(k, v)| {
-            [
-                k.as_bytes(),
-                b"=".as_slice(),
-                v.0.as_slice(),
-                b"\n".as_slice(),
-            ]
-        });
-        [name.as_bytes(), b":".as_slice()]
-            .into_iter()
-            .chain(entries)
-            .chain([b";".as_slice()])
-    }));
+    let secrets_hash = secrets_hash(refs, &owned_secrets);
 
     Ok(ValidatedCluster {
         name,
@@ -822,6 +845,41 @@ spec:
         };
         assert_eq!(hash(b"postgres://a"), hash(b"postgres://a"));
         assert_ne!(hash(b"postgres://a"), hash(b"postgres://b"));
+    }
+
+    #[test]
+    fn creating_the_operators_own_secret_rolls_nothing() {
+        let c = cluster("apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: a}\nspec: {}\n");
+        let hash = |refs: &Dereferenced| {
+            validate(&c, refs, &DataPlaneDefaults::new("r"))
+                .unwrap()
+                .secrets_hash
+        };
+        // The first reconcile: the admin key is generated, its Secret not yet created.
+        let mut before = Dereferenced::generating(&c, "rp_first");
+        before.secrets.insert("a-admin-key".into(), None);
+        // The next: the Secret holds the key the first one created it with.
+        let mut after = before.clone();
+        after.owned.get_mut("a-admin-key").unwrap().exists = true;
+        after.secrets.insert(
+            "a-admin-key".into(),
+            Some(BTreeMap::from([(
+                ADMIN_KEY_SECRET_KEY.into(),
+                ByteString(b"rp_first".to_vec()),
+            )])),
+        );
+        assert_eq!(hash(&before), hash(&after));
+        // A rotation by the platform team still rolls the pods.
+        let mut rotated = after.clone();
+        rotated.owned.get_mut("a-admin-key").unwrap().value = "rp_second".into();
+        rotated.secrets.insert(
+            "a-admin-key".into(),
+            Some(BTreeMap::from([(
+                ADMIN_KEY_SECRET_KEY.into(),
+                ByteString(b"rp_second".to_vec()),
+            )])),
+        );
+        assert_ne!(hash(&after), hash(&rotated));
     }
 
     #[test]
