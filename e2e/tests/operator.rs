@@ -2059,7 +2059,8 @@ fn a_rotated_qdrant_key_rolls_the_peers_and_the_data_plane() {
     for (kind, name) in [("statefulset", "vq-qdrant"), ("deployment", "vq-api")] {
         let workload = cluster.get(&ns, kind, name).unwrap().unwrap();
         assert_eq!(
-            workload["metadata"]["generation"], 1,
+            workload["metadata"]["generation"],
+            1,
             "{kind} {name} was changed after it was created\n{}",
             operator.log_tail()
         );

@@ -849,7 +849,9 @@ spec:
 
     #[test]
     fn creating_the_operators_own_secret_rolls_nothing() {
-        let c = cluster("apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: a}\nspec: {}\n");
+        let c = cluster(
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: a}\nspec: {}\n",
+        );
         let hash = |refs: &Dereferenced| {
             validate(&c, refs, &DataPlaneDefaults::new("r"))
                 .unwrap()
