@@ -813,6 +813,46 @@ async fn chat_completions_answer_in_openai_format_from_the_named_collection() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "no user message");
 
+    // Generation settings out of range are refused, naming the field, before the model is
+    // asked; up to generation.max_tokens_limit (4096 by default) is allowed.
+    let asked = s.chats();
+    for (extra, field) in [
+        (json!({ "max_tokens": 0 }), "max_tokens"),
+        (json!({ "max_tokens": 4097 }), "max_tokens"),
+        (
+            json!({ "max_tokens": 8, "max_completion_tokens": 100000 }),
+            "max_completion_tokens",
+        ),
+        (json!({ "temperature": 2.5 }), "temperature"),
+        (json!({ "temperature": -0.1 }), "temperature"),
+    ] {
+        let mut body = json!({ "model": "docs", "messages": [{ "role": "user", "content": "x" }] });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (status, err) = e
+            .call(Method::POST, "/v1/chat/completions", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{extra}: {err}");
+        let message = err["error"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("invalid {field}:")),
+            "{extra}: {message}"
+        );
+    }
+    assert_eq!(s.chats(), asked, "refused before the model was asked");
+    let (status, c) = e
+        .call(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(
+                json!({ "model": "docs", "max_tokens": 4096, "temperature": 2,
+                         "messages": [{ "role": "user", "content": "x" }] }),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{c}");
+
     let (_, doc) = e.call(Method::GET, "/openapi.json", None).await;
     assert!(doc["paths"]["/v1/chat/completions"]["post"].is_object());
     for schema in ["ChatCompletionRequest", "QueryDone", "CitedSource"] {

@@ -53,6 +53,7 @@ impl GeneratorEndpoint {
             api_key: None,
             timeout_secs: crate::default_generation_timeout(),
             max_tokens: crate::default_max_tokens(),
+            max_tokens_limit: crate::default_max_tokens_limit(),
             pool: GenerationPoolConfig::default(),
         }
     }
@@ -122,6 +123,26 @@ mod tests {
             ["generation.urls", "generation.pool.max_concurrency"],
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_token_limits_are_validated() {
+        let fields = |max: u32, limit: u32| {
+            let mut ep = crate::GeneratorEndpoint::new("http://a:11434", "m");
+            (ep.max_tokens, ep.max_tokens_limit) = (max, limit);
+            let c = Config {
+                generation: GenerationConfig::Ollama(ep),
+                ..Config::default()
+            };
+            c.validate().map_or_else(
+                |err| err.0.iter().map(|e| e.field.clone()).collect(),
+                |()| Vec::new(),
+            )
+        };
+        assert!(fields(512, 4096).is_empty());
+        assert!(fields(1, 1).is_empty());
+        assert_eq!(fields(0, 4096), ["generation.max_tokens"]);
+        assert_eq!(fields(1024, 512), ["generation.max_tokens_limit"]);
     }
 
     #[test]

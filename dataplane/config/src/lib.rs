@@ -400,6 +400,16 @@ pub enum GenerationConfig {
     Openai(GeneratorEndpoint),
 }
 
+impl GenerationConfig {
+    /// The servers and settings of the generator, when one is set up.
+    pub fn endpoint(&self) -> Option<&GeneratorEndpoint> {
+        match self {
+            Self::None {} => None,
+            Self::Ollama(ep) | Self::Openai(ep) => Some(ep),
+        }
+    }
+}
+
 impl Default for GenerationConfig {
     fn default() -> Self {
         Self::None {}
@@ -425,9 +435,13 @@ pub struct GeneratorEndpoint {
     /// Seconds allowed for the whole generation.
     #[serde(default = "default_generation_timeout")]
     pub timeout_secs: u64,
-    /// Largest number of tokens to generate.
+    /// Tokens to generate at most when a request names no `max_tokens`.
     #[serde(default = "default_max_tokens")]
     pub max_tokens: u32,
+    /// The largest `max_tokens` a request may ask for; a request above it is refused (422)
+    /// rather than left to hold a server for as long as it likes.
+    #[serde(default = "default_max_tokens_limit")]
+    pub max_tokens_limit: u32,
     /// Routing, health checks and timeouts of the servers (`[generation.pool]`).
     #[serde(default)]
     pub pool: GenerationPoolConfig,
@@ -439,6 +453,10 @@ fn default_generation_timeout() -> u64 {
 
 fn default_max_tokens() -> u32 {
     512
+}
+
+fn default_max_tokens_limit() -> u32 {
+    4096
 }
 
 /// Document chunking.

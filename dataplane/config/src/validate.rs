@@ -1,8 +1,7 @@
 //! Validation of a parsed [`Config`]: every rule that serde's types cannot express.
 
 use crate::{
-    Config, EmbeddingConfig, GenerationConfig, MetadataConfig, ObjectStoreConfig, QueueConfig,
-    RateLimitBackend,
+    Config, EmbeddingConfig, MetadataConfig, ObjectStoreConfig, QueueConfig, RateLimitBackend,
 };
 
 /// One invalid setting: the dotted path of the field and what is wrong with it.
@@ -196,7 +195,7 @@ impl Config {
             "must be at least 1",
         );
 
-        if let GenerationConfig::Ollama(ep) | GenerationConfig::Openai(ep) = &self.generation {
+        if let Some(ep) = self.generation.endpoint() {
             c.check(
                 !ep.server_urls().is_empty(),
                 "generation.url",
@@ -225,6 +224,16 @@ impl Config {
                 ep.timeout_secs >= 1,
                 "generation.timeout_secs",
                 "must be at least 1",
+            );
+            c.check(
+                ep.max_tokens >= 1,
+                "generation.max_tokens",
+                "must be at least 1",
+            );
+            c.check(
+                ep.max_tokens_limit >= ep.max_tokens,
+                "generation.max_tokens_limit",
+                format!("must be at least generation.max_tokens ({})", ep.max_tokens),
             );
             let p = &ep.pool;
             c.check(

@@ -38,14 +38,18 @@ pub struct ChatCompletionRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub stream_options: Option<Value>,
-    /// Largest number of tokens to generate.
+    /// Largest number of tokens to generate: at least 1 and at most the server's
+    /// `generation.max_tokens_limit` (4096 unless set); `generation.max_tokens` when omitted.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
-    /// Newer name of `max_tokens`.
+    /// Newer name of `max_tokens`; wins when both are given.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_completion_tokens: Option<u32>,
-    /// Sampling temperature.
+    /// Sampling temperature, from 0 to 2.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f32>,
     /// ragplane extension: the collection to answer from (overrides `model`).
     #[serde(default)]
@@ -106,8 +110,31 @@ fn text_of(content: &Value) -> String {
     }
 }
 
-/// The question, the retrieval request and the conversation before it.
-fn interpret(req: &ChatCompletionRequest) -> Result<(SearchRequest, AnswerOptions), Error> {
+/// The question, the retrieval request and the conversation before it. A `max_tokens` above
+/// `max_tokens_limit` (the server's `generation.max_tokens_limit`) is refused.
+fn interpret(
+    req: &ChatCompletionRequest,
+    max_tokens_limit: u32,
+) -> Result<(SearchRequest, AnswerOptions), Error> {
+    let (field, max_tokens) = match req.max_completion_tokens {
+        Some(n) => ("max_completion_tokens", Some(n)),
+        None => ("max_tokens", req.max_tokens),
+    };
+    match max_tokens {
+        Some(0) => return Err(Error::invalid(field, "must be at least 1")),
+        Some(n) if n > max_tokens_limit => {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "must be at most {max_tokens_limit} (this server's generation.max_tokens_limit)"
+                ),
+            ))
+        }
+        _ => {}
+    }
+    if req.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+        return Err(Error::invalid("temperature", "must be between 0 and 2"));
+    }
     let collection = req.collection.clone().unwrap_or_else(|| req.model.clone());
     let last_user = req
         .messages
@@ -142,7 +169,7 @@ fn interpret(req: &ChatCompletionRequest) -> Result<(SearchRequest, AnswerOption
     };
     let options = AnswerOptions {
         history,
-        max_tokens: req.max_completion_tokens.or(req.max_tokens),
+        max_tokens,
         temperature: req.temperature,
     };
     Ok((search, options))
@@ -176,7 +203,12 @@ pub async fn completions(
         }
         .into());
     }
-    let (search, options) = interpret(&req)?;
+    let limit = app
+        .config
+        .generation
+        .endpoint()
+        .map_or(u32::MAX, |ep| ep.max_tokens_limit);
+    let (search, options) = interpret(&req, limit)?;
     let mut q = PendingQuery::start("chat", &app, &p, &search, super::request_id::current());
     let started = logged(&mut q, app.start_answer(&p, &search, &options).await)?;
     q.retrieved(started.retrieval, &started.sources);
