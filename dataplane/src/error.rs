@@ -77,6 +77,10 @@ pub enum Error {
         /// Suggested wait.
         retry_after_secs: u64,
     },
+    /// A server the data plane depends on (a remote embedding server) refused its request or
+    /// answered with something unusable.
+    #[error("{0}")]
+    BadGateway(String),
     /// A collection's vectors come from another embedding model than the configured one.
     #[error("{0}")]
     ModelMismatch(String),
@@ -114,7 +118,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Overloaded { .. } | Self::Unavailable { .. } | Self::Internal(_)
+            Self::Overloaded { .. }
+                | Self::Unavailable { .. }
+                | Self::BadGateway(_)
+                | Self::Internal(_)
         )
     }
 }
@@ -201,6 +208,7 @@ impl From<EmbedError> for Error {
                 message: e.to_string(),
                 retry_after_secs: 1,
             },
+            EmbedError::RemoteRejected(_) => Self::BadGateway(e.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }

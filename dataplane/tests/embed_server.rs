@@ -473,11 +473,43 @@ async fn the_remote_client_speaks_the_openai_protocol() {
         .unwrap()
         .embed(vec!["x".into()])
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    assert!(matches!(err, EmbedError::RemoteRejected(_)), "{err:?}");
+    let message = err.to_string();
     assert!(
-        err.contains("dimension 384") && err.contains("768"),
-        "{err}"
+        message.contains("dimension 384") && message.contains("768"),
+        "{message}"
+    );
+}
+
+/// A request the server refuses (here: more texts than it takes at once) is a bad gateway
+/// (502) naming the server's answer: not an internal error, and not retried on another server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_server_refuses_is_a_bad_gateway() {
+    let Some(model) = ragplane::testing::model_files() else {
+        return;
+    };
+    let server = Server::start_with_env(
+        &model,
+        &[],
+        &[("RAGPLANE__EMBED_SERVER__MAX_INPUTS_PER_REQUEST", "2")],
+    );
+    let embedding = embedding_config(&model);
+    let client = RemoteEmbedder::new(&remote(vec![server.url.clone()]), &embedding).unwrap();
+    let two = client.embed(sentences()[..2].to_vec()).await;
+    assert_eq!(two.unwrap().len(), 2, "within the server's limit");
+    let err = client.embed(sentences()[..3].to_vec()).await.unwrap_err();
+    assert!(matches!(err, EmbedError::RemoteRejected(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("413") && message.contains("max_inputs_per_request"),
+        "{message}"
+    );
+    let api: ragplane::error::Error = err.into();
+    let (status, kind, retry_after) = ragplane::api::error::classify(&api);
+    assert_eq!(
+        (status.as_u16(), kind, retry_after),
+        (502, "bad_gateway", None)
     );
 }
 

@@ -189,7 +189,7 @@ fn usage_json(u: Option<Usage>) -> Value {
 #[utoipa::path(post, path = "/v1/chat/completions", request_body = ChatCompletionRequest,
     responses((status = 200, description = "a chat.completion object; with stream=true, Server-Sent Events of chat.completion.chunk objects ending with [DONE]"),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+        (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn completions(
     State(app): State<AppState>,
     Auth(p): Auth,

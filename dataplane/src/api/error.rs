@@ -101,6 +101,7 @@ pub fn classify(e: &Error) -> (StatusCode, &'static str, Option<u64>) {
             "unavailable",
             Some(*retry_after_secs),
         ),
+        Error::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway", None),
         Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
     }
 }

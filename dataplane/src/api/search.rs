@@ -57,7 +57,7 @@ pub struct QueryDone {
 /// Returns the chunks nearest to the query.
 #[utoipa::path(post, path = "/v1/search", request_body = SearchRequest,
     responses((status = 200, body = SearchResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 429, body = ErrorBody)))]
+        (status = 429, body = ErrorBody), (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn search(
     State(app): State<AppState>,
     Auth(p): Auth,
@@ -89,7 +89,8 @@ pub(super) fn logged<T>(q: &mut PendingQuery, r: crate::error::Result<T>) -> Res
 /// JSON error responses.
 #[utoipa::path(post, path = "/v1/query", request_body = SearchRequest,
     responses((status = 200, body = QueryAnswer, description = "the answer; with stream=true, Server-Sent Events ending with a QueryDone event"),
-        (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn query(
     State(app): State<AppState>,
     Auth(p): Auth,

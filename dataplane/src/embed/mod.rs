@@ -41,6 +41,11 @@ pub enum EmbedError {
     /// No remote embedding server could be reached, or each one failed.
     #[error("failed to embed: no embedding server answered: {0}")]
     RemoteUnavailable(String),
+    /// A remote embedding server refused the request (a 4xx other than 429), or answered
+    /// with vectors that cannot be used (another count or dimension). Trying again as it is
+    /// will not help: the request, the server or the configuration has to change.
+    #[error("failed to embed: {0}")]
+    RemoteRejected(String),
 }
 
 /// Result alias for embedding operations.

@@ -32,7 +32,8 @@ impl OllamaEmbedder {
     }
 
     async fn embed_batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
-        let fail = |what: String| EmbedError::Inference(format!("Ollama at {}: {what}", self.url));
+        let at = |what: String| format!("Ollama at {}: {what}", self.url);
+        let rejected = |what: String| EmbedError::RemoteRejected(at(what));
         let resp = self
             .client
             .post(&self.url)
@@ -45,7 +46,7 @@ impl OllamaEmbedder {
             }))
             .send()
             .await
-            .map_err(|e| fail(format!("failed to send: {e}")))?;
+            .map_err(|e| EmbedError::RemoteUnavailable(at(format!("failed to send: {e}"))))?;
         let status = resp.status();
         if !status.is_success() {
             let body: String = resp
@@ -55,14 +56,20 @@ impl OllamaEmbedder {
                 .chars()
                 .take(300)
                 .collect();
-            return Err(fail(format!("answered {status}: {body}")));
+            let what = at(format!("answered {status}: {body}"));
+            return Err(if status.as_u16() == 429 {
+                EmbedError::RemoteOverloaded(what)
+            } else if status.is_server_error() || status.as_u16() == 408 {
+                EmbedError::RemoteUnavailable(what)
+            } else {
+                EmbedError::RemoteRejected(what)
+            });
         }
-        let r: EmbedResponse = resp
-            .json()
-            .await
-            .map_err(|e| fail(format!("failed to decode the answer: {e}")))?;
+        let r: EmbedResponse = resp.json().await.map_err(|e| {
+            EmbedError::RemoteUnavailable(at(format!("failed to read the answer: {e}")))
+        })?;
         if r.embeddings.len() != texts.len() {
-            return Err(fail(format!(
+            return Err(rejected(format!(
                 "{} vectors for {} texts",
                 r.embeddings.len(),
                 texts.len()
@@ -72,7 +79,7 @@ impl OllamaEmbedder {
             .into_iter()
             .map(|mut v| {
                 if v.len() != self.config.dimension {
-                    return Err(fail(format!(
+                    return Err(rejected(format!(
                         "a vector of dimension {}, configured {} (embedding.ollama.dimension)",
                         v.len(),
                         self.config.dimension

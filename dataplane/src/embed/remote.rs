@@ -252,7 +252,7 @@ impl RemoteEmbedder {
             } else if status.is_server_error() || status.as_u16() == 408 {
                 retry(message)
             } else {
-                Failure::Fatal(EmbedError::Inference(format!(
+                Failure::Fatal(EmbedError::RemoteRejected(format!(
                     "embedding server {} rejected the request: {message}",
                     ep.label
                 )))
@@ -264,7 +264,7 @@ impl RemoteEmbedder {
                 .await
                 .map_err(|e| retry(format!("failed to read the response: {e}")))?;
             return openai_vectors(body, texts.len(), self.dimension).map_err(|message| {
-                Failure::Fatal(EmbedError::Inference(format!(
+                Failure::Fatal(EmbedError::RemoteRejected(format!(
                     "embedding server {}: {message}",
                     ep.label
                 )))
@@ -276,7 +276,7 @@ impl RemoteEmbedder {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         if dim != Some(self.dimension) {
-            return Err(Failure::Fatal(EmbedError::Inference(format!(
+            return Err(Failure::Fatal(EmbedError::RemoteRejected(format!(
                 "embedding server {} serves vectors of dimension {dim:?}; embedding.dimension is {}",
                 ep.label, self.dimension
             ))));
