@@ -238,6 +238,17 @@ async fn ingest_search_query_reindex_delete() {
     .await;
     assert_eq!(p2.body["documents"].as_array().unwrap().len(), 1);
     assert!(p2.body["next_cursor"].is_null());
+    // A page that holds the last document has no cursor, even when it is full.
+    let whole = call(
+        r,
+        Method::GET,
+        "/v1/collections/docs/documents?limit=3",
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(whole.body["documents"].as_array().unwrap().len(), 3);
+    assert!(whole.body["next_cursor"].is_null(), "{}", whole.body);
 
     let ri = call(
         r,

@@ -60,7 +60,7 @@ pub struct Page {
 pub struct DocumentPage {
     /// Documents in id (creation) order.
     pub documents: Vec<Document>,
-    /// Cursor of the next page; absent on the last page.
+    /// Cursor of the next page; null on the last page, even a full one.
     pub next_cursor: Option<String>,
 }
 
@@ -220,12 +220,9 @@ pub async fn list(
 ) -> Result<ApiJson<DocumentPage>, ApiError> {
     let Query(page) = page?;
     let limit = page.limit.unwrap_or(100);
-    let documents = app
+    let (documents, next_cursor) = app
         .list_documents(&p, &collection, page.status, page.cursor.as_deref(), limit)
         .await?;
-    let next_cursor = (documents.len() as i64 == limit)
-        .then(|| documents.last().map(|d| d.id.clone()))
-        .flatten();
     Ok(ApiJson(DocumentPage {
         documents,
         next_cursor,

@@ -315,7 +315,8 @@ impl App {
         Ok((c, d))
     }
 
-    /// Lists a collection's documents, `limit` at a time after the cursor.
+    /// Lists a collection's documents, `limit` at a time after the cursor, with the cursor of
+    /// the next page when one follows.
     pub async fn list_documents(
         &self,
         p: &Principal,
@@ -323,7 +324,7 @@ impl App {
         status: Option<DocumentStatus>,
         after: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<Document>> {
+    ) -> Result<(Vec<Document>, Option<String>)> {
         if !(1..=1000).contains(&limit) {
             return Err(Error::invalid("limit", "must be between 1 and 1000"));
         }
@@ -334,10 +335,17 @@ impl App {
             ));
         }
         let c = self.collection(p, collection).await?;
-        Ok(self
+        // One more than the page, to know whether another page follows.
+        let mut documents = self
             .metadata
-            .list_documents(&c.id, status, after, limit)
-            .await?)
+            .list_documents(&c.id, status, after, limit + 1)
+            .await?;
+        let more = documents.len() as i64 > limit;
+        documents.truncate(limit as usize);
+        let next_cursor = more
+            .then(|| documents.last().map(|d| d.id.clone()))
+            .flatten();
+        Ok((documents, next_cursor))
     }
 
     /// Deletes a document with its points and original.
