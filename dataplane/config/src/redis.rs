@@ -9,9 +9,14 @@ use crate::Secret;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
-    /// Connection URL: `redis://host:port/db` (or `unix://` for a socket); TLS (`rediss://`) is
-    /// not supported.
+    /// Connection URL: `redis://host:port/db`, `rediss://host:port/db` for TLS (the server's
+    /// certificate is verified, against `ca_file` or the system's roots), or `unix://` for a
+    /// socket.
     pub url: String,
+    /// PEM file of the certificate authorities that sign a `rediss://` server's certificate,
+    /// trusted instead of the system's roots (a private CA, as managed Redis services and
+    /// in-cluster operators issue).
+    pub ca_file: Option<std::path::PathBuf>,
     /// Password, when not in the URL (the operator fills it from a Secret).
     pub password: Option<Secret>,
     /// Prefix of every key ragplane writes, so that several deployments can share a server.
@@ -26,6 +31,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379".into(),
+            ca_file: None,
             password: None,
             key_prefix: "ragplane".into(),
             connect_timeout_ms: 2_000,

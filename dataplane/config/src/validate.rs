@@ -321,22 +321,28 @@ impl Config {
             c.check(r.burst >= 1, "rate_limit.burst", "must be at least 1");
         }
         if let Some(redis) = &self.redis {
+            let tls = redis.url.starts_with("rediss://");
             c.check(
-                redis.url.starts_with("redis://")
+                tls || redis.url.starts_with("redis://")
                     || redis.url.starts_with("redis+unix://")
                     || redis.url.starts_with("unix://"),
                 "redis.url",
-                if redis.url.starts_with("rediss://") {
-                    "rediss:// (TLS) is not supported: reach Redis over a private network or a \
-                     TLS tunnel, with a redis:// URL"
-                        .to_string()
-                } else {
-                    // Only the scheme: the URL may hold a password.
-                    format!(
-                        "must be a redis:// or unix:// URL, got one starting {:?}",
-                        redis.url.split("://").next().unwrap_or_default()
-                    )
-                },
+                // Only the scheme: the URL may hold a password.
+                format!(
+                    "must be a redis://, rediss:// or unix:// URL, got one starting {:?}",
+                    redis.url.split("://").next().unwrap_or_default()
+                ),
+            );
+            c.check(
+                tls || redis.ca_file.is_none(),
+                "redis.ca_file",
+                "is only used with TLS: set a rediss:// redis.url",
+            );
+            c.check(
+                !redis.url.contains("#insecure"),
+                "redis.url",
+                "#insecure is not supported: the server's certificate is always verified \
+                 (trust a private CA with redis.ca_file)",
             );
             c.check(
                 redis.command_timeout_ms >= 1,
@@ -529,8 +535,7 @@ mod tests {
         let err = c.validate().unwrap_err();
         assert_eq!(err.0.len(), 1);
         assert_eq!(err.0[0].field, "redis.url");
-        // A wrong URL's password stays out of the message; TLS is refused up front, not at the
-        // first connection.
+        // A wrong URL's password stays out of the message.
         c.redis = Some(crate::RedisConfig {
             url: "http://user:hunter2@x".into(),
             ..crate::RedisConfig::default()
@@ -541,17 +546,23 @@ mod tests {
             "{}",
             err.0[0].message
         );
-        c.redis = Some(crate::RedisConfig {
-            url: "rediss://:hunter2@x:6380".into(),
-            ..crate::RedisConfig::default()
-        });
-        let err = c.validate().unwrap_err();
-        assert!(
-            err.0[0].message.contains("not supported"),
-            "{}",
-            err.0[0].message
-        );
-        assert!(!err.0[0].message.contains("hunter2"));
+        // TLS, with a private CA or the system's roots; never without verification.
+        let tls = |url: &str, ca: Option<&str>| {
+            let mut c = c.clone();
+            c.redis = Some(crate::RedisConfig {
+                url: url.into(),
+                ca_file: ca.map(Into::into),
+                ..crate::RedisConfig::default()
+            });
+            c.validate().map_or_else(
+                |e| e.0.into_iter().map(|e| e.field).collect(),
+                |()| Vec::new(),
+            )
+        };
+        assert!(tls("rediss://:hunter2@x:6380", None).is_empty());
+        assert!(tls("rediss://x:6380/0", Some("/etc/ca.pem")).is_empty());
+        assert_eq!(tls("redis://x", Some("/etc/ca.pem")), ["redis.ca_file"]);
+        assert_eq!(tls("rediss://x:6380/#insecure", None), ["redis.url"]);
     }
 
     #[test]

@@ -149,7 +149,7 @@ impl App {
         let store = SqliteStore::open(&config.sqlite_path()).await?;
         store.migrate().await?;
         let redis = match &config.redis {
-            Some(r) => Some(Redis::connect(r).map_err(|e| anyhow::anyhow!("redis.url: {e}"))?),
+            Some(r) => Some(Redis::connect(r).map_err(|e| anyhow::anyhow!("[redis]: {e}"))?),
             None => None,
         };
         let queue: Arc<dyn JobQueue> = match (&config.queue, &redis) {
