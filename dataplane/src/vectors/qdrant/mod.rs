@@ -50,6 +50,7 @@ use crate::metrics;
 const CANCELLED: i32 = 1;
 const DEADLINE_EXCEEDED: i32 = 4;
 const NOT_FOUND: i32 = 5;
+const RESOURCE_EXHAUSTED: i32 = 8;
 const INTERNAL: i32 = 13;
 const UNAVAILABLE: i32 = 14;
 
@@ -95,13 +96,16 @@ fn status_code(e: &QdrantError) -> Option<i32> {
     }
 }
 
-/// Whether the request never reached a server: the client's channel pool reports a failed
-/// connect as INTERNAL "Failed to connect to …"; tonic reports a broken one as UNAVAILABLE.
+/// Whether the request never reached a server, or the server was too busy for it (answered
+/// then with 503 and Retry-After): the client's channel pool reports a failed connect as
+/// INTERNAL "Failed to connect to …"; tonic reports a broken one as UNAVAILABLE; an overloaded
+/// server says RESOURCE_EXHAUSTED, which the client turns into its own error only when a
+/// `retry-after` comes with it.
 fn is_unreachable(e: &QdrantError) -> bool {
     match e {
         QdrantError::ResourceExhaustedError { .. } => true,
         QdrantError::ResponseError { status } => match status.code() as i32 {
-            CANCELLED | DEADLINE_EXCEEDED | UNAVAILABLE => true,
+            CANCELLED | DEADLINE_EXCEEDED | RESOURCE_EXHAUSTED | UNAVAILABLE => true,
             INTERNAL => status.message().starts_with("Failed to connect"),
             _ => false,
         },
@@ -947,6 +951,33 @@ mod tests {
             ..Fusion::default()
         };
         assert_eq!(server_rrf_k(&dbsf), None);
+    }
+
+    #[test]
+    fn an_overloaded_or_unreachable_server_is_unavailable() {
+        use tonic::{Code, Status};
+        let unavailable = |status: Status| is_unreachable(&QdrantError::from(status));
+        for code in [
+            Code::Cancelled,
+            Code::DeadlineExceeded,
+            Code::Unavailable,
+            // Overloaded: with a retry-after (the client's own error) or without.
+            Code::ResourceExhausted,
+        ] {
+            assert!(unavailable(Status::new(code, "busy")), "{code:?}");
+        }
+        let mut busy = Status::resource_exhausted("busy");
+        busy.metadata_mut()
+            .insert("retry-after", "3".parse().unwrap());
+        assert!(matches!(
+            QdrantError::from(busy.clone()),
+            QdrantError::ResourceExhaustedError { .. }
+        ));
+        assert!(unavailable(busy));
+        assert!(unavailable(Status::internal("Failed to connect to http://q:6334")));
+        for code in [Code::InvalidArgument, Code::NotFound, Code::Internal] {
+            assert!(!unavailable(Status::new(code, "no")), "{code:?}");
+        }
     }
 
     #[tokio::test]
