@@ -974,7 +974,9 @@ mod tests {
             QdrantError::ResourceExhaustedError { .. }
         ));
         assert!(unavailable(busy));
-        assert!(unavailable(Status::internal("Failed to connect to http://q:6334")));
+        assert!(unavailable(Status::internal(
+            "Failed to connect to http://q:6334"
+        )));
         for code in [Code::InvalidArgument, Code::NotFound, Code::Internal] {
             assert!(!unavailable(Status::new(code, "no")), "{code:?}");
         }
