@@ -5,7 +5,9 @@
 import { del, get, post, seg, upload } from "./api.js";
 import { bytes, confirmDialog, describe, errorBox, fill, h, heading, table, toast, when } from "./dom.js";
 
-const LIVE = new Set(["queued", "processing", "deleting"]);
+// Statuses that change without the user: the list refreshes while any document has one. (A
+// document being deleted is not listed at all.)
+const LIVE = new Set(["queued", "processing"]);
 const PAGE = 100;
 
 export async function documents(main, session, collection, signal) {
