@@ -8,19 +8,6 @@ source "$(dirname "$0")/lib.sh"
 PORT=${RAGPLANE_REDIS_PORT:-16379}
 TLS_PORT=$((PORT + 1))
 
-# make_tls DIR : a CA, and a server certificate for 127.0.0.1 and localhost signed by it.
-make_tls() {
-  local d=$1
-  mkdir -p "$d"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
-    -subj "/CN=ragplane test CA" -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-    -subj "/CN=127.0.0.1" -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
-  printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
-    "keyUsage=digitalSignature" "extendedKeyUsage=serverAuth" > "$d/server.ext"
-  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
-    -days 7 -extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
-}
 case "${1:-start}" in
   install) svc_apt redis-server openssl ;;
   stop) svc_kill redis ;;
@@ -29,7 +16,7 @@ case "${1:-start}" in
     svc_kill redis
     mkdir -p "$RAGPLANE_SVC_DIR/redis"
     TLS=$RAGPLANE_SVC_DIR/redis/tls
-    make_tls "$TLS"
+    bash "$(dirname "$0")/make-tls.sh" "$TLS" "IP:127.0.0.1,DNS:localhost"
     svc_bg redis redis-server --bind 127.0.0.1 --port "$PORT" --save '' --appendonly no \
       --dir "$RAGPLANE_SVC_DIR/redis" --tls-port "$TLS_PORT" --tls-cert-file "$TLS/server.crt" \
       --tls-key-file "$TLS/server.key" --tls-ca-cert-file "$TLS/ca.crt" --tls-auth-clients no

@@ -391,8 +391,14 @@ pub struct PostgresSpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RedisSpec {
-    /// Secret key holding the Redis URL.
+    /// Secret key holding the Redis URL: `redis://`, or `rediss://` for TLS (the server's
+    /// certificate is verified).
     pub url_secret_ref: SecretKeyRef,
+    /// Secret key holding the PEM certificate(s) of the CA that signs a TLS (`rediss://`)
+    /// server's certificate, trusted instead of the system's roots. Mounted into the data-plane
+    /// pods as `redis.ca_file`; rotating it rolls them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
 }
 
 /// S3-compatible object store.

@@ -108,8 +108,14 @@ pub fn apply_backends(
         }
     }
     if let Some(r) = &spec.redis {
+        // The scheme only satisfies validation; the URL comes from the Secret.
+        let tls = r.ca_secret_ref.is_some();
         config.redis = Some(RedisConfig {
-            url: format!("redis://{FROM_ENV}"),
+            url: format!("{}://{FROM_ENV}", if tls { "rediss" } else { "redis" }),
+            ca_file: tls.then(|| {
+                std::path::Path::new(super::validate::REDIS_CA_DIR)
+                    .join(super::validate::REDIS_CA_FILE)
+            }),
             ..RedisConfig::default()
         });
         config.queue = QueueConfig::Redis(JobQueueSettings::default());
@@ -275,6 +281,72 @@ spec:
             VectorIndexConfig::Qdrant(q) => assert_eq!(q.url, "http://qdrant:6334"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_tls_redis_gets_its_ca_mounted_as_the_ca_file() {
+        let c = validated(
+            r#"
+apiVersion: ragplane.dev/v1alpha1
+kind: RagCluster
+metadata: {name: prod}
+spec:
+  workers: [{name: ingest, queues: [documents]}]
+  redis: {urlSecretRef: {name: redis, key: url}, caSecretRef: {name: redis-tls, key: ca.crt}}
+"#,
+        );
+        let ca = std::path::Path::new(super::super::validate::REDIS_CA_DIR)
+            .join(super::super::validate::REDIS_CA_FILE);
+        // The rendered config names the file; the URL still comes from its Secret.
+        let value: toml::Value = toml::from_str(&c.config_toml).unwrap();
+        assert_eq!(value["redis"]["ca_file"].as_str(), ca.to_str());
+        assert!(value["redis"].get("url").is_none(), "{}", c.config_toml);
+        let mut v = value.clone();
+        v["redis"]
+            .as_table_mut()
+            .unwrap()
+            .insert("url".into(), "rediss://redis:6380".into());
+        let parsed: Config = v.try_into().unwrap();
+        parsed.validate().unwrap();
+        // Every data-plane pod mounts the Secret's key as that file.
+        let objects = crate::rag_cluster::build::build(&c);
+        let pods = [
+            objects.api_deployment.spec.template.spec.unwrap(),
+            objects.workers[0].spec.template.spec.clone().unwrap(),
+        ];
+        for pod in pods {
+            let volume = pod
+                .volumes
+                .unwrap()
+                .into_iter()
+                .find(|v| v.name == "redis-ca")
+                .expect("a redis-ca volume");
+            let secret = volume.secret.unwrap();
+            assert_eq!(secret.secret_name.as_deref(), Some("redis-tls"));
+            let item = &secret.items.unwrap()[0];
+            assert_eq!(
+                (item.key.as_str(), item.path.as_str()),
+                ("ca.crt", "ca.pem")
+            );
+            let mount = pod.containers[0]
+                .volume_mounts
+                .clone()
+                .unwrap()
+                .into_iter()
+                .find(|m| m.name == "redis-ca")
+                .expect("mounted");
+            assert_eq!(
+                Some(mount.mount_path.as_str()),
+                ca.parent().unwrap().to_str()
+            );
+            assert_eq!(mount.read_only, Some(true));
+        }
+        // A rotated CA rolls the pods.
+        let cluster = cluster(
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: prod}\n\
+             spec: {redis: {urlSecretRef: {name: redis, key: url}, caSecretRef: {name: redis-tls, key: ca.crt}}}\n",
+        );
+        assert!(crate::rag_cluster::validate::referenced_secrets(&cluster).contains("redis-tls"));
     }
 
     #[test]

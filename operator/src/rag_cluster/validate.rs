@@ -37,6 +37,10 @@ pub const IMAGE_MODELS_DIR: &str = "/opt/ragplane/models";
 pub const IMAGE_MODEL_DIR: &str = "/opt/ragplane/models/all-minilm-l6-v2-int8";
 /// Where the data-plane image keeps the ONNX Runtime library.
 pub const IMAGE_ORT_LIBRARY: &str = "/opt/ragplane/onnxruntime/libonnxruntime.so";
+/// Where the CA of a TLS Redis (`spec.redis.caSecretRef`) is mounted, as `redis.ca_file`.
+pub const REDIS_CA_DIR: &str = "/etc/ragplane/redis-ca";
+/// File name of that CA in [`REDIS_CA_DIR`].
+pub const REDIS_CA_FILE: &str = "ca.pem";
 /// Where a model of the user's own (`spec.model`) is mounted.
 pub const MOUNTED_MODEL_DIR: &str = "/opt/ragplane/mounted-model";
 /// Key of the admin API key in the Secret the operator creates.
@@ -216,6 +220,8 @@ pub struct ValidatedCluster {
     pub secrets_hash: String,
     /// A model of the user's own, mounted in place of the image's.
     pub model: Option<crate::crd::rag_cluster::ModelVolume>,
+    /// The Secret key of a TLS Redis's CA, mounted at [`REDIS_CA_DIR`].
+    pub redis_ca: Option<SecretKeyRef>,
     /// Peers allowed in besides the data plane, when NetworkPolicies are on.
     pub network_policy: Option<Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>>,
     /// The ModelPools the data plane calls, with their ports.
@@ -368,6 +374,7 @@ pub fn referenced_secrets(cluster: &RagCluster) -> BTreeSet<String> {
     }
     if let Some(r) = &spec.redis {
         out.insert(r.url_secret_ref.name.clone());
+        out.extend(r.ca_secret_ref.as_ref().map(|ca| ca.name.clone()));
     }
     if let Some(name) = spec.s3.as_ref().and_then(|s| s.credentials_secret.clone()) {
         out.insert(name);
@@ -650,6 +657,7 @@ pub fn validate(
         data_volume,
         secrets_hash,
         model: spec.model.clone(),
+        redis_ca: spec.redis.as_ref().and_then(|r| r.ca_secret_ref.clone()),
         network_policy: spec
             .network_policy
             .as_ref()

@@ -16,9 +16,9 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimVolumeSource, PodSpec, Probe, Secret, SecretKeySelector, Service, Volume,
-    VolumeMount,
+    EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimVolumeSource, PodSpec, Probe, Secret, SecretKeySelector,
+    SecretVolumeSource, Service, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -27,6 +27,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::backends::EnvSource;
 use super::validate::{
     QdrantMode, ValidatedCluster, CONFIG_DIR, CONFIG_FILE, DATA_DIR, MOUNTED_MODEL_DIR,
+    REDIS_CA_DIR, REDIS_CA_FILE,
 };
 use crate::autoscale::hpa::build_hpa;
 use crate::autoscale::Scaling;
@@ -276,6 +277,27 @@ pub(crate) fn data_plane_pod(
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
                 claim_name: m.claim_name.clone(),
                 read_only: Some(true),
+            }),
+            ..Volume::default()
+        });
+    }
+    if let Some(ca) = &c.redis_ca {
+        mounts.push(VolumeMount {
+            name: "redis-ca".into(),
+            mount_path: REDIS_CA_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        volumes.push(Volume {
+            name: "redis-ca".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(ca.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: ca.key.clone(),
+                    path: REDIS_CA_FILE.into(),
+                    ..KeyToPath::default()
+                }]),
+                ..SecretVolumeSource::default()
             }),
             ..Volume::default()
         });
