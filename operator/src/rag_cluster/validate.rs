@@ -37,8 +37,9 @@ pub const IMAGE_MODELS_DIR: &str = "/opt/ragplane/models";
 pub const IMAGE_MODEL_DIR: &str = "/opt/ragplane/models/all-minilm-l6-v2-int8";
 /// Where the data-plane image keeps the ONNX Runtime library.
 pub const IMAGE_ORT_LIBRARY: &str = "/opt/ragplane/onnxruntime/libonnxruntime.so";
-/// Where the CA of a TLS Redis (`spec.redis.caSecretRef`) is mounted, as `redis.ca_file`.
-pub const REDIS_CA_DIR: &str = "/etc/ragplane/redis-ca";
+/// Where the CA of a TLS Redis (`spec.redis.caSecretRef`) is mounted, as `redis.ca_file`: beside
+/// [`CONFIG_DIR`], not inside it, so that no volume is mounted inside another.
+pub const REDIS_CA_DIR: &str = "/etc/ragplane-redis-ca";
 /// File name of that CA in [`REDIS_CA_DIR`].
 pub const REDIS_CA_FILE: &str = "ca.pem";
 /// Where a model of the user's own (`spec.model`) is mounted.
