@@ -31,7 +31,7 @@ impl Redis {
     /// Prepares the connection (it is opened on first use). Fails only on a malformed URL, or
     /// a `ca_file` that cannot be read or holds no certificate.
     pub fn connect(cfg: &RedisConfig) -> redis::RedisResult<Self> {
-        let mut info = cfg.url.as_str().into_connection_info()?;
+        let mut info = cfg.url.expose().into_connection_info()?;
         if let Some(password) = &cfg.password {
             let settings = info
                 .redis_settings()
@@ -101,7 +101,7 @@ mod tests {
         let ca = crate::testing::service_env("RAGPLANE_TEST_REDIS_TLS_CA", test)
             .expect("recorded with the TLS URL");
         let cfg = |ca_file: Option<std::path::PathBuf>| RedisConfig {
-            url: url.clone(),
+            url: url.clone().into(),
             ca_file,
             key_prefix: format!("test-{}", uuid::Uuid::new_v4().simple()),
             ..RedisConfig::default()

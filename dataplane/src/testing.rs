@@ -88,7 +88,7 @@ pub fn service_env(var: &str, test: &str) -> Option<String> {
 pub fn test_redis(test: &str) -> Option<crate::redis_conn::Redis> {
     let url = service_env("RAGPLANE_TEST_REDIS_URL", test)?;
     let cfg = ragplane_config::RedisConfig {
-        url,
+        url: url.into(),
         key_prefix: format!("test-{}", uuid::Uuid::new_v4().simple()),
         ..ragplane_config::RedisConfig::default()
     };

@@ -1142,7 +1142,7 @@ async fn two_instances_share_one_rate_limit_through_redis() {
             ragplane_config::PostgresConfig::new(db.clone()),
         );
         c.redis = Some(ragplane_config::RedisConfig {
-            url: url.clone(),
+            url: url.clone().into(),
             key_prefix: prefix.clone(),
             ..ragplane_config::RedisConfig::default()
         });
@@ -1181,7 +1181,7 @@ async fn an_unreachable_redis_fails_open_or_closed_as_configured() {
     ] {
         let Some(e) = env(|c| {
             c.redis = Some(ragplane_config::RedisConfig {
-                url: format!("redis://127.0.0.1:{}", free_port()),
+                url: format!("redis://127.0.0.1:{}", free_port()).into(),
                 connect_timeout_ms: 100,
                 command_timeout_ms: 100,
                 ..ragplane_config::RedisConfig::default()

@@ -11,8 +11,8 @@ use crate::Secret;
 pub struct RedisConfig {
     /// Connection URL: `redis://host:port/db`, `rediss://host:port/db` for TLS (the server's
     /// certificate is verified, against `ca_file` or the system's roots), or `unix://` for a
-    /// socket.
-    pub url: String,
+    /// socket. A `Secret`: it may hold the password, and never appears in a debug print.
+    pub url: Secret,
     /// PEM file of the certificate authorities that sign a `rediss://` server's certificate,
     /// trusted instead of the system's roots (a private CA, as managed Redis services and
     /// in-cluster operators issue).
@@ -30,7 +30,7 @@ pub struct RedisConfig {
 impl Default for RedisConfig {
     fn default() -> Self {
         Self {
-            url: "redis://127.0.0.1:6379".into(),
+            url: Secret::new("redis://127.0.0.1:6379"),
             ca_file: None,
             password: None,
             key_prefix: "ragplane".into(),

@@ -321,16 +321,17 @@ impl Config {
             c.check(r.burst >= 1, "rate_limit.burst", "must be at least 1");
         }
         if let Some(redis) = &self.redis {
-            let tls = redis.url.starts_with("rediss://");
+            let url = redis.url.expose();
+            let tls = url.starts_with("rediss://");
             c.check(
-                tls || redis.url.starts_with("redis://")
-                    || redis.url.starts_with("redis+unix://")
-                    || redis.url.starts_with("unix://"),
+                tls || url.starts_with("redis://")
+                    || url.starts_with("redis+unix://")
+                    || url.starts_with("unix://"),
                 "redis.url",
                 // Only the scheme: the URL may hold a password.
                 format!(
                     "must be a redis://, rediss:// or unix:// URL, got one starting {:?}",
-                    redis.url.split("://").next().unwrap_or_default()
+                    url.split("://").next().unwrap_or_default()
                 ),
             );
             c.check(
@@ -339,7 +340,7 @@ impl Config {
                 "is only used with TLS: set a rediss:// redis.url",
             );
             c.check(
-                !redis.url.contains("#insecure"),
+                !url.contains("#insecure"),
                 "redis.url",
                 "#insecure is not supported: the server's certificate is always verified \
                  (trust a private CA with redis.ca_file)",
@@ -529,7 +530,7 @@ mod tests {
             ["queue.backend", "cache.redis_l2", "rate_limit.backend"]
         );
         c.redis = Some(crate::RedisConfig {
-            url: "http://x".into(),
+            url: crate::Secret::new("http://x"),
             ..crate::RedisConfig::default()
         });
         let err = c.validate().unwrap_err();
@@ -537,7 +538,7 @@ mod tests {
         assert_eq!(err.0[0].field, "redis.url");
         // A wrong URL's password stays out of the message.
         c.redis = Some(crate::RedisConfig {
-            url: "http://user:hunter2@x".into(),
+            url: crate::Secret::new("http://user:hunter2@x"),
             ..crate::RedisConfig::default()
         });
         let err = c.validate().unwrap_err();
@@ -550,7 +551,7 @@ mod tests {
         let tls = |url: &str, ca: Option<&str>| {
             let mut c = c.clone();
             c.redis = Some(crate::RedisConfig {
-                url: url.into(),
+                url: crate::Secret::new(url),
                 ca_file: ca.map(Into::into),
                 ..crate::RedisConfig::default()
             });

@@ -229,7 +229,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_redis_is_a_miss_not_an_error() {
         let cfg = ragplane_config::RedisConfig {
-            url: "redis://127.0.0.1:1".into(),
+            url: ragplane_config::Secret::new("redis://127.0.0.1:1"),
             connect_timeout_ms: 100,
             ..ragplane_config::RedisConfig::default()
         };

@@ -117,7 +117,7 @@ mod tests {
     #[tokio::test]
     async fn redis_limiter_reports_an_unreachable_server() {
         let cfg = ragplane_config::RedisConfig {
-            url: "redis://127.0.0.1:1".into(),
+            url: ragplane_config::Secret::new("redis://127.0.0.1:1"),
             connect_timeout_ms: 200,
             ..ragplane_config::RedisConfig::default()
         };

@@ -163,7 +163,7 @@ mod tests {
             return;
         };
         let cfg = ragplane_config::RedisConfig {
-            url: url.clone(),
+            url: url.clone().into(),
             key_prefix: format!("tokens-test-{}", uuid::Uuid::new_v4().simple()),
             ..ragplane_config::RedisConfig::default()
         };

@@ -111,7 +111,7 @@ pub fn apply_backends(
         // The scheme only satisfies validation; the URL comes from the Secret.
         let tls = r.ca_secret_ref.is_some();
         config.redis = Some(RedisConfig {
-            url: format!("{}://{FROM_ENV}", if tls { "rediss" } else { "redis" }),
+            url: placeholder_url(if tls { "rediss" } else { "redis" }),
             ca_file: tls.then(|| {
                 std::path::Path::new(super::validate::REDIS_CA_DIR)
                     .join(super::validate::REDIS_CA_FILE)
