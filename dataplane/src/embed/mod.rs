@@ -48,6 +48,31 @@ pub enum EmbedError {
     RemoteRejected(String),
 }
 
+/// What an unsuccessful HTTP status from a remote embedding server (`ragplane embed-server`,
+/// an OpenAI-protocol server, Ollama) means for the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RemoteStatus {
+    /// 429: the server is busy; another one, or a later try, may take it.
+    Overloaded,
+    /// 408 or 5xx: this server failed; another one, or a later try, may succeed.
+    Failed,
+    /// Any other 4xx: the server refuses the request itself, as any other server would.
+    Rejected,
+}
+
+impl RemoteStatus {
+    /// The meaning of `status`, which is not a success.
+    pub(crate) fn of(status: reqwest::StatusCode) -> Self {
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            Self::Overloaded
+        } else if status.is_server_error() || status == reqwest::StatusCode::REQUEST_TIMEOUT {
+            Self::Failed
+        } else {
+            Self::Rejected
+        }
+    }
+}
+
 /// Result alias for embedding operations.
 pub type Result<T, E = EmbedError> = std::result::Result<T, E>;
 
@@ -100,5 +125,23 @@ pub trait Embedder: Send + Sync {
             .await?
             .pop()
             .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RemoteStatus;
+    use reqwest::StatusCode;
+
+    #[test]
+    fn a_remote_servers_status_is_busy_failed_or_a_refusal() {
+        let of = |code: u16| RemoteStatus::of(StatusCode::from_u16(code).unwrap());
+        assert_eq!(of(429), RemoteStatus::Overloaded);
+        for code in [408, 500, 502, 503, 504] {
+            assert_eq!(of(code), RemoteStatus::Failed, "{code}");
+        }
+        for code in [400, 401, 404, 413, 422] {
+            assert_eq!(of(code), RemoteStatus::Rejected, "{code}");
+        }
     }
 }

@@ -57,12 +57,10 @@ impl OllamaEmbedder {
                 .take(300)
                 .collect();
             let what = at(format!("answered {status}: {body}"));
-            return Err(if status.as_u16() == 429 {
-                EmbedError::RemoteOverloaded(what)
-            } else if status.is_server_error() || status.as_u16() == 408 {
-                EmbedError::RemoteUnavailable(what)
-            } else {
-                EmbedError::RemoteRejected(what)
+            return Err(match super::RemoteStatus::of(status) {
+                super::RemoteStatus::Overloaded => EmbedError::RemoteOverloaded(what),
+                super::RemoteStatus::Failed => EmbedError::RemoteUnavailable(what),
+                super::RemoteStatus::Rejected => EmbedError::RemoteRejected(what),
             });
         }
         let r: EmbedResponse = resp.json().await.map_err(|e| {

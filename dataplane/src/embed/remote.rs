@@ -244,18 +244,18 @@ impl RemoteEmbedder {
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
             let message = format!("HTTP {status}: {body}");
-            return Err(if status.as_u16() == 429 {
-                Failure::Retry {
+            return Err(match super::RemoteStatus::of(status) {
+                super::RemoteStatus::Overloaded => Failure::Retry {
                     overloaded: true,
                     message,
+                },
+                super::RemoteStatus::Failed => retry(message),
+                super::RemoteStatus::Rejected => {
+                    Failure::Fatal(EmbedError::RemoteRejected(format!(
+                        "embedding server {} rejected the request: {message}",
+                        ep.label
+                    )))
                 }
-            } else if status.is_server_error() || status.as_u16() == 408 {
-                retry(message)
-            } else {
-                Failure::Fatal(EmbedError::RemoteRejected(format!(
-                    "embedding server {} rejected the request: {message}",
-                    ep.label
-                )))
             });
         }
         if self.protocol == RemoteProtocol::Openai {
