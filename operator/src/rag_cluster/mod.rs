@@ -259,7 +259,7 @@ async fn dereference(obj: &RagCluster, client: &Client, namespace: &str) -> Resu
             exists: existing.is_some(),
             value: existing.unwrap_or_else(ragplane_config::new_api_key),
         };
-        out.owned.insert(r.name, owned);
+        out.own(r, owned);
     }
     if let Some(q) = &obj.spec.qdrant {
         let collections: Api<Collection> = Api::namespaced(client.clone(), namespace);

@@ -79,8 +79,9 @@ pub struct Dereferenced {
     pub previous_embedding_pool: Option<ModelPool>,
     /// The Collection resource of this cluster that describes the shared Qdrant collection.
     pub shared_collection: Option<crate::crd::collection::Collection>,
-    /// Data of every Secret the pods read (see [`referenced_secrets`]), by name; `None` for one
-    /// that does not exist yet.
+    /// Data of every Secret the pods read (see [`referenced_secrets`]), by name, as the pods
+    /// will read it: one of the operator's own holds the key it is about to be created with
+    /// ([`Self::own`]); `None` for another that does not exist yet.
     pub secrets: BTreeMap<String, Option<BTreeMap<String, ByteString>>>,
     /// The value of each of the operator's own Secrets ([`owned_secrets`]), by name: the key
     /// the Secret holds, or a new random one when it does not exist yet.
@@ -98,12 +99,22 @@ pub struct OwnedValue {
 }
 
 impl Dereferenced {
-    /// The value `r` names: the operator's own (read, or about to be created) for a Secret it
-    /// owns, else the Secret's as read; `None` while it does not exist.
-    pub fn value_of(&self, r: &SecretKeyRef) -> Option<&[u8]> {
-        if let Some(owned) = self.owned.get(&r.name) {
-            return Some(owned.value.as_bytes());
+    /// Records the value of one of the operator's own Secrets, read or generated. One that does
+    /// not hold it yet also gets it in [`Self::secrets`], as it is about to be created with it,
+    /// so that creating it changes nothing the pods are built from.
+    pub fn own(&mut self, r: SecretKeyRef, value: OwnedValue) {
+        if !value.exists {
+            self.secrets
+                .entry(r.name.clone())
+                .or_default()
+                .get_or_insert_with(BTreeMap::new)
+                .insert(r.key, ByteString(value.value.clone().into_bytes()));
         }
+        self.owned.insert(r.name, value);
+    }
+
+    /// The value `r` names, as the pods will read it; `None` while it does not exist.
+    pub fn value_of(&self, r: &SecretKeyRef) -> Option<&[u8]> {
         self.secrets
             .get(&r.name)?
             .as_ref()?
@@ -114,19 +125,15 @@ impl Dereferenced {
     /// References with `value` generated for every Secret the operator owns for `cluster`.
     #[cfg(test)]
     pub fn generating(cluster: &RagCluster, value: &str) -> Self {
-        Self {
-            owned: owned_secrets(cluster)
-                .into_iter()
-                .map(|(r, _)| {
-                    let v = OwnedValue {
-                        value: value.into(),
-                        exists: false,
-                    };
-                    (r.name, v)
-                })
-                .collect(),
-            ..Self::default()
+        let mut refs = Self::default();
+        for (r, _) in owned_secrets(cluster) {
+            let v = OwnedValue {
+                value: value.into(),
+                exists: false,
+            };
+            refs.own(r, v);
         }
+        refs
     }
 }
 
@@ -144,26 +151,10 @@ pub struct OwnedSecret {
 }
 
 /// Hash of the data of every Secret the data-plane pods read, on their pod templates so that
-/// a changed Secret rolls them. One of the operator's own Secrets that does not exist yet is
-/// hashed as the data it is about to be created with, so creating it rolls nothing.
-fn secrets_hash(refs: &Dereferenced, owned: &[OwnedSecret]) -> String {
-    let pending = |name: &str| {
-        owned
-            .iter()
-            .find(|o| o.reference.name == name && !o.exists)
-            .map(|o| {
-                BTreeMap::from([(
-                    o.reference.key.clone(),
-                    ByteString(o.value.clone().into_bytes()),
-                )])
-            })
-    };
-    let data: Vec<(&String, Option<BTreeMap<String, ByteString>>)> = refs
-        .secrets
-        .iter()
-        .map(|(name, data)| (name, data.clone().or_else(|| pending(name))))
-        .collect();
-    super::build::fnv_hex(data.iter().flat_map(|(name, data)| {
+/// a changed Secret rolls them. The operator's own Secrets are in `refs` as they are about to
+/// be created ([`Dereferenced::own`]), so creating one rolls nothing.
+fn secrets_hash(refs: &Dereferenced) -> String {
+    super::build::fnv_hex(refs.secrets.iter().flat_map(|(name, data)| {
         let entries = data.iter().flatten().flat_map(|(k, v)| {
             [
                 k.as_bytes(),
@@ -636,7 +627,7 @@ pub fn validate(
             storage_class_name: None,
         })
     });
-    let secrets_hash = secrets_hash(refs, &owned_secrets);
+    let secrets_hash = secrets_hash(refs);
 
     Ok(ValidatedCluster {
         name,
@@ -842,7 +833,7 @@ spec:
         let hash = |url: &[u8]| {
             let mut refs = Dereferenced::generating(&c, "rp_test");
             for n in &names {
-                refs.secrets.insert(n.clone(), None);
+                refs.secrets.entry(n.clone()).or_insert(None);
             }
             refs.secrets.insert(
                 "pg".into(),
@@ -866,19 +857,32 @@ spec:
                 .unwrap()
                 .secrets_hash
         };
-        // The first reconcile: the admin key is generated, its Secret not yet created.
-        let mut before = Dereferenced::generating(&c, "rp_first");
+        let admin = || SecretKeyRef {
+            name: "a-admin-key".into(),
+            key: ADMIN_KEY_SECRET_KEY.into(),
+        };
+        // The first reconcile, as the dereference step makes it: the Secret is read missing,
+        // then a key is generated for it.
+        let mut before = Dereferenced::default();
         before.secrets.insert("a-admin-key".into(), None);
-        // A later one, once the Secret holds `key`, as read back.
+        let generated = OwnedValue {
+            value: "rp_first".into(),
+            exists: false,
+        };
+        before.own(admin(), generated);
+        // A later one: the Secret is read back holding `key`.
         let holding = |key: &str| {
-            let mut refs = before.clone();
-            let owned = refs.owned.get_mut("a-admin-key").unwrap();
-            (owned.value, owned.exists) = (key.into(), true);
+            let mut refs = Dereferenced::default();
             let data = BTreeMap::from([(
                 ADMIN_KEY_SECRET_KEY.into(),
                 ByteString(key.as_bytes().to_vec()),
             )]);
             refs.secrets.insert("a-admin-key".into(), Some(data));
+            let read = OwnedValue {
+                value: key.into(),
+                exists: true,
+            };
+            refs.own(admin(), read);
             refs
         };
         // Created with the key the first reconcile generated: nothing rolls.
