@@ -483,7 +483,7 @@ async fn the_remote_client_speaks_the_openai_protocol() {
 }
 
 /// A request the server refuses (here: more texts than it takes at once) is a bad gateway
-/// (502) naming the server's answer: not an internal error, and not retried on another server.
+/// (502) naming the server's answer, not an internal error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_the_server_refuses_is_a_bad_gateway() {
     let Some(model) = ragplane::testing::model_files() else {

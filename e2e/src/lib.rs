@@ -133,6 +133,23 @@ impl Server {
         port: Option<u16>,
         extra_env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        Self::spawn(command, data_dir, port, extra_env, Some(ADMIN_KEY))
+    }
+
+    /// Starts `ragplane serve` on `data_dir` with no admin key given, so that a first start
+    /// generates one and, its stdout being the log file rather than a terminal, hands it over
+    /// in `<data_dir>/admin-key`.
+    pub fn start_generating_admin_key(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::spawn(&["serve"], data_dir, None, &[], None)
+    }
+
+    fn spawn(
+        command: &[&str],
+        data_dir: &Path,
+        port: Option<u16>,
+        extra_env: &[(&str, &str)],
+        admin_key: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let port = port.unwrap_or_else(free_port);
         let log = data_dir.with_extension("log");
         let out = std::fs::OpenOptions::new()
@@ -145,10 +162,13 @@ impl Server {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(data_dir)
-            .env("RAGPLANE_ADMIN_KEY", ADMIN_KEY)
             .env("RAGPLANE__WORKERS__POLL_INTERVAL_MS", "50")
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out));
+        match admin_key {
+            Some(key) => cmd.env("RAGPLANE_ADMIN_KEY", key),
+            None => cmd.env_remove("RAGPLANE_ADMIN_KEY"),
+        };
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -288,9 +308,20 @@ impl Server {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<(u16, Value)> {
+        self.call_as(ADMIN_KEY, method, path, body).await
+    }
+
+    /// A JSON request with the API key `key`.
+    pub async fn call_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
         let mut req = reqwest::Client::new()
             .request(method, format!("{}{path}", self.url))
-            .bearer_auth(ADMIN_KEY);
+            .bearer_auth(key);
         if let Some(b) = body {
             req = req.json(&b);
         }

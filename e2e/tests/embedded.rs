@@ -629,8 +629,8 @@ fn sighup_reloads_the_filter_of_workers_and_embedding_servers() {
 /// A generated admin key is handed over in `<data_dir>/admin-key` when stdout is not a
 /// terminal. When that file is already there, start-up fails before any key is stored, so the
 /// next start, once the file is moved away, still generates one and hands it over.
-#[test]
-fn a_generated_admin_key_is_never_stored_without_being_handed_over() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_admin_key_is_never_stored_without_being_handed_over() {
     if !model_available() {
         return;
     }
@@ -639,31 +639,13 @@ fn a_generated_admin_key_is_never_stored_without_being_handed_over() {
     std::fs::create_dir_all(&data).unwrap();
     let file = data.join("admin-key");
     std::fs::write(&file, "rp_kept_from_an_earlier_data_directory\n").unwrap();
-    let port = ragplane_e2e::free_port();
-    let serve = |stderr: std::process::Stdio| {
-        std::process::Command::new(ragplane_e2e::ragplane_bin())
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(&data)
-            .env_remove("RAGPLANE_ADMIN_KEY")
-            .env_remove("RAGPLANE_CONFIG")
-            .stdout(std::process::Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap()
-    };
-    let refused = serve(std::process::Stdio::piped())
-        .wait_with_output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{stderr}");
+    let refused = Server::start_generating_admin_key(&data)
+        .err()
+        .expect("start-up refused while the file is there");
+    let message = format!("{refused:#}");
     assert!(
-        stderr.contains("admin-key") && stderr.contains("exists"),
-        "{stderr}"
+        message.contains("admin-key") && message.contains("exists"),
+        "{message}"
     );
     assert_eq!(
         std::fs::read_to_string(&file).unwrap(),
@@ -672,40 +654,16 @@ fn a_generated_admin_key_is_never_stored_without_being_handed_over() {
     );
 
     std::fs::remove_file(&file).unwrap();
-    let mut child = serve(std::process::Stdio::null());
-    let start = Instant::now();
-    while !file.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no admin-key file: {:?}",
-            child.try_wait()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let server = Server::start_generating_admin_key(&data).unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
         0o600
     );
     let key = std::fs::read_to_string(&file).unwrap().trim().to_owned();
-    let status = || {
-        std::process::Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-            .args(["-H", &format!("Authorization: Bearer {key}")])
-            .arg(format!("http://127.0.0.1:{port}/v1/collections"))
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    };
-    let start = Instant::now();
-    while status() != "200" {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the written key does not work: {}",
-            status()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let (status, body) = server
+        .call_as(&key, Method::GET, "/v1/collections", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "the written key does not work: {body}");
 }
