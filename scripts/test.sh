@@ -24,12 +24,13 @@ mkdir -p "$LOGS"
 # apt-get takes one lock, so the Debian packages go first and one at a time.
 for s in postgres redis prometheus; do bash "scripts/services/$s.sh" install; done
 # The real node (containerd, runc, CNI, kube-proxy's iptables, the check pod's busybox, gcc for
-# the pause image), the image builds (buildah, mmdebstrap) and the web console's browser tests
-# (chromium), before any background job runs apt.
+# the pause image), the image builds (buildah, mmdebstrap), the web console's browser tests
+# (chromium) and the S3 test server's TLS front (stunnel4), before any background job runs apt.
 # shellcheck disable=SC1091
 source scripts/services/lib.sh
 svc_apt containerd runc containernetworking-plugins iptables conntrack busybox-static util-linux \
-  iproute2 procps gcc libc6-dev buildah podman mmdebstrap debian-archive-keyring binutils chromium
+  iproute2 procps gcc libc6-dev buildah podman mmdebstrap debian-archive-keyring binutils chromium \
+  stunnel4
 # playwright-core drives chromium in the console's tests (e2e/console, pinned by its lockfile;
 # npm's cache makes a rerun instant).
 node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' 2>/dev/null ||

@@ -201,7 +201,7 @@ fn main() {
                         ragplane_config::S3Config::new("x").multipart_threshold_bytes;
                     s3.multipart_part_bytes =
                         ragplane_config::S3Config::new("x").multipart_part_bytes;
-                    config.objects = ragplane_config::ObjectStoreConfig::S3(s3);
+                    config.objects = ragplane_config::ObjectStoreConfig::S3(Box::new(s3));
                 }
                 other => panic!("unknown store set {other:?}: use embedded or scale-out"),
             }

@@ -31,5 +31,6 @@ pub mod server;
 /// own tests and benches turn on, so none of it is in a release binary.
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod tls;
 pub mod vectors;
 pub mod worker;

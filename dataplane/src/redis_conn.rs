@@ -16,9 +16,6 @@ use ragplane_config::RedisConfig;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::IntoConnectionInfo;
 
-/// The line that opens a certificate in a PEM file.
-const CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----";
-
 /// A shared Redis connection and the key prefix of this deployment.
 #[derive(Clone)]
 pub struct Redis {
@@ -42,23 +39,13 @@ impl Redis {
         let client = match &cfg.ca_file {
             None => redis::Client::open(info)?,
             Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
+                let pem = crate::tls::read_ca_file(path, "redis.ca_file").map_err(|e| {
                     redis::RedisError::from((
                         redis::ErrorKind::InvalidClientConfig,
-                        "cannot read redis.ca_file",
-                        format!("{}: {e}", path.display()),
+                        "unusable CA file",
+                        e.to_string(),
                     ))
                 })?;
-                if !pem
-                    .windows(CERTIFICATE.len())
-                    .any(|w| w == CERTIFICATE.as_bytes())
-                {
-                    return Err(redis::RedisError::from((
-                        redis::ErrorKind::InvalidClientConfig,
-                        "redis.ca_file holds no PEM certificate",
-                        path.display().to_string(),
-                    )));
-                }
                 let certificates = redis::TlsCertificates {
                     client_tls: None,
                     root_cert: Some(pem),

@@ -101,8 +101,14 @@ pub fn test_redis(test: &str) -> Option<crate::redis_conn::Redis> {
 /// A new, empty database on the test PostgreSQL server (`RAGPLANE_TEST_POSTGRES_URL`), so
 /// that tests running at once never share tables. Returns its URL, or `None` to skip.
 pub async fn fresh_postgres_database(test: &str) -> anyhow::Result<Option<String>> {
+    fresh_postgres_database_at("RAGPLANE_TEST_POSTGRES_URL", test).await
+}
+
+/// As [`fresh_postgres_database`], on the server whose URL the variable `var` holds (the
+/// TLS-only one: `RAGPLANE_TEST_POSTGRES_TLS_URL`).
+pub async fn fresh_postgres_database_at(var: &str, test: &str) -> anyhow::Result<Option<String>> {
     use sqlx::Connection;
-    let Some(url) = service_env("RAGPLANE_TEST_POSTGRES_URL", test) else {
+    let Some(url) = service_env(var, test) else {
         return Ok(None);
     };
     let name = format!("rp_test_{}", uuid::Uuid::new_v4().simple());
@@ -133,7 +139,7 @@ pub async fn s3_test_config(test: &str) -> anyhow::Result<Option<ragplane_config
     cfg.multipart_threshold_bytes = ragplane_config::S3_MIN_PART_BYTES;
     cfg.multipart_part_bytes = ragplane_config::S3_MIN_PART_BYTES;
     crate::objects::s3::client(&cfg)
-        .await
+        .await?
         .create_bucket()
         .bucket(&bucket)
         .send()

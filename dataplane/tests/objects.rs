@@ -142,6 +142,7 @@ async fn s3_large_objects_round_trip_through_multipart_upload() {
     // A multipart object's ETag is the digest of its parts' digests, suffixed "-<parts>".
     let head = ragplane::objects::s3::client(&cfg)
         .await
+        .unwrap()
         .head_object()
         .bucket(&cfg.bucket)
         .key("t/c/large")
@@ -191,7 +192,7 @@ async fn s3_missing_bucket_is_named() {
     assert!(err.to_string().contains("does not exist"), "{err}");
 
     // Later operations say the same. (Not a write: s3s-fs creates a missing bucket on PutObject.)
-    let s = S3Store::new(&cfg).await;
+    let s = S3Store::new(&cfg).await.unwrap();
     let err = s.delete_prefix("t/c").await.unwrap_err();
     assert!(matches!(err, ObjectError::BucketNotFound { .. }), "{err:?}");
 }
@@ -217,7 +218,7 @@ async fn s3_bad_credentials_are_named() {
         assert!(matches!(err, ObjectError::Credentials { .. }), "{err:?}");
         assert!(err.to_string().contains(&format!("{bucket:?}")), "{err}");
 
-        let s = S3Store::new(&cfg).await;
+        let s = S3Store::new(&cfg).await.unwrap();
         let err = s.put("t/c/d", Bytes::from_static(b"x")).await.unwrap_err();
         assert!(matches!(err, ObjectError::Credentials { .. }), "{err:?}");
         eprintln!("{err}");
@@ -244,4 +245,38 @@ async fn s3_credentials_come_from_the_environment_when_not_configured() {
         s.get("t/c/env").await.unwrap(),
         Bytes::from_static(b"from env")
     );
+}
+
+/// The test server behind TLS with a private CA: with that CA as `objects.ca_file` the whole
+/// suite passes over `https://`; without it the system's roots refuse the certificate, and a
+/// CA file that is missing stops the store before anything is sent.
+#[tokio::test]
+async fn s3_over_tls_trusts_the_configured_ca() {
+    let test = "s3_over_tls";
+    let Some(mut cfg) = s3_test_config(test).await.unwrap() else {
+        return;
+    };
+    let endpoint = ragplane::testing::service_env("RAGPLANE_TEST_S3_TLS_ENDPOINT", test)
+        .expect("recorded with the plain endpoint");
+    let ca = ragplane::testing::service_env("RAGPLANE_TEST_S3_TLS_CA", test)
+        .expect("recorded with the TLS endpoint");
+    cfg.endpoint = Some(endpoint);
+    cfg.max_attempts = 1;
+    cfg.ca_file = Some(ca.clone().into());
+    suite(&S3Store::connect(&cfg).await.unwrap()).await;
+
+    cfg.ca_file = None;
+    let err = S3Store::connect(&cfg)
+        .await
+        .err()
+        .expect("the test CA is not among the system's roots");
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+
+    cfg.ca_file = Some(std::path::Path::new(&ca).with_file_name("absent.pem"));
+    let err = S3Store::new(&cfg)
+        .await
+        .err()
+        .expect("a missing CA file stops the store");
+    assert!(matches!(err, ObjectError::CaFile(_)), "{err:?}");
+    assert!(err.to_string().contains("objects.ca_file"), "{err}");
 }

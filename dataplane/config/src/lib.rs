@@ -242,8 +242,9 @@ pub enum ObjectStoreConfig {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         dir: Option<PathBuf>,
     },
-    /// S3 or an S3-compatible server.
-    S3(S3Config),
+    /// S3 or an S3-compatible server (boxed: its settings outweigh the local variant's many
+    /// times over).
+    S3(Box<S3Config>),
 }
 
 impl Default for ObjectStoreConfig {

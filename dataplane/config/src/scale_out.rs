@@ -20,6 +20,13 @@ pub struct PostgresConfig {
     /// healthy the primary serves the read.
     #[serde(default)]
     pub replica_urls: Vec<Secret>,
+    /// PEM file of the certificate authorities that sign the servers' certificates (a private
+    /// CA, as in-cluster PostgreSQL operators and some managed services issue), trusted besides
+    /// the system's roots. With it, every connection (primary and replicas) is TLS with the
+    /// certificate and the host name verified: `sslmode=verify-full` unless a URL asks for
+    /// `verify-ca`. A URL's other `sslmode`s would skip the check, so they are refused with it.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Most connections to the primary.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
@@ -73,6 +80,7 @@ impl PostgresConfig {
         Self {
             url: Secret::new(url),
             replica_urls: Vec::new(),
+            ca_file: None,
             max_connections: default_max_connections(),
             min_connections: 0,
             replica_max_connections: default_max_connections(),
@@ -97,6 +105,17 @@ impl PostgresConfig {
                 &format!("metadata.replica_urls[{i}]"),
                 "must be a postgres:// or postgresql:// URL",
             );
+        }
+        if self.ca_file.is_some() {
+            let urls = std::iter::once(("metadata.url".to_string(), &self.url)).chain(
+                (self.replica_urls.iter().enumerate())
+                    .map(|(i, u)| (format!("metadata.replica_urls[{i}]"), u)),
+            );
+            for (field, url) in urls {
+                if let Some(problem) = unverified_sslmode(url.expose(), "metadata.ca_file") {
+                    c.check(false, &field, problem);
+                }
+            }
         }
         c.check(
             self.max_connections >= 1,
@@ -132,6 +151,25 @@ impl PostgresConfig {
             "must be at least 1",
         );
     }
+}
+
+/// Why a PostgreSQL URL's `sslmode` cannot go with a CA file (the setting `ca_setting`): any
+/// mode but `verify-ca` and `verify-full` (or none, which then means `verify-full`) would accept
+/// an unverified server. Only the mode is named, never the URL, which may hold a password.
+pub(crate) fn unverified_sslmode(url: &str, ca_setting: &str) -> Option<String> {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let mode = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(k, _)| *k == "sslmode" || *k == "ssl-mode")
+        .map(|(_, v)| v)
+        .next_back()?;
+    (!matches!(mode, "verify-ca" | "verify-full")).then(|| {
+        format!(
+            "sslmode={mode} does not verify the server's certificate, so {ca_setting} would go \
+             unused: use sslmode=verify-full (the default with {ca_setting}) or verify-ca"
+        )
+    })
 }
 
 /// The smallest part S3 accepts in a multipart upload (all but the last part).
@@ -178,6 +216,11 @@ pub struct S3Config {
     /// Parts uploaded at once.
     #[serde(default = "default_multipart_concurrency")]
     pub multipart_concurrency: usize,
+    /// PEM file of the certificate authorities that sign an `https://` endpoint's certificate
+    /// (a private CA, as in-cluster MinIO or Ceph RGW deployments use), trusted instead of the
+    /// system's roots.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Seconds allowed to open a connection.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
@@ -226,6 +269,7 @@ impl S3Config {
             multipart_threshold_bytes: default_multipart_threshold(),
             multipart_part_bytes: default_part_size(),
             multipart_concurrency: default_multipart_concurrency(),
+            ca_file: None,
             connect_timeout_secs: default_connect_timeout(),
             operation_timeout_secs: default_operation_timeout(),
             max_attempts: default_max_attempts(),
@@ -256,6 +300,15 @@ impl S3Config {
                 format!("must be an http:// or https:// URL, got {e:?}"),
             );
         }
+        c.check(
+            self.ca_file.is_none()
+                || self
+                    .endpoint
+                    .as_ref()
+                    .is_some_and(|e| e.starts_with("https://")),
+            "objects.ca_file",
+            "is only used with a private endpoint over TLS: set an https:// objects.endpoint",
+        );
         if let Some(r) = &self.region {
             c.check(!r.is_empty(), "objects.region", "must not be empty");
         }
@@ -349,7 +402,7 @@ mod tests {
         s.endpoint = Some("minio:9000".into());
         let c = Config {
             metadata: MetadataConfig::Postgres(p),
-            objects: ObjectStoreConfig::S3(s),
+            objects: ObjectStoreConfig::S3(Box::new(s)),
             ..Config::default()
         };
         let err = c.validate().unwrap_err();
@@ -366,5 +419,66 @@ mod tests {
                 "objects.multipart_part_bytes",
             ]
         );
+    }
+
+    /// A private CA goes only with connections that verify against it: PostgreSQL's
+    /// `verify-ca`/`verify-full` (or no sslmode, which then verifies fully), S3 over `https://`.
+    /// The password in a URL never reaches the message.
+    #[test]
+    fn a_private_ca_goes_only_with_verified_tls() {
+        let fields = |pg: &[&str], vectors: &str, s3: Option<&str>| {
+            let mut p = super::PostgresConfig::new(pg[0]);
+            p.replica_urls = pg[1..].iter().map(|u| crate::Secret::new(*u)).collect();
+            p.ca_file = Some("/etc/pg-ca.pem".into());
+            let mut v = crate::PostgresIndexConfig::new(vectors);
+            v.ca_file = Some("/etc/pg-ca.pem".into());
+            let mut s = super::S3Config::new("originals");
+            s.endpoint = s3.map(Into::into);
+            s.ca_file = Some("/etc/s3-ca.pem".into());
+            let c = Config {
+                metadata: MetadataConfig::Postgres(p),
+                vectors: crate::VectorIndexConfig::Postgres(v),
+                objects: ObjectStoreConfig::S3(Box::new(s)),
+                ..Config::default()
+            };
+            c.validate().map_or_else(
+                |e| {
+                    assert!(!e.to_string().contains("hunter2"), "{e}");
+                    e.0.into_iter().map(|e| e.field).collect()
+                },
+                |()| Vec::new(),
+            )
+        };
+        assert!(fields(
+            &[
+                "postgres://u:hunter2@db/rag",
+                "postgres://db-r/rag?sslmode=verify-ca"
+            ],
+            "postgres://db/rag?application_name=x&sslmode=verify-full",
+            Some("https://minio.store:9000"),
+        )
+        .is_empty());
+        assert_eq!(
+            fields(
+                &[
+                    "postgres://u:hunter2@db/rag?sslmode=require",
+                    "postgres://db-r/rag"
+                ],
+                "postgres://u:hunter2@db/rag?sslmode=prefer",
+                Some("http://minio.store:9000"),
+            ),
+            ["vectors.url", "metadata.url", "objects.ca_file"]
+        );
+        assert_eq!(
+            fields(
+                &["postgres://db/rag", "postgres://db-r/rag?sslmode=disable"],
+                "postgres://db/rag",
+                None,
+            ),
+            ["metadata.replica_urls[0]", "objects.ca_file"]
+        );
+        let message =
+            super::unverified_sslmode("postgres://db/rag?sslmode=allow", "metadata.ca_file");
+        assert!(message.is_some_and(|m| m.contains("sslmode=allow") && m.contains("verify-full")));
     }
 }

@@ -181,6 +181,12 @@ pub struct PostgresIndexConfig {
     /// Connection URL, for example `postgres://ragplane:pw@db:5432/ragplane`. May be the
     /// metadata store's database: the index keeps to its own tables (`ragplane_vector_*`).
     pub url: Secret,
+    /// PEM file of the certificate authorities that sign the server's certificate, trusted
+    /// besides the system's roots; as `metadata.ca_file`, it makes the connection TLS with the
+    /// certificate and host name verified (`sslmode=verify-full` unless the URL asks for
+    /// `verify-ca`).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Largest number of pooled connections.
     #[serde(default = "default_pg_connections")]
     pub max_connections: u32,
@@ -213,6 +219,7 @@ impl PostgresIndexConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: Secret::new(url),
+            ca_file: None,
             max_connections: default_pg_connections(),
             acquire_timeout_secs: default_connect_timeout(),
             upsert_batch_size: default_pg_batch(),
@@ -406,6 +413,13 @@ impl VectorIndexConfig {
                     "url",
                     "must be a postgres:// or postgresql:// URL",
                 );
+                if p.ca_file.is_some() {
+                    if let Some(problem) =
+                        crate::scale_out::unverified_sslmode(url, "vectors.ca_file")
+                    {
+                        check(&mut out, false, "url", problem);
+                    }
+                }
                 check(
                     &mut out,
                     p.max_connections >= 1,

@@ -79,6 +79,8 @@ fn connect_options(url: &str, cfg: &PostgresConfig) -> Result<PgConnectOptions> 
     let mut options = PgConnectOptions::from_str(url)
         .map_err(db("parse the PostgreSQL URL"))?
         .application_name("ragplane");
+    options = crate::tls::postgres_ca(options, cfg.ca_file.as_deref(), "metadata.ca_file")
+        .map_err(|e| db("use metadata.ca_file")(sqlx::Error::Configuration(e.into())))?;
     if cfg.statement_timeout_ms > 0 {
         options = options.options([(
             "statement_timeout",

@@ -58,6 +58,9 @@ pub enum ObjectError {
         /// The underlying error.
         message: String,
     },
+    /// The private CA configured for the store cannot be used.
+    #[error(transparent)]
+    CaFile(#[from] crate::tls::CaFileError),
     /// Any other error of a remote store.
     #[error("failed to {action} object {key} in bucket {bucket:?}: {message}")]
     Remote {

@@ -15,6 +15,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
+use aws_smithy_http_client::tls;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use ragplane_config::S3Config;
@@ -34,13 +35,27 @@ pub struct S3Store {
 }
 
 /// An S3 client configured from `cfg`: endpoint, region, addressing style, credentials,
-/// timeouts and retries. TLS is rustls with the ring provider and the system's roots.
-pub async fn client(cfg: &S3Config) -> Client {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
+/// timeouts and retries. TLS is rustls with the ring provider, trusting the system's roots, or
+/// only the certificates of `objects.ca_file` when it is set (read here, so an unusable file
+/// is the error).
+pub async fn client(cfg: &S3Config) -> Result<Client> {
+    let mut http = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(
+        tls::rustls_provider::CryptoMode::Ring,
+    ));
+    if let Some(path) = &cfg.ca_file {
+        let pem = crate::tls::read_ca_file(path, "objects.ca_file")?;
+        let trust = tls::TrustStore::empty().with_pem_certificate(pem);
+        let context = tls::TlsContext::builder()
+            .with_trust_store(trust)
+            .build()
+            .map_err(|e| crate::tls::CaFileError::Unusable {
+                setting: "objects.ca_file",
+                path: path.display().to_string(),
+                problem: format!("cannot be used: {e}"),
+            })?;
+        http = http.tls_context(context);
+    }
+    let http = http.build_https();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)
         .timeout_config(
@@ -75,13 +90,14 @@ pub async fn client(cfg: &S3Config) -> Client {
     if shared.region().is_none() {
         builder = builder.region(Region::new("us-east-1"));
     }
-    Client::from_conf(builder.build())
+    Ok(Client::from_conf(builder.build()))
 }
 
 impl S3Store {
-    /// A store for the configured bucket; nothing is contacted yet.
-    pub async fn new(cfg: &S3Config) -> Self {
-        let client = client(cfg).await;
+    /// A store for the configured bucket; nothing is contacted yet. Fails only on an
+    /// unusable `objects.ca_file`.
+    pub async fn new(cfg: &S3Config) -> Result<Self> {
+        let client = client(cfg).await?;
         let endpoint = cfg.endpoint.clone().unwrap_or_else(|| {
             let region = client
                 .config()
@@ -93,7 +109,7 @@ impl S3Store {
         if !prefix.is_empty() && !prefix.ends_with('/') {
             prefix.push('/');
         }
-        Self {
+        Ok(Self {
             client,
             bucket: cfg.bucket.clone(),
             prefix,
@@ -102,13 +118,13 @@ impl S3Store {
                 .unwrap_or(usize::MAX),
             part_size: usize::try_from(cfg.multipart_part_bytes).unwrap_or(usize::MAX),
             concurrency: cfg.multipart_concurrency.max(1),
-        }
+        })
     }
 
     /// A store for the configured bucket, after checking that the bucket exists and the
     /// credentials are accepted.
     pub async fn connect(cfg: &S3Config) -> Result<Self> {
-        let store = Self::new(cfg).await;
+        let store = Self::new(cfg).await?;
         store.ping().await?;
         Ok(store)
     }

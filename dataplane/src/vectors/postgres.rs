@@ -147,12 +147,18 @@ fn from_db(id: i64) -> u64 {
 impl PostgresIndex {
     /// Connects (lazily: the pool opens connections when needed) and creates the tables.
     pub async fn open(cfg: PostgresIndexConfig) -> Result<Self> {
-        let options: PgConnectOptions =
-            cfg.url.expose().parse().map_err(|e| VectorError::Backend {
-                backend: "postgres",
-                action: "parse vectors.url".into(),
-                message: format!("{e}"),
-            })?;
+        let invalid = |action: &str, message: String| VectorError::Backend {
+            backend: "postgres",
+            action: action.into(),
+            message,
+        };
+        let options: PgConnectOptions = cfg
+            .url
+            .expose()
+            .parse()
+            .map_err(|e| invalid("parse vectors.url", format!("{e}")))?;
+        let options = crate::tls::postgres_ca(options, cfg.ca_file.as_deref(), "vectors.ca_file")
+            .map_err(|e| invalid("use vectors.ca_file", e.to_string()))?;
         let pool = PgPoolOptions::new()
             .max_connections(cfg.max_connections)
             .acquire_timeout(Duration::from_secs(cfg.acquire_timeout_secs))
