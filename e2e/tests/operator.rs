@@ -398,6 +398,12 @@ fn invalid_resources_are_rejected_with_the_cel_message() {
             "spec.traces.protocol",
             "Unsupported value: \"http/json\"",
         ),
+        // A private CA for S3 needs an endpoint over TLS.
+        (
+            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: s1}\nspec: {s3: {bucket: docs, endpoint: 'http://minio:9000', caSecretRef: {name: s3-tls, key: ca.crt}}}\n",
+            "spec.s3.caSecretRef",
+            "s3.caSecretRef is only used with TLS",
+        ),
         (
             "apiVersion: ragplane.dev/v1alpha1\nkind: ModelPool\nmetadata: {name: d}\nspec: {kind: ollama, model: m, gpu: {count: -1}}\n",
             "spec.gpu.count",

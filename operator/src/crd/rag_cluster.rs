@@ -385,6 +385,14 @@ pub struct PostgresSpec {
     /// Secret keys holding read-replica connection URLs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub read_replica_url_secret_refs: Vec<SecretKeyRef>,
+    /// Secret key holding the PEM certificate(s) of the CA that signs the servers'
+    /// certificates, trusted besides the system's roots. Mounted into the data-plane pods as
+    /// `metadata.ca_file` (and `vectors.ca_file` when the vectors live in PostgreSQL too): every
+    /// connection is then TLS with the certificate and host name verified, so the URLs may
+    /// leave `sslmode` out or set `verify-full` or `verify-ca`, and the pods refuse to start on
+    /// any other. Rotating it rolls them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
 }
 
 /// Redis connection.
@@ -402,8 +410,9 @@ pub struct RedisSpec {
 }
 
 /// S3-compatible object store.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.caSecretRef) || (has(self.endpoint) && self.endpoint.startsWith('https://'))").message("s3.caSecretRef is only used with TLS: set an https:// s3.endpoint, the server whose certificate the CA signs").field_path(".caSecretRef"))]
 pub struct S3Spec {
     /// Bucket name.
     #[schemars(length(min = 3))]
@@ -417,6 +426,11 @@ pub struct S3Spec {
     /// Secret with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<String>,
+    /// Secret key holding the PEM certificate(s) of the CA that signs an `https://` endpoint's
+    /// certificate, trusted instead of the system's roots. Mounted into the data-plane pods as
+    /// `objects.ca_file`; rotating it rolls them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
 }
 
 /// An ONNX embedding model on a PersistentVolumeClaim, mounted read-only into every data-plane

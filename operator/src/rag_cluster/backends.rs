@@ -19,7 +19,7 @@ use ragplane_config::{
     QueueConfig, RedisConfig, S3Config, Secret, VectorIndexConfig,
 };
 
-use super::validate::{qdrant_service_name, QdrantMode};
+use super::validate::{qdrant_service_name, CaBackend, QdrantMode};
 use crate::crd::collection::{self as crd_collection, Collection};
 use crate::crd::common::SecretKeyRef;
 use crate::crd::rag_cluster::RagClusterSpec;
@@ -92,6 +92,10 @@ pub fn apply_backends(
         let mut p: PostgresConfig = toml::from_str(&format!("url = \"postgres://{FROM_ENV}\""))
             .map_err(|e| e.to_string())?;
         p.url = placeholder_url("postgres");
+        p.ca_file = pg
+            .ca_secret_ref
+            .as_ref()
+            .map(|_| CaBackend::Postgres.file());
         config.metadata = MetadataConfig::Postgres(p);
         env.push(secret("RAGPLANE__METADATA__URL", &pg.url_secret_ref));
         if !pg.read_replica_url_secret_refs.is_empty() {
@@ -112,10 +116,7 @@ pub fn apply_backends(
         let tls = r.ca_secret_ref.is_some();
         config.redis = Some(RedisConfig {
             url: placeholder_url(if tls { "rediss" } else { "redis" }),
-            ca_file: tls.then(|| {
-                std::path::Path::new(super::validate::REDIS_CA_DIR)
-                    .join(super::validate::REDIS_CA_FILE)
-            }),
+            ca_file: tls.then(|| CaBackend::Redis.file()),
             ..RedisConfig::default()
         });
         config.queue = QueueConfig::Redis(JobQueueSettings::default());
@@ -127,7 +128,8 @@ pub fn apply_backends(
             toml::from_str(&format!("bucket = \"{}\"", s3.bucket)).map_err(|e| e.to_string())?;
         s.endpoint.clone_from(&s3.endpoint);
         s.region.clone_from(&s3.region);
-        config.objects = ObjectStoreConfig::S3(s);
+        s.ca_file = s3.ca_secret_ref.as_ref().map(|_| CaBackend::S3.file());
+        config.objects = ObjectStoreConfig::S3(Box::new(s));
         if let Some(name) = &s3.credentials_secret {
             for (var, key) in S3_KEYS {
                 env.push(secret(
@@ -164,6 +166,10 @@ pub fn apply_backends(
                     toml::from_str(&format!("url = \"postgres://{FROM_ENV}\""))
                         .map_err(|e| e.to_string())?;
                 v.url = placeholder_url("postgres");
+                v.ca_file = pg
+                    .ca_secret_ref
+                    .as_ref()
+                    .map(|_| CaBackend::Postgres.file());
                 config.vectors = VectorIndexConfig::Postgres(v);
                 env.push(secret("RAGPLANE__VECTORS__URL", &pg.url_secret_ref));
             }
@@ -284,69 +290,85 @@ spec:
     }
 
     #[test]
-    fn a_tls_redis_gets_its_ca_mounted_as_the_ca_file() {
-        let c = validated(
-            r#"
+    fn each_private_ca_is_mounted_as_its_backends_ca_file() {
+        let spec = r#"
 apiVersion: ragplane.dev/v1alpha1
 kind: RagCluster
 metadata: {name: prod}
 spec:
   workers: [{name: ingest, queues: [documents]}]
+  postgres: {urlSecretRef: {name: pg, key: url}, caSecretRef: {name: pg-tls, key: ca.crt}}
   redis: {urlSecretRef: {name: redis, key: url}, caSecretRef: {name: redis-tls, key: ca.crt}}
-"#,
-        );
-        let ca = std::path::Path::new(super::super::validate::REDIS_CA_DIR)
-            .join(super::super::validate::REDIS_CA_FILE);
-        // The rendered config names the file; the URL still comes from its Secret.
+  s3: {bucket: originals, endpoint: "https://minio.store:9000", caSecretRef: {name: s3-tls, key: ca.crt}}
+"#;
+        let c = validated(spec);
+        let file = |dir: &str| format!("/etc/ragplane-{dir}-ca/ca.pem");
+        // The rendered config names each file; the URLs still come from their Secrets.
         let value: toml::Value = toml::from_str(&c.config_toml).unwrap();
-        assert_eq!(value["redis"]["ca_file"].as_str(), ca.to_str());
+        for (section, dir) in [
+            ("metadata", "postgres"),
+            // Without Qdrant the vectors live in PostgreSQL too, over the same TLS.
+            ("vectors", "postgres"),
+            ("redis", "redis"),
+            ("objects", "s3"),
+        ] {
+            assert_eq!(
+                value[section]["ca_file"].as_str(),
+                Some(file(dir).as_str()),
+                "{section}"
+            );
+        }
         assert!(value["redis"].get("url").is_none(), "{}", c.config_toml);
         let mut v = value.clone();
-        v["redis"]
-            .as_table_mut()
-            .unwrap()
-            .insert("url".into(), "rediss://redis:6380".into());
+        for (section, url) in [
+            ("metadata", "postgres://pg/rag"),
+            ("vectors", "postgres://pg/rag?sslmode=verify-ca"),
+            ("redis", "rediss://redis:6380"),
+        ] {
+            v[section]
+                .as_table_mut()
+                .unwrap()
+                .insert("url".into(), url.into());
+        }
         let parsed: Config = v.try_into().unwrap();
         parsed.validate().unwrap();
-        // Every data-plane pod mounts the Secret's key as that file.
+        // Every data-plane pod mounts each Secret's key as that file.
         let objects = crate::rag_cluster::build::build(&c);
         let pods = [
             objects.api_deployment.spec.template.spec.unwrap(),
             objects.workers[0].spec.template.spec.clone().unwrap(),
         ];
         for pod in pods {
-            let volume = pod
-                .volumes
-                .unwrap()
-                .into_iter()
-                .find(|v| v.name == "redis-ca")
-                .expect("a redis-ca volume");
-            let secret = volume.secret.unwrap();
-            assert_eq!(secret.secret_name.as_deref(), Some("redis-tls"));
-            let item = &secret.items.unwrap()[0];
-            assert_eq!(
-                (item.key.as_str(), item.path.as_str()),
-                ("ca.crt", "ca.pem")
-            );
-            let mount = pod.containers[0]
-                .volume_mounts
-                .clone()
-                .unwrap()
-                .into_iter()
-                .find(|m| m.name == "redis-ca")
-                .expect("mounted");
-            assert_eq!(
-                Some(mount.mount_path.as_str()),
-                ca.parent().unwrap().to_str()
-            );
-            assert_eq!(mount.read_only, Some(true));
+            for dir in ["postgres", "redis", "s3"] {
+                let name = format!("{dir}-ca");
+                let volume = (pod.volumes.clone().unwrap().into_iter())
+                    .find(|v| v.name == name)
+                    .unwrap_or_else(|| panic!("a {name} volume"));
+                let secret = volume.secret.unwrap();
+                assert_eq!(
+                    secret.secret_name.as_deref(),
+                    Some(format!("{}-tls", if dir == "postgres" { "pg" } else { dir }).as_str())
+                );
+                let item = &secret.items.unwrap()[0];
+                assert_eq!(
+                    (item.key.as_str(), item.path.as_str()),
+                    ("ca.crt", "ca.pem")
+                );
+                let mount = (pod.containers[0].volume_mounts.clone().unwrap().into_iter())
+                    .find(|m| m.name == name)
+                    .expect("mounted");
+                assert_eq!(
+                    Some(mount.mount_path),
+                    file(dir).strip_suffix("/ca.pem").map(Into::into)
+                );
+                assert_eq!(mount.read_only, Some(true));
+            }
         }
         // A rotated CA rolls the pods.
-        let cluster = cluster(
-            "apiVersion: ragplane.dev/v1alpha1\nkind: RagCluster\nmetadata: {name: prod}\n\
-             spec: {redis: {urlSecretRef: {name: redis, key: url}, caSecretRef: {name: redis-tls, key: ca.crt}}}\n",
-        );
-        assert!(crate::rag_cluster::validate::referenced_secrets(&cluster).contains("redis-tls"));
+        let secrets = crate::rag_cluster::validate::referenced_secrets(&cluster(spec));
+        for name in ["pg-tls", "redis-tls", "s3-tls"] {
+            assert!(secrets.contains(name), "{name}: {secrets:?}");
+        }
     }
 
     #[test]

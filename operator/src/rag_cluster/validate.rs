@@ -37,11 +37,42 @@ pub const IMAGE_MODELS_DIR: &str = "/opt/ragplane/models";
 pub const IMAGE_MODEL_DIR: &str = "/opt/ragplane/models/all-minilm-l6-v2-int8";
 /// Where the data-plane image keeps the ONNX Runtime library.
 pub const IMAGE_ORT_LIBRARY: &str = "/opt/ragplane/onnxruntime/libonnxruntime.so";
-/// Where the CA of a TLS Redis (`spec.redis.caSecretRef`) is mounted, as `redis.ca_file`: beside
-/// [`CONFIG_DIR`], not inside it, so that no volume is mounted inside another.
-pub const REDIS_CA_DIR: &str = "/etc/ragplane-redis-ca";
-/// File name of that CA in [`REDIS_CA_DIR`].
-pub const REDIS_CA_FILE: &str = "ca.pem";
+/// File name of a backend's CA in its [`CaBackend::dir`].
+pub const CA_FILE: &str = "ca.pem";
+
+/// A backend whose TLS can trust a private CA from a Secret (`spec.<backend>.caSecretRef`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaBackend {
+    /// PostgreSQL: `metadata.ca_file`, and `vectors.ca_file` when the vectors live there too.
+    Postgres,
+    /// Redis: `redis.ca_file`.
+    Redis,
+    /// S3: `objects.ca_file`.
+    S3,
+}
+
+impl CaBackend {
+    /// The pod volume holding the CA.
+    pub fn volume(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres-ca",
+            Self::Redis => "redis-ca",
+            Self::S3 => "s3-ca",
+        }
+    }
+
+    /// Where the CA is mounted: beside [`CONFIG_DIR`], not inside it, so that no volume is
+    /// mounted inside another.
+    pub fn dir(self) -> String {
+        format!("/etc/ragplane-{}", self.volume())
+    }
+
+    /// The CA's file, as the data plane's `ca_file` setting names it.
+    pub fn file(self) -> std::path::PathBuf {
+        std::path::Path::new(&self.dir()).join(CA_FILE)
+    }
+}
+
 /// Where a model of the user's own (`spec.model`) is mounted.
 pub const MOUNTED_MODEL_DIR: &str = "/opt/ragplane/mounted-model";
 /// Key of the admin API key in the Secret the operator creates.
@@ -212,8 +243,8 @@ pub struct ValidatedCluster {
     pub secrets_hash: String,
     /// A model of the user's own, mounted in place of the image's.
     pub model: Option<crate::crd::rag_cluster::ModelVolume>,
-    /// The Secret key of a TLS Redis's CA, mounted at [`REDIS_CA_DIR`].
-    pub redis_ca: Option<SecretKeyRef>,
+    /// The Secret keys of the backends' private CAs, each mounted at its [`CaBackend::dir`].
+    pub cas: Vec<(CaBackend, SecretKeyRef)>,
     /// Peers allowed in besides the data plane, when NetworkPolicies are on.
     pub network_policy: Option<Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>>,
     /// The ModelPools the data plane calls, with their ports.
@@ -363,13 +394,15 @@ pub fn referenced_secrets(cluster: &RagCluster) -> BTreeSet<String> {
                 .iter()
                 .map(|r| r.name.clone()),
         );
+        out.extend(pg.ca_secret_ref.as_ref().map(|ca| ca.name.clone()));
     }
     if let Some(r) = &spec.redis {
         out.insert(r.url_secret_ref.name.clone());
         out.extend(r.ca_secret_ref.as_ref().map(|ca| ca.name.clone()));
     }
-    if let Some(name) = spec.s3.as_ref().and_then(|s| s.credentials_secret.clone()) {
-        out.insert(name);
+    if let Some(s3) = &spec.s3 {
+        out.extend(s3.credentials_secret.clone());
+        out.extend(s3.ca_secret_ref.as_ref().map(|ca| ca.name.clone()));
     }
     if let Some(q) = &spec.qdrant {
         let key = q
@@ -649,7 +682,25 @@ pub fn validate(
         data_volume,
         secrets_hash,
         model: spec.model.clone(),
-        redis_ca: spec.redis.as_ref().and_then(|r| r.ca_secret_ref.clone()),
+        cas: [
+            (
+                CaBackend::Postgres,
+                spec.postgres
+                    .as_ref()
+                    .and_then(|p| p.ca_secret_ref.as_ref()),
+            ),
+            (
+                CaBackend::Redis,
+                spec.redis.as_ref().and_then(|r| r.ca_secret_ref.as_ref()),
+            ),
+            (
+                CaBackend::S3,
+                spec.s3.as_ref().and_then(|s| s.ca_secret_ref.as_ref()),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(backend, ca)| Some((backend, ca?.clone())))
+        .collect(),
         network_policy: spec
             .network_policy
             .as_ref()

@@ -26,8 +26,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::backends::EnvSource;
 use super::validate::{
-    QdrantMode, ValidatedCluster, CONFIG_DIR, CONFIG_FILE, DATA_DIR, MOUNTED_MODEL_DIR,
-    REDIS_CA_DIR, REDIS_CA_FILE,
+    QdrantMode, ValidatedCluster, CA_FILE, CONFIG_DIR, CONFIG_FILE, DATA_DIR, MOUNTED_MODEL_DIR,
 };
 use crate::autoscale::hpa::build_hpa;
 use crate::autoscale::Scaling;
@@ -281,20 +280,20 @@ pub(crate) fn data_plane_pod(
             ..Volume::default()
         });
     }
-    if let Some(ca) = &c.redis_ca {
+    for (backend, ca) in &c.cas {
         mounts.push(VolumeMount {
-            name: "redis-ca".into(),
-            mount_path: REDIS_CA_DIR.into(),
+            name: backend.volume().into(),
+            mount_path: backend.dir(),
             read_only: Some(true),
             ..VolumeMount::default()
         });
         volumes.push(Volume {
-            name: "redis-ca".into(),
+            name: backend.volume().into(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(ca.name.clone()),
                 items: Some(vec![KeyToPath {
                     key: ca.key.clone(),
-                    path: REDIS_CA_FILE.into(),
+                    path: CA_FILE.into(),
                     ..KeyToPath::default()
                 }]),
                 ..SecretVolumeSource::default()
