@@ -78,21 +78,32 @@ image() {
 }
 
 # PostgreSQL: initdb on first start, with $POSTGRES_PASSWORD for the user postgres and
-# scram-sha-256 from every address; then the server.
+# scram-sha-256 from every address; then the server. With $POSTGRES_TLS_DIR (server.crt and
+# server.key), TLS only: the network lines of pg_hba.conf are `hostssl`.
 cat >"$WORK/start-postgres" <<'EOF'
 #!/bin/sh
 set -e
 export PGDATA=${PGDATA:-/var/lib/postgresql/data}
+host=host; tls=""
+if [ -n "$POSTGRES_TLS_DIR" ]; then
+    host=hostssl
+    tls="-c ssl=on -c ssl_cert_file=$POSTGRES_TLS_DIR/server.crt -c ssl_key_file=$POSTGRES_TLS_DIR/server.key"
+fi
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     [ -n "$POSTGRES_PASSWORD" ] || { echo "start-postgres: POSTGRES_PASSWORD is not set" >&2; exit 1; }
     printf '%s\n' "$POSTGRES_PASSWORD" >/tmp/pwfile
     /usr/lib/postgresql/15/bin/initdb -D "$PGDATA" -U postgres -A scram-sha-256 \
         --pwfile=/tmp/pwfile -E UTF8 --locale=C --no-sync
     rm -f /tmp/pwfile
-    echo "host all all all scram-sha-256" >>"$PGDATA/pg_hba.conf"
+    # Only the local socket stays: initdb's own lines for 127.0.0.1 and ::1 would let plain TCP in.
+    grep -v '^host' "$PGDATA/pg_hba.conf" >/tmp/pg_hba.conf
+    echo "$host all all all scram-sha-256" >>/tmp/pg_hba.conf
+    mv /tmp/pg_hba.conf "$PGDATA/pg_hba.conf"
 fi
+# $tls is a list of words.
+# shellcheck disable=SC2086
 exec /usr/lib/postgresql/15/bin/postgres -D "$PGDATA" -c listen_addresses='*' \
-    -c unix_socket_directories=/tmp -c max_connections=200 -c fsync=off
+    -c unix_socket_directories=/tmp -c max_connections=200 -c fsync=off $tls
 EOF
 mapfile -t pg < <(
     base_entries

@@ -536,30 +536,33 @@ fn the_prod_ragcluster_runs_on_real_pods() {
     for ns in [NS, "monitoring"] {
         node.kubectl(&["create", "namespace", ns]).unwrap();
     }
-    // Redis speaks TLS only, with a certificate from a CA made for this run.
-    let tls = target_dir().join("redis-tls");
-    let made = std::process::Command::new("bash")
-        .arg(repo_root().join("scripts/services/make-tls.sh"))
-        .arg(&tls)
-        .arg(format!(
-            "DNS:redis.{NS}.svc,DNS:redis.{NS}.svc.cluster.local"
-        ))
-        .status()
+    // PostgreSQL and Redis speak TLS only, each with a certificate from a CA made for this run.
+    for service in ["postgres", "redis"] {
+        let secret = format!("{service}-tls");
+        let tls = target_dir().join(&secret);
+        let made = std::process::Command::new("bash")
+            .arg(repo_root().join("scripts/services/make-tls.sh"))
+            .arg(&tls)
+            .arg(format!(
+                "DNS:{service}.{NS}.svc,DNS:{service}.{NS}.svc.cluster.local"
+            ))
+            .status()
+            .unwrap();
+        assert!(made.success(), "make-tls.sh: {made}");
+        let file = |name: &str| format!("--from-file={name}={}", tls.join(name).display());
+        node.kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            &secret,
+            "-n",
+            NS,
+            &file("ca.crt"),
+            &file("server.crt"),
+            &file("server.key"),
+        ])
         .unwrap();
-    assert!(made.success(), "make-tls.sh: {made}");
-    let file = |name: &str| format!("--from-file={name}={}", tls.join(name).display());
-    node.kubectl(&[
-        "create",
-        "secret",
-        "generic",
-        "redis-tls",
-        "-n",
-        NS,
-        &file("ca.crt"),
-        &file("server.crt"),
-        &file("server.key"),
-    ])
-    .unwrap();
+    }
     node.kubectl(&["apply", "-f", "e2e/node/prod/fixtures.yaml"])
         .unwrap();
     for (ns, name) in [
