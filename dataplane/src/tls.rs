@@ -60,23 +60,20 @@ pub fn read_ca_file(path: &Path, setting: &'static str) -> Result<Vec<u8>, CaFil
     Ok(pem)
 }
 
-/// `options` with the CA file of `setting` trusted: TLS with the server's certificate and
-/// host name verified (`verify-full`), or the certificate alone where the URL asked for
-/// `verify-ca`. Configuration validation has already refused the modes that verify nothing.
-pub fn postgres_ca(
-    options: PgConnectOptions,
-    ca_file: Option<&Path>,
-    setting: &'static str,
-) -> Result<PgConnectOptions, CaFileError> {
-    let Some(path) = ca_file else {
-        return Ok(options);
+/// `options` trusting the CA certificates `pem` (as [`read_ca_file`] returns them), when
+/// there are any: TLS with the server's certificate and host name verified (`verify-full`), or
+/// the certificate alone where the URL asked for `verify-ca`. Configuration validation has
+/// already refused the modes that verify nothing.
+pub fn postgres_ca(options: PgConnectOptions, pem: Option<&[u8]>) -> PgConnectOptions {
+    let Some(pem) = pem else {
+        return options;
     };
-    let options = options.ssl_root_cert_from_pem(read_ca_file(path, setting)?);
-    Ok(if matches!(options.get_ssl_mode(), PgSslMode::VerifyCa) {
+    let options = options.ssl_root_cert_from_pem(pem.to_vec());
+    if matches!(options.get_ssl_mode(), PgSslMode::VerifyCa) {
         options
     } else {
         options.ssl_mode(PgSslMode::VerifyFull)
-    })
+    }
 }
 
 #[cfg(test)]
@@ -88,52 +85,48 @@ mod tests {
     #[test]
     fn a_ca_file_must_hold_well_formed_certificates() {
         let dir = tempfile::tempdir().unwrap();
-        let missing = read_ca_file(&dir.path().join("absent.pem"), "metadata.ca_file")
-            .unwrap_err()
-            .to_string();
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let refusal = |path: &Path, setting| read_ca_file(path, setting).unwrap_err().to_string();
+        let missing = refusal(&dir.path().join("absent.pem"), "metadata.ca_file");
         assert!(
             missing.starts_with("cannot read metadata.ca_file (") && missing.contains("absent.pem"),
             "{missing}"
         );
-        let empty = dir.path().join("empty.pem");
-        std::fs::write(&empty, "no certificate here\n").unwrap();
-        let message = read_ca_file(&empty, "objects.ca_file")
-            .unwrap_err()
-            .to_string();
+        let message = refusal(
+            &file("empty.pem", "no certificate here\n"),
+            "objects.ca_file",
+        );
         assert!(message.ends_with("holds no PEM certificate"), "{message}");
-        let malformed = dir.path().join("malformed.pem");
-        std::fs::write(
-            &malformed,
+        let malformed = file(
+            "malformed.pem",
             "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n",
-        )
-        .unwrap();
-        let message = read_ca_file(&malformed, "objects.ca_file")
-            .unwrap_err()
-            .to_string();
+        );
+        let message = refusal(&malformed, "objects.ca_file");
         assert!(message.contains("malformed PEM certificate"), "{message}");
 
-        let good = dir.path().join("ca.pem");
         // Any DER body parses as a certificate here; its contents are the TLS stack's to judge.
-        std::fs::write(
-            &good,
+        let good = file(
+            "ca.pem",
             "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n",
-        )
-        .unwrap();
-        assert!(read_ca_file(&good, "metadata.ca_file").is_ok());
-        let mode = |url: &str| {
+        );
+        let pem = read_ca_file(&good, "metadata.ca_file").unwrap();
+        let mode = |url: &str, pem: Option<&[u8]>| {
             let options: PgConnectOptions = url.parse().unwrap();
-            postgres_ca(options, Some(&good), "metadata.ca_file")
-                .unwrap()
-                .get_ssl_mode()
+            postgres_ca(options, pem).get_ssl_mode()
         };
-        assert!(matches!(mode("postgres://db/rag"), PgSslMode::VerifyFull));
         assert!(matches!(
-            mode("postgres://db/rag?sslmode=verify-ca"),
+            mode("postgres://db/rag", Some(&pem)),
+            PgSslMode::VerifyFull
+        ));
+        assert!(matches!(
+            mode("postgres://db/rag?sslmode=verify-ca", Some(&pem)),
             PgSslMode::VerifyCa
         ));
-        let options: PgConnectOptions = "postgres://db/rag".parse().unwrap();
-        let untouched = postgres_ca(options, None, "metadata.ca_file").unwrap();
-        assert!(matches!(untouched.get_ssl_mode(), PgSslMode::Prefer));
+        assert!(matches!(mode("postgres://db/rag", None), PgSslMode::Prefer));
     }
 
     /// Against the real TLS-only PostgreSQL: the metadata store and the vector index connect

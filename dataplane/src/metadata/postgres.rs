@@ -75,12 +75,15 @@ fn describe(options: &PgConnectOptions) -> String {
     )
 }
 
-fn connect_options(url: &str, cfg: &PostgresConfig) -> Result<PgConnectOptions> {
-    let mut options = PgConnectOptions::from_str(url)
-        .map_err(db("parse the PostgreSQL URL"))?
-        .application_name("ragplane");
-    options = crate::tls::postgres_ca(options, cfg.ca_file.as_deref(), "metadata.ca_file")
-        .map_err(|e| db("use metadata.ca_file")(sqlx::Error::Configuration(e.into())))?;
+/// Options of one server's pool: `url`, with the CA certificates `ca` (those of
+/// `metadata.ca_file`, read once for every server) trusted.
+fn connect_options(url: &str, cfg: &PostgresConfig, ca: Option<&[u8]>) -> Result<PgConnectOptions> {
+    let mut options = crate::tls::postgres_ca(
+        PgConnectOptions::from_str(url)
+            .map_err(db("parse the PostgreSQL URL"))?
+            .application_name("ragplane"),
+        ca,
+    );
     if cfg.statement_timeout_ms > 0 {
         options = options.options([(
             "statement_timeout",
@@ -94,18 +97,22 @@ impl PostgresStore {
     /// Creates the pools. Nothing connects until the first query, so a database (or replica)
     /// that is down at start delays nothing here; [`MetadataStore::migrate`] is the first use.
     pub fn connect(cfg: &PostgresConfig) -> Result<Self> {
+        let ca = (cfg.ca_file.as_deref())
+            .map(|path| crate::tls::read_ca_file(path, "metadata.ca_file"))
+            .transpose()
+            .map_err(|e| db("use metadata.ca_file")(sqlx::Error::Configuration(e.into())))?;
         let primary = PgPoolOptions::new()
             .max_connections(cfg.max_connections)
             .min_connections(cfg.min_connections)
             .acquire_timeout(Duration::from_millis(cfg.acquire_timeout_ms))
             .idle_timeout(Duration::from_secs(cfg.idle_timeout_secs))
             .test_before_acquire(true)
-            .connect_lazy_with(connect_options(cfg.url.expose(), cfg)?);
+            .connect_lazy_with(connect_options(cfg.url.expose(), cfg, ca.as_deref())?);
         let replicas = cfg
             .replica_urls
             .iter()
             .map(|url| {
-                let options = connect_options(url.expose(), cfg)?;
+                let options = connect_options(url.expose(), cfg, ca.as_deref())?;
                 let host = describe(&options);
                 let pool = PgPoolOptions::new()
                     .max_connections(cfg.replica_max_connections)

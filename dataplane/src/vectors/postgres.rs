@@ -157,8 +157,11 @@ impl PostgresIndex {
             .expose()
             .parse()
             .map_err(|e| invalid("parse vectors.url", format!("{e}")))?;
-        let options = crate::tls::postgres_ca(options, cfg.ca_file.as_deref(), "vectors.ca_file")
+        let ca = (cfg.ca_file.as_deref())
+            .map(|path| crate::tls::read_ca_file(path, "vectors.ca_file"))
+            .transpose()
             .map_err(|e| invalid("use vectors.ca_file", e.to_string()))?;
+        let options = crate::tls::postgres_ca(options, ca.as_deref());
         let pool = PgPoolOptions::new()
             .max_connections(cfg.max_connections)
             .acquire_timeout(Duration::from_secs(cfg.acquire_timeout_secs))
