@@ -15,7 +15,7 @@ use crate::autoscale::presets::Scope;
 use crate::autoscale::Scaling;
 use crate::crd::common::{SecretKeyRef, StorageSpec};
 use crate::crd::model_pool::{ModelPool, ModelPoolKind};
-use crate::crd::rag_cluster::{queue_names, QdrantSpec, RagCluster};
+use crate::crd::rag_cluster::{queue_names, QdrantSpec, RagCluster, RagClusterSpec};
 
 /// Where the data plane keeps embedded data inside its pods.
 pub const DATA_DIR: &str = "/var/lib/ragplane";
@@ -70,6 +70,28 @@ impl CaBackend {
     /// The CA's file, as the data plane's `ca_file` setting names it.
     pub fn file(self) -> std::path::PathBuf {
         std::path::Path::new(&self.dir()).join(CA_FILE)
+    }
+
+    /// The private CAs `spec` names, each with its backend.
+    pub fn in_spec(spec: &RagClusterSpec) -> impl Iterator<Item = (Self, &SecretKeyRef)> {
+        [
+            (
+                Self::Postgres,
+                spec.postgres
+                    .as_ref()
+                    .and_then(|p| p.ca_secret_ref.as_ref()),
+            ),
+            (
+                Self::Redis,
+                spec.redis.as_ref().and_then(|r| r.ca_secret_ref.as_ref()),
+            ),
+            (
+                Self::S3,
+                spec.s3.as_ref().and_then(|s| s.ca_secret_ref.as_ref()),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(backend, ca)| Some((backend, ca?)))
     }
 }
 
@@ -394,16 +416,14 @@ pub fn referenced_secrets(cluster: &RagCluster) -> BTreeSet<String> {
                 .iter()
                 .map(|r| r.name.clone()),
         );
-        out.extend(pg.ca_secret_ref.as_ref().map(|ca| ca.name.clone()));
     }
     if let Some(r) = &spec.redis {
         out.insert(r.url_secret_ref.name.clone());
-        out.extend(r.ca_secret_ref.as_ref().map(|ca| ca.name.clone()));
     }
-    if let Some(s3) = &spec.s3 {
-        out.extend(s3.credentials_secret.clone());
-        out.extend(s3.ca_secret_ref.as_ref().map(|ca| ca.name.clone()));
+    if let Some(name) = spec.s3.as_ref().and_then(|s| s.credentials_secret.clone()) {
+        out.insert(name);
     }
+    out.extend(CaBackend::in_spec(spec).map(|(_, ca)| ca.name.clone()));
     if let Some(q) = &spec.qdrant {
         let key = q
             .managed
@@ -682,25 +702,9 @@ pub fn validate(
         data_volume,
         secrets_hash,
         model: spec.model.clone(),
-        cas: [
-            (
-                CaBackend::Postgres,
-                spec.postgres
-                    .as_ref()
-                    .and_then(|p| p.ca_secret_ref.as_ref()),
-            ),
-            (
-                CaBackend::Redis,
-                spec.redis.as_ref().and_then(|r| r.ca_secret_ref.as_ref()),
-            ),
-            (
-                CaBackend::S3,
-                spec.s3.as_ref().and_then(|s| s.ca_secret_ref.as_ref()),
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(backend, ca)| Some((backend, ca?.clone())))
-        .collect(),
+        cas: CaBackend::in_spec(spec)
+            .map(|(backend, ca)| (backend, ca.clone()))
+            .collect(),
         network_policy: spec
             .network_policy
             .as_ref()
